@@ -1,0 +1,48 @@
+package org.bitdelta.spi;
+
+import org.bitdelta.BinaryDelta;
+import org.bitdelta.tensor.Tensor;
+
+import java.util.List;
+
+/**
+ * The few primitives the decoder needs from a compute backend. Activations are row-major float32 arrays on the
+ * heap; weights are {@link Tensor}s (F32, F16 or BF16, HF layout [out, in]) that the backend may cache on its
+ * device. Everything else a decoder layer does (norms, RoPE, attention) is cheap next to these products and
+ * runs in the model code.
+ */
+public interface TensorBackend extends AutoCloseable {
+
+    /** The provider's name, as given to {@code -Dbitdelta.backend}. */
+    String name();
+
+    /**
+     * Dense product: {@code y[r, m] = Σ_k x[r, k] · weight[m, k]}.
+     *
+     * @param x      F32 [rows, k]
+     * @param rows   number of rows of x and y
+     * @param weight F32/F16/BF16 [m, k]
+     * @param y      F32 [rows, m], overwritten
+     */
+    void matmul(float[] x, int rows, Tensor weight, float[] y);
+
+    /**
+     * Multi-tenant BitDelta product: {@code y[r, m] = Σ_k x[r, k] · (base[m, k] + scale_t(m) · S_t[m, k])} where
+     * {@code t = tenantOfRow[r]}; a row whose tenant is −1 gets the base product alone. The packed signs are read
+     * directly, never expanded to floats in memory.
+     *
+     * @param x           F32 [rows, k]
+     * @param rows        number of rows
+     * @param base        F32/F16/BF16 [m, k]
+     * @param deltas      tenant index → that tenant's delta for this matrix ([m, k]); entries may be null when
+     *                    no row refers to them
+     * @param tenantOfRow int [rows], each −1 or an index into {@code deltas}
+     * @param y           F32 [rows, m], overwritten
+     */
+    void deltaMatmul(float[] x, int rows, Tensor base, List<BinaryDelta> deltas, int[] tenantOfRow, float[] y);
+
+    /** Releases what the backend holds (device memory, threads). The default holds nothing. */
+    @Override
+    default void close() {
+    }
+}
