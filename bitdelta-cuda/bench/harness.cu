@@ -229,16 +229,9 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   int32_t* d_t = to_device(tenant);
   void* d_y = nullptr;
   CUDA_CHECK(cudaMalloc(&d_y, size_t(R) * M * ysize(y_dtype)));
-  CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
-  BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
-                     per_row ? BD_SCALE_PER_ROW : BD_SCALE_PER_MATRIX, d_y, M, K, nullptr, 0, 0));
-  CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<uint8_t> yb = to_host(static_cast<uint8_t*>(d_y), size_t(R) * M * ysize(y_dtype));
-  int64_t bad = -1;
-  const bool written = all_written(yb, y_dtype, R, M, nan_rows, &bad);
-  // Reference on sampled columns (all rows).
+  // Reference on sampled columns (all rows), once; then every kernel version against it.
   std::vector<int64_t> ms = sample_columns(M, rng);
-  double num = 0, den = 0;
+  std::vector<double> refs;
   for (int r = 0; r < R; ++r) {
     if (std::find(nan_rows.begin(), nan_rows.end(), r) != nan_rows.end()) continue;
     for (int64_t m : ms) {
@@ -251,6 +244,24 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
       }
       double ref = base;
       if (t >= 0) ref += double(ts.scales[t][per_row ? size_t(m) : 0]) * delta;
+      refs.push_back(ref);
+    }
+  }
+  for (int variant = 1; variant <= 3; ++variant) {
+  BD_CHECK(bd_debug_set_decode_variant(variant));
+  CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
+  BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
+                     per_row ? BD_SCALE_PER_ROW : BD_SCALE_PER_MATRIX, d_y, M, K, nullptr, 0, 0));
+  CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<uint8_t> yb = to_host(static_cast<uint8_t*>(d_y), size_t(R) * M * ysize(y_dtype));
+  int64_t bad = -1;
+  const bool written = all_written(yb, y_dtype, R, M, nan_rows, &bad);
+  double num = 0, den = 0;
+  size_t ri = 0;
+  for (int r = 0; r < R; ++r) {
+    if (std::find(nan_rows.begin(), nan_rows.end(), r) != nan_rows.end()) continue;
+    for (int64_t m : ms) {
+      const double ref = refs[ri++];
       const double got = y_at(yb, y_dtype, r * M + m);
       num += (got - ref) * (got - ref);
       den += ref * ref;
@@ -258,10 +269,12 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   }
   const double rel = std::sqrt(num / std::max(den, 1e-300));
   char line[256];
-  std::snprintf(line, sizeof(line), "decode  %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s",
-                dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
+  std::snprintf(line, sizeof(line), "decode v%d %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s",
+                variant, dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
                 mixed ? " mixed(-1,out-of-range)" : "", rel, written ? "" : " UNWRITTEN/NaN");
   report(written && rel < 2e-3, line);
+  }
+  BD_CHECK(bd_debug_set_decode_variant(0));
   // Layout round trip for tenant 0.
   if (T > 0) {
     uint8_t* d_p = nullptr;
@@ -502,11 +515,17 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
     CUDA_CHECK(cudaMalloc(&s.y, size_t(T) * M * 2));
   }
   const int reps = quick ? 30 : 200;
-  const double us = time_us(nsets, 20, reps, [&](int i) {
-    Set& s = sets[i];
-    BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
-                       BD_SCALE_PER_MATRIX, s.y, M, K, nullptr, 0, 0));
-  });
+  double vus[4];
+  for (int variant = 0; variant <= 3; ++variant) {
+    BD_CHECK(bd_debug_set_decode_variant(variant));
+    vus[variant] = time_us(nsets, 20, reps, [&](int i) {
+      Set& s = sets[i];
+      BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
+                         BD_SCALE_PER_MATRIX, s.y, M, K, nullptr, 0, 0));
+    });
+  }
+  BD_CHECK(bd_debug_set_decode_variant(0));
+  const double us = vus[0];
   for (auto& s : sets) { cudaFree(s.W); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
   // Baseline: T separate F16 weight matrices, one token each: cuBLAS strided batched GEMV (n = 1).
   const size_t wb = size_t(T) * M * K * 2;
@@ -529,8 +548,10 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   const double bytes = double(M * K) * 2 + double(T) * double(M) * double((K + 7) / 8) + double(T) * K * 2 + double(T) * M * 2;
   char name[128];
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
-  g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", ""});
-  std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us)\n", name, us, bytes / g_bw * 1e6, cub_us);
+  char vnote[128];
+  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f", vus[1], vus[2], vus[3]);
+  g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
+  std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);
 }
 
