@@ -629,12 +629,13 @@ static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick
 }
 
 int main(int argc, char** argv) {
-  bool quick = false, skip_checks = false, skip_bench = false;
+  bool quick = false, skip_checks = false, skip_bench = false, profile = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--no-checks")) skip_checks = true;
     else if (!std::strcmp(argv[i], "--no-bench")) skip_bench = true;
     else if (!std::strncmp(argv[i], "--seed=", 7)) g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
+    else if (!std::strcmp(argv[i], "--profile")) profile = true;
   }
   if (g_seed == 0) g_seed = uint64_t(std::chrono::high_resolution_clock::now().time_since_epoch().count());
   cudaDeviceProp prop;
@@ -646,6 +647,35 @@ int main(int argc, char** argv) {
               prop.multiProcessorCount, prop.l2CacheSize >> 20, prop.major, prop.minor, driver, runtime, bd_abi_version());
   std::printf("seed: %llu (rerun with --seed=%llu)\n", (unsigned long long)g_seed, (unsigned long long)g_seed);
   Rng rng(g_seed);
+  if (profile) {  // a few launches of the kernels worth profiling (for ncu), nothing else
+    const int64_t M = 4096, K = 4096;
+    const int T = 32;
+    std::vector<int32_t> tenant(T);
+    for (int r = 0; r < T; ++r) tenant[r] = r;
+    uint16_t* d_W = to_device(random16(size_t(M * K), 0.05f, BD_DTYPE_F16, rng));
+    uint16_t* d_x = to_device(random16(size_t(1024) * K, 1.0f, BD_DTYPE_F16, rng));
+    int32_t* d_t = to_device(tenant);
+    TenantSet ts = make_tenants(T, M, K, false, rng, false);
+    void* d_y;
+    CUDA_CHECK(cudaMalloc(&d_y, size_t(1024) * M * 2));
+    for (int variant = 1; variant <= 3; ++variant) {
+      BD_CHECK(bd_debug_set_decode_variant(variant));
+      for (int i = 0; i < 3; ++i)
+        BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, T, ts.d_sign_table, ts.d_scale_table, T,
+                           BD_SCALE_PER_MATRIX, d_y, M, K, nullptr, 0, 0));
+    }
+    std::vector<int32_t> offs(9), tens(8);
+    for (int s = 0; s <= 8; ++s) offs[s] = s * 128;
+    for (int s = 0; s < 8; ++s) tens[s] = s;
+    int32_t* d_offs = to_device(offs);
+    int32_t* d_tens = to_device(tens);
+    for (int i = 0; i < 3; ++i)
+      BD_CHECK(bd_prefill(BD_DTYPE_F16, BD_DTYPE_F16, nullptr, d_x, 1024, d_offs, d_tens, 8, ts.d_sign_table,
+                          ts.d_scale_table, T, BD_SCALE_PER_MATRIX, 0, d_y, M, K, nullptr, 0, 0));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    std::printf("profile launches done\n");
+    return 0;
+  }
 
   if (!skip_checks) {
     std::printf("== correctness\n");

@@ -14,3 +14,11 @@ for f in '_ZN2bd14decode2_kernelI6__halfS1_Li4ELi2ELb1EEEvPKT_S4_PKiiPKPKjPKPKfi
   cuobjdump -sass -arch sm_90 -fun "$f" "$out/libbitdelta_cuda.so" > "$dest/sass-$(echo "$f" | cut -c1-40 | tr -c 'A-Za-z0-9_\n' _).txt" 2>&1
 done
 "$out/bd_harness" "$@" 2>&1 | tee "$dest/harness.log"
+# Optional: hardware counters of the decode versions and prefill (PROFILE=1).
+if [ "${PROFILE:-0}" = 1 ]; then
+  ncu --clock-control none -k regex:'decode|prefill' \
+      --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
+      --section WarpStateStats --section MemoryWorkloadAnalysis \
+      "$out/bd_harness" --profile > "$dest/ncu.txt" 2>&1
+  grep -E "decode|prefill|Duration|Throughput|Issue Slots|Issued Warp|No Eligible|Active Warps|Eligible Warps|Stall|Achieved Occupancy|Registers|L2 Hit|Mem Busy|Max Bandwidth" "$dest/ncu.txt" | head -150
+fi

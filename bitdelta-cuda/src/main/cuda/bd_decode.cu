@@ -163,9 +163,12 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
 // Epilogue: base accumulators -> shared memory -> the row's warp adds a_t[m] * delta and writes y.
 template <int RW, int MT>
 struct Decode2Shape {
-  static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 128, STAGES = 3;
+  static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 128;
   static constexpr int W_BYTES = BM * KC * 2, X_BYTES = ROWS * KC * 2, S_BYTES = ROWS * MT * 2 * 128;
   static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES;
+  // As many stages as fit in ~96 KB (two blocks per SM): few rows -> small stages -> a deep pipeline, so that
+  // enough bytes are in flight per SM (about 40-60 KB) for the memory system to run at full rate.
+  static constexpr int STAGES = (98304 / STAGE_BYTES) < 3 ? 3 : (98304 / STAGE_BYTES) > 12 ? 12 : (98304 / STAGE_BYTES);
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
