@@ -247,11 +247,15 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
       refs.push_back(ref);
     }
   }
-  for (int variant = 1; variant <= 3; ++variant) {
+  const size_t wsb = bd_decode_workspace_bytes(M, K, R);
+  void* d_ws = nullptr;
+  CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
+  for (int variant = 1; variant <= 5; ++variant) {
   BD_CHECK(bd_debug_set_decode_variant(variant));
   CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
+  CUDA_CHECK(cudaMemset(d_ws, 0xA5, std::max<size_t>(wsb, 1)));      // workspace garbage
   BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
-                     per_row ? BD_SCALE_PER_ROW : BD_SCALE_PER_MATRIX, d_y, M, K, nullptr, 0, 0));
+                     per_row ? BD_SCALE_PER_ROW : BD_SCALE_PER_MATRIX, d_y, M, K, d_ws, wsb, 0));
   CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<uint8_t> yb = to_host(static_cast<uint8_t*>(d_y), size_t(R) * M * ysize(y_dtype));
   int64_t bad = -1;
@@ -275,6 +279,7 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   report(written && rel < 2e-3, line);
   }
   BD_CHECK(bd_debug_set_decode_variant(0));
+  cudaFree(d_ws);
   // Layout round trip for tenant 0.
   if (T > 0) {
     uint8_t* d_p = nullptr;
@@ -515,15 +520,19 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
     CUDA_CHECK(cudaMalloc(&s.y, size_t(T) * M * 2));
   }
   const int reps = quick ? 30 : 200;
-  double vus[4];
-  for (int variant = 0; variant <= 3; ++variant) {
+  double vus[6];
+  const size_t wsb = bd_decode_workspace_bytes(M, K, T);
+  void* d_ws = nullptr;
+  CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
+  for (int variant = 0; variant <= 5; ++variant) {
     BD_CHECK(bd_debug_set_decode_variant(variant));
     vus[variant] = time_us(nsets, 20, reps, [&](int i) {
       Set& s = sets[i];
       BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
-                         BD_SCALE_PER_MATRIX, s.y, M, K, nullptr, 0, 0));
+                         BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
     });
   }
+  cudaFree(d_ws);
   BD_CHECK(bd_debug_set_decode_variant(0));
   const double us = vus[0];
   for (auto& s : sets) { cudaFree(s.W); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
@@ -549,7 +558,7 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   char name[128];
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[128];
-  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f", vus[1], vus[2], vus[3]);
+  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f", vus[1], vus[2], vus[3], vus[4], vus[5]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);
@@ -658,11 +667,14 @@ int main(int argc, char** argv) {
     TenantSet ts = make_tenants(T, M, K, false, rng, false);
     void* d_y;
     CUDA_CHECK(cudaMalloc(&d_y, size_t(1024) * M * 2));
-    for (int variant = 1; variant <= 3; ++variant) {
+    const size_t wsb = bd_decode_workspace_bytes(M, K, T);
+    void* d_ws = nullptr;
+    CUDA_CHECK(cudaMalloc(&d_ws, wsb));
+    for (int variant = 4; variant <= 5; ++variant) {
       BD_CHECK(bd_debug_set_decode_variant(variant));
-      for (int i = 0; i < 3; ++i)
+      for (int i = 0; i < 2; ++i)
         BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, T, ts.d_sign_table, ts.d_scale_table, T,
-                           BD_SCALE_PER_MATRIX, d_y, M, K, nullptr, 0, 0));
+                           BD_SCALE_PER_MATRIX, d_y, M, K, d_ws, wsb, 0));
     }
     std::vector<int32_t> offs(9), tens(8);
     for (int s = 0; s <= 8; ++s) offs[s] = s * 128;

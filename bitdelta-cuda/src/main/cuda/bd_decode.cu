@@ -364,8 +364,86 @@ __global__ void __launch_bounds__(256) decode2_kernel(
   }
 }
 
-// 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2 (benchmarks only).
+}  // namespace bd
+#include "bd_decode3.cuh"
+namespace bd {
+
+// 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
+// 5 = version 3 with MT = 2 (benchmarks only).
 static int g_decode_variant = 0;
+
+struct XPlanes {
+  uint32_t* xb;
+  float* scale;
+  int* popc;
+};
+static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
+static size_t decode3_workspace(int64_t K, int64_t R) {
+  const size_t K256 = size_t((K + 255) / 256);
+  return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * 64);
+}
+static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
+  const size_t K256 = size_t((K + 255) / 256);
+  char* p = static_cast<char*>(ws);
+  XPlanes xp;
+  xp.xb = reinterpret_cast<uint32_t*>(p);
+  xp.scale = reinterpret_cast<float*>(p + align256(size_t(R) * K256 * 512));
+  xp.popc = reinterpret_cast<int*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
+  return xp;
+}
+
+template <typename T>
+static int launch_xplanes(const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
+  static bool attribute_set = false;
+  const int smem = int((K + 255) / 256 * 512);
+  if (!attribute_set) {
+    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
+  xplanes_kernel<T><<<unsigned(R), 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY, int RW, int MT>
+static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                          const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                          const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  using Shape = Decode3Shape<RW, MT>;
+  static bool attribute_set[2] = {false, false};
+  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
+  if (vec) {
+    if (!attribute_set[1]) {
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[1] = true;
+    }
+    decode3_kernel<T, TY, RW, MT, true><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+  } else {
+    if (!attribute_set[0]) {
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[0] = true;
+    }
+    decode3_kernel<T, TY, RW, MT, false><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+  }
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY, int MT>
+static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                               const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                               const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+}
 
 template <typename T, typename TY, int RW, int MT>
 static int launch_decode2(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
@@ -424,26 +502,42 @@ static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row
 template <typename T, typename TY>
 static int run_decode(const void* W, const void* x, const int32_t* row_tenant, int64_t R,
                       const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
-                      void* y, int64_t M, int64_t K, cudaStream_t stream) {
+                      void* y, int64_t M, int64_t K, void* ws, size_t ws_bytes, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(W) && aligned16(x);
+  int variant = g_decode_variant;
+  const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
+                     K <= 98304;
+  if (variant == 0) variant = ws_ok ? (M >= 8192 ? 4 : 5) : 2;
+  if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
+  XPlanes xp{nullptr, nullptr, nullptr};
+  if (variant >= 4) {
+    xp = decode3_carve(ws, K, R);
+    const int status = launch_xplanes<T>(static_cast<const T*>(x), R, K, xp, stream);
+    if (status != BD_OK) return status;
+  }
   for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {
     const int rows = int(R - r0 < DECODE_MAX_ROWS ? R - r0 : DECODE_MAX_ROWS);
-    const T* xc = static_cast<const T*>(x) + r0 * K;
+    const T* xch = static_cast<const T*>(x) + r0 * K;
     TY* yc = static_cast<TY*>(y) + r0 * M;
     const T* Wc = static_cast<const T*>(W);
     int status;
-    int variant = g_decode_variant;
-    if (variant == 0) variant = 3;
-    if (variant == 2) {
-      status = launch_decode2_rows<T, TY, 1>(vec, Wc, xc, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    if (variant >= 4) {
+      const size_t K256 = size_t((K + 255) / 256);
+      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
+      if (variant == 4)
+        status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else
+        status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+    } else if (variant == 2) {
+      status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
-      status = launch_decode2_rows<T, TY, 2>(vec, Wc, xc, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode2_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (rows <= 8)
-      status = launch_decode_nt<T, TY, 1>(vec, Wc, xc, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     else if (rows <= 16)
-      status = launch_decode_nt<T, TY, 2>(vec, Wc, xc, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     else
-      status = launch_decode_nt<T, TY, 4>(vec, Wc, xc, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 4>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     if (status != BD_OK) return status;
   }
   return BD_OK;
@@ -453,10 +547,14 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
 
 extern "C" {
 
-size_t bd_decode_workspace_bytes(int64_t, int64_t, int64_t) { return 0; }
+size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
+  (void)M;
+  if (K <= 0 || R <= 0) return 0;
+  return bd::decode3_workspace(K, R);
+}
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 3) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 5) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }
@@ -465,8 +563,6 @@ int bd_decode(int dtype, int y_dtype, const void* d_W, const void* d_x, const in
               const uint32_t* const* d_tenant_signs, const float* const* d_tenant_scales, int64_t num_tenants,
               int scale_per_row, void* d_y, int64_t M, int64_t K, void* d_workspace, size_t workspace_bytes,
               cudaStream_t stream) {
-  (void)d_workspace;
-  (void)workspace_bytes;
   if (!d_W || !d_x || !d_row_tenant || !d_y) return BD_ERR_NULL_POINTER;
   if (num_tenants > 0 && (!d_tenant_signs || !d_tenant_scales)) return BD_ERR_NULL_POINTER;
   if (M <= 0 || K <= 0 || R <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31) || R > 65535 ||
@@ -476,14 +572,14 @@ int bd_decode(int dtype, int y_dtype, const void* d_W, const void* d_x, const in
   const int nt = int(num_tenants);
   if (dtype == BD_DTYPE_F16) {
     if (y_dtype == BD_DTYPE_F16)
-      return bd::run_decode<__half, __half>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, stream);
+      return bd::run_decode<__half, __half>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
     if (y_dtype == BD_DTYPE_F32)
-      return bd::run_decode<__half, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, stream);
+      return bd::run_decode<__half, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
   } else if (dtype == BD_DTYPE_BF16) {
     if (y_dtype == BD_DTYPE_BF16)
-      return bd::run_decode<__nv_bfloat16, __nv_bfloat16>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, stream);
+      return bd::run_decode<__nv_bfloat16, __nv_bfloat16>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
     if (y_dtype == BD_DTYPE_F32)
-      return bd::run_decode<__nv_bfloat16, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, stream);
+      return bd::run_decode<__nv_bfloat16, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
   }
   return BD_ERR_BAD_DTYPE;
 }
