@@ -1,0 +1,425 @@
+package org.bitdelta.internal.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+
+/**
+ * The Vector API micro-kernels behind {@link VectorCpuBackend}. Each works on a small tile of weight rows times a
+ * small tile of activation rows with every accumulator in a register; the backend decides the tiling and the
+ * threads. Tails (a K that is not a multiple of the lane count) run with masked loads or in scalar code, so
+ * every K from 1 up is exact.
+ *
+ * <p>Naming: "4x1" means 4 weight (output) rows times 1 activation row; "Segment" kernels read the weight
+ * where it lies (F32 or BF16 bytes), "Array" kernels read a weight tile already converted to floats.
+ */
+final class VectorKernels {
+    /** 16 lanes on AVX-512, 8 on AVX2. */
+    static final VectorSpecies<Float> FLOATS = FloatVector.SPECIES_PREFERRED;
+    static final int LANES = FLOATS.length();
+    /** Same lane count, half the bits: BF16/F16 raw values. */
+    static final VectorSpecies<Short> SHORTS = VectorSpecies.of(short.class, VectorShape.forBitSize(FLOATS.vectorBitSize() / 2));
+    static final VectorSpecies<Integer> INTS = VectorSpecies.of(int.class, FLOATS.vectorShape());
+
+    static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfLong LONG_LE = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    /** Sign masks are taken 64 bits (8 packed bytes) at a time. */
+    static final int BITS_PER_WORD = 64;
+    static final int MASKS_PER_WORD = BITS_PER_WORD / LANES;
+
+    static {
+        if (LANES > BITS_PER_WORD || BITS_PER_WORD % LANES != 0) {
+            throw new IllegalStateException("unsupported float vector length " + LANES);
+        }
+    }
+
+    private VectorKernels() {
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Loading weights
+
+    /** LANES BF16 values at byte offset {@code offset}, widened to F32: BF16 is the top half of an F32. */
+    static FloatVector loadBf16(MemorySegment segment, long offset) {
+        ShortVector raw = ShortVector.fromMemorySegment(SHORTS, segment, offset, ByteOrder.LITTLE_ENDIAN);
+        IntVector widened = (IntVector) raw.convertShape(VectorOperators.ZERO_EXTEND_S2I, INTS, 0);
+        return widened.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    static float bf16ToFloat(short raw) {
+        return Float.intBitsToFloat((raw & 0xFFFF) << 16);
+    }
+
+    /**
+     * Converts {@code count} elements of weight row {@code row} starting at column {@code column} to floats in
+     * {@code target[targetOffset ...]}. F16 has no vector conversion in the Vector API, so it goes through
+     * {@link Float#float16ToFloat} (an intrinsic: one vcvtph2ps per element).
+     */
+    static void convertRow(MemorySegment weight, WeightType type, long rowStartElement, int column, int count,
+                           float[] target, int targetOffset) {
+        long element = rowStartElement + column;
+        switch (type) {
+            case F32 -> MemorySegment.copy(weight, FLOAT_LE, element * 4, target, targetOffset, count);
+            case BF16 -> {
+                int bound = count - count % LANES;
+                int k = 0;
+                for (; k < bound; k += LANES) {
+                    loadBf16(weight, (element + k) * 2).intoArray(target, targetOffset + k);
+                }
+                for (; k < count; k++) {
+                    target[targetOffset + k] = bf16ToFloat(weight.get(SHORT_LE, (element + k) * 2));
+                }
+            }
+            case F16 -> {
+                for (int k = 0; k < count; k++) {
+                    target[targetOffset + k] = Float.float16ToFloat(weight.get(SHORT_LE, (element + k) * 2));
+                }
+            }
+        }
+    }
+
+    /** The weight encodings the kernels read. */
+    enum WeightType {
+        F32, F16, BF16
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Dense products, weight read in place (decode: few activation rows, the weight streamed once)
+
+    /**
+     * out[j] = Σ_k x[xOffset + k] · w[row j, k] for the 4 F32 weight rows starting at byte {@code rowByte0},
+     * {@code rowBytes} apart. Stores into y[yIndex + j].
+     */
+    static void dot4x1F32(MemorySegment weight, long rowByte0, long rowBytes, int inputs,
+                          float[] x, int xOffset, float[] y, int yIndex) {
+        FloatVector acc0 = FloatVector.zero(FLOATS), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        int bound = inputs - inputs % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + k);
+            long byteOffset = (long) k * 4;
+            acc0 = FloatVector.fromMemorySegment(FLOATS, weight, rowByte0 + byteOffset, ByteOrder.LITTLE_ENDIAN).fma(xv, acc0);
+            acc1 = FloatVector.fromMemorySegment(FLOATS, weight, row1 + byteOffset, ByteOrder.LITTLE_ENDIAN).fma(xv, acc1);
+            acc2 = FloatVector.fromMemorySegment(FLOATS, weight, row2 + byteOffset, ByteOrder.LITTLE_ENDIAN).fma(xv, acc2);
+            acc3 = FloatVector.fromMemorySegment(FLOATS, weight, row3 + byteOffset, ByteOrder.LITTLE_ENDIAN).fma(xv, acc3);
+        }
+        float s0 = acc0.reduceLanes(VectorOperators.ADD), s1 = acc1.reduceLanes(VectorOperators.ADD);
+        float s2 = acc2.reduceLanes(VectorOperators.ADD), s3 = acc3.reduceLanes(VectorOperators.ADD);
+        for (; k < inputs; k++) {
+            float xk = x[xOffset + k];
+            long byteOffset = (long) k * 4;
+            s0 += xk * weight.get(FLOAT_LE, rowByte0 + byteOffset);
+            s1 += xk * weight.get(FLOAT_LE, row1 + byteOffset);
+            s2 += xk * weight.get(FLOAT_LE, row2 + byteOffset);
+            s3 += xk * weight.get(FLOAT_LE, row3 + byteOffset);
+        }
+        y[yIndex] = s0;
+        y[yIndex + 1] = s1;
+        y[yIndex + 2] = s2;
+        y[yIndex + 3] = s3;
+    }
+
+    /** As {@link #dot4x1F32} for BF16 weight rows, widened in registers. */
+    static void dot4x1Bf16(MemorySegment weight, long rowByte0, long rowBytes, int inputs,
+                           float[] x, int xOffset, float[] y, int yIndex) {
+        FloatVector acc0 = FloatVector.zero(FLOATS), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        int bound = inputs - inputs % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + k);
+            long byteOffset = (long) k * 2;
+            acc0 = loadBf16(weight, rowByte0 + byteOffset).fma(xv, acc0);
+            acc1 = loadBf16(weight, row1 + byteOffset).fma(xv, acc1);
+            acc2 = loadBf16(weight, row2 + byteOffset).fma(xv, acc2);
+            acc3 = loadBf16(weight, row3 + byteOffset).fma(xv, acc3);
+        }
+        float s0 = acc0.reduceLanes(VectorOperators.ADD), s1 = acc1.reduceLanes(VectorOperators.ADD);
+        float s2 = acc2.reduceLanes(VectorOperators.ADD), s3 = acc3.reduceLanes(VectorOperators.ADD);
+        for (; k < inputs; k++) {
+            float xk = x[xOffset + k];
+            long byteOffset = (long) k * 2;
+            s0 += xk * bf16ToFloat(weight.get(SHORT_LE, rowByte0 + byteOffset));
+            s1 += xk * bf16ToFloat(weight.get(SHORT_LE, row1 + byteOffset));
+            s2 += xk * bf16ToFloat(weight.get(SHORT_LE, row2 + byteOffset));
+            s3 += xk * bf16ToFloat(weight.get(SHORT_LE, row3 + byteOffset));
+        }
+        y[yIndex] = s0;
+        y[yIndex + 1] = s1;
+        y[yIndex + 2] = s2;
+        y[yIndex + 3] = s3;
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Dense products on a converted weight tile (prefill and larger batches: each converted chunk is reused by
+    // every activation row)
+
+    /**
+     * A 4 x 4 register tile over one K block: for weight rows j (at w[j * wStride ...]) and activation rows i (at
+     * x[xOffset_i ...]), y[yIndex_i + j] = (accumulate ? y[yIndex_i + j] : 0) + Σ_{k < length} x_i[k] · w_j[k].
+     */
+    static void tile4x4(float[] w, int wStride, int length, float[] x, int x0, int x1, int x2, int x3,
+                        float[] y, int y0, int y1, int y2, int y3, boolean accumulate) {
+        FloatVector a00 = FloatVector.zero(FLOATS), a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        int w1 = wStride, w2 = 2 * wStride, w3 = 3 * wStride;
+        int bound = length - length % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            FloatVector wv0 = FloatVector.fromArray(FLOATS, w, k);
+            FloatVector wv1 = FloatVector.fromArray(FLOATS, w, w1 + k);
+            FloatVector wv2 = FloatVector.fromArray(FLOATS, w, w2 + k);
+            FloatVector wv3 = FloatVector.fromArray(FLOATS, w, w3 + k);
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, x0 + k);
+            a00 = wv0.fma(xv, a00);
+            a01 = wv1.fma(xv, a01);
+            a02 = wv2.fma(xv, a02);
+            a03 = wv3.fma(xv, a03);
+            xv = FloatVector.fromArray(FLOATS, x, x1 + k);
+            a10 = wv0.fma(xv, a10);
+            a11 = wv1.fma(xv, a11);
+            a12 = wv2.fma(xv, a12);
+            a13 = wv3.fma(xv, a13);
+            xv = FloatVector.fromArray(FLOATS, x, x2 + k);
+            a20 = wv0.fma(xv, a20);
+            a21 = wv1.fma(xv, a21);
+            a22 = wv2.fma(xv, a22);
+            a23 = wv3.fma(xv, a23);
+            xv = FloatVector.fromArray(FLOATS, x, x3 + k);
+            a30 = wv0.fma(xv, a30);
+            a31 = wv1.fma(xv, a31);
+            a32 = wv2.fma(xv, a32);
+            a33 = wv3.fma(xv, a33);
+        }
+        storeRow(y, y0, accumulate, a00, a01, a02, a03, w, 0, wStride, x, x0, k, length);
+        storeRow(y, y1, accumulate, a10, a11, a12, a13, w, 0, wStride, x, x1, k, length);
+        storeRow(y, y2, accumulate, a20, a21, a22, a23, w, 0, wStride, x, x2, k, length);
+        storeRow(y, y3, accumulate, a30, a31, a32, a33, w, 0, wStride, x, x3, k, length);
+    }
+
+    /** A 4 weight rows x 1 activation row tile over one K block; see {@link #tile4x4}. */
+    static void tile4x1(float[] w, int wStride, int length, float[] x, int x0, float[] y, int y0, boolean accumulate) {
+        FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
+        int w1 = wStride, w2 = 2 * wStride, w3 = 3 * wStride;
+        int bound = length - length % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, x0 + k);
+            a0 = FloatVector.fromArray(FLOATS, w, k).fma(xv, a0);
+            a1 = FloatVector.fromArray(FLOATS, w, w1 + k).fma(xv, a1);
+            a2 = FloatVector.fromArray(FLOATS, w, w2 + k).fma(xv, a2);
+            a3 = FloatVector.fromArray(FLOATS, w, w3 + k).fma(xv, a3);
+        }
+        storeRow(y, y0, accumulate, a0, a1, a2, a3, w, 0, wStride, x, x0, k, length);
+    }
+
+    /** One weight row (at w[wOffset ...]) times one activation row over one K block. */
+    static float dot1x1(float[] w, int wOffset, int length, float[] x, int x0) {
+        FloatVector acc = FloatVector.zero(FLOATS);
+        int bound = length - length % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            acc = FloatVector.fromArray(FLOATS, w, wOffset + k).fma(FloatVector.fromArray(FLOATS, x, x0 + k), acc);
+        }
+        float sum = acc.reduceLanes(VectorOperators.ADD);
+        for (; k < length; k++) {
+            sum += w[wOffset + k] * x[x0 + k];
+        }
+        return sum;
+    }
+
+    /** Reduces 4 accumulators, adds the scalar tail from {@code tailStart} to {@code length}, stores 4 outputs. */
+    private static void storeRow(float[] y, int yIndex, boolean accumulate,
+                                 FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3,
+                                 float[] w, int wOffset, int wStride, float[] x, int xOffset, int tailStart, int length) {
+        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
+        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
+        for (int k = tailStart; k < length; k++) {
+            float xk = x[xOffset + k];
+            s0 += xk * w[wOffset + k];
+            s1 += xk * w[wOffset + wStride + k];
+            s2 += xk * w[wOffset + 2 * wStride + k];
+            s3 += xk * w[wOffset + 3 * wStride + k];
+        }
+        if (accumulate) {
+            y[yIndex] += s0;
+            y[yIndex + 1] += s1;
+            y[yIndex + 2] += s2;
+            y[yIndex + 3] += s3;
+        } else {
+            y[yIndex] = s0;
+            y[yIndex + 1] = s1;
+            y[yIndex + 2] = s2;
+            y[yIndex + 3] = s3;
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Binary (sign) products. Σ_k x_k · s_k = 2 · Σ_{k: s_k = +1} x_k − Σ_k x_k, so a kernel only sums the x lanes
+    // whose sign bit is 1: a masked add per LANES inputs, the mask taken straight from the packed bits
+    // (VectorMask.fromLong is one kmov on AVX-512). The signs are never expanded in memory.
+
+    /** Σ_k x[xOffset + k] for k < length. */
+    static float sum(float[] x, int xOffset, int length) {
+        FloatVector acc = FloatVector.zero(FLOATS);
+        int bound = length - length % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            acc = acc.add(FloatVector.fromArray(FLOATS, x, xOffset + k));
+        }
+        float total = acc.reduceLanes(VectorOperators.ADD);
+        for (; k < length; k++) {
+            total += x[xOffset + k];
+        }
+        return total;
+    }
+
+    /** Up to 8 packed bytes from {@code offset} as the low bits of a long (little-endian), for row tails. */
+    static long readBits(MemorySegment signs, long offset, int bytes) {
+        long bits = 0;
+        for (int b = 0; b < bytes; b++) {
+            bits |= (signs.get(ValueLayout.JAVA_BYTE, offset + b) & 0xFFL) << (8 * b);
+        }
+        return bits;
+    }
+
+    /**
+     * Positive-sign sums of 4 sign rows (starting at byte {@code signRow0}, {@code bytesPerRow} apart) against one
+     * activation row: out[outIndex + j] = Σ_{k: bit(j, k) = 1} x[xOffset + k].
+     */
+    static void positiveSum4x1(MemorySegment signs, long signRow0, long bytesPerRow, int inputs,
+                               float[] x, int xOffset, float[] out, int outIndex) {
+        FloatVector acc0 = FloatVector.zero(FLOATS), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        long row1 = signRow0 + bytesPerRow, row2 = row1 + bytesPerRow, row3 = row2 + bytesPerRow;
+        int wordBound = inputs - inputs % BITS_PER_WORD;
+        int k = 0;
+        for (; k < wordBound; k += BITS_PER_WORD) {
+            long byteOffset = k >>> 3;
+            long bits0 = signs.get(LONG_LE, signRow0 + byteOffset);
+            long bits1 = signs.get(LONG_LE, row1 + byteOffset);
+            long bits2 = signs.get(LONG_LE, row2 + byteOffset);
+            long bits3 = signs.get(LONG_LE, row3 + byteOffset);
+            for (int part = 0; part < MASKS_PER_WORD; part++) {
+                int shift = part * LANES;
+                FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + k + shift);
+                acc0 = acc0.add(xv, VectorMask.fromLong(FLOATS, bits0 >>> shift));
+                acc1 = acc1.add(xv, VectorMask.fromLong(FLOATS, bits1 >>> shift));
+                acc2 = acc2.add(xv, VectorMask.fromLong(FLOATS, bits2 >>> shift));
+                acc3 = acc3.add(xv, VectorMask.fromLong(FLOATS, bits3 >>> shift));
+            }
+        }
+        if (k < inputs) {
+            // Row tail: fewer than 64 inputs; read only the bytes the row has.
+            long byteOffset = k >>> 3;
+            int tailBytes = (inputs - k + 7) >>> 3;
+            long bits0 = readBits(signs, signRow0 + byteOffset, tailBytes);
+            long bits1 = readBits(signs, row1 + byteOffset, tailBytes);
+            long bits2 = readBits(signs, row2 + byteOffset, tailBytes);
+            long bits3 = readBits(signs, row3 + byteOffset, tailBytes);
+            for (int shift = 0; k + shift < inputs; shift += LANES) {
+                VectorMask<Float> inRange = FLOATS.indexInRange(k + shift, inputs);
+                FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + k + shift, inRange);
+                acc0 = acc0.add(xv, VectorMask.fromLong(FLOATS, bits0 >>> shift));
+                acc1 = acc1.add(xv, VectorMask.fromLong(FLOATS, bits1 >>> shift));
+                acc2 = acc2.add(xv, VectorMask.fromLong(FLOATS, bits2 >>> shift));
+                acc3 = acc3.add(xv, VectorMask.fromLong(FLOATS, bits3 >>> shift));
+            }
+        }
+        out[outIndex] = acc0.reduceLanes(VectorOperators.ADD);
+        out[outIndex + 1] = acc1.reduceLanes(VectorOperators.ADD);
+        out[outIndex + 2] = acc2.reduceLanes(VectorOperators.ADD);
+        out[outIndex + 3] = acc3.reduceLanes(VectorOperators.ADD);
+    }
+
+    /**
+     * Positive-sign sums of 4 sign rows against 4 activation rows (one tenant's prefill): each mask is built once
+     * and used for 4 rows. out[outIndex_i + j] for activation row i, sign row j.
+     */
+    static void positiveSum4x4(MemorySegment signs, long signRow0, long bytesPerRow, int inputs,
+                               float[] x, int x0, int x1, int x2, int x3,
+                               float[] out, int o0, int o1, int o2, int o3) {
+        FloatVector a00 = FloatVector.zero(FLOATS), a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        long row1 = signRow0 + bytesPerRow, row2 = row1 + bytesPerRow, row3 = row2 + bytesPerRow;
+        for (int k = 0; k < inputs; k += BITS_PER_WORD) {
+            long byteOffset = k >>> 3;
+            boolean fullWord = k + BITS_PER_WORD <= inputs;
+            int wordBytes = fullWord ? 8 : (inputs - k + 7) >>> 3;
+            long bits0 = fullWord ? signs.get(LONG_LE, signRow0 + byteOffset) : readBits(signs, signRow0 + byteOffset, wordBytes);
+            long bits1 = fullWord ? signs.get(LONG_LE, row1 + byteOffset) : readBits(signs, row1 + byteOffset, wordBytes);
+            long bits2 = fullWord ? signs.get(LONG_LE, row2 + byteOffset) : readBits(signs, row2 + byteOffset, wordBytes);
+            long bits3 = fullWord ? signs.get(LONG_LE, row3 + byteOffset) : readBits(signs, row3 + byteOffset, wordBytes);
+            for (int shift = 0; shift < BITS_PER_WORD && k + shift < inputs; shift += LANES) {
+                int column = k + shift;
+                VectorMask<Float> m0 = VectorMask.fromLong(FLOATS, bits0 >>> shift);
+                VectorMask<Float> m1 = VectorMask.fromLong(FLOATS, bits1 >>> shift);
+                VectorMask<Float> m2 = VectorMask.fromLong(FLOATS, bits2 >>> shift);
+                VectorMask<Float> m3 = VectorMask.fromLong(FLOATS, bits3 >>> shift);
+                FloatVector xv;
+                if (column + LANES <= inputs) {
+                    xv = FloatVector.fromArray(FLOATS, x, x0 + column);
+                    a00 = a00.add(xv, m0); a01 = a01.add(xv, m1); a02 = a02.add(xv, m2); a03 = a03.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x1 + column);
+                    a10 = a10.add(xv, m0); a11 = a11.add(xv, m1); a12 = a12.add(xv, m2); a13 = a13.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x2 + column);
+                    a20 = a20.add(xv, m0); a21 = a21.add(xv, m1); a22 = a22.add(xv, m2); a23 = a23.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x3 + column);
+                    a30 = a30.add(xv, m0); a31 = a31.add(xv, m1); a32 = a32.add(xv, m2); a33 = a33.add(xv, m3);
+                } else {
+                    VectorMask<Float> inRange = FLOATS.indexInRange(column, inputs);
+                    xv = FloatVector.fromArray(FLOATS, x, x0 + column, inRange);
+                    a00 = a00.add(xv, m0); a01 = a01.add(xv, m1); a02 = a02.add(xv, m2); a03 = a03.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x1 + column, inRange);
+                    a10 = a10.add(xv, m0); a11 = a11.add(xv, m1); a12 = a12.add(xv, m2); a13 = a13.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x2 + column, inRange);
+                    a20 = a20.add(xv, m0); a21 = a21.add(xv, m1); a22 = a22.add(xv, m2); a23 = a23.add(xv, m3);
+                    xv = FloatVector.fromArray(FLOATS, x, x3 + column, inRange);
+                    a30 = a30.add(xv, m0); a31 = a31.add(xv, m1); a32 = a32.add(xv, m2); a33 = a33.add(xv, m3);
+                }
+            }
+        }
+        store4(out, o0, a00, a01, a02, a03);
+        store4(out, o1, a10, a11, a12, a13);
+        store4(out, o2, a20, a21, a22, a23);
+        store4(out, o3, a30, a31, a32, a33);
+    }
+
+    /** Positive-sign sum of one sign row against one activation row. */
+    static float positiveSum1x1(MemorySegment signs, long signRow, int inputs, float[] x, int xOffset) {
+        FloatVector acc = FloatVector.zero(FLOATS);
+        for (int k = 0; k < inputs; k += BITS_PER_WORD) {
+            long byteOffset = k >>> 3;
+            boolean fullWord = k + BITS_PER_WORD <= inputs;
+            long bits = fullWord ? signs.get(LONG_LE, signRow + byteOffset)
+                    : readBits(signs, signRow + byteOffset, (inputs - k + 7) >>> 3);
+            for (int shift = 0; shift < BITS_PER_WORD && k + shift < inputs; shift += LANES) {
+                int column = k + shift;
+                VectorMask<Float> inRange = FLOATS.indexInRange(column, inputs);
+                FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + column, inRange);
+                acc = acc.add(xv, VectorMask.fromLong(FLOATS, bits >>> shift));
+            }
+        }
+        return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    private static void store4(float[] out, int index, FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3) {
+        out[index] = a0.reduceLanes(VectorOperators.ADD);
+        out[index + 1] = a1.reduceLanes(VectorOperators.ADD);
+        out[index + 2] = a2.reduceLanes(VectorOperators.ADD);
+        out[index + 3] = a3.reduceLanes(VectorOperators.ADD);
+    }
+}
