@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class VectorCpuBackend implements TensorBackend {
     /** Below this many activation rows the weight is read in place (decode); from it on, converted tiles. */
-    static final int DIRECT_ROWS_LIMIT = 4;
+    static final int DIRECT_ROWS_LIMIT = 32;
     /** Columns of a converted weight tile: 4 rows x 1024 floats = 16 KiB, which stays in L1 while reused. */
     static final int K_BLOCK = 1024;
     /** Multiply-adds below which a product runs on the calling thread: a fork-join round trip costs more. */
@@ -134,7 +134,19 @@ public final class VectorCpuBackend implements TensorBackend {
         int m = start;
         for (; m + 4 <= end; m += 4) {
             long rowByte = m * rowBytes;
-            for (int r = 0; r < rows; r++) {
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) {
+                int x0 = r * inputs;
+                int y0 = r * outputs + m;
+                if (type == WeightType.F32) {
+                    VectorKernels.dot4x4F32(weight, rowByte, rowBytes, inputs,
+                            x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
+                } else {
+                    VectorKernels.dot4x4Bf16(weight, rowByte, rowBytes, inputs,
+                            x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
+                }
+            }
+            for (; r < rows; r++) {
                 if (type == WeightType.F32) {
                     VectorKernels.dot4x1F32(weight, rowByte, rowBytes, inputs, x, r * inputs, y, r * outputs + m);
                 } else {

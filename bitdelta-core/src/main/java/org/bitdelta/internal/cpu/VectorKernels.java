@@ -57,11 +57,18 @@ final class VectorKernels {
     // ---------------------------------------------------------------------------------------------------------
     // Loading weights
 
+    // Vectors never cross a call that C2 might not inline: a vector passed to or returned from an out-of-line
+    // method is boxed, and a boxed accumulator costs ten times the product it serves. So the helpers used in hot
+    // loops stay under 35 bytes of bytecode (C2's MaxInlineSize: always inlined), and the kernels reduce their
+    // accumulators to floats before calling their store helpers (a big kernel hits NodeCountInliningCutoff).
+
     /** LANES BF16 values at byte offset {@code offset}, widened to F32: BF16 is the top half of an F32. */
     static FloatVector loadBf16(MemorySegment segment, long offset) {
-        ShortVector raw = ShortVector.fromMemorySegment(SHORTS, segment, offset, ByteOrder.LITTLE_ENDIAN);
-        IntVector widened = (IntVector) raw.convertShape(VectorOperators.ZERO_EXTEND_S2I, INTS, 0);
-        return widened.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+        return widenBf16(ShortVector.fromMemorySegment(SHORTS, segment, offset, ByteOrder.LITTLE_ENDIAN));
+    }
+
+    private static FloatVector widenBf16(ShortVector raw) {
+        return ((IntVector) raw.convertShape(VectorOperators.ZERO_EXTEND_S2I, INTS, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
     }
 
     static float bf16ToFloat(short raw) {
@@ -169,6 +176,148 @@ final class VectorKernels {
         y[yIndex + 3] = s3;
     }
 
+    /**
+     * A 4 x 4 register tile read in place: 4 weight rows (BF16, from byte {@code rowByte0}, {@code rowBytes}
+     * apart) times 4 activation rows over all K; y[yIndex_i + j] = Σ_k x_i[k] · w_j[k]. Each weight vector is
+     * loaded (and widened) once for 4 rows: for decode batches, where the weight must stream from memory once.
+     */
+    static void dot4x4Bf16(MemorySegment weight, long rowByte0, long rowBytes, int inputs,
+                       float[] x, int x0, int x1, int x2, int x3, float[] y, int y0, int y1, int y2, int y3) {
+        FloatVector a00 = FloatVector.zero(FLOATS), a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        int elementBytes = 2;
+        int bound = inputs - inputs % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            long byteOffset = (long) k * elementBytes;
+            FloatVector wv0 = loadBf16(weight, rowByte0 + byteOffset);
+            FloatVector wv1 = loadBf16(weight, row1 + byteOffset);
+            FloatVector wv2 = loadBf16(weight, row2 + byteOffset);
+            FloatVector wv3 = loadBf16(weight, row3 + byteOffset);
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, x0 + k);
+            a00 = wv0.fma(xv, a00);
+            a01 = wv1.fma(xv, a01);
+            a02 = wv2.fma(xv, a02);
+            a03 = wv3.fma(xv, a03);
+            xv = FloatVector.fromArray(FLOATS, x, x1 + k);
+            a10 = wv0.fma(xv, a10);
+            a11 = wv1.fma(xv, a11);
+            a12 = wv2.fma(xv, a12);
+            a13 = wv3.fma(xv, a13);
+            xv = FloatVector.fromArray(FLOATS, x, x2 + k);
+            a20 = wv0.fma(xv, a20);
+            a21 = wv1.fma(xv, a21);
+            a22 = wv2.fma(xv, a22);
+            a23 = wv3.fma(xv, a23);
+            xv = FloatVector.fromArray(FLOATS, x, x3 + k);
+            a30 = wv0.fma(xv, a30);
+            a31 = wv1.fma(xv, a31);
+            a32 = wv2.fma(xv, a32);
+            a33 = wv3.fma(xv, a33);
+        }
+        // Tail (K not a multiple of LANES): scalar, rare for real models.
+        float[] tail = new float[16];
+        for (; k < inputs; k++) {
+            long byteOffset = (long) k * elementBytes;
+            float w0 = scalar(weight, true, rowByte0 + byteOffset), w1 = scalar(weight, true, row1 + byteOffset);
+            float w2 = scalar(weight, true, row2 + byteOffset), w3 = scalar(weight, true, row3 + byteOffset);
+            int[] xs = {x0, x1, x2, x3};
+            for (int i = 0; i < 4; i++) {
+                float xk = x[xs[i] + k];
+                tail[4 * i] += xk * w0;
+                tail[4 * i + 1] += xk * w1;
+                tail[4 * i + 2] += xk * w2;
+                tail[4 * i + 3] += xk * w3;
+            }
+        }
+        storeWithTail(y, y0, a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD), a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD), tail, 0);
+        storeWithTail(y, y1, a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD), a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD), tail, 4);
+        storeWithTail(y, y2, a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD), a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD), tail, 8);
+        storeWithTail(y, y3, a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD), a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD), tail, 12);
+    }
+
+    /**
+     * As {@link #dot4x4Bf16} for F32 weight rows. (Two methods, not one with a flag: a vector merged from two
+     * branches is boxed by C2, which costs more than the product.) 4 weight rows (F32, from byte {@code rowByte0}, {@code rowBytes}
+     * apart) times 4 activation rows over all K; y[yIndex_i + j] = Σ_k x_i[k] · w_j[k]. Each weight vector is
+     * loaded (and widened) once for 4 rows: for decode batches, where the weight must stream from memory once.
+     */
+    static void dot4x4F32(MemorySegment weight, long rowByte0, long rowBytes, int inputs,
+                       float[] x, int x0, int x1, int x2, int x3, float[] y, int y0, int y1, int y2, int y3) {
+        FloatVector a00 = FloatVector.zero(FLOATS), a01 = a00, a02 = a00, a03 = a00;
+        FloatVector a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+        FloatVector a20 = a00, a21 = a00, a22 = a00, a23 = a00;
+        FloatVector a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        int elementBytes = 4;
+        int bound = inputs - inputs % LANES;
+        int k = 0;
+        for (; k < bound; k += LANES) {
+            long byteOffset = (long) k * elementBytes;
+            FloatVector wv0 = loadF32(weight, rowByte0 + byteOffset);
+            FloatVector wv1 = loadF32(weight, row1 + byteOffset);
+            FloatVector wv2 = loadF32(weight, row2 + byteOffset);
+            FloatVector wv3 = loadF32(weight, row3 + byteOffset);
+            FloatVector xv = FloatVector.fromArray(FLOATS, x, x0 + k);
+            a00 = wv0.fma(xv, a00);
+            a01 = wv1.fma(xv, a01);
+            a02 = wv2.fma(xv, a02);
+            a03 = wv3.fma(xv, a03);
+            xv = FloatVector.fromArray(FLOATS, x, x1 + k);
+            a10 = wv0.fma(xv, a10);
+            a11 = wv1.fma(xv, a11);
+            a12 = wv2.fma(xv, a12);
+            a13 = wv3.fma(xv, a13);
+            xv = FloatVector.fromArray(FLOATS, x, x2 + k);
+            a20 = wv0.fma(xv, a20);
+            a21 = wv1.fma(xv, a21);
+            a22 = wv2.fma(xv, a22);
+            a23 = wv3.fma(xv, a23);
+            xv = FloatVector.fromArray(FLOATS, x, x3 + k);
+            a30 = wv0.fma(xv, a30);
+            a31 = wv1.fma(xv, a31);
+            a32 = wv2.fma(xv, a32);
+            a33 = wv3.fma(xv, a33);
+        }
+        // Tail (K not a multiple of LANES): scalar, rare for real models.
+        float[] tail = new float[16];
+        for (; k < inputs; k++) {
+            long byteOffset = (long) k * elementBytes;
+            float w0 = scalar(weight, false, rowByte0 + byteOffset), w1 = scalar(weight, false, row1 + byteOffset);
+            float w2 = scalar(weight, false, row2 + byteOffset), w3 = scalar(weight, false, row3 + byteOffset);
+            int[] xs = {x0, x1, x2, x3};
+            for (int i = 0; i < 4; i++) {
+                float xk = x[xs[i] + k];
+                tail[4 * i] += xk * w0;
+                tail[4 * i + 1] += xk * w1;
+                tail[4 * i + 2] += xk * w2;
+                tail[4 * i + 3] += xk * w3;
+            }
+        }
+        storeWithTail(y, y0, a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD), a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD), tail, 0);
+        storeWithTail(y, y1, a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD), a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD), tail, 4);
+        storeWithTail(y, y2, a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD), a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD), tail, 8);
+        storeWithTail(y, y3, a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD), a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD), tail, 12);
+    }
+
+    static FloatVector loadF32(MemorySegment segment, long offset) {
+        return FloatVector.fromMemorySegment(FLOATS, segment, offset, ByteOrder.LITTLE_ENDIAN);
+    }
+
+    private static float scalar(MemorySegment weight, boolean bf16, long offset) {
+        return bf16 ? bf16ToFloat(weight.get(SHORT_LE, offset)) : weight.get(FLOAT_LE, offset);
+    }
+
+    private static void storeWithTail(float[] y, int index, float s0, float s1, float s2, float s3, float[] tail, int tailIndex) {
+        y[index] = s0 + tail[tailIndex];
+        y[index + 1] = s1 + tail[tailIndex + 1];
+        y[index + 2] = s2 + tail[tailIndex + 2];
+        y[index + 3] = s3 + tail[tailIndex + 3];
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // Dense products on a converted weight tile (prefill and larger batches: each converted chunk is reused by
     // every activation row)
@@ -212,10 +361,10 @@ final class VectorKernels {
             a32 = wv2.fma(xv, a32);
             a33 = wv3.fma(xv, a33);
         }
-        storeRow(y, y0, accumulate, a00, a01, a02, a03, w, 0, wStride, x, x0, k, length);
-        storeRow(y, y1, accumulate, a10, a11, a12, a13, w, 0, wStride, x, x1, k, length);
-        storeRow(y, y2, accumulate, a20, a21, a22, a23, w, 0, wStride, x, x2, k, length);
-        storeRow(y, y3, accumulate, a30, a31, a32, a33, w, 0, wStride, x, x3, k, length);
+        storeRow(y, y0, accumulate, a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD), a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD), w, 0, wStride, x, x0, k, length);
+        storeRow(y, y1, accumulate, a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD), a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD), w, 0, wStride, x, x1, k, length);
+        storeRow(y, y2, accumulate, a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD), a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD), w, 0, wStride, x, x2, k, length);
+        storeRow(y, y3, accumulate, a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD), a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD), w, 0, wStride, x, x3, k, length);
     }
 
     /** A 4 weight rows x 1 activation row tile over one K block; see {@link #tile4x4}. */
@@ -231,7 +380,7 @@ final class VectorKernels {
             a2 = FloatVector.fromArray(FLOATS, w, w2 + k).fma(xv, a2);
             a3 = FloatVector.fromArray(FLOATS, w, w3 + k).fma(xv, a3);
         }
-        storeRow(y, y0, accumulate, a0, a1, a2, a3, w, 0, wStride, x, x0, k, length);
+        storeRow(y, y0, accumulate, a0.reduceLanes(VectorOperators.ADD), a1.reduceLanes(VectorOperators.ADD), a2.reduceLanes(VectorOperators.ADD), a3.reduceLanes(VectorOperators.ADD), w, 0, wStride, x, x0, k, length);
     }
 
     /** One weight row (at w[wOffset ...]) times one activation row over one K block. */
@@ -249,12 +398,9 @@ final class VectorKernels {
         return sum;
     }
 
-    /** Reduces 4 accumulators, adds the scalar tail from {@code tailStart} to {@code length}, stores 4 outputs. */
-    private static void storeRow(float[] y, int yIndex, boolean accumulate,
-                                 FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3,
+    /** Takes 4 reduced accumulators, adds the scalar tail from {@code tailStart} to {@code length}, stores 4 outputs. */
+    private static void storeRow(float[] y, int yIndex, boolean accumulate, float s0, float s1, float s2, float s3,
                                  float[] w, int wOffset, int wStride, float[] x, int xOffset, int tailStart, int length) {
-        float s0 = a0.reduceLanes(VectorOperators.ADD), s1 = a1.reduceLanes(VectorOperators.ADD);
-        float s2 = a2.reduceLanes(VectorOperators.ADD), s3 = a3.reduceLanes(VectorOperators.ADD);
         for (int k = tailStart; k < length; k++) {
             float xk = x[xOffset + k];
             s0 += xk * w[wOffset + k];
@@ -314,13 +460,8 @@ final class VectorKernels {
     }
 
     private static IntVector laneBits(int part) {
-        // A switch on a constant (the callers' loops over part are unrolled) folds to one static final vector.
-        return switch (part) {
-            case 0 -> LANE_BITS_0;
-            case 1 -> LANE_BITS_1;
-            case 2 -> LANE_BITS_2;
-            default -> LANE_BITS_3;
-        };
+        // With part a constant (the callers' loops over part are unrolled) this folds to one static final vector.
+        return part < 2 ? (part == 0 ? LANE_BITS_0 : LANE_BITS_1) : (part == 2 ? LANE_BITS_2 : LANE_BITS_3);
     }
 
     private static IntVector word(MemorySegment signs, long offset) {
@@ -371,7 +512,7 @@ final class VectorKernels {
                 acc3 = acc3.add(xv, signMask(word3, part));
             }
         }
-        store4(out, outIndex, acc0, acc1, acc2, acc3);
+        store4(out, outIndex, acc0.reduceLanes(VectorOperators.ADD), acc1.reduceLanes(VectorOperators.ADD), acc2.reduceLanes(VectorOperators.ADD), acc3.reduceLanes(VectorOperators.ADD));
     }
 
     /**
@@ -411,10 +552,10 @@ final class VectorKernels {
                 a30 = a30.add(xv, m0); a31 = a31.add(xv, m1); a32 = a32.add(xv, m2); a33 = a33.add(xv, m3);
             }
         }
-        store4(out, o0, a00, a01, a02, a03);
-        store4(out, o1, a10, a11, a12, a13);
-        store4(out, o2, a20, a21, a22, a23);
-        store4(out, o3, a30, a31, a32, a33);
+        store4(out, o0, a00.reduceLanes(VectorOperators.ADD), a01.reduceLanes(VectorOperators.ADD), a02.reduceLanes(VectorOperators.ADD), a03.reduceLanes(VectorOperators.ADD));
+        store4(out, o1, a10.reduceLanes(VectorOperators.ADD), a11.reduceLanes(VectorOperators.ADD), a12.reduceLanes(VectorOperators.ADD), a13.reduceLanes(VectorOperators.ADD));
+        store4(out, o2, a20.reduceLanes(VectorOperators.ADD), a21.reduceLanes(VectorOperators.ADD), a22.reduceLanes(VectorOperators.ADD), a23.reduceLanes(VectorOperators.ADD));
+        store4(out, o3, a30.reduceLanes(VectorOperators.ADD), a31.reduceLanes(VectorOperators.ADD), a32.reduceLanes(VectorOperators.ADD), a33.reduceLanes(VectorOperators.ADD));
     }
 
     /** Positive-sign sum of one sign row against one activation row. */
@@ -433,10 +574,10 @@ final class VectorKernels {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
-    private static void store4(float[] out, int index, FloatVector a0, FloatVector a1, FloatVector a2, FloatVector a3) {
-        out[index] = a0.reduceLanes(VectorOperators.ADD);
-        out[index + 1] = a1.reduceLanes(VectorOperators.ADD);
-        out[index + 2] = a2.reduceLanes(VectorOperators.ADD);
-        out[index + 3] = a3.reduceLanes(VectorOperators.ADD);
+    private static void store4(float[] out, int index, float s0, float s1, float s2, float s3) {
+        out[index] = s0;
+        out[index + 1] = s1;
+        out[index + 2] = s2;
+        out[index + 3] = s3;
     }
 }
