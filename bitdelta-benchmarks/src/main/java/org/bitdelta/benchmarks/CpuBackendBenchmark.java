@@ -27,6 +27,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.ForkJoinPool;
@@ -43,7 +44,8 @@ import java.util.concurrent.TimeUnit;
  *   <li>{@code memoryRead} / {@code memoryCopy}: the machine's bandwidth on buffers far larger than the caches,
  *       using as many threads as the backend, from which floor = bytes that must move / bandwidth.</li>
  * </ul>
- * Weights live in native memory, as they do when memory-mapped from safetensors. Shapes are HF [out, in]:
+ * Weights live in native memory, as they do when memory-mapped from safetensors, and every benchmark cycles
+ * through enough copies of them (256 MiB or more) that each call reads its weights from DRAM, not the L3. Shapes are HF [out, in]:
  * "4096x4096" is q_proj of a 7B Llama, "11008x4096" its gate/up projection.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -55,6 +57,8 @@ public class CpuBackendBenchmark {
     static final long SEED = 20261122L;
     /** Far beyond the L3 (32 MiB here), so the bandwidth benchmarks measure DRAM. */
     static final long BANDWIDTH_BYTES = 1L << 30;
+    /** 8x the L3 of the machine this was written on (32 MiB): weight sets are cycled through at least this much. */
+    static final long WORKING_SET_BYTES = 256L << 20;
 
     /** The registered "cpu" backend (one thread per available processor), shared by every benchmark. */
     @State(Scope.Benchmark)
@@ -112,55 +116,93 @@ public class CpuBackendBenchmark {
         }
     }
 
-    /** The shared base in BF16 and the tenants' deltas (signs + one scale). */
+    /**
+     * How many copies ("layers") of a weight set the benchmark cycles through, so that each call finds its weights
+     * in DRAM as it would in a real decoder (one layer's weights are gone from the caches when its turn comes
+     * again): at least {@link #WORKING_SET_BYTES} in all.
+     */
+    static int layersFor(long bytesPerLayer) {
+        return (int) Math.max(1, (WORKING_SET_BYTES + bytesPerLayer - 1) / bytesPerLayer);
+    }
+
+    /** The shared base in BF16 and the tenants' deltas (signs + one scale), per layer. */
     @State(Scope.Benchmark)
     public static class BitDeltaWeights {
-        Tensor base;
-        List<BinaryDelta> deltas;
+        Tensor[] bases;
+        List<List<BinaryDelta>> deltas;
+        int next;
 
         @Setup(Level.Trial)
         public void create(Tokens tokens) {
-            base = randomBf16(tokens.arena, "base", tokens.outputs, tokens.inputs, 0);
+            long signBytes = (long) tokens.outputs * BinaryDelta.bytesPerRow(tokens.inputs);
+            int layers = layersFor((long) tokens.outputs * tokens.inputs * 2 + tokens.tenants * signBytes);
+            bases = new Tensor[layers];
             deltas = new ArrayList<>();
-            for (int t = 0; t < tokens.tenants; t++) {
-                long bytes = (long) tokens.outputs * BinaryDelta.bytesPerRow(tokens.inputs);
-                MemorySegment signs = tokens.arena.allocate(bytes, 64);
-                fillRandom(signs, t + 1);
-                deltas.add(new BinaryDelta("tenant" + t, tokens.outputs, tokens.inputs, signs, new float[]{0.01f + 0.001f * t}));
+            for (int layer = 0; layer < layers; layer++) {
+                bases[layer] = randomBf16(tokens.arena, "base" + layer, tokens.outputs, tokens.inputs, layer);
+                List<BinaryDelta> layerDeltas = new ArrayList<>();
+                for (int t = 0; t < tokens.tenants; t++) {
+                    MemorySegment signs = tokens.arena.allocate(signBytes, 64);
+                    fillRandom(signs, 1000L * layer + t + 1);
+                    layerDeltas.add(new BinaryDelta("layer" + layer + ".tenant" + t, tokens.outputs, tokens.inputs, signs,
+                            new float[]{0.01f + 0.001f * t}));
+                }
+                deltas.add(layerDeltas);
             }
+        }
+
+        int nextLayer() {
+            int layer = next;
+            next = (next + 1) % bases.length;
+            return layer;
         }
     }
 
-    /** Each tenant's own full BF16 weight: what serving N fine-tunes without BitDelta reads per token. */
+    /** Each tenant's own full BF16 weight, per layer: what serving N fine-tunes without BitDelta reads per token. */
     @State(Scope.Benchmark)
     public static class DenseWeights {
-        List<Tensor> weights;
+        Tensor[][] weights;
         float[][] tokenOf;
         float[][] outputOf;
+        int next;
 
         @Setup(Level.Trial)
         public void create(Tokens tokens) {
-            weights = new ArrayList<>();
+            int layers = layersFor((long) tokens.tenants * tokens.outputs * tokens.inputs * 2);
+            weights = new Tensor[layers][tokens.tenants];
+            for (int layer = 0; layer < layers; layer++) {
+                for (int t = 0; t < tokens.tenants; t++) {
+                    weights[layer][t] = randomBf16(tokens.arena, "layer" + layer + ".tenant" + t, tokens.outputs, tokens.inputs,
+                            10_000L + 100L * layer + t);
+                }
+            }
             tokenOf = new float[tokens.tenants][];
             outputOf = new float[tokens.tenants][];
             for (int t = 0; t < tokens.tenants; t++) {
-                weights.add(randomBf16(tokens.arena, "tenant" + t, tokens.outputs, tokens.inputs, t + 100));
-                tokenOf[t] = java.util.Arrays.copyOfRange(tokens.x, t * tokens.inputs, (t + 1) * tokens.inputs);
+                tokenOf[t] = Arrays.copyOfRange(tokens.x, t * tokens.inputs, (t + 1) * tokens.inputs);
                 outputOf[t] = new float[tokens.outputs];
             }
+        }
+
+        int nextLayer() {
+            int layer = next;
+            next = (next + 1) % weights.length;
+            return layer;
         }
     }
 
     @Benchmark
     public float[] binaryProduct(Backend backend, Tokens tokens, BitDeltaWeights weights) {
-        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.base, weights.deltas, tokens.tenantOfRow, tokens.y);
+        int layer = weights.nextLayer();
+        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
         return tokens.y;
     }
 
     @Benchmark
     public float[][] denseBf16PerTenant(Backend backend, Tokens tokens, DenseWeights weights) {
+        Tensor[] layerWeights = weights.weights[weights.nextLayer()];
         for (int t = 0; t < tokens.tenants; t++) {
-            backend.backend.matmul(weights.tokenOf[t], 1, weights.weights.get(t), weights.outputOf[t]);
+            backend.backend.matmul(weights.tokenOf[t], 1, layerWeights[t], weights.outputOf[t]);
         }
         return weights.outputOf;
     }

@@ -19,7 +19,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * fork-join pool it owns, splitting every product over output rows.
  *
  * <p>Dense products: for a few activation rows (decode) each weight tile is read in place and widened in
- * registers, so the weight streams from memory once; for more rows (prefill) a 4-row x 1024-column tile of the
+ * registers, so the weight streams from memory once; for more rows (prefill) a 4-row x 512-column tile of the
  * weight is converted to floats once and reused by every activation row in 4 x 4 register tiles.
  *
  * <p>Binary products: rows of the batch are grouped by tenant so that each tenant's packed signs are read once
@@ -28,8 +28,9 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class VectorCpuBackend implements TensorBackend {
     /** Below this many activation rows the weight is read in place (decode); from it on, converted tiles. */
     static final int DIRECT_ROWS_LIMIT = 32;
-    /** Columns of a converted weight tile: 4 rows x 1024 floats = 16 KiB, which stays in L1 while reused. */
-    static final int K_BLOCK = 1024;
+    /** Columns of a converted weight tile (4 rows x 512 floats = 8 KiB, kept in L1), and of the activation block
+     *  every tile meets (256 rows x 512 floats = 512 KiB, kept in L2). */
+    static final int K_BLOCK = 512;
     /** Multiply-adds below which a product runs on the calling thread: a fork-join round trip costs more. */
     static final long PARALLEL_WORK_THRESHOLD = 1L << 18;
     /** Output-row chunks per thread, so an uneven chunk does not leave a core idle. */
