@@ -48,7 +48,9 @@ import java.util.concurrent.TimeUnit;
  * through enough copies of them (256 MiB or more) that each call reads its weights from DRAM, not the L3. Shapes are HF [out, in]:
  * "4096x4096" is q_proj of a 7B Llama, "11008x4096" its gate/up projection.
  */
-@BenchmarkMode(Mode.AverageTime)
+// Every call is timed (SampleTime), so the report can give the minimum and the median next to the mean: on a
+// shared machine the minimum is the figure least disturbed by other processes.
+@BenchmarkMode(Mode.SampleTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
 @Warmup(iterations = 3, time = 1)
 @Measurement(iterations = 5, time = 1)

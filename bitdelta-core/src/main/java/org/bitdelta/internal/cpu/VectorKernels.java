@@ -36,6 +36,8 @@ final class VectorKernels {
     /** Sign masks are taken from 32-bit words (4 packed bytes), broadcast to every lane. */
     static final int BITS_PER_WORD = 32;
     static final int MASKS_PER_WORD = BITS_PER_WORD / LANES;
+    /** The scalar-tail partial sums of a 4 x 4 tile when there is no tail (read only). */
+    private static final float[] NO_TAIL = new float[16];
     /** LANE_BITS_p lane i = 1 << (p * LANES + i): the bit lane i tests in part p of a word. */
     static final IntVector LANE_BITS_0 = laneBitsVector(0);
     static final IntVector LANE_BITS_1 = laneBitsVector(1);
@@ -219,7 +221,7 @@ final class VectorKernels {
             a33 = wv3.fma(xv, a33);
         }
         // Tail (K not a multiple of LANES): scalar, rare for real models.
-        float[] tail = new float[16];
+        float[] tail = k < inputs ? new float[16] : NO_TAIL;
         for (; k < inputs; k++) {
             long byteOffset = (long) k * elementBytes;
             float w0 = scalar(weight, true, rowByte0 + byteOffset), w1 = scalar(weight, true, row1 + byteOffset);
@@ -283,7 +285,7 @@ final class VectorKernels {
             a33 = wv3.fma(xv, a33);
         }
         // Tail (K not a multiple of LANES): scalar, rare for real models.
-        float[] tail = new float[16];
+        float[] tail = k < inputs ? new float[16] : NO_TAIL;
         for (; k < inputs; k++) {
             long byteOffset = (long) k * elementBytes;
             float w0 = scalar(weight, false, rowByte0 + byteOffset), w1 = scalar(weight, false, row1 + byteOffset);
