@@ -79,7 +79,7 @@ public final class SafetensorsWriter {
         long total = 8 + header.length + dataBytes;
         AtomicFiles.writeFile(target, overwrite, temporary -> {
             try (FileChannel channel = FileChannel.open(temporary, StandardOpenOption.READ, StandardOpenOption.WRITE);
-                 Arena arena = Arena.ofConfined()) {
+                 Arena arena = Arena.ofShared()) { // shared: sources may fill their slice from several threads
                 if (total == 0) {
                     return;
                 }

@@ -1,0 +1,43 @@
+package org.bitdelta.examples.cli;
+
+import org.bitdelta.BitDelta;
+import org.bitdelta.DeltaModel;
+import org.bitdelta.internal.io.AtomicFiles;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "merge", mixinStandardHelpOptions = true,
+        description = "Rebuild the full fine-tune (base + scale * signs) as a Hugging Face folder.")
+final class MergeCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--base", required = true, paramLabel = "DIR", description = "the base model the delta was made from")
+    Path base;
+
+    @Option(names = "--delta", required = true, paramLabel = "FILE", description = "a .bitdelta file")
+    Path delta;
+
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "the folder to write")
+    Path out;
+
+    @Option(names = "--force", description = "replace DIR if it exists")
+    boolean force;
+
+    @Override
+    public Integer call() {
+        AtomicFiles.checkTarget(out, force);
+        long start = System.nanoTime();
+        try (DeltaModel model = DeltaModel.load(delta)) {
+            BitDelta.merge(base, model, out, force, new ProgressBar(spec.commandLine().getErr()));
+        }
+        spec.commandLine().getOut().printf(Locale.ROOT, "wrote %s in %.2f s%n", out, (System.nanoTime() - start) / 1e9);
+        return 0;
+    }
+}

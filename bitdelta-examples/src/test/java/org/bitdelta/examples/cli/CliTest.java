@@ -1,0 +1,120 @@
+package org.bitdelta.examples.cli;
+
+import org.bitdelta.internal.io.AtomicFiles;
+import org.bitdelta.internal.safetensors.ModelWeights;
+import org.bitdelta.testing.TestData;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** The command line as a user runs it: compress, inspect, merge, the demo, and its errors. */
+class CliTest {
+    private Path folder;
+
+    record Result(int code, String out, String err) {
+    }
+
+    @BeforeEach
+    void createFolder() throws IOException {
+        folder = Files.createTempDirectory("cli-test-");
+    }
+
+    @AfterEach
+    void removeFolder() throws IOException {
+        AtomicFiles.deleteRecursively(folder);
+    }
+
+    static Result run(String... args) {
+        StringWriter out = new StringWriter();
+        StringWriter err = new StringWriter();
+        int code = Main.run(args, new PrintWriter(out), new PrintWriter(err));
+        return new Result(code, out.toString(), err.toString());
+    }
+
+    @Test
+    void compressInspectMerge() throws IOException {
+        Path base = TestData.shared("models/tinyllama-shakespeare-base");
+        Path tuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        Path file = folder.resolve("shakespeare.bitdelta");
+        Result compress = run("compress", "--base", base.toString(), "--finetuned", tuned.toString(), "--out", file.toString());
+        assertEquals(0, compress.code(), compress.err());
+        assertTrue(compress.out().contains("compressed 42 matrices to 1 bit"), compress.out());
+
+        Result inspect = run("inspect", file.toString());
+        assertEquals(0, inspect.code(), inspect.err());
+        long fileBytes = Files.size(file);
+        long finetunedBytes = Files.size(tuned.resolve("model.safetensors"));
+        // The summary states the compressed size next to the fine-tune's, in bytes.
+        assertTrue(inspect.out().contains("(" + fileBytes + " bytes;"), inspect.out());
+        assertTrue(inspect.out().contains("(" + finetunedBytes + " bytes): the delta is"), inspect.out());
+        assertTrue(inspect.out().contains("model.layers.0.self_attn.q_proj.weight"), inspect.out());
+        Matcher ratio = Pattern.compile("the delta is ([0-9.]+)x smaller").matcher(inspect.out());
+        assertTrue(ratio.find(), inspect.out());
+        assertEquals((double) finetunedBytes / fileBytes, Double.parseDouble(ratio.group(1)), 0.05);
+
+        Path merged = folder.resolve("merged");
+        Result merge = run("merge", "--base", base.toString(), "--delta", file.toString(), "--out", merged.toString());
+        assertEquals(0, merge.code(), merge.err());
+        try (ModelWeights weights = ModelWeights.open(merged); ModelWeights original = ModelWeights.open(tuned)) {
+            assertEquals(original.names(), weights.names());
+        }
+        for (String name : new String[]{"config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}) {
+            assertEquals(Files.readString(tuned.resolve(name)), Files.readString(merged.resolve(name)), name);
+        }
+    }
+
+    @Test
+    void anExistingOutputIsRefusedUnlessForced() throws IOException {
+        Path base = TestData.bundledModel("stories260K");
+        Path tuned = TestData.bundledModel("stories260K-ft-alice");
+        Path file = folder.resolve("alice.bitdelta");
+        Files.writeString(file, "precious");
+        Result refused = run("compress", "--base", base.toString(), "--finetuned", tuned.toString(), "--out", file.toString());
+        assertEquals(1, refused.code());
+        assertTrue(refused.err().contains("already exists") && refused.err().contains("--force"), refused.err());
+        assertEquals("precious", Files.readString(file));
+
+        Result forced = run("compress", "--base", base.toString(), "--finetuned", tuned.toString(), "--out", file.toString(), "--force");
+        assertEquals(0, forced.code(), forced.err());
+        assertTrue(Files.size(file) > 1000);
+    }
+
+    @Test
+    void badInputIsAClearErrorAndWritesNothing() {
+        Path base = TestData.bundledModel("stories260K");
+        Path other = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        Path file = folder.resolve("mixed.bitdelta");
+        Result mixed = run("compress", "--base", base.toString(), "--finetuned", other.toString(), "--out", file.toString());
+        assertEquals(1, mixed.code());
+        assertTrue(mixed.err().startsWith("bitdelta: error: ") && mixed.err().contains("config.json"), mixed.err());
+        assertFalse(Files.exists(file));
+
+        Result missing = run("inspect", folder.resolve("nothing.bitdelta").toString());
+        assertEquals(1, missing.code());
+        assertTrue(missing.err().contains("nothing.bitdelta"), missing.err());
+
+        Result usage = run("compress", "--base", base.toString());
+        assertEquals(2, usage.code());
+        assertTrue(usage.err().contains("Missing required options"), usage.err());
+    }
+
+    @Test
+    void demoRunsOnTheBundledModels() {
+        Result demo = run("demo", "--models", TestData.bundledModel("stories260K").getParent().toString());
+        assertEquals(0, demo.code(), demo.err());
+        assertTrue(demo.out().contains("stories260K-ft-alice: 35 matrices -> 1 bit"), demo.out());
+        assertTrue(demo.out().contains("stories260K-ft-shakespeare: 35 matrices -> 1 bit"), demo.out());
+    }
+}
