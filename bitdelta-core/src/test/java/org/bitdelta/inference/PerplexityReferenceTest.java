@@ -2,6 +2,9 @@ package org.bitdelta.inference;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import org.bitdelta.BitDelta;
+import org.bitdelta.CompressOptions;
+import org.bitdelta.DeltaModel;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -9,6 +12,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -54,11 +58,20 @@ class PerplexityReferenceTest {
         String text = entry.getAsJsonObject("evals").get(eval).getAsString();
         int expectedWindows = expected.get("windows").getAsInt();
 
-        try (DecoderModel base = DecoderModel.load(TestData.shared(entry.get("base").getAsString()))) {
+        Path basePath = TestData.shared(entry.get("base").getAsString());
+        Path finetunedPath = TestData.shared(entry.get("finetuned").getAsString());
+        // Both compressed fine-tunes are tenants of one loaded base, beside the base itself.
+        try (DeltaModel perMatrix = BitDelta.compress(basePath, finetunedPath);
+             DeltaModel perRow = BitDelta.compress(basePath, finetunedPath, CompressOptions.defaults().perRowScales(true));
+             DecoderModel base = DecoderModel.load(basePath)) {
+            base.addTenant("initial", perMatrix);
+            base.addTenant("initial_per_row", perRow);
             int[] tokens = tokens(base, text);
             check(pair, eval, "base", expected, expectedWindows, Perplexity.evaluate(base, DecoderModel.BASE, tokens, WINDOW, MAX_WINDOWS));
+            check(pair, eval, "bitdelta_initial", expected, expectedWindows, Perplexity.evaluate(base, "initial", tokens, WINDOW, MAX_WINDOWS));
+            check(pair, eval, "bitdelta_initial_per_row", expected, expectedWindows, Perplexity.evaluate(base, "initial_per_row", tokens, WINDOW, MAX_WINDOWS));
         }
-        try (DecoderModel finetuned = DecoderModel.load(TestData.shared(entry.get("finetuned").getAsString()))) {
+        try (DecoderModel finetuned = DecoderModel.load(finetunedPath)) {
             int[] tokens = tokens(finetuned, text);
             check(pair, eval, "finetuned", expected, expectedWindows, Perplexity.evaluate(finetuned, DecoderModel.BASE, tokens, WINDOW, MAX_WINDOWS));
         }
