@@ -1,6 +1,7 @@
 package org.bitdelta.inference;
 
 import org.bitdelta.BitDeltaException;
+import org.bitdelta.ProgressListener;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -46,6 +47,12 @@ public final class Perplexity {
 
     /** Perplexity of {@code tenant} on the token ids {@code tokens}. */
     public static Result evaluate(DecoderModel model, String tenant, int[] tokens, int window, int maxWindows) {
+        return evaluate(model, tenant, tokens, window, maxWindows, ProgressListener.NONE);
+    }
+
+    /** As {@link #evaluate(DecoderModel, String, int[], int, int)}, reporting windows done as stage "perplexity". */
+    public static Result evaluate(DecoderModel model, String tenant, int[] tokens, int window, int maxWindows,
+                                  ProgressListener progress) {
         if (window < 2 || window > model.contextLength()) {
             throw new BitDeltaException("window " + window + " must be between 2 and the model's context of " + model.contextLength() + " tokens");
         }
@@ -73,6 +80,7 @@ public final class Perplexity {
                     totalLoss += crossEntropy(rows, position * vocabulary, vocabulary, ids[position + 1]);
                 }
             }
+            progress.onProgress("perplexity", first + count, windows);
         }
         long scored = (long) windows * (window - 1);
         double meanLoss = totalLoss / scored;

@@ -170,6 +170,9 @@ public final class Decoder implements AutoCloseable {
      * @param ownsBackend whether {@link #close()} also closes the backend
      */
     public static Decoder load(Path folder, TensorBackend backend, boolean ownsBackend) {
+        if (!java.nio.file.Files.isDirectory(folder)) {
+            throw new BitDeltaException(folder + ": no such model folder (a Hugging Face folder with config.json and safetensors weights)");
+        }
         ModelConfig config = ModelConfig.read(folder);
         ModelWeights weights = ModelWeights.open(folder);
         try {
