@@ -1,6 +1,6 @@
 /**
- * bitdelta-core: the public API (compress, merge, the .bitdelta format, DeltaLinear), the tensor types and the
- * backend SPI. Everything under org.bitdelta.internal is implementation; sibling modules get what they need
+ * bitdelta-core: the public API (compress, merge, the .bitdelta format, DeltaLinear), the tensor types, the
+ * backend SPI, and inference (org.bitdelta.inference: the decoder, perplexity, generation). Everything under org.bitdelta.internal is implementation; sibling modules get what they need
  * through qualified exports.
  */
 module org.bitdelta.core {
@@ -13,6 +13,7 @@ module org.bitdelta.core {
     exports org.bitdelta;
     exports org.bitdelta.tensor;
     exports org.bitdelta.spi;
+    exports org.bitdelta.inference;
 
     exports org.bitdelta.internal.safetensors to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
     exports org.bitdelta.internal.format to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
