@@ -507,7 +507,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  if (variant == 0) variant = ws_ok ? (M >= 8192 ? 4 : 5) : 2;
+  if (variant == 0) variant = ws_ok ? 5 : 2;
   if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
   XPlanes xp{nullptr, nullptr, nullptr};
   if (variant >= 4) {

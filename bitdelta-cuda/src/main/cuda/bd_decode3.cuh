@@ -54,23 +54,28 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
     q_s[k] = short(v);
   }
   __syncthreads();
+  // Bit-plane transpose with warp votes: for one (k256 block, lane position t, register) the 32 lanes gather
+  // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word.
   uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
-  int popc_local = 0;  // this thread's words all belong to one plane: wi % 128 == threadIdx.x % 128
-  for (int64_t wi = threadIdx.x; wi < K256 * XB_WORDS_PER_K256; wi += 256) {
-    const int64_t k2 = wi / XB_WORDS_PER_K256;
-    const int rem = int(wi % XB_WORDS_PER_K256), grp = rem >> 6, lane = (rem >> 1) & 31, reg = rem & 1;
-    const int plane = grp * 8 + (lane >> 2), t = lane & 3;
-    const short* qb = q_s + k2 * 256;
-    uint32_t word = 0;
-#pragma unroll 8
-    for (int P = 0; P < 32; ++P) word |= uint32_t((qb[xb_column(t, reg, P)] >> plane) & 1) << P;
-    out[wi] = word;
-    popc_local += __popc(word);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int popc_local = 0;  // lane p < 16 counts plane p
+  for (int64_t item = warp; item < K256 * 8; item += 8) {
+    const int64_t k2 = item >> 3;
+    const int t = int(item & 7) >> 1, reg = int(item & 1);
+    const int v = q_s[k2 * 256 + xb_column(t, reg, lane)];
+    uint32_t mine = 0;
+#pragma unroll
+    for (int p = 0; p < 16; ++p) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (v >> p) & 1);
+      if (lane == p) mine = word;
+    }
+    if (lane < 16) {
+      const int grp = lane >> 3, gp = lane & 7;
+      out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
+      popc_local += __popc(mine);
+    }
   }
-  {
-    const int rem = threadIdx.x % XB_WORDS_PER_K256, lane = (rem >> 1) & 31, grp = rem >> 6;
-    atomicAdd(&s_popc[grp * 8 + (lane >> 2)], popc_local);
-  }
+  if (lane < 16) atomicAdd(&s_popc[lane], popc_local);
   __syncthreads();
   if (threadIdx.x < 16) plane_popc[r * 16 + threadIdx.x] = s_popc[threadIdx.x];
   if (threadIdx.x == 0) row_scale[r] = mx / 32767.f;

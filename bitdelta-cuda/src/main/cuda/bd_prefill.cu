@@ -14,7 +14,8 @@
 
 namespace bd {
 
-constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_STAGES = 3, PF_WARPS = 8;
+constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_STAGES = 4, PF_WARPS = 8;
+constexpr int PF_SMEM_BYTES = PF_STAGES * PF_BN * PF_BK * 2;  // 64 KB dynamic: two blocks per SM
 // 16-byte chunk ch (0..7) of a 128-byte smem row, XOR-swizzled by row parity (conflict-free LDS.128 pattern).
 __device__ __forceinline__ int pswz(int ch, int row) { return ch ^ ((row & 1) << 2); }
 
@@ -37,7 +38,8 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     int num_tenants, int scale_per_row, int accumulate,
     TY* __restrict__ y,                             // [R, M]
     int64_t M, int64_t K) {
-  __shared__ __align__(16) T xs[PF_STAGES][PF_BN][PF_BK];  // 48 KB; reused by the epilogue
+  extern __shared__ __align__(16) unsigned char pf_smem[];
+  T (*xs)[PF_BN][PF_BK] = reinterpret_cast<T (*)[PF_BN][PF_BK]>(pf_smem);  // [PF_STAGES][BN][BK]; reused by the epilogue
 
   // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
   int piece = blockIdx.y, seg = 0;
@@ -205,7 +207,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     // 16-bit y: stage the 128 x 128 tile in shared memory ([row][m], rows padded by 16 bytes), then write
     // 16-byte chunks along m (coalesced), adding the old y first when accumulating.
     constexpr int LD = PF_BM + 8;
-    TY* tile = reinterpret_cast<TY*>(&xs[0][0][0]);
+    TY* tile = reinterpret_cast<TY*>(pf_smem);
     __syncthreads();
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi)
@@ -272,11 +274,18 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
   const int64_t grid_y = (R + PF_BN - 1) / PF_BN + S;  // upper bound of sum over segments of ceil(len/128)
   if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
   const dim3 grid(unsigned((M + PF_BM - 1) / PF_BM), unsigned(grid_y)), block(PF_WARPS * 32);
+  static bool attribute_set = false;  // idempotent; a benign race
+  if (!attribute_set) {
+    for (cudaError_t e : {cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES),
+                          cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES)})
+      if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
   if (vec)
-    prefill_kernel<T, TY, WITH_BASE, true><<<grid, block, 0, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants,
+    prefill_kernel<T, TY, WITH_BASE, true><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants,
                                                                        per_row, accumulate, y, M, K);
   else
-    prefill_kernel<T, TY, WITH_BASE, false><<<grid, block, 0, stream>>>(W, x, offs, tens, S, signs, scales,
+    prefill_kernel<T, TY, WITH_BASE, false><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales,
                                                                         num_tenants, per_row, accumulate, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
