@@ -3,6 +3,7 @@
 # Usage: bitdelta-cuda/bench/build.sh [--lib-only] [--harness-only] [--sm90-only]
 #   --sm90-only: SASS for sm_90 alone (quick iterations); the default builds sm_80, 86, 89, 90 + compute_90 PTX.
 #   outputs: bitdelta-cuda/target/native/{libbitdelta_cuda.so, bd_harness, *.sass.txt, resource-usage.txt}
+#            (bitdelta-cuda/target/native-sm90/ with --sm90-only)
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), CUDA_HOME (for cuBLAS), JOBS.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +25,10 @@ for a in "$@"; do
 done
 
 if [ "$sm90_only" = 1 ]; then
+  # Development builds go to their own folder, so that a quick sm_90-only library is never mistaken for the
+  # release library (Maven's package-native.sh packages target/native/libbitdelta_cuda.so).
+  out="$module/target/native-sm90"
+  mkdir -p "$out"
   GENCODE=(-gencode arch=compute_90,code=sm_90)
 else
   GENCODE=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86

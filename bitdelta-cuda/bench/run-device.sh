@@ -4,9 +4,11 @@
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/../target/native"
+sm90=""
+if [ -f "$here/../target/native-sm90/libbitdelta_cuda.so" ]; then out="$here/../target/native-sm90"; sm90="--sm90-only"; fi
 dest="${OUT:-/tmp}"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
-"$here/build.sh" --harness-only || exit 1
+"$here/build.sh" --harness-only $sm90 || exit 1
 # SASS of the kernels that matter (this build machine has no cuobjdump).
 for f in '_ZN2bd14decode3_kernelI6__halfS1_Li4ELi2ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_S6_PT0_ll' \
          '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
