@@ -320,6 +320,84 @@ final class VectorKernels {
         y[index + 3] = s3 + tail[tailIndex + 3];
     }
 
+    /**
+     * Decode with a delta, one pass over memory: for 4 BF16 weight rows and the 4 matching sign rows of one
+     * tenant, against one activation row, y[yIndex + j] = Σ_k x[k] · w_j[k] and positive[j] = Σ_{k: bit(j, k) = 1}
+     * x[k], over the first {@code inputs - inputs % 32} inputs (the caller adds the rest with the tail kernels).
+     * The sign work hides under the weight stream, where the separate passes would wait for memory twice.
+     */
+    static void fused4x1Bf16(MemorySegment weight, long rowByte0, long rowBytes, int inputs, float[] x, int xOffset,
+                              MemorySegment signs, long signRow0, long bytesPerRow, float[] y, int yIndex, float[] positive) {
+        FloatVector acc0 = FloatVector.zero(FLOATS), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        FloatVector pos0 = acc0, pos1 = acc0, pos2 = acc0, pos3 = acc0;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        long signRow1 = signRow0 + bytesPerRow, signRow2 = signRow1 + bytesPerRow, signRow3 = signRow2 + bytesPerRow;
+        int bound = inputs - inputs % BITS_PER_WORD;
+        for (int k = 0; k < bound; k += BITS_PER_WORD) {
+            long signByte = k >>> 3;
+            IntVector word0 = word(signs, signRow0 + signByte);
+            IntVector word1 = word(signs, signRow1 + signByte);
+            IntVector word2 = word(signs, signRow2 + signByte);
+            IntVector word3 = word(signs, signRow3 + signByte);
+            for (int part = 0; part < MASKS_PER_WORD; part++) {
+                int column = k + part * LANES;
+                long byteOffset = (long) column * 2;
+                FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + column);
+                acc0 = loadBf16(weight, rowByte0 + byteOffset).fma(xv, acc0);
+                acc1 = loadBf16(weight, row1 + byteOffset).fma(xv, acc1);
+                acc2 = loadBf16(weight, row2 + byteOffset).fma(xv, acc2);
+                acc3 = loadBf16(weight, row3 + byteOffset).fma(xv, acc3);
+                pos0 = pos0.add(xv, signMask(word0, part));
+                pos1 = pos1.add(xv, signMask(word1, part));
+                pos2 = pos2.add(xv, signMask(word2, part));
+                pos3 = pos3.add(xv, signMask(word3, part));
+            }
+        }
+        store4(y, yIndex, acc0.reduceLanes(VectorOperators.ADD), acc1.reduceLanes(VectorOperators.ADD),
+                acc2.reduceLanes(VectorOperators.ADD), acc3.reduceLanes(VectorOperators.ADD));
+        store4(positive, 0, pos0.reduceLanes(VectorOperators.ADD), pos1.reduceLanes(VectorOperators.ADD),
+                pos2.reduceLanes(VectorOperators.ADD), pos3.reduceLanes(VectorOperators.ADD));
+    }
+
+    /**
+     * Decode with a delta, one pass over memory: for 4 F32 weight rows and the 4 matching sign rows of one
+     * tenant, against one activation row, y[yIndex + j] = Σ_k x[k] · w_j[k] and positive[j] = Σ_{k: bit(j, k) = 1}
+     * x[k], over the first {@code inputs - inputs % 32} inputs (the caller adds the rest with the tail kernels).
+     * The sign work hides under the weight stream, where the separate passes would wait for memory twice.
+     */
+    static void fused4x1F32(MemorySegment weight, long rowByte0, long rowBytes, int inputs, float[] x, int xOffset,
+                              MemorySegment signs, long signRow0, long bytesPerRow, float[] y, int yIndex, float[] positive) {
+        FloatVector acc0 = FloatVector.zero(FLOATS), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        FloatVector pos0 = acc0, pos1 = acc0, pos2 = acc0, pos3 = acc0;
+        long row1 = rowByte0 + rowBytes, row2 = row1 + rowBytes, row3 = row2 + rowBytes;
+        long signRow1 = signRow0 + bytesPerRow, signRow2 = signRow1 + bytesPerRow, signRow3 = signRow2 + bytesPerRow;
+        int bound = inputs - inputs % BITS_PER_WORD;
+        for (int k = 0; k < bound; k += BITS_PER_WORD) {
+            long signByte = k >>> 3;
+            IntVector word0 = word(signs, signRow0 + signByte);
+            IntVector word1 = word(signs, signRow1 + signByte);
+            IntVector word2 = word(signs, signRow2 + signByte);
+            IntVector word3 = word(signs, signRow3 + signByte);
+            for (int part = 0; part < MASKS_PER_WORD; part++) {
+                int column = k + part * LANES;
+                long byteOffset = (long) column * 4;
+                FloatVector xv = FloatVector.fromArray(FLOATS, x, xOffset + column);
+                acc0 = loadF32(weight, rowByte0 + byteOffset).fma(xv, acc0);
+                acc1 = loadF32(weight, row1 + byteOffset).fma(xv, acc1);
+                acc2 = loadF32(weight, row2 + byteOffset).fma(xv, acc2);
+                acc3 = loadF32(weight, row3 + byteOffset).fma(xv, acc3);
+                pos0 = pos0.add(xv, signMask(word0, part));
+                pos1 = pos1.add(xv, signMask(word1, part));
+                pos2 = pos2.add(xv, signMask(word2, part));
+                pos3 = pos3.add(xv, signMask(word3, part));
+            }
+        }
+        store4(y, yIndex, acc0.reduceLanes(VectorOperators.ADD), acc1.reduceLanes(VectorOperators.ADD),
+                acc2.reduceLanes(VectorOperators.ADD), acc3.reduceLanes(VectorOperators.ADD));
+        store4(positive, 0, pos0.reduceLanes(VectorOperators.ADD), pos1.reduceLanes(VectorOperators.ADD),
+                pos2.reduceLanes(VectorOperators.ADD), pos3.reduceLanes(VectorOperators.ADD));
+    }
+
     // ---------------------------------------------------------------------------------------------------------
     // Dense products on a converted weight tile (prefill and larger batches: each converted chunk is reused by
     // every activation row)
