@@ -26,6 +26,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * per call; the sign bits become lane masks directly (see {@link VectorKernels#positiveSum4x1}).
  */
 public final class VectorCpuBackend implements TensorBackend {
+    /**
+     * Below this many rows a product with deltas streams weight and signs together ({@link #fusedDecode}); from it
+     * on, the 4 x 4 tiles' saving on weight conversion is worth a second pass for the signs.
+     */
+    static final int FUSED_ROWS_LIMIT = 4;
     /** Below this many activation rows the weight is read in place (decode); from it on, converted tiles. */
     static final int DIRECT_ROWS_LIMIT = 32;
     /** Columns of a converted weight tile (4 rows x 512 floats = 8 KiB, kept in L1), and of the activation block
@@ -99,6 +104,15 @@ public final class VectorCpuBackend implements TensorBackend {
         MemorySegment data = base.data();
         WeightType type = shape.type;
         long work = (long) rows * outputs * inputs * 2;
+        if (rows < FUSED_ROWS_LIMIT && type != WeightType.F16) {
+            BinaryDelta[] deltaOfRow = new BinaryDelta[rows];
+            for (int r = 0; r < rows; r++) {
+                deltaOfRow[r] = tenantOfRow[r] >= 0 ? deltas.get(tenantOfRow[r]) : null;
+            }
+            forEachOutputRange(outputs, work,
+                    (start, end) -> fusedDecode(x, rows, data, type, inputs, outputs, start, end, deltaOfRow, rowSums, y));
+            return;
+        }
         forEachOutputRange(outputs, work, (start, end) -> {
             dense(x, rows, data, type, inputs, outputs, start, end, y);
             for (int group = 0; group < groups.count(); group++) {
@@ -201,6 +215,76 @@ public final class VectorCpuBackend implements TensorBackend {
                             int index = r * outputs + m + j;
                             y[index] = accumulate ? y[index] + partial : partial;
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Decode with deltas in one pass (fewer than {@link #FUSED_ROWS_LIMIT} rows): each 4-row weight tile and the
+     * matching sign rows of the row's tenant are read together, so the sign work overlaps the weight stream.
+     */
+    private static void fusedDecode(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+                                    int start, int end, BinaryDelta[] deltaOfRow, float[] rowSums, float[] y) {
+        boolean f32 = type == WeightType.F32;
+        long elementBytes = f32 ? 4 : 2;
+        long rowBytes = inputs * elementBytes;
+        int bound = inputs - inputs % VectorKernels.BITS_PER_WORD;
+        float[] positive = new float[4];
+        float[] tail = new float[4];
+        int m = start;
+        for (; m + 4 <= end; m += 4) {
+            long rowByte = m * rowBytes;
+            for (int r = 0; r < rows; r++) {
+                int xOffset = r * inputs;
+                int yIndex = r * outputs + m;
+                BinaryDelta delta = deltaOfRow[r];
+                if (delta == null) {
+                    if (f32) {
+                        VectorKernels.dot4x1F32(weight, rowByte, rowBytes, inputs, x, xOffset, y, yIndex);
+                    } else {
+                        VectorKernels.dot4x1Bf16(weight, rowByte, rowBytes, inputs, x, xOffset, y, yIndex);
+                    }
+                    continue;
+                }
+                MemorySegment signs = delta.signs();
+                long bytesPerRow = delta.bytesPerRow();
+                long signRow = m * bytesPerRow;
+                if (f32) {
+                    VectorKernels.fused4x1F32(weight, rowByte, rowBytes, inputs, x, xOffset, signs, signRow, bytesPerRow, y, yIndex, positive);
+                } else {
+                    VectorKernels.fused4x1Bf16(weight, rowByte, rowBytes, inputs, x, xOffset, signs, signRow, bytesPerRow, y, yIndex, positive);
+                }
+                if (bound < inputs) {
+                    // The last inputs % 32 columns: the tail kernels on the suffix (a whole number of sign bytes in).
+                    int rest = inputs - bound;
+                    if (f32) {
+                        VectorKernels.dot4x1F32(weight, rowByte + bound * elementBytes, rowBytes, rest, x, xOffset + bound, tail, 0);
+                    } else {
+                        VectorKernels.dot4x1Bf16(weight, rowByte + bound * elementBytes, rowBytes, rest, x, xOffset + bound, tail, 0);
+                    }
+                    for (int j = 0; j < 4; j++) {
+                        y[yIndex + j] += tail[j];
+                    }
+                    VectorKernels.positiveSum4x1(signs, signRow + (bound >>> 3), bytesPerRow, rest, x, xOffset + bound, tail, 0);
+                    for (int j = 0; j < 4; j++) {
+                        positive[j] += tail[j];
+                    }
+                }
+                applyDelta(delta, r, m, 4, positive, 0, rowSums, outputs, y);
+            }
+        }
+        if (m < end) {
+            float[] converted = new float[inputs];
+            for (; m < end; m++) {
+                VectorKernels.convertRow(weight, type, (long) m * inputs, 0, inputs, converted, 0);
+                for (int r = 0; r < rows; r++) {
+                    y[r * outputs + m] = VectorKernels.dot1x1(converted, 0, inputs, x, r * inputs);
+                    BinaryDelta delta = deltaOfRow[r];
+                    if (delta != null) {
+                        positive[0] = VectorKernels.positiveSum1x1(delta.signs(), m * delta.bytesPerRow(), inputs, x, r * inputs);
+                        applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
                     }
                 }
             }
