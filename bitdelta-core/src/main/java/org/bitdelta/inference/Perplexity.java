@@ -2,6 +2,9 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.ProgressListener;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -21,6 +24,7 @@ import java.util.List;
 public final class Perplexity {
     /** Rows per forward pass: windows are batched as rows up to this many tokens, which bounds the memory. */
     private static final int ROWS_PER_BATCH = 2048;
+    private static final VectorSpecies<Float> LANES = FloatVector.SPECIES_PREFERRED;
 
     private Perplexity() {
     }
@@ -87,14 +91,28 @@ public final class Perplexity {
         return new Result(Math.exp(meanLoss), meanLoss, windows, scored);
     }
 
-    /** −log softmax(logits)[target], in double precision. */
+    /**
+     * −log softmax(logits)[target]: exponentials in float32 vector lanes (a vocabulary's worth per token is most of
+     * the loss's cost), their sum and the logarithm in double.
+     */
     static double crossEntropy(float[] logits, int offset, int vocabulary, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int v = 0; v < vocabulary; v++) {
+        int vectorEnd = LANES.loopBound(vocabulary);
+        float max = Float.NEGATIVE_INFINITY;
+        if (vectorEnd > 0) {
+            FloatVector lanes = FloatVector.broadcast(LANES, Float.NEGATIVE_INFINITY);
+            for (int v = 0; v < vectorEnd; v += LANES.length()) {
+                lanes = lanes.max(FloatVector.fromArray(LANES, logits, offset + v));
+            }
+            max = lanes.reduceLanes(VectorOperators.MAX);
+        }
+        for (int v = vectorEnd; v < vocabulary; v++) {
             max = Math.max(max, logits[offset + v]);
         }
         double sum = 0;
-        for (int v = 0; v < vocabulary; v++) {
+        for (int v = 0; v < vectorEnd; v += LANES.length()) {
+            sum += FloatVector.fromArray(LANES, logits, offset + v).sub(max).lanewise(VectorOperators.EXP).reduceLanes(VectorOperators.ADD);
+        }
+        for (int v = vectorEnd; v < vocabulary; v++) {
             sum += Math.exp(logits[offset + v] - max);
         }
         return Math.log(sum) + max - logits[offset + target];
