@@ -22,5 +22,7 @@ module org.bitdelta.core {
 
     uses org.bitdelta.spi.TensorBackendProvider;
 
-    provides org.bitdelta.spi.TensorBackendProvider with org.bitdelta.internal.cpu.CpuBackendProviders.Scalar;
+    provides org.bitdelta.spi.TensorBackendProvider with
+            org.bitdelta.internal.cpu.CpuBackendProviders.Vector,
+            org.bitdelta.internal.cpu.CpuBackendProviders.Scalar;
 }

@@ -62,8 +62,13 @@ template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], 
 
 // Two ±1 weights as a half2/bf162 pair from a device-layout sign word: bit (15-q) -> low element, bit (31-q)
 // -> high element; bit 1 = +1. One shift and one LOP3.
+// One LOP3 with both constants in registers: (~s & 0x80008000) | ONE, lut = (~a & b) | c = 0xAE for
+// a = 0xF0, b = 0xCC, c = 0xAA. (Written in C the compiler needs two LOP3, one immediate each.)
 template <typename T> __device__ __forceinline__ uint32_t expand_pair(uint32_t word, int q) {
-  return (~(word << q) & 0x80008000u) | Dtype<T>::ONE_PAIR;
+  uint32_t out;
+  const uint32_t shifted = word << q, mask = 0x80008000u, one = Dtype<T>::ONE_PAIR;
+  asm("lop3.b32 %0, %1, %2, %3, 0xAE;\n" : "=r"(out) : "r"(shifted), "r"(mask), "r"(one));
+  return out;
 }
 
 // 16-byte load of 8 consecutive elements p[k .. k+7] of a row of length K, zero beyond K.

@@ -14,7 +14,10 @@
 
 namespace bd {
 
-constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 32, PF_STAGES = 4, PF_WARPS = 8;
+constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_STAGES = 4, PF_WARPS = 8;
+constexpr int PF_SMEM_BYTES = PF_STAGES * PF_BN * PF_BK * 2;  // 64 KB dynamic: two blocks per SM
+// 16-byte chunk ch (0..7) of a 128-byte smem row, XOR-swizzled by row parity (conflict-free LDS.128 pattern).
+__device__ __forceinline__ int pswz(int ch, int row) { return ch ^ ((row & 1) << 2); }
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
@@ -35,7 +38,8 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     int num_tenants, int scale_per_row, int accumulate,
     TY* __restrict__ y,                             // [R, M]
     int64_t M, int64_t K) {
-  __shared__ __align__(16) T xs[PF_STAGES][PF_BN][PF_BK];
+  extern __shared__ __align__(16) unsigned char pf_smem[];
+  T (*xs)[PF_BN][PF_BK] = reinterpret_cast<T (*)[PF_BN][PF_BK]>(pf_smem);  // [PF_STAGES][BN][BK]; reused by the epilogue
 
   // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
   int piece = blockIdx.y, seg = 0;
@@ -90,18 +94,18 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
   // Producer: stage `st` <- x rows [row0, row0+rows) x columns [kt*32, kt*32+32). 512 chunks of 16 B.
   auto load_stage = [&](int st, int64_t kt) {
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < 4; ++c) {
       const int chunk = threadIdx.x + c * PF_WARPS * 32;
-      const int r = chunk >> 2, kc = (chunk & 3) * 8;
-      const int64_t k = kt * PF_BK + kc;
-      T* dst = &xs[st][r][kc];
+      const int r = chunk >> 3, ch = chunk & 7;
+      const int64_t k = kt * PF_BK + ch * 8;
+      T* dst = &xs[st][r][pswz(ch, r) * 8];
       if (VEC) {
         const bool ok = r < rows && k < K;
         const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
         cp_async16(dst, src, ok ? 16 : 0);
       } else {
         unsigned short* d = reinterpret_cast<unsigned short*>(dst);
-        const unsigned short* xr = reinterpret_cast<const unsigned short*>(x) + int64_t(row0 + r) * K;
+        const unsigned short* xr = reinterpret_cast<const unsigned short*>(x) + int64_t(row0 + (r < rows ? r : 0)) * K;
 #pragma unroll
         for (int i = 0; i < 8; ++i) d[i] = (r < rows && k + i < K) ? xr[k + i] : (unsigned short)0;
       }
@@ -125,16 +129,11 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     cp_async_commit();
   }
 
-  uint32_t sw_cur[2] = {0u, 0u}, sw_next[2] = {0u, 0u};
+  // Sign words: one per (m16 tile, k64 block) = per stage; prefetched one stage ahead.
+  uint32_t sw_next[2] = {0u, 0u};
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
     if (has_delta && mt_ok[mi]) sw_next[mi] = __ldg(sign_ptr[mi]);
-  uint4 wa_next[2][2];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int h = 0; h < 2; ++h)
-      wa_next[mi][h] = WITH_BASE ? load8<VEC>(w_row[mi][h], int64_t(t) * 8, K, w_ok[mi][h]) : make_uint4(0, 0, 0, 0);
 
   for (int64_t kt = 0; kt < KT; ++kt) {
     cp_async_wait<PF_STAGES - 2>();
@@ -145,76 +144,121 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
       cp_async_commit();
     }
     const int st = int(kt % PF_STAGES);
-    const int s = int(kt & 1);  // k32 half of the k64 sign word
-    if (s == 0) {
+    uint32_t sw_cur[2];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        sw_cur[mi] = sw_next[mi];
-        const int64_t kb_next = kt / 2 + 1;
-        sw_next[mi] = (has_delta && mt_ok[mi] && kb_next < K64) ? __ldg(sign_ptr[mi] + kb_next * 32) : 0u;
+    for (int mi = 0; mi < 2; ++mi) {
+      sw_cur[mi] = sw_next[mi];
+      sw_next[mi] = (has_delta && mt_ok[mi] && kt + 1 < K64) ? __ldg(sign_ptr[mi] + (kt + 1) * 32) : 0u;
+    }
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {  // k32 halves of the stage
+      uint4 wa[2][2];
+      if (WITH_BASE) {
+#pragma unroll
+        for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) wa[mi][h] = load8<VEC>(w_row[mi][h], kt * PF_BK + s * 32 + t * 8, K, w_ok[mi][h]);
       }
-    }
-    uint4 wa[2][2];
-    if (WITH_BASE) {
+      // B fragments: row (wn*64 + n*8 + g) of the x tile, chunk 4s + t (both k16 steps of this k32).
+      uint4 bx[8];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int n = 0; n < 8; ++n) {
+        const int r = wn * 64 + n * 8 + g;
+        bx[n] = *reinterpret_cast<const uint4*>(&xs[st][r][pswz(4 * s + t, r) * 8]);
+      }
+      if (has_delta) {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          wa[mi][h] = wa_next[mi][h];
-          wa_next[mi][h] = load8<VEC>(w_row[mi][h], (kt + 1) * PF_BK + t * 8, K, w_ok[mi][h]);
-        }
-    }
-    // B fragments: row (wn*64 + n*8 + g) of the x tile, bytes 16t .. 16t+15 (both k16 steps of this k32).
-    uint4 bx[8];
+        for (int mi = 0; mi < 2; ++mi) {
+          const uint32_t w = sw_cur[mi];
+          const int q = 8 * s;
+          const uint32_t a0 = expand_pair<T>(w, q + 0), a1 = expand_pair<T>(w, q + 1);
+          const uint32_t a2 = expand_pair<T>(w, q + 2), a3 = expand_pair<T>(w, q + 3);
+          const uint32_t a4 = expand_pair<T>(w, q + 4), a5 = expand_pair<T>(w, q + 5);
+          const uint32_t a6 = expand_pair<T>(w, q + 6), a7 = expand_pair<T>(w, q + 7);
 #pragma unroll
-    for (int n = 0; n < 8; ++n) bx[n] = *reinterpret_cast<const uint4*>(&xs[st][wn * 64 + n * 8 + g][t * 8]);
-
-    if (has_delta) {
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        const uint32_t w = sw_cur[mi];
-        const int q = 8 * s;
-        const uint32_t a0 = expand_pair<T>(w, q + 0), a1 = expand_pair<T>(w, q + 1);
-        const uint32_t a2 = expand_pair<T>(w, q + 2), a3 = expand_pair<T>(w, q + 3);
-        const uint32_t a4 = expand_pair<T>(w, q + 4), a5 = expand_pair<T>(w, q + 5);
-        const uint32_t a6 = expand_pair<T>(w, q + 6), a7 = expand_pair<T>(w, q + 7);
-#pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          mma16816<T>(acc_d[mi][n], a0, a1, a2, a3, bx[n].x, bx[n].y);
-          mma16816<T>(acc_d[mi][n], a4, a5, a6, a7, bx[n].z, bx[n].w);
+          for (int n = 0; n < 8; ++n) {
+            mma16816<T>(acc_d[mi][n], a0, a1, a2, a3, bx[n].x, bx[n].y);
+            mma16816<T>(acc_d[mi][n], a4, a5, a6, a7, bx[n].z, bx[n].w);
+          }
         }
       }
-    }
-    if (WITH_BASE) {
+      if (WITH_BASE) {
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+        for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-        for (int n = 0; n < 8; ++n) {
-          float* c = acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0];
-          mma16816<T>(c, wa[mi][0].x, wa[mi][1].x, wa[mi][0].y, wa[mi][1].y, bx[n].x, bx[n].y);
-          mma16816<T>(c, wa[mi][0].z, wa[mi][1].z, wa[mi][0].w, wa[mi][1].w, bx[n].z, bx[n].w);
-        }
+          for (int n = 0; n < 8; ++n) {
+            float* c = acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0];
+            mma16816<T>(c, wa[mi][0].x, wa[mi][1].x, wa[mi][0].y, wa[mi][1].y, bx[n].x, bx[n].y);
+            mma16816<T>(c, wa[mi][0].z, wa[mi][1].z, wa[mi][0].w, wa[mi][1].w, bx[n].z, bx[n].w);
+          }
+      }
     }
   }
   cp_async_wait<0>();
 
   // Epilogue: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
   const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
+  auto value = [&](int mi, int n, int idx, int64_t m) {
+    float v = has_delta ? scale[scale_per_row ? m : 0] * acc_d[mi][n][idx] : 0.f;
+    if (WITH_BASE) v += acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0][idx];
+    return v;
+  };
+  if (sizeof(TY) == 2 && (M % 8) == 0) {
+    // 16-bit y: stage the 128 x 128 tile in shared memory ([row][m], rows padded by 16 bytes), then write
+    // 16-byte chunks along m (coalesced), adding the old y first when accumulating.
+    constexpr int LD = PF_BM + 8;
+    TY* tile = reinterpret_cast<TY*>(pf_smem);
+    __syncthreads();
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int ml = wm * 32 + mi * 16 + g + 8 * h;
+        const int64_t m = m_block + ml;
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int r = wn * 64 + n * 8 + 2 * t + e;
+            tile[r * LD + ml] = store_cast<TY>(m < M ? value(mi, n, 2 * h + e, m) : 0.f);
+          }
+      }
+    __syncthreads();
+    for (int c = threadIdx.x; c < PF_BN * (PF_BM / 8); c += PF_WARPS * 32) {
+      const int r = c / (PF_BM / 8), ch = c % (PF_BM / 8);
+      const int64_t m = m_block + ch * 8;
+      if (r >= rows || m >= M) continue;
+      uint4 v = *reinterpret_cast<const uint4*>(&tile[r * LD + ch * 8]);
+      uint4* out = reinterpret_cast<uint4*>(y + int64_t(row0 + r) * M + m);
+      if (bad_tenant) {
+        TY nan8[8];
+        for (int i = 0; i < 8; ++i) nan8[i] = store_cast<TY>(__int_as_float(0x7fc00000));
+        v = *reinterpret_cast<const uint4*>(nan8);
+      } else if (accumulate) {
+        const uint4 old = *out;
+        const TY* a = reinterpret_cast<const TY*>(&v);
+        const TY* b = reinterpret_cast<const TY*>(&old);
+        TY sum[8];
+        for (int i = 0; i < 8; ++i) sum[i] = store_cast<TY>(load_float<TY>(a + i) + load_float<TY>(b + i));
+        v = *reinterpret_cast<const uint4*>(sum);
+      }
+      *out = v;
+    }
+    return;
+  }
 #pragma unroll
   for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int64_t m = m_block + wm * 32 + mi * 16 + g + 8 * h;
       if (m >= M) continue;
-      const float a = has_delta ? scale[scale_per_row ? m : 0] : 0.f;
 #pragma unroll
       for (int n = 0; n < 8; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int r = wn * 64 + n * 8 + 2 * t + e;
           if (r >= rows) continue;
-          float v = has_delta ? a * acc_d[mi][n][2 * h + e] : 0.f;
-          if (WITH_BASE) v += acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0][2 * h + e];
+          float v = value(mi, n, 2 * h + e, m);
           TY* out = y + int64_t(row0 + r) * M + m;
           if (accumulate) v += load_float<TY>(out);
           if (bad_tenant) v = __int_as_float(0x7fc00000);
@@ -230,11 +274,18 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
   const int64_t grid_y = (R + PF_BN - 1) / PF_BN + S;  // upper bound of sum over segments of ceil(len/128)
   if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
   const dim3 grid(unsigned((M + PF_BM - 1) / PF_BM), unsigned(grid_y)), block(PF_WARPS * 32);
+  static bool attribute_set = false;  // idempotent; a benign race
+  if (!attribute_set) {
+    for (cudaError_t e : {cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES),
+                          cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES)})
+      if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
   if (vec)
-    prefill_kernel<T, TY, WITH_BASE, true><<<grid, block, 0, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants,
+    prefill_kernel<T, TY, WITH_BASE, true><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants,
                                                                        per_row, accumulate, y, M, K);
   else
-    prefill_kernel<T, TY, WITH_BASE, false><<<grid, block, 0, stream>>>(W, x, offs, tens, S, signs, scales,
+    prefill_kernel<T, TY, WITH_BASE, false><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales,
                                                                         num_tenants, per_row, accumulate, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;

@@ -138,6 +138,10 @@ int bd_decode(int dtype, int y_dtype,
               int scale_per_row, void* d_y, int64_t M, int64_t K,
               void* d_workspace, size_t workspace_bytes, cudaStream_t stream);
 
+/* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
+ * 1 = version 1 (warps split K, registers only), 2 = version 2 with 16-row blocks, 3 = version 2 with 32-row blocks. */
+int bd_debug_set_decode_variant(int variant);
+
 /* ====================================================================================================== */
 /* Prefill: many rows (tokens) per tenant, rows grouped in segments, tensor cores.                        */
 /*   for rows r in segment s (d_seg_offsets[s] <= r < d_seg_offsets[s+1]), t = d_seg_tenant[s]:           */
