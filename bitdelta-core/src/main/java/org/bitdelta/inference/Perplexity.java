@@ -22,8 +22,10 @@ import java.util.List;
  * tokens before them in that window; the first {@code maxWindows} windows; perplexity = exp(mean loss).
  */
 public final class Perplexity {
-    /** Rows per forward pass: windows are batched as rows up to this many tokens, which bounds the memory. */
+    /** Rows per forward pass: windows are batched as rows up to this many tokens, which bounds the activations. */
     private static final int ROWS_PER_BATCH = 2048;
+    /** Floats of logits per forward pass (256 MiB): a 128K vocabulary gets fewer windows per pass. */
+    private static final long LOGITS_PER_BATCH = 1L << 26;
     private static final VectorSpecies<Float> LANES = FloatVector.SPECIES_PREFERRED;
 
     private Perplexity() {
@@ -68,7 +70,8 @@ public final class Perplexity {
             throw new BitDeltaException("the text has " + tokens.length + " tokens, fewer than one window of " + window);
         }
         int vocabulary = model.vocabularySize();
-        int windowsPerBatch = Math.max(1, ROWS_PER_BATCH / window);
+        // Batch windows as rows, bounded by rows (activations) and by the logits they produce (rows · vocabulary).
+        int windowsPerBatch = (int) Math.max(1, Math.min(ROWS_PER_BATCH / window, LOGITS_PER_BATCH / ((long) window * vocabulary)));
         double totalLoss = 0;
         for (int first = 0; first < windows; first += windowsPerBatch) {
             int count = Math.min(windowsPerBatch, windows - first);
