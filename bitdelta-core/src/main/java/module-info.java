@@ -19,6 +19,7 @@ module org.bitdelta.core {
     exports org.bitdelta.internal.format to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
     exports org.bitdelta.internal.io to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
     exports org.bitdelta.internal.cpu to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
+    exports org.bitdelta.internal.model to org.bitdelta.cuda, org.bitdelta.nd4j, org.bitdelta.examples;
 
     uses org.bitdelta.spi.TensorBackendProvider;
 
