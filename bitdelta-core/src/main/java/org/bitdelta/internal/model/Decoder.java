@@ -555,11 +555,9 @@ public final class Decoder implements AutoCloseable {
         int hidden = config.hiddenSize();
         int vocabulary = config.vocabularySize();
         List<float[]> logits = new ArrayList<>();
-        int[] firstOutputRow = new int[sequences.size()];
         List<Integer> outputRows = new ArrayList<>();
         for (int s = 0, row = 0; s < sequences.size(); s++) {
             int count = tokens.get(s).length;
-            firstOutputRow[s] = allPositions ? row : row + count - 1;
             logits.add(new float[(allPositions ? count : 1) * vocabulary]);
             for (int i = allPositions ? 0 : count - 1; i < count; i++) {
                 outputRows.add(row + i);
