@@ -3,12 +3,11 @@
 //
 // compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row
 //   (8 elements each: one 16-byte load of base and of ft on the fast path), computes d = (float)ft - (float)base,
-//   sets bit (d >= 0), and adds |d| EXACTLY as a fixed-point integer in units of 2^-40 (unsigned 128-bit).
-//   Flags per row: OFFGRID (some |d| had bits below 2^-40), HUGE (some |d| >= 1024), NONFINITE (Inf/NaN).
-//   The block sums its threads' integers (exact, so any order), decides whether the left-to-right double
-//   sum is provably equal to it (no flag and sum < 2^53 units = 2^13), writes row_sum / row_scale if so, else
-//   marks the row for the serial path. It adds its integer to the matrix total (two 64-bit atomics with
-//   carry, exact) and the last block to finish does the finalization:
+//   sets bit (d >= 0), and adds |d| to a double (exact additions while every |d| is on the 2^-40 grid and the
+//   sum stays below 2^13). Flags per row: OFFGRID (some |d| has bits below 2^-40), HUGE (some |d| >= 1024),
+//   NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals the CPU's left-to-right sum
+//   bit for bit; with one the row is marked for the serial path. The row sum, as an integer of 2^-40 units,
+//   goes into the matrix total (two 64-bit atomics with carry, exact) and the last block to finish finalizes:
 //     - rows marked serial: recomputed by one thread each, strictly k = 0..K-1 in double (slow, rare);
 //     - matrix total: exact integer when no row had OFFGRID/HUGE/NONFINITE; if < 2^53 units the double sum is
 //       exact; otherwise the float answer is taken when the whole error interval
@@ -18,7 +17,7 @@
 namespace bd {
 
 constexpr int CP_THREADS = 256;
-constexpr uint32_t FLAG_OFFGRID = 1u, FLAG_HUGE = 2u, FLAG_NONFINITE = 4u, FLAG_SERIAL = 8u;
+constexpr uint32_t FLAG_OFFGRID = 1u, FLAG_HUGE = 2u, FLAG_NONFINITE = 4u, FLAG_SERIAL = 8u, FLAG_BIGSUM = 16u;
 
 struct CompressHeader {          // at the start of the workspace (64 bytes, zeroed by bd_compress)
   unsigned long long total_lo;   // matrix total of |d| in units of 2^-40, low and high 64 bits
@@ -32,22 +31,20 @@ struct CompressHeader {          // at the start of the workspace (64 bytes, zer
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// Adds |d| (a finite float's magnitude bits) in units of 2^-40 to acc; sets flags for what it cannot add.
-__device__ __forceinline__ void add_abs_fixed(uint32_t abs_bits, unsigned __int128& acc, uint32_t& flags) {
-  if (abs_bits >= 0x7f800000u) { flags |= FLAG_NONFINITE; return; }
-  uint32_t e = abs_bits >> 23, mant = abs_bits & 0x7fffffu;
-  if (e) mant |= 0x800000u; else e = 1;
-  const int sh = int(e) - 110;  // value = mant * 2^(e-150) = mant * 2^(e-110) units
-  if (sh >= 0) {
-    if (sh > 26) { flags |= FLAG_HUGE; return; }  // |d| >= 1024
-    acc += (unsigned __int128)((unsigned long long)mant << sh);
-  } else if (sh > -24) {
-    const uint32_t r = uint32_t(-sh);
-    if (mant & ((1u << r) - 1u)) flags |= FLAG_OFFGRID;
-    acc += (unsigned __int128)(mant >> r);
-  } else if (mant) {
-    flags |= FLAG_OFFGRID;
+// Adds |d| to a double accumulator. When every |d| lies on the 2^-40 grid and the sum stays below 2^13,
+// every partial sum is an integer multiple of 2^-40 below 2^53 units, so each double addition is exact and
+// the order of additions does not matter. Flags what breaks that (the row then takes the serial path).
+__device__ __forceinline__ void add_abs_exact(uint32_t abs_bits, double& acc, uint32_t& flags) {
+  if (abs_bits >= 0x44800000u) {  // |d| >= 1024, Inf or NaN
+    flags |= abs_bits >= 0x7f800000u ? FLAG_NONFINITE : FLAG_HUGE;
+    return;
   }
+  const uint32_t e = abs_bits >> 23;
+  if (e < 110u && abs_bits != 0u) {  // below 2^-17: off the grid unless the low mantissa bits are zero
+    const uint32_t r = 110u - e;
+    if (r >= 24u || (abs_bits & ((1u << r) - 1u))) flags |= FLAG_OFFGRID;
+  }
+  acc += (double)__uint_as_float(abs_bits);
 }
 
 // Strict left-to-right double sum of |d| over one row (the CPU compressor's order).
@@ -80,7 +77,7 @@ __device__ void finalize(const T* base, const T* ft, int64_t M, int64_t K, float
   if (threadIdx.x != 0 || matrix_scale == nullptr) return;
   const double denom = (double)M * (double)K;
   bool done = false;
-  if ((flags & (FLAG_OFFGRID | FLAG_HUGE | FLAG_NONFINITE)) == 0) {
+  if ((flags & (FLAG_OFFGRID | FLAG_HUGE | FLAG_NONFINITE | FLAG_BIGSUM)) == 0) {
     const unsigned long long lo = __ldcg(&hdr->total_lo), hi = __ldcg(&hdr->total_hi);
     if (hi == 0 && lo < (1ull << 53)) {  // every partial sum exact: the double sum is the exact sum
       *matrix_scale = (float)(((double)lo * 0x1p-40) / denom);
@@ -111,14 +108,13 @@ __global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
     float* __restrict__ matrix_scale,                     // [1] or NULL
     double* __restrict__ row_sums_out,                    // [M] or NULL
     CompressHeader* __restrict__ hdr, uint32_t* __restrict__ row_flags, double* __restrict__ row_sums) {
-  __shared__ unsigned long long s_lo[CP_THREADS / 32], s_hi[CP_THREADS / 32];
   __shared__ uint32_t s_flags[CP_THREADS / 32];
   __shared__ bool s_last;
   const int64_t m = blockIdx.x;
   const int64_t row_bytes = (K + 7) / 8;
   const T* brow = base + m * K;
   const T* frow = ft + m * K;
-  unsigned __int128 acc = 0;
+  double acc = 0.0;
   uint32_t flags = 0;
 
 #pragma unroll 2
@@ -144,40 +140,33 @@ __global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
       if (!VEC && k0 + i >= K) break;
       const float d = __fsub_rn(to_f32(fv[i]), to_f32(bv[i]));
       byte |= (d >= 0.f ? 1u : 0u) << i;
-      add_abs_fixed(__float_as_uint(d) & 0x7fffffffu, acc, flags);
+      add_abs_exact(__float_as_uint(d) & 0x7fffffffu, acc, flags);
     }
     signs[m * row_bytes + b] = uint8_t(byte);
   }
 
-  // Block sum of the exact integers (order irrelevant) and OR of the flags.
-  unsigned long long lo = (unsigned long long)acc, hi = (unsigned long long)(acc >> 64);
+  // Block sum (exact while no flag is set and the sum stays below 2^13, so the order is irrelevant).
+  __shared__ double s_sum[CP_THREADS / 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
-    const unsigned long long olo = __shfl_down_sync(0xffffffffu, lo, off);
-    const unsigned long long ohi = __shfl_down_sync(0xffffffffu, hi, off);
-    const uint32_t of = __shfl_down_sync(0xffffffffu, flags, off);
-    const unsigned long long nlo = lo + olo;
-    hi += ohi + (nlo < lo ? 1ull : 0ull);
-    lo = nlo;
-    flags |= of;
+    acc += __shfl_down_sync(0xffffffffu, acc, off);
+    flags |= __shfl_down_sync(0xffffffffu, flags, off);
   }
-  if (lane == 0) { s_lo[warp] = lo; s_hi[warp] = hi; s_flags[warp] = flags; }
+  if (lane == 0) { s_sum[warp] = acc; s_flags[warp] = flags; }
   __syncthreads();
   if (threadIdx.x == 0) {
-    lo = 0; hi = 0; flags = 0;
-    for (int w = 0; w < CP_THREADS / 32; ++w) {
-      const unsigned long long nlo = lo + s_lo[w];
-      hi += s_hi[w] + (nlo < lo ? 1ull : 0ull);
-      lo = nlo;
-      flags |= s_flags[w];
-    }
-    const bool exact = flags == 0 && hi == 0 && lo < (1ull << 53);
+    double sum = 0.0;
+    flags = 0;
+    for (int w = 0; w < CP_THREADS / 32; ++w) { sum += s_sum[w]; flags |= s_flags[w]; }
+    if (flags == 0 && !(sum < 8192.0)) flags |= FLAG_BIGSUM;
+    const bool exact = flags == 0;
+    unsigned long long lo = 0, hi = 0;
     if (exact) {
-      const double s = (double)lo * 0x1p-40;
-      row_sums[m] = s;
-      if (row_scales) row_scales[m] = (float)(s / (double)K);
-      if (row_sums_out) row_sums_out[m] = s;
+      row_sums[m] = sum;
+      if (row_scales) row_scales[m] = (float)(sum / (double)K);
+      if (row_sums_out) row_sums_out[m] = sum;
+      lo = (unsigned long long)(sum * 0x1p40);  // exact: an integer below 2^53
     } else {
       flags |= FLAG_SERIAL;
     }

@@ -93,18 +93,19 @@ __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint3
 template <int RW, int MT>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
-  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = ROWS * KC * 2, S_BYTES = ROWS * MT * 4 * 128,
-                       XB_BYTES = ROWS * 512;
+  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = ROWS * 512;
   static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES + XB_BYTES;
-  static constexpr int BUDGET = 200 * 1024;
+  // 32-row blocks: one block per SM with up to 200 KB of stages; 16-row blocks: two blocks per SM.
+  static constexpr int BUDGET = MT == 2 ? 200 * 1024 : 100 * 1024;
+  static constexpr int MIN_BLOCKS = MT == 2 ? 1 : 2;
   static constexpr int STAGES = (BUDGET / STAGE_BYTES) < 2 ? 2 : (BUDGET / STAGE_BYTES) > 6 ? 6 : (BUDGET / STAGE_BYTES);
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
   // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
-  static constexpr int W_CH = BM * 32 / 256, X_CH = ROWS * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
+  static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
 };
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
-__global__ void __launch_bounds__(256, 1) decode3_kernel(
+__global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
     const int32_t* __restrict__ row_tenant,        // [R]
@@ -146,14 +147,6 @@ __global__ void __launch_bounds__(256, 1) decode3_kernel(
     w_src[i] = W + (w_ok[i] ? (m0 + row) * K : 0) + ch * 8;
     w_dst[i] = (row * KC + swz(ch, row) * 8) * 2;
   }
-  const T* x_src[Sh::X_CH]; bool x_ok[Sh::X_CH]; int x_dst[Sh::X_CH];
-#pragma unroll
-  for (int i = 0; i < Sh::X_CH; ++i) {
-    const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
-    x_ok[i] = row < R;
-    x_src[i] = x + (x_ok[i] ? int64_t(row) * K : 0) + ch * 8;
-    x_dst[i] = Sh::W_BYTES + (row * KC + swz(ch, row) * 8) * 2;
-  }
   const uint32_t* s_src[Sh::S_CH]; bool s_ok[Sh::S_CH]; int s_dst[Sh::S_CH];
 #pragma unroll
   for (int i = 0; i < Sh::S_CH; ++i) {
@@ -190,19 +183,6 @@ __global__ void __launch_bounds__(256, 1) decode3_kernel(
       }
     }
 #pragma unroll
-    for (int i = 0; i < Sh::X_CH; ++i) {
-      const int ch = (threadIdx.x + i * 256) & 31;
-      if (VEC) {
-        const bool ok = x_ok[i] && k0 + ch * 8 < K;
-        cp_async16_zfill(base + x_dst[i], ok ? static_cast<const void*>(x_src[i] + k0) : static_cast<const void*>(x), ok);
-      } else {
-        unsigned short* d = reinterpret_cast<unsigned short*>(base + x_dst[i]);
-        const unsigned short* s = reinterpret_cast<const unsigned short*>(x_src[i] + k0);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) d[j] = (x_ok[i] && k0 + ch * 8 + j < K) ? __ldg(s + j) : (unsigned short)0;
-      }
-    }
-#pragma unroll
     for (int i = 0; i < Sh::S_CH; ++i) {
       const int kb4 = (((threadIdx.x + i * 256) % (MT * 32)) >> 3) & 3;
       const bool ok = s_ok[i] && kc * 4 + kb4 < K64;
@@ -214,15 +194,35 @@ __global__ void __launch_bounds__(256, 1) decode3_kernel(
     }
   };
 
+  // Base product: the NW = 8/RW warps owning rows of n8 tile nt share its k32 steps (warp wi of the tile takes
+  // steps wi, wi + NW, ...) for all MT m16 tiles; partial sums meet in shared memory at the end. The x
+  // fragments come straight from global memory (L2-resident, read by every block), one stage ahead.
+  constexpr int NW = 8 / RW, KSTEPS = (KC / 32) / NW;
   const int nt = (warp * RW) / 8;
+  const int wi = warp - nt * NW;
+  const bool do_base = nt * 8 < R;
   const int xrow = nt * 8 + g;
-  const int base_mi = warp - nt * (8 / RW);
-  const bool do_base = base_mi < MT && nt * 8 < R;
+  const bool xrow_ok = xrow < R;
+  const T* x_row = x + (xrow_ok ? int64_t(xrow) * K : 0);
+  auto load_xfrags = [&](int64_t kc, uint4 (&f)[KSTEPS]) {
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) {
+      const int64_t k = kc * KC + (wi + j * NW) * 32;
+      f[j] = load8<VEC>(x_row, k + 8 * t, K, xrow_ok && do_base);
+    }
+  };
+  for (int i = threadIdx.x; i < BM * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
   bool row_on[RW];
 #pragma unroll
   for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
 
-  float acc_b[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc_b[MT][4];
+#pragma unroll
+  for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc_b[mi][e] = 0.f;
+  uint4 xf_next[KSTEPS];
+  load_xfrags(0, xf_next);
   int acc_d[RW][MT][2][4];
 #pragma unroll
   for (int i = 0; i < RW; ++i)
@@ -248,7 +248,10 @@ __global__ void __launch_bounds__(256, 1) decode3_kernel(
     }
     const unsigned char* base = smem + int(kc % STAGES) * Sh::STAGE_BYTES;
     const T* Ws = reinterpret_cast<const T*>(base);
-    const T* Xs = reinterpret_cast<const T*>(base + Sh::W_BYTES);
+    uint4 xf[KSTEPS];
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
+    if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
     const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
     const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
     // Delta: binary tensor cores, one k256 step.
@@ -271,27 +274,34 @@ __global__ void __launch_bounds__(256, 1) decode3_kernel(
         mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
       }
     }
-    // Base: f16/bf16 tensor cores, eight k32 steps.
+    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
     if (do_base) {
 #pragma unroll
-      for (int k32 = 0; k32 < KC / 32; ++k32) {
-        const int ch = k32 * 4 + t;
-        const uint4 bx = *reinterpret_cast<const uint4*>(Xs + xrow * KC + swz(ch, xrow) * 8);
-        const int r0 = base_mi * 16 + g, r1 = r0 + 8;
-        const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
-        const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
-        mma16816<T>(acc_b, a0.x, a1.x, a0.y, a1.y, bx.x, bx.y);
-        mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, bx.z, bx.w);
+      for (int j = 0; j < KSTEPS; ++j) {
+        const int ch = (wi + j * NW) * 4 + t;
+#pragma unroll
+        for (int mi = 0; mi < MT; ++mi) {
+          const int r0 = mi * 16 + g, r1 = r0 + 8;
+          const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
+          const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
+          mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
+          mma16816<T>(acc_b[mi], a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+        }
       }
     }
   }
   cp_async_wait_group<0>();
 
-  if (do_base) {
+  // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic).
+  for (int j = 0; j < NW; ++j) {
+    if (do_base && wi == j) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s_base[base_mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] = acc_b[e];
+      for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s_base[mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[mi][e];
+    }
+    __syncthreads();
   }
-  __syncthreads();
   // Combine the 16 plane columns: lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and
   // m = g + 8 (c2, c3); sum w_p (2 C_p - popc_p) over its planes, then over the 4 lanes of the row.
 #pragma unroll

@@ -174,14 +174,14 @@ int bd_prefill(int dtype, int y_dtype,
 /*   row_sum[m]   = sum_k |d[m,k]| in double, k = 0, 1, ..., K-1 left to right                            */
 /*   row_scale[m] = (float)(row_sum[m] / (double)K)                                                      */
 /*   matrix_scale = (float)(T / ((double)M * (double)K)),  T = sum of row_sum[m] in double, m = 0..M-1     */
-/* How the GPU matches that sequential order: each |d| is summed EXACTLY as a fixed-point integer in units  */
-/* of 2^-40 (128-bit per row). When every |d| of a row lies on that grid (always for F16 inputs; for BF16   */
-/* whenever both inputs are 0 or >= 2^-33 in magnitude), no |d| >= 1024 occurs and the exact sum is below  */
-/* 2^13, every partial sum of the left-to-right double sum is exactly representable, so that sum equals    */
-/* the exact sum and the order does not matter. Otherwise (or for Inf/NaN) the row is recomputed by one     */
-/* thread strictly left to right in double (slow, rare). The matrix total T is exact when its partial sums  */
-/* stay exact (T < 2^13); otherwise an interval argument (|T_seq - T| <= (M-1) * 2^-53 * T) decides the float */
-/* when the whole interval rounds to one float, and else one thread sums the row sums left to right.        */
+/* How the GPU matches that sequential order: when every |d| of a row is a multiple of 2^-40 (always for F16   */
+/* inputs; for BF16 whenever both inputs are 0 or >= 2^-33 in magnitude), no |d| >= 1024 occurs and the row    */
+/* sum stays below 2^13, every partial sum of ANY summation order is a multiple of 2^-40 below 2^53 units, so   */
+/* every double addition is exact: the GPU's parallel double sum equals the CPU's left-to-right one bit for     */
+/* bit. Rows outside that (or with Inf/NaN) are recomputed by one thread strictly left to right (slow, rare).   */
+/* The matrix total T: exact 128-bit integer in units of 2^-40 (atomics); when T < 2^13 the double sum is       */
+/* exact; otherwise the float is taken when the whole interval T * (1 +- (M + K + 8) * 2^-53), which contains  */
+/* the CPU's rounded left-to-right total, rounds to one float; else one thread sums the row sums in order.      */
 /* ====================================================================================================== */
 
 /* Workspace: 64 + 12 * M bytes (rounded up to 16), 16-byte aligned. */
