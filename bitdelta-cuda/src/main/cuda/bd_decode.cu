@@ -63,6 +63,9 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
   }
   const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
+  // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
+  // in flight); with more rows the registers are needed for the rows.
+#pragma unroll(NT == 1 ? 2 : 1)
   for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
     // All loads of this k64 block first (several independent 16-byte loads in flight per lane).
     uint32_t sw[ROWS];
@@ -507,7 +510,10 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  if (variant == 0) variant = ws_ok ? 5 : 2;
+  // Automatic choice (from the run-6 timings on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
+  // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
+  // given, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
   if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
   XPlanes xp{nullptr, nullptr, nullptr};
   if (variant >= 4) {

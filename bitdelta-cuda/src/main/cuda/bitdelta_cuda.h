@@ -47,11 +47,18 @@
  *
  * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90 SASS + compute_90 PTX):
  *   bd_repack_signs:  repack_signs_kernel, 256 threads, one thread per device word.
- *   bd_decode:        decode_kernel<T, TY, NT, VEC>, 256 threads (8 warps split K), one block per 16 rows of M,
- *                     T in {half, bf16}, TY in {T, float}, NT (n8 tiles of rows) in {1, 2, 4}, VEC in {true, false}
- *                     = 24 kernels; R > 32 rows are processed in launches of 32 rows (W re-read per launch).
+ *   bd_decode:        version 1: decode_kernel<T, TY, NT, VEC>, 256 threads (8 warps split K), one block per
+ *                       16 rows of M; NT (n8 tiles of rows) in {1, 2, 4} = 24 kernels.
+ *                     version 2: decode2_kernel<T, TY, RW, MT, VEC>, 256 threads (warps split rows), one block per
+ *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
+ *                       k128 = 48 kernels.
+ *                     version 3: xplanes_kernel<T> (256 threads, one block per row; 2 kernels), then
+ *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
+ *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels.
+ *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
+ *                     launches of 32 rows (W re-read per launch).
  *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
- *                     128 (M) x 128 (rows of one segment) x 32 (K), 4-stage cp.async pipeline for x,
+ *                     128 (M) x 128 (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB),
  *                     T in {half, bf16}, TY in {T, float}, WITH_BASE in {false, true}, VEC in {true, false}
  *                     = 16 kernels.
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
@@ -115,8 +122,14 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
 /*   t < 0: base only.  t >= num_tenants: y[r, :] = NaN.  a_t[m] = scale[t][per_row ? m : 0].            */
 /* ====================================================================================================== */
 
-/* Workspace bytes bd_decode needs (currently 0: the reduction over K happens in shared memory; the function
- * exists so that a later version may use one without an ABI change). */
+/* Workspace bytes for the fastest path: R * ceil(K/256) * 512 bytes of x bit-planes, plus 68 * R, each part
+ * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace bd_decode
+ * still works, through a slower kernel version (the result differs only by rounding).
+ * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
+ * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
+ * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
+ * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8). The base
+ * product W x is always f16/bf16 tensor cores with F32 accumulation. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
@@ -131,7 +144,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
  * scale_per_row:    BD_SCALE_PER_MATRIX or BD_SCALE_PER_ROW
  * d_y:              y_dtype [R, M]       output; every element is written
  * M, K:             1 .. 2^31-1
- * d_workspace, workspace_bytes: may be NULL/0 while bd_decode_workspace_bytes() is 0 */
+ * d_workspace, workspace_bytes: >= bd_decode_workspace_bytes(M, K, R), 256-byte aligned; or NULL/0 (slower) */
 int bd_decode(int dtype, int y_dtype,
               const void* d_W, const void* d_x, const int32_t* d_row_tenant, int64_t R,
               const uint32_t* const* d_tenant_signs, const float* const* d_tenant_scales, int64_t num_tenants,
@@ -139,7 +152,8 @@ int bd_decode(int dtype, int y_dtype,
               void* d_workspace, size_t workspace_bytes, cudaStream_t stream);
 
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
- * 1 = version 1 (warps split K, registers only), 2 = version 2 with 16-row blocks, 3 = version 2 with 32-row blocks. */
+ * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
+ * (versions 3 fall back to 2 without a large enough workspace). */
 int bd_debug_set_decode_variant(int variant);
 
 /* ====================================================================================================== */
