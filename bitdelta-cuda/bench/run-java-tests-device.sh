@@ -16,10 +16,10 @@ echo "== all GPU tests, -Dbitdelta.cuda.library"
 "${java[@]}" -Dbitdelta.cuda.library="$PWD/libbitdelta_cuda.so" -jar junit-console.jar execute --disable-banner \
   --details=tree -cp "$cp_" --select-package org.bitdelta.cuda 2>&1 | tee "$OUT/cuda-java-tests.log"
 echo "== library extracted from the class path into the cache folder (no -Dbitdelta.cuda.library)"
-export HOME=/tmp/cuda-java-home
+home=/tmp/cuda-java-home  # user.home: the JDK takes it from the password database, not $HOME
 for pass in 1 2; do
-  "${java[@]}" -jar junit-console.jar execute --disable-banner --details=summary -cp "$cp_:packaged" \
+  "${java[@]}" -Duser.home="$home" -jar junit-console.jar execute --disable-banner --details=summary -cp "$cp_:packaged" \
     --select-class org.bitdelta.cuda.CudaBackendProviderTest --select-class org.bitdelta.cuda.CudaOverheadTest 2>&1 \
     | tee "$OUT/cuda-java-extract-$pass.log" | grep -E "tests (successful|failed|skipped)|FFM|ns per|us "
-  find "$HOME/.cache/bitdelta" -type f | tee -a "$OUT/cuda-java-extract-$pass.log"
+  find "$home/.cache/bitdelta" -type f -printf "%p %s bytes %TT\n" | tee -a "$OUT/cuda-java-extract-$pass.log"
 done

@@ -39,6 +39,7 @@ class CudaOverheadTest {
 
             // Tiny decode, 1 row x [16, 64], no tenants: times the enqueue of a launch through FFM (GPU work hidden).
             double[] launchMicros = new double[50];
+            double[] memsetMicros = new double[50];
             try (DeviceScope scope = new DeviceScope(library)) {
                 DeviceBuffer weight = scope.allocate(16 * 64 * 2, "tiny W");
                 DeviceBuffer x = scope.allocate(64 * 2, "tiny x");
@@ -68,11 +69,28 @@ class CudaOverheadTest {
                             launchMicros[round - 10] = micros;
                         }
                     }
+                    // One CUDA API call per downcall (cudaMemsetAsync), for comparison with bd_decode's host work.
+                    for (int round = 0; round < memsetMicros.length + 10; round++) {
+                        int calls = 100;
+                        long begin = System.nanoTime();
+                        for (int i = 0; i < calls; i++) {
+                            int status = library.memset(y.address(), 0, y.bytes(), stream);
+                            if (status != CudaLibrary.OK) {
+                                library.check(status, "bd_memset");
+                            }
+                        }
+                        double micros = (System.nanoTime() - begin) / 1000.0 / calls;
+                        library.check(library.streamSynchronize(stream), "memset");
+                        if (round >= 10) {
+                            memsetMicros[round - 10] = micros;
+                        }
+                    }
                 } finally {
                     library.check(library.streamDestroy(stream), "stream destroy");
                 }
             }
             Arrays.sort(launchMicros);
+            Arrays.sort(memsetMicros);
 
             // Whole deltaMatmul of 1 row, [64, 64], 1 tenant: copies in and out and a synchronize included.
             double[] roundTripMicros = new double[500];
@@ -97,6 +115,8 @@ class CudaOverheadTest {
             System.out.printf("  bd_abi_version (no-op downcall):            %.1f ns per call (%d calls)%n", abiNanos, calls);
             System.out.printf("  bd_decode tiny launch, enqueue through FFM: %.2f us median per launch (min %.2f, max %.2f; 50 x 100 launches)%n",
                     launchMedian, launchMicros[0], launchMicros[launchMicros.length - 1]);
+            System.out.printf("  bd_memset (one cudaMemsetAsync) enqueue:    %.2f us median per call (min %.2f)%n",
+                    memsetMicros[memsetMicros.length / 2], memsetMicros[0]);
             System.out.printf("  deltaMatmul 1 row [64x64] round trip:       %.1f us median (min %.1f; copies, launch, synchronize)%n",
                     roundTripMicros[roundTripMicros.length / 2], roundTripMicros[0]);
             assertTrue(abiNanos / 1000 < GOAL_MICROS, "FFM no-op call " + abiNanos + " ns exceeds the " + GOAL_MICROS + " us goal");
