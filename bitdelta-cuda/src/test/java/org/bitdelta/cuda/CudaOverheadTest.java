@@ -71,15 +71,15 @@ class CudaOverheadTest {
                     }
                     // One CUDA API call per downcall (cudaMemsetAsync), for comparison with bd_decode's host work.
                     for (int round = 0; round < memsetMicros.length + 10; round++) {
-                        int calls = 100;
+                        int memsetCalls = 100;
                         long begin = System.nanoTime();
-                        for (int i = 0; i < calls; i++) {
+                        for (int i = 0; i < memsetCalls; i++) {
                             int status = library.memset(y.address(), 0, y.bytes(), stream);
                             if (status != CudaLibrary.OK) {
                                 library.check(status, "bd_memset");
                             }
                         }
-                        double micros = (System.nanoTime() - begin) / 1000.0 / calls;
+                        double micros = (System.nanoTime() - begin) / 1000.0 / memsetCalls;
                         library.check(library.streamSynchronize(stream), "memset");
                         if (round >= 10) {
                             memsetMicros[round - 10] = micros;
