@@ -129,8 +129,20 @@ public final class NativeLibraryLocator {
         return base.resolve("bitdelta");
     }
 
+    /** The artifact version: the manifest's, else Maven's pom.properties in the jar, else "dev" (classes folders). */
     private static String version() {
         String version = NativeLibraryLocator.class.getPackage().getImplementationVersion();
+        if (version == null) {
+            try (InputStream input = NativeLibraryLocator.class.getResourceAsStream("/META-INF/maven/org.bitdelta/bitdelta-cuda/pom.properties")) {
+                if (input != null) {
+                    Properties properties = new Properties();
+                    properties.load(input);
+                    version = properties.getProperty("version");
+                }
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read the bitdelta-cuda pom.properties", e);
+            }
+        }
         return version == null ? "dev" : version.replaceAll("[^A-Za-z0-9._-]", "_");
     }
 
