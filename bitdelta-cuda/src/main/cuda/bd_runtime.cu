@@ -54,6 +54,17 @@ int bd_malloc(void** d_pointer, size_t bytes) {
 
 int bd_free(void* d_pointer) { return d_pointer == nullptr ? BD_OK : check(cudaFree(d_pointer)); }
 
+int bd_host_alloc(void** h_pointer, size_t bytes) {
+  if (h_pointer == nullptr) return BD_ERR_NULL_POINTER;
+  *h_pointer = nullptr;
+  if (bytes == 0) return BD_OK;
+  int status = check(cudaHostAlloc(h_pointer, bytes, cudaHostAllocDefault));
+  if (status != BD_OK) *h_pointer = nullptr;
+  return status;
+}
+
+int bd_host_free(void* h_pointer) { return h_pointer == nullptr ? BD_OK : check(cudaFreeHost(h_pointer)); }
+
 int bd_memcpy_htod(void* d_destination, const void* h_source, size_t bytes) {
   if (bytes == 0) return BD_OK;
   if (d_destination == nullptr || h_source == nullptr) return BD_ERR_NULL_POINTER;

@@ -41,6 +41,13 @@ int bd_malloc(void** d_pointer, size_t bytes);
 /* d_pointer: an allocation of bd_malloc, or NULL (no-op). Synchronizes the device as cudaFree does. */
 int bd_free(void* d_pointer);
 
+/* h_pointer: output, page-locked ("pinned") host memory of bytes bytes (cudaHostAlloc, default flags): copies
+ * from and to it run at full PCIe speed and truly asynchronously. bytes: >= 0 (0 gives NULL and BD_OK). */
+int bd_host_alloc(void** h_pointer, size_t bytes);
+
+/* h_pointer: from bd_host_alloc, or NULL (no-op). */
+int bd_host_free(void* h_pointer);
+
 /* Synchronous copies of bytes bytes (return once the copy is done). h_* is pageable or pinned host memory. */
 int bd_memcpy_htod(void* d_destination, const void* h_source, size_t bytes);
 int bd_memcpy_dtoh(void* h_destination, const void* d_source, size_t bytes);

@@ -51,7 +51,7 @@ public final class CudaBackend implements TensorBackend {
     private final Map<MemoryKey, DeviceWeight> weights = new HashMap<>();
     private final Map<MemoryKey, DeviceBuffer> signs = new HashMap<>();
     private final Map<BinaryDelta, DeviceDelta> deltas = new IdentityHashMap<>();
-    private Arena hostArena;
+    /** Page-locked, so that the copies in and out of each call are DMA transfers without a staging copy. */
     private MemorySegment hostStaging;
     private MemorySegment hostOutput;
     private DeviceBuffer deviceStaging;
@@ -76,7 +76,6 @@ public final class CudaBackend implements TensorBackend {
         this.deviceName = library.deviceName(device);
         this.scope = new DeviceScope(library);
         this.stream = library.streamCreate();
-        this.hostArena = Arena.ofShared();
     }
 
     @Override
@@ -156,7 +155,7 @@ public final class CudaBackend implements TensorBackend {
                 try {
                     library.check(library.streamDestroy(stream), "destroying the stream");
                 } finally {
-                    hostArena.close();
+                    freePinned();
                 }
             }
         }
@@ -276,32 +275,33 @@ public final class CudaBackend implements TensorBackend {
         long tableScales = tenantCount == 0 ? 0 : device + scalesTableOffset;
         String shapes = (prefill ? "bd_prefill" : "bd_decode") + "(" + weight.describe() + ", x [" + rows + ", " + inputs + "], "
                 + tenantCount + " tenants, " + segments + " segments)";
-        library.check(library.copyHostToDeviceAsync(device, host, stagingBytes, stream), "uploading activations for " + shapes);
-        int status;
-        if (prefill) {
-            long workspaceBytes = library.prefillWorkspaceBytes(outputs, inputs, rows, segments);
-            long workspaceAddress = ensureWorkspace(workspaceBytes);
-            status = library.prefill(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, rows,
-                    device + indexOffset, device + segmentTenantOffset, segments, tableSigns, tableScales, tenantCount,
-                    CudaLibrary.SCALE_PER_ROW, 0, deviceOutput.address(), outputs, inputs, workspaceAddress, workspaceBytes, stream);
-        } else {
-            long workspaceBytes = library.decodeWorkspaceBytes(outputs, inputs, rows);
-            long workspaceAddress = ensureWorkspace(workspaceBytes);
-            status = library.decode(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, device + indexOffset,
-                    rows, tableSigns, tableScales, tenantCount, CudaLibrary.SCALE_PER_ROW, deviceOutput.address(), outputs, inputs,
-                    workspaceAddress, workspaceBytes, stream);
-        }
-        if (status != CudaLibrary.OK) {
-            // Let the copy already enqueued finish before the staging buffers are reused by the next call.
-            CudaException failure = library.failure(status, shapes);
+        try {
+            library.check(library.copyHostToDeviceAsync(device, host, stagingBytes, stream), "uploading activations for " + shapes);
+            int status;
+            if (prefill) {
+                long workspaceBytes = library.prefillWorkspaceBytes(outputs, inputs, rows, segments);
+                long workspaceAddress = ensureWorkspace(workspaceBytes);
+                status = library.prefill(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, rows,
+                        device + indexOffset, device + segmentTenantOffset, segments, tableSigns, tableScales, tenantCount,
+                        CudaLibrary.SCALE_PER_ROW, 0, deviceOutput.address(), outputs, inputs, workspaceAddress, workspaceBytes, stream);
+            } else {
+                long workspaceBytes = library.decodeWorkspaceBytes(outputs, inputs, rows);
+                long workspaceAddress = ensureWorkspace(workspaceBytes);
+                status = library.decode(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, device + indexOffset,
+                        rows, tableSigns, tableScales, tenantCount, CudaLibrary.SCALE_PER_ROW, deviceOutput.address(), outputs, inputs,
+                        workspaceAddress, workspaceBytes, stream);
+            }
+            library.check(status, shapes);
+            library.check(library.copyDeviceToHostAsync(hostOutput, deviceOutput.address(), outputBytes, stream), "fetching y of " + shapes);
+            library.check(library.streamSynchronize(stream), shapes);
+        } catch (RuntimeException failure) {
+            // Copies already enqueued read the pinned staging buffers: let them finish before the next call reuses them.
             int synchronizeStatus = library.streamSynchronize(stream);
             if (synchronizeStatus != CudaLibrary.OK) {
-                failure.addSuppressed(library.failure(synchronizeStatus, "synchronizing after the failed launch"));
+                failure.addSuppressed(library.failure(synchronizeStatus, "synchronizing after the failure of " + shapes));
             }
             throw failure;
         }
-        library.check(library.copyDeviceToHostAsync(hostOutput, deviceOutput.address(), outputBytes, stream), "fetching y of " + shapes);
-        library.check(library.streamSynchronize(stream), shapes);
         MemorySegment.copy(hostOutput, ValueLayout.JAVA_FLOAT, 0, y, firstRow * outputs, rows * outputs);
     }
 
@@ -338,18 +338,9 @@ public final class CudaBackend implements TensorBackend {
         if (hostStaging == null || hostStaging.byteSize() < stagingBytes || hostOutput.byteSize() < outputBytes) {
             long stagingCapacity = Math.max(stagingBytes, hostStaging == null ? 0 : hostStaging.byteSize());
             long outputCapacity = Math.max(outputBytes, hostOutput == null ? 0 : hostOutput.byteSize());
-            Arena replacement = Arena.ofShared();
-            try {
-                MemorySegment newStaging = replacement.allocate(stagingCapacity, 256);
-                MemorySegment newOutput = replacement.allocate(outputCapacity, 256);
-                hostArena.close();
-                hostArena = replacement;
-                hostStaging = newStaging;
-                hostOutput = newOutput;
-            } catch (RuntimeException | Error e) {
-                replacement.close();
-                throw e;
-            }
+            freePinned();
+            hostStaging = library.hostAlloc(stagingCapacity);
+            hostOutput = library.hostAlloc(outputCapacity);
         }
         if (deviceStaging == null || deviceStaging.bytes() < stagingBytes) {
             DeviceBuffer next = scope.allocate(Math.max(stagingBytes, deviceStaging == null ? 0 : deviceStaging.bytes()), "activation staging");
@@ -364,6 +355,23 @@ public final class CudaBackend implements TensorBackend {
                 scope.release(deviceOutput);
             }
             deviceOutput = next;
+        }
+    }
+
+    /** Frees both pinned buffers (the stream is idle whenever this runs: every call ends synchronized). */
+    private void freePinned() {
+        MemorySegment staging = hostStaging;
+        MemorySegment output = hostOutput;
+        hostStaging = null;
+        hostOutput = null;
+        try {
+            if (staging != null) {
+                library.check(library.hostFree(staging), "freeing pinned activation staging");
+            }
+        } finally {
+            if (output != null) {
+                library.check(library.hostFree(output), "freeing pinned output staging");
+            }
         }
     }
 

@@ -47,6 +47,8 @@ public final class CudaLibrary {
     private final MethodHandle memGetInfo;
     private final MethodHandle malloc;
     private final MethodHandle free;
+    private final MethodHandle hostAlloc;
+    private final MethodHandle hostFree;
     private final MethodHandle memcpyHostToDevice;
     private final MethodHandle memcpyDeviceToHost;
     private final MethodHandle memcpyHostToDeviceAsync;
@@ -85,6 +87,8 @@ public final class CudaLibrary {
         memGetInfo = bind.handle("bd_mem_get_info", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
         malloc = bind.handle("bd_malloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
         free = bind.handle("bd_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        hostAlloc = bind.handle("bd_host_alloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+        hostFree = bind.handle("bd_host_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
         memcpyHostToDevice = bind.handle("bd_memcpy_htod", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG));
         memcpyDeviceToHost = bind.handle("bd_memcpy_dtoh", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
         memcpyHostToDeviceAsync = bind.handle("bd_memcpy_htod_async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_LONG));
@@ -306,6 +310,27 @@ public final class CudaLibrary {
             return (int) free.invokeExact(devicePointer);
         } catch (Throwable e) {
             throw rethrow("bd_free", e);
+        }
+    }
+
+    /** Page-locked host memory of {@code bytes} bytes, as a segment of that size; free it with {@link #hostFree}. */
+    public MemorySegment hostAlloc(long bytes) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment pointer = arena.allocate(ADDRESS);
+            check((int) hostAlloc.invokeExact(pointer, bytes), "bd_host_alloc(" + bytes + " bytes)");
+            return MemorySegment.ofAddress(pointer.get(JAVA_LONG, 0)).reinterpret(bytes);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_host_alloc", e);
+        }
+    }
+
+    public int hostFree(MemorySegment host) {
+        try {
+            return (int) hostFree.invokeExact(host.address());
+        } catch (Throwable e) {
+            throw rethrow("bd_host_free", e);
         }
     }
 
