@@ -1,0 +1,544 @@
+package org.bitdelta.cuda;
+
+import org.bitdelta.BinaryDelta;
+import org.bitdelta.BitDeltaException;
+import org.bitdelta.cuda.internal.CudaException;
+import org.bitdelta.cuda.internal.CudaLibrary;
+import org.bitdelta.cuda.internal.DeviceBuffer;
+import org.bitdelta.cuda.internal.DeviceScope;
+import org.bitdelta.spi.TensorBackend;
+import org.bitdelta.tensor.DType;
+import org.bitdelta.tensor.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * The CUDA backend: W1A16 kernels of libbitdelta_cuda through FFM. Weights are uploaded once per tensor (F16 and
+ * BF16 as they are, F32 converted to F16, or to BF16 when a value exceeds the F16 range), each tenant's signs are
+ * uploaded and repacked once per sign matrix, its scales once per {@link BinaryDelta}. Activations are converted
+ * to the weight's 16-bit type on upload; results come back as F32.
+ *
+ * <p>Caches are keyed by the memory behind a tensor (its segment's base object or address and size): the bytes of
+ * a tensor or delta must not change while this backend has it cached; {@link #clearCaches()} drops everything.
+ * Calls are serialized on one stream per backend. All device memory is owned by one {@link DeviceScope} and
+ * freed by {@link #close()}.
+ */
+public final class CudaBackend implements TensorBackend {
+    /** Up to this many rows the fused decode kernel runs; above it the prefill kernel, when segments are long. */
+    static final int DECODE_MAX_ROWS = 32;
+    /** Prefill pays off when the runs of rows of one tenant are about this long (its tile is 128 rows). */
+    static final int PREFILL_MIN_ROWS_PER_SEGMENT = 16;
+    /** Rows per launch sequence, bounding the staging memory (and under the kernels' 65535 limits). */
+    static final int MAX_ROWS_PER_CHUNK = 4096;
+    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final float F16_MAX = 65504f;
+
+    private final CudaLibrary library;
+    private final int device;
+    private final String deviceName;
+    private final long stream;
+    private final DeviceScope scope;
+    private final Map<MemoryKey, DeviceWeight> weights = new HashMap<>();
+    private final Map<MemoryKey, DeviceBuffer> signs = new HashMap<>();
+    private final Map<BinaryDelta, DeviceDelta> deltas = new IdentityHashMap<>();
+    /** Page-locked, so that the copies in and out of each call are DMA transfers without a staging copy. */
+    private MemorySegment hostStaging;
+    private MemorySegment hostOutput;
+    private DeviceBuffer deviceStaging;
+    private DeviceBuffer deviceOutput;
+    private DeviceBuffer workspace;
+    private boolean closed;
+
+    /** A backend on device 0. */
+    public CudaBackend() {
+        this(0);
+    }
+
+    /** A backend on CUDA device {@code device}. */
+    public CudaBackend(int device) {
+        this.library = CudaLibrary.load();
+        int count = library.deviceCount();
+        if (device < 0 || device >= count) {
+            throw new BitDeltaException("CUDA device " + device + " does not exist (" + count + " visible)");
+        }
+        this.device = device;
+        library.setDevice(device);
+        this.deviceName = library.deviceName(device);
+        this.scope = new DeviceScope(library);
+        this.stream = library.streamCreate();
+    }
+
+    @Override
+    public String name() {
+        return CudaBackendProvider.NAME;
+    }
+
+    /** "NVIDIA H100 80GB HBM3 (device 0), library PATH". */
+    public String describe() {
+        return deviceName + " (device " + device + "), library " + library.path();
+    }
+
+    /** The loaded library, for tools and tests that call the ABI directly. */
+    public CudaLibrary library() {
+        return library;
+    }
+
+    /** Device bytes held by this backend (cached weights, deltas and scratch). */
+    public synchronized long deviceBytes() {
+        return scope.liveBytes();
+    }
+
+    @Override
+    public synchronized void matmul(float[] x, int rows, Tensor weight, float[] y) {
+        int[] baseOnly = new int[Math.max(rows, 0)];
+        Arrays.fill(baseOnly, -1);
+        deltaMatmul(x, rows, weight, List.of(), baseOnly, y);
+    }
+
+    @Override
+    public synchronized void deltaMatmul(float[] x, int rows, Tensor base, List<BinaryDelta> tenantDeltas, int[] tenantOfRow, float[] y) {
+        ensureOpen();
+        validate(x, rows, base, tenantDeltas, tenantOfRow, y);
+        if (rows == 0) {
+            return;
+        }
+        selectDevice();
+        DeviceWeight weight = deviceWeight(base);
+        for (int start = 0; start < rows; start += MAX_ROWS_PER_CHUNK) {
+            int count = Math.min(MAX_ROWS_PER_CHUNK, rows - start);
+            runChunk(x, start, count, weight, tenantDeltas, tenantOfRow, y);
+        }
+    }
+
+    /** Frees every cached weight and delta (scratch buffers stay). */
+    public synchronized void clearCaches() {
+        ensureOpen();
+        for (DeviceWeight weight : weights.values()) {
+            scope.release(weight.buffer());
+        }
+        weights.clear();
+        for (DeviceBuffer buffer : signs.values()) {
+            scope.release(buffer);
+        }
+        signs.clear();
+        for (DeviceDelta delta : deltas.values()) {
+            scope.release(delta.scales());
+        }
+        deltas.clear();
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        weights.clear();
+        signs.clear();
+        deltas.clear();
+        try {
+            library.check(library.streamSynchronize(stream), "synchronizing the stream at close");
+        } finally {
+            try {
+                scope.close();
+            } finally {
+                try {
+                    library.check(library.streamDestroy(stream), "destroying the stream");
+                } finally {
+                    freePinned();
+                }
+            }
+        }
+    }
+
+    // ---- validation: nothing malformed reaches a kernel ----
+
+    private static void validate(float[] x, int rows, Tensor base, List<BinaryDelta> tenantDeltas, int[] tenantOfRow, float[] y) {
+        Objects.requireNonNull(x, "x");
+        Objects.requireNonNull(base, "base weight");
+        Objects.requireNonNull(tenantDeltas, "deltas");
+        Objects.requireNonNull(tenantOfRow, "tenantOfRow");
+        Objects.requireNonNull(y, "y");
+        if (base.rank() != 2) {
+            throw new BitDeltaException(base.name() + ": the CUDA backend needs a 2-D weight [out, in], got " + base);
+        }
+        DType dtype = base.dtype();
+        if (dtype != DType.F16 && dtype != DType.BF16 && dtype != DType.F32) {
+            throw new BitDeltaException(base.name() + ": the CUDA backend multiplies F16, BF16 (and F32, converted to F16) weights, not " + dtype);
+        }
+        long outputs = base.dimension(0);
+        long inputs = base.dimension(1);
+        if (outputs <= 0 || inputs <= 0 || outputs >= Integer.MAX_VALUE || inputs >= Integer.MAX_VALUE) {
+            throw new BitDeltaException(base.name() + ": shape " + Arrays.toString(base.shape()) + " must be positive and below 2^31");
+        }
+        if (rows < 0) {
+            throw new BitDeltaException(base.name() + ": negative row count " + rows);
+        }
+        if (x.length < (long) rows * inputs) {
+            throw new BitDeltaException(base.name() + ": x has " + x.length + " floats, needs rows * in = " + rows + " * " + inputs
+                    + " for weight [" + outputs + ", " + inputs + "]");
+        }
+        if (y.length < (long) rows * outputs) {
+            throw new BitDeltaException(base.name() + ": y has " + y.length + " floats, needs rows * out = " + rows + " * " + outputs
+                    + " for weight [" + outputs + ", " + inputs + "]");
+        }
+        if (tenantOfRow.length < rows) {
+            throw new BitDeltaException(base.name() + ": tenantOfRow has " + tenantOfRow.length + " entries for " + rows + " rows");
+        }
+        for (int row = 0; row < rows; row++) {
+            int tenant = tenantOfRow[row];
+            if (tenant == -1) {
+                continue;
+            }
+            if (tenant < 0 || tenant >= tenantDeltas.size()) {
+                throw new BitDeltaException(base.name() + ": row " + row + " names tenant " + tenant + ", outside [-1, "
+                        + tenantDeltas.size() + ") (" + tenantDeltas.size() + " deltas given)");
+            }
+            BinaryDelta delta = tenantDeltas.get(tenant);
+            if (delta == null) {
+                throw new BitDeltaException(base.name() + ": row " + row + " names tenant " + tenant + ", whose delta is null");
+            }
+            if (delta.rows() != outputs || delta.cols() != inputs) {
+                throw new BitDeltaException(base.name() + ": tenant " + tenant + "'s delta " + delta.name() + " is " + delta.rows() + "x"
+                        + delta.cols() + " but the base weight is " + outputs + "x" + inputs);
+            }
+        }
+    }
+
+    // ---- one chunk of rows: stage, launch, fetch ----
+
+    private void runChunk(float[] x, int firstRow, int rows, DeviceWeight weight, List<BinaryDelta> tenantDeltas, int[] tenantOfRow, float[] y) {
+        int outputs = weight.outputs();
+        int inputs = weight.inputs();
+        // Compact tenant table: only the tenants these rows use, in order of first use.
+        Map<Integer, Integer> compactOf = new HashMap<>();
+        int[] compactRow = new int[rows];
+        int segments = 0;
+        for (int row = 0; row < rows; row++) {
+            int tenant = tenantOfRow[firstRow + row];
+            compactRow[row] = tenant < 0 ? -1 : compactOf.computeIfAbsent(tenant, unused -> compactOf.size());
+            if (row == 0 || compactRow[row] != compactRow[row - 1]) {
+                segments++;
+            }
+        }
+        int tenantCount = compactOf.size();
+        DeviceDelta[] used = new DeviceDelta[tenantCount];
+        for (Map.Entry<Integer, Integer> entry : compactOf.entrySet()) {
+            used[entry.getValue()] = deviceDelta(tenantDeltas.get(entry.getKey()));
+        }
+        boolean prefill = rows > DECODE_MAX_ROWS && rows >= (long) segments * PREFILL_MIN_ROWS_PER_SEGMENT;
+
+        // Staging layout (host and device alike, one copy): signs pointers, scales pointers, int32 indices, x.
+        long signsTableOffset = 0;
+        long scalesTableOffset = 8L * tenantCount;
+        long indexOffset = 16L * tenantCount;
+        long indexBytes = prefill ? 4L * (2L * segments + 1) : 4L * rows;
+        long xOffset = align(indexOffset + indexBytes, 256);
+        long xBytes = 2L * rows * inputs;
+        long stagingBytes = xOffset + xBytes;
+        long outputBytes = 4L * rows * outputs;
+        ensureStaging(stagingBytes, outputBytes);
+
+        MemorySegment host = hostStaging;
+        long device = deviceStaging.address();
+        for (int tenant = 0; tenant < tenantCount; tenant++) {
+            host.set(ValueLayout.JAVA_LONG, signsTableOffset + 8L * tenant, used[tenant].signsAddress());
+            host.set(ValueLayout.JAVA_LONG, scalesTableOffset + 8L * tenant, used[tenant].scales().address());
+        }
+        long segmentTenantOffset = indexOffset + 4L * (segments + 1);
+        if (prefill) {
+            int segment = 0;
+            for (int row = 0; row < rows; row++) {
+                if (row == 0 || compactRow[row] != compactRow[row - 1]) {
+                    host.set(ValueLayout.JAVA_INT, indexOffset + 4L * segment, row);
+                    host.set(ValueLayout.JAVA_INT, segmentTenantOffset + 4L * segment, compactRow[row]);
+                    segment++;
+                }
+            }
+            host.set(ValueLayout.JAVA_INT, indexOffset + 4L * segments, rows);
+        } else {
+            MemorySegment.copy(compactRow, 0, host, ValueLayout.JAVA_INT, indexOffset, rows);
+        }
+        convertActivations(x, (long) firstRow * inputs, (long) rows * inputs, weight.dtype(), host, xOffset);
+
+        long tableSigns = tenantCount == 0 ? 0 : device + signsTableOffset;
+        long tableScales = tenantCount == 0 ? 0 : device + scalesTableOffset;
+        String shapes = (prefill ? "bd_prefill" : "bd_decode") + "(" + weight.describe() + ", x [" + rows + ", " + inputs + "], "
+                + tenantCount + " tenants, " + segments + " segments)";
+        try {
+            library.check(library.copyHostToDeviceAsync(device, host, stagingBytes, stream), "uploading activations for " + shapes);
+            int status;
+            if (prefill) {
+                long workspaceBytes = library.prefillWorkspaceBytes(outputs, inputs, rows, segments);
+                long workspaceAddress = ensureWorkspace(workspaceBytes);
+                status = library.prefill(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, rows,
+                        device + indexOffset, device + segmentTenantOffset, segments, tableSigns, tableScales, tenantCount,
+                        CudaLibrary.SCALE_PER_ROW, 0, deviceOutput.address(), outputs, inputs, workspaceAddress, workspaceBytes, stream);
+            } else {
+                long workspaceBytes = library.decodeWorkspaceBytes(outputs, inputs, rows);
+                long workspaceAddress = ensureWorkspace(workspaceBytes);
+                status = library.decode(weight.code(), CudaLibrary.DTYPE_F32, weight.buffer().address(), device + xOffset, device + indexOffset,
+                        rows, tableSigns, tableScales, tenantCount, CudaLibrary.SCALE_PER_ROW, deviceOutput.address(), outputs, inputs,
+                        workspaceAddress, workspaceBytes, stream);
+            }
+            library.check(status, shapes);
+            library.check(library.copyDeviceToHostAsync(hostOutput, deviceOutput.address(), outputBytes, stream), "fetching y of " + shapes);
+            library.check(library.streamSynchronize(stream), shapes);
+        } catch (RuntimeException failure) {
+            // Copies already enqueued read the pinned staging buffers: let them finish before the next call reuses them.
+            int synchronizeStatus = library.streamSynchronize(stream);
+            if (synchronizeStatus != CudaLibrary.OK) {
+                failure.addSuppressed(library.failure(synchronizeStatus, "synchronizing after the failure of " + shapes));
+            }
+            throw failure;
+        }
+        MemorySegment.copy(hostOutput, ValueLayout.JAVA_FLOAT, 0, y, firstRow * outputs, rows * outputs);
+    }
+
+    private static void convertActivations(float[] x, long start, long count, DType dtype, MemorySegment host, long offset) {
+        int first = Math.toIntExact(start);
+        int length = Math.toIntExact(count);
+        if (dtype == DType.F16) {
+            for (int i = 0; i < length; i++) {
+                host.set(SHORT, offset + 2L * i, Float.floatToFloat16(x[first + i]));
+            }
+        } else {
+            for (int i = 0; i < length; i++) {
+                host.set(SHORT, offset + 2L * i, toBfloat16(x[first + i]));
+            }
+        }
+    }
+
+    /** Round to nearest even, NaN kept quiet. */
+    static short toBfloat16(float value) {
+        int bits = Float.floatToRawIntBits(value);
+        if (Float.isNaN(value)) {
+            return (short) ((bits >>> 16) | 0x0040);
+        }
+        return (short) ((bits + 0x7FFF + ((bits >>> 16) & 1)) >>> 16);
+    }
+
+    private static long align(long value, long alignment) {
+        return (value + alignment - 1) / alignment * alignment;
+    }
+
+    // ---- scratch buffers (grow only) ----
+
+    private void ensureStaging(long stagingBytes, long outputBytes) {
+        if (hostStaging == null || hostStaging.byteSize() < stagingBytes || hostOutput.byteSize() < outputBytes) {
+            long stagingCapacity = Math.max(stagingBytes, hostStaging == null ? 0 : hostStaging.byteSize());
+            long outputCapacity = Math.max(outputBytes, hostOutput == null ? 0 : hostOutput.byteSize());
+            freePinned();
+            hostStaging = library.hostAlloc(stagingCapacity);
+            hostOutput = library.hostAlloc(outputCapacity);
+        }
+        if (deviceStaging == null || deviceStaging.bytes() < stagingBytes) {
+            DeviceBuffer next = scope.allocate(Math.max(stagingBytes, deviceStaging == null ? 0 : deviceStaging.bytes()), "activation staging");
+            if (deviceStaging != null) {
+                scope.release(deviceStaging);
+            }
+            deviceStaging = next;
+        }
+        if (deviceOutput == null || deviceOutput.bytes() < outputBytes) {
+            DeviceBuffer next = scope.allocate(Math.max(outputBytes, deviceOutput == null ? 0 : deviceOutput.bytes()), "output y");
+            if (deviceOutput != null) {
+                scope.release(deviceOutput);
+            }
+            deviceOutput = next;
+        }
+    }
+
+    /** Frees both pinned buffers (the stream is idle whenever this runs: every call ends synchronized). */
+    private void freePinned() {
+        MemorySegment staging = hostStaging;
+        MemorySegment output = hostOutput;
+        hostStaging = null;
+        hostOutput = null;
+        try {
+            if (staging != null) {
+                library.check(library.hostFree(staging), "freeing pinned activation staging");
+            }
+        } finally {
+            if (output != null) {
+                library.check(library.hostFree(output), "freeing pinned output staging");
+            }
+        }
+    }
+
+    private long ensureWorkspace(long bytes) {
+        if (bytes == 0) {
+            return 0;
+        }
+        if (workspace == null || workspace.bytes() < bytes) {
+            DeviceBuffer next = scope.allocate(bytes, "kernel workspace");
+            if (workspace != null) {
+                scope.release(workspace);
+            }
+            workspace = next;
+        }
+        return workspace.address();
+    }
+
+    // ---- caches: weights and deltas are uploaded once ----
+
+    /** Identity of the memory behind a tensor: heap array (by identity) or native address, plus size. */
+    private record MemoryKey(Object heapBase, long address, long bytes) {
+        static MemoryKey of(MemorySegment segment) {
+            return new MemoryKey(segment.heapBase().map(IdentityBox::new).orElse(null), segment.address(), segment.byteSize());
+        }
+    }
+
+    /** Compares heap arrays by identity inside a record key. */
+    private record IdentityBox(Object value) {
+        @Override
+        public boolean equals(Object other) {
+            return other instanceof IdentityBox box && box.value == value;
+        }
+
+        @Override
+        public int hashCode() {
+            return System.identityHashCode(value);
+        }
+    }
+
+    private record DeviceWeight(DeviceBuffer buffer, DType dtype, int outputs, int inputs, DType sourceDtype) {
+        int code() {
+            return dtype == DType.F16 ? CudaLibrary.DTYPE_F16 : CudaLibrary.DTYPE_BF16;
+        }
+
+        String describe() {
+            return "W [" + outputs + ", " + inputs + "] " + dtype + (sourceDtype != dtype ? " (from " + sourceDtype + ")" : "");
+        }
+    }
+
+    private record DeviceDelta(long signsAddress, DeviceBuffer scales) {
+    }
+
+    private DeviceWeight deviceWeight(Tensor base) {
+        MemoryKey key = MemoryKey.of(base.data());
+        DeviceWeight cached = weights.get(key);
+        if (cached != null && cached.sourceDtype() == base.dtype() && cached.outputs() == base.dimension(0)) {
+            return cached;
+        }
+        int outputs = Math.toIntExact(base.dimension(0));
+        int inputs = Math.toIntExact(base.dimension(1));
+        DType deviceDtype = base.dtype();
+        long bytes = 2L * outputs * inputs;
+        try (Arena temporary = Arena.ofConfined()) {
+            MemorySegment source;
+            if (base.dtype() == DType.F32) {
+                float[] values = base.toFloatArray();
+                boolean fitsF16 = true;
+                for (float value : values) {
+                    if (Math.abs(value) > F16_MAX) {
+                        fitsF16 = false;
+                        break;
+                    }
+                }
+                deviceDtype = fitsF16 ? DType.F16 : DType.BF16;
+                source = temporary.allocate(bytes, 64);
+                for (int i = 0; i < values.length; i++) {
+                    source.set(SHORT, 2L * i, fitsF16 ? Float.floatToFloat16(values[i]) : toBfloat16(values[i]));
+                }
+            } else if (base.data().isNative()) {
+                source = base.data();
+            } else {
+                // Heap memory cannot be handed to a native call: copy it off the heap first.
+                source = temporary.allocate(bytes, 64);
+                MemorySegment.copy(base.data(), 0, source, 0, bytes);
+            }
+            DeviceBuffer buffer = scope.allocate(bytes, "weight " + base.name() + " [" + outputs + ", " + inputs + "] " + deviceDtype);
+            int status = library.copyHostToDevice(buffer.address(), source, bytes);
+            if (status != CudaLibrary.OK) {
+                scope.release(buffer);
+                throw library.failure(status, "uploading weight " + base);
+            }
+            if (cached != null) {
+                scope.release(cached.buffer());
+            }
+            DeviceWeight weight = new DeviceWeight(buffer, deviceDtype, outputs, inputs, base.dtype());
+            weights.put(key, weight);
+            return weight;
+        }
+    }
+
+    private DeviceDelta deviceDelta(BinaryDelta delta) {
+        DeviceDelta cached = deltas.get(delta);
+        if (cached != null) {
+            return cached;
+        }
+        long signsAddress = deviceSigns(delta);
+        float[] scales = delta.scales();
+        float[] perRow = new float[delta.rows()];
+        // The kernels take one scale granularity for all tenants of a launch: per-matrix scales are expanded to rows.
+        for (int row = 0; row < perRow.length; row++) {
+            perRow[row] = scales.length == 1 ? scales[0] : scales[row];
+        }
+        DeviceBuffer buffer = scope.allocate(4L * perRow.length, "scales of " + delta.name());
+        try (Arena temporary = Arena.ofConfined()) {
+            MemorySegment host = temporary.allocate(4L * perRow.length, 16);
+            MemorySegment.copy(perRow, 0, host, FLOAT, 0, perRow.length);
+            library.check(library.copyHostToDevice(buffer.address(), host, 4L * perRow.length), "uploading scales of " + delta);
+        } catch (RuntimeException e) {
+            scope.release(buffer);
+            throw e;
+        }
+        DeviceDelta uploaded = new DeviceDelta(signsAddress, buffer);
+        deltas.put(delta, uploaded);
+        return uploaded;
+    }
+
+    private long deviceSigns(BinaryDelta delta) {
+        MemoryKey key = MemoryKey.of(delta.signs());
+        DeviceBuffer cached = signs.get(key);
+        long deviceBytes = library.signsDeviceBytes(delta.rows(), delta.cols());
+        if (cached != null && cached.bytes() == deviceBytes) {
+            return cached.address();
+        }
+        long packedBytes = delta.signs().byteSize();
+        DeviceBuffer packed = scope.allocate(packedBytes, "packed signs of " + delta.name());
+        try {
+            DeviceBuffer repacked = scope.allocate(deviceBytes, "signs of " + delta.name() + " [" + delta.rows() + ", " + delta.cols() + "]");
+            try (Arena temporary = Arena.ofConfined()) {
+                MemorySegment source = delta.signs();
+                if (!source.isNative()) {
+                    source = temporary.allocate(packedBytes, 64).copyFrom(delta.signs());
+                }
+                library.check(library.copyHostToDevice(packed.address(), source, packedBytes), "uploading signs of " + delta);
+                library.check(library.repackSigns(packed.address(), repacked.address(), delta.rows(), delta.cols(), stream),
+                        "bd_repack_signs(" + delta + ")");
+                library.check(library.streamSynchronize(stream), "bd_repack_signs(" + delta + ")");
+            } catch (RuntimeException e) {
+                scope.release(repacked);
+                throw e;
+            }
+            signs.put(key, repacked);
+            return repacked.address();
+        } finally {
+            scope.release(packed);
+        }
+    }
+
+    private void selectDevice() {
+        // cudaSetDevice is per thread; device 0 is every thread's default, so only other devices need it.
+        if (device != 0) {
+            library.setDevice(device);
+        }
+    }
+
+    private void ensureOpen() {
+        if (closed) {
+            throw new IllegalStateException("the CUDA backend is closed");
+        }
+    }
+}

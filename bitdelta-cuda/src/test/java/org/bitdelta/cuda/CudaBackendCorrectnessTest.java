@@ -1,0 +1,210 @@
+package org.bitdelta.cuda;
+
+import org.bitdelta.BinaryDelta;
+import org.bitdelta.DeltaLinear;
+import org.bitdelta.internal.cpu.ScalarCpuBackend;
+import org.bitdelta.tensor.DType;
+import org.bitdelta.tensor.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+import java.lang.foreign.Arena;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+
+import static org.bitdelta.cuda.GpuTestSupport.assumeGpu;
+import static org.bitdelta.cuda.GpuTestSupport.freshSeed;
+import static org.bitdelta.cuda.GpuTestSupport.oracle;
+import static org.bitdelta.cuda.GpuTestSupport.poisoned;
+import static org.bitdelta.cuda.GpuTestSupport.randomActivations;
+import static org.bitdelta.cuda.GpuTestSupport.randomDelta;
+import static org.bitdelta.cuda.GpuTestSupport.randomWeight;
+import static org.bitdelta.cuda.GpuTestSupport.relativeError;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** CudaBackend against the scalar oracle on fresh random inputs, outputs poisoned with NaN first. */
+class CudaBackendCorrectnessTest {
+    static final double TOLERANCE = 2e-3;
+    private static CudaBackend backend;
+
+    @BeforeAll
+    static void open() {
+        // Without a GPU each test is reported skipped with the reason (an assumption here would hide them).
+        if (org.bitdelta.cuda.internal.NativeLibraryLocator.unavailableReason() != null) {
+            return;
+        }
+        backend = new CudaBackend();
+        System.out.println("CUDA backend: " + backend.describe());
+    }
+
+    @BeforeEach
+    void requireGpu() {
+        assumeGpu();
+    }
+
+    @AfterAll
+    static void close() {
+        if (backend != null) {
+            backend.close();
+        }
+    }
+
+    /**
+     * One case: weight [outputs, inputs] of dtype, {@code tenants} tenants with {@code rowsPerTenant} consecutive
+     * rows each (1: decode; many: prefill), plus {@code baseRows} rows of tenant −1 at the end.
+     */
+    record Case(DType dtype, int outputs, int inputs, int tenants, int rowsPerTenant, int baseRows, boolean perRowScales) {
+        @Override
+        public String toString() {
+            return dtype + " W[" + outputs + "x" + inputs + "] tenants=" + tenants + " rows/tenant=" + rowsPerTenant
+                    + " baseRows=" + baseRows + (perRowScales ? " row-scales" : " matrix-scale");
+        }
+    }
+
+    static Stream<Case> cases() {
+        return Stream.of(
+                new Case(DType.F16, 4096, 4096, 1, 1, 0, false),
+                new Case(DType.BF16, 4096, 4096, 2, 1, 1, true),
+                new Case(DType.F16, 11008, 4096, 3, 1, 0, true),
+                new Case(DType.BF16, 4096, 11008, 7, 1, 0, false),
+                new Case(DType.F16, 14336, 4096, 16, 1, 0, true),
+                new Case(DType.BF16, 4096, 14336, 33, 1, 0, true),
+                new Case(DType.F16, 4096, 4096, 64, 1, 0, false),
+                new Case(DType.BF16, 4096, 4096, 64, 1, 0, true),
+                new Case(DType.BF16, 33, 4097, 7, 1, 2, true),
+                new Case(DType.F16, 4097, 33, 3, 1, 0, false),
+                new Case(DType.F16, 4097, 4097, 16, 1, 0, true),
+                // Prefill: long runs of one tenant.
+                new Case(DType.BF16, 4096, 4096, 8, 40, 17, true),
+                new Case(DType.F16, 4096, 4096, 2, 128, 0, false),
+                new Case(DType.F16, 33, 4097, 3, 50, 0, true),
+                new Case(DType.BF16, 4097, 4096, 1, 300, 0, false));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("cases")
+    void deltaMatmulMatchesScalarOracle(Case testCase) {
+        long seed = freshSeed("deltaMatmul " + testCase);
+        try (Arena arena = Arena.ofShared()) {
+            Tensor base = randomWeight(arena, testCase.dtype(), testCase.outputs(), testCase.inputs(), seed, 0.05f);
+            List<BinaryDelta> deltas = new ArrayList<>();
+            for (int tenant = 0; tenant < testCase.tenants(); tenant++) {
+                deltas.add(randomDelta(arena, "tenant" + tenant, testCase.outputs(), testCase.inputs(), seed + 1000 + tenant, testCase.perRowScales()));
+            }
+            int rows = testCase.tenants() * testCase.rowsPerTenant() + testCase.baseRows();
+            int[] tenantOfRow = new int[rows];
+            for (int row = 0; row < rows; row++) {
+                int tenant = row / testCase.rowsPerTenant();
+                tenantOfRow[row] = tenant < testCase.tenants() ? tenant : DeltaLinear.BASE;
+            }
+            float[] x = randomActivations(testCase.dtype(), rows, testCase.inputs(), seed + 7);
+            float[] y = poisoned(rows * testCase.outputs());
+            long start = System.nanoTime();
+            backend.deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
+            long gpuMicros = (System.nanoTime() - start) / 1000;
+            float[] expected = oracle(x, rows, base, deltas, tenantOfRow);
+            double error = relativeError(y, expected, y.length);
+            System.out.printf("  %s: rows %d, relative error %.3e, first call (uploads included) %d us%n", testCase, rows, error, gpuMicros);
+            assertTrue(error < TOLERANCE, testCase + ": relative error " + error + " >= " + TOLERANCE + " (seed " + seed + ")");
+            backend.clearCaches();
+        }
+    }
+
+    @Test
+    void mixedTenantsInAnyOrderAndMatmul() {
+        long seed = freshSeed("mixed tenants");
+        try (Arena arena = Arena.ofShared()) {
+            int outputs = 1000;
+            int inputs = 1024;
+            Tensor base = randomWeight(arena, DType.F16, outputs, inputs, seed, 0.05f);
+            List<BinaryDelta> deltas = new ArrayList<>();
+            for (int tenant = 0; tenant < 5; tenant++) {
+                deltas.add(tenant == 2 ? null : randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, tenant % 2 == 0));
+            }
+            int[] tenantOfRow = {4, -1, 0, 0, 3, 1, 4, -1, 3, 0, 1, 1, 1, 4, 0, 3, -1, 0, 4, 1};
+            int rows = tenantOfRow.length;
+            float[] x = randomActivations(DType.F16, rows, inputs, seed + 3);
+            float[] y = poisoned(rows * outputs);
+            backend.deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
+            double error = relativeError(y, oracle(x, rows, base, deltas, tenantOfRow), y.length);
+            assertTrue(error < TOLERANCE, "mixed tenants: relative error " + error + " (seed " + seed + ")");
+
+            // matmul = base only, decode (8 rows) and prefill (200 rows) paths.
+            for (int matmulRows : new int[] {8, 200}) {
+                float[] xm = randomActivations(DType.F16, matmulRows, inputs, seed + matmulRows);
+                float[] ym = poisoned(matmulRows * outputs);
+                backend.matmul(xm, matmulRows, base, ym);
+                float[] expected = new float[matmulRows * outputs];
+                org.bitdelta.internal.cpu.ScalarKernels.matmul(xm, matmulRows, base, expected);
+                double matmulError = relativeError(ym, expected, ym.length);
+                System.out.printf("  matmul %d rows: relative error %.3e%n", matmulRows, matmulError);
+                assertTrue(matmulError < TOLERANCE, "matmul " + matmulRows + " rows: relative error " + matmulError + " (seed " + seed + ")");
+            }
+            backend.clearCaches();
+        }
+    }
+
+    @Test
+    void f32WeightsAreConvertedToF16() {
+        long seed = freshSeed("f32 weights");
+        int outputs = 300;
+        int inputs = 520;
+        float[] values = new float[outputs * inputs];
+        for (int i = 0; i < values.length; i++) {
+            values[i] = GpuTestSupport.uniform(seed, i) * 0.05f;
+        }
+        Tensor base = Tensor.ofFloats("f32", values, outputs, inputs);
+        try (Arena arena = Arena.ofShared()) {
+            List<BinaryDelta> deltas = List.of(randomDelta(arena, "t0", outputs, inputs, seed + 1, true));
+            int[] tenantOfRow = {0, -1, 0};
+            float[] x = randomActivations(DType.F16, 3, inputs, seed + 2);
+            float[] y = poisoned(3 * outputs);
+            backend.deltaMatmul(x, 3, base, deltas, tenantOfRow, y);
+            double error = relativeError(y, oracle(x, 3, base, deltas, tenantOfRow), y.length);
+            assertTrue(error < TOLERANCE, "F32 weights: relative error " + error + " (seed " + seed + ")");
+            backend.clearCaches();
+        }
+    }
+
+    @Test
+    void deltaLinearRunsUnchangedOnCuda() {
+        long seed = freshSeed("DeltaLinear");
+        try (Arena arena = Arena.ofShared()) {
+            int outputs = 2048;
+            int inputs = 1536;
+            Tensor base = randomWeight(arena, DType.BF16, outputs, inputs, seed, 0.05f);
+            List<BinaryDelta> deltas = new ArrayList<>();
+            for (int tenant = 0; tenant < 4; tenant++) {
+                deltas.add(randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, true));
+            }
+            DeltaLinear onGpu = DeltaLinear.of(base, deltas, backend);
+            DeltaLinear onCpu = DeltaLinear.of(base, deltas, new ScalarCpuBackend());
+            int[] tenantOfRow = {3, 0, DeltaLinear.BASE, 1, 2, 2};
+            float[] x = randomActivations(DType.BF16, tenantOfRow.length, inputs, seed + 9);
+            float[] gpu = poisoned(tenantOfRow.length * outputs);
+            float[] cpu = new float[tenantOfRow.length * outputs];
+            onGpu.forward(x, tenantOfRow, gpu);
+            onCpu.forward(x, tenantOfRow, cpu);
+            double error = relativeError(gpu, cpu, gpu.length);
+            assertTrue(error < TOLERANCE, "DeltaLinear on cuda vs cpu-scalar: relative error " + error + " (seed " + seed + ")");
+
+            // A tenant added later is uploaded on first use; a second forward reuses the caches.
+            BinaryDelta late = randomDelta(arena, "late", outputs, inputs, seed + 99, false);
+            int added = onGpu.addTenant(late);
+            onCpu.addTenant(late);
+            int[] again = {added, 0};
+            float[] gpuAgain = poisoned(2 * outputs);
+            float[] cpuAgain = new float[2 * outputs];
+            onGpu.forward(java.util.Arrays.copyOf(x, 2 * inputs), again, gpuAgain);
+            onCpu.forward(java.util.Arrays.copyOf(x, 2 * inputs), again, cpuAgain);
+            double errorAgain = relativeError(gpuAgain, cpuAgain, gpuAgain.length);
+            assertTrue(errorAgain < TOLERANCE, "DeltaLinear after addTenant: relative error " + errorAgain + " (seed " + seed + ")");
+            backend.clearCaches();
+        }
+    }
+}
