@@ -397,12 +397,12 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
 
 template <typename T>
 static int launch_xplanes(const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
-  static bool attribute_set = false;
+  static int attribute_bytes = 48 * 1024;  // raised only when a row needs more (K > 24576), to what it needs
   const int smem = int((K + 255) / 256 * 512);
-  if (!attribute_set) {
-    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+  if (smem > attribute_bytes) {
+    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
+    attribute_bytes = smem;
   }
   xplanes_kernel<T><<<unsigned(R), 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
   BD_CHECK_LAUNCH();

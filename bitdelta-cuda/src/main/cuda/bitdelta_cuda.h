@@ -42,8 +42,14 @@
  * [num_tenants] of device pointers, each to F32 [1] (scale_per_row = 0) or F32 [M] (scale_per_row = 1).
  * Pointer arrays let tenants be uploaded / evicted independently; the arrays themselves are tiny.
  *
- * Alignment: the fast (vectorized) paths need W, x (and y for 16-bit y) 16-byte aligned and K % 8 == 0.
- * Other inputs take a slower scalar path, same results. d_signs words must be 4-byte aligned (cudaMalloc is).
+ * Alignment: the fast (vectorized) paths need W and x 16-byte aligned and K % 8 == 0 (prefill's staged 16-bit
+ * output also M % 8 == 0); other inputs take a slower scalar path, same results. Every repacked sign matrix
+ * (what d_tenant_signs points to) must be 16-byte aligned: the decode kernels copy its 128-byte lines with
+ * 16-byte cp.async (cudaMalloc gives 256). The decode workspace must be 256-byte aligned, the compression
+ * workspace 16-byte aligned. Pointers inside device arrays cannot be checked here: the Java side checks them.
+ * Dynamic shared memory limits are raised once per kernel with cudaFuncSetAttribute on the first call (for the
+ * device current then); a process using several GPUs is not supported yet (the other devices would not get the
+ * raised limit and those launches fail with BD_ERR_CUDA).
  *
  * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90 SASS + compute_90 PTX):
  *   bd_repack_signs:  repack_signs_kernel, 256 threads, one thread per device word.
@@ -54,7 +60,10 @@
  *                       k128 = 48 kernels.
  *                     version 3: xplanes_kernel<T> (256 threads, one block per row; 2 kernels), then
  *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
- *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels.
+ *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
+ *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
+ *                       200 KB and so runs on sm_90 only (benchmark variant 5).
+ *                     Only sm_90 has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
  *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
