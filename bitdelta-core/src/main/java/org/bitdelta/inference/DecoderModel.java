@@ -1,0 +1,167 @@
+package org.bitdelta.inference;
+
+import org.bitdelta.BinaryDelta;
+import org.bitdelta.BitDeltaException;
+import org.bitdelta.internal.model.Decoder;
+import org.bitdelta.internal.model.ModelConfig;
+import org.bitdelta.spi.TensorBackend;
+import org.bitdelta.spi.TensorBackends;
+import org.bitdelta.tensor.Tensor;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A Llama or Mistral model loaded once from a Hugging Face folder (weights memory-mapped), serving many
+ * tenants: the base itself (named {@link #BASE}) and any number of BitDelta fine-tunes added with
+ * {@code addTenant}. Each sequence of a batch names its tenant; all tenants share the base weights.
+ *
+ * <p>Thread-safe: batches may run on several threads at once, and tenants may be added and removed while
+ * they run (a removal waits for the forward pass in flight, and only that tenant's sequences stop).
+ */
+public final class DecoderModel implements AutoCloseable {
+    /** The tenant name of the base model itself. */
+    public static final String BASE = "base";
+
+    private final Path folder;
+    private final Decoder decoder;
+    private final Object tokenizerLock = new Object();
+    private Tokenizer tokenizer;
+
+    private DecoderModel(Path folder, Decoder decoder) {
+        this.folder = folder;
+        this.decoder = decoder;
+    }
+
+    /** Loads a model folder on the default backend ({@code -Dbitdelta.backend}, else the best available). */
+    public static DecoderModel load(Path folder) {
+        TensorBackend backend = TensorBackends.createDefault();
+        try {
+            return new DecoderModel(folder, Decoder.load(folder, backend, true));
+        } catch (RuntimeException e) {
+            backend.close();
+            throw e;
+        }
+    }
+
+    /** Loads a model folder on {@code backend}, which the caller keeps owning (closing the model leaves it open). */
+    public static DecoderModel load(Path folder, TensorBackend backend) {
+        return new DecoderModel(folder, Decoder.load(folder, backend, false));
+    }
+
+    public Path folder() {
+        return folder;
+    }
+
+    /** "llama" or "mistral". */
+    public String modelType() {
+        return decoder.config().modelType();
+    }
+
+    public int vocabularySize() {
+        return decoder.config().vocabularySize();
+    }
+
+    /** The longest sequence the model accepts (config max_position_embeddings). */
+    public int contextLength() {
+        return decoder.config().contextLength();
+    }
+
+    /** The config's bos_token_id, or −1. */
+    public int bosTokenId() {
+        return decoder.config().bosTokenId();
+    }
+
+    /** The config's eos_token_id(s); generation stops at any of them. */
+    public int[] eosTokenIds() {
+        return decoder.config().eosTokenIds();
+    }
+
+    /** {@link #BASE} first, then the loaded tenants in the order they were added. */
+    public List<String> tenants() {
+        return decoder.tenantNames();
+    }
+
+    public boolean hasTenant(String name) {
+        return decoder.tenantNames().contains(name);
+    }
+
+    /** Adds a tenant from raw parts; the public entry takes a DeltaModel. */
+    void addTenant(String name, String source, Map<String, BinaryDelta> deltas, Map<String, Tensor> replacedTensors) {
+        decoder.addTenant(name, source, deltas, replacedTensors);
+    }
+
+    /** Removes a tenant; sequences of it that are being generated stop, the others go on. */
+    public void removeTenant(String name) {
+        decoder.removeTenant(name);
+    }
+
+    /**
+     * Logits of every position of {@code tokens} (a fresh sequence from position 0) for one tenant.
+     *
+     * @return float32 [tokens.length, vocabularySize()], row-major
+     */
+    public float[] logits(String tenant, int[] tokens) {
+        return logits(List.of(tenant), List.of(tokens)).getFirst();
+    }
+
+    /**
+     * Logits of every position of each sequence, all in one batch; sequence i runs as tenant {@code tenants.get(i)}.
+     *
+     * @return per sequence, float32 [length, vocabularySize()]
+     */
+    public List<float[]> logits(List<String> tenants, List<int[]> sequences) {
+        if (tenants.size() != sequences.size()) {
+            throw new IllegalArgumentException(tenants.size() + " tenants for " + sequences.size() + " sequences");
+        }
+        List<Decoder.Sequence> states = new ArrayList<>();
+        for (String tenant : tenants) {
+            states.add(decoder.newSequence(tenant));
+        }
+        List<float[]> logits = decoder.forward(states, sequences, true);
+        for (int i = 0; i < logits.size(); i++) {
+            if (logits.get(i) == null) {
+                throw new BitDeltaException("tenant '" + tenants.get(i) + "' was removed while its sequence was running");
+            }
+        }
+        return logits;
+    }
+
+    /** The folder's tokenizer.json, loaded on first use. */
+    public Tokenizer tokenizer() {
+        synchronized (tokenizerLock) {
+            if (tokenizer == null) {
+                tokenizer = Tokenizer.load(folder);
+            }
+            return tokenizer;
+        }
+    }
+
+    Decoder decoder() {
+        return decoder;
+    }
+
+    ModelConfig config() {
+        return decoder.config();
+    }
+
+    @Override
+    public void close() {
+        synchronized (tokenizerLock) {
+            if (tokenizer != null) {
+                tokenizer.close();
+                tokenizer = null;
+            }
+        }
+        decoder.close();
+    }
+
+    @Override
+    public String toString() {
+        ModelConfig config = decoder.config();
+        return "DecoderModel[" + folder + ", " + config.modelType() + " " + config.layerCount() + " layers, hidden "
+                + config.hiddenSize() + ", vocab " + config.vocabularySize() + ", tenants " + tenants() + "]";
+    }
+}

@@ -1,0 +1,55 @@
+package org.bitdelta.inference;
+
+import org.bitdelta.internal.safetensors.SafetensorsFile;
+import org.bitdelta.tensor.DType;
+import org.bitdelta.tensor.Tensor;
+
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** A golden-logits file: input_ids (I32) and float32 logits arrays, read whole onto the heap. */
+record Golden(int[] inputIds, Map<String, float[]> logits) {
+
+    static Golden read(Path file) {
+        try (SafetensorsFile safetensors = SafetensorsFile.open(file)) {
+            Tensor ids = safetensors.tensor("input_ids");
+            assertEquals(DType.I32, ids.dtype(), file + ": input_ids dtype");
+            int[] inputIds = new int[Math.toIntExact(ids.elementCount())];
+            for (int i = 0; i < inputIds.length; i++) {
+                inputIds[i] = ids.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
+            }
+            Map<String, float[]> logits = new HashMap<>();
+            for (String name : safetensors.names()) {
+                if (name.startsWith("logits")) {
+                    logits.put(name, safetensors.tensor(name).toFloatArray());
+                }
+            }
+            return new Golden(inputIds, logits);
+        }
+    }
+
+    float[] logits(String name) {
+        float[] values = logits.get(name);
+        assertTrue(values != null, "golden file has no " + name + " (has " + logits.keySet() + ")");
+        return values;
+    }
+
+    /** ‖actual − expected‖ / ‖expected‖. */
+    static double relativeError(float[] actual, float[] expected) {
+        assertEquals(expected.length, actual.length, "logits length");
+        double difference = 0;
+        double norm = 0;
+        for (int i = 0; i < expected.length; i++) {
+            double delta = (double) actual[i] - expected[i];
+            difference += delta * delta;
+            norm += (double) expected[i] * expected[i];
+        }
+        return Math.sqrt(difference / norm);
+    }
+}
