@@ -92,8 +92,14 @@ final class DistillationModel implements AutoCloseable {
                     return deltas.get(name);
                 }
             };
+            String outputName = baseConfig.tiedEmbeddings() ? "model.embed_tokens.weight" : "lm_head.weight";
+            // The cheaper, equal loss through the lm_head's Gram matrix needs one lm_head for teacher and student:
+            // true whenever the delta was compressed from this fine-tune (it then holds the fine-tune's lm_head
+            // whenever that differs from the base's).
+            boolean sharedOutput = Arrays.equals(teacherWeights.tensor(outputName), studentWeights.tensor(outputName))
+                    && Arrays.equals(teacherWeights.tensor("model.norm.weight"), studentWeights.tensor("model.norm.weight"));
             LlamaGraph teacherGraph = LlamaGraph.teacher(baseConfig, teacherWeights, dataType, batch, sequence);
-            LlamaGraph studentGraph = LlamaGraph.student(baseConfig, studentWeights, dataType, batch, sequence);
+            LlamaGraph studentGraph = LlamaGraph.student(baseConfig, studentWeights, dataType, batch, sequence, sharedOutput);
             return new DistillationModel(baseConfig, teacherGraph, studentGraph,
                     teacherWeights.tensor("model.embed_tokens.weight"), studentWeights.tensor("model.embed_tokens.weight"));
         }
@@ -209,14 +215,24 @@ final class DistillationModel implements AutoCloseable {
         return teacher.logits(embed(teacherEmbedding, windows));
     }
 
-    /** The student's logits of the windows with its current scales. */
-    INDArray studentLogits(int[][] windows) {
-        return student.studentLogits(embed(studentEmbedding, windows));
+    /** What the student's loss compares against: the teacher's final hidden states or its logits. */
+    INDArray teacherTarget(int[][] windows) {
+        return teacher.teacherTarget(embed(teacherEmbedding, windows), student.gramLoss());
     }
 
-    /** The MSE loss of the student against {@code teacherLogits} and its gradient per projection name. */
-    LossAndGradients lossAndGradients(int[][] windows, INDArray teacherLogits) {
-        OutAndGrad result = student.lossAndGradients(embed(studentEmbedding, windows), teacherLogits);
+    /** The student's logits of the windows with its current scales. */
+    INDArray studentLogits(int[][] windows) {
+        return student.logits(embed(studentEmbedding, windows));
+    }
+
+    /** Whether the loss goes through the shared lm_head's Gram matrix (see {@link LlamaGraph#student}). */
+    boolean gramLoss() {
+        return student.gramLoss();
+    }
+
+    /** The MSE loss of the student against {@link #teacherTarget} and its gradient per projection name. */
+    LossAndGradients lossAndGradients(int[][] windows, INDArray teacherTarget) {
+        OutAndGrad result = student.lossAndGradients(embed(studentEmbedding, windows), teacherTarget);
         double loss = result.getOutputs().get(LlamaGraph.LOSS).getDouble(0);
         Map<String, double[]> gradients = new LinkedHashMap<>();
         for (Map.Entry<String, String> entry : matrixOfVariable.entrySet()) {
@@ -226,8 +242,8 @@ final class DistillationModel implements AutoCloseable {
         return new LossAndGradients(loss, gradients);
     }
 
-    double loss(int[][] windows, INDArray teacherLogits) {
-        return student.loss(embed(studentEmbedding, windows), teacherLogits);
+    double loss(int[][] windows, INDArray teacherTarget) {
+        return student.loss(embed(studentEmbedding, windows), teacherTarget);
     }
 
     record LossAndGradients(double loss, Map<String, double[]> gradients) {

@@ -34,13 +34,15 @@ import java.util.Map;
  */
 final class LlamaGraph {
     /** Windows whose rows share one attention product (rows ≤ this, or one window when a window is longer). */
-    private static final int ATTENTION_GROUP_ROWS = 512;
+    static int ATTENTION_GROUP_ROWS = Integer.getInteger("probe.group", 512);
     /** Additive mask of a key a query may not see: exp of it underflows to exactly 0 in float and double. */
     private static final double MASKED = -1e9;
 
     static final String INPUT = "embedded";
     static final String TEACHER_LOGITS = "teacher_logits";
     static final String LOGITS = "logits";
+    static final String HIDDEN = "final_hidden";
+    static final String TEACHER_HIDDEN = "teacher_hidden";
     static final String LOSS = "loss";
 
     /** What the graph is built from: the model's tensors and, for a student, the 1-bit deltas. */
@@ -58,11 +60,14 @@ final class LlamaGraph {
     private final int sequence;
     private final int rows;
     private final SameDiff graph;
+    /** Whether the student's loss is computed from final hidden states through the shared lm_head's Gram matrix. */
+    private final boolean gramLoss;
     /** Scale variable name → the projection weight name it belongs to (student only). */
     private final Map<String, String> scaleVariables = new LinkedHashMap<>();
 
-    private LlamaGraph(ModelConfig config, DataType dataType, int batch, int sequence) {
+    private LlamaGraph(ModelConfig config, DataType dataType, int batch, int sequence, boolean gramLoss) {
         this.config = config;
+        this.gramLoss = gramLoss;
         this.dataType = dataType;
         this.batch = batch;
         this.sequence = sequence;
@@ -72,14 +77,18 @@ final class LlamaGraph {
 
     /** A graph whose output {@link #LOGITS} are the model's logits; every weight a constant. */
     static LlamaGraph teacher(ModelConfig config, Weights weights, DataType dataType, int batch, int sequence) {
-        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence);
+        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence, false);
         built.build(weights, false);
         return built;
     }
 
-    /** A graph whose output {@link #LOSS} is the MSE against {@link #TEACHER_LOGITS}; the scales are its variables. */
-    static LlamaGraph student(ModelConfig config, Weights weights, DataType dataType, int batch, int sequence) {
-        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence);
+    /**
+     * A graph whose output {@link #LOSS} is the MSE over all logits against the teacher's; the scales are its
+     * variables. With {@code gramLoss} (teacher and student share the lm_head) the teacher is fed in as its final
+     * hidden states ({@link #TEACHER_HIDDEN}), else as its logits ({@link #TEACHER_LOGITS}).
+     */
+    static LlamaGraph student(ModelConfig config, Weights weights, DataType dataType, int batch, int sequence, boolean gramLoss) {
+        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence, gramLoss);
         built.build(weights, true);
         return built;
     }
@@ -152,15 +161,34 @@ final class LlamaGraph {
             x = x.add(activated.mmul(projection(weights, student, layer, Projection.DOWN, null)));
         }
         float[] finalNorm = weights.tensor("model.norm.weight");
+        SDVariable finalHidden = rmsNormalize(x).mul(HIDDEN, constant("final_norm", toDoubles(finalNorm), 1, hidden));
         String outputName = config.tiedEmbeddings() ? "model.embed_tokens.weight" : "lm_head.weight";
-        SDVariable outputWeight = constant("lm_head_t", transposeFolded(weights.tensor(outputName),
-                config.vocabularySize(), hidden, finalNorm), hidden, config.vocabularySize());
-        SDVariable logits = rmsNormalize(x).mmul(LOGITS, outputWeight);
+        float[] output = weights.tensor(outputName);
+        SDVariable outputWeight = constant("lm_head_t", transposeFolded(output, config.vocabularySize(), hidden, null),
+                hidden, config.vocabularySize());
+        SDVariable logits = finalHidden.mmul(LOGITS, outputWeight);
         if (student) {
-            SDVariable teacher = graph.placeHolder(TEACHER_LOGITS, dataType, rows, config.vocabularySize());
-            graph.math().squaredDifference(logits, teacher).mean(LOSS);
+            long elements = (long) rows * config.vocabularySize();
+            if (gramLoss) {
+                // Teacher and student share the lm_head W, so logits_s − logits_t = (h_s − h_t) · Wᵀ and
+                // sum((logits_s − logits_t)²) = sum(((h_s − h_t) · G) ⊙ (h_s − h_t)) with G = Wᵀ·W [hidden, hidden]:
+                // the same MSE over all logits without the [rows, vocab] products (vocab/hidden times cheaper).
+                SDVariable gram = constant("lm_head_gram", gram(output, config.vocabularySize(), hidden), hidden, hidden);
+                SDVariable teacherHidden = graph.placeHolder(TEACHER_HIDDEN, dataType, rows, hidden);
+                SDVariable difference = finalHidden.sub(teacherHidden);
+                difference.mmul(gram).mul(difference).sum().div(LOSS, elements);
+            } else {
+                SDVariable teacher = graph.placeHolder(TEACHER_LOGITS, dataType, rows, config.vocabularySize());
+                graph.math().squaredDifference(logits, teacher).mean(LOSS);
+            }
             graph.setLossVariables(LOSS);
         }
+    }
+
+    /** Wᵀ·W of a row-major [vocab, hidden] matrix, accumulated in double. */
+    private static double[] gram(float[] weight, int vocabulary, int hidden) {
+        INDArray matrix = Nd4j.create(toDoubles(weight), new long[]{vocabulary, hidden}, DataType.DOUBLE);
+        return matrix.transpose().mmul(matrix).data().asDouble();
     }
 
     /** x / sqrt(mean(x²) + eps) per row; the weight is folded into what follows. */
@@ -322,26 +350,33 @@ final class LlamaGraph {
         return scaleVariables;
     }
 
-    /** Teacher: logits [rows, vocab] of the embedded input [rows, hidden]. */
+    /** Logits [rows, vocab] of the embedded input [rows, hidden] (a student: with its current scales). */
     INDArray logits(INDArray embedded) {
         return graph.output(Map.of(INPUT, embedded), LOGITS).get(LOGITS);
     }
 
+    /** What a student needs of the teacher for its loss: final hidden states (Gram loss) or logits. */
+    INDArray teacherTarget(INDArray embedded, boolean hiddenStates) {
+        String output = hiddenStates ? HIDDEN : LOGITS;
+        return graph.output(Map.of(INPUT, embedded), output).get(output);
+    }
+
+    private Map<String, INDArray> studentFeed(INDArray embedded, INDArray teacherTarget) {
+        return Map.of(INPUT, embedded, gramLoss ? TEACHER_HIDDEN : TEACHER_LOGITS, teacherTarget);
+    }
+
     /** Student: the loss and its gradient with respect to every scale variable, by name. */
-    OutAndGrad lossAndGradients(INDArray embedded, INDArray teacherLogits) {
-        return graph.calculateGradientsAndOutputs(Map.of(INPUT, embedded, TEACHER_LOGITS, teacherLogits),
-                List.of(LOSS), scaleVariables.keySet());
+    OutAndGrad lossAndGradients(INDArray embedded, INDArray teacherTarget) {
+        return graph.calculateGradientsAndOutputs(studentFeed(embedded, teacherTarget), List.of(LOSS), scaleVariables.keySet());
     }
 
     /** Student: the loss alone (no gradients). */
-    double loss(INDArray embedded, INDArray teacherLogits) {
-        return graph.output(Map.of(INPUT, embedded, TEACHER_LOGITS, teacherLogits), LOSS).get(LOSS).getDouble(0);
+    double loss(INDArray embedded, INDArray teacherTarget) {
+        return graph.output(studentFeed(embedded, teacherTarget), LOSS).get(LOSS).getDouble(0);
     }
 
-    /** Student: logits for given input (for checks against golden logits). */
-    INDArray studentLogits(INDArray embedded) {
-        INDArray dummyTeacher = Nd4j.zeros(dataType, rows, config.vocabularySize());
-        return graph.output(Map.of(INPUT, embedded, TEACHER_LOGITS, dummyTeacher), LOGITS).get(LOGITS);
+    boolean gramLoss() {
+        return gramLoss;
     }
 
     /** Student: replaces the values of a scale variable. */

@@ -7,6 +7,7 @@ import org.bitdelta.DistillListener;
 import org.bitdelta.DistillOptions;
 import org.bitdelta.ScaleDistiller;
 import org.bitdelta.inference.Tokenizer;
+import org.bytedeco.javacpp.Pointer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -40,6 +41,10 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
     /** Public no-argument constructor for {@link java.util.ServiceLoader}; cheap: ND4J loads on first use. */
     public Nd4jScaleDistiller() {
     }
+
+    /** Native bytes a distillation may accumulate before it asks for a collection (see {@link #releaseStepArrays}). */
+    private static final long NATIVE_GROWTH_BEFORE_COLLECTION = 256L << 20;
+
 
     @Override
     public String name() {
@@ -109,12 +114,13 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         double firstLoss = Double.NaN;
         double lastLoss = Double.NaN;
         double[] recentLosses = new double[Math.min(10, options.steps())];
+        long[] nativeBytesAfterCollection = {Pointer.totalBytes()};
         long start = System.nanoTime();
         long tokensPerStep = (long) options.batchSize() * options.sequenceLength();
         for (int step = 1; step <= options.steps(); step++) {
             int[][] windows = sampleWindows(tokens, options.batchSize(), options.sequenceLength(), random);
-            INDArray teacherLogits = model.teacherLogits(windows);
-            DistillationModel.LossAndGradients result = model.lossAndGradients(windows, teacherLogits);
+            INDArray teacherTarget = model.teacherTarget(windows);
+            DistillationModel.LossAndGradients result = model.lossAndGradients(windows, teacherTarget);
             double loss = result.loss();
             if (!Double.isFinite(loss)) {
                 throw diverged("the loss is " + loss, step, options);
@@ -149,8 +155,8 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
             double elapsed = (System.nanoTime() - start) / 1e9;
             listener.onStep(new DistillListener.Step(step, options.steps(), loss, learningRate,
                     tokensPerStep * step / elapsed, elapsed, elapsed / step * (options.steps() - step)));
-            // The step's arrays are off-heap; dropping the references lets ND4J's deallocator reclaim them promptly.
-            teacherLogits.close();
+            teacherTarget.close();
+            releaseStepArrays(nativeBytesAfterCollection);
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, float[]> newScales = new LinkedHashMap<>();
@@ -183,6 +189,19 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         record.addProperty("calibration_tokens", tokens.length);
         record.addProperty("backend", "nd4j " + Nd4j.getBackend().getClass().getSimpleName());
         return delta.withScales(newScales, Map.of(METADATA_KEY, record.toString()));
+    }
+
+    /**
+     * SameDiff leaves many of a step's intermediate arrays (off-heap, hundreds of MB a step) to be freed by
+     * JavaCPP's deallocator once the Java GC finds them unreachable; the Java heap barely grows meanwhile, so
+     * without help resident memory climbs by gigabytes before a collection comes. Collecting once the tracked
+     * native bytes have grown by {@link #NATIVE_GROWTH_BEFORE_COLLECTION} keeps memory flat at a small cost.
+     */
+    private static void releaseStepArrays(long[] nativeBytesAfterCollection) {
+        if (Pointer.totalBytes() - nativeBytesAfterCollection[0] > NATIVE_GROWTH_BEFORE_COLLECTION) {
+            System.gc();
+            nativeBytesAfterCollection[0] = Pointer.totalBytes();
+        }
     }
 
     private static BitDeltaException diverged(String what, int step, DistillOptions options) {
