@@ -34,9 +34,14 @@ import java.util.Map;
  */
 final class LlamaGraph {
     /** Windows whose rows share one attention product (rows ≤ this, or one window when a window is longer). */
-    static int ATTENTION_GROUP_ROWS = Integer.getInteger("probe.group", 512);
-    /** Additive mask of a key a query may not see: exp of it underflows to exactly 0 in float and double. */
-    private static final double MASKED = -1e9;
+    private static final int ATTENTION_GROUP_ROWS = 512;
+    /**
+     * Additive mask of a key a query may not see. −∞ rather than a large negative number: softmax's exp(−∞) is
+     * libm's fast special case, while exp(−1e9) takes the underflow path that sets errno, which made the masked
+     * half of attention cost more than all the matrix products of a small model. A row is never all −∞ (a query
+     * always sees itself), so no NaN arises.
+     */
+    private static final double MASKED = Double.NEGATIVE_INFINITY;
 
     static final String INPUT = "embedded";
     static final String TEACHER_LOGITS = "teacher_logits";

@@ -42,7 +42,7 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
     public Nd4jScaleDistiller() {
     }
 
-    /** Native bytes a distillation may accumulate before it asks for a collection (see {@link #releaseStepArrays}). */
+    /** Resident bytes a distillation may accumulate before it asks for a collection (see {@link #releaseStepArrays}). */
     private static final long NATIVE_GROWTH_BEFORE_COLLECTION = 256L << 20;
 
 
@@ -114,7 +114,7 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         double firstLoss = Double.NaN;
         double lastLoss = Double.NaN;
         double[] recentLosses = new double[Math.min(10, options.steps())];
-        long[] nativeBytesAfterCollection = {Pointer.totalBytes()};
+        long[] residentBytesAfterCollection = {Pointer.physicalBytes()};
         long start = System.nanoTime();
         long tokensPerStep = (long) options.batchSize() * options.sequenceLength();
         for (int step = 1; step <= options.steps(); step++) {
@@ -156,7 +156,7 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
             listener.onStep(new DistillListener.Step(step, options.steps(), loss, learningRate,
                     tokensPerStep * step / elapsed, elapsed, elapsed / step * (options.steps() - step)));
             teacherTarget.close();
-            releaseStepArrays(nativeBytesAfterCollection);
+            releaseStepArrays(residentBytesAfterCollection);
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, float[]> newScales = new LinkedHashMap<>();
@@ -194,13 +194,14 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
     /**
      * SameDiff leaves many of a step's intermediate arrays (off-heap, hundreds of MB a step) to be freed by
      * JavaCPP's deallocator once the Java GC finds them unreachable; the Java heap barely grows meanwhile, so
-     * without help resident memory climbs by gigabytes before a collection comes. Collecting once the tracked
-     * native bytes have grown by {@link #NATIVE_GROWTH_BEFORE_COLLECTION} keeps memory flat at a small cost.
+     * without help resident memory climbs by gigabytes before a collection comes. Collecting once the resident
+     * memory (JavaCPP's reading of the OS's figure) has grown by {@link #NATIVE_GROWTH_BEFORE_COLLECTION} since
+     * the last collection keeps it flat at a small cost (the heap is small, so a collection takes milliseconds).
      */
-    private static void releaseStepArrays(long[] nativeBytesAfterCollection) {
-        if (Pointer.totalBytes() - nativeBytesAfterCollection[0] > NATIVE_GROWTH_BEFORE_COLLECTION) {
+    private static void releaseStepArrays(long[] residentBytesAfterCollection) {
+        if (Pointer.physicalBytes() - residentBytesAfterCollection[0] > NATIVE_GROWTH_BEFORE_COLLECTION) {
             System.gc();
-            nativeBytesAfterCollection[0] = Pointer.totalBytes();
+            residentBytesAfterCollection[0] = Pointer.physicalBytes();
         }
     }
 

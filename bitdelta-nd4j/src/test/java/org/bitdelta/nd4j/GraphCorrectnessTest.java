@@ -59,6 +59,50 @@ class GraphCorrectnessTest {
     }
 
     @Test
+    void mistralSlidingWindowAndGroupedQueryAttentionMatchTransformers() {
+        Path mistral = TestData.bundledModel("mistral-tiny");
+        Path goldenFile = TestData.repositoryRoot().resolve("bitdelta-core/src/test/resources/golden/mistral-tiny.safetensors");
+        int[] ids;
+        float[] expected;
+        try (SafetensorsFile golden = SafetensorsFile.open(goldenFile)) {
+            Tensor idTensor = golden.tensor("input_ids");
+            ids = new int[Math.toIntExact(idTensor.elementCount())];
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = idTensor.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
+            }
+            expected = golden.tensor("logits").toFloatArray();
+        }
+        // A delta of the model against itself: zero scales, so the student is the model too.
+        try (DeltaModel delta = BitDelta.compress(mistral, mistral);
+             DistillationModel model = DistillationModel.open(mistral, mistral, delta, DataType.FLOAT, 1, ids.length)) {
+            double teacherError = relativeError(model.teacherLogits(new int[][]{ids}), expected);
+            double studentError = relativeError(model.studentLogits(new int[][]{ids}), expected);
+            assertTrue(teacherError < 1e-4, "mistral-tiny (sliding window 16 < 48 tokens): teacher relative error " + teacherError);
+            assertTrue(studentError < 1e-4, "mistral-tiny: student relative error " + studentError);
+        }
+    }
+
+    @Test
+    void lossThroughTheLmHeadGramMatrixEqualsTheMseOverAllLogits() {
+        long seed = 99L;
+        try (DeltaModel delta = BitDelta.compress(BASE, SHAKESPEARE);
+             DistillationModel model = DistillationModel.open(BASE, SHAKESPEARE, delta, DataType.DOUBLE, 2, 32)) {
+            assertTrue(model.gramLoss(), "teacher and student share the lm_head, so the Gram-matrix loss should be used");
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.shared("text/calibration/tinystories-train-head-197k.txt"), 32);
+            int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, 2, 32, new SplittableRandom(seed));
+            double[] teacher = model.teacherLogits(windows).data().asDouble();
+            double[] student = model.studentLogits(windows).data().asDouble();
+            double sum = 0;
+            for (int i = 0; i < teacher.length; i++) {
+                sum += (student[i] - teacher[i]) * (student[i] - teacher[i]);
+            }
+            double direct = sum / teacher.length;
+            double graph = model.loss(windows, model.teacherTarget(windows));
+            assertTrue(Math.abs(graph - direct) <= 1e-9 * direct, "seed " + seed + ": Gram loss " + graph + " vs MSE of logits " + direct);
+        }
+    }
+
+    @Test
     void gradientOfEveryPerMatrixScaleMatchesCentralDifferences() {
         long seed = 20261122L;
         try (DeltaModel delta = BitDelta.compress(BASE, SHAKESPEARE);

@@ -12,8 +12,9 @@ import java.util.SplittableRandom;
 /** Throwaway: times teacher forward, student forward and student gradient steps on the tinyllama pair. */
 public final class StepTimingProbe {
     public static void main(String[] args) {
-        Path base = TestData.shared("models/tinyllama-shakespeare-base");
-        Path finetuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        boolean stories = args.length > 3 && args[3].equals("stories");
+        Path base = stories ? TestData.bundledModel("stories260K") : TestData.shared("models/tinyllama-shakespeare-base");
+        Path finetuned = stories ? TestData.bundledModel("stories260K-ft-shakespeare") : TestData.shared("models/tinyllama-shakespeare-finetuned");
         int batch = Integer.parseInt(args.length > 0 ? args[0] : "4");
         int seq = Integer.parseInt(args.length > 1 ? args[1] : "128");
         int steps = Integer.parseInt(args.length > 2 ? args[2] : "5");
