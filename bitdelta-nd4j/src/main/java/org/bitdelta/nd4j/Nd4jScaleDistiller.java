@@ -7,7 +7,6 @@ import org.bitdelta.DistillListener;
 import org.bitdelta.DistillOptions;
 import org.bitdelta.ScaleDistiller;
 import org.bitdelta.inference.Tokenizer;
-import org.bytedeco.javacpp.Pointer;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
@@ -42,8 +41,6 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
     public Nd4jScaleDistiller() {
     }
 
-    /** Resident bytes a distillation may accumulate before it asks for a collection (see {@link #releaseStepArrays}). */
-    private static final long NATIVE_GROWTH_BEFORE_COLLECTION = 256L << 20;
 
 
     @Override
@@ -114,7 +111,6 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         double firstLoss = Double.NaN;
         double lastLoss = Double.NaN;
         double[] recentLosses = new double[Math.min(10, options.steps())];
-        long[] residentBytesAfterCollection = {Pointer.physicalBytes()};
         long start = System.nanoTime();
         long tokensPerStep = (long) options.batchSize() * options.sequenceLength();
         for (int step = 1; step <= options.steps(); step++) {
@@ -156,7 +152,7 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
             listener.onStep(new DistillListener.Step(step, options.steps(), loss, learningRate,
                     tokensPerStep * step / elapsed, elapsed, elapsed / step * (options.steps() - step)));
             teacherTarget.close();
-            releaseStepArrays(residentBytesAfterCollection);
+            releaseStepArrays();
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, float[]> newScales = new LinkedHashMap<>();
@@ -194,15 +190,12 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
     /**
      * SameDiff leaves many of a step's intermediate arrays (off-heap, hundreds of MB a step) to be freed by
      * JavaCPP's deallocator once the Java GC finds them unreachable; the Java heap barely grows meanwhile, so
-     * without help resident memory climbs by gigabytes before a collection comes. Collecting once the resident
-     * memory (JavaCPP's reading of the OS's figure) has grown by {@link #NATIVE_GROWTH_BEFORE_COLLECTION} since
-     * the last collection keeps it flat at a small cost (the heap is small, so a collection takes milliseconds).
+     * without help resident memory climbs by gigabytes before a collection comes, and memory freed late is memory
+     * malloc cannot hand to the next step. A collection after every step frees them while the next step can reuse
+     * them: resident memory stays flat, at the cost of one collection of a small heap per step.
      */
-    private static void releaseStepArrays(long[] residentBytesAfterCollection) {
-        if (Pointer.physicalBytes() - residentBytesAfterCollection[0] > NATIVE_GROWTH_BEFORE_COLLECTION) {
-            System.gc();
-            residentBytesAfterCollection[0] = Pointer.physicalBytes();
-        }
+    private static void releaseStepArrays() {
+        System.gc();
     }
 
     private static BitDeltaException diverged(String what, int step, DistillOptions options) {
