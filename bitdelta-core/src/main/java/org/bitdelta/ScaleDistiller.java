@@ -51,7 +51,7 @@ public interface ScaleDistiller {
      * @param base            Hugging Face folder of the base model (its fingerprint must be the delta's)
      * @param finetuned       Hugging Face folder of the fine-tune the delta was compressed from
      * @param delta           the delta to refine; left untouched, and it must stay open while the result is used
-     * @param calibrationText a UTF-8 text file with at least one window ({@code seq + 1} tokens)
+     * @param calibrationText a UTF-8 text file of at least one window ({@code sequenceLength} tokens)
      * @return a copy of {@code delta} with the distilled scales and metadata {@value #METADATA_KEY}
      * @throws BitDeltaException for bad input (mismatched models, short text) and a loss that is not finite
      */
