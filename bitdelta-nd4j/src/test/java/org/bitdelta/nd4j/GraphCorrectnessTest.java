@@ -167,6 +167,7 @@ class GraphCorrectnessTest {
             report.append(String.format(Locale.ROOT, "%n  %s[%d]: autodiff %.9e, central difference %.9e, relative error %.2e",
                     matrix, place[1], gradient, finite, error));
         }
+        System.err.printf(Locale.ROOT, "gradient check, seed %d: %d scales, worst relative error %.2e%n", seed, checked.size(), worst);
         assertTrue(worst < 1e-3, "seed " + seed + ": worst relative error " + worst + report);
     }
 
