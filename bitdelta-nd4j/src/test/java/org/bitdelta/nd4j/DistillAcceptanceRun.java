@@ -41,10 +41,10 @@ class DistillAcceptanceRun {
             long[] peakRss = {0};
             long start = System.nanoTime();
             DistillOptions options = DistillOptions.defaults().steps(steps).seed(seed).listener(step -> {
-                peakRss[0] = Math.max(peakRss[0], StepTimingProbe.rssMegabytes());
+                peakRss[0] = Math.max(peakRss[0], DistillBenchmark.rss("VmRSS"));
                 if (step.step() % 25 == 0 || step.step() == 1) {
                     System.err.printf(Locale.ROOT, "step %d/%d loss %.5f %.0f tok/s %.0f s left, rss %d MB%n", step.step(), step.steps(),
-                            step.loss(), step.tokensPerSecond(), step.secondsLeft(), StepTimingProbe.rssMegabytes());
+                            step.loss(), step.tokensPerSecond(), step.secondsLeft(), DistillBenchmark.rss("VmRSS"));
                 }
             });
             DeltaModel distilled = ScaleDistiller.load().distill(base, finetuned, delta, calibration, options);
