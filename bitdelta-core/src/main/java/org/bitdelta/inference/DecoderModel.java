@@ -2,6 +2,9 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
+import org.bitdelta.DeltaModel;
+import org.bitdelta.internal.format.BitDeltaFormat;
+import org.bitdelta.internal.format.Fingerprint;
 import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.internal.model.ModelConfig;
 import org.bitdelta.spi.TensorBackend;
@@ -10,6 +13,7 @@ import org.bitdelta.tensor.Tensor;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
@@ -29,6 +33,7 @@ public final class DecoderModel implements AutoCloseable {
     private final Decoder decoder;
     private final Object tokenizerLock = new Object();
     private Tokenizer tokenizer;
+    private volatile String fingerprint;
 
     private DecoderModel(Path folder, Decoder decoder) {
         this.folder = folder;
@@ -86,6 +91,36 @@ public final class DecoderModel implements AutoCloseable {
 
     public boolean hasTenant(String name) {
         return decoder.tenantNames().contains(name);
+    }
+
+    /**
+     * Adds a fine-tune as tenant {@code name}: its 1-bit deltas on the projections, and its own embeddings,
+     * norms and lm_head where it replaces the base's. The delta must have been compressed against this very
+     * base (its base fingerprint is checked) and must stay open while it is a tenant: its signs and tensors are
+     * read from it, not copied. A refused delta leaves the model and its tenants as they were.
+     */
+    public void addTenant(String name, DeltaModel delta) {
+        String expected = baseFingerprint();
+        String source = "delta '" + name + "' (" + delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_NAME, "unnamed fine-tune") + ")";
+        if (!expected.equals(delta.baseFingerprint())) {
+            throw new BitDeltaException(source + " was compressed against another base model: its base_fingerprint is "
+                    + delta.baseFingerprint() + ", but " + folder + " has " + expected);
+        }
+        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
+        for (BinaryDelta matrix : delta.matrices()) {
+            deltas.put(matrix.name(), matrix);
+        }
+        addTenant(name, source, deltas, delta.tensors());
+    }
+
+    /** The base model's fingerprint (as recorded in the deltas compressed against it); computed once, on first use. */
+    public String baseFingerprint() {
+        String value = fingerprint;
+        if (value == null) {
+            value = Fingerprint.of(decoder.weights());
+            fingerprint = value;
+        }
+        return value;
     }
 
     /** Adds a tenant from raw parts; the public entry takes a DeltaModel. */

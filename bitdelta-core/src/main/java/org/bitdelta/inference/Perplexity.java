@@ -1,6 +1,10 @@
 package org.bitdelta.inference;
 
 import org.bitdelta.BitDeltaException;
+import org.bitdelta.ProgressListener;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -18,8 +22,11 @@ import java.util.List;
  * tokens before them in that window; the first {@code maxWindows} windows; perplexity = exp(mean loss).
  */
 public final class Perplexity {
-    /** Rows per forward pass: windows are batched as rows up to this many tokens, which bounds the memory. */
+    /** Rows per forward pass: windows are batched as rows up to this many tokens, which bounds the activations. */
     private static final int ROWS_PER_BATCH = 2048;
+    /** Floats of logits per forward pass (256 MiB): a 128K vocabulary gets fewer windows per pass. */
+    private static final long LOGITS_PER_BATCH = 1L << 26;
+    private static final VectorSpecies<Float> LANES = FloatVector.SPECIES_PREFERRED;
 
     private Perplexity() {
     }
@@ -46,6 +53,12 @@ public final class Perplexity {
 
     /** Perplexity of {@code tenant} on the token ids {@code tokens}. */
     public static Result evaluate(DecoderModel model, String tenant, int[] tokens, int window, int maxWindows) {
+        return evaluate(model, tenant, tokens, window, maxWindows, ProgressListener.NONE);
+    }
+
+    /** As {@link #evaluate(DecoderModel, String, int[], int, int)}, reporting windows done as stage "perplexity". */
+    public static Result evaluate(DecoderModel model, String tenant, int[] tokens, int window, int maxWindows,
+                                  ProgressListener progress) {
         if (window < 2 || window > model.contextLength()) {
             throw new BitDeltaException("window " + window + " must be between 2 and the model's context of " + model.contextLength() + " tokens");
         }
@@ -57,7 +70,8 @@ public final class Perplexity {
             throw new BitDeltaException("the text has " + tokens.length + " tokens, fewer than one window of " + window);
         }
         int vocabulary = model.vocabularySize();
-        int windowsPerBatch = Math.max(1, ROWS_PER_BATCH / window);
+        // Batch windows as rows, bounded by rows (activations) and by the logits they produce (rows · vocabulary).
+        int windowsPerBatch = (int) Math.max(1, Math.min(ROWS_PER_BATCH / window, LOGITS_PER_BATCH / ((long) window * vocabulary)));
         double totalLoss = 0;
         for (int first = 0; first < windows; first += windowsPerBatch) {
             int count = Math.min(windowsPerBatch, windows - first);
@@ -73,20 +87,35 @@ public final class Perplexity {
                     totalLoss += crossEntropy(rows, position * vocabulary, vocabulary, ids[position + 1]);
                 }
             }
+            progress.onProgress("perplexity", first + count, windows);
         }
         long scored = (long) windows * (window - 1);
         double meanLoss = totalLoss / scored;
         return new Result(Math.exp(meanLoss), meanLoss, windows, scored);
     }
 
-    /** −log softmax(logits)[target], in double precision. */
+    /**
+     * −log softmax(logits)[target]: exponentials in float32 vector lanes (a vocabulary's worth per token is most of
+     * the loss's cost), their sum and the logarithm in double.
+     */
     static double crossEntropy(float[] logits, int offset, int vocabulary, int target) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int v = 0; v < vocabulary; v++) {
+        int vectorEnd = LANES.loopBound(vocabulary);
+        float max = Float.NEGATIVE_INFINITY;
+        if (vectorEnd > 0) {
+            FloatVector lanes = FloatVector.broadcast(LANES, Float.NEGATIVE_INFINITY);
+            for (int v = 0; v < vectorEnd; v += LANES.length()) {
+                lanes = lanes.max(FloatVector.fromArray(LANES, logits, offset + v));
+            }
+            max = lanes.reduceLanes(VectorOperators.MAX);
+        }
+        for (int v = vectorEnd; v < vocabulary; v++) {
             max = Math.max(max, logits[offset + v]);
         }
         double sum = 0;
-        for (int v = 0; v < vocabulary; v++) {
+        for (int v = 0; v < vectorEnd; v += LANES.length()) {
+            sum += FloatVector.fromArray(LANES, logits, offset + v).sub(max).lanewise(VectorOperators.EXP).reduceLanes(VectorOperators.ADD);
+        }
+        for (int v = vectorEnd; v < vocabulary; v++) {
             sum += Math.exp(logits[offset + v] - max);
         }
         return Math.log(sum) + max - logits[offset + target];

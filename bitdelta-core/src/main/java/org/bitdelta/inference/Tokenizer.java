@@ -12,11 +12,13 @@ import java.nio.file.Path;
  * A model folder's {@code tokenizer.json}, run by DJL's Hugging Face tokenizer (Rust, native).
  *
  * <p>{@link #encode} adds the special tokens the tokenizer's post-processor adds (BOS for Llama tokenizers),
- * exactly as Python's {@code tokenizer.encode(text)} does, and never truncates. DJL's native library is
- * bundled in its jar for linux-x86_64/aarch64, macOS and Windows and loads without a network: it is unpacked
- * once into DJL's cache folder, {@code ~/.djl.ai} unless the environment variable or system property
- * {@code DJL_CACHE_DIR} (or {@code ENGINE_CACHE_DIR}) names another; set one where the home folder is not
- * writable.
+ * exactly as Python's {@code tokenizer.encode(text)} does, and never truncates.
+ *
+ * <p>DJL's native library (Rust {@code tokenizers}) is bundled in its jar for linux-x86_64/aarch64, macOS and
+ * Windows and loads without a network: on first use it is unpacked into DJL's cache folder,
+ * {@code ~/.djl.ai/tokenizers/}, unless the environment variable or system property {@code DJL_CACHE_DIR} (or
+ * {@code ENGINE_CACHE_DIR}) names another. Where the home folder is not writable set one of those, or point
+ * {@code RUST_LIBRARY_PATH} at an already unpacked library. This library sets none of them itself.
  */
 public final class Tokenizer implements AutoCloseable {
     private final Path file;

@@ -1,5 +1,7 @@
 package org.bitdelta.inference;
 
+import org.bitdelta.BitDelta;
+import org.bitdelta.DeltaModel;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -25,6 +27,22 @@ class GoldenLogitsTest {
         }
         try (DecoderModel model = DecoderModel.load(TestData.shared(finetuned))) {
             assertClose(pair + " fine-tune", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_finetuned"));
+        }
+    }
+
+    @ParameterizedTest(name = "{0}: BitDelta initial scales through DeltaLinear")
+    @CsvSource({
+            "stories260K-ft-alice, models/stories260K, models/stories260K-ft-alice",
+            "stories260K-ft-shakespeare, models/stories260K, models/stories260K-ft-shakespeare",
+            "tinyllama-shakespeare, models/tinyllama-shakespeare-base, models/tinyllama-shakespeare-finetuned"})
+    void bitDeltaOnTheFlyMatchesTransformersOnMergedWeights(String pair, String base, String finetuned) {
+        Golden golden = Golden.read(TestData.shared("golden/" + pair + ".safetensors"));
+        try (DeltaModel delta = BitDelta.compress(TestData.shared(base), TestData.shared(finetuned));
+             DecoderModel model = DecoderModel.load(TestData.shared(base))) {
+            model.addTenant("bitdelta", delta);
+            assertClose(pair + " bitdelta initial", model.logits("bitdelta", golden.inputIds()), golden.logits("logits_bitdelta_initial"));
+            // The base is still the base with a tenant loaded beside it.
+            assertClose(pair + " base beside a tenant", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_base"));
         }
     }
 

@@ -26,4 +26,36 @@ public final class CpuBackendProviders {
             return new ScalarCpuBackend();
         }
     }
+
+    /**
+     * The Vector API backend, highest CPU priority. Available when the JVM was started with
+     * {@code --add-modules jdk.incubator.vector}; checking the boot layer loads none of the module's classes.
+     */
+    public static final class Vector implements TensorBackendProvider {
+        static final String MODULE = "jdk.incubator.vector";
+
+        public String name() {
+            return "cpu";
+        }
+
+        public int priority() {
+            return 100;
+        }
+
+        public boolean isAvailable() {
+            return ModuleLayer.boot().findModule(MODULE).isPresent();
+        }
+
+        public String unavailableReason() {
+            return isAvailable() ? "available" : "module " + MODULE + " is not in the boot layer: start the JVM with --add-modules "
+                    + MODULE + " (or use -Dbitdelta.backend=cpu-scalar)";
+        }
+
+        public TensorBackend create() {
+            if (!isAvailable()) {
+                throw new IllegalStateException("the cpu backend is not available: " + unavailableReason());
+            }
+            return new VectorCpuBackend();
+        }
+    }
 }

@@ -51,7 +51,7 @@ public final class Merger {
                     throw new BitDeltaException(base + ": has no tensor '" + tensor.name() + "' that the delta replaces");
                 }
             }
-            long total = baseWeights.totalBytes();
+            long total = baseWeights.names().stream().mapToLong(name -> baseWeights.entry(name).byteSize()).sum();
             AtomicLong done = new AtomicLong();
             Path baseFolder = Files.isDirectory(base) ? base : base.toAbsolutePath().getParent();
             AtomicFiles.writeDirectory(out, overwrite, folder -> {

@@ -45,6 +45,7 @@ public final class AtomicFiles {
         Path temporary = null;
         try {
             temporary = Files.createTempFile(directory, "." + target.getFileName() + ".", ".partial");
+            makeReadable(temporary, "rw-r--r--");
             writer.write(temporary);
             try (FileChannel channel = FileChannel.open(temporary, StandardOpenOption.WRITE)) {
                 channel.force(true);
@@ -67,6 +68,7 @@ public final class AtomicFiles {
         Path displaced = null;
         try {
             temporary = Files.createTempDirectory(parent, "." + target.getFileName() + ".");
+            makeReadable(temporary, "rwxr-xr-x");
             writer.write(temporary);
             try (Stream<Path> files = Files.walk(temporary)) {
                 for (Path file : (Iterable<Path>) files.filter(Files::isRegularFile)::iterator) {
@@ -92,6 +94,13 @@ public final class AtomicFiles {
             throw new BitDeltaException(target + ": write failed: " + e, e);
         } finally {
             deleteQuietlyOnFailure(temporary);
+        }
+    }
+
+    /** Temporary files are created owner-only; the finished output gets the usual permissions of a model file. */
+    private static void makeReadable(Path path, String permissions) throws IOException {
+        if (path.getFileSystem().supportedFileAttributeViews().contains("posix")) {
+            Files.setPosixFilePermissions(path, java.nio.file.attribute.PosixFilePermissions.fromString(permissions));
         }
     }
 

@@ -7,6 +7,9 @@ import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -38,6 +41,7 @@ public final class Decoder implements AutoCloseable {
     public static final String EMBEDDING = "model.embed_tokens.weight";
     public static final String FINAL_NORM = "model.norm.weight";
     public static final String LM_HEAD = "lm_head.weight";
+    private static final VectorSpecies<Float> LANES = FloatVector.SPECIES_PREFERRED;
     private static final Pattern LAYER_TENSOR = Pattern.compile("model\\.layers\\.(\\d+)\\.(.+)\\.weight");
 
     private final ModelConfig config;
@@ -95,7 +99,10 @@ public final class Decoder implements AutoCloseable {
         }
     }
 
-    /** One sequence's state between passes: its tenant and its KV cache. Not thread-safe; one pass at a time. */
+    /**
+     * One sequence's state between passes: its tenant and its KV cache (per layer, keys and values each as
+     * [kvHead · dimension, capacity]: positions contiguous). Not thread-safe; one pass at a time.
+     */
     public static final class Sequence {
         private final Tenant tenant;
         private final float[][] keys;
@@ -170,6 +177,9 @@ public final class Decoder implements AutoCloseable {
      * @param ownsBackend whether {@link #close()} also closes the backend
      */
     public static Decoder load(Path folder, TensorBackend backend, boolean ownsBackend) {
+        if (!java.nio.file.Files.isDirectory(folder)) {
+            throw new BitDeltaException(folder + ": no such model folder (a Hugging Face folder with config.json and safetensors weights)");
+        }
         ModelConfig config = ModelConfig.read(folder);
         ModelWeights weights = ModelWeights.open(folder);
         try {
@@ -512,8 +522,9 @@ public final class Decoder implements AutoCloseable {
                 rotate(queries, row * queryWidth, config.headCount(), positionOfRow[row]);
                 rotate(keys, row * keyValueWidth, config.keyValueHeadCount(), positionOfRow[row]);
                 Sequence sequence = sequences.get(sequenceOfRow[row]);
-                System.arraycopy(keys, row * keyValueWidth, sequence.keys[l], positionOfRow[row] * keyValueWidth, keyValueWidth);
-                System.arraycopy(values, row * keyValueWidth, sequence.values[l], positionOfRow[row] * keyValueWidth, keyValueWidth);
+                int capacity = sequence.keys[l].length / keyValueWidth;
+                storeColumn(sequence.keys[l], capacity, keys, row * keyValueWidth, keyValueWidth, positionOfRow[row]);
+                storeColumn(sequence.values[l], capacity, values, row * keyValueWidth, keyValueWidth, positionOfRow[row]);
             }
             IntStream.range(0, rows).parallel().forEach(row -> attend(sequences.get(sequenceOfRow[row]), l,
                     positionOfRow[row], queries, row * queryWidth, attention, row * queryWidth));
@@ -526,10 +537,7 @@ public final class Decoder implements AutoCloseable {
             rmsNorm(residual, normed, rows, row -> orBase(tenantOfRow[row].postAttentionNorms[l], layer.postAttentionNorm));
             project(layer, l, Projection.GATE, normed, tenantOfRow, slotOfRow, gate);
             project(layer, l, Projection.UP, normed, tenantOfRow, slotOfRow, up);
-            for (int i = 0; i < rows * intermediate; i++) {
-                float g = gate[i];
-                gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
-            }
+            swiGlu(gate, up, rows * intermediate);
             project(layer, l, Projection.DOWN, gate, tenantOfRow, slotOfRow, projected);
             for (int i = 0; i < rows * hidden; i++) {
                 residual[i] += projected[i];
@@ -547,11 +555,9 @@ public final class Decoder implements AutoCloseable {
         int hidden = config.hiddenSize();
         int vocabulary = config.vocabularySize();
         List<float[]> logits = new ArrayList<>();
-        int[] firstOutputRow = new int[sequences.size()];
         List<Integer> outputRows = new ArrayList<>();
         for (int s = 0, row = 0; s < sequences.size(); s++) {
             int count = tokens.get(s).length;
-            firstOutputRow[s] = allPositions ? row : row + count - 1;
             logits.add(new float[(allPositions ? count : 1) * vocabulary]);
             for (int i = allPositions ? 0 : count - 1; i < count; i++) {
                 outputRows.add(row + i);
@@ -595,6 +601,19 @@ public final class Decoder implements AutoCloseable {
             }
         }
         return logits;
+    }
+
+    /** gate = silu(gate) · up, silu(g) = g / (1 + e^−g); in vector lanes, the exponential being most of its cost. */
+    private static void swiGlu(float[] gate, float[] up, int length) {
+        int vectorEnd = LANES.loopBound(length);
+        for (int i = 0; i < vectorEnd; i += LANES.length()) {
+            FloatVector g = FloatVector.fromArray(LANES, gate, i);
+            g.div(g.neg().lanewise(VectorOperators.EXP).add(1f)).mul(FloatVector.fromArray(LANES, up, i)).intoArray(gate, i);
+        }
+        for (int i = vectorEnd; i < length; i++) {
+            float g = gate[i];
+            gate[i] = g / (1.0f + (float) Math.exp(-g)) * up[i];
+        }
     }
 
     private static float[] orBase(float[] tenantWeight, float[] baseWeight) {
@@ -648,52 +667,79 @@ public final class Decoder implements AutoCloseable {
     /**
      * Causal grouped-query attention of one query row over its sequence's cache: query head h reads key/value head
      * h / (heads / kvHeads); with a sliding window W the query at position p sees keys p − W + 1 .. p.
+     *
+     * <p>Keys and values are cached transposed ([kvHead · dimension, position]), so both products (scores = q·K,
+     * output = weights·V) run along contiguous positions in vector lanes; attention is a third of a prefill's
+     * work at 256 tokens, too much to leave to scalar loops.
      */
     private void attend(Sequence sequence, int layer, int position, float[] queries, int queryOffset, float[] output, int outputOffset) {
         int headDimension = config.headDimension();
         int keyValueWidth = config.keyValueHeadCount() * headDimension;
         int group = config.headCount() / config.keyValueHeadCount();
         int first = config.slidingWindow() > 0 ? Math.max(0, position - config.slidingWindow() + 1) : 0;
+        int count = position - first + 1;
+        int vectorEnd = LANES.loopBound(count);
         float scale = (float) (1.0 / Math.sqrt(headDimension));
         float[] keyCache = sequence.keys[layer];
         float[] valueCache = sequence.values[layer];
-        float[] scores = new float[position - first + 1];
+        int capacity = keyCache.length / keyValueWidth;
+        float[] scores = new float[count];
         for (int head = 0; head < config.headCount(); head++) {
             int query = queryOffset + head * headDimension;
-            int keyValueOffset = (head / group) * headDimension;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = first; j <= position; j++) {
-                int key = j * keyValueWidth + keyValueOffset;
-                float dot0 = 0, dot1 = 0, dot2 = 0, dot3 = 0;
-                int d = 0;
-                for (; d + 3 < headDimension; d += 4) {
-                    dot0 += queries[query + d] * keyCache[key + d];
-                    dot1 += queries[query + d + 1] * keyCache[key + d + 1];
-                    dot2 += queries[query + d + 2] * keyCache[key + d + 2];
-                    dot3 += queries[query + d + 3] * keyCache[key + d + 3];
+            int rowBase = (head / group) * headDimension; // first cache row of this head's kv head
+            // scores[j] = scale · Σ_d q[d] · K[d, first + j]
+            for (int j = 0; j < vectorEnd; j += LANES.length()) {
+                FloatVector sum = FloatVector.zero(LANES);
+                for (int d = 0; d < headDimension; d++) {
+                    sum = FloatVector.fromArray(LANES, keyCache, (rowBase + d) * capacity + first + j)
+                            .fma(FloatVector.broadcast(LANES, queries[query + d]), sum);
                 }
-                for (; d < headDimension; d++) {
-                    dot0 += queries[query + d] * keyCache[key + d];
-                }
-                float score = ((dot0 + dot1) + (dot2 + dot3)) * scale;
-                scores[j - first] = score;
-                max = Math.max(max, score);
+                sum.mul(scale).intoArray(scores, j);
             }
-            float sum = 0;
-            for (int j = 0; j < scores.length; j++) {
+            for (int j = vectorEnd; j < count; j++) {
+                float sum = 0;
+                for (int d = 0; d < headDimension; d++) {
+                    sum += queries[query + d] * keyCache[(rowBase + d) * capacity + first + j];
+                }
+                scores[j] = sum * scale;
+            }
+            // Softmax over the visible positions (float32, max subtracted, as HF's eager attention).
+            float max = Float.NEGATIVE_INFINITY;
+            for (int j = 0; j < count; j++) {
+                max = Math.max(max, scores[j]);
+            }
+            float total = 0;
+            if (vectorEnd > 0) {
+                FloatVector lanes = FloatVector.zero(LANES);
+                for (int j = 0; j < vectorEnd; j += LANES.length()) {
+                    FloatVector weight = FloatVector.fromArray(LANES, scores, j).sub(max).lanewise(VectorOperators.EXP);
+                    weight.intoArray(scores, j);
+                    lanes = lanes.add(weight);
+                }
+                total = lanes.reduceLanes(VectorOperators.ADD);
+            }
+            for (int j = vectorEnd; j < count; j++) {
                 float weight = (float) Math.exp(scores[j] - max);
                 scores[j] = weight;
-                sum += weight;
+                total += weight;
             }
-            float inverseSum = 1.0f / sum;
+            float inverseTotal = 1.0f / total;
+            // output[d] = Σ_j weight[j] · V[d, first + j] / total
             int out = outputOffset + head * headDimension;
-            Arrays.fill(output, out, out + headDimension, 0f);
-            for (int j = first; j <= position; j++) {
-                float weight = scores[j - first] * inverseSum;
-                int value = j * keyValueWidth + keyValueOffset;
-                for (int d = 0; d < headDimension; d++) {
-                    output[out + d] += weight * valueCache[value + d];
+            for (int d = 0; d < headDimension; d++) {
+                int valueRow = (rowBase + d) * capacity + first;
+                float sum = 0;
+                if (vectorEnd > 0) {
+                    FloatVector lanes = FloatVector.zero(LANES);
+                    for (int j = 0; j < vectorEnd; j += LANES.length()) {
+                        lanes = FloatVector.fromArray(LANES, valueCache, valueRow + j).fma(FloatVector.fromArray(LANES, scores, j), lanes);
+                    }
+                    sum = lanes.reduceLanes(VectorOperators.ADD);
                 }
+                for (int j = vectorEnd; j < count; j++) {
+                    sum += scores[j] * valueCache[valueRow + j];
+                }
+                output[out + d] = sum * inverseTotal;
             }
         }
     }
@@ -707,8 +753,24 @@ public final class Decoder implements AutoCloseable {
         // Grow geometrically, but never past the context: a sequence cannot be longer than that.
         int next = Math.min(config.contextLength(), Math.max(length, Math.max(16, capacity * 2)));
         for (int layer = 0; layer < layers.length; layer++) {
-            sequence.keys[layer] = Arrays.copyOf(sequence.keys[layer], next * keyValueWidth);
-            sequence.values[layer] = Arrays.copyOf(sequence.values[layer], next * keyValueWidth);
+            sequence.keys[layer] = grow(sequence.keys[layer], keyValueWidth, capacity, next);
+            sequence.values[layer] = grow(sequence.values[layer], keyValueWidth, capacity, next);
+        }
+    }
+
+    /** A transposed cache ([rows, capacity]) copied into a wider one ([rows, next]). */
+    private static float[] grow(float[] cache, int rows, int capacity, int next) {
+        float[] grown = new float[rows * next];
+        for (int row = 0; row < rows; row++) {
+            System.arraycopy(cache, row * capacity, grown, row * next, capacity);
+        }
+        return grown;
+    }
+
+    /** Stores one row's vector ([kvHeads · headDimension]) at {@code position} of a transposed cache. */
+    private static void storeColumn(float[] cache, int capacity, float[] vectors, int offset, int width, int position) {
+        for (int row = 0; row < width; row++) {
+            cache[row * capacity + position] = vectors[offset + row];
         }
     }
 

@@ -2,9 +2,11 @@ package org.bitdelta.examples.cli;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDelta;
+import org.bitdelta.BitDeltaException;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.BitDeltaException;
+import org.bitdelta.inference.DecoderModel;
+import org.bitdelta.inference.Perplexity;
 import org.bitdelta.internal.io.AtomicFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -15,15 +17,27 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "demo", mixinStandardHelpOptions = true,
-        description = "Run the whole pipeline on the bundled stories260K family (no arguments needed).")
+        description = {"Run the whole pipeline on the bundled stories260K family (no arguments needed):",
+                "compress both fine-tunes, serve them as tenants of one loaded base, and compare perplexities of the "
+                        + "base, each fine-tune and its 1-bit compression on the bundled texts."})
 final class DemoCommand implements Callable<Integer> {
     static final String BASE = "stories260K";
-    static final List<String> FINETUNES = List.of("stories260K-ft-alice", "stories260K-ft-shakespeare");
+    /** Fine-tune → the held-out text of what it was tuned on. */
+    static final Map<String, String> FINETUNES = new LinkedHashMap<>();
+    static final String GENERAL_TEXT = "tinystories-valid-30k.txt";
+
+    static {
+        FINETUNES.put("stories260K-ft-alice", "alice.heldout.txt");
+        FINETUNES.put("stories260K-ft-shakespeare", "shakespeare.heldout.txt");
+    }
 
     @Spec
     CommandSpec spec;
@@ -32,40 +46,70 @@ final class DemoCommand implements Callable<Integer> {
             description = "folder holding stories260K and its fine-tunes (default: the ones bundled with bitdelta)")
     Path models;
 
+    @Option(names = "--texts", paramLabel = "DIR",
+            description = "folder holding the eval texts (default: the ones bundled with bitdelta)")
+    Path texts;
+
     @Option(names = "--out", paramLabel = "DIR",
             description = "keep the .bitdelta files in DIR (default: a temporary folder, removed at the end)")
     Path out;
 
+    @Option(names = "--max-windows", defaultValue = "64", paramLabel = "N",
+            description = "perplexity windows of 256 tokens per text, at most (default: ${DEFAULT-VALUE})")
+    int maxWindows;
+
+    record Row(String text, String model, double perplexity, int windows) {
+    }
+
     @Override
     public Integer call() throws IOException {
         PrintWriter out = spec.commandLine().getOut();
-        Path modelFolder = models != null ? models : bundledModels();
+        Path modelFolder = models != null ? models : bundled("models", BASE);
+        Path textFolder = texts != null ? texts : bundled("text", GENERAL_TEXT);
         Path workFolder = this.out != null ? Files.createDirectories(this.out) : Files.createTempDirectory("bitdelta-demo-");
+        List<Row> rows = new ArrayList<>();
         try {
-            out.printf("bitdelta demo: base %s, fine-tunes %s (from %s)%n%n", BASE, String.join(", ", FINETUNES), modelFolder);
+            out.printf("bitdelta demo: base %s, fine-tunes %s (from %s)%n%n", BASE, String.join(", ", FINETUNES.keySet()), modelFolder);
             Path base = modelFolder.resolve(BASE);
-            for (String name : FINETUNES) {
-                Path finetuned = modelFolder.resolve(name);
-                Path file = workFolder.resolve(name + ".bitdelta");
-                long start = System.nanoTime();
-                try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults())) {
-                    delta.save(file, true);
-                    double milliseconds = (System.nanoTime() - start) / 1e6;
-                    long fileBytes = CompressCommand.sizeOf(file);
-                    long finetunedBytes = Long.parseLong(delta.metadata().get("finetuned_weight_bytes"));
-                    double meanScale = delta.matrices().stream().mapToDouble(matrix -> matrix.scale(0)).average().orElse(0);
-                    out.printf(Locale.ROOT, "%s: %d matrices -> 1 bit (mean scale %.3g), %d tensors kept whole%n",
-                            name, delta.matrices().size(), meanScale, delta.tensors().size());
-                    out.printf(Locale.ROOT, "  %s -> %s (%.1fx smaller) in %.0f ms: %s%n", Sizes.bytes(finetunedBytes),
-                            Sizes.bytes(fileBytes), (double) finetunedBytes / fileBytes, milliseconds, file);
-                    BinaryDelta first = delta.matrices().iterator().next();
-                    out.printf(Locale.ROOT, "  e.g. %s: %dx%d signs in %d bytes, scale %.4g%n", first.name(), first.rows(),
-                            first.cols(), first.signs().byteSize(), first.scale(0));
+            out.println("1. compress each fine-tune against the base");
+            for (String name : FINETUNES.keySet()) {
+                compress(out, base, modelFolder.resolve(name), workFolder.resolve(name + ".bitdelta"));
+            }
+            out.println();
+            out.println("2. serve both deltas as tenants of one loaded base, and each full fine-tune on its own, and measure perplexity");
+            try (DecoderModel served = DecoderModel.load(base)) {
+                List<DeltaModel> deltas = new ArrayList<>();
+                try {
+                    for (String name : FINETUNES.keySet()) {
+                        DeltaModel delta = DeltaModel.load(workFolder.resolve(name + ".bitdelta"));
+                        deltas.add(delta);
+                        served.addTenant(name, delta);
+                    }
+                    int[] general = served.tokenizer().encode(CliFiles.readText(textFolder.resolve(GENERAL_TEXT)));
+                    rows.add(evaluate(served, DecoderModel.BASE, GENERAL_TEXT, "base", general));
+                    for (Map.Entry<String, String> finetune : FINETUNES.entrySet()) {
+                        String name = finetune.getKey();
+                        int[] heldout = served.tokenizer().encode(CliFiles.readText(textFolder.resolve(finetune.getValue())));
+                        rows.add(evaluate(served, DecoderModel.BASE, finetune.getValue(), "base", heldout));
+                        try (DecoderModel full = DecoderModel.load(modelFolder.resolve(name))) {
+                            rows.add(evaluate(full, DecoderModel.BASE, finetune.getValue(), name + " (full)", heldout));
+                            rows.add(evaluate(full, DecoderModel.BASE, GENERAL_TEXT, name + " (full)", general));
+                        }
+                        rows.add(evaluate(served, name, finetune.getValue(), name + " (1-bit delta)", heldout));
+                        rows.add(evaluate(served, name, GENERAL_TEXT, name + " (1-bit delta)", general));
+                    }
+                } finally {
+                    deltas.forEach(DeltaModel::close);
                 }
             }
             out.println();
+            out.printf("%-28s %-44s %10s %8s%n", "text", "model", "perplexity", "windows");
+            rows.stream().sorted(java.util.Comparator.comparing(Row::text)).forEach(row ->
+                    out.printf(Locale.ROOT, "%-28s %-44s %10.4f %8d%n", row.text(), row.model(), row.perplexity(), row.windows()));
+            out.println();
+            out.println("A 1-bit delta should land near its full fine-tune on the text it was tuned for, far below the base.");
             out.println(this.out != null ? "the .bitdelta files are in " + workFolder
-                    : "done (inspect one with: ./bitdelta compress ... --out FILE, then ./bitdelta inspect FILE)");
+                    : "(the .bitdelta files were written to a temporary folder and removed; keep them with --out DIR)");
         } finally {
             if (this.out == null) {
                 AtomicFiles.deleteRecursively(workFolder);
@@ -74,15 +118,36 @@ final class DemoCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** The launcher passes -Dbitdelta.home=<repository>; the bundled models live in core's test resources. */
-    static Path bundledModels() {
+    private static void compress(PrintWriter out, Path base, Path finetuned, Path file) {
+        long start = System.nanoTime();
+        try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults())) {
+            delta.save(file, true);
+            double milliseconds = (System.nanoTime() - start) / 1e6;
+            long fileBytes = CompressCommand.sizeOf(file);
+            long finetunedBytes = Long.parseLong(delta.metadata().get("finetuned_weight_bytes"));
+            BinaryDelta first = delta.matrices().iterator().next();
+            out.printf(Locale.ROOT, "   %s: %d matrices -> 1 bit, %d tensors kept whole; %s -> %s (%.1fx smaller) in %.0f ms%n",
+                    finetuned.getFileName(), delta.matrices().size(), delta.tensors().size(), Sizes.bytes(finetunedBytes),
+                    Sizes.bytes(fileBytes), (double) finetunedBytes / fileBytes, milliseconds);
+            out.printf(Locale.ROOT, "     e.g. %s: %dx%d signs in %d bytes, scale %.4g%n", first.name(), first.rows(),
+                    first.cols(), first.signs().byteSize(), first.scale(0));
+        }
+    }
+
+    private Row evaluate(DecoderModel model, String tenant, String text, String label, int[] tokens) {
+        Perplexity.Result result = Perplexity.evaluate(model, tenant, tokens, 256, maxWindows);
+        return new Row(text, label, result.perplexity(), result.windows());
+    }
+
+    /** The launcher passes -Dbitdelta.home=<repository>; the bundled models and texts live in core's test resources. */
+    static Path bundled(String folderName, String expectedEntry) {
         String home = System.getProperty("bitdelta.home");
         if (home == null) {
-            throw new BitDeltaException("no --models given and -Dbitdelta.home is unset: run the demo through the ./bitdelta launcher");
+            throw new BitDeltaException("no --models/--texts given and -Dbitdelta.home is unset: run the demo through the ./bitdelta launcher");
         }
-        Path folder = Path.of(home, "bitdelta-core", "src", "test", "resources", "models");
-        if (!Files.isDirectory(folder.resolve(BASE))) {
-            throw new BitDeltaException(folder + ": the bundled models are missing (expected " + BASE + " there)");
+        Path folder = Path.of(home, "bitdelta-core", "src", "test", "resources", folderName);
+        if (!Files.exists(folder.resolve(expectedEntry))) {
+            throw new BitDeltaException(folder + ": the bundled " + folderName + " are missing (expected " + expectedEntry + " there)");
         }
         return folder;
     }

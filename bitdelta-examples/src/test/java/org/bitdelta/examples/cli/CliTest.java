@@ -112,9 +112,22 @@ class CliTest {
 
     @Test
     void demoRunsOnTheBundledModels() {
-        Result demo = run("demo", "--models", TestData.bundledModel("stories260K").getParent().toString());
+        Path resources = TestData.bundledModel("stories260K").getParent().getParent();
+        Result demo = run("demo", "--models", resources.resolve("models").toString(), "--texts", resources.resolve("text").toString());
         assertEquals(0, demo.code(), demo.err());
         assertTrue(demo.out().contains("stories260K-ft-alice: 35 matrices -> 1 bit"), demo.out());
         assertTrue(demo.out().contains("stories260K-ft-shakespeare: 35 matrices -> 1 bit"), demo.out());
+        // The table's figures follow reference.json's protocol, so they must equal its numbers.
+        assertTableRow(demo.out(), "alice.heldout.txt", "base", "40.0134", 32);
+        assertTableRow(demo.out(), "alice.heldout.txt", "stories260K-ft-alice (1-bit delta)", "14.8366", 32);
+        assertTableRow(demo.out(), "shakespeare.heldout.txt", "stories260K-ft-shakespeare (full)", "13.3410", 64);
+        assertTableRow(demo.out(), "shakespeare.heldout.txt", "stories260K-ft-shakespeare (1-bit delta)", "19.8939", 64);
+        assertTableRow(demo.out(), "tinystories-valid-30k.txt", "stories260K-ft-shakespeare (1-bit delta)", "10.8893", 60);
+    }
+
+    private static void assertTableRow(String output, String text, String model, String perplexity, int windows) {
+        Pattern row = Pattern.compile("(?m)^" + Pattern.quote(text) + " +" + Pattern.quote(model) + " +" + Pattern.quote(perplexity)
+                + " +" + windows + "$");
+        assertTrue(row.matcher(output).find(), "no row '" + text + " | " + model + " | " + perplexity + " | " + windows + "' in:\n" + output);
     }
 }

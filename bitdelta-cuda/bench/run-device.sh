@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On the GPU host: build the harness against the carried library (bitdelta-cuda/target/native) and run it.
+#   bitdelta-cuda/bench/run-device.sh [harness args]      (writes $OUT/harness.log, $OUT/sass-*.txt when OUT is set)
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="$here/../target/native"
+sm90=""
+if [ -f "$here/../target/native-sm90/libbitdelta_cuda.so" ]; then out="$here/../target/native-sm90"; sm90="--sm90-only"; fi
+dest="${OUT:-/tmp}"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+"$here/build.sh" --harness-only $sm90 || exit 1
+# SASS of the kernels that matter (this build machine has no cuobjdump).
+for f in '_ZN2bd14decode3_kernelI6__halfS1_Li4ELi2ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_S6_PT0_ll' \
+         '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
+         '_ZN2bd20compress_rows_kernelI13__nv_bfloat16Lb1EEEvPKT_S4_llPhPfS6_PdPNS_14CompressHeaderEPjS7_'; do
+  cuobjdump -sass -arch sm_90 -fun "$f" "$out/libbitdelta_cuda.so" > "$dest/sass-$(echo "$f" | cut -c1-40 | tr -c 'A-Za-z0-9_\n' _).txt" 2>&1
+done
+"$out/bd_harness" "$@" 2>&1 | tee "$dest/harness.log"
+# Optional: hardware counters of the decode versions and prefill (PROFILE=1).
+if [ "${PROFILE:-0}" = 1 ]; then
+  ncu --clock-control none -k regex:'decode3|prefill|xplanes' \
+      --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
+      --section WarpStateStats --section MemoryWorkloadAnalysis \
+      "$out/bd_harness" --profile > "$dest/ncu.txt" 2>&1
+  grep -E "decode|prefill|Duration|Throughput|Issue Slots|Issued Warp|No Eligible|Active Warps|Eligible Warps|Stall|Achieved Occupancy|Registers|L2 Hit|Mem Busy|Max Bandwidth" "$dest/ncu.txt" | head -150
+fi

@@ -1,0 +1,102 @@
+// bd_common.cuh -- internal helpers shared by the kernels of libbitdelta_cuda (not part of the ABI).
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <cstdint>
+#include <cmath>
+
+#include "bitdelta_cuda.h"
+
+namespace bd {
+
+// Records the CUDA error string of the last failed launch for bd_last_cuda_error() and returns BD_ERR_CUDA.
+int record_cuda_error(cudaError_t error);
+
+// Every launch goes through this: cudaGetLastError() right after the launch.
+#define BD_CHECK_LAUNCH()                                                        \
+  do {                                                                           \
+    cudaError_t bd_launch_error_ = cudaGetLastError();                           \
+    if (bd_launch_error_ != cudaSuccess) return bd::record_cuda_error(bd_launch_error_); \
+  } while (0)
+
+template <typename T> struct Dtype;
+template <> struct Dtype<__half> {
+  static constexpr uint32_t ONE_PAIR = 0x3C003C00u;   // half2(1.0, 1.0); sign bits 15 and 31 give -1.0
+  __device__ static float to_float(__half v) { return __half2float(v); }
+  __device__ static __half from_float(float v) { return __float2half_rn(v); }
+};
+template <> struct Dtype<__nv_bfloat16> {
+  static constexpr uint32_t ONE_PAIR = 0x3F803F80u;   // bf162(1.0, 1.0)
+  __device__ static float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+  __device__ static __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }
+};
+
+template <typename TY> __device__ __forceinline__ TY store_cast(float v);
+template <> __device__ __forceinline__ float store_cast<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half store_cast<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 store_cast<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename TY> __device__ __forceinline__ float load_float(const TY* p);
+template <> __device__ __forceinline__ float load_float<float>(const float* p) { return *p; }
+template <> __device__ __forceinline__ float load_float<__half>(const __half* p) { return __half2float(*p); }
+template <> __device__ __forceinline__ float load_float<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+
+// D += A * B, m16n8k16, A row-major (4 x .b32 of two elements), B col-major (2 x .b32), F32 accumulators.
+template <typename T> __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                               uint32_t a3, uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__half>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                             uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                                    uint32_t a3, uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Two ±1 weights as a half2/bf162 pair from a device-layout sign word: bit (15-q) -> low element, bit (31-q)
+// -> high element; bit 1 = +1. One shift and one LOP3.
+// One LOP3 with both constants in registers: (~s & 0x80008000) | ONE, lut = (~a & b) | c = 0xAE for
+// a = 0xF0, b = 0xCC, c = 0xAA. (Written in C the compiler needs two LOP3, one immediate each.)
+template <typename T> __device__ __forceinline__ uint32_t expand_pair(uint32_t word, int q) {
+  uint32_t out;
+  const uint32_t shifted = word << q, mask = 0x80008000u, one = Dtype<T>::ONE_PAIR;
+  asm("lop3.b32 %0, %1, %2, %3, 0xAE;\n" : "=r"(out) : "r"(shifted), "r"(mask), "r"(one));
+  return out;
+}
+
+// 16-byte load of 8 consecutive elements p[k .. k+7] of a row of length K, zero beyond K.
+// VEC: the row start is 16-byte aligned and K % 8 == 0, so the chunk is either entirely inside or outside.
+template <bool VEC, typename T> __device__ __forceinline__ uint4 load8(const T* row, int64_t k, int64_t K, bool row_ok) {
+  if (VEC) {
+    if (row_ok && k < K) return __ldg(reinterpret_cast<const uint4*>(row + k));
+    return make_uint4(0, 0, 0, 0);
+  } else {
+    unsigned short v[8];
+    const unsigned short* r = reinterpret_cast<const unsigned short*>(row);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = (row_ok && k + i < K) ? __ldg(r + k + i) : (unsigned short)0;
+    return make_uint4(v[0] | (uint32_t(v[1]) << 16), v[2] | (uint32_t(v[3]) << 16), v[4] | (uint32_t(v[5]) << 16),
+                      v[6] | (uint32_t(v[7]) << 16));
+  }
+}
+
+// Streaming (evict-first) variant for data read exactly once (base weights and signs in decode).
+template <bool VEC, typename T> __device__ __forceinline__ uint4 load8_stream(const T* row, int64_t k, int64_t K, bool row_ok) {
+  if (VEC) {
+    if (row_ok && k < K) return __ldcs(reinterpret_cast<const uint4*>(row + k));
+    return make_uint4(0, 0, 0, 0);
+  } else {
+    return load8<false, T>(row, k, K, row_ok);
+  }
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace bd

@@ -1,0 +1,238 @@
+// bd_compress.cu -- GPU compression: packed signs (host/file layout) and mean |ft - base| scales,
+// bit-identical to the CPU compressor's left-to-right double sums (see bitdelta_cuda.h for the argument).
+//
+// compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row
+//   (8 elements each: one 16-byte load of base and of ft on the fast path), computes d = (float)ft - (float)base,
+//   sets bit (d >= 0), and adds |d| to a double (exact additions while every |d| is on the 2^-40 grid and the
+//   sum stays below 2^13). Flags per row: OFFGRID (some |d| has bits below 2^-40), HUGE (some |d| >= 1024),
+//   NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals the CPU's left-to-right sum
+//   bit for bit; with one the row is marked for the serial path. The row sum, as an integer of 2^-40 units,
+//   goes into the matrix total (two 64-bit atomics with carry, exact) and the last block to finish finalizes:
+//     - rows marked serial: recomputed by one thread each, strictly k = 0..K-1 in double (slow, rare);
+//     - matrix total: exact integer when no row had OFFGRID/HUGE/NONFINITE; if < 2^53 units the double sum is
+//       exact; otherwise the float answer is taken when the whole error interval
+//       T * (1 +- (M + K + 8) * 2^-53) rounds to one float, and else one thread sums the row sums in order.
+#include "bd_common.cuh"
+
+namespace bd {
+
+constexpr int CP_THREADS = 256;
+constexpr uint32_t FLAG_OFFGRID = 1u, FLAG_HUGE = 2u, FLAG_NONFINITE = 4u, FLAG_SERIAL = 8u, FLAG_BIGSUM = 16u;
+
+struct CompressHeader {          // at the start of the workspace (64 bytes, zeroed by bd_compress)
+  unsigned long long total_lo;   // matrix total of |d| in units of 2^-40, low and high 64 bits
+  unsigned long long total_hi;
+  unsigned int flags;            // OR of all rows' flags
+  unsigned int blocks_done;      // last-block-done counter
+  unsigned int pad[10];
+};
+// Then: row_flags U32 [M] (padded to 16 bytes), row_sums F64 [M].
+
+__device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Adds |d| to a double accumulator. When every |d| lies on the 2^-40 grid and the sum stays below 2^13,
+// every partial sum is an integer multiple of 2^-40 below 2^53 units, so each double addition is exact and
+// the order of additions does not matter. Flags what breaks that (the row then takes the serial path).
+__device__ __forceinline__ void add_abs_exact(uint32_t abs_bits, double& acc, uint32_t& flags) {
+  if (abs_bits >= 0x44800000u) {  // |d| >= 1024, Inf or NaN
+    flags |= abs_bits >= 0x7f800000u ? FLAG_NONFINITE : FLAG_HUGE;
+    return;
+  }
+  const uint32_t e = abs_bits >> 23;
+  if (e < 110u && abs_bits != 0u) {  // below 2^-17: off the grid unless the low mantissa bits are zero
+    const uint32_t r = 110u - e;
+    if (r >= 24u || (abs_bits & ((1u << r) - 1u))) flags |= FLAG_OFFGRID;
+  }
+  acc += (double)__uint_as_float(abs_bits);
+}
+
+// Strict left-to-right double sum of |d| over one row (the CPU compressor's order).
+template <typename T>
+__device__ double serial_row_sum(const T* base, const T* ft, int64_t K) {
+  double s = 0.0;
+  for (int64_t k = 0; k < K; ++k) {
+    const float d = __fsub_rn(to_f32(ft[k]), to_f32(base[k]));
+    s += (double)fabsf(d);
+  }
+  return s;
+}
+
+template <typename T>
+__device__ void finalize(const T* base, const T* ft, int64_t M, int64_t K, float* row_scales, float* matrix_scale,
+                         double* row_sums_out, CompressHeader* hdr, uint32_t* row_flags, double* row_sums) {
+  const uint32_t flags = __ldcg(&hdr->flags);  // L2 reads: other blocks wrote these
+  if (flags != 0) {
+    // Serial rows: one thread per row, warps of this block take rows in turn.
+    for (int64_t m = threadIdx.x; m < M; m += blockDim.x) {
+      if (__ldcg(row_flags + m) & FLAG_SERIAL) {
+        const double s = serial_row_sum(base + m * K, ft + m * K, K);
+        row_sums[m] = s;
+        if (row_scales) row_scales[m] = (float)(s / (double)K);
+        if (row_sums_out) row_sums_out[m] = s;
+      }
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x != 0 || matrix_scale == nullptr) return;
+  const double denom = (double)M * (double)K;
+  bool done = false;
+  if ((flags & (FLAG_OFFGRID | FLAG_HUGE | FLAG_NONFINITE | FLAG_BIGSUM)) == 0) {
+    const unsigned long long lo = __ldcg(&hdr->total_lo), hi = __ldcg(&hdr->total_hi);
+    if (hi == 0 && lo < (1ull << 53)) {  // every partial sum exact: the double sum is the exact sum
+      *matrix_scale = (float)(((double)lo * 0x1p-40) / denom);
+      done = true;
+    } else {
+      const double total = ((double)hi * 0x1p64 + (double)lo) * 0x1p-40;
+      const double eps = (double)(M + K + 8) * 0x1p-53;
+      const float f_lo = (float)((total * (1.0 - eps)) / denom), f_hi = (float)((total * (1.0 + eps)) / denom);
+      if (f_lo == f_hi) {
+        *matrix_scale = f_lo;
+        done = true;
+      }
+    }
+  }
+  if (!done) {  // strict left-to-right over the rows' double sums (which are now all final)
+    double total = 0.0;
+    for (int64_t m = 0; m < M; ++m) total += __ldcg(row_sums + m);
+    *matrix_scale = (float)(total / denom);
+  }
+}
+
+template <typename T, bool VEC>
+__global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
+    const T* __restrict__ base, const T* __restrict__ ft,  // [M, K]
+    int64_t M, int64_t K,
+    uint8_t* __restrict__ signs,                          // [M, ceil(K/8)]
+    float* __restrict__ row_scales,                       // [M] or NULL
+    float* __restrict__ matrix_scale,                     // [1] or NULL
+    double* __restrict__ row_sums_out,                    // [M] or NULL
+    CompressHeader* __restrict__ hdr, uint32_t* __restrict__ row_flags, double* __restrict__ row_sums) {
+  __shared__ uint32_t s_flags[CP_THREADS / 32];
+  __shared__ bool s_last;
+  const int64_t m = blockIdx.x;
+  const int64_t row_bytes = (K + 7) / 8;
+  const T* brow = base + m * K;
+  const T* frow = ft + m * K;
+  double acc = 0.0;
+  uint32_t flags = 0;
+
+#pragma unroll 2
+  for (int64_t b = threadIdx.x; b < row_bytes; b += CP_THREADS) {
+    const int64_t k0 = b * 8;
+    T bv[8], fv[8];
+    if (VEC) {
+      const uint4 bb = __ldcs(reinterpret_cast<const uint4*>(brow + k0));
+      const uint4 ff = __ldcs(reinterpret_cast<const uint4*>(frow + k0));
+      *reinterpret_cast<uint4*>(bv) = bb;
+      *reinterpret_cast<uint4*>(fv) = ff;
+    } else {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const bool ok = k0 + i < K;
+        bv[i] = ok ? brow[k0 + i] : T(0.f);
+        fv[i] = ok ? frow[k0 + i] : T(0.f);
+      }
+    }
+    uint32_t byte = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      if (!VEC && k0 + i >= K) break;
+      const float d = __fsub_rn(to_f32(fv[i]), to_f32(bv[i]));
+      byte |= (d >= 0.f ? 1u : 0u) << i;
+      add_abs_exact(__float_as_uint(d) & 0x7fffffffu, acc, flags);
+    }
+    signs[m * row_bytes + b] = uint8_t(byte);
+  }
+
+  // Block sum (exact while no flag is set and the sum stays below 2^13, so the order is irrelevant).
+  __shared__ double s_sum[CP_THREADS / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) {
+    acc += __shfl_down_sync(0xffffffffu, acc, off);
+    flags |= __shfl_down_sync(0xffffffffu, flags, off);
+  }
+  if (lane == 0) { s_sum[warp] = acc; s_flags[warp] = flags; }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double sum = 0.0;
+    flags = 0;
+    for (int w = 0; w < CP_THREADS / 32; ++w) { sum += s_sum[w]; flags |= s_flags[w]; }
+    if (flags == 0 && !(sum < 8192.0)) flags |= FLAG_BIGSUM;
+    const bool exact = flags == 0;
+    unsigned long long lo = 0, hi = 0;
+    if (exact) {
+      row_sums[m] = sum;
+      if (row_scales) row_scales[m] = (float)(sum / (double)K);
+      if (row_sums_out) row_sums_out[m] = sum;
+      lo = (unsigned long long)(sum * 0x1p40);  // exact: an integer below 2^53
+    } else {
+      flags |= FLAG_SERIAL;
+    }
+    row_flags[m] = flags;
+    // Matrix total: exact 128-bit add through two 64-bit atomics (carry from the returned old value).
+    const unsigned long long old = atomicAdd(&hdr->total_lo, lo);
+    const unsigned long long carry = (old + lo < old) ? 1ull : 0ull;
+    if (hi + carry) atomicAdd(&hdr->total_hi, hi + carry);
+    if (flags) atomicOr(&hdr->flags, flags);
+    __threadfence();
+    const unsigned int done = atomicAdd(&hdr->blocks_done, 1u);
+    s_last = (done == gridDim.x - 1);
+  }
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  finalize<T>(base, ft, M, K, row_scales, matrix_scale, row_sums_out, hdr, row_flags, row_sums);
+}
+
+static size_t flags_bytes(int64_t M) { return (size_t(M) * 4 + 15) / 16 * 16; }
+
+template <typename T>
+static int run_compress(const void* base, const void* ft, int64_t M, int64_t K, uint8_t* signs, float* row_scales,
+                        float* matrix_scale, double* row_sums_out, void* ws, cudaStream_t stream) {
+  CompressHeader* hdr = static_cast<CompressHeader*>(ws);
+  uint32_t* row_flags = reinterpret_cast<uint32_t*>(static_cast<char*>(ws) + sizeof(CompressHeader));
+  double* row_sums = reinterpret_cast<double*>(static_cast<char*>(ws) + sizeof(CompressHeader) + flags_bytes(M));
+  cudaError_t e = cudaMemsetAsync(hdr, 0, sizeof(CompressHeader), stream);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  const bool vec = (K % 8 == 0) && aligned16(base) && aligned16(ft);
+  if (vec)
+    compress_rows_kernel<T, true><<<unsigned(M), CP_THREADS, 0, stream>>>(
+        static_cast<const T*>(base), static_cast<const T*>(ft), M, K, signs, row_scales, matrix_scale, row_sums_out,
+        hdr, row_flags, row_sums);
+  else
+    compress_rows_kernel<T, false><<<unsigned(M), CP_THREADS, 0, stream>>>(
+        static_cast<const T*>(base), static_cast<const T*>(ft), M, K, signs, row_scales, matrix_scale, row_sums_out,
+        hdr, row_flags, row_sums);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+}  // namespace bd
+
+extern "C" {
+
+size_t bd_compress_workspace_bytes(int64_t M, int64_t K) {
+  (void)K;
+  if (M <= 0) return 0;
+  return sizeof(bd::CompressHeader) + bd::flags_bytes(M) + size_t(M) * sizeof(double);
+}
+
+int bd_compress(int dtype, const void* d_base, const void* d_ft, int64_t M, int64_t K, uint8_t* d_signs_packed,
+                float* d_row_scales, float* d_matrix_scale, double* d_row_sums, void* d_workspace,
+                size_t workspace_bytes, cudaStream_t stream) {
+  if (!d_base || !d_ft || !d_signs_packed) return BD_ERR_NULL_POINTER;
+  if (M <= 0 || K <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31)) return BD_ERR_BAD_SHAPE;
+  if (!d_workspace || workspace_bytes < bd_compress_workspace_bytes(M, K)) return BD_ERR_WORKSPACE;
+  if (!bd::aligned16(d_workspace)) return BD_ERR_MISALIGNED;
+  if (dtype == BD_DTYPE_F16)
+    return bd::run_compress<__half>(d_base, d_ft, M, K, d_signs_packed, d_row_scales, d_matrix_scale, d_row_sums,
+                                    d_workspace, stream);
+  if (dtype == BD_DTYPE_BF16)
+    return bd::run_compress<__nv_bfloat16>(d_base, d_ft, M, K, d_signs_packed, d_row_scales, d_matrix_scale,
+                                           d_row_sums, d_workspace, stream);
+  return BD_ERR_BAD_DTYPE;
+}
+
+}  // extern "C"

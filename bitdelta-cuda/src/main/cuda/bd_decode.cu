@@ -1,0 +1,593 @@
+// bd_decode.cu -- multi-tenant W1A16 decode: a few rows (one token per tenant), base product fused.
+//
+// Work split: one block per 16 rows of M (an m16 mma tile); its 8 warps split K into 8 contiguous ranges of
+// k64 blocks; every warp covers all R (<= 32) rows of x. Per k64 block a lane loads
+//   W:     rows m0+g and m0+g+8, columns k0+8t .. k0+8t+7 of both k32 halves: 4 x 16 B  (streaming, read once)
+//   x:     row 8n+g of every n8 tile, same columns: 2 x 16 B per tile (L2-resident, read by every block)
+//   signs: one 32-bit device-layout word per row (tenant), holding its 32 A-fragment signs (streaming)
+// and issues, per k16 step, NT base mma (A = W, B = x) and one delta mma per valid row i of each n8 tile,
+// A = the row's tenant's signs expanded to ±1 in registers, B = the x fragment masked to column i (lanes
+// with g != i give zeros), so all 8 rows of a tile accumulate into one fragment, each in its own column.
+// The 8 warps' partial sums meet in shared memory (warp by warp, deterministic), then the block writes
+// y = base + a_t[m] * delta.
+#include "bd_common.cuh"
+
+namespace bd {
+
+constexpr int DECODE_WARPS = 8;
+constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
+
+template <typename T, typename TY, int NT, bool VEC>
+__global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
+    const T* __restrict__ W,                       // [M, K]
+    const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
+    const int32_t* __restrict__ row_tenant,        // [R]
+    int R,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row,
+    TY* __restrict__ y,                            // [R, M]
+    int64_t M, int64_t K) {
+  constexpr int ROWS = NT * 8;
+  __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ int s_tenant[ROWS];
+  __shared__ float s_acc[2][16][ROWS + 1];  // [base/delta][m in tile][row]
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t mt = blockIdx.x, m0 = mt * 16;
+  const int64_t K64 = (K + 63) / 64;
+
+  if (threadIdx.x < ROWS) {
+    const int r = threadIdx.x;
+    const int ten = r < R ? row_tenant[r] : -1;
+    s_tenant[r] = ten;
+    s_signs[r] = (ten >= 0 && ten < num_tenants) ? tenant_signs[ten] + mt * K64 * 32 : nullptr;
+  }
+  __syncthreads();
+
+  float acc_base[NT][4], acc_delta[NT][4];
+#pragma unroll
+  for (int n = 0; n < NT; ++n)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc_base[n][i] = acc_delta[n][i] = 0.f;
+
+  const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
+  const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
+  const T* w_row1 = W + (w_ok1 ? (m0 + g + 8) : 0) * K;
+  const T* x_row[NT];
+  bool x_ok[NT];
+#pragma unroll
+  for (int n = 0; n < NT; ++n) {
+    x_ok[n] = n * 8 + g < R;
+    x_row[n] = x + (x_ok[n] ? (n * 8 + g) : 0) * K;
+  }
+  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
+
+  // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
+  // in flight); with more rows the registers are needed for the rows.
+#pragma unroll(NT == 1 ? 2 : 1)
+  for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
+    // All loads of this k64 block first (several independent 16-byte loads in flight per lane).
+    uint32_t sw[ROWS];
+#pragma unroll
+    for (int r = 0; r < ROWS; ++r) {
+      const uint32_t* p = s_signs[r];
+      sw[r] = p ? __ldcs(p + kb * 32 + lane) : 0u;
+    }
+    uint4 a[2][2], b[2][NT];
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      const int64_t k = kb * 64 + s * 32 + t * 8;
+      a[s][0] = load8_stream<VEC>(w_row0, k, K, w_ok0);
+      a[s][1] = load8_stream<VEC>(w_row1, k, K, w_ok1);
+#pragma unroll
+      for (int n = 0; n < NT; ++n) b[s][n] = load8<VEC>(x_row[n], k, K, x_ok[n]);
+    }
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {
+      // Base: A = W (rows g / g+8), B = x.
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+        mma16816<T>(acc_base[n], a[s][0].x, a[s][1].x, a[s][0].y, a[s][1].y, b[s][n].x, b[s][n].y);
+        mma16816<T>(acc_base[n], a[s][0].z, a[s][1].z, a[s][0].w, a[s][1].w, b[s][n].z, b[s][n].w);
+      }
+      // Delta: one mma pair per valid row, B masked to that row's column.
+#pragma unroll
+      for (int n = 0; n < NT; ++n) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int r = n * 8 + i;
+          if (s_signs[r] == nullptr) continue;  // warp-uniform: row absent, base-only or invalid tenant
+          const uint32_t w = sw[r];
+          const bool mine = (g == i);
+          const uint32_t b0 = mine ? b[s][n].x : 0u, b1 = mine ? b[s][n].y : 0u;
+          const uint32_t b2 = mine ? b[s][n].z : 0u, b3 = mine ? b[s][n].w : 0u;
+          const int q = 8 * s;
+          mma16816<T>(acc_delta[n], expand_pair<T>(w, q + 0), expand_pair<T>(w, q + 1), expand_pair<T>(w, q + 2),
+                      expand_pair<T>(w, q + 3), b0, b1);
+          mma16816<T>(acc_delta[n], expand_pair<T>(w, q + 4), expand_pair<T>(w, q + 5), expand_pair<T>(w, q + 6),
+                      expand_pair<T>(w, q + 7), b2, b3);
+        }
+      }
+    }
+  }
+
+  // Reduce the 8 warps' partial sums in shared memory, warp by warp (fixed order: deterministic).
+  // Accumulator fragment: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
+  for (int w = 0; w < DECODE_WARPS; ++w) {
+    if (warp == w) {
+#pragma unroll
+      for (int n = 0; n < NT; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
+          if (w == 0) {
+            s_acc[0][mm][col] = acc_base[n][i];
+            s_acc[1][mm][col] = acc_delta[n][i];
+          } else {
+            s_acc[0][mm][col] += acc_base[n][i];
+            s_acc[1][mm][col] += acc_delta[n][i];
+          }
+        }
+    }
+    __syncthreads();
+  }
+
+  // Epilogue: y[r, m] = base + a_t[m] * delta. 16 consecutive m per row r.
+  for (int idx = threadIdx.x; idx < 16 * R; idx += blockDim.x) {
+    const int r = idx >> 4, mm = idx & 15;
+    const int64_t m = m0 + mm;
+    if (m >= M) continue;
+    const int ten = s_tenant[r];
+    float v = s_acc[0][mm][r];
+    if (ten >= 0) {
+      if (ten < num_tenants) {
+        const float a = tenant_scales[ten][scale_per_row ? m : 0];
+        v = fmaf(a, s_acc[1][mm][r], v);
+      } else {
+        v = __int_as_float(0x7fc00000);  // invalid tenant index: NaN, never an out-of-bounds read
+      }
+    }
+    y[int64_t(r) * M + m] = store_cast<TY>(v);
+  }
+}
+
+
+// ------------------------------------------------------------------------------------------------------
+// Version 2 (default): block-cooperative cp.async pipeline, warps split the ROWS (tenants), not K.
+//
+// Block: MT m16 tiles (BM = 16*MT rows of M), up to 32 rows of x, all of K, 8 warps. Per stage (k128):
+//   Ws [BM][128]  T      the base tile       (16-byte chunks XOR-swizzled by row parity: conflict-free LDS.128)
+//   Xs [ROWS][128] T     x rows              (same swizzle)
+//   Ss [ROWS][MT][2][32] U32  sign words of each row's tenant, exactly the device layout's 128-byte lines
+// 3 stages in flight, every load a 16-byte cp.async.cg (L2 only: each byte is used once by this block).
+// Warp w owns rows w*RW .. w*RW+RW-1 (one n8 tile), one accumulator per (row, m16 tile): no masking and short
+// mma dependency chains. The base product of n8 tile j is computed by the first MT warps owning rows of j.
+// Epilogue: base accumulators -> shared memory -> the row's warp adds a_t[m] * delta and writes y.
+template <int RW, int MT>
+struct Decode2Shape {
+  static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 128;
+  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = ROWS * KC * 2, S_BYTES = ROWS * MT * 2 * 128;
+  static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES;
+  // As many stages as fit in ~96 KB (two blocks per SM): few rows -> small stages -> a deep pipeline, so that
+  // enough bytes are in flight per SM (about 40-60 KB) for the memory system to run at full rate.
+  static constexpr int STAGES = (98304 / STAGE_BYTES) < 3 ? 3 : (98304 / STAGE_BYTES) > 12 ? 12 : (98304 / STAGE_BYTES);
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+};
+
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// 16-byte chunk `ch` (0..15) of a 256-byte smem row, swizzled by row parity.
+__device__ __forceinline__ int swz(int ch, int row) { return ch ^ ((row & 1) << 2); }
+
+template <typename T, typename TY, int RW, int MT, bool VEC>
+__global__ void __launch_bounds__(256) decode2_kernel(
+    const T* __restrict__ W,                       // [M, K]
+    const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
+    const int32_t* __restrict__ row_tenant,        // [R]
+    int R,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row,
+    TY* __restrict__ y,                            // [R, M]
+    int64_t M, int64_t K) {
+  using Shape = Decode2Shape<RW, MT>;
+  constexpr int ROWS = Shape::ROWS, BM = Shape::BM, KC = Shape::KC, STAGES = Shape::STAGES;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ int s_tenant[ROWS];
+  __shared__ float s_base[BM][ROWS + 1];
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.x) * BM, mt0 = m0 / 16;
+  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
+  const int64_t KCH = (K + KC - 1) / KC;
+
+  if (threadIdx.x < ROWS) {
+    const int r = threadIdx.x;
+    const int ten = r < R ? row_tenant[r] : -1;
+    s_tenant[r] = ten;
+    s_signs[r] = (ten >= 0 && ten < num_tenants) ? tenant_signs[ten] : nullptr;
+  }
+  __syncthreads();
+
+  auto stage_ptr = [&](int st) { return smem + st * Shape::STAGE_BYTES; };
+  auto load_stage = [&](int st, int64_t kc) {
+    unsigned char* base = stage_ptr(st);
+    T* Ws = reinterpret_cast<T*>(base);
+    T* Xs = reinterpret_cast<T*>(base + Shape::W_BYTES);
+    uint32_t* Ss = reinterpret_cast<uint32_t*>(base + Shape::W_BYTES + Shape::X_BYTES);
+    const int64_t k0 = kc * KC;
+    // W tile: BM rows x 16 chunks.
+    for (int c = threadIdx.x; c < BM * 16; c += 256) {
+      const int row = c >> 4, ch = c & 15;
+      const int64_t m = m0 + row, k = k0 + ch * 8;
+      T* dst = Ws + row * KC + swz(ch, row) * 8;
+      if (VEC) {
+        const bool ok = m < M && k < K;
+        cp_async16_zfill(dst, ok ? W + m * K + k : W, ok);
+      } else {
+        unsigned short* d = reinterpret_cast<unsigned short*>(dst);
+        const unsigned short* src = reinterpret_cast<const unsigned short*>(W) + (m < M ? m : 0) * K;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) d[i] = (m < M && k + i < K) ? __ldg(src + k + i) : (unsigned short)0;
+      }
+    }
+    // x rows: ROWS x 16 chunks.
+    for (int c = threadIdx.x; c < ROWS * 16; c += 256) {
+      const int row = c >> 4, ch = c & 15;
+      const int64_t k = k0 + ch * 8;
+      T* dst = Xs + row * KC + swz(ch, row) * 8;
+      if (VEC) {
+        const bool ok = row < R && k < K;
+        cp_async16_zfill(dst, ok ? x + int64_t(row) * K + k : x, ok);
+      } else {
+        unsigned short* d = reinterpret_cast<unsigned short*>(dst);
+        const unsigned short* src = reinterpret_cast<const unsigned short*>(x) + int64_t(row < R ? row : 0) * K;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) d[i] = (row < R && k + i < K) ? __ldg(src + k + i) : (unsigned short)0;
+      }
+    }
+    // Sign lines: ROWS x MT x 2 (k64 blocks) x 8 chunks of 16 bytes.
+    for (int c = threadIdx.x; c < ROWS * MT * 16; c += 256) {
+      const int row = c / (MT * 16), rem = c % (MT * 16), mi = rem >> 4, kb2 = (rem >> 3) & 1, ch = rem & 7;
+      const uint32_t* p = s_signs[row];
+      const int64_t mt = mt0 + mi, kb = 2 * kc + kb2;
+      const bool ok = p != nullptr && mt < M16 && kb < K64;
+      cp_async16_zfill(Ss + ((row * MT + mi) * 2 + kb2) * 32 + ch * 4, ok ? static_cast<const void*>(p + (mt * K64 + kb) * 32 + ch * 4) : static_cast<const void*>(W), ok);
+    }
+  };
+
+  // Roles of this warp.
+  const int nt = (warp * RW) / 8;                  // its n8 tile
+  const int xrow = nt * 8 + g;                     // x row this lane feeds into the B fragment
+  const int base_mi = warp - nt * (8 / RW);        // which m16 tile's base product it computes, if < MT
+  const bool do_base = base_mi < MT && nt * 8 < R;
+  bool row_on[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
+
+  float acc_b[4] = {0.f, 0.f, 0.f, 0.f};
+  float acc_d[RW][MT][4];
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_d[i][mi][e] = 0.f;
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < KCH) load_stage(st, st);
+    cp_async_commit_group();
+  }
+  for (int64_t kc = 0; kc < KCH; ++kc) {
+    cp_async_wait_group<STAGES - 2>();
+    __syncthreads();
+    {
+      const int64_t kn = kc + STAGES - 1;
+      if (kn < KCH) load_stage(int(kn % STAGES), kn);
+      cp_async_commit_group();
+    }
+    const unsigned char* base = stage_ptr(int(kc % STAGES));
+    const T* Ws = reinterpret_cast<const T*>(base);
+    const T* Xs = reinterpret_cast<const T*>(base + Shape::W_BYTES);
+    const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Shape::W_BYTES + Shape::X_BYTES);
+#pragma unroll
+    for (int kb2 = 0; kb2 < 2; ++kb2) {
+      uint32_t sw[RW][MT];
+#pragma unroll
+      for (int i = 0; i < RW; ++i)
+#pragma unroll
+        for (int mi = 0; mi < MT; ++mi)
+          sw[i][mi] = Ss[(((warp * RW + i) * MT + mi) * 2 + kb2) * 32 + lane];
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        const int ch = (kb2 * 2 + s) * 4 + t;
+        const uint4 bx = *reinterpret_cast<const uint4*>(Xs + xrow * KC + swz(ch, xrow) * 8);
+        if (do_base) {
+          const int r0 = base_mi * 16 + g, r1 = r0 + 8;
+          const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
+          const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
+          mma16816<T>(acc_b, a0.x, a1.x, a0.y, a1.y, bx.x, bx.y);
+          mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, bx.z, bx.w);
+        }
+#pragma unroll
+        for (int i = 0; i < RW; ++i) {
+          if (!row_on[i]) continue;  // warp-uniform
+#pragma unroll
+          for (int mi = 0; mi < MT; ++mi) {
+            const uint32_t w = sw[i][mi];
+            const int q = 8 * s;
+            mma16816<T>(acc_d[i][mi], expand_pair<T>(w, q + 0), expand_pair<T>(w, q + 1), expand_pair<T>(w, q + 2),
+                        expand_pair<T>(w, q + 3), bx.x, bx.y);
+            mma16816<T>(acc_d[i][mi], expand_pair<T>(w, q + 4), expand_pair<T>(w, q + 5), expand_pair<T>(w, q + 6),
+                        expand_pair<T>(w, q + 7), bx.z, bx.w);
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait_group<0>();
+
+  // Base products to shared memory: c0,c1 -> (m = g, columns 2t, 2t+1), c2,c3 -> (m = g+8, ...).
+  if (do_base) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s_base[base_mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] = acc_b[e];
+  }
+  __syncthreads();
+  // Each row's owner writes y[r, m0 .. m0+BM). The row's column is c = r & 7: lanes with t == c/2 hold it.
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const int r = warp * RW + i;
+    if (r >= R) continue;
+    const int ten = s_tenant[r];
+    const int col = r & 7;
+    if (t != (col >> 1)) continue;
+    const int e = col & 1;
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int mm = mi * 16 + g + 8 * h;
+        const int64_t m = m0 + mm;
+        if (m >= M) continue;
+        float v = s_base[mm][r];
+        if (ten >= 0) {
+          const float d = e ? acc_d[i][mi][2 * h + 1] : acc_d[i][mi][2 * h];  // constant indices: stays in registers
+          if (ten < num_tenants) v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], d, v);
+          else v = __int_as_float(0x7fc00000);
+        }
+        y[int64_t(r) * M + m] = store_cast<TY>(v);
+      }
+  }
+}
+
+}  // namespace bd
+#include "bd_decode3.cuh"
+namespace bd {
+
+// 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
+// 5 = version 3 with MT = 2 (benchmarks only).
+static int g_decode_variant = 0;
+
+struct XPlanes {
+  uint32_t* xb;
+  float* scale;
+  int* popc;
+};
+static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
+static size_t decode3_workspace(int64_t K, int64_t R) {
+  const size_t K256 = size_t((K + 255) / 256);
+  return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * 64);
+}
+static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
+  const size_t K256 = size_t((K + 255) / 256);
+  char* p = static_cast<char*>(ws);
+  XPlanes xp;
+  xp.xb = reinterpret_cast<uint32_t*>(p);
+  xp.scale = reinterpret_cast<float*>(p + align256(size_t(R) * K256 * 512));
+  xp.popc = reinterpret_cast<int*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
+  return xp;
+}
+
+template <typename T>
+static int launch_xplanes(const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
+  static bool attribute_set = false;
+  const int smem = int((K + 255) / 256 * 512);
+  if (!attribute_set) {
+    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 200 * 1024);
+    if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
+  xplanes_kernel<T><<<unsigned(R), 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY, int RW, int MT>
+static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                          const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                          const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  using Shape = Decode3Shape<RW, MT>;
+  static bool attribute_set[2] = {false, false};
+  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
+  if (vec) {
+    if (!attribute_set[1]) {
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[1] = true;
+    }
+    decode3_kernel<T, TY, RW, MT, true><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+  } else {
+    if (!attribute_set[0]) {
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[0] = true;
+    }
+    decode3_kernel<T, TY, RW, MT, false><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+  }
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY, int MT>
+static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                               const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                               const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+}
+
+template <typename T, typename TY, int RW, int MT>
+static int launch_decode2(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                          const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                          TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  using Shape = Decode2Shape<RW, MT>;
+  static bool attribute_set[2] = {false, false};  // per VEC instantiation; benign race (idempotent)
+  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
+  if (vec) {
+    if (!attribute_set[1]) {
+      cudaError_t e = cudaFuncSetAttribute(decode2_kernel<T, TY, RW, MT, true>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[1] = true;
+    }
+    decode2_kernel<T, TY, RW, MT, true><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
+  } else {
+    if (!attribute_set[0]) {
+      cudaError_t e = cudaFuncSetAttribute(decode2_kernel<T, TY, RW, MT, false>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
+      if (e != cudaSuccess) return record_cuda_error(e);
+      attribute_set[0] = true;
+    }
+    decode2_kernel<T, TY, RW, MT, false><<<grid, block, Shape::SMEM_BYTES, stream>>>(
+        W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
+  }
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY, int MT>
+static int launch_decode2_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                               const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                               TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  if (R <= 8) return launch_decode2<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+  if (R <= 16) return launch_decode2<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+  return launch_decode2<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+}
+
+template <typename T, typename TY, int NT>
+static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                            const uint32_t* const* signs, const float* const* scales, int num_tenants,
+                            int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
+  if (vec)
+    decode_kernel<T, TY, NT, true><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                               per_row, y, M, K);
+  else
+    decode_kernel<T, TY, NT, false><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                                per_row, y, M, K);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
+template <typename T, typename TY>
+static int run_decode(const void* W, const void* x, const int32_t* row_tenant, int64_t R,
+                      const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                      void* y, int64_t M, int64_t K, void* ws, size_t ws_bytes, cudaStream_t stream) {
+  const bool vec = (K % 8 == 0) && aligned16(W) && aligned16(x);
+  int variant = g_decode_variant;
+  const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
+                     K <= 98304;
+  // Automatic choice (from the run-6 timings on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
+  // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
+  // given, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
+  if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
+  XPlanes xp{nullptr, nullptr, nullptr};
+  if (variant >= 4) {
+    xp = decode3_carve(ws, K, R);
+    const int status = launch_xplanes<T>(static_cast<const T*>(x), R, K, xp, stream);
+    if (status != BD_OK) return status;
+  }
+  for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {
+    const int rows = int(R - r0 < DECODE_MAX_ROWS ? R - r0 : DECODE_MAX_ROWS);
+    const T* xch = static_cast<const T*>(x) + r0 * K;
+    TY* yc = static_cast<TY*>(y) + r0 * M;
+    const T* Wc = static_cast<const T*>(W);
+    int status;
+    if (variant >= 4) {
+      const size_t K256 = size_t((K + 255) / 256);
+      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
+      if (variant == 4)
+        status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else
+        status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+    } else if (variant == 2) {
+      status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    } else if (variant == 3) {
+      status = launch_decode2_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    } else if (rows <= 8)
+      status = launch_decode_nt<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    else if (rows <= 16)
+      status = launch_decode_nt<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    else
+      status = launch_decode_nt<T, TY, 4>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    if (status != BD_OK) return status;
+  }
+  return BD_OK;
+}
+
+}  // namespace bd
+
+extern "C" {
+
+size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
+  (void)M;
+  if (K <= 0 || R <= 0) return 0;
+  return bd::decode3_workspace(K, R);
+}
+
+int bd_debug_set_decode_variant(int variant) {
+  if (variant < 0 || variant > 5) return BD_ERR_BAD_SHAPE;
+  bd::g_decode_variant = variant;
+  return BD_OK;
+}
+
+int bd_decode(int dtype, int y_dtype, const void* d_W, const void* d_x, const int32_t* d_row_tenant, int64_t R,
+              const uint32_t* const* d_tenant_signs, const float* const* d_tenant_scales, int64_t num_tenants,
+              int scale_per_row, void* d_y, int64_t M, int64_t K, void* d_workspace, size_t workspace_bytes,
+              cudaStream_t stream) {
+  if (!d_W || !d_x || !d_row_tenant || !d_y) return BD_ERR_NULL_POINTER;
+  if (num_tenants > 0 && (!d_tenant_signs || !d_tenant_scales)) return BD_ERR_NULL_POINTER;
+  if (M <= 0 || K <= 0 || R <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31) || R > 65535 ||
+      num_tenants < 0 || num_tenants > 0x7fffffff)
+    return BD_ERR_BAD_SHAPE;
+  if (scale_per_row != BD_SCALE_PER_MATRIX && scale_per_row != BD_SCALE_PER_ROW) return BD_ERR_BAD_SHAPE;
+  const int nt = int(num_tenants);
+  if (dtype == BD_DTYPE_F16) {
+    if (y_dtype == BD_DTYPE_F16)
+      return bd::run_decode<__half, __half>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
+    if (y_dtype == BD_DTYPE_F32)
+      return bd::run_decode<__half, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
+  } else if (dtype == BD_DTYPE_BF16) {
+    if (y_dtype == BD_DTYPE_BF16)
+      return bd::run_decode<__nv_bfloat16, __nv_bfloat16>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
+    if (y_dtype == BD_DTYPE_F32)
+      return bd::run_decode<__nv_bfloat16, float>(d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, nt, scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream);
+  }
+  return BD_ERR_BAD_DTYPE;
+}
+
+}  // extern "C"

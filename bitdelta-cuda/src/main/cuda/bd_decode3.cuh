@@ -1,0 +1,352 @@
+// bd_decode3.cuh -- decode version 3 (included by bd_decode.cu): the delta product on the BINARY tensor cores.
+//
+// Why: in decode every sign is used exactly once, so expanding signs to ±1 half2 pairs costs two ALU
+// instructions per two weights -- at 32 tenants more issue slots than the memory floor allows. Instead:
+//   1. Pre-pass (xplanes_kernel, once per call): each row x_r is quantized to 16-bit two's-complement fixed
+//      point relative to its largest magnitude, q = rint(x * 32767 / max|x_r|), and cut into 16 bit-planes.
+//      The planes are written to the workspace directly as mma.m16n8k256.b1 B fragments (the 8 columns of a
+//      fragment are 8 planes of the SAME row, so every column of the mma is useful), with per-plane popcounts.
+//   2. S . q = sum_p w_p (2 popc(signbits AND plane_p) - popc(plane_p)),  w_p = 2^p (p < 15), w_15 = -2^15,
+//      computed with mma.sync.m16n8k256.row.col.s32.b1.b1.s32.and.popc on the packed sign bits themselves:
+//      the A fragment (32 sign bits of one row per register) is two LOP3 + two shifts away from the device
+//      layout's words, no per-weight work at all. Integer accumulation: S . q is exact.
+//   3. delta = (max|x_r| / 32767) * S . q. The only rounding is the quantization of x: |error| <= 2^-16 * max|x_r|
+//      per element, i.e. about 1e-5 * (max|x_r| / rms(x_r)) relative for random signs.
+// The base product W x stays on the f16/bf16 tensor cores (HMMA) with F32 accumulation, as in version 2.
+
+namespace bd {
+
+constexpr int XB_WORDS_PER_K256 = 128;  // per row: 2 plane groups x 32 lanes x 2 registers
+
+// Physical column k (within its k256 block) of bit P of B register `reg` of lane t (see the header comment of
+// bitdelta_cuda.h for the device sign layout): odd bits come from k64 block 2*reg, even bits from block 2*reg+1.
+__host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
+  const int kb = 2 * reg + ((P & 1) ? 0 : 1);
+  const int bitpos = (P & 1) ? P : P + 1;
+  const int e = bitpos <= 15 ? 0 : 1;
+  const int q = e ? 31 - bitpos : 15 - bitpos;
+  return 64 * kb + 32 * (q >> 3) + 8 * t + 4 * ((q >> 2) & 1) + 2 * ((q & 3) >> 1) + e;
+}
+
+// One block per row. Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows)
+// F32 scale [R] and I32 popcounts [R][16].
+template <typename T>
+__global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
+                                                      float* __restrict__ row_scale, int* __restrict__ plane_popc) {
+  extern __shared__ short q_s[];  // [K256 * 256] quantized row
+  __shared__ float s_max[8];
+  __shared__ int s_popc[16];
+  const int64_t r = blockIdx.x;
+  const int64_t K256 = (K + 255) / 256;
+  const T* xr = x + r * K;
+  float mx = 0.f;
+  for (int64_t k = threadIdx.x; k < K; k += 256) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(xr[k])));
+  for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+  if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = mx;
+  if (threadIdx.x < 16) s_popc[threadIdx.x] = 0;
+  __syncthreads();
+  mx = s_max[0];
+  for (int i = 1; i < 8; ++i) mx = fmaxf(mx, s_max[i]);
+  const float inv = mx > 0.f ? 32767.f / mx : 0.f;
+  for (int64_t k = threadIdx.x; k < K256 * 256; k += 256) {
+    int v = 0;
+    if (k < K) v = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(xr[k]) * inv)));
+    q_s[k] = short(v);
+  }
+  __syncthreads();
+  // Bit-plane transpose with warp votes: for one (k256 block, lane position t, register) the 32 lanes gather
+  // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word.
+  uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  int popc_local = 0;  // lane p < 16 counts plane p
+  for (int64_t item = warp; item < K256 * 8; item += 8) {
+    const int64_t k2 = item >> 3;
+    const int t = int(item & 7) >> 1, reg = int(item & 1);
+    const int v = q_s[k2 * 256 + xb_column(t, reg, lane)];
+    uint32_t mine = 0;
+#pragma unroll
+    for (int p = 0; p < 16; ++p) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (v >> p) & 1);
+      if (lane == p) mine = word;
+    }
+    if (lane < 16) {
+      const int grp = lane >> 3, gp = lane & 7;
+      out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
+      popc_local += __popc(mine);
+    }
+  }
+  if (lane < 16) atomicAdd(&s_popc[lane], popc_local);
+  __syncthreads();
+  if (threadIdx.x < 16) plane_popc[r * 16 + threadIdx.x] = s_popc[threadIdx.x];
+  if (threadIdx.x == 0) row_scale[r] = mx / 32767.f;
+}
+
+__device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                       uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k256.row.col.s32.b1.b1.s32.and.popc {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int RW, int MT>
+struct Decode3Shape {
+  static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
+  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = ROWS * 512;
+  static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES + XB_BYTES;
+  // 32-row blocks: one block per SM with up to 200 KB of stages; 16-row blocks: two blocks per SM.
+  static constexpr int BUDGET = MT == 2 ? 200 * 1024 : 100 * 1024;
+  static constexpr int MIN_BLOCKS = MT == 2 ? 1 : 2;
+  static constexpr int STAGES = (BUDGET / STAGE_BYTES) < 2 ? 2 : (BUDGET / STAGE_BYTES) > 6 ? 6 : (BUDGET / STAGE_BYTES);
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+  // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
+  static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
+};
+
+template <typename T, typename TY, int RW, int MT, bool VEC>
+__global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3_kernel(
+    const T* __restrict__ W,                       // [M, K]
+    const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
+    const int32_t* __restrict__ row_tenant,        // [R]
+    int R,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row,
+    const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
+    const float* __restrict__ x_scale,             // [R]
+    const int* __restrict__ plane_popc,            // [R][16]
+    TY* __restrict__ y,                            // [R, M]
+    int64_t M, int64_t K) {
+  using Sh = Decode3Shape<RW, MT>;
+  constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ int s_tenant[ROWS];
+  __shared__ float s_base[BM][ROWS + 1];
+
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.x) * BM, mt0 = m0 / 16;
+  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16, K256 = (K + 255) / 256;
+  const int64_t KCH = K256;
+
+  if (threadIdx.x < ROWS) {
+    const int r = threadIdx.x;
+    const int ten = r < R ? row_tenant[r] : -1;
+    s_tenant[r] = ten;
+    s_signs[r] = (ten >= 0 && ten < num_tenants) ? tenant_signs[ten] : nullptr;
+  }
+  __syncthreads();
+
+  // Per-thread copy assignments, fixed across stages (only the k offset moves).
+  const T* w_src[Sh::W_CH]; bool w_ok[Sh::W_CH]; int w_dst[Sh::W_CH];
+#pragma unroll
+  for (int i = 0; i < Sh::W_CH; ++i) {
+    const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
+    w_ok[i] = m0 + row < M;
+    w_src[i] = W + (w_ok[i] ? (m0 + row) * K : 0) + ch * 8;
+    w_dst[i] = (row * KC + swz(ch, row) * 8) * 2;
+  }
+  const uint32_t* s_src[Sh::S_CH]; bool s_ok[Sh::S_CH]; int s_dst[Sh::S_CH];
+#pragma unroll
+  for (int i = 0; i < Sh::S_CH; ++i) {
+    const int c = threadIdx.x + i * 256;  // (row, mi, kb4, ch8)
+    const int row = c / (MT * 32), rem = c % (MT * 32), mi = rem >> 5, kb4 = (rem >> 3) & 3, ch = rem & 7;
+    const uint32_t* p = s_signs[row];
+    s_ok[i] = p != nullptr && mt0 + mi < M16;
+    s_src[i] = s_ok[i] ? p + ((mt0 + mi) * K64 + kb4) * 32 + ch * 4 : nullptr;
+    s_dst[i] = Sh::W_BYTES + Sh::X_BYTES + (((row * MT + mi) * 4 + kb4) * 32 + ch * 4) * 4;
+  }
+  const uint32_t* b_src[Sh::XB_CH]; bool b_ok[Sh::XB_CH]; int b_dst[Sh::XB_CH];
+#pragma unroll
+  for (int i = 0; i < Sh::XB_CH; ++i) {
+    const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
+    b_ok[i] = row < R && s_signs[row] != nullptr;
+    b_src[i] = xb + (b_ok[i] ? int64_t(row) * K256 * XB_WORDS_PER_K256 : 0) + ch * 4;
+    b_dst[i] = Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES + (row * 128 + ch * 4) * 4;
+  }
+
+  auto load_stage = [&](int st, int64_t kc) {
+    unsigned char* base = smem + st * Sh::STAGE_BYTES;
+    const int64_t k0 = kc * KC;
+#pragma unroll
+    for (int i = 0; i < Sh::W_CH; ++i) {
+      const int ch = (threadIdx.x + i * 256) & 31;
+      if (VEC) {
+        const bool ok = w_ok[i] && k0 + ch * 8 < K;
+        cp_async16_zfill(base + w_dst[i], ok ? static_cast<const void*>(w_src[i] + k0) : static_cast<const void*>(W), ok);
+      } else {
+        unsigned short* d = reinterpret_cast<unsigned short*>(base + w_dst[i]);
+        const unsigned short* s = reinterpret_cast<const unsigned short*>(w_src[i] + k0);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) d[j] = (w_ok[i] && k0 + ch * 8 + j < K) ? __ldg(s + j) : (unsigned short)0;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < Sh::S_CH; ++i) {
+      const int kb4 = (((threadIdx.x + i * 256) % (MT * 32)) >> 3) & 3;
+      const bool ok = s_ok[i] && kc * 4 + kb4 < K64;
+      cp_async16_zfill(base + s_dst[i], ok ? static_cast<const void*>(s_src[i] + kc * 128) : static_cast<const void*>(W), ok);
+    }
+#pragma unroll
+    for (int i = 0; i < Sh::XB_CH; ++i) {
+      cp_async16_zfill(base + b_dst[i], b_ok[i] ? static_cast<const void*>(b_src[i] + kc * 128) : static_cast<const void*>(W), b_ok[i]);
+    }
+  };
+
+  // Base product: the NW = 8/RW warps owning rows of n8 tile nt share its k32 steps (warp wi of the tile takes
+  // steps wi, wi + NW, ...) for all MT m16 tiles; partial sums meet in shared memory at the end. The x
+  // fragments come straight from global memory (L2-resident, read by every block), one stage ahead.
+  constexpr int NW = 8 / RW, KSTEPS = (KC / 32) / NW;
+  const int nt = (warp * RW) / 8;
+  const int wi = warp - nt * NW;
+  const bool do_base = nt * 8 < R;
+  const int xrow = nt * 8 + g;
+  const bool xrow_ok = xrow < R;
+  const T* x_row = x + (xrow_ok ? int64_t(xrow) * K : 0);
+  auto load_xfrags = [&](int64_t kc, uint4 (&f)[KSTEPS]) {
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) {
+      const int64_t k = kc * KC + (wi + j * NW) * 32;
+      f[j] = load8<VEC>(x_row, k + 8 * t, K, xrow_ok && do_base);
+    }
+  };
+  for (int i = threadIdx.x; i < BM * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
+  bool row_on[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
+
+  float acc_b[MT][4];
+#pragma unroll
+  for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc_b[mi][e] = 0.f;
+  uint4 xf_next[KSTEPS];
+  load_xfrags(0, xf_next);
+  int acc_d[RW][MT][2][4];
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+      for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc_d[i][mi][gr][e] = 0;
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < KCH) load_stage(st, st);
+    cp_async_commit_group();
+  }
+  for (int64_t kc = 0; kc < KCH; ++kc) {
+    cp_async_wait_group<STAGES - 2>();
+    __syncthreads();
+    {
+      const int64_t kn = kc + STAGES - 1;
+      if (kn < KCH) load_stage(int(kn % STAGES), kn);
+      cp_async_commit_group();
+    }
+    const unsigned char* base = smem + int(kc % STAGES) * Sh::STAGE_BYTES;
+    const T* Ws = reinterpret_cast<const T*>(base);
+    uint4 xf[KSTEPS];
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
+    if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
+    const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
+    const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
+    // Delta: binary tensor cores, one k256 step.
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      if (!row_on[i]) continue;  // warp-uniform
+      const int row = warp * RW + i;
+      const uint2 b_lo = *reinterpret_cast<const uint2*>(XBs + row * 128 + 0 * 64 + lane * 2);
+      const uint2 b_hi = *reinterpret_cast<const uint2*>(XBs + row * 128 + 1 * 64 + lane * 2);
+#pragma unroll
+      for (int mi = 0; mi < MT; ++mi) {
+        const uint32_t* sw = Ss + ((row * MT + mi) * 4) * 32 + lane;
+        const uint32_t w0 = sw[0], w1 = sw[32], w2 = sw[64], w3 = sw[96];
+        // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
+        const uint32_t a0 = (w0 & 0xAAAAAAAAu) | ((w1 >> 1) & 0x55555555u);
+        const uint32_t a1 = ((w0 << 1) & 0xAAAAAAAAu) | (w1 & 0x55555555u);
+        const uint32_t a2 = (w2 & 0xAAAAAAAAu) | ((w3 >> 1) & 0x55555555u);
+        const uint32_t a3 = ((w2 << 1) & 0xAAAAAAAAu) | (w3 & 0x55555555u);
+        mma_b1(acc_d[i][mi][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
+        mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
+      }
+    }
+    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
+    if (do_base) {
+#pragma unroll
+      for (int j = 0; j < KSTEPS; ++j) {
+        const int ch = (wi + j * NW) * 4 + t;
+#pragma unroll
+        for (int mi = 0; mi < MT; ++mi) {
+          const int r0 = mi * 16 + g, r1 = r0 + 8;
+          const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
+          const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
+          mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
+          mma16816<T>(acc_b[mi], a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+        }
+      }
+    }
+  }
+  cp_async_wait_group<0>();
+
+  // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic).
+  for (int j = 0; j < NW; ++j) {
+    if (do_base && wi == j) {
+#pragma unroll
+      for (int mi = 0; mi < MT; ++mi)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s_base[mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[mi][e];
+    }
+    __syncthreads();
+  }
+  // Combine the 16 plane columns: lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and
+  // m = g + 8 (c2, c3); sum w_p (2 C_p - popc_p) over its planes, then over the 4 lanes of the row.
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const int r = warp * RW + i;
+    if (r >= R) continue;  // warp-uniform
+    const int ten = s_tenant[r];
+    int popc[2][2];
+#pragma unroll
+    for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) popc[gr][e] = row_on[i] ? __ldg(plane_popc + r * 16 + gr * 8 + 2 * t + e) : 0;
+    const float xs = row_on[i] ? __ldg(x_scale + r) : 0.f;
+#pragma unroll
+    for (int mi = 0; mi < MT; ++mi) {
+      long long part[2] = {0, 0};
+#pragma unroll
+      for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int p = gr * 8 + 2 * t + e;
+          const long long wp = p == 15 ? -32768ll : (1ll << p);
+#pragma unroll
+          for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc_d[i][mi][gr][2 * h + e] - popc[gr][e]);
+        }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+      }
+      if (t != 0) continue;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int mm = mi * 16 + g + 8 * h;
+        const int64_t m = m0 + mm;
+        if (m >= M) continue;
+        float v = s_base[mm][r];
+        if (ten >= 0) {
+          if (ten < num_tenants) v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], xs * float(part[h]), v);
+          else v = __int_as_float(0x7fc00000);
+        }
+        y[int64_t(r) * M + m] = store_cast<TY>(v);
+      }
+    }
+  }
+}
+
+}  // namespace bd

@@ -1,0 +1,60 @@
+package org.bitdelta.examples.cli;
+
+import org.bitdelta.DeltaModel;
+import org.bitdelta.inference.DecoderModel;
+import org.bitdelta.inference.Perplexity;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "eval", mixinStandardHelpOptions = true,
+        description = {"Perplexity of the base model, or of a BitDelta fine-tune served on it, on a text file.",
+                "Protocol: the whole file's token ids (BOS first), non-overlapping windows from the start, loss on "
+                        + "tokens 1..window-1 of each window, the first --max-windows windows; ppl = exp(mean loss).",
+                "The last line is ppl=<value>."})
+final class EvalCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = "--base", required = true, paramLabel = "DIR", description = "Hugging Face folder of the base model (with tokenizer.json)")
+    Path base;
+
+    @Option(names = "--delta", paramLabel = "FILE", description = "a .bitdelta compressed against the base; without it the base is evaluated")
+    Path delta;
+
+    @Option(names = "--text", required = true, paramLabel = "FILE", description = "UTF-8 text to evaluate on")
+    Path text;
+
+    @Option(names = "--window", defaultValue = "256", paramLabel = "N", description = "tokens per window (default: ${DEFAULT-VALUE})")
+    int window;
+
+    @Option(names = "--max-windows", defaultValue = "64", paramLabel = "N", description = "windows at most (default: ${DEFAULT-VALUE})")
+    int maxWindows;
+
+    @Override
+    public Integer call() {
+        PrintWriter out = spec.commandLine().getOut();
+        long start = System.nanoTime();
+        try (DecoderModel model = DecoderModel.load(base);
+             DeltaModel deltaModel = delta != null ? DeltaModel.load(delta) : null) {
+            String tenant = DecoderModel.BASE;
+            if (deltaModel != null) {
+                tenant = "delta";
+                model.addTenant(tenant, deltaModel);
+            }
+            Perplexity.Result result = Perplexity.evaluate(model, tenant, model.tokenizer().encode(CliFiles.readText(text)),
+                    window, maxWindows, new ProgressBar(spec.commandLine().getErr()));
+            out.printf(Locale.ROOT, "model: %s%s%n", base, delta != null ? " + " + delta : "");
+            out.printf(Locale.ROOT, "text: %s, %d windows of %d tokens, %d tokens scored, mean loss %.6f nats, %.1f s%n",
+                    text, result.windows(), window, result.scoredTokens(), result.meanLoss(), (System.nanoTime() - start) / 1e9);
+            out.printf(Locale.ROOT, "ppl=%.4f%n", result.perplexity());
+        }
+        return 0;
+    }
+}
