@@ -1,0 +1,395 @@
+package org.bitdelta.nd4j;
+
+import org.bitdelta.internal.model.ModelConfig;
+import org.bitdelta.internal.model.Projection;
+import org.nd4j.autodiff.samediff.SDIndex;
+import org.nd4j.autodiff.samediff.SDVariable;
+import org.nd4j.autodiff.samediff.SameDiff;
+import org.nd4j.autodiff.samediff.api.OutAndGrad;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+import org.nd4j.linalg.factory.Nd4j;
+
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * A SameDiff graph of a Llama/Mistral decoder for a fixed batch shape ({@code batch} windows of {@code sequence}
+ * tokens, flattened to {@code rows = batch · sequence} rows), from embedded tokens to logits: per layer RMSNorm →
+ * q/k/v → RoPE → causal (optionally sliding-window) grouped-query attention → o → residual, RMSNorm → SwiGLU →
+ * residual; final RMSNorm → lm_head. Either a teacher (every projection a constant) or a student (each 1-bit
+ * projection {@code W_base + scale ⊙ S} with the scales as the graph's only variables) whose loss is the MSE
+ * against teacher logits fed in as a placeholder.
+ *
+ * <p>Choices made for speed on a CPU, where 2-D GEMM runs some 50x faster than ND4J's batched matmul:
+ * <ul>
+ *   <li>Every activation is 2-D [rows, features]; attention runs per head as 2-D products over a group of windows
+ *       at once, windows of the group kept apart by the additive mask (some products wasted, far fewer ops).</li>
+ *   <li>RMSNorm weights are folded into the columns of the projections that follow them, and the softmax
+ *       1/sqrt(head dim) into the query's RoPE tables; rotate_half is a product with a constant ±1 matrix.</li>
+ *   <li>Weights are stored transposed, [in, out], so that a projection is one plain {@code x · W}.</li>
+ * </ul>
+ */
+final class LlamaGraph {
+    /** Windows whose rows share one attention product (rows ≤ this, or one window when a window is longer). */
+    private static final int ATTENTION_GROUP_ROWS = 512;
+    /**
+     * Additive mask of a key a query may not see. −∞ rather than a large negative number: softmax's exp(−∞) is
+     * libm's fast special case, while exp(−1e9) takes the underflow path that sets errno, which made the masked
+     * half of attention cost more than all the matrix products of a small model. A row is never all −∞ (a query
+     * always sees itself), so no NaN arises.
+     */
+    private static final double MASKED = Double.NEGATIVE_INFINITY;
+
+    static final String INPUT = "embedded";
+    static final String TEACHER_LOGITS = "teacher_logits";
+    static final String LOGITS = "logits";
+    static final String HIDDEN = "final_hidden";
+    static final String TEACHER_HIDDEN = "teacher_hidden";
+    static final String LOSS = "loss";
+
+    /** What the graph is built from: the model's tensors and, for a student, the 1-bit deltas. */
+    interface Weights {
+        /** A tensor of the model (embeddings, norms, lm_head, a projection's weight) as floats, row-major. */
+        float[] tensor(String name);
+
+        /** The delta of a projection, or null where the projection keeps its weight as it is. */
+        DistillationModel.MatrixDelta delta(String name);
+    }
+
+    private final ModelConfig config;
+    private final DataType dataType;
+    private final int batch;
+    private final int sequence;
+    private final int rows;
+    private final SameDiff graph;
+    /** Whether the student's loss is computed from final hidden states through the shared lm_head's Gram matrix. */
+    private final boolean gramLoss;
+    /** Scale variable name → the projection weight name it belongs to (student only). */
+    private final Map<String, String> scaleVariables = new LinkedHashMap<>();
+
+    private LlamaGraph(ModelConfig config, DataType dataType, int batch, int sequence, boolean gramLoss) {
+        this.config = config;
+        this.gramLoss = gramLoss;
+        this.dataType = dataType;
+        this.batch = batch;
+        this.sequence = sequence;
+        this.rows = batch * sequence;
+        this.graph = SameDiff.create();
+    }
+
+    /** A graph whose output {@link #LOGITS} are the model's logits; every weight a constant. */
+    static LlamaGraph teacher(ModelConfig config, Weights weights, DataType dataType, int batch, int sequence) {
+        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence, false);
+        built.build(weights, false);
+        return built;
+    }
+
+    /**
+     * A graph whose output {@link #LOSS} is the MSE over all logits against the teacher's; the scales are its
+     * variables. With {@code gramLoss} (teacher and student share the lm_head) the teacher is fed in as its final
+     * hidden states ({@link #TEACHER_HIDDEN}), else as its logits ({@link #TEACHER_LOGITS}).
+     */
+    static LlamaGraph student(ModelConfig config, Weights weights, DataType dataType, int batch, int sequence, boolean gramLoss) {
+        LlamaGraph built = new LlamaGraph(config, dataType, batch, sequence, gramLoss);
+        built.build(weights, true);
+        return built;
+    }
+
+    private void build(Weights weights, boolean student) {
+        int hidden = config.hiddenSize();
+        int headDimension = config.headDimension();
+        int heads = config.headCount();
+        int keyValueHeads = config.keyValueHeadCount();
+        int queryWidth = heads * headDimension;
+        int keyValueWidth = keyValueHeads * headDimension;
+        int groupSize = heads / keyValueHeads;
+
+        SDVariable x = graph.placeHolder(INPUT, dataType, rows, hidden);
+        SDVariable queryCos = constant("rope_query_cos", ropeTable(heads, true, 1 / Math.sqrt(headDimension)), rows, queryWidth);
+        SDVariable querySin = constant("rope_query_sin", ropeTable(heads, false, 1 / Math.sqrt(headDimension)), rows, queryWidth);
+        SDVariable keyCos = constant("rope_key_cos", ropeTable(keyValueHeads, true, 1), rows, keyValueWidth);
+        SDVariable keySin = constant("rope_key_sin", ropeTable(keyValueHeads, false, 1), rows, keyValueWidth);
+        SDVariable queryRotation = constant("rotate_half_query", rotateHalf(heads), queryWidth, queryWidth);
+        SDVariable keyRotation = keyValueHeads == heads ? queryRotation
+                : constant("rotate_half_key", rotateHalf(keyValueHeads), keyValueWidth, keyValueWidth);
+        List<int[]> groups = attentionGroups();
+        Map<Integer, SDVariable> masks = new LinkedHashMap<>();
+        for (int[] group : groups) {
+            int groupRows = (group[1] - group[0]) * sequence;
+            masks.computeIfAbsent(groupRows, r -> constant("attention_mask_" + r, attentionMask(r), r, r));
+        }
+
+        for (int layer = 0; layer < config.layerCount(); layer++) {
+            float[] inputNorm = weights.tensor("model.layers." + layer + ".input_layernorm.weight");
+            float[] postAttentionNorm = weights.tensor("model.layers." + layer + ".post_attention_layernorm.weight");
+
+            SDVariable normed = rmsNormalize(x);
+            SDVariable query = normed.mmul(projection(weights, student, layer, Projection.QUERY, inputNorm));
+            SDVariable key = normed.mmul(projection(weights, student, layer, Projection.KEY, inputNorm));
+            SDVariable value = normed.mmul(projection(weights, student, layer, Projection.VALUE, inputNorm));
+            // RoPE as HF applies it: x·cos + rotate_half(x)·sin, with rotate_half(x) = x · R.
+            query = query.mul(queryCos).add(query.mmul(queryRotation).mul(querySin));
+            key = key.mul(keyCos).add(key.mmul(keyRotation).mul(keySin));
+
+            List<SDVariable> groupOutputs = new ArrayList<>();
+            for (int[] group : groups) {
+                long first = (long) group[0] * sequence;
+                long end = (long) group[1] * sequence;
+                SDVariable mask = masks.get((int) (end - first));
+                SDVariable[] keys = new SDVariable[keyValueHeads];
+                SDVariable[] values = new SDVariable[keyValueHeads];
+                for (int kv = 0; kv < keyValueHeads; kv++) {
+                    keys[kv] = slice(key, first, end, (long) kv * headDimension, (long) (kv + 1) * headDimension);
+                    values[kv] = slice(value, first, end, (long) kv * headDimension, (long) (kv + 1) * headDimension);
+                }
+                SDVariable[] headOutputs = new SDVariable[heads];
+                for (int head = 0; head < heads; head++) {
+                    int kv = head / groupSize; // HF repeat_kv: query head h reads key/value head h / group size
+                    SDVariable queryHead = slice(query, first, end, (long) head * headDimension, (long) (head + 1) * headDimension);
+                    SDVariable scores = graph.mmul(queryHead, keys[kv], false, true, false).add(mask);
+                    SDVariable probabilities = graph.nn().softmax(scores, 1);
+                    headOutputs[head] = probabilities.mmul(values[kv]);
+                }
+                groupOutputs.add(heads == 1 ? headOutputs[0] : graph.concat(1, headOutputs));
+            }
+            SDVariable attention = groupOutputs.size() == 1 ? groupOutputs.getFirst()
+                    : graph.concat(0, groupOutputs.toArray(SDVariable[]::new));
+            x = x.add(attention.mmul(projection(weights, student, layer, Projection.OUTPUT, null)));
+
+            SDVariable normedForMlp = rmsNormalize(x);
+            SDVariable gate = normedForMlp.mmul(projection(weights, student, layer, Projection.GATE, postAttentionNorm));
+            SDVariable up = normedForMlp.mmul(projection(weights, student, layer, Projection.UP, postAttentionNorm));
+            SDVariable activated = gate.mul(graph.nn().sigmoid(gate)).mul(up); // SiLU(gate) · up
+            x = x.add(activated.mmul(projection(weights, student, layer, Projection.DOWN, null)));
+        }
+        float[] finalNorm = weights.tensor("model.norm.weight");
+        SDVariable finalHidden = rmsNormalize(x).mul(HIDDEN, constant("final_norm", toDoubles(finalNorm), 1, hidden));
+        String outputName = config.tiedEmbeddings() ? "model.embed_tokens.weight" : "lm_head.weight";
+        float[] output = weights.tensor(outputName);
+        SDVariable outputWeight = constant("lm_head_t", transposeFolded(output, config.vocabularySize(), hidden, null),
+                hidden, config.vocabularySize());
+        SDVariable logits = finalHidden.mmul(LOGITS, outputWeight);
+        if (student) {
+            long elements = (long) rows * config.vocabularySize();
+            if (gramLoss) {
+                // Teacher and student share the lm_head W, so logits_s − logits_t = (h_s − h_t) · Wᵀ and
+                // sum((logits_s − logits_t)²) = sum(((h_s − h_t) · G) ⊙ (h_s − h_t)) with G = Wᵀ·W [hidden, hidden]:
+                // the same MSE over all logits without the [rows, vocab] products (vocab/hidden times cheaper).
+                SDVariable gram = constant("lm_head_gram", gram(output, config.vocabularySize(), hidden), hidden, hidden);
+                SDVariable teacherHidden = graph.placeHolder(TEACHER_HIDDEN, dataType, rows, hidden);
+                SDVariable difference = finalHidden.sub(teacherHidden);
+                difference.mmul(gram).mul(difference).sum().div(LOSS, elements);
+            } else {
+                SDVariable teacher = graph.placeHolder(TEACHER_LOGITS, dataType, rows, config.vocabularySize());
+                graph.math().squaredDifference(logits, teacher).mean(LOSS);
+            }
+            graph.setLossVariables(LOSS);
+        }
+    }
+
+    /** Wᵀ·W of a row-major [vocab, hidden] matrix, accumulated in double. */
+    private static double[] gram(float[] weight, int vocabulary, int hidden) {
+        INDArray matrix = Nd4j.create(toDoubles(weight), new long[]{vocabulary, hidden}, DataType.DOUBLE);
+        return matrix.transpose().mmul(matrix).data().asDouble();
+    }
+
+    /** x / sqrt(mean(x²) + eps) per row; the weight is folded into what follows. */
+    private SDVariable rmsNormalize(SDVariable x) {
+        SDVariable meanSquare = x.mul(x).mean(true, 1);
+        return x.mul(graph.math().rsqrt(meanSquare.add(config.normEpsilon())));
+    }
+
+    private SDVariable slice(SDVariable matrix, long firstRow, long endRow, long firstColumn, long endColumn) {
+        return matrix.get(SDIndex.interval(firstRow, endRow), SDIndex.interval(firstColumn, endColumn));
+    }
+
+    /**
+     * The transposed weight [in, out] of a projection, columns of its input scaled by {@code inputNorm}: a
+     * constant, or for a student's 1-bit projection {@code W_base^T + S^T ⊙ scale} with the scale a variable
+     * of shape [1, 1] (per matrix) or [1, out] (per row).
+     */
+    private SDVariable projection(Weights weights, boolean student, int layer, Projection projection, float[] inputNorm) {
+        String name = projection.weightName(layer);
+        DistillationModel.MatrixDelta delta = student ? weights.delta(name) : null;
+        float[] weight = weights.tensor(name);
+        int in = inputNorm != null ? inputNorm.length : inputWidth(projection);
+        int out = weight.length / in;
+        SDVariable base = constant(name + ".t", transposeFolded(weight, out, in, inputNorm), in, out);
+        if (delta == null) {
+            return base;
+        }
+        double[] signs = new double[in * out];
+        for (int row = 0; row < out; row++) {
+            for (int col = 0; col < in; col++) {
+                signs[col * out + row] = delta.delta().sign(row, col) * (inputNorm == null ? 1.0 : inputNorm[col]);
+            }
+        }
+        SDVariable signMatrix = constant(name + ".signs.t", signs, in, out);
+        float[] initial = delta.delta().scales();
+        String scaleName = name + ".scale";
+        SDVariable scale = graph.var(scaleName, array(toDoubles(initial), 1, initial.length));
+        scaleVariables.put(scaleName, name);
+        return base.add(signMatrix.mul(scale));
+    }
+
+    private int inputWidth(Projection projection) {
+        return switch (projection) {
+            case OUTPUT -> config.headCount() * config.headDimension();
+            case DOWN -> config.intermediateSize();
+            default -> config.hiddenSize();
+        };
+    }
+
+    /** [in, out] from a row-major [out, in] weight, each input column times {@code inputNorm} (null: 1). */
+    private static double[] transposeFolded(float[] weight, int out, int in, float[] inputNorm) {
+        double[] transposed = new double[in * out];
+        for (int row = 0; row < out; row++) {
+            for (int col = 0; col < in; col++) {
+                transposed[col * out + row] = (double) weight[row * in + col] * (inputNorm == null ? 1.0 : inputNorm[col]);
+            }
+        }
+        return transposed;
+    }
+
+    /**
+     * cos or sin of position · inverse frequency for every row and every column of {@code heads} heads, times
+     * {@code factor}. Rounded as transformers does in float32 (inv_freq, angle, then cos/sin).
+     */
+    private double[] ropeTable(int heads, boolean cosine, double factor) {
+        int headDimension = config.headDimension();
+        int half = headDimension / 2;
+        int width = heads * headDimension;
+        double[] table = new double[rows * width];
+        for (int row = 0; row < rows; row++) {
+            int position = row % sequence;
+            for (int i = 0; i < half; i++) {
+                float exponent = (float) (2 * i) / headDimension;
+                float inverseFrequency = (float) (1.0 / (float) Math.pow(config.ropeTheta(), exponent));
+                float angle = position * inverseFrequency;
+                double value = factor * (cosine ? (float) Math.cos(angle) : (float) Math.sin(angle));
+                for (int head = 0; head < heads; head++) {
+                    table[row * width + head * headDimension + i] = value;
+                    table[row * width + head * headDimension + half + i] = value;
+                }
+            }
+        }
+        return table;
+    }
+
+    /** R with x · R = rotate_half(x) = cat(−x[half:], x[:half]) within each head. */
+    private double[] rotateHalf(int heads) {
+        int headDimension = config.headDimension();
+        int half = headDimension / 2;
+        int width = heads * headDimension;
+        double[] rotation = new double[width * width];
+        for (int head = 0; head < heads; head++) {
+            int offset = head * headDimension;
+            for (int j = 0; j < half; j++) {
+                rotation[(offset + j + half) * width + offset + j] = -1;
+                rotation[(offset + j) * width + offset + j + half] = 1;
+            }
+        }
+        return rotation;
+    }
+
+    /** Additive mask of a group of windows: a query sees the keys of its own window at or before it (within the sliding window). */
+    private double[] attentionMask(int groupRows) {
+        int window = config.slidingWindow();
+        double[] mask = new double[groupRows * groupRows];
+        for (int query = 0; query < groupRows; query++) {
+            for (int key = 0; key < groupRows; key++) {
+                boolean sameWindow = query / sequence == key / sequence;
+                boolean visible = sameWindow && key <= query && (window == 0 || query - key < window);
+                mask[query * groupRows + key] = visible ? 0 : MASKED;
+            }
+        }
+        return mask;
+    }
+
+    /** [first window, end window) of each attention group. */
+    private List<int[]> attentionGroups() {
+        int windowsPerGroup = Math.max(1, ATTENTION_GROUP_ROWS / sequence);
+        List<int[]> groups = new ArrayList<>();
+        for (int first = 0; first < batch; first += windowsPerGroup) {
+            groups.add(new int[]{first, Math.min(batch, first + windowsPerGroup)});
+        }
+        return groups;
+    }
+
+    private SDVariable constant(String name, double[] values, long... shape) {
+        return graph.constant(name, array(values, shape));
+    }
+
+    private INDArray array(double[] values, long... shape) {
+        if (dataType == DataType.DOUBLE) {
+            return Nd4j.create(values, shape, DataType.DOUBLE);
+        }
+        float[] floats = new float[values.length];
+        for (int i = 0; i < values.length; i++) {
+            floats[i] = (float) values[i];
+        }
+        return Nd4j.create(floats, shape, 'c');
+    }
+
+    private static double[] toDoubles(float[] values) {
+        double[] doubles = new double[values.length];
+        for (int i = 0; i < values.length; i++) {
+            doubles[i] = values[i];
+        }
+        return doubles;
+    }
+
+    int rows() {
+        return rows;
+    }
+
+    DataType dataType() {
+        return dataType;
+    }
+
+    /** Scale variable name → projection weight name, in layer order. */
+    Map<String, String> scaleVariables() {
+        return scaleVariables;
+    }
+
+    /** Logits [rows, vocab] of the embedded input [rows, hidden] (a student: with its current scales). */
+    INDArray logits(INDArray embedded) {
+        return graph.output(Map.of(INPUT, embedded), LOGITS).get(LOGITS);
+    }
+
+    /** What a student needs of the teacher for its loss: final hidden states (Gram loss) or logits. */
+    INDArray teacherTarget(INDArray embedded, boolean hiddenStates) {
+        String output = hiddenStates ? HIDDEN : LOGITS;
+        return graph.output(Map.of(INPUT, embedded), output).get(output);
+    }
+
+    private Map<String, INDArray> studentFeed(INDArray embedded, INDArray teacherTarget) {
+        return Map.of(INPUT, embedded, gramLoss ? TEACHER_HIDDEN : TEACHER_LOGITS, teacherTarget);
+    }
+
+    /** Student: the loss and its gradient with respect to every scale variable, by name. */
+    OutAndGrad lossAndGradients(INDArray embedded, INDArray teacherTarget) {
+        return graph.calculateGradientsAndOutputs(studentFeed(embedded, teacherTarget), List.of(LOSS), scaleVariables.keySet());
+    }
+
+    /** Student: the loss alone (no gradients). */
+    double loss(INDArray embedded, INDArray teacherTarget) {
+        return graph.output(studentFeed(embedded, teacherTarget), LOSS).get(LOSS).getDouble(0);
+    }
+
+    boolean gramLoss() {
+        return gramLoss;
+    }
+
+    /** Student: replaces the values of a scale variable. */
+    void setScale(String variable, double[] values) {
+        graph.getVariable(variable).getArr().assign(array(values, 1, values.length));
+    }
+
+    double[] scale(String variable) {
+        return graph.getVariable(variable).getArr().castTo(DataType.DOUBLE).toDoubleVector();
+    }
+}

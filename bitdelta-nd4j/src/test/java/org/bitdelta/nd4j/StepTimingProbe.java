@@ -1,0 +1,55 @@
+package org.bitdelta.nd4j;
+
+import org.bitdelta.BitDelta;
+import org.bitdelta.DeltaModel;
+import org.bitdelta.testing.TestData;
+import org.nd4j.linalg.api.buffer.DataType;
+import org.nd4j.linalg.api.ndarray.INDArray;
+
+import java.nio.file.Path;
+import java.util.SplittableRandom;
+
+/** A probe (a main, not a test): times teacher forward, student forward and loss + gradients per step; args batch seq steps [stories]. */
+public final class StepTimingProbe {
+    public static void main(String[] args) {
+        boolean stories = args.length > 3 && args[3].equals("stories");
+        Path base = stories ? TestData.bundledModel("stories260K") : TestData.shared("models/tinyllama-shakespeare-base");
+        Path finetuned = stories ? TestData.bundledModel("stories260K-ft-shakespeare") : TestData.shared("models/tinyllama-shakespeare-finetuned");
+        int batch = Integer.parseInt(args.length > 0 ? args[0] : "4");
+        int seq = Integer.parseInt(args.length > 1 ? args[1] : "128");
+        int steps = Integer.parseInt(args.length > 2 ? args[2] : "5");
+        long t0 = System.nanoTime();
+        try (DeltaModel delta = BitDelta.compress(base, finetuned);
+             DistillationModel model = DistillationModel.open(base, finetuned, delta, DataType.FLOAT, batch, seq)) {
+            System.err.printf("build %.2f s%n", (System.nanoTime() - t0) / 1e9);
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, TestData.shared("text/calibration/pretrain.heldout.txt"), seq);
+            SplittableRandom random = new SplittableRandom(1);
+            for (int i = 0; i < steps; i++) {
+                int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, batch, seq, random);
+                long a = System.nanoTime();
+                INDArray teacher = model.teacherTarget(windows);
+                long b = System.nanoTime();
+                INDArray student = model.studentLogits(windows);
+                long c = System.nanoTime();
+                var result = model.lossAndGradients(windows, teacher);
+                long d = System.nanoTime();
+                if (Boolean.getBoolean("probe.gc")) { System.gc(); }
+                System.err.printf("teacher %.3f s, student forward %.3f s, loss+grad %.3f s, loss %.5f, rss %d MB%n",
+                        (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9, result.loss(), rssMegabytes());
+            }
+        }
+    }
+
+    static long rssMegabytes() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024;
+                }
+            }
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        return -1;
+    }
+}
