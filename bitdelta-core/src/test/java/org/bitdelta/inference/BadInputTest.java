@@ -11,7 +11,6 @@ import org.junit.jupiter.api.Test;
 import java.util.Arrays;
 import java.util.List;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -41,8 +40,11 @@ class BadInputTest {
 
     private static void assertOthersUntouched() {
         assertEquals(List.of("base", "alice"), model.tenants());
-        assertArrayEquals(aliceBefore, model.logits("alice", PROBE), "alice's logits unchanged");
-        assertArrayEquals(baseBefore, model.logits(DecoderModel.BASE, PROBE), "base logits unchanged");
+        // Not bit for bit: the Vector API may sum lanes in another order once the JIT has compiled a kernel.
+        double aliceError = Golden.relativeError(model.logits("alice", PROBE), aliceBefore);
+        double baseError = Golden.relativeError(model.logits(DecoderModel.BASE, PROBE), baseBefore);
+        assertTrue(aliceError < 1e-6, "alice's logits unchanged: relative error " + aliceError);
+        assertTrue(baseError < 1e-6, "base logits unchanged: relative error " + baseError);
     }
 
     private static void assertMessage(BitDeltaException error, String... parts) {

@@ -77,6 +77,10 @@ public final class CompressionBenchmark {
             }
             deltaBytes = Files.size(out);
         }
+        double[] writeFloor = new double[repetitions];
+        for (int repetition = 0; repetition < repetitions; repetition++) {
+            writeFloor[repetition] = writeAndSync(folder.resolve("write-floor.bin"), deltaBytes);
+        }
         double read = Math.min(median(channelRead), median(mappedRead));
         double total = median(compressAndSave);
         System.out.println();
@@ -86,6 +90,9 @@ public final class CompressionBenchmark {
         row("read both files, mmap and sum every 8 bytes (all cores)", median(mappedRead), tunedBytes, read);
         row("BitDelta.compress (fingerprint + signs + scales)", median(compress), tunedBytes, read);
         row("BitDelta.compress + save (.bitdelta written, fsynced)", total, tunedBytes, read);
+        row("floor of the save alone: write + fsync as many bytes as the .bitdelta", median(writeFloor), tunedBytes, read);
+        System.out.printf(Locale.ROOT, "compress + save against its floor (read both + write and fsync the output): %.2fx%n",
+                total / (read + median(writeFloor)));
         System.out.printf(Locale.ROOT, "%n.bitdelta: %.1f MB (fine-tune %.3f GB, %.1fx smaller)%n", deltaBytes / 1e6, tunedBytes / 1e9,
                 (double) tunedBytes / deltaBytes);
         System.out.printf(Locale.ROOT, "peak heap used: %.0f MB (max heap %d MB)%n", peakHeap() / 1e6, Runtime.getRuntime().maxMemory() >> 20);
@@ -180,6 +187,26 @@ public final class CompressionBenchmark {
                 target.set(SHORT_LE, i * 2, FloatRounding.toBfloat16(value));
             }
         });
+    }
+
+    /** Writes {@code bytes} bytes of non-zero data and fsyncs them: what saving a file of that size must cost. */
+    private static double writeAndSync(Path file, long bytes) throws IOException {
+        ByteBuffer chunk = ByteBuffer.allocateDirect(16 << 20);
+        while (chunk.hasRemaining()) {
+            chunk.put((byte) 0x5A);
+        }
+        long start = System.nanoTime();
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            for (long written = 0; written < bytes; ) {
+                chunk.clear().limit((int) Math.min(chunk.capacity(), bytes - written));
+                written += channel.write(chunk);
+            }
+            channel.force(true);
+        }
+        double seconds = (System.nanoTime() - start) / 1e9;
+        Files.delete(file);
+        return seconds;
     }
 
     private static double readSequentially(Path... files) throws IOException {
