@@ -26,7 +26,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -320,9 +319,5 @@ class SafetensorsProperties {
 
     private static void delete(Path file) throws IOException {
         Files.deleteIfExists(file);
-    }
-
-    static Map<String, String> ordered(Map<String, String> map) {
-        return new LinkedHashMap<>(map);
     }
 }

@@ -3,7 +3,6 @@ package org.bitdelta.examples.bench;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.format.FloatRounding;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.internal.safetensors.SafetensorsWriter;
 import org.bitdelta.tensor.DType;
 
@@ -274,9 +273,5 @@ public final class CompressionBenchmark {
         } catch (IOException e) {
             return "unknown CPU";
         }
-    }
-
-    static void cleanUp(Path folder) throws IOException {
-        AtomicFiles.deleteRecursively(folder);
     }
 }

@@ -82,7 +82,7 @@ public final class DecodeBenchmark {
                         sequential[repetition] = (System.nanoTime() - start) / 1e9;
                     }
                 }
-                long baseBytes = weightBytes(served, base);
+                long baseBytes = weightBytes(base);
                 long perTenantBytes = deltaStepBytes(deltas.getFirst());
                 long finetunedBytes = baseBytes; // same architecture and dtype as the base
                 long generated = (long) tenants * newTokens;
@@ -118,7 +118,7 @@ public final class DecodeBenchmark {
         }
     }
 
-    private static long weightBytes(DecoderModel model, Path folder) {
+    private static long weightBytes(Path folder) {
         try {
             return Files.size(folder.resolve("model.safetensors"));
         } catch (IOException e) {

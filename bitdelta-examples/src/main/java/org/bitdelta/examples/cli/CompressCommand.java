@@ -3,13 +3,13 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.internal.io.AtomicFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
@@ -53,21 +53,13 @@ final class CompressCommand implements Callable<Integer> {
         try (DeltaModel delta = BitDelta.compress(base, finetuned, options)) {
             delta.save(this.out, force);
             double seconds = (System.nanoTime() - start) / 1e9;
-            long fileBytes = sizeOf(this.out);
-            long finetunedBytes = Long.parseLong(delta.metadata().getOrDefault("finetuned_weight_bytes", "0"));
+            long fileBytes = Sizes.fileBytes(this.out);
+            long finetunedBytes = Long.parseLong(delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES, "0"));
             out.printf(Locale.ROOT, "compressed %d matrices to 1 bit (%s scales), kept %d other tensors whole%n",
                     delta.matrices().size(), perRowScales ? "per-row" : "per-matrix", delta.tensors().size());
             out.printf(Locale.ROOT, "wrote %s: %s (fine-tune weights %s, %.1fx smaller) in %.2f s%n", this.out,
                     Sizes.bytes(fileBytes), Sizes.bytes(finetunedBytes), (double) finetunedBytes / fileBytes, seconds);
         }
         return 0;
-    }
-
-    static long sizeOf(Path file) {
-        try {
-            return Files.size(file);
-        } catch (java.io.IOException e) {
-            throw new org.bitdelta.BitDeltaException(file + ": cannot stat: " + e, e);
-        }
     }
 }

@@ -5,6 +5,7 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Perplexity;
 import org.bitdelta.internal.io.AtomicFiles;
@@ -123,8 +124,8 @@ final class DemoCommand implements Callable<Integer> {
         try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults())) {
             delta.save(file, true);
             double milliseconds = (System.nanoTime() - start) / 1e6;
-            long fileBytes = CompressCommand.sizeOf(file);
-            long finetunedBytes = Long.parseLong(delta.metadata().get("finetuned_weight_bytes"));
+            long fileBytes = Sizes.fileBytes(file);
+            long finetunedBytes = Long.parseLong(delta.metadata().get(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES));
             BinaryDelta first = delta.matrices().iterator().next();
             out.printf(Locale.ROOT, "   %s: %d matrices -> 1 bit, %d tensors kept whole; %s -> %s (%.1fx smaller) in %.0f ms%n",
                     finetuned.getFileName(), delta.matrices().size(), delta.tensors().size(), Sizes.bytes(finetunedBytes),

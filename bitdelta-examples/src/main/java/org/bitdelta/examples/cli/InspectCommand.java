@@ -2,6 +2,7 @@ package org.bitdelta.examples.cli;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.tensor.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -69,8 +70,8 @@ final class InspectCommand implements Callable<Integer> {
             wholeBytes += tensor.byteSize();
             out.printf(Locale.ROOT, "%-52s %-7s %-16s %-30s %12d%n", tensor.name(), tensor.dtype(), shape(tensor.shape()), "-", tensor.byteSize());
         }
-        long fileBytes = CompressCommand.sizeOf(file);
-        long finetunedBytes = Long.parseLong(metadata.getOrDefault("finetuned_weight_bytes", "0"));
+        long fileBytes = Sizes.fileBytes(file);
+        long finetunedBytes = Long.parseLong(metadata.getOrDefault(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES, "0"));
         out.println();
         out.printf(Locale.ROOT, "1-bit matrices:    %d, signs %s, scales %s%n", delta.matrices().size(), Sizes.bytes(signBytes), Sizes.bytes(scaleBytes));
         out.printf(Locale.ROOT, "whole tensors:     %d, %s%n", delta.tensors().size(), Sizes.bytes(wholeBytes));

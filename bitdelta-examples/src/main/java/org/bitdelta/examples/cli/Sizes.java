@@ -1,5 +1,10 @@
 package org.bitdelta.examples.cli;
 
+import org.bitdelta.BitDeltaException;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Locale;
 
 final class Sizes {
@@ -18,5 +23,13 @@ final class Sizes {
             unit++;
         }
         return String.format(Locale.ROOT, "%.2f %s", value, units[unit]);
+    }
+
+    static long fileBytes(Path file) {
+        try {
+            return Files.size(file);
+        } catch (IOException e) {
+            throw new BitDeltaException(file + ": cannot stat: " + e, e);
+        }
     }
 }
