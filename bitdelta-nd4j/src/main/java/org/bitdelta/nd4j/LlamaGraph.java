@@ -2,7 +2,6 @@ package org.bitdelta.nd4j;
 
 import org.bitdelta.internal.model.ModelConfig;
 import org.bitdelta.internal.model.Projection;
-import org.nd4j.autodiff.samediff.SDIndex;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.api.OutAndGrad;
@@ -10,7 +9,6 @@ import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 import org.nd4j.linalg.factory.Nd4j;
 
-import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -23,18 +21,20 @@ import java.util.Map;
  * projection {@code W_base + scale ⊙ S} with the scales as the graph's only variables) whose loss is the MSE
  * against teacher logits fed in as a placeholder.
  *
- * <p>Choices made for speed on a CPU, where 2-D GEMM runs some 50x faster than ND4J's batched matmul:
+ * <p>Choices made for speed on a CPU, where SameDiff's per-op bookkeeping costs as much as a small product:
  * <ul>
- *   <li>Every activation is 2-D [rows, features]; attention runs per head as 2-D products over a group of windows
- *       at once, windows of the group kept apart by the additive mask (some products wasted, far fewer ops).</li>
+ *   <li>Activations are 2-D [rows, features] between layers; attention is two batched products over
+ *       [batch · key-value heads] blocks, the query heads of one key/value head stacked in one block, so each
+ *       window attends only to itself (no masked-out products across windows) in a handful of ops per layer.
+ *       Measured on tinyllama, batch 4 × 128, one thread: teacher forward 0.12 s and student loss + gradients
+ *       0.45 s of CPU per step, against 0.19-0.23 s and 0.67-0.77 s with per-head 2-D products over all 512
+ *       rows, and resident memory 1.5 GB instead of 2.1 GB.</li>
  *   <li>RMSNorm weights are folded into the columns of the projections that follow them, and the softmax
  *       1/sqrt(head dim) into the query's RoPE tables; rotate_half is a product with a constant ±1 matrix.</li>
  *   <li>Weights are stored transposed, [in, out], so that a projection is one plain {@code x · W}.</li>
  * </ul>
  */
 final class LlamaGraph {
-    /** Windows whose rows share one attention product (rows ≤ this, or one window when a window is longer). */
-    private static final int ATTENTION_GROUP_ROWS = 512;
     /**
      * Additive mask of a key a query may not see. −∞ rather than a large negative number: softmax's exp(−∞) is
      * libm's fast special case, while exp(−1e9) takes the underflow path that sets errno, which made the masked
@@ -115,13 +115,7 @@ final class LlamaGraph {
         SDVariable queryRotation = constant("rotate_half_query", rotateHalf(heads), queryWidth, queryWidth);
         SDVariable keyRotation = keyValueHeads == heads ? queryRotation
                 : constant("rotate_half_key", rotateHalf(keyValueHeads), keyValueWidth, keyValueWidth);
-        List<int[]> groups = attentionGroups();
-        Map<Integer, SDVariable> masks = new LinkedHashMap<>();
-        for (int[] group : groups) {
-            int groupRows = (group[1] - group[0]) * sequence;
-            masks.computeIfAbsent(groupRows, r -> constant("attention_mask_" + r, attentionMask(r), r, r));
-        }
-
+        SDVariable mask = constant("attention_mask", attentionMask(groupSize), (long) groupSize * sequence, sequence);
         for (int layer = 0; layer < config.layerCount(); layer++) {
             float[] inputNorm = weights.tensor("model.layers." + layer + ".input_layernorm.weight");
             float[] postAttentionNorm = weights.tensor("model.layers." + layer + ".post_attention_layernorm.weight");
@@ -134,29 +128,7 @@ final class LlamaGraph {
             query = query.mul(queryCos).add(query.mmul(queryRotation).mul(querySin));
             key = key.mul(keyCos).add(key.mmul(keyRotation).mul(keySin));
 
-            List<SDVariable> groupOutputs = new ArrayList<>();
-            for (int[] group : groups) {
-                long first = (long) group[0] * sequence;
-                long end = (long) group[1] * sequence;
-                SDVariable mask = masks.get((int) (end - first));
-                SDVariable[] keys = new SDVariable[keyValueHeads];
-                SDVariable[] values = new SDVariable[keyValueHeads];
-                for (int kv = 0; kv < keyValueHeads; kv++) {
-                    keys[kv] = slice(key, first, end, (long) kv * headDimension, (long) (kv + 1) * headDimension);
-                    values[kv] = slice(value, first, end, (long) kv * headDimension, (long) (kv + 1) * headDimension);
-                }
-                SDVariable[] headOutputs = new SDVariable[heads];
-                for (int head = 0; head < heads; head++) {
-                    int kv = head / groupSize; // HF repeat_kv: query head h reads key/value head h / group size
-                    SDVariable queryHead = slice(query, first, end, (long) head * headDimension, (long) (head + 1) * headDimension);
-                    SDVariable scores = graph.mmul(queryHead, keys[kv], false, true, false).add(mask);
-                    SDVariable probabilities = graph.nn().softmax(scores, 1);
-                    headOutputs[head] = probabilities.mmul(values[kv]);
-                }
-                groupOutputs.add(heads == 1 ? headOutputs[0] : graph.concat(1, headOutputs));
-            }
-            SDVariable attention = groupOutputs.size() == 1 ? groupOutputs.getFirst()
-                    : graph.concat(0, groupOutputs.toArray(SDVariable[]::new));
+            SDVariable attention = attention(query, key, value, mask);
             x = x.add(attention.mmul(projection(weights, student, layer, Projection.OUTPUT, null)));
 
             SDVariable normedForMlp = rmsNormalize(x);
@@ -190,6 +162,30 @@ final class LlamaGraph {
         }
     }
 
+    /**
+     * Causal grouped-query attention as two batched products over [batch · key-value heads] blocks: the query
+     * heads that share a key/value head are stacked along the rows of their block ([group · sequence, head dim]),
+     * so each block is one product with its key head and no window sees another.
+     */
+    private SDVariable attention(SDVariable query, SDVariable key, SDVariable value, SDVariable mask) {
+        int headDimension = config.headDimension();
+        int keyValueHeads = config.keyValueHeadCount();
+        int groupSize = config.headCount() / keyValueHeads;
+        // query [rows, heads · hd] → [batch, seq, kv, group, hd] → [batch, kv, group, seq, hd] → [batch · kv, group · seq, hd]
+        SDVariable queries = query.reshape(batch, sequence, keyValueHeads, groupSize, headDimension)
+                .permute(0, 2, 3, 1, 4).reshape((long) batch * keyValueHeads, (long) groupSize * sequence, headDimension);
+        SDVariable keys = key.reshape(batch, sequence, keyValueHeads, headDimension)
+                .permute(0, 2, 1, 3).reshape((long) batch * keyValueHeads, sequence, headDimension);
+        SDVariable values = value.reshape(batch, sequence, keyValueHeads, headDimension)
+                .permute(0, 2, 1, 3).reshape((long) batch * keyValueHeads, sequence, headDimension);
+        SDVariable scores = graph.mmul(queries, keys, false, true, false).add(mask);
+        SDVariable probabilities = graph.nn().softmax(scores, 2);
+        SDVariable out = graph.mmul(probabilities, values);
+        // [batch · kv, group · seq, hd] → [batch, kv, group, seq, hd] → [batch, seq, kv, group, hd] → [rows, heads · hd]
+        return out.reshape(batch, keyValueHeads, groupSize, sequence, headDimension)
+                .permute(0, 3, 1, 2, 4).reshape(rows, (long) config.headCount() * headDimension);
+    }
+
     /** Wᵀ·W of a row-major [vocab, hidden] matrix, accumulated in double. */
     private static double[] gram(float[] weight, int vocabulary, int hidden) {
         INDArray matrix = Nd4j.create(toDoubles(weight), new long[]{vocabulary, hidden}, DataType.DOUBLE);
@@ -200,10 +196,6 @@ final class LlamaGraph {
     private SDVariable rmsNormalize(SDVariable x) {
         SDVariable meanSquare = x.mul(x).mean(true, 1);
         return x.mul(graph.math().rsqrt(meanSquare.add(config.normEpsilon())));
-    }
-
-    private SDVariable slice(SDVariable matrix, long firstRow, long endRow, long firstColumn, long endColumn) {
-        return matrix.get(SDIndex.interval(firstRow, endRow), SDIndex.interval(firstColumn, endColumn));
     }
 
     /**
@@ -295,28 +287,18 @@ final class LlamaGraph {
         return rotation;
     }
 
-    /** Additive mask of a group of windows: a query sees the keys of its own window at or before it (within the sliding window). */
-    private double[] attentionMask(int groupRows) {
+    /** Additive mask [group · sequence, sequence] of one batched block: query row r is position r % sequence. */
+    private double[] attentionMask(int groupSize) {
         int window = config.slidingWindow();
-        double[] mask = new double[groupRows * groupRows];
-        for (int query = 0; query < groupRows; query++) {
-            for (int key = 0; key < groupRows; key++) {
-                boolean sameWindow = query / sequence == key / sequence;
-                boolean visible = sameWindow && key <= query && (window == 0 || query - key < window);
-                mask[query * groupRows + key] = visible ? 0 : MASKED;
+        double[] mask = new double[groupSize * sequence * sequence];
+        for (int row = 0; row < groupSize * sequence; row++) {
+            int query = row % sequence;
+            for (int key = 0; key < sequence; key++) {
+                boolean visible = key <= query && (window == 0 || query - key < window);
+                mask[row * sequence + key] = visible ? 0 : MASKED;
             }
         }
         return mask;
-    }
-
-    /** [first window, end window) of each attention group. */
-    private List<int[]> attentionGroups() {
-        int windowsPerGroup = Math.max(1, ATTENTION_GROUP_ROWS / sequence);
-        List<int[]> groups = new ArrayList<>();
-        for (int first = 0; first < batch; first += windowsPerGroup) {
-            groups.add(new int[]{first, Math.min(batch, first + windowsPerGroup)});
-        }
-        return groups;
     }
 
     private SDVariable constant(String name, double[] values, long... shape) {

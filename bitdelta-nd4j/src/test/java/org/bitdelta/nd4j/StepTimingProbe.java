@@ -26,13 +26,19 @@ public final class StepTimingProbe {
             SplittableRandom random = new SplittableRandom(1);
             for (int i = 0; i < steps; i++) {
                 int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, batch, seq, random);
+                var threads = java.lang.management.ManagementFactory.getThreadMXBean();
                 long a = System.nanoTime();
+                long ca = threads.getCurrentThreadCpuTime();
                 INDArray teacher = model.teacherTarget(windows);
                 long b = System.nanoTime();
+                long cb = threads.getCurrentThreadCpuTime();
                 INDArray student = model.studentLogits(windows);
                 long c = System.nanoTime();
+                long cc = threads.getCurrentThreadCpuTime();
                 var result = model.lossAndGradients(windows, teacher);
                 long d = System.nanoTime();
+                long cd = threads.getCurrentThreadCpuTime();
+                System.err.printf("cpu teacher %.3f student %.3f lossgrad %.3f%n", (cb - ca) / 1e9, (cc - cb) / 1e9, (cd - cc) / 1e9);
                 if (Boolean.getBoolean("probe.gc")) { System.gc(); }
                 System.err.printf("teacher %.3f s, student forward %.3f s, loss+grad %.3f s, loss %.5f, rss %d MB%n",
                         (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9, result.loss(), rssMegabytes());
