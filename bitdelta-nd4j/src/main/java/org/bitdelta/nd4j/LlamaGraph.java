@@ -2,6 +2,7 @@ package org.bitdelta.nd4j;
 
 import org.bitdelta.internal.model.ModelConfig;
 import org.bitdelta.internal.model.Projection;
+import org.nd4j.autodiff.samediff.SDIndex;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
 import org.nd4j.autodiff.samediff.api.OutAndGrad;
@@ -30,7 +31,9 @@ import java.util.Map;
  *       0.45 s of CPU per step, against 0.19-0.23 s and 0.67-0.77 s with per-head 2-D products over all 512
  *       rows, and resident memory 1.5 GB instead of 2.1 GB.</li>
  *   <li>RMSNorm weights are folded into the columns of the projections that follow them, and the softmax
- *       1/sqrt(head dim) into the query's RoPE tables; rotate_half is a product with a constant ±1 matrix.</li>
+ *       1/sqrt(head dim) into the query's RoPE tables; rotate_half is a swap of each head's halves with its
+ *       minus sign in the sin table (a product with a ±1 matrix cost as much as the query projection itself, and
+ *       its backward pass also computed the unused gradient of that matrix).</li>
  *   <li>Weights are stored transposed, [in, out], so that a projection is one plain {@code x · W}.</li>
  * </ul>
  */
@@ -109,12 +112,9 @@ final class LlamaGraph {
 
         SDVariable x = graph.placeHolder(INPUT, dataType, rows, hidden);
         SDVariable queryCos = constant("rope_query_cos", ropeTable(heads, true, 1 / Math.sqrt(headDimension)), rows, queryWidth);
-        SDVariable querySin = constant("rope_query_sin", ropeTable(heads, false, 1 / Math.sqrt(headDimension)), rows, queryWidth);
         SDVariable keyCos = constant("rope_key_cos", ropeTable(keyValueHeads, true, 1), rows, keyValueWidth);
-        SDVariable keySin = constant("rope_key_sin", ropeTable(keyValueHeads, false, 1), rows, keyValueWidth);
-        SDVariable queryRotation = constant("rotate_half_query", rotateHalf(heads), queryWidth, queryWidth);
-        SDVariable keyRotation = keyValueHeads == heads ? queryRotation
-                : constant("rotate_half_key", rotateHalf(keyValueHeads), keyValueWidth, keyValueWidth);
+        SDVariable querySignedSin = constant("rope_query_signed_sin", signFirstHalf(ropeTable(heads, false, 1 / Math.sqrt(headDimension)), heads), rows, queryWidth);
+        SDVariable keySignedSin = constant("rope_key_signed_sin", signFirstHalf(ropeTable(keyValueHeads, false, 1), keyValueHeads), rows, keyValueWidth);
         SDVariable mask = constant("attention_mask", attentionMask(groupSize), (long) groupSize * sequence, sequence);
         for (int layer = 0; layer < config.layerCount(); layer++) {
             float[] inputNorm = weights.tensor("model.layers." + layer + ".input_layernorm.weight");
@@ -124,9 +124,10 @@ final class LlamaGraph {
             SDVariable query = normed.mmul(projection(weights, student, layer, Projection.QUERY, inputNorm));
             SDVariable key = normed.mmul(projection(weights, student, layer, Projection.KEY, inputNorm));
             SDVariable value = normed.mmul(projection(weights, student, layer, Projection.VALUE, inputNorm));
-            // RoPE as HF applies it: x·cos + rotate_half(x)·sin, with rotate_half(x) = x · R.
-            query = query.mul(queryCos).add(query.mmul(queryRotation).mul(querySin));
-            key = key.mul(keyCos).add(key.mmul(keyRotation).mul(keySin));
+            // RoPE as HF applies it: x·cos + rotate_half(x)·sin, where rotate_half(x) = cat(−x[half:], x[:half]) per
+            // head; the minus sign lives in the sin table, so only the halves are swapped here.
+            query = query.mul(queryCos).add(swapHalves(query, heads).mul(querySignedSin));
+            key = key.mul(keyCos).add(swapHalves(key, keyValueHeads).mul(keySignedSin));
 
             SDVariable attention = attention(query, key, value, mask);
             x = x.add(attention.mmul(projection(weights, student, layer, Projection.OUTPUT, null)));
@@ -271,20 +272,26 @@ final class LlamaGraph {
         return table;
     }
 
-    /** R with x · R = rotate_half(x) = cat(−x[half:], x[:half]) within each head. */
-    private double[] rotateHalf(int heads) {
+    /** cat(x[half:], x[:half]) within each head of x [rows, heads · hd]. */
+    private SDVariable swapHalves(SDVariable x, int heads) {
         int headDimension = config.headDimension();
         int half = headDimension / 2;
+        SDVariable perHead = x.reshape((long) rows * heads, headDimension);
+        SDVariable first = perHead.get(SDIndex.all(), SDIndex.interval(0, half));
+        SDVariable second = perHead.get(SDIndex.all(), SDIndex.interval(half, headDimension));
+        return graph.concat(1, second, first).reshape(rows, (long) heads * headDimension);
+    }
+
+    /** The table with the first half of every head negated: rotate_half's minus sign. */
+    private double[] signFirstHalf(double[] table, int heads) {
+        int headDimension = config.headDimension();
         int width = heads * headDimension;
-        double[] rotation = new double[width * width];
-        for (int head = 0; head < heads; head++) {
-            int offset = head * headDimension;
-            for (int j = 0; j < half; j++) {
-                rotation[(offset + j + half) * width + offset + j] = -1;
-                rotation[(offset + j) * width + offset + j + half] = 1;
+        for (int i = 0; i < table.length; i++) {
+            if ((i % width) % headDimension < headDimension / 2) {
+                table[i] = -table[i];
             }
         }
-        return rotation;
+        return table;
     }
 
     /** Additive mask [group · sequence, sequence] of one batched block: query row r is position r % sequence. */
