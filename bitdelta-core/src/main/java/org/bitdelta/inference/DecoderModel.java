@@ -100,12 +100,8 @@ public final class DecoderModel implements AutoCloseable {
      * read from it, not copied. A refused delta leaves the model and its tenants as they were.
      */
     public void addTenant(String name, DeltaModel delta) {
-        String expected = baseFingerprint();
         String source = "delta '" + name + "' (" + delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_NAME, "unnamed fine-tune") + ")";
-        if (!expected.equals(delta.baseFingerprint())) {
-            throw new BitDeltaException(source + " was compressed against another base model: its base_fingerprint is "
-                    + delta.baseFingerprint() + ", but " + folder + " has " + expected);
-        }
+        Fingerprint.requireMadeFrom(baseFingerprint(), folder, delta, source);
         Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
         for (BinaryDelta matrix : delta.matrices()) {
             deltas.put(matrix.name(), matrix);

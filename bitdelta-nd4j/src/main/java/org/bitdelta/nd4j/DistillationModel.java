@@ -61,11 +61,7 @@ final class DistillationModel implements AutoCloseable {
                     + baseConfig.contextLength() + " tokens (" + baseConfig.configFile() + ": max_position_embeddings)");
         }
         try (ModelWeights baseWeights = ModelWeights.open(base); ModelWeights finetunedWeights = ModelWeights.open(finetuned)) {
-            String fingerprint = Fingerprint.of(baseWeights);
-            if (!fingerprint.equals(delta.baseFingerprint())) {
-                throw new BitDeltaException("the delta (" + delta + ") was not made from the base " + base
-                        + ": its base_fingerprint is " + delta.baseFingerprint() + " but that base's is " + fingerprint);
-            }
+            Fingerprint.requireMadeFrom(Fingerprint.of(baseWeights), base, delta, "the delta (" + delta + ")");
             Map<String, MatrixDelta> deltas = projectionDeltas(baseConfig, delta);
             Map<String, float[]> cache = new HashMap<>();
             LlamaGraph.Weights teacherWeights = new LlamaGraph.Weights() {

@@ -1,5 +1,7 @@
 package org.bitdelta.internal.format;
 
+import org.bitdelta.BitDeltaException;
+import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.tensor.Tensor;
 
@@ -41,6 +43,20 @@ public final class Fingerprint {
             digest.update(line.getBytes(StandardCharsets.UTF_8));
         }
         return "sha256:" + HexFormat.of().formatHex(digest.digest());
+    }
+
+    /**
+     * Refuses a delta that was not compressed from the base whose fingerprint is {@code baseFingerprint}: the one
+     * check (and the one message) of merge, tenant loading and distillation.
+     *
+     * @param deltaDescription what the user calls the delta (a file, a tenant name)
+     * @param base             what the user calls the base (usually its folder)
+     */
+    public static void requireMadeFrom(String baseFingerprint, Object base, DeltaModel delta, String deltaDescription) {
+        if (!baseFingerprint.equals(delta.baseFingerprint())) {
+            throw new BitDeltaException(deltaDescription + " was not made from the base " + base + " (it was compressed against another base"
+                    + " model): its base_fingerprint is " + delta.baseFingerprint() + " but that base's is " + baseFingerprint);
+        }
     }
 
     static long crc32c(MemorySegment data) {

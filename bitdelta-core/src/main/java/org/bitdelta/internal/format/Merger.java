@@ -34,11 +34,7 @@ public final class Merger {
     public static void merge(Path base, DeltaModel delta, Path out, boolean overwrite, ProgressListener progress) {
         AtomicFiles.checkTarget(out, overwrite);
         try (ModelWeights baseWeights = ModelWeights.open(base)) {
-            String fingerprint = Fingerprint.of(baseWeights);
-            if (!fingerprint.equals(delta.baseFingerprint())) {
-                throw new BitDeltaException(base + ": is not the base this delta was made from (base fingerprint "
-                        + fingerprint + ", the delta expects " + delta.baseFingerprint() + ")");
-            }
+            Fingerprint.requireMadeFrom(Fingerprint.of(baseWeights), base, delta, "the delta (" + delta + ")");
             for (BinaryDelta matrix : delta.matrices()) {
                 Tensor weight = baseWeights.tensorOrNull(matrix.name());
                 if (weight == null || weight.rank() != 2 || weight.dimension(0) != matrix.rows() || weight.dimension(1) != matrix.cols()) {
