@@ -228,7 +228,15 @@ final class DistillationModel implements AutoCloseable {
 
     /** The MSE loss of the student against {@link #teacherTarget} and its gradient per projection name. */
     LossAndGradients lossAndGradients(int[][] windows, INDArray teacherTarget) {
-        OutAndGrad result = student.lossAndGradients(embed(studentEmbedding, windows), teacherTarget);
+        return lossAndGradients(student.lossAndGradients(embed(studentEmbedding, windows), teacherTarget));
+    }
+
+    /** The same through SameDiff's calculateGradientsAndOutputs: the reference the tests hold the fast path to. */
+    LossAndGradients lossAndGradientsBySameDiff(int[][] windows, INDArray teacherTarget) {
+        return lossAndGradients(student.lossAndGradientsBySameDiff(embed(studentEmbedding, windows), teacherTarget));
+    }
+
+    private LossAndGradients lossAndGradients(OutAndGrad result) {
         double loss = result.getOutputs().get(LlamaGraph.LOSS).getDouble(0);
         Map<String, double[]> gradients = new LinkedHashMap<>();
         for (Map.Entry<String, String> entry : matrixOfVariable.entrySet()) {

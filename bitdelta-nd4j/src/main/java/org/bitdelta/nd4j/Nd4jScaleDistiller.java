@@ -152,7 +152,6 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
             listener.onStep(new DistillListener.Step(step, options.steps(), loss, learningRate,
                     tokensPerStep * step / elapsed, elapsed, elapsed / step * (options.steps() - step)));
             teacherTarget.close();
-            releaseStepArrays();
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, float[]> newScales = new LinkedHashMap<>();
@@ -185,17 +184,6 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         record.addProperty("calibration_tokens", tokens.length);
         record.addProperty("backend", "nd4j " + Nd4j.getBackend().getClass().getSimpleName());
         return delta.withScales(newScales, Map.of(METADATA_KEY, record.toString()));
-    }
-
-    /**
-     * SameDiff leaves many of a step's intermediate arrays (off-heap, hundreds of MB a step) to be freed by
-     * JavaCPP's deallocator once the Java GC finds them unreachable; the Java heap barely grows meanwhile, so
-     * without help resident memory climbs by gigabytes before a collection comes, and memory freed late is memory
-     * malloc cannot hand to the next step. A collection after every step frees them while the next step can reuse
-     * them: resident memory stays flat, at the cost of one collection of a small heap per step.
-     */
-    private static void releaseStepArrays() {
-        System.gc();
     }
 
     private static BitDeltaException diverged(String what, int step, DistillOptions options) {

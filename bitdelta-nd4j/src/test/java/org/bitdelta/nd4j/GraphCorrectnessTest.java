@@ -130,6 +130,55 @@ class GraphCorrectnessTest {
         }
     }
 
+    /**
+     * The distiller runs the gradient function with the session's array recycling on (SameDiff's own
+     * calculateGradientsAndOutputs switches it off): a recycled array handed out while still in use would corrupt
+     * a later value. Several steps in a row, with new windows and new scales each time, must give the reference's
+     * loss and gradients.
+     */
+    @Test
+    void recycledArraysGiveTheSameLossAndGradientsAsSameDiffsOwnPath() {
+        long seed = 42L;
+        Path base = TestData.shared("models/tinyllama-shakespeare-base");
+        Path finetuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults().perRowScales(true));
+             DistillationModel model = DistillationModel.open(base, finetuned, delta, DataType.FLOAT, 2, 64)) {
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, TestData.shared("text/calibration/pretrain.heldout.txt"), 64);
+            SplittableRandom random = new SplittableRandom(seed);
+            for (int step = 0; step < 4; step++) {
+                int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, 2, 64, random);
+                for (String matrix : model.matrices()) {
+                    double[] scales = model.scales(matrix);
+                    for (int i = 0; i < scales.length; i++) {
+                        scales[i] *= 0.8 + 0.4 * random.nextDouble();
+                    }
+                    model.setScales(matrix, scales);
+                }
+                INDArray teacher = model.teacherTarget(windows);
+                DistillationModel.LossAndGradients recycled = model.lossAndGradients(windows, teacher);
+                DistillationModel.LossAndGradients again = model.lossAndGradients(windows, teacher);
+                DistillationModel.LossAndGradients reference = model.lossAndGradientsBySameDiff(windows, teacher);
+                for (DistillationModel.LossAndGradients fast : List.of(recycled, again)) {
+                    assertTrue(Math.abs(fast.loss() - reference.loss()) <= 1e-6 * Math.abs(reference.loss()),
+                            "seed " + seed + ", step " + step + ": loss " + fast.loss() + " vs SameDiff's " + reference.loss());
+                    for (String matrix : model.matrices()) {
+                        double[] expected = reference.gradients().get(matrix);
+                        double[] actual = fast.gradients().get(matrix);
+                        double norm = 0;
+                        double difference = 0;
+                        for (int i = 0; i < expected.length; i++) {
+                            norm += expected[i] * expected[i];
+                            difference += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+                        }
+                        assertTrue(Math.sqrt(difference) <= 1e-5 * Math.sqrt(norm), "seed " + seed + ", step " + step + ", " + matrix
+                                + ": gradient differs from SameDiff's by " + Math.sqrt(difference / norm) + " (relative)");
+                    }
+                }
+                teacher.close();
+            }
+        }
+    }
+
     /** Each (matrix index, scale index) of {@code checked}: autodiff gradient vs (L(a+h) − L(a−h)) / 2h in double. */
     private static void checkGradients(DistillationModel model, List<int[]> checked, long seed) {
         int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.shared("text/calibration/tinystories-train-head-197k.txt"), 24);
