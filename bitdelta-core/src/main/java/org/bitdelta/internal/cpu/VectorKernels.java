@@ -1,5 +1,6 @@
 package org.bitdelta.internal.cpu;
 
+import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -650,6 +651,80 @@ final class VectorKernels {
             }
         }
         return acc.reduceLanes(VectorOperators.ADD);
+    }
+
+    // ---------------------------------------------------------------------------------------------------------
+    // Binary (sign) products by table lookup (T-MAC style), for 16 output rows at a time. For each group of 4
+    // input columns, the 16 possible signed sums ±x0 ±x1 ±x2 ±x3 form a table of 16 floats (one 512-bit
+    // register); the 4 sign bits of a row in that group are the index. With the signs re-laid out so that the
+    // nibbles of 16 rows are contiguous (SignBlocks), one permute (vpermd, IntVector.selectFrom) and one add do
+    // 16 rows x 4 columns = 64 sign products, where the masked-add kernels above do 16 per mask and add.
+
+    /** Whether the lookup kernels can run: a table of 16 floats must fill exactly one vector. */
+    static final boolean LOOKUP_SUPPORTED = LANES == 16;
+    /** Bytes of 16 lanes (the sign bytes of 16 rows, widened to 16 int lanes). */
+    private static final VectorSpecies<Byte> ROW_BYTES = VectorSpecies.of(byte.class, VectorShape.forBitSize(LANES * 8));
+    /** Lane n holds +1 where bit j of n is set, else −1 (j = 0..3): table = Σ_j x_j · SIGN_j. */
+    private static final FloatVector SIGN_0 = signPattern(0), SIGN_1 = signPattern(1), SIGN_2 = signPattern(2), SIGN_3 = signPattern(3);
+    /** Floats of the table of one group of 4 columns. */
+    static final int TABLE_FLOATS = 16;
+
+    private static FloatVector signPattern(int bit) {
+        float[] pattern = new float[LANES];
+        for (int lane = 0; lane < LANES; lane++) {
+            pattern[lane] = ((lane >>> bit) & 1) != 0 ? 1f : -1f;
+        }
+        return FloatVector.fromArray(FLOATS, pattern, 0);
+    }
+
+    /**
+     * The lookup tables of one activation row: for group g of 4 columns (g < groups),
+     * tables[tableOffset + 16 g + n] = Σ_{j < 4} (bit j of n ? +x : −x)[4 g + j], with x = 0 past {@code inputs}
+     * (so padding sign bits, whatever they hold, add nothing).
+     */
+    static void buildTables(float[] x, int xOffset, int inputs, int groups, float[] tables, int tableOffset) {
+        int full = Math.min(groups, inputs / 4);
+        for (int g = 0; g < full; g++) {
+            int k = xOffset + 4 * g;
+            SIGN_0.mul(x[k]).add(SIGN_1.mul(x[k + 1])).add(SIGN_2.mul(x[k + 2]).add(SIGN_3.mul(x[k + 3])))
+                    .intoArray(tables, tableOffset + g * TABLE_FLOATS);
+        }
+        for (int g = full; g < groups; g++) {
+            int k = 4 * g;
+            float x0 = k < inputs ? x[xOffset + k] : 0, x1 = k + 1 < inputs ? x[xOffset + k + 1] : 0;
+            float x2 = k + 2 < inputs ? x[xOffset + k + 2] : 0, x3 = k + 3 < inputs ? x[xOffset + k + 3] : 0;
+            SIGN_0.mul(x0).add(SIGN_1.mul(x1)).add(SIGN_2.mul(x2).add(SIGN_3.mul(x3)))
+                    .intoArray(tables, tableOffset + g * TABLE_FLOATS);
+        }
+    }
+
+    /**
+     * Signed sums of one 16-row block of re-laid-out signs against one activation row's tables, over
+     * {@code octets} column octets (8 columns each): acc[accIndex + i] += Σ_k s(i, k) · x[k] for the block's row i.
+     * {@code blockByte} is the block's first byte for the first octet, {@code tableIndex} that octet's first
+     * table (2 tables per octet: low nibble, then high nibble).
+     */
+    static void lookup16x1(byte[] blocks, int blockByte, int octets, float[] tables, int tableIndex, float[] acc, int accIndex) {
+        FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
+        int c = 0;
+        for (; c + 2 <= octets; c += 2) {
+            int b = blockByte + c * 16;
+            int t = tableIndex + c * 2 * TABLE_FLOATS;
+            IntVector i0 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
+            IntVector i1 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b + 16).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
+            a0 = a0.add(i0.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(i0.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
+            a2 = a2.add(i1.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts()).reinterpretAsFloats());
+            a3 = a3.add(i1.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts()).reinterpretAsFloats());
+        }
+        if (c < octets) {
+            int b = blockByte + c * 16;
+            int t = tableIndex + c * 2 * TABLE_FLOATS;
+            IntVector i0 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
+            a0 = a0.add(i0.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(i0.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
+        }
+        FloatVector.fromArray(FLOATS, acc, accIndex).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex);
     }
 
     private static void store4(float[] out, int index, float s0, float s1, float s2, float s3) {
