@@ -37,11 +37,10 @@ public final class VectorCpuBackend implements TensorBackend {
     static final int FUSED_ROWS_LIMIT = 4;
     /**
      * From this many rows (and below {@link #DIRECT_ROWS_LIMIT}) a product with deltas uses the table-lookup sign
-     * kernel: below it the fused pass hides the masked-add sign work under the weight stream.
+     * kernel: below it the fused pass hides the masked-add sign work under the weight stream (measured: at one
+     * tenant, lookup after a separate dense pass was no faster than the fused pass).
      */
-    static final int LOOKUP_ROWS_MIN = Integer.getInteger("bitdelta.cpu.lookupRowsMin", FUSED_ROWS_LIMIT);
-    /** Column octets (8 inputs each) per pass of the lookup kernel: 1024 inputs, 16 KiB of tables per row, in L1. */
-    static final int LOOKUP_OCTET_BLOCK = 128;
+    static final int LOOKUP_ROWS_MIN = FUSED_ROWS_LIMIT;
     /** Below this many activation rows the weight is read in place (decode); from it on, converted tiles. */
     static final int DIRECT_ROWS_LIMIT = 32;
     /** Columns of a converted weight tile (4 rows x 512 floats = 8 KiB, kept in L1), and of the activation block
@@ -361,8 +360,9 @@ public final class VectorCpuBackend implements TensorBackend {
 
     /**
      * Adds the deltas of output rows [start, end) ({@code start} a multiple of 16) to their rows of y, by table
-     * lookup: y[r, m] += scale(m) · Σ_k s(m, k) · x[r, k]. The inputs are taken in blocks of
-     * {@link #LOOKUP_OCTET_BLOCK} octets, so a row's tables for one block stay in L1 across the chunk's row blocks.
+     * lookup: y[r, m] += scale(m) · Σ_k s(m, k) · x[r, k]. Row by row, each 16-row block over all inputs: a row's
+     * signs stream in order, and its tables (64 B per 4 inputs: 64 KiB for K = 4096) stay in L2. (Blocking over K
+     * to keep the tables in L1 measured 1.4x to 2x slower: the sign stream then jumps every 2 KiB.)
      */
     private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, byte[][] blocksOf, float[] tables, int tableFloats,
                                     int octets, int outputs, int start, int end, float[] y) {
@@ -371,15 +371,11 @@ public final class VectorCpuBackend implements TensorBackend {
         int blocks = SignBlocks.blocks(end - start);
         int blockFloats = blocks * SignBlocks.BLOCK_ROWS;
         float[] sums = new float[count * blockFloats];
-        for (int octet0 = 0; octet0 < octets; octet0 += LOOKUP_OCTET_BLOCK) {
-            int length = Math.min(LOOKUP_OCTET_BLOCK, octets - octet0);
-            for (int i = 0; i < count; i++) {
-                byte[] signBlocks = blocksOf[i];
-                int tableIndex = i * tableFloats + octet0 * 2 * VectorKernels.TABLE_FLOATS;
-                for (int b = 0; b < blocks; b++) {
-                    VectorKernels.lookup16x1(signBlocks, ((firstBlock + b) * octets + octet0) * SignBlocks.BLOCK_ROWS, length,
-                            tables, tableIndex, sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS);
-                }
+        for (int i = 0; i < count; i++) {
+            byte[] signBlocks = blocksOf[i];
+            for (int b = 0; b < blocks; b++) {
+                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * octets * SignBlocks.BLOCK_ROWS, octets,
+                        tables, i * tableFloats, sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS);
             }
         }
         for (int i = 0; i < count; i++) {
