@@ -12,12 +12,13 @@ import java.util.concurrent.ConcurrentHashMap;
  * A private copy of a delta's packed signs re-laid out for the table-lookup kernel
  * ({@link VectorKernels#lookup16x1}), and the cache that keeps one per delta.
  *
- * <p>Layout: the packed byte matrix [rows, bytesPerRow] of the format, cut into blocks of {@link #BLOCK_ROWS}
- * output rows and transposed within each block: byte {@code (block * bytesPerRow + octet) * 16 + i} is byte
- * {@code octet} of row {@code block * 16 + i}. So the 16 bytes the kernel needs for 16 rows x 8 columns (low
- * nibble: columns 8·octet .. +3, high nibble: the next 4) are contiguous, and a block's signs are one run of
- * memory. Rows past the end of the matrix are zero bytes. The copy is as large as the packed signs (plus at most
- * 15 padding rows); the {@code .bitdelta} format and the delta itself are unchanged.
+ * <p>Layout: the packed rows of the format cut into 32-bit words (32 columns; the last word of a row zero-padded)
+ * and blocks of {@link #BLOCK_ROWS} output rows, transposed within each block: int
+ * {@code (block * words + w) * 16 + i} is word {@code w} (little-endian bytes 4w .. 4w+3) of row
+ * {@code block * 16 + i}. So one 512-bit load gives the kernel 32 columns of 16 rows, one row per lane, and a
+ * block's signs are one run of memory. Rows past the end of the matrix are zero. The copy is as large as the
+ * packed signs (plus at most 15 padding rows and 3 padding bytes per row); the {@code .bitdelta} format and the
+ * delta itself are unchanged.
  *
  * <p>The cache is keyed by the identity of the delta's sign segment (so {@link BinaryDelta#withScales} shares the
  * copy), held weakly: when a tenant is removed and its delta becomes unreachable, the garbage collector clears the
@@ -27,14 +28,14 @@ final class SignBlocks {
     /** Output rows per block: the lanes of one 512-bit float vector. */
     static final int BLOCK_ROWS = 16;
 
-    private final ConcurrentHashMap<Key, byte[]> copies = new ConcurrentHashMap<>();
+    private final ConcurrentHashMap<Key, int[]> copies = new ConcurrentHashMap<>();
     private final ReferenceQueue<MemorySegment> cleared = new ReferenceQueue<>();
 
     /** The re-laid-out signs of {@code delta}, built on first use. */
-    byte[] of(BinaryDelta delta) {
+    int[] of(BinaryDelta delta) {
         expungeCleared();
         MemorySegment signs = delta.signs();
-        byte[] copy = copies.get(new Key(signs, null));
+        int[] copy = copies.get(new Key(signs, null));
         if (copy != null) {
             return copy;
         }
@@ -51,26 +52,33 @@ final class SignBlocks {
         copies.clear();
     }
 
-    /** Bytes a copy takes for a [rows, cols] delta; must fit a Java array. */
-    static long bytes(int rows, int cols) {
-        return (long) blocks(rows) * BLOCK_ROWS * BinaryDelta.bytesPerRow(cols);
+    /** 32-bit sign words per row of a delta with {@code cols} columns. */
+    static int words(int cols) {
+        return (BinaryDelta.bytesPerRow(cols) + 3) / 4;
+    }
+
+    /** Ints a copy takes for a [rows, cols] delta; must fit a Java array. */
+    static long ints(int rows, int cols) {
+        return (long) blocks(rows) * BLOCK_ROWS * words(cols);
     }
 
     static int blocks(int rows) {
         return (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
     }
 
-    static byte[] relayout(BinaryDelta delta) {
+    static int[] relayout(BinaryDelta delta) {
         int rows = delta.rows();
         int bytesPerRow = delta.bytesPerRow();
+        int words = words(delta.cols());
         MemorySegment signs = delta.signs();
-        byte[] copy = new byte[Math.toIntExact(bytes(rows, delta.cols()))];
-        byte[] row = new byte[bytesPerRow];
+        int[] copy = new int[Math.toIntExact(ints(rows, delta.cols()))];
+        byte[] row = new byte[words * 4];
+        MemorySegment rowWords = MemorySegment.ofArray(row);
         for (int m = 0; m < rows; m++) {
             MemorySegment.copy(signs, ValueLayout.JAVA_BYTE, (long) m * bytesPerRow, row, 0, bytesPerRow);
-            int base = (m / BLOCK_ROWS) * bytesPerRow * BLOCK_ROWS + m % BLOCK_ROWS;
-            for (int octet = 0; octet < bytesPerRow; octet++) {
-                copy[base + octet * BLOCK_ROWS] = row[octet];
+            int base = (m / BLOCK_ROWS) * words * BLOCK_ROWS + m % BLOCK_ROWS;
+            for (int w = 0; w < words; w++) {
+                copy[base + w * BLOCK_ROWS] = rowWords.get(VectorKernels.INT_LE, 4L * w);
             }
         }
         return copy;

@@ -25,7 +25,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Binary products, decode batches (from {@link #LOOKUP_ROWS_MIN} to {@link #DIRECT_ROWS_LIMIT} rows): table
  * lookup over a private re-laid-out copy of each delta's signs ({@link SignBlocks}, cached per delta, as large as
  * the packed signs): per activation row, the 16 signed sums of every group of 4 inputs; per 16 output rows and
- * 4 inputs, one permute and one add ({@link VectorKernels#lookup16x1}). Other batches: rows are grouped by tenant
+ * 4 inputs, a shift, an and, one permute and one add ({@link VectorKernels#lookup16x1}). Other batches: rows are grouped by tenant
  * so that each tenant's packed signs are read once per call, and the sign bits become lane masks directly (see
  * {@link VectorKernels#positiveSum4x1}).
  */
@@ -120,7 +120,7 @@ public final class VectorCpuBackend implements TensorBackend {
         WeightType type = shape.type;
         long work = (long) rows * outputs * inputs * 2;
         if (signLookup && rows >= LOOKUP_ROWS_MIN && rows < DIRECT_ROWS_LIMIT
-                && SignBlocks.bytes(outputs, inputs) <= Integer.MAX_VALUE - 8) {
+                && SignBlocks.ints(outputs, inputs) <= Integer.MAX_VALUE - 8) {
             lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
             return;
         }
@@ -331,8 +331,9 @@ public final class VectorCpuBackend implements TensorBackend {
      */
     private void lookupDecode(float[] x, int rows, MemorySegment data, WeightType type, int inputs, int outputs,
                               List<BinaryDelta> deltas, int[] tenantOfRow, float[] y, long work) {
-        int octets = BinaryDelta.bytesPerRow(inputs);
-        int tableFloats = 2 * octets * VectorKernels.TABLE_FLOATS;
+        int words = SignBlocks.words(inputs);
+        int groups = 8 * words;
+        int tableFloats = groups * VectorKernels.TABLE_FLOATS;
         int count = 0;
         for (int r = 0; r < rows; r++) {
             if (tenantOfRow[r] >= 0) {
@@ -341,20 +342,20 @@ public final class VectorCpuBackend implements TensorBackend {
         }
         int[] deltaRows = new int[count];
         BinaryDelta[] deltaOf = new BinaryDelta[count];
-        byte[][] blocksOf = new byte[count][];
+        int[][] blocksOf = new int[count][];
         float[] tables = new float[Math.multiplyExact(count, tableFloats)];
         for (int r = 0, i = 0; r < rows; r++) {
             if (tenantOfRow[r] >= 0) {
                 deltaRows[i] = r;
                 deltaOf[i] = deltas.get(tenantOfRow[r]);
                 blocksOf[i] = signBlocks.of(deltaOf[i]);
-                VectorKernels.buildTables(x, r * inputs, inputs, 2 * octets, tables, i * tableFloats);
+                VectorKernels.buildTables(x, r * inputs, inputs, groups, tables, i * tableFloats);
                 i++;
             }
         }
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
             dense(x, rows, data, type, inputs, outputs, start, end, y);
-            lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, octets, outputs, start, end, y);
+            lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
         });
     }
 
@@ -364,17 +365,17 @@ public final class VectorCpuBackend implements TensorBackend {
      * signs stream in order, and its tables (64 B per 4 inputs: 64 KiB for K = 4096) stay in L2. (Blocking over K
      * to keep the tables in L1 measured 1.4x to 2x slower: the sign stream then jumps every 2 KiB.)
      */
-    private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, byte[][] blocksOf, float[] tables, int tableFloats,
-                                    int octets, int outputs, int start, int end, float[] y) {
+    private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, int[][] blocksOf, float[] tables, int tableFloats,
+                                    int words, int outputs, int start, int end, float[] y) {
         int count = deltaRows.length;
         int firstBlock = start / SignBlocks.BLOCK_ROWS;
         int blocks = SignBlocks.blocks(end - start);
         int blockFloats = blocks * SignBlocks.BLOCK_ROWS;
         float[] sums = new float[count * blockFloats];
         for (int i = 0; i < count; i++) {
-            byte[] signBlocks = blocksOf[i];
+            int[] signBlocks = blocksOf[i];
             for (int b = 0; b < blocks; b++) {
-                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * octets * SignBlocks.BLOCK_ROWS, octets,
+                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * words * SignBlocks.BLOCK_ROWS, words,
                         tables, i * tableFloats, sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS);
             }
         }

@@ -1,6 +1,5 @@
 package org.bitdelta.internal.cpu;
 
-import jdk.incubator.vector.ByteVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.ShortVector;
@@ -656,14 +655,13 @@ final class VectorKernels {
     // ---------------------------------------------------------------------------------------------------------
     // Binary (sign) products by table lookup (T-MAC style), for 16 output rows at a time. For each group of 4
     // input columns, the 16 possible signed sums ±x0 ±x1 ±x2 ±x3 form a table of 16 floats (one 512-bit
-    // register); the 4 sign bits of a row in that group are the index. With the signs re-laid out so that the
-    // nibbles of 16 rows are contiguous (SignBlocks), one permute (vpermd, IntVector.selectFrom) and one add do
-    // 16 rows x 4 columns = 64 sign products, where the masked-add kernels above do 16 per mask and add.
+    // register); the 4 sign bits of a row in that group are the index. With the signs re-laid out so that one
+    // int lane holds 32 sign bits of one of 16 rows (SignBlocks), a shift, an and, one permute (vpermd,
+    // IntVector.selectFrom) and one add do 16 rows x 4 columns = 64 sign products, where the masked-add kernels
+    // above do 16 per mask and add.
 
     /** Whether the lookup kernels can run: a table of 16 floats must fill exactly one vector. */
     static final boolean LOOKUP_SUPPORTED = LANES == 16;
-    /** Bytes of 16 lanes (the sign bytes of 16 rows, widened to 16 int lanes). */
-    private static final VectorSpecies<Byte> ROW_BYTES = VectorSpecies.of(byte.class, VectorShape.forBitSize(LANES * 8));
     /** Lane n holds +1 where bit j of n is set, else −1 (j = 0..3): table = Σ_j x_j · SIGN_j. */
     private static final FloatVector SIGN_0 = signPattern(0), SIGN_1 = signPattern(1), SIGN_2 = signPattern(2), SIGN_3 = signPattern(3);
     /** Floats of the table of one group of 4 columns. */
@@ -699,30 +697,25 @@ final class VectorKernels {
     }
 
     /**
-     * Signed sums of one 16-row block of re-laid-out signs against one activation row's tables, over
-     * {@code octets} column octets (8 columns each): acc[accIndex + i] += Σ_k s(i, k) · x[k] for the block's row i.
-     * {@code blockByte} is the block's first byte for the first octet, {@code tableIndex} that octet's first
-     * table (2 tables per octet: low nibble, then high nibble).
+     * Signed sums of one 16-row block of re-laid-out signs against one activation row's tables, over {@code words}
+     * sign words (32 columns each): acc[accIndex + i] += Σ_k s(i, k) · x[k] for the block's row i.
+     * {@code blockIndex} is the block's first int (16 per word: one per row), {@code tableIndex} the first table
+     * of the first word (8 tables per word, one per nibble). Lane i's int holds row i's 32 sign bits, so the
+     * index of nibble j is {@code (word >>> 4j) & 15}: shifts and ands, one permute per 64 sign products.
      */
-    static void lookup16x1(byte[] blocks, int blockByte, int octets, float[] tables, int tableIndex, float[] acc, int accIndex) {
+    static void lookup16x1(int[] blocks, int blockIndex, int words, float[] tables, int tableIndex, float[] acc, int accIndex) {
         FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
-        int c = 0;
-        for (; c + 2 <= octets; c += 2) {
-            int b = blockByte + c * 16;
-            int t = tableIndex + c * 2 * TABLE_FLOATS;
-            IntVector i0 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
-            IntVector i1 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b + 16).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
-            a0 = a0.add(i0.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
-            a1 = a1.add(i0.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
-            a2 = a2.add(i1.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts()).reinterpretAsFloats());
-            a3 = a3.add(i1.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts()).reinterpretAsFloats());
-        }
-        if (c < octets) {
-            int b = blockByte + c * 16;
-            int t = tableIndex + c * 2 * TABLE_FLOATS;
-            IntVector i0 = (IntVector) ByteVector.fromArray(ROW_BYTES, blocks, b).convertShape(VectorOperators.ZERO_EXTEND_B2I, INTS, 0);
-            a0 = a0.add(i0.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
-            a1 = a1.add(i0.lanewise(VectorOperators.LSHR, 4).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
+        for (int w = 0; w < words; w++) {
+            IntVector s = IntVector.fromArray(INTS, blocks, blockIndex + w * 16);
+            int t = tableIndex + w * 8 * TABLE_FLOATS;
+            a0 = a0.add(s.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts()).reinterpretAsFloats());
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts()).reinterpretAsFloats());
+            a0 = a0.add(s.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 64).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 80).reinterpretAsInts()).reinterpretAsFloats());
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 96).reinterpretAsInts()).reinterpretAsFloats());
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 28).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 112).reinterpretAsInts()).reinterpretAsFloats());
         }
         FloatVector.fromArray(FLOATS, acc, accIndex).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex);
     }

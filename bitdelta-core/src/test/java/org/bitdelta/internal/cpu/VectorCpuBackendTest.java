@@ -140,16 +140,16 @@ class VectorCpuBackendTest {
 
     // ---------------------------------------------------------------------------------------------------------
     // Binary, table-lookup path (decode batches of LOOKUP_ROWS_MIN .. DIRECT_ROWS_LIMIT - 1 rows): its own edges are
-    // 16-row blocks (M not a multiple of 16, one partial block, several chunks), groups of 4 and octets of 8 inputs
-    // (K not a multiple of 4 or 8, an odd number of octets), per-row scales, rows with tenant -1, several rows of
-    // one tenant, and the row counts at both ends of the path.
+    // 16-row blocks (M not a multiple of 16, one partial block, several chunks), groups of 4 inputs and 32-input
+    // sign words (K not a multiple of 4, 8 or 32; one word, a zero-padded last word), per-row scales, rows with
+    // tenant -1, several rows of one tenant, and the row counts at both ends of the path.
 
     static Stream<Arguments> lookupCases() {
         List<Arguments> cases = new ArrayList<>();
         int[] rowCounts = {VectorCpuBackend.LOOKUP_ROWS_MIN - 1, VectorCpuBackend.LOOKUP_ROWS_MIN, 5, 16,
                 VectorCpuBackend.DIRECT_ROWS_LIMIT - 1, VectorCpuBackend.DIRECT_ROWS_LIMIT};
         int[] outputs = {1, 15, 16, 17, 48, 257};
-        int[] inputs = {1, 3, 4, 5, 8, 9, 12, 16, 24, 100, 4097};
+        int[] inputs = {1, 3, 4, 5, 9, 24, 31, 32, 33, 100, 4097};
         int index = 0;
         for (int k : inputs) {
             for (int m : outputs) {
