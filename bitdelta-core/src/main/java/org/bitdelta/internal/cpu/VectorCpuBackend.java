@@ -361,9 +361,10 @@ public final class VectorCpuBackend implements TensorBackend {
 
     /**
      * Adds the deltas of output rows [start, end) ({@code start} a multiple of 16) to their rows of y, by table
-     * lookup: y[r, m] += scale(m) · Σ_k s(m, k) · x[r, k]. Row by row, each 16-row block over all inputs: a row's
-     * signs stream in order, and its tables (64 B per 4 inputs: 64 KiB for K = 4096) stay in L2. (Blocking over K
-     * to keep the tables in L1 measured 1.4x to 2x slower: the sign stream then jumps every 2 KiB.)
+     * lookup: y[r, m] += scale(m) · Σ_k s(m, k) · x[r, k]. Row by row, two 16-row blocks at a time over all inputs
+     * (each table load serves both; measured about 20% faster than one block at a time with the signs in DRAM): a
+     * row's signs stream in order, and its tables (64 B per 4 inputs: 64 KiB for K = 4096) stay in L2. (Blocking
+     * over K to keep the tables in L1 measured 1.4x to 2x slower: the sign stream then jumps every 2 KiB.)
      */
     private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, int[][] blocksOf, float[] tables, int tableFloats,
                                     int words, int outputs, int start, int end, float[] y) {
@@ -374,8 +375,15 @@ public final class VectorCpuBackend implements TensorBackend {
         float[] sums = new float[count * blockFloats];
         for (int i = 0; i < count; i++) {
             int[] signBlocks = blocksOf[i];
-            for (int b = 0; b < blocks; b++) {
-                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * words * SignBlocks.BLOCK_ROWS, words,
+            int blockInts = words * SignBlocks.BLOCK_ROWS;
+            int b = 0;
+            for (; b + 2 <= blocks; b += 2) {
+                int first = (firstBlock + b) * blockInts;
+                VectorKernels.lookup32x1(signBlocks, first, first + blockInts, words, tables, i * tableFloats,
+                        sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS, i * blockFloats + (b + 1) * SignBlocks.BLOCK_ROWS);
+            }
+            if (b < blocks) {
+                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * blockInts, words,
                         tables, i * tableFloats, sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS);
             }
         }

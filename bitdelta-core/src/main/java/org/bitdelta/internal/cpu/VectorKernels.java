@@ -720,6 +720,48 @@ final class VectorKernels {
         FloatVector.fromArray(FLOATS, acc, accIndex).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex);
     }
 
+    /**
+     * As {@link #lookup16x1} for two 16-row blocks of the same delta ({@code blockIndex1} the second block's first
+     * int) against the same tables: each table is loaded once for both blocks, halving the table traffic (a row's
+     * tables, 64 B per 4 inputs, do not fit L1 for K = 4096), and the two blocks' signs stream side by side.
+     */
+    static void lookup32x1(int[] blocks, int blockIndex0, int blockIndex1, int words, float[] tables, int tableIndex,
+                           float[] acc, int accIndex0, int accIndex1) {
+        FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int w = 0; w < words; w++) {
+            IntVector s = IntVector.fromArray(INTS, blocks, blockIndex0 + w * 16);
+            IntVector u = IntVector.fromArray(INTS, blocks, blockIndex1 + w * 16);
+            int t = tableIndex + w * 8 * TABLE_FLOATS;
+            IntVector table = FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts();
+            a0 = a0.add(s.and(15).selectFrom(table).reinterpretAsFloats());
+            b0 = b0.add(u.and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts();
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(table).reinterpretAsFloats());
+            b1 = b1.add(u.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts();
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(table).reinterpretAsFloats());
+            b2 = b2.add(u.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts();
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(table).reinterpretAsFloats());
+            b3 = b3.add(u.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 64).reinterpretAsInts();
+            a0 = a0.add(s.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(table).reinterpretAsFloats());
+            b0 = b0.add(u.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 80).reinterpretAsInts();
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(table).reinterpretAsFloats());
+            b1 = b1.add(u.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 96).reinterpretAsInts();
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(table).reinterpretAsFloats());
+            b2 = b2.add(u.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 112).reinterpretAsInts();
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 28).selectFrom(table).reinterpretAsFloats());
+            b3 = b3.add(u.lanewise(VectorOperators.LSHR, 28).selectFrom(table).reinterpretAsFloats());
+        }
+        FloatVector.fromArray(FLOATS, acc, accIndex0).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex0);
+        FloatVector.fromArray(FLOATS, acc, accIndex1).add(b0.add(b1).add(b2.add(b3))).intoArray(acc, accIndex1);
+    }
+
     private static void store4(float[] out, int index, float s0, float s1, float s2, float s3) {
         out[index] = s0;
         out[index + 1] = s1;

@@ -189,7 +189,8 @@ class VectorCpuBackendTest {
             float[] again = filledWithNaN(9 * 301);
             withLookup.deltaMatmul(data.x, 9, data.base, rescaled, data.tenantOfRow, again);
             assertEquals(used, withLookup.cachedSignCopies(), "withScales shares the signs, so it shares the copy");
-            assertArrayEquals(lookup, again);
+            // Not bit-exact: interpreted and compiled kernels may reduce lanes in different orders.
+            assertClose(lookup, again, seed, "same product with the copies cached, " + data.describe());
             withLookup.close();
             assertEquals(0, withLookup.cachedSignCopies(), "close drops the copies");
         }
