@@ -119,8 +119,7 @@ public final class VectorCpuBackend implements TensorBackend {
         MemorySegment data = base.data();
         WeightType type = shape.type;
         long work = (long) rows * outputs * inputs * 2;
-        if (signLookup && rows >= LOOKUP_ROWS_MIN && rows < DIRECT_ROWS_LIMIT
-                && SignBlocks.ints(outputs, inputs) <= Integer.MAX_VALUE - 8) {
+        if (signLookup && rows >= LOOKUP_ROWS_MIN && rows < DIRECT_ROWS_LIMIT) {
             lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
             return;
         }
@@ -342,7 +341,7 @@ public final class VectorCpuBackend implements TensorBackend {
         }
         int[] deltaRows = new int[count];
         BinaryDelta[] deltaOf = new BinaryDelta[count];
-        int[][] blocksOf = new int[count][];
+        MemorySegment[] blocksOf = new MemorySegment[count];
         float[] tables = new float[Math.multiplyExact(count, tableFloats)];
         for (int r = 0, i = 0; r < rows; r++) {
             if (tenantOfRow[r] >= 0) {
@@ -366,7 +365,7 @@ public final class VectorCpuBackend implements TensorBackend {
      * row's signs stream in order, and its tables (64 B per 4 inputs: 64 KiB for K = 4096) stay in L2. (Blocking
      * over K to keep the tables in L1 measured 1.4x to 2x slower: the sign stream then jumps every 2 KiB.)
      */
-    private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, int[][] blocksOf, float[] tables, int tableFloats,
+    private static void lookupRange(int[] deltaRows, BinaryDelta[] deltaOf, MemorySegment[] blocksOf, float[] tables, int tableFloats,
                                     int words, int outputs, int start, int end, float[] y) {
         int count = deltaRows.length;
         int firstBlock = start / SignBlocks.BLOCK_ROWS;
@@ -374,16 +373,16 @@ public final class VectorCpuBackend implements TensorBackend {
         int blockFloats = blocks * SignBlocks.BLOCK_ROWS;
         float[] sums = new float[count * blockFloats];
         for (int i = 0; i < count; i++) {
-            int[] signBlocks = blocksOf[i];
-            int blockInts = words * SignBlocks.BLOCK_ROWS;
+            MemorySegment signBlocks = blocksOf[i];
+            long blockBytes = (long) words * SignBlocks.BLOCK_ROWS * 4;
             int b = 0;
             for (; b + 2 <= blocks; b += 2) {
-                int first = (firstBlock + b) * blockInts;
-                VectorKernels.lookup32x1(signBlocks, first, first + blockInts, words, tables, i * tableFloats,
+                long first = (firstBlock + b) * blockBytes;
+                VectorKernels.lookup32x1(signBlocks, first, first + blockBytes, words, tables, i * tableFloats,
                         sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS, i * blockFloats + (b + 1) * SignBlocks.BLOCK_ROWS);
             }
             if (b < blocks) {
-                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * blockInts, words,
+                VectorKernels.lookup16x1(signBlocks, (firstBlock + b) * blockBytes, words,
                         tables, i * tableFloats, sums, i * blockFloats + b * SignBlocks.BLOCK_ROWS);
             }
         }

@@ -699,14 +699,14 @@ final class VectorKernels {
     /**
      * Signed sums of one 16-row block of re-laid-out signs against one activation row's tables, over {@code words}
      * sign words (32 columns each): acc[accIndex + i] += Σ_k s(i, k) · x[k] for the block's row i.
-     * {@code blockIndex} is the block's first int (16 per word: one per row), {@code tableIndex} the first table
+     * {@code blockByte} is the block's first byte (64 per word: an int per row), {@code tableIndex} the first table
      * of the first word (8 tables per word, one per nibble). Lane i's int holds row i's 32 sign bits, so the
      * index of nibble j is {@code (word >>> 4j) & 15}: shifts and ands, one permute per 64 sign products.
      */
-    static void lookup16x1(int[] blocks, int blockIndex, int words, float[] tables, int tableIndex, float[] acc, int accIndex) {
+    static void lookup16x1(MemorySegment blocks, long blockByte, int words, float[] tables, int tableIndex, float[] acc, int accIndex) {
         FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
         for (int w = 0; w < words; w++) {
-            IntVector s = IntVector.fromArray(INTS, blocks, blockIndex + w * 16);
+            IntVector s = IntVector.fromMemorySegment(INTS, blocks, blockByte + w * 64L, ByteOrder.LITTLE_ENDIAN);
             int t = tableIndex + w * 8 * TABLE_FLOATS;
             a0 = a0.add(s.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
             a1 = a1.add(s.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
@@ -721,17 +721,17 @@ final class VectorKernels {
     }
 
     /**
-     * As {@link #lookup16x1} for two 16-row blocks of the same delta ({@code blockIndex1} the second block's first
-     * int) against the same tables: each table is loaded once for both blocks, halving the table traffic (a row's
+     * As {@link #lookup16x1} for two 16-row blocks of the same delta ({@code blockByte1} the second block's first
+     * byte) against the same tables: each table is loaded once for both blocks, halving the table traffic (a row's
      * tables, 64 B per 4 inputs, do not fit L1 for K = 4096), and the two blocks' signs stream side by side.
      */
-    static void lookup32x1(int[] blocks, int blockIndex0, int blockIndex1, int words, float[] tables, int tableIndex,
+    static void lookup32x1(MemorySegment blocks, long blockByte0, long blockByte1, int words, float[] tables, int tableIndex,
                            float[] acc, int accIndex0, int accIndex1) {
         FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
         FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         for (int w = 0; w < words; w++) {
-            IntVector s = IntVector.fromArray(INTS, blocks, blockIndex0 + w * 16);
-            IntVector u = IntVector.fromArray(INTS, blocks, blockIndex1 + w * 16);
+            IntVector s = IntVector.fromMemorySegment(INTS, blocks, blockByte0 + w * 64L, ByteOrder.LITTLE_ENDIAN);
+            IntVector u = IntVector.fromMemorySegment(INTS, blocks, blockByte1 + w * 64L, ByteOrder.LITTLE_ENDIAN);
             int t = tableIndex + w * 8 * TABLE_FLOATS;
             IntVector table = FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts();
             a0 = a0.add(s.and(15).selectFrom(table).reinterpretAsFloats());
