@@ -25,9 +25,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * <p>Binary products, decode batches (from {@link #LOOKUP_ROWS_MIN} to {@link #DIRECT_ROWS_LIMIT} rows): table
  * lookup over a private re-laid-out copy of each delta's signs ({@link SignBlocks}, cached per delta, as large as
  * the packed signs): per activation row, the 16 signed sums of every group of 4 inputs; per 16 output rows and
- * 4 inputs, a shift, an and, one permute and one add ({@link VectorKernels#lookup16x1}). Other batches: rows are grouped by tenant
- * so that each tenant's packed signs are read once per call, and the sign bits become lane masks directly (see
- * {@link VectorKernels#positiveSum4x1}).
+ * 4 inputs, a shift, an and, one permute and one add ({@link VectorKernels#lookup16x1}). Other batches: rows are
+ * grouped by tenant so that each tenant's packed signs are read once per call, and the sign bits become lane
+ * masks directly (see {@link VectorKernels#positiveSum4x1}).
  */
 public final class VectorCpuBackend implements TensorBackend {
     /**
