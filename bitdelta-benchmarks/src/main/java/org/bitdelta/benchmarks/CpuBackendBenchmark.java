@@ -3,7 +3,9 @@ package org.bitdelta.benchmarks;
 import jdk.incubator.vector.LongVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
+import jdk.incubator.vector.FloatVector;
 import org.bitdelta.BinaryDelta;
+import org.bitdelta.internal.cpu.VectorCpuBackend;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.tensor.DType;
@@ -39,6 +41,12 @@ import java.util.concurrent.TimeUnit;
  * <ul>
  *   <li>{@code binaryProduct}: one BF16 base [M, K] plus N tenants' packed 1-bit deltas, one token per tenant
  *       (the BitDelta way to serve N fine-tunes);</li>
+ *   <li>{@code binaryProductMaskedAdd}: the same product on a backend whose sign product stays on the masked-add
+ *       kernels (the path before the table-lookup kernel), so one run gives both;</li>
+ *   <li>{@code baseProduct}: the N tokens times the BF16 base alone (F32 multiply-adds, no deltas): the compute
+ *       that no sign kernel removes;</li>
+ *   <li>{@code fmaPeak}: 512-bit (or preferred-width) F32 FMAs from registers on every thread, the machine's FMA
+ *       ceiling, from which the base product's compute floor = N·M·K / FMA rate;</li>
  *   <li>{@code denseBf16PerTenant}: the same N tokens, each against its tenant's own full BF16 weight (the naive
  *       way: N separately loaded fine-tunes);</li>
  *   <li>{@code memoryRead} / {@code memoryCopy}: the machine's bandwidth on buffers far larger than the caches,
@@ -70,6 +78,22 @@ public class CpuBackendBenchmark {
         @Setup(Level.Trial)
         public void create() {
             backend = TensorBackends.create("cpu");
+        }
+
+        @TearDown(Level.Trial)
+        public void close() {
+            backend.close();
+        }
+    }
+
+    /** The same backend with the sign product on the masked-add kernels (the path before table lookup). */
+    @State(Scope.Benchmark)
+    public static class MaskedAddBackend {
+        TensorBackend backend;
+
+        @Setup(Level.Trial)
+        public void create() {
+            backend = new VectorCpuBackend(Runtime.getRuntime().availableProcessors(), false);
         }
 
         @TearDown(Level.Trial)
@@ -201,6 +225,21 @@ public class CpuBackendBenchmark {
     }
 
     @Benchmark
+    public float[] binaryProductMaskedAdd(MaskedAddBackend backend, Tokens tokens, BitDeltaWeights weights) {
+        int layer = weights.nextLayer();
+        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
+        return tokens.y;
+    }
+
+    /** The N tokens times the shared base alone: the multiply-adds every path does, with no delta. */
+    @Benchmark
+    public float[] baseProduct(Backend backend, Tokens tokens, BitDeltaWeights weights) {
+        int layer = weights.nextLayer();
+        backend.backend.matmul(tokens.x, tokens.tenants, weights.bases[layer], tokens.y);
+        return tokens.y;
+    }
+
+    @Benchmark
     public float[][] denseBf16PerTenant(Backend backend, Tokens tokens, DenseWeights weights) {
         Tensor[] layerWeights = weights.weights[weights.nextLayer()];
         for (int t = 0; t < tokens.tenants; t++) {
@@ -270,6 +309,52 @@ public class CpuBackendBenchmark {
         }
         buffers.pool.invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
         return buffers.target;
+    }
+
+    /** FMAs per thread per {@link #fmaPeak} call (8 independent accumulators x FMA_ITERATIONS). */
+    static final int FMA_ITERATIONS = 1 << 20;
+
+    /**
+     * The FMA ceiling: every thread (one per processor, as the backend) runs 8 x {@link #FMA_ITERATIONS} vector
+     * FMAs on registers (8 independent chains, enough to cover the FMA latency). F32 multiply-adds per op =
+     * threads x 8 x FMA_ITERATIONS x {@link #FMA_LANES} (16 on AVX-512; {@code cpu_table.py} takes threads and
+     * lanes as arguments, default 2 and 16).
+     */
+    @Benchmark
+    public float fmaPeak(Buffers buffers) {
+        List<ForkJoinTask<Float>> tasks = new ArrayList<>();
+        for (int i = 0; i < buffers.threads; i++) {
+            float seed = i + 1;
+            tasks.add(ForkJoinTask.adapt(() -> fmaChains(seed)));
+        }
+        return buffers.pool.invoke(ForkJoinTask.adapt(() -> {
+            ForkJoinTask.invokeAll(tasks);
+            float total = 0;
+            for (ForkJoinTask<Float> task : tasks) {
+                total += task.join();
+            }
+            return total;
+        }));
+    }
+
+    static final int FMA_LANES = FloatVector.SPECIES_PREFERRED.length();
+
+    static float fmaChains(float seed) {
+        FloatVector a = FloatVector.broadcast(FloatVector.SPECIES_PREFERRED, 0.999f);
+        FloatVector b = FloatVector.broadcast(FloatVector.SPECIES_PREFERRED, 1e-3f);
+        FloatVector c0 = FloatVector.broadcast(FloatVector.SPECIES_PREFERRED, seed), c1 = c0.add(1), c2 = c0.add(2), c3 = c0.add(3);
+        FloatVector c4 = c0.add(4), c5 = c0.add(5), c6 = c0.add(6), c7 = c0.add(7);
+        for (int i = 0; i < FMA_ITERATIONS; i++) {
+            c0 = c0.fma(a, b);
+            c1 = c1.fma(a, b);
+            c2 = c2.fma(a, b);
+            c3 = c3.fma(a, b);
+            c4 = c4.fma(a, b);
+            c5 = c5.fma(a, b);
+            c6 = c6.fma(a, b);
+            c7 = c7.fma(a, b);
+        }
+        return c0.add(c1).add(c2).add(c3).add(c4).add(c5).add(c6).add(c7).reduceLanes(VectorOperators.ADD);
     }
 
     static long sumLongs(MemorySegment segment, long start, long bytes) {

@@ -652,6 +652,116 @@ final class VectorKernels {
         return acc.reduceLanes(VectorOperators.ADD);
     }
 
+    // ---------------------------------------------------------------------------------------------------------
+    // Binary (sign) products by table lookup (T-MAC style), for 16 output rows at a time. For each group of 4
+    // input columns, the 16 possible signed sums ±x0 ±x1 ±x2 ±x3 form a table of 16 floats (one 512-bit
+    // register); the 4 sign bits of a row in that group are the index. With the signs re-laid out so that one
+    // int lane holds 32 sign bits of one of 16 rows (SignBlocks), a shift, an and, one permute (vpermd,
+    // IntVector.selectFrom) and one add do 16 rows x 4 columns = 64 sign products, where the masked-add kernels
+    // above do 16 per mask and add.
+
+    /** Whether the lookup kernels can run: a table of 16 floats must fill exactly one vector. */
+    static final boolean LOOKUP_SUPPORTED = LANES == 16;
+    /** Lane n holds +1 where bit j of n is set, else −1 (j = 0..3): table = Σ_j x_j · SIGN_j. */
+    private static final FloatVector SIGN_0 = signPattern(0), SIGN_1 = signPattern(1), SIGN_2 = signPattern(2), SIGN_3 = signPattern(3);
+    /** Floats of the table of one group of 4 columns. */
+    static final int TABLE_FLOATS = 16;
+
+    private static FloatVector signPattern(int bit) {
+        float[] pattern = new float[LANES];
+        for (int lane = 0; lane < LANES; lane++) {
+            pattern[lane] = ((lane >>> bit) & 1) != 0 ? 1f : -1f;
+        }
+        return FloatVector.fromArray(FLOATS, pattern, 0);
+    }
+
+    /**
+     * The lookup tables of one activation row: for group g of 4 columns (g < groups),
+     * tables[tableOffset + 16 g + n] = Σ_{j < 4} (bit j of n ? +x : −x)[4 g + j], with x = 0 past {@code inputs}
+     * (so padding sign bits, whatever they hold, add nothing).
+     */
+    static void buildTables(float[] x, int xOffset, int inputs, int groups, float[] tables, int tableOffset) {
+        int full = Math.min(groups, inputs / 4);
+        for (int g = 0; g < full; g++) {
+            int k = xOffset + 4 * g;
+            SIGN_0.mul(x[k]).add(SIGN_1.mul(x[k + 1])).add(SIGN_2.mul(x[k + 2]).add(SIGN_3.mul(x[k + 3])))
+                    .intoArray(tables, tableOffset + g * TABLE_FLOATS);
+        }
+        for (int g = full; g < groups; g++) {
+            int k = 4 * g;
+            float x0 = k < inputs ? x[xOffset + k] : 0, x1 = k + 1 < inputs ? x[xOffset + k + 1] : 0;
+            float x2 = k + 2 < inputs ? x[xOffset + k + 2] : 0, x3 = k + 3 < inputs ? x[xOffset + k + 3] : 0;
+            SIGN_0.mul(x0).add(SIGN_1.mul(x1)).add(SIGN_2.mul(x2).add(SIGN_3.mul(x3)))
+                    .intoArray(tables, tableOffset + g * TABLE_FLOATS);
+        }
+    }
+
+    /**
+     * Signed sums of one 16-row block of re-laid-out signs against one activation row's tables, over {@code words}
+     * sign words (32 columns each): acc[accIndex + i] += Σ_k s(i, k) · x[k] for the block's row i.
+     * {@code blockByte} is the block's first byte (64 per word: an int per row), {@code tableIndex} the first table
+     * of the first word (8 tables per word, one per nibble). Lane i's int holds row i's 32 sign bits, so the
+     * index of nibble j is {@code (word >>> 4j) & 15}: shifts and ands, one permute per 64 sign products.
+     */
+    static void lookup16x1(MemorySegment blocks, long blockByte, int words, float[] tables, int tableIndex, float[] acc, int accIndex) {
+        FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
+        for (int w = 0; w < words; w++) {
+            IntVector s = IntVector.fromMemorySegment(INTS, blocks, blockByte + w * 64L, ByteOrder.LITTLE_ENDIAN);
+            int t = tableIndex + w * 8 * TABLE_FLOATS;
+            a0 = a0.add(s.and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts()).reinterpretAsFloats());
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts()).reinterpretAsFloats());
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts()).reinterpretAsFloats());
+            a0 = a0.add(s.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 64).reinterpretAsInts()).reinterpretAsFloats());
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 80).reinterpretAsInts()).reinterpretAsFloats());
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 96).reinterpretAsInts()).reinterpretAsFloats());
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 28).selectFrom(FloatVector.fromArray(FLOATS, tables, t + 112).reinterpretAsInts()).reinterpretAsFloats());
+        }
+        FloatVector.fromArray(FLOATS, acc, accIndex).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex);
+    }
+
+    /**
+     * As {@link #lookup16x1} for two 16-row blocks of the same delta ({@code blockByte1} the second block's first
+     * byte) against the same tables: each table is loaded once for both blocks, halving the table traffic (a row's
+     * tables, 64 B per 4 inputs, do not fit L1 for K = 4096), and the two blocks' signs stream side by side.
+     */
+    static void lookup32x1(MemorySegment blocks, long blockByte0, long blockByte1, int words, float[] tables, int tableIndex,
+                           float[] acc, int accIndex0, int accIndex1) {
+        FloatVector a0 = FloatVector.zero(FLOATS), a1 = a0, a2 = a0, a3 = a0;
+        FloatVector b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int w = 0; w < words; w++) {
+            IntVector s = IntVector.fromMemorySegment(INTS, blocks, blockByte0 + w * 64L, ByteOrder.LITTLE_ENDIAN);
+            IntVector u = IntVector.fromMemorySegment(INTS, blocks, blockByte1 + w * 64L, ByteOrder.LITTLE_ENDIAN);
+            int t = tableIndex + w * 8 * TABLE_FLOATS;
+            IntVector table = FloatVector.fromArray(FLOATS, tables, t).reinterpretAsInts();
+            a0 = a0.add(s.and(15).selectFrom(table).reinterpretAsFloats());
+            b0 = b0.add(u.and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 16).reinterpretAsInts();
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(table).reinterpretAsFloats());
+            b1 = b1.add(u.lanewise(VectorOperators.LSHR, 4).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 32).reinterpretAsInts();
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(table).reinterpretAsFloats());
+            b2 = b2.add(u.lanewise(VectorOperators.LSHR, 8).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 48).reinterpretAsInts();
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(table).reinterpretAsFloats());
+            b3 = b3.add(u.lanewise(VectorOperators.LSHR, 12).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 64).reinterpretAsInts();
+            a0 = a0.add(s.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(table).reinterpretAsFloats());
+            b0 = b0.add(u.lanewise(VectorOperators.LSHR, 16).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 80).reinterpretAsInts();
+            a1 = a1.add(s.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(table).reinterpretAsFloats());
+            b1 = b1.add(u.lanewise(VectorOperators.LSHR, 20).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 96).reinterpretAsInts();
+            a2 = a2.add(s.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(table).reinterpretAsFloats());
+            b2 = b2.add(u.lanewise(VectorOperators.LSHR, 24).and(15).selectFrom(table).reinterpretAsFloats());
+            table = FloatVector.fromArray(FLOATS, tables, t + 112).reinterpretAsInts();
+            a3 = a3.add(s.lanewise(VectorOperators.LSHR, 28).selectFrom(table).reinterpretAsFloats());
+            b3 = b3.add(u.lanewise(VectorOperators.LSHR, 28).selectFrom(table).reinterpretAsFloats());
+        }
+        FloatVector.fromArray(FLOATS, acc, accIndex0).add(a0.add(a1).add(a2.add(a3))).intoArray(acc, accIndex0);
+        FloatVector.fromArray(FLOATS, acc, accIndex1).add(b0.add(b1).add(b2.add(b3))).intoArray(acc, accIndex1);
+    }
+
     private static void store4(float[] out, int index, float s0, float s1, float s2, float s3) {
         out[index] = s0;
         out[index + 1] = s1;

@@ -138,6 +138,83 @@ class VectorCpuBackendTest {
         assertClose(expected, actual, seed, data.describe());
     }
 
+    // ---------------------------------------------------------------------------------------------------------
+    // Binary, table-lookup path (decode batches of LOOKUP_ROWS_MIN .. DIRECT_ROWS_LIMIT - 1 rows): its own edges are
+    // 16-row blocks (M not a multiple of 16, one partial block, several chunks), groups of 4 inputs and 32-input
+    // sign words (K not a multiple of 4, 8 or 32; one word, a zero-padded last word), per-row scales, rows with
+    // tenant -1, several rows of one tenant, and the row counts at both ends of the path.
+
+    static Stream<Arguments> lookupCases() {
+        List<Arguments> cases = new ArrayList<>();
+        int[] rowCounts = {VectorCpuBackend.LOOKUP_ROWS_MIN - 1, VectorCpuBackend.LOOKUP_ROWS_MIN, 5, 16,
+                VectorCpuBackend.DIRECT_ROWS_LIMIT - 1, VectorCpuBackend.DIRECT_ROWS_LIMIT};
+        int[] outputs = {1, 15, 16, 17, 48, 257};
+        int[] inputs = {1, 3, 4, 5, 9, 24, 31, 32, 33, 100, 4097};
+        int index = 0;
+        for (int k : inputs) {
+            for (int m : outputs) {
+                int rows = rowCounts[index % rowCounts.length];
+                int tenants = TENANTS[(index / 2) % TENANTS.length];
+                cases.add(Arguments.of(WEIGHT_TYPES[index % 3], rows, m, k, tenants, (index / 3) % 2 == 0));
+                index++;
+            }
+        }
+        return cases.stream();
+    }
+
+    @ParameterizedTest(name = "{0} rows={1} M={2} K={3} tenants={4} perRowScales={5}")
+    @MethodSource("lookupCases")
+    void lookupPathMatchesOracle(DType type, int rows, int outputs, int inputs, int tenants, boolean perRowScales) {
+        deltaMatchesOracle(type, rows, outputs, inputs, tenants, perRowScales);
+    }
+
+    @Test
+    void lookupPathIsTakenAndEqualsTheMaskedAddPath() {
+        long seed = caseSeed(9);
+        DeltaCase data = DeltaCase.random(seed, DType.BF16, 9, 301, 777, 3, true);
+        float[] lookup = filledWithNaN(9 * 301);
+        float[] masked = filledWithNaN(9 * 301);
+        try (VectorCpuBackend withLookup = new VectorCpuBackend(2, true); VectorCpuBackend withoutLookup = new VectorCpuBackend(2, false)) {
+            withLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, lookup);
+            withoutLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, masked);
+            long used = Arrays.stream(data.tenantOfRow).filter(tenant -> tenant >= 0).distinct().count();
+            assertEquals(used, withLookup.cachedSignCopies(), "one re-laid-out copy per delta a row names");
+            assertEquals(0, withoutLookup.cachedSignCopies());
+            // Again, and with other scales on the same signs: the copies are reused, not rebuilt.
+            withLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, lookup);
+            List<BinaryDelta> rescaled = new ArrayList<>();
+            for (BinaryDelta delta : data.deltas) {
+                rescaled.add(delta == null ? null : delta.withScales(delta.scales()));
+            }
+            float[] again = filledWithNaN(9 * 301);
+            withLookup.deltaMatmul(data.x, 9, data.base, rescaled, data.tenantOfRow, again);
+            assertEquals(used, withLookup.cachedSignCopies(), "withScales shares the signs, so it shares the copy");
+            // Not bit-exact: interpreted and compiled kernels may reduce lanes in different orders.
+            assertClose(lookup, again, seed, "same product with the copies cached, " + data.describe());
+            withLookup.close();
+            assertEquals(0, withLookup.cachedSignCopies(), "close drops the copies");
+        }
+        assertClose(masked, lookup, seed, "lookup against masked add, " + data.describe());
+    }
+
+    @Test
+    void signCopiesAreDroppedWhenTheirDeltaIsUnreachable() throws InterruptedException {
+        try (VectorCpuBackend withLookup = new VectorCpuBackend(1, true)) {
+            runOnce(withLookup, caseSeed(10));
+            assertTrue(withLookup.cachedSignCopies() > 0);
+            for (int attempt = 0; attempt < 100 && withLookup.cachedSignCopies() > 0; attempt++) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            assertEquals(0, withLookup.cachedSignCopies(), "the copy of an unreachable delta is still cached");
+        }
+    }
+
+    private static void runOnce(VectorCpuBackend target, long seed) {
+        DeltaCase data = DeltaCase.random(seed, DType.F32, 6, 40, 50, 2, false);
+        target.deltaMatmul(data.x, 6, data.base, data.deltas, data.tenantOfRow, new float[6 * 40]);
+    }
+
     @Test
     void paddingBitsAreIgnored() {
         // The format says padding bits are 0; a writer that leaves garbage there must not change the product.
