@@ -29,14 +29,15 @@ if [ "$sm90_only" = 1 ]; then
   # release library (Maven's package-native.sh packages target/native/libbitdelta_cuda.so).
   out="$module/target/native-sm90"
   mkdir -p "$out"
-  GENCODE=(-gencode arch=compute_90,code=sm_90)
+  GENCODE=(-gencode arch=compute_90a,code=sm_90a)
 else
   GENCODE=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86
-           -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90
+           -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90a,code=sm_90a
            -gencode arch=compute_90,code=compute_90)
 fi
+# Hopper's SASS is built for sm_90a (wgmma: the delta-only prefill); BD_HAVE_SM90A tells the host code so.
 COMMON=(-std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall --threads "${JOBS:-0}" -Xptxas -warn-spills
-        -I"$src" -lineinfo)
+        -I"$src" -lineinfo -DBD_HAVE_SM90A=1)
 
 echo "nvcc: $("$NVCC" --version | tail -1)"
 if [ "$harness_only" = 0 ]; then
@@ -48,8 +49,8 @@ for cu in "$src"/*.cu; do
 done
 "$NVCC" "${GENCODE[@]}" -shared -cudart static -o "$out/libbitdelta_cuda.so" "${objs[@]}"
 # Resource report (registers, spills, shared memory) of the sm_90 code.
-grep -h -A3 "for 'sm_90'" "$out"/*.ptxas.txt | grep -E "Compiling|Used|spill" > "$out/resource-usage.txt" || true
-cuobjdump -sass -arch sm_90 "$out/libbitdelta_cuda.so" > "$out/libbitdelta_cuda.sm90.sass.txt" 2>/dev/null || true
+grep -h -A3 "for 'sm_90a\\?'" "$out"/*.ptxas.txt | grep -E "Compiling|Used|spill" > "$out/resource-usage.txt" || true
+cuobjdump -sass -arch sm_90a "$out/libbitdelta_cuda.so" > "$out/libbitdelta_cuda.sm90.sass.txt" 2>/dev/null || true
 echo "built $out/libbitdelta_cuda.so"
 fi
 

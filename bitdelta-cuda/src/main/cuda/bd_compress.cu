@@ -2,7 +2,8 @@
 // bit-identical to the CPU compressor's left-to-right double sums (see bitdelta_cuda.h for the argument).
 //
 // compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row
-//   (8 elements each: one 16-byte load of base and of ft on the fast path), computes d = (float)ft - (float)base,
+//   (8 elements each: one 16-byte load of base and of ft on the fast path; the fast path issues the loads of
+//   6 bytes per thread, 192 bytes, before using any, so a row of K <= 12288 is one round of loads), computes d = (float)ft - (float)base,
 //   sets bit (d >= 0), and adds |d| to a double (exact additions while every |d| is on the 2^-40 grid and the
 //   sum stays below 2^13). Flags per row: OFFGRID (some |d| has bits below 2^-40), HUGE (some |d| >= 1024),
 //   NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals the CPU's left-to-right sum
@@ -16,7 +17,7 @@
 
 namespace bd {
 
-constexpr int CP_THREADS = 256;
+constexpr int CP_THREADS = 256, CP_UNROLL = 6;
 constexpr uint32_t FLAG_OFFGRID = 1u, FLAG_HUGE = 2u, FLAG_NONFINITE = 4u, FLAG_SERIAL = 8u, FLAG_BIGSUM = 16u;
 
 struct CompressHeader {          // at the start of the workspace (64 bytes, zeroed by bd_compress)
@@ -117,33 +118,55 @@ __global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
   double acc = 0.0;
   uint32_t flags = 0;
 
-#pragma unroll 2
-  for (int64_t b = threadIdx.x; b < row_bytes; b += CP_THREADS) {
-    const int64_t k0 = b * 8;
-    T bv[8], fv[8];
-    if (VEC) {
-      const uint4 bb = __ldcs(reinterpret_cast<const uint4*>(brow + k0));
-      const uint4 ff = __ldcs(reinterpret_cast<const uint4*>(frow + k0));
-      *reinterpret_cast<uint4*>(bv) = bb;
-      *reinterpret_cast<uint4*>(fv) = ff;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const bool ok = k0 + i < K;
-        bv[i] = ok ? brow[k0 + i] : T(0.f);
-        fv[i] = ok ? frow[k0 + i] : T(0.f);
-      }
-    }
+  // 8 elements (one sign byte) -> bits, and |d| into the accumulator.
+  auto chunk = [&](const T* bv, const T* fv, int64_t k0, int64_t b, double& a) {
     uint32_t byte = 0;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       if (!VEC && k0 + i >= K) break;
       const float d = __fsub_rn(to_f32(fv[i]), to_f32(bv[i]));
       byte |= (d >= 0.f ? 1u : 0u) << i;
-      add_abs_exact(__float_as_uint(d) & 0x7fffffffu, acc, flags);
+      add_abs_exact(__float_as_uint(d) & 0x7fffffffu, a, flags);
     }
     signs[m * row_bytes + b] = uint8_t(byte);
+  };
+  double acc2 = 0.0;  // a second accumulator: shorter DADD chains (exact sums, so the split changes nothing)
+  if (VEC) {
+    // Rounds of CP_UNROLL bytes per thread: every 16-byte load of the round is issued before the first use
+    // (CP_UNROLL * 32 bytes in flight per thread; K = 11008 is one round).
+    for (int64_t b0 = 0; b0 < row_bytes; b0 += int64_t(CP_THREADS) * CP_UNROLL) {
+      uint4 bb[CP_UNROLL], ff[CP_UNROLL];
+#pragma unroll
+      for (int u = 0; u < CP_UNROLL; ++u) {
+        const int64_t b = b0 + threadIdx.x + u * CP_THREADS;
+        if (b < row_bytes) {
+          bb[u] = __ldcs(reinterpret_cast<const uint4*>(brow + b * 8));
+          ff[u] = __ldcs(reinterpret_cast<const uint4*>(frow + b * 8));
+        } else {
+          bb[u] = ff[u] = make_uint4(0, 0, 0, 0);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < CP_UNROLL; ++u) {
+        const int64_t b = b0 + threadIdx.x + u * CP_THREADS;
+        if (b < row_bytes)
+          chunk(reinterpret_cast<const T*>(&bb[u]), reinterpret_cast<const T*>(&ff[u]), b * 8, b, (u & 1) ? acc2 : acc);
+      }
+    }
+  } else {
+    for (int64_t b = threadIdx.x; b < row_bytes; b += CP_THREADS) {
+      const int64_t k0 = b * 8;
+      T bv[8], fv[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const bool ok = k0 + i < K;
+        bv[i] = ok ? brow[k0 + i] : T(0.f);
+        fv[i] = ok ? frow[k0 + i] : T(0.f);
+      }
+      chunk(bv, fv, k0, b, acc);
+    }
   }
+  acc += acc2;
 
   // Block sum (exact while no flag is set and the sum stays below 2^13, so the order is irrelevant).
   __shared__ double s_sum[CP_THREADS / 32];

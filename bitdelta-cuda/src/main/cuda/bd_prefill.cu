@@ -10,7 +10,11 @@
 //     16 pair expansions per k16 feed 16 mma, so the expansion costs 2 ALU instructions per mma.
 //   W (only when d_W != NULL): A fragments straight from global (16-byte loads of W[m][k0+8t..]), one k32 step
 //     ahead; a second set of accumulators.
+#include <cstdlib>
+#include <cstring>
+
 #include "bd_common.cuh"
+#include "bd_prefill_wgmma.cuh"
 
 namespace bd {
 
@@ -291,11 +295,51 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
   return BD_OK;
 }
 
+// The wgmma kernel runs when the library holds sm_90a code (BD_HAVE_SM90A, set by build.sh) and the current
+// device is cc 9.0 (Hopper). BD_PREFILL_KERNEL=mma_sync in the environment forces prefill_kernel (benchmarks).
+static bool use_wgmma() {
+#ifdef BD_HAVE_SM90A
+  const char* force = std::getenv("BD_PREFILL_KERNEL");
+  if (force != nullptr && std::strcmp(force, "mma_sync") == 0) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+#else
+  return false;
+#endif
+}
+
+template <typename T, typename TY>
+static int launch_prefill_wgmma(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
+                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                                int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
+  if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
+  const dim3 grid(unsigned((M + PW_BM - 1) / PW_BM), unsigned(grid_y)), block(PW_THREADS);
+  static bool attribute_set = false;  // idempotent; a benign race
+  if (!attribute_set) {
+    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_kernel<T, TY>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               PW_SMEM_BYTES);
+    if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
+  prefill_wgmma_kernel<T, TY><<<grid, block, PW_SMEM_BYTES, stream>>>(x, offs, tens, S, signs, scales, num_tenants,
+                                                                     per_row, accumulate, y, M, K);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
 template <typename T, typename TY>
 static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                        const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                        int accumulate, void* y, int64_t M, int64_t K, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(x) && (W == nullptr || aligned16(W));
+  if (!W && vec && use_wgmma())
+    return launch_prefill_wgmma<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants, per_row,
+                                       accumulate, static_cast<TY*>(y), M, K, stream);
   if (W)
     return launch_prefill<T, TY, true>(vec, static_cast<const T*>(W), static_cast<const T*>(x), R, offs, tens, S,
                                        signs, scales, num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K,

@@ -51,7 +51,8 @@
  * device current then); a process using several GPUs is not supported yet (the other devices would not get the
  * raised limit and those launches fail with BD_ERR_CUDA).
  *
- * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90 SASS + compute_90 PTX):
+ * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90a SASS + compute_90 PTX; the Hopper SASS
+ * is built for sm_90a, which runs on cc 9.0 devices only, for the wgmma prefill kernel):
  *   bd_repack_signs:  repack_signs_kernel, 256 threads, one thread per device word.
  *   bd_decode:        version 1: decode_kernel<T, TY, NT, VEC>, 256 threads (8 warps split K), one block per
  *                       16 rows of M; NT (n8 tiles of rows) in {1, 2, 4} = 24 kernels.
@@ -69,9 +70,17 @@
  *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
  *                     128 (M) x 128 (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB),
  *                     T in {half, bf16}, TY in {T, float}, WITH_BASE in {false, true}, VEC in {true, false}
- *                     = 16 kernels.
+ *                     = 16 kernels. On sm_90a (cc 9.0, library built with BD_HAVE_SM90A) the delta-only VEC case
+ *                     (d_W == NULL, x 16-byte aligned, K % 8 == 0) runs prefill_wgmma_kernel<T, TY> instead:
+ *                     256 threads (2 warpgroups, each 64 rows of the segment x 256 rows of M, wgmma.m64n256k16 with
+ *                     F32 accumulators), block tile 256 (M) x 128 (rows of one segment) x 64 (K), the sign tile
+ *                     expanded once per block and stage to ±1 in shared memory (never in global memory), 4 stages
+ *                     of 48 KB (193 KB dynamic shared memory, 1 block per SM) = 4 kernels. The mma.sync kernel
+ *                     stays the path of sm_80/86/89 (and can be forced with BD_PREFILL_KERNEL=mma_sync in the
+ *                     environment, for benchmarks).
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
- *                     (256 threads, one block per row; the last block to finish finalizes), T in {half, bf16},
+ *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
+ *                     last block to finish finalizes), T in {half, bf16},
  *                     VEC in {true, false} = 4 kernels.
  */
 #ifndef BITDELTA_CUDA_H

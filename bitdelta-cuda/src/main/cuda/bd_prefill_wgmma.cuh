@@ -1,0 +1,287 @@
+// bd_prefill_wgmma.cuh -- the delta-only prefill (d_W == NULL) on Hopper warpgroup tensor cores (wgmma, sm_90a).
+// Included by bd_prefill.cu. The kernel body exists only in sm_90a code (__CUDA_ARCH_FEAT_SM90_ALL); the host
+// launches it only when the library was built with sm_90a SASS (BD_HAVE_SM90A) and the device is cc 9.0. Every
+// other case (sm_80/86/89, PTX JIT on later GPUs, base + delta, unaligned x or K % 8 != 0) takes prefill_kernel.
+//
+// Block tile: 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two warpgroups of 64)
+// x 64 (K) per stage; 256 threads = 2 warpgroups, both load and compute (no producer specialization).
+//   x tile [128 rows][64 k] f16/bf16 (16 KB): 16-byte cp.async.cg, zero fill past the segment's rows and K.
+//   S tile [256 rows][64 k] as ±1 f16/bf16 (32 KB): each thread loads 2 device-layout sign words (two k64 stages
+//     ahead of their expansion, in registers) and expands each into 4 16-byte chunks (16 pair expansions, shift + LOP3 each) with
+//     st.shared: the signs are expanded once per block and stage, in shared memory, and then read by the tensor
+//     cores for all 128 rows of the tile (0.03 ALU instructions per multiply-add).
+//   Both tiles K-major, rows of 128 bytes, 128-byte swizzle (16-byte chunk c of row r at c ^ (r & 7)): the wgmma
+//     canonical layout; descriptors with SBO = 1024 bytes, k16 step = +32 bytes.
+//   4 stages (4 x 48 KB + 1 KB alignment = 193 KB dynamic shared memory, one block per SM); stage kt+2 is loaded
+//     while the wgmma of stage kt runs and the one of kt-1 may still run (wgmma.wait_group 1).
+//   Accumulators: wgmma.m64n256k16 F32, 128 registers per thread; epilogue straight from the accumulator
+//     layout (row g / g+8 of each warp's 16 x rows, columns 8i + 2t, +1) with 4-byte (16-bit y) or 8-byte (F32
+//     y) stores.
+#pragma once
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define BD_WGMMA_BODY 1
+#endif
+
+namespace bd {
+
+constexpr int PW_BM = 256, PW_BR = 128, PW_BK = 64, PW_STAGES = 4, PW_THREADS = 256;
+constexpr int PW_A_BYTES = PW_BR * PW_BK * 2;                 // 16 KB x tile
+constexpr int PW_B_BYTES = PW_BM * PW_BK * 2;                 // 32 KB ±1 tile
+constexpr int PW_STAGE_BYTES = PW_A_BYTES + PW_B_BYTES;       // 48 KB
+constexpr int PW_SMEM_BYTES = PW_STAGES * PW_STAGE_BYTES + 1024;  // + slack to align the tiles to 1024 bytes
+
+// wgmma shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
+__device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
+  uint64_t d = uint64_t((smem_addr & 0x3FFFFu) >> 4);
+  d |= uint64_t(1) << 16;            // leading byte offset (unused for swizzled K-major)
+  d |= uint64_t(1024 >> 4) << 32;    // stride byte offset: next 8-row group
+  d |= uint64_t(1) << 62;            // 128-byte swizzle
+  return d;
+}
+
+template <typename T> __device__ __forceinline__ void wgmma_m64n256k16(float d[128], uint64_t da, uint64_t db);
+
+#ifdef BD_WGMMA_BODY
+template <> __device__ __forceinline__ void wgmma_m64n256k16<__half>(float d[128], uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_m64n256k16<__nv_bfloat16>(float d[128], uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]),
+        "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]),
+        "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]),
+        "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]),
+        "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]),
+        "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]),
+        "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
+        "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
+        "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+      : "l"(da), "l"(db), "r"(1));
+}
+#endif
+
+template <typename T, typename TY>
+__global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
+    const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
+    const int32_t* __restrict__ seg_offsets,        // [S + 1]
+    const int32_t* __restrict__ seg_tenant,         // [S]
+    int S,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row, int accumulate,
+    TY* __restrict__ y,                             // [R, M]
+    int64_t M, int64_t K) {
+#ifdef BD_WGMMA_BODY
+  extern __shared__ __align__(16) unsigned char pw_smem_raw[];
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(pw_smem_raw));
+  const uint32_t smem = (raw_addr + 1023u) & ~1023u;  // stage st: x tile at smem + st*48K, S tile 16 KB after
+  unsigned char* const smem_ptr = pw_smem_raw + (smem - raw_addr);
+
+  // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
+  int piece = blockIdx.y, seg = 0;
+  int row0 = 0, rows = 0;
+  for (; seg < S; ++seg) {
+    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
+    const int pieces = end > begin ? (end - begin + PW_BR - 1) / PW_BR : 0;
+    if (piece < pieces) {
+      row0 = begin + piece * PW_BR;
+      rows = min(PW_BR, end - row0);
+      break;
+    }
+    piece -= pieces;
+  }
+  if (seg >= S) return;
+  const int tenant = seg_tenant[seg];
+  const bool has_delta = tenant >= 0 && tenant < num_tenants;
+  const bool bad_tenant = tenant >= num_tenants;
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+  const int64_t m_block = int64_t(blockIdx.x) * PW_BM;
+  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
+  const int64_t KT = has_delta ? K64 : 0;
+
+  // Sign words of this thread: words c = 0, 1 of the stage are (m16 tile mtl = (tid + 256c) / 32, device lane L);
+  // L = 4 * (l & 7) + (l >> 3) for l = tid % 32, so that the 8 lanes of a quarter warp have t = l >> 3 fixed and
+  // g = 0..7: their swizzled 16-byte stores hit 8 different bank groups.
+  const int l = lane, L = 4 * (l & 7) + (l >> 3), sg = l & 7, st_ = l >> 3;
+  const uint32_t* sign_ptr[2] = {nullptr, nullptr};
+  if (has_delta) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int64_t mt = m_block / 16 + (tid >> 5) + 8 * c;
+      sign_ptr[c] = mt < M16 ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
+    }
+  }
+  auto load_words = [&](int64_t kt, uint32_t w[2]) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) w[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
+  };
+  // S tile of stage buffer `st` <- the ±1 expansion of the words. Chunk (r8, s) of word c: row
+  // 16 * mtl + g + 8 * r8, columns 32 s + 8 t .. + 7; its u32 p holds columns 2p, 2p+1 = bits of q = 8 s + 2 p + r8.
+  auto store_signs = [&](int st, const uint32_t w[2]) {
+    unsigned char* bt = smem_ptr + st * PW_STAGE_BYTES + PW_A_BYTES;
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int mtl = (tid >> 5) + 8 * c;
+#pragma unroll
+      for (int r8 = 0; r8 < 2; ++r8)
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+          const int row = 16 * mtl + sg + 8 * r8;
+          const int ch = 4 * s + st_;
+          uint4 v;
+          v.x = expand_pair<T>(w[c], 8 * s + 0 + r8);
+          v.y = expand_pair<T>(w[c], 8 * s + 2 + r8);
+          v.z = expand_pair<T>(w[c], 8 * s + 4 + r8);
+          v.w = expand_pair<T>(w[c], 8 * s + 6 + r8);
+          *reinterpret_cast<uint4*>(bt + row * 128 + ((ch ^ sg) << 4)) = v;
+        }
+    }
+  };
+  // x tile of stage buffer `st` <- rows [row0, row0 + rows) x columns [64 kt, 64 kt + 64): 1024 chunks of 16 B.
+  auto load_x = [&](int st, int64_t kt) {
+    const uint32_t at = smem + st * PW_STAGE_BYTES;
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int chunk = tid + c * PW_THREADS;
+      const int r = chunk >> 3, ch = chunk & 7;
+      const int64_t k = kt * PW_BK + ch * 8;
+      const bool ok = r < rows && k < K;
+      const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at + r * 128 + ((ch ^ (r & 7)) << 4)),
+                   "l"(src), "r"(ok ? 16 : 0));
+    }
+  };
+
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+
+  // Prologue: stages 0 and 1 (x by cp.async, S expanded now); the words of stages 2 and 3 in registers.
+  uint32_t wnext[2], wnext2[2];
+#pragma unroll
+  for (int st = 0; st < PW_STAGES - 2; ++st) {
+    if (st < KT) {
+      load_x(st, st);
+      load_words(st, wnext);
+      store_signs(st, wnext);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+  }
+  load_words(PW_STAGES - 2, wnext);
+  load_words(PW_STAGES - 1, wnext2);
+
+  for (int64_t kt = 0; kt < KT; ++kt) {
+    asm volatile("cp.async.wait_group 1;\n" ::);
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    __syncthreads();
+    const int st = int(kt % PW_STAGES);
+    const uint32_t at = smem + st * PW_STAGE_BYTES + wg * (64 * 128), bt = smem + st * PW_STAGE_BYTES + PW_A_BYTES;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_m64n256k16<T>(acc, wgmma_desc(at + 32 * j), wgmma_desc(bt + 32 * j));
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    // Stage kt + 2 into the buffer of stage kt - 2 (retired by every warpgroup before this iteration's barrier).
+    const int64_t kn = kt + PW_STAGES - 2;
+    if (kn < KT) {
+      const int sn = int(kn % PW_STAGES);
+      load_x(sn, kn);
+      store_signs(sn, wnext);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+    wnext[0] = wnext2[0];
+    wnext[1] = wnext2[1];
+    load_words(kn + 2, wnext2);  // two stages ahead: the sign words come from DRAM
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  asm volatile("cp.async.wait_group 0;\n" ::);
+
+  // Epilogue: acc[4i + 2h + e] = y row (16 * (warp % 4) + g + 8h) of this warpgroup's 64, column m 8i + 2t + e.
+  const int g = lane >> 2, t = lane & 3;
+  const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
+  const float s0 = (has_delta && !scale_per_row) ? scale[0] : 0.f;
+  const float nan = __int_as_float(0x7fc00000);
+  const bool pair_ok = (M % 2) == 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = wg * 64 + (warp & 3) * 16 + g + 8 * h;
+    if (r >= rows) continue;
+    TY* yrow = y + int64_t(row0 + r) * M;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int64_t m = m_block + 8 * i + 2 * t;
+      if (m >= M) continue;
+      float v[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float sc = has_delta ? (scale_per_row ? (m + e < M ? scale[m + e] : 0.f) : s0) : 0.f;
+        v[e] = bad_tenant ? nan : sc * acc[4 * i + 2 * h + e];
+      }
+      if (pair_ok) {
+        if (sizeof(TY) == 2) {
+          uint32_t* out = reinterpret_cast<uint32_t*>(yrow + m);
+          if (accumulate && !bad_tenant) {
+            const uint32_t old = *out;
+            v[0] += load_float<TY>(reinterpret_cast<const TY*>(&old));
+            v[1] += load_float<TY>(reinterpret_cast<const TY*>(&old) + 1);
+          }
+          TY pr[2] = {store_cast<TY>(v[0]), store_cast<TY>(v[1])};
+          *out = *reinterpret_cast<const uint32_t*>(pr);
+        } else {
+          float2* out = reinterpret_cast<float2*>(yrow + m);
+          if (accumulate && !bad_tenant) {
+            const float2 old = *out;
+            v[0] += old.x;
+            v[1] += old.y;
+          }
+          *out = make_float2(v[0], v[1]);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (m + e >= M) continue;
+          TY* out = yrow + m + e;
+          float vv = v[e];
+          if (accumulate && !bad_tenant) vv += load_float<TY>(out);
+          *out = store_cast<TY>(vv);
+        }
+      }
+    }
+  }
+#else
+  // Not sm_90a code: never launched (the host checks BD_HAVE_SM90A and the device's compute capability).
+  __trap();
+#endif
+}
+
+}  // namespace bd
