@@ -3,8 +3,10 @@
 // launches it only when the library was built with sm_90a SASS (BD_HAVE_SM90A) and the device is cc 9.0. Every
 // other case (sm_80/86/89, PTX JIT on later GPUs, base + delta, unaligned x or K % 8 != 0) takes prefill_kernel.
 //
-// Block tile: 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two warpgroups of 64)
-// x 64 (K) per stage; 256 threads = 2 warpgroups, both load and compute (no producer specialization).
+// Block tile: BM = 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two warpgroups of
+// 64) x 64 (K) per stage; 256 threads = 2 warpgroups, both load and compute (no producer specialization).
+// (BM = 128, 3 stages of 32 KB, two blocks per SM, is a benchmark variant: BD_PREFILL_WGMMA_BM=128; the numbers
+// below are for BM = 256.)
 //   x tile [128 rows][64 k] f16/bf16 (16 KB): 16-byte cp.async.cg, zero fill past the segment's rows and K.
 //   S tile [256 rows][64 k] as ±1 f16/bf16 (32 KB): each thread loads 2 device-layout sign words (two k64 stages
 //     ahead of their expansion, in registers) and expands each into 4 16-byte chunks (16 pair expansions, shift + LOP3 each) with
@@ -25,11 +27,18 @@
 
 namespace bd {
 
-constexpr int PW_BM = 256, PW_BR = 128, PW_BK = 64, PW_STAGES = 4, PW_THREADS = 256;
-constexpr int PW_A_BYTES = PW_BR * PW_BK * 2;                 // 16 KB x tile
-constexpr int PW_B_BYTES = PW_BM * PW_BK * 2;                 // 32 KB ±1 tile
-constexpr int PW_STAGE_BYTES = PW_A_BYTES + PW_B_BYTES;       // 48 KB
-constexpr int PW_SMEM_BYTES = PW_STAGES * PW_STAGE_BYTES + 1024;  // + slack to align the tiles to 1024 bytes
+// BM (weight rows per block, the wgmma N) is 256 (4 stages of 48 KB, 1 block per SM) or 128 (3 stages of 32 KB,
+// 2 blocks per SM).
+constexpr int PW_BR = 128, PW_BK = 64, PW_THREADS = 256;
+constexpr int PW_A_BYTES = PW_BR * PW_BK * 2;                              // 16 KB x tile
+template <int BM> struct PwCfg {
+  static constexpr int STAGES = BM == 256 ? 4 : 3;
+  static constexpr int B_BYTES = BM * PW_BK * 2;                          // ±1 tile
+  static constexpr int STAGE_BYTES = PW_A_BYTES + B_BYTES;
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;          // + slack to align tiles to 1024 bytes
+  static constexpr int WORDS = BM / 128;                                  // sign words per thread and stage
+  static constexpr int MIN_BLOCKS = BM == 256 ? 1 : 2;
+};
 
 // wgmma shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
 __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
@@ -40,10 +49,11 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
   return d;
 }
 
-template <typename T> __device__ __forceinline__ void wgmma_m64n256k16(float d[128], uint64_t da, uint64_t db);
+// D[64 x N] += A[64 x 16] * B[16 x N]: A, B K-major in shared memory (descriptors), D in N/2 F32 registers per thread.
+template <typename T, int N> __device__ __forceinline__ void wgmma_m64k16(float* d, uint64_t da, uint64_t db);
 
 #ifdef BD_WGMMA_BODY
-template <> __device__ __forceinline__ void wgmma_m64n256k16<__half>(float d[128], uint64_t da, uint64_t db) {
+template <> __device__ __forceinline__ void wgmma_m64k16<__half, 256>(float* d, uint64_t da, uint64_t db) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
@@ -65,7 +75,7 @@ template <> __device__ __forceinline__ void wgmma_m64n256k16<__half>(float d[128
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(da), "l"(db), "r"(1));
 }
-template <> __device__ __forceinline__ void wgmma_m64n256k16<__nv_bfloat16>(float d[128], uint64_t da, uint64_t db) {
+template <> __device__ __forceinline__ void wgmma_m64k16<__nv_bfloat16, 256>(float* d, uint64_t da, uint64_t db) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
       "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
@@ -87,10 +97,38 @@ template <> __device__ __forceinline__ void wgmma_m64n256k16<__nv_bfloat16>(floa
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(da), "l"(db), "r"(1));
 }
+template <> __device__ __forceinline__ void wgmma_m64k16<__half, 128>(float* d, uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(1));
+}
+template <> __device__ __forceinline__ void wgmma_m64k16<__nv_bfloat16, 128>(float* d, uint64_t da, uint64_t db) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
+        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
+        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
+        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(da), "l"(db), "r"(1));
+}
 #endif
 
-template <typename T, typename TY>
-__global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
+template <typename T, typename TY, int BM>
+__global__ void __launch_bounds__(PW_THREADS, PwCfg<BM>::MIN_BLOCKS) prefill_wgmma_kernel(
     const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
     const int32_t* __restrict__ seg_offsets,        // [S + 1]
     const int32_t* __restrict__ seg_tenant,         // [S]
@@ -125,7 +163,9 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
   const bool bad_tenant = tenant >= num_tenants;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
-  const int64_t m_block = int64_t(blockIdx.x) * PW_BM;
+  using C = PwCfg<BM>;
+  constexpr int STAGES = C::STAGES, NW = C::WORDS;
+  const int64_t m_block = int64_t(blockIdx.x) * BM;
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
   const int64_t KT = has_delta ? K64 : 0;
 
@@ -133,24 +173,26 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
   // L = 4 * (l & 7) + (l >> 3) for l = tid % 32, so that the 8 lanes of a quarter warp have t = l >> 3 fixed and
   // g = 0..7: their swizzled 16-byte stores hit 8 different bank groups.
   const int l = lane, L = 4 * (l & 7) + (l >> 3), sg = l & 7, st_ = l >> 3;
-  const uint32_t* sign_ptr[2] = {nullptr, nullptr};
+  const uint32_t* sign_ptr[NW];
+#pragma unroll
+  for (int c = 0; c < NW; ++c) sign_ptr[c] = nullptr;
   if (has_delta) {
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < NW; ++c) {
       const int64_t mt = m_block / 16 + (tid >> 5) + 8 * c;
       sign_ptr[c] = mt < M16 ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
     }
   }
-  auto load_words = [&](int64_t kt, uint32_t w[2]) {
+  auto load_words = [&](int64_t kt, uint32_t w[NW]) {
 #pragma unroll
-    for (int c = 0; c < 2; ++c) w[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
+    for (int c = 0; c < NW; ++c) w[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
   };
   // S tile of stage buffer `st` <- the ±1 expansion of the words. Chunk (r8, s) of word c: row
   // 16 * mtl + g + 8 * r8, columns 32 s + 8 t .. + 7; its u32 p holds columns 2p, 2p+1 = bits of q = 8 s + 2 p + r8.
-  auto store_signs = [&](int st, const uint32_t w[2]) {
-    unsigned char* bt = smem_ptr + st * PW_STAGE_BYTES + PW_A_BYTES;
+  auto store_signs = [&](int st, const uint32_t w[NW]) {
+    unsigned char* bt = smem_ptr + st * C::STAGE_BYTES + PW_A_BYTES;
 #pragma unroll
-    for (int c = 0; c < 2; ++c) {
+    for (int c = 0; c < NW; ++c) {
       const int mtl = (tid >> 5) + 8 * c;
 #pragma unroll
       for (int r8 = 0; r8 < 2; ++r8)
@@ -169,7 +211,7 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
   };
   // x tile of stage buffer `st` <- rows [row0, row0 + rows) x columns [64 kt, 64 kt + 64): 1024 chunks of 16 B.
   auto load_x = [&](int st, int64_t kt) {
-    const uint32_t at = smem + st * PW_STAGE_BYTES;
+    const uint32_t at = smem + st * C::STAGE_BYTES;
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const int chunk = tid + c * PW_THREADS;
@@ -182,14 +224,14 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
     }
   };
 
-  float acc[128];
+  float acc[BM / 2];
 #pragma unroll
-  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  for (int i = 0; i < BM / 2; ++i) acc[i] = 0.f;
 
   // Prologue: stages 0 and 1 (x by cp.async, S expanded now); the words of stages 2 and 3 in registers.
-  uint32_t wnext[2], wnext2[2];
+  uint32_t wnext[NW], wnext2[NW];
 #pragma unroll
-  for (int st = 0; st < PW_STAGES - 2; ++st) {
+  for (int st = 0; st < STAGES - 2; ++st) {
     if (st < KT) {
       load_x(st, st);
       load_words(st, wnext);
@@ -197,29 +239,29 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
     }
     asm volatile("cp.async.commit_group;\n" ::);
   }
-  load_words(PW_STAGES - 2, wnext);
-  load_words(PW_STAGES - 1, wnext2);
+  load_words(STAGES - 2, wnext);
+  load_words(STAGES - 1, wnext2);
 
   for (int64_t kt = 0; kt < KT; ++kt) {
-    asm volatile("cp.async.wait_group 1;\n" ::);
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 3));  // stage kt landed
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
     __syncthreads();
-    const int st = int(kt % PW_STAGES);
-    const uint32_t at = smem + st * PW_STAGE_BYTES + wg * (64 * 128), bt = smem + st * PW_STAGE_BYTES + PW_A_BYTES;
+    const int st = int(kt % STAGES);
+    const uint32_t at = smem + st * C::STAGE_BYTES + wg * (64 * 128), bt = smem + st * C::STAGE_BYTES + PW_A_BYTES;
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_m64n256k16<T>(acc, wgmma_desc(at + 32 * j), wgmma_desc(bt + 32 * j));
+    for (int j = 0; j < 4; ++j) wgmma_m64k16<T, BM>(acc, wgmma_desc(at + 32 * j), wgmma_desc(bt + 32 * j));
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
     // Stage kt + 2 into the buffer of stage kt - 2 (retired by every warpgroup before this iteration's barrier).
-    const int64_t kn = kt + PW_STAGES - 2;
+    const int64_t kn = kt + STAGES - 2;
     if (kn < KT) {
-      const int sn = int(kn % PW_STAGES);
+      const int sn = int(kn % STAGES);
       load_x(sn, kn);
       store_signs(sn, wnext);
     }
     asm volatile("cp.async.commit_group;\n" ::);
-    wnext[0] = wnext2[0];
-    wnext[1] = wnext2[1];
+#pragma unroll
+    for (int c = 0; c < NW; ++c) wnext[c] = wnext2[c];
     load_words(kn + 2, wnext2);  // two stages ahead: the sign words come from DRAM
     asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
   }
@@ -238,7 +280,7 @@ __global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_kernel(
     if (r >= rows) continue;
     TY* yrow = y + int64_t(row0 + r) * M;
 #pragma unroll
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < BM / 8; ++i) {
       const int64_t m = m_block + 8 * i + 2 * t;
       if (m >= M) continue;
       float v[2];
