@@ -396,15 +396,20 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
 }
 
 template <typename T>
-static int launch_xplanes(const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
+static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   static int attribute_bytes = 48 * 1024;  // raised only when a row needs more (K > 24576), to what it needs
   const int smem = int((K + 255) / 256 * 512);
   if (smem > attribute_bytes) {
-    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) return record_cuda_error(e);
+    for (cudaError_t e : {cudaFuncSetAttribute(xplanes_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                          cudaFuncSetAttribute(xplanes_kernel<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)})
+      if (e != cudaSuccess) return record_cuda_error(e);
     attribute_bytes = smem;
   }
-  xplanes_kernel<T><<<unsigned(R), 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  const dim3 grid(unsigned(R), XP_GROUPS);
+  if (vec)
+    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  else
+    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -518,7 +523,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   XPlanes xp{nullptr, nullptr, nullptr};
   if (variant >= 4) {
     xp = decode3_carve(ws, K, R);
-    const int status = launch_xplanes<T>(static_cast<const T*>(x), R, K, xp, stream);
+    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
   }
   for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {

@@ -59,7 +59,8 @@
  *                     version 2: decode2_kernel<T, TY, RW, MT, VEC>, 256 threads (warps split rows), one block per
  *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
  *                       k128 = 48 kernels.
- *                     version 3: xplanes_kernel<T> (256 threads, one block per row; 2 kernels), then
+ *                     version 3: xplanes_kernel<T, VEC> (256 threads, 4 blocks per row: each quantizes the row
+ *                       and transposes 4 of the 16 bit-planes; 4 kernels), then
  *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
  *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
