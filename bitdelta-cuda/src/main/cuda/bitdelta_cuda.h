@@ -78,7 +78,11 @@
  *                     expanded once per block and stage to ±1 in shared memory (never in global memory), 4 stages
  *                     of 48 KB (193 KB dynamic shared memory, 1 block per SM) = 4 kernels. The mma.sync kernel
  *                     stays the path of sm_80/86/89 (and can be forced with BD_PREFILL_KERNEL=mma_sync in the
- *                     environment, for benchmarks).
+ *                     environment, for benchmarks). Benchmark variants (environment, sm_90a): BD_PREFILL_WGMMA_BM=128
+ *                     (the same kernel with 128-row blocks, 3 stages of 32 KB, 2 blocks per SM = 4 kernels);
+ *                     BD_PREFILL_WGMMA=rs: prefill_wgmma_rs_kernel<T, TY> (256 threads, 2 warpgroups of 128 rows
+ *                     of M, wgmma.m64n128k16 with the signs as register A operands, each warpgroup with its own
+ *                     6-stage x pipeline of 16 KB and its own named barrier, 193 KB, 1 block per SM = 4 kernels).
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
  *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
  *                     last block to finish finalizes), T in {half, bf16},
