@@ -360,8 +360,6 @@ static void check_prefill(int dtype, int y_dtype, int64_t M, int64_t K, const st
   std::snprintf(line, sizeof(line), "prefill %-4s->%-4s M=%-5lld K=%-5lld segs[len:tenant]=%s %s%s%s rel_err=%.2e%s",
                 dname(dtype), dname(y_dtype), (long long)M, (long long)K, segs.c_str(), with_base ? "base+delta" : "delta",
                 per_row ? " per-row" : "", accumulate ? " accumulate" : "", rel, written ? "" : " UNWRITTEN/NaN");
-  if (std::getenv("BD_PREFILL_WGMMA_BM")) std::strncat(line, " [wgmma BM=128]", sizeof(line) - std::strlen(line) - 1);
-  if (std::getenv("BD_PREFILL_WGMMA")) std::strncat(line, " [wgmma rs]", sizeof(line) - std::strlen(line) - 1);
   if (const char* kern = std::getenv("BD_PREFILL_KERNEL")) {
     std::strncat(line, " [", sizeof(line) - std::strlen(line) - 1);
     std::strncat(line, kern, sizeof(line) - std::strlen(line) - 1);
@@ -594,20 +592,6 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
     BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
                         BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
   });
-  setenv("BD_PREFILL_WGMMA_BM", "128", 1);  // the wgmma kernel with 128-row blocks, 2 per SM
-  const double delta_bm128_us = time_us(nsets, 10, reps, [&](int i) {
-    Set& s = sets[i];
-    BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
-                        BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
-  });
-  unsetenv("BD_PREFILL_WGMMA_BM");
-  setenv("BD_PREFILL_WGMMA", "rs", 1);  // the wgmma kernel with the signs as register A operands
-  const double delta_rs_us = time_us(nsets, 10, reps, [&](int i) {
-    Set& s = sets[i];
-    BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
-                        BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
-  });
-  unsetenv("BD_PREFILL_WGMMA");
   setenv("BD_PREFILL_KERNEL", "mma_sync", 1);  // the mma.sync kernel (sm_80/86/89's path) for comparison
   const double delta_mma_us = time_us(nsets, 10, reps, [&](int i) {
     Set& s = sets[i];
@@ -630,12 +614,12 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
   cudaFree(d_offs); cudaFree(d_tens);
   const double flops = 2.0 * double(R) * M * K;
   char note[128];
-  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s; ss128 %.1f, rs %.1f, mma.sync %.1f us",
-                flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_bm128_us, delta_rs_us, delta_mma_us);
+  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s; mma.sync kernel %.1f us",
+                flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_mma_us);
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: delta only", delta_us, 0, gemm_us, "cuBLAS dense f16 GEMM", note});
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: base+delta fused", fused_us, 0, 2 * gemm_us, "2 x cuBLAS GEMM", ""});
-  std::printf("  prefill: delta %.1f us (wgmma ss128 %.1f us, rs %.1f us, mma.sync kernel %.1f us), fused base+delta "
-              "%.1f us, cuBLAS dense GEMM %.1f us\n", delta_us, delta_bm128_us, delta_rs_us, delta_mma_us, fused_us, gemm_us);
+  std::printf("  prefill: delta %.1f us (mma.sync kernel %.1f us), fused base+delta %.1f us, cuBLAS dense GEMM %.1f us\n",
+              delta_us, delta_mma_us, fused_us, gemm_us);
 }
 
 static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick) {
@@ -711,13 +695,9 @@ int main(int argc, char** argv) {
     for (int s = 0; s < 8; ++s) tens[s] = s;
     int32_t* d_offs = to_device(offs);
     int32_t* d_tens = to_device(tens);
-    for (const char* v : {"ss256", "rs"}) {
-      setenv("BD_PREFILL_WGMMA", v, 1);
-      for (int i = 0; i < 2; ++i)
-        BD_CHECK(bd_prefill(BD_DTYPE_F16, BD_DTYPE_F16, nullptr, d_x, 1024, d_offs, d_tens, 8, ts.d_sign_table,
-                            ts.d_scale_table, T, BD_SCALE_PER_MATRIX, 0, d_y, M, K, nullptr, 0, 0));
-    }
-    unsetenv("BD_PREFILL_WGMMA");
+    for (int i = 0; i < 3; ++i)
+      BD_CHECK(bd_prefill(BD_DTYPE_F16, BD_DTYPE_F16, nullptr, d_x, 1024, d_offs, d_tens, 8, ts.d_sign_table,
+                          ts.d_scale_table, T, BD_SCALE_PER_MATRIX, 0, d_y, M, K, nullptr, 0, 0));
     {  // compression, bf16 4096 x 11008
       const int64_t CM = 4096, CK = 11008;
       std::vector<uint16_t> cb = random16(size_t(CM * CK), 0.05f, BD_DTYPE_BF16, rng), cf(cb.size());
@@ -765,22 +745,6 @@ int main(int argc, char** argv) {
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
                   rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 1001, 4096, {300}, {1}, 2, false, true, true, rng);
-    // the wgmma kernel with 128-row blocks (benchmark variant)
-    setenv("BD_PREFILL_WGMMA_BM", "128", 1);
-    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
-                  rng);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
-                  rng);
-    unsetenv("BD_PREFILL_WGMMA_BM");
-    // the wgmma kernel with the signs as register A operands (benchmark variant)
-    setenv("BD_PREFILL_WGMMA", "rs", 1);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);
-    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
-                  rng);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
-                  rng);
-    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 1001, 4096, {300}, {1}, 2, false, true, false, rng);
-    unsetenv("BD_PREFILL_WGMMA");
     // the same delta-only shapes forced onto the mma.sync kernel (what sm_80/86/89 run)
     setenv("BD_PREFILL_KERNEL", "mma_sync", 1);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);

@@ -2,7 +2,7 @@
 //
 // Why: in decode every sign is used exactly once, so expanding signs to ±1 half2 pairs costs two ALU
 // instructions per two weights -- at 32 tenants more issue slots than the memory floor allows. Instead:
-//   1. Pre-pass (xplanes_kernel, once per call, 4 blocks per row): each row x_r is quantized to 16-bit two's-complement fixed
+//   1. Pre-pass (xplanes_kernel, once per call, 8 blocks per row): each row x_r is quantized to 16-bit two's-complement fixed
 //      point relative to its largest magnitude, q = rint(x * 32767 / max|x_r|), and cut into 16 bit-planes.
 //      The planes are written to the workspace directly as mma.m16n8k256.b1 B fragments (the 8 columns of a
 //      fragment are 8 planes of the SAME row, so every column of the mma is useful), with per-plane popcounts.
@@ -28,19 +28,20 @@ __host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
   return 64 * kb + 32 * (q >> 3) + 8 * t + 4 * ((q >> 2) & 1) + 2 * ((q & 3) >> 1) + e;
 }
 
-// Grid (R, XP_GROUPS): block (r, pg) quantizes the whole row r (every block of the row computes the same max and
-// the same q, bit for bit) and writes the B fragments and popcounts of its own 4 planes 4pg .. 4pg+3, so that the
-// 4 blocks of a row share nothing and R = 32 rows fill 128 SMs. Fast path (VEC: x 16-byte aligned, K % 8 == 0,
+// Grid (R, XP_GROUPS = 8): block (r, pg) quantizes the whole row r (every block of the row computes the same max
+// and the same q, bit for bit) and writes the B fragments and popcounts of its own 2 planes 2pg, 2pg+1, so that the
+// 8 blocks of a row share nothing and R = 32 rows give 256 blocks. Fast path (VEC: x 16-byte aligned, K % 8 == 0,
 // K <= 12288): the row is read once with 16-byte loads, all issued before the max reduction, kept in registers.
 // Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows) F32 scale [R] and
 // I32 popcounts [R][16].
-constexpr int XP_GROUPS = 4, XP_NV = 6;  // blocks per row (4 planes each); 16-byte chunks per thread (fast path)
+constexpr int XP_GROUPS = 8, XP_PPB = 16 / XP_GROUPS;  // blocks per row, planes per block
+constexpr int XP_NV = 6;  // 16-byte chunks per thread (fast path)
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
                                                       float* __restrict__ row_scale, int* __restrict__ plane_popc) {
   extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row
   __shared__ float s_max[8];
-  __shared__ int s_popc[4];
+  __shared__ int s_popc[XP_PPB];
   const int64_t r = blockIdx.x;
   const int pg = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
@@ -67,7 +68,7 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
     for (int64_t k = threadIdx.x; k < K; k += 256) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(xr[k])));
   for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
   if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = mx;
-  if (threadIdx.x < 4) s_popc[threadIdx.x] = 0;
+  if (threadIdx.x < XP_PPB) s_popc[threadIdx.x] = 0;
   __syncthreads();
   mx = s_max[0];
   for (int i = 1; i < 8; ++i) mx = fmaxf(mx, s_max[i]);
@@ -102,26 +103,26 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
   // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word.
   uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int popc_local = 0;  // lane pp < 4 counts plane 4pg + pp
+  int popc_local = 0;  // lane pp < XP_PPB counts plane XP_PPB * pg + pp
   for (int64_t item = warp; item < K256 * 8; item += 8) {
     const int64_t k2 = item >> 3;
     const int t = int(item & 7) >> 1, reg = int(item & 1);
     const int q = q_s[k2 * 256 + xb_column(t, reg, lane)];
     uint32_t mine = 0;
 #pragma unroll
-    for (int pp = 0; pp < 4; ++pp) {
-      const uint32_t word = __ballot_sync(0xffffffffu, (q >> (4 * pg + pp)) & 1);
+    for (int pp = 0; pp < XP_PPB; ++pp) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (q >> (XP_PPB * pg + pp)) & 1);
       if (lane == pp) mine = word;
     }
-    if (lane < 4) {
-      const int p = 4 * pg + lane, grp = p >> 3, gp = p & 7;
+    if (lane < XP_PPB) {
+      const int p = XP_PPB * pg + lane, grp = p >> 3, gp = p & 7;
       out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
       popc_local += __popc(mine);
     }
   }
-  if (lane < 4) atomicAdd(&s_popc[lane], popc_local);
+  if (lane < XP_PPB) atomicAdd(&s_popc[lane], popc_local);
   __syncthreads();
-  if (threadIdx.x < 4) plane_popc[r * 16 + 4 * pg + threadIdx.x] = s_popc[threadIdx.x];
+  if (threadIdx.x < XP_PPB) plane_popc[r * 16 + XP_PPB * pg + threadIdx.x] = s_popc[threadIdx.x];
   if (pg == 0 && threadIdx.x == 0) row_scale[r] = mx / 32767.f;
 }
 

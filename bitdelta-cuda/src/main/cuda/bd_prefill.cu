@@ -327,53 +327,13 @@ static int launch_prefill_wgmma(const T* x, int64_t R, const int32_t* offs, cons
 }
 
 template <typename T, typename TY>
-static int launch_prefill_wgmma_rs(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
-                                   const uint32_t* const* signs, const float* const* scales, int num_tenants,
-                                   int per_row, int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
-  if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
-  const dim3 grid(unsigned((M + PR_BM - 1) / PR_BM), unsigned(grid_y)), block(PW_THREADS);
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_rs_kernel<T, TY>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, PR_SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  prefill_wgmma_rs_kernel<T, TY><<<grid, block, PR_SMEM_BYTES, stream>>>(x, offs, tens, S, signs, scales,
-                                                                         num_tenants, per_row, accumulate, y, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
-}
-
-// Which wgmma kernel: BD_PREFILL_WGMMA=ss256 / ss128 / rs in the environment (benchmarks); default below.
-static int wgmma_choice() {
-  const char* v = std::getenv("BD_PREFILL_WGMMA");
-  if (v != nullptr && std::strcmp(v, "ss128") == 0) return 128;
-  if (v != nullptr && std::strcmp(v, "rs") == 0) return 1;
-  return 256;
-}
-
-// Block width of the wgmma kernel: 256 rows of M unless BD_PREFILL_WGMMA_BM=128 (benchmarks).
-static int wgmma_bm() {
-  const char* v = std::getenv("BD_PREFILL_WGMMA_BM");
-  return (v != nullptr && std::strcmp(v, "128") == 0) ? 128 : 256;
-}
-
-template <typename T, typename TY>
 static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                        const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                        int accumulate, void* y, int64_t M, int64_t K, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(x) && (W == nullptr || aligned16(W));
   if (!W && vec && use_wgmma())
-    return wgmma_choice() == 1
-               ? launch_prefill_wgmma_rs<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
-                                                per_row, accumulate, static_cast<TY*>(y), M, K, stream)
-           : wgmma_bm() == 128
-               ? launch_prefill_wgmma<T, TY, 128>(static_cast<const T*>(x), R, offs, tens, S, signs, scales,
-                                                  num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K, stream)
-               : launch_prefill_wgmma<T, TY, 256>(static_cast<const T*>(x), R, offs, tens, S, signs, scales,
-                                                  num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K, stream);
+    return launch_prefill_wgmma<T, TY, 256>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
+                                            per_row, accumulate, static_cast<TY*>(y), M, K, stream);
   if (W)
     return launch_prefill<T, TY, true>(vec, static_cast<const T*>(W), static_cast<const T*>(x), R, offs, tens, S,
                                        signs, scales, num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K,

@@ -5,8 +5,6 @@
 //
 // Block tile: BM = 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two warpgroups of
 // 64) x 64 (K) per stage; 256 threads = 2 warpgroups, both load and compute (no producer specialization).
-// (BM = 128, 3 stages of 32 KB, two blocks per SM, is a benchmark variant: BD_PREFILL_WGMMA_BM=128; the numbers
-// below are for BM = 256.)
 //   x tile [128 rows][64 k] f16/bf16 (16 KB): 16-byte cp.async.cg, zero fill past the segment's rows and K.
 //   S tile [256 rows][64 k] as ±1 f16/bf16 (32 KB): each thread loads 2 device-layout sign words (two k64 stages
 //     ahead of their expansion, in registers) and expands each into 4 16-byte chunks (16 pair expansions, shift + LOP3 each) with
@@ -27,8 +25,8 @@
 
 namespace bd {
 
-// BM (weight rows per block, the wgmma N) is 256 (4 stages of 48 KB, 1 block per SM) or 128 (3 stages of 32 KB,
-// 2 blocks per SM).
+// BM (weight rows per block, the wgmma N): 256, 4 stages of 48 KB, 1 block per SM. (BM = 128 with 3 stages and 2
+// blocks per SM was measured slower, 93.7-95.7 us against 81.0-82.9 us in runs 11-13, and removed.)
 constexpr int PW_BR = 128, PW_BK = 64, PW_THREADS = 256;
 constexpr int PW_A_BYTES = PW_BR * PW_BK * 2;                              // 16 KB x tile
 template <int BM> struct PwCfg {
@@ -52,39 +50,7 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr) {
 // D[64 x N] += A[64 x 16] * B[16 x N]: A, B K-major in shared memory (descriptors), D in N/2 F32 registers per thread.
 template <typename T, int N> __device__ __forceinline__ void wgmma_m64k16(float* d, uint64_t da, uint64_t db);
 
-// D[64 x 128] += A[64 x 16] * B[16 x 128]: A in registers (4 x .b32 per thread, the mma.m16n8k16 A-fragment layout
-// for each warp's 16 rows), B K-major in shared memory (descriptor), D in 64 F32 registers per thread.
-template <typename T> __device__ __forceinline__ void wgmma_rs_m64n128k16(float* d, const uint32_t* a, uint64_t db);
-
 #ifdef BD_WGMMA_BODY
-template <> __device__ __forceinline__ void wgmma_rs_m64n128k16<__half>(float* d, const uint32_t* a, uint64_t db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void wgmma_rs_m64n128k16<__nv_bfloat16>(float* d, const uint32_t* a, uint64_t db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
 template <> __device__ __forceinline__ void wgmma_m64k16<__half, 256>(float* d, uint64_t da, uint64_t db) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
@@ -127,34 +93,6 @@ template <> __device__ __forceinline__ void wgmma_m64k16<__nv_bfloat16, 256>(flo
         "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]),
         "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]),
         "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
-      : "l"(da), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void wgmma_m64k16<__half, 128>(float* d, uint64_t da, uint64_t db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
-      : "l"(da), "l"(db), "r"(1));
-}
-template <> __device__ __forceinline__ void wgmma_m64k16<__nv_bfloat16, 128>(float* d, uint64_t da, uint64_t db) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]),
-        "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]),
-        "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-        "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
-        "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "l"(da), "l"(db), "r"(1));
 }
 #endif
@@ -358,201 +296,5 @@ __global__ void __launch_bounds__(PW_THREADS, PwCfg<BM>::MIN_BLOCKS) prefill_wgm
 #endif
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// prefill_wgmma_rs_kernel: the signs as the wgmma A operand straight from registers (no ±1 tile in memory at all).
-// D = S x^T: D rows are weight rows m (wgmma M), D columns the 128 rows of the segment (wgmma N = 128).
-// Block: 256 (M) x 128 (rows of one segment) x 64 (K) per stage, 256 threads = 2 warpgroups of 128 weight rows
-// each (two m64 tiles, wgmma.m64n128k16, 128 F32 accumulators per thread).
-//   A: warp w of a warpgroup owns the m16 tile of each m64 tile; its device-layout sign word for (mt, kb, lane) IS
-//     its A fragments for the four k16 steps of the k64 block, in the device layout's permuted k order (q = 4J + h
-//     for step J, register h): 16 pair expansions (shift + LOP3) per word, written into registers that the wgmma
-//     reads asynchronously; each step ends with wgmma.wait_group 0 before the registers are rewritten (ptxas
-//     serializes every wgmma otherwise).
-//   B: the x tile [128 rows][64 k] in shared memory, K-major, 128-byte swizzle, its k order PERMUTED to the same
-//     order: logical pair L = 16s + 8j + 4hh + t of a row holds the physical columns 32s + 8t + 4j + 2hh + {0,1}.
-//     Each warpgroup loads its OWN copy (4-byte cp.async, each warp copies one 128-byte row segment, coalesced)
-//     and synchronizes only its own 128 threads (named barrier 1 + wg), so the two warpgroups drift apart and one
-//     computes while the other waits: 6 stages x 2 warpgroups x 16 KB = 192 KB.
-//   Epilogue: the 128 x 256 tile staged in shared memory (16-bit y, no accumulate, M % 8 == 0) and written with
-//     16-byte stores; otherwise element stores from the accumulator layout.
-constexpr int PR_BM = 256, PR_STAGES = 6;
-constexpr int PR_X_BYTES = PW_BR * PW_BK * 2;                          // 16 KB
-constexpr int PR_SMEM_BYTES = 2 * PR_STAGES * PR_X_BYTES + 1024;
-constexpr int PR_LD = PR_BM + 8;                                       // epilogue tile row (elements), padded
-
-template <typename T, typename TY>
-__global__ void __launch_bounds__(PW_THREADS, 1) prefill_wgmma_rs_kernel(
-    const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
-    const int32_t* __restrict__ seg_offsets,        // [S + 1]
-    const int32_t* __restrict__ seg_tenant,         // [S]
-    int S,
-    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
-    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
-    int num_tenants, int scale_per_row, int accumulate,
-    TY* __restrict__ y,                             // [R, M]
-    int64_t M, int64_t K) {
-#ifdef BD_WGMMA_BODY
-  extern __shared__ __align__(16) unsigned char pr_smem_raw[];
-  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(pr_smem_raw));
-  const uint32_t smem = (raw_addr + 1023u) & ~1023u;
-  unsigned char* const smem_ptr = pr_smem_raw + (smem - raw_addr);
-
-  int piece = blockIdx.y, seg = 0;
-  int row0 = 0, rows = 0;
-  for (; seg < S; ++seg) {
-    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
-    const int pieces = end > begin ? (end - begin + PW_BR - 1) / PW_BR : 0;
-    if (piece < pieces) {
-      row0 = begin + piece * PW_BR;
-      rows = min(PW_BR, end - row0);
-      break;
-    }
-    piece -= pieces;
-  }
-  if (seg >= S) return;
-  const int tenant = seg_tenant[seg];
-  const bool has_delta = tenant >= 0 && tenant < num_tenants;
-  const bool bad_tenant = tenant >= num_tenants;
-
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2, wl = warp & 3;
-  const int g = lane >> 2, t = lane & 3;
-  const int64_t m_block = int64_t(blockIdx.x) * PR_BM;
-  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
-  const int64_t KT = has_delta ? K64 : 0;
-
-  // Sign words: tile c = 0, 1 of this warpgroup -> m16 tile mt = m_block / 16 + 8 wg + 4 c + wl.
-  const uint32_t* sign_ptr[2] = {nullptr, nullptr};
-  if (has_delta) {
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const int64_t mt = m_block / 16 + 8 * wg + 4 * c + wl;
-      sign_ptr[c] = mt < M16 ? tenant_signs[tenant] + mt * K64 * 32 + lane : nullptr;
-    }
-  }
-  auto load_words = [&](int64_t kt, uint32_t w[2]) {
-#pragma unroll
-    for (int c = 0; c < 2; ++c) w[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
-  };
-  // x tile of stage buffer `st` <- rows [row0, row0 + rows) x columns [64 kt, 64 kt + 64), permuted (see above):
-  // 4096 4-byte pairs; pair idx = tid + 256 c: row r = idx / 32, physical pair pp = idx % 32.
-  const uint32_t xbase = smem + wg * (PR_STAGES * PR_X_BYTES);  // this warpgroup's x stages
-  auto load_x = [&](int st, int64_t kt) {
-    const uint32_t xt = xbase + st * PR_X_BYTES;
-#pragma unroll 4
-    for (int c = 0; c < 32; ++c) {
-      const int idx = (tid & 127) + c * 128;
-      const int r = idx >> 5, pp = idx & 31;
-      const int lp = (pp & 16) | ((pp & 2) << 2) | ((pp & 1) << 2) | ((pp >> 2) & 3);  // 16s + 8j + 4hh + t
-      const int64_t k = kt * PW_BK + 2 * pp;
-      const bool ok = r < rows && k < K;
-      const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
-      asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(
-                       xt + r * 128 + (((lp >> 2) ^ (r & 7)) << 4) + ((lp & 3) << 2)),
-                   "l"(src), "r"(ok ? 4 : 0));
-    }
-  };
-
-  float acc[2][64];
-#pragma unroll
-  for (int c = 0; c < 2; ++c)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[c][i] = 0.f;
-
-  uint32_t wcur[2], wnext[2];
-#pragma unroll
-  for (int st = 0; st < PR_STAGES - 2; ++st) {
-    if (st < KT) load_x(st, st);
-    asm volatile("cp.async.commit_group;\n" ::);
-  }
-  load_words(0, wcur);
-  load_words(1, wnext);
-
-  uint32_t a[2][16];  // [tile][4 k16 steps x 4 registers]
-  for (int64_t kt = 0; kt < KT; ++kt) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(PR_STAGES - 3));  // stage kt landed (this thread's copies)
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    if (wg == 0)  // this warpgroup only
-      asm volatile("bar.sync 1, 128;\n" ::: "memory");
-    else
-      asm volatile("bar.sync 2, 128;\n" ::: "memory");
-#pragma unroll
-    for (int c = 0; c < 2; ++c)
-#pragma unroll
-      for (int q = 0; q < 16; ++q) a[c][q] = expand_pair<T>(wcur[c], q);
-    const uint32_t xt = xbase + int(kt % PR_STAGES) * PR_X_BYTES;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int J = 0; J < 4; ++J)
-#pragma unroll
-      for (int c = 0; c < 2; ++c) wgmma_rs_m64n128k16<T>(acc[c], &a[c][4 * J], wgmma_desc(xt + 32 * J));
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    const int64_t kn = kt + PR_STAGES - 2;  // into the buffer of stage kt - 2, retired before this barrier
-    if (kn < KT) load_x(int(kn % PR_STAGES), kn);
-    asm volatile("cp.async.commit_group;\n" ::);
-#pragma unroll
-    for (int c = 0; c < 2; ++c) wcur[c] = wnext[c];
-    load_words(kt + 2, wnext);
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  asm volatile("cp.async.wait_group 0;\n" ::);
-
-  // Epilogue: acc[c][4i + 2h + e] = D[m][n], m = 128 wg + 64 c + 16 wl + g + 8h (local), n = 8i + 2t + e.
-  const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
-  const float s0 = (has_delta && !scale_per_row) ? scale[0] : 0.f;
-  const float nan = __int_as_float(0x7fc00000);
-  float sc[2][2];
-#pragma unroll
-  for (int c = 0; c < 2; ++c)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t m = m_block + 128 * wg + 64 * c + 16 * wl + g + 8 * h;
-      sc[c][h] = has_delta ? (scale_per_row ? (m < M ? scale[m] : 0.f) : s0) : 0.f;
-    }
-  if (sizeof(TY) == 2 && !accumulate && (M % 8) == 0) {
-    TY* tile = reinterpret_cast<TY*>(smem_ptr);  // [128 n][PR_LD]
-    __syncthreads();
-#pragma unroll
-    for (int c = 0; c < 2; ++c)
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int ml = 128 * wg + 64 * c + 16 * wl + g + 8 * h;
-#pragma unroll
-        for (int i = 0; i < 16; ++i)
-#pragma unroll
-          for (int e = 0; e < 2; ++e)
-            tile[(8 * i + 2 * t + e) * PR_LD + ml] = store_cast<TY>(bad_tenant ? nan : sc[c][h] * acc[c][4 * i + 2 * h + e]);
-      }
-    __syncthreads();
-    for (int ch = tid; ch < PW_BR * (PR_BM / 8); ch += PW_THREADS) {
-      const int n = ch / (PR_BM / 8), mc = ch % (PR_BM / 8);
-      const int64_t m = m_block + mc * 8;
-      if (n >= rows || m >= M) continue;
-      *reinterpret_cast<uint4*>(y + int64_t(row0 + n) * M + m) = *reinterpret_cast<const uint4*>(&tile[n * PR_LD + mc * 8]);
-    }
-    return;
-  }
-#pragma unroll
-  for (int c = 0; c < 2; ++c)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int64_t m = m_block + 128 * wg + 64 * c + 16 * wl + g + 8 * h;
-      if (m >= M) continue;
-#pragma unroll
-      for (int i = 0; i < 16; ++i)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int n = 8 * i + 2 * t + e;
-          if (n >= rows) continue;
-          TY* out = y + int64_t(row0 + n) * M + m;
-          float v = bad_tenant ? nan : sc[c][h] * acc[c][4 * i + 2 * h + e];
-          if (accumulate && !bad_tenant) v += load_float<TY>(out);
-          *out = store_cast<TY>(v);
-        }
-    }
-#else
-  __trap();
-#endif
-}
 
 }  // namespace bd

@@ -59,8 +59,8 @@
  *                     version 2: decode2_kernel<T, TY, RW, MT, VEC>, 256 threads (warps split rows), one block per
  *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
  *                       k128 = 48 kernels.
- *                     version 3: xplanes_kernel<T, VEC> (256 threads, 4 blocks per row: each quantizes the row
- *                       and transposes 4 of the 16 bit-planes; 4 kernels), then
+ *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each quantizes the row
+ *                       and transposes 2 of the 16 bit-planes; 4 kernels), then
  *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
  *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
@@ -78,11 +78,7 @@
  *                     expanded once per block and stage to ±1 in shared memory (never in global memory), 4 stages
  *                     of 48 KB (193 KB dynamic shared memory, 1 block per SM) = 4 kernels. The mma.sync kernel
  *                     stays the path of sm_80/86/89 (and can be forced with BD_PREFILL_KERNEL=mma_sync in the
- *                     environment, for benchmarks). Benchmark variants (environment, sm_90a): BD_PREFILL_WGMMA_BM=128
- *                     (the same kernel with 128-row blocks, 3 stages of 32 KB, 2 blocks per SM = 4 kernels);
- *                     BD_PREFILL_WGMMA=rs: prefill_wgmma_rs_kernel<T, TY> (256 threads, 2 warpgroups of 128 rows
- *                     of M, wgmma.m64n128k16 with the signs as register A operands, each warpgroup with its own
- *                     6-stage x pipeline of 16 KB and its own named barrier, 193 KB, 1 block per SM = 4 kernels).
+ *                     environment, for benchmarks).
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
  *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
  *                     last block to finish finalizes), T in {half, bf16},
