@@ -297,4 +297,219 @@ __global__ void __launch_bounds__(PW_THREADS, PwCfg<BM>::MIN_BLOCKS) prefill_wgm
 }
 
 
+// ---------------------------------------------------------------------------------------------------------------
+// prefill_wgmma_ws_kernel: the same tiles and shared-memory layout as prefill_wgmma_kernel (BM = 256, 4 stages of
+// 48 KB), warp-specialized: 384 threads, warpgroup 0 produces (x by 16-byte cp.async, the sign tile expanded to ±1
+// by st.shared), warpgroups 1 and 2 consume (wgmma only, 64 rows of the segment each). Per stage two mbarriers:
+// full (128 producer arrivals, each after its copies of that stage completed and a proxy fence) and empty (256
+// consumer arrivals, after the wgmma that read the stage retired). No block-wide barrier in the main loop.
+constexpr int PWS_THREADS = 384;
+
+__device__ __forceinline__ void mbar_init(uint32_t addr, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(addr), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t addr) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(addr) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred P1;\nLAB_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n@P1 bra DONE;\n"
+      "bra LAB_WAIT;\nDONE:\n}\n" ::"r"(addr), "r"(parity) : "memory");
+}
+
+template <typename T, typename TY>
+__global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
+    const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
+    const int32_t* __restrict__ seg_offsets,        // [S + 1]
+    const int32_t* __restrict__ seg_tenant,         // [S]
+    int S,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row, int accumulate,
+    TY* __restrict__ y,                             // [R, M]
+    int64_t M, int64_t K) {
+#ifdef BD_WGMMA_BODY
+  using C = PwCfg<256>;
+  constexpr int STAGES = C::STAGES;
+  extern __shared__ __align__(16) unsigned char pws_smem_raw[];
+  __shared__ __align__(8) uint64_t bars[2 * STAGES];  // full[0..S), empty[0..S)
+  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(pws_smem_raw));
+  const uint32_t smem = (raw_addr + 1023u) & ~1023u;
+  unsigned char* const smem_ptr = pws_smem_raw + (smem - raw_addr);
+  const uint32_t bar0 = static_cast<uint32_t>(__cvta_generic_to_shared(bars));
+  auto full = [&](int st) { return bar0 + 8u * st; };
+  auto empty = [&](int st) { return bar0 + 8u * (STAGES + st); };
+
+  int piece = blockIdx.y, seg = 0;
+  int row0 = 0, rows = 0;
+  for (; seg < S; ++seg) {
+    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
+    const int pieces = end > begin ? (end - begin + PW_BR - 1) / PW_BR : 0;
+    if (piece < pieces) {
+      row0 = begin + piece * PW_BR;
+      rows = min(PW_BR, end - row0);
+      break;
+    }
+    piece -= pieces;
+  }
+  if (seg >= S) return;
+  const int tenant = seg_tenant[seg];
+  const bool has_delta = tenant >= 0 && tenant < num_tenants;
+  const bool bad_tenant = tenant >= num_tenants;
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
+  const int64_t m_block = int64_t(blockIdx.x) * 256;
+  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
+  const int64_t KT = has_delta ? K64 : 0;
+
+  if (tid == 0) {
+    for (int st = 0; st < STAGES; ++st) {
+      mbar_init(full(st), 128);
+      mbar_init(empty(st), 256);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (wg == 0) {
+    // ---- producer: 128 threads. Sign words: 4 per thread and stage (m16 tile mtl = tid / 32 + 4 c, lane L).
+    const int l = lane, L = 4 * (l & 7) + (l >> 3), sg = l & 7, st_ = l >> 3;
+    const uint32_t* sign_ptr[4];
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+      const int64_t mt = m_block / 16 + warp + 4 * c;
+      sign_ptr[c] = (has_delta && mt < M16) ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
+    }
+    uint32_t w[4], wn[4];
+    auto load_words = [&](int64_t kt, uint32_t (&v)[4]) {
+#pragma unroll
+      for (int c = 0; c < 4; ++c) v[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
+    };
+    load_words(0, w);
+    load_words(1, wn);
+    for (int64_t kt = 0; kt < KT; ++kt) {
+      const int st = int(kt % STAGES);
+      if (kt >= STAGES) mbar_wait(empty(st), uint32_t((kt / STAGES - 1) & 1));
+      const uint32_t at = smem + st * C::STAGE_BYTES;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {  // x: 1024 chunks of 16 B over 128 threads
+        const int chunk = tid + c * 128;
+        const int r = chunk >> 3, ch = chunk & 7;
+        const int64_t k = kt * PW_BK + ch * 8;
+        const bool ok = r < rows && k < K;
+        const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at + r * 128 + ((ch ^ (r & 7)) << 4)),
+                     "l"(src), "r"(ok ? 16 : 0));
+      }
+      asm volatile("cp.async.commit_group;\n" ::);
+      unsigned char* bt = smem_ptr + st * C::STAGE_BYTES + PW_A_BYTES;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int mtl = warp + 4 * c;
+#pragma unroll
+        for (int r8 = 0; r8 < 2; ++r8)
+#pragma unroll
+          for (int s = 0; s < 2; ++s) {
+            const int row = 16 * mtl + sg + 8 * r8;
+            const int ch = 4 * s + st_;
+            uint4 v;
+            v.x = expand_pair<T>(w[c], 8 * s + 0 + r8);
+            v.y = expand_pair<T>(w[c], 8 * s + 2 + r8);
+            v.z = expand_pair<T>(w[c], 8 * s + 4 + r8);
+            v.w = expand_pair<T>(w[c], 8 * s + 6 + r8);
+            *reinterpret_cast<uint4*>(bt + row * 128 + ((ch ^ sg) << 4)) = v;
+          }
+      }
+#pragma unroll
+      for (int c = 0; c < 4; ++c) w[c] = wn[c];
+      load_words(kt + 2, wn);
+      // Stage kt - 1 complete for this thread (its cp.async group and, from the last iteration, its stores):
+      if (kt >= 1) {
+        asm volatile("cp.async.wait_group 1;\n" ::);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        mbar_arrive(full(int((kt - 1) % STAGES)));
+      }
+    }
+    if (KT >= 1) {
+      asm volatile("cp.async.wait_group 0;\n" ::);
+      asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+      mbar_arrive(full(int((KT - 1) % STAGES)));
+    }
+    return;
+  }
+
+  // ---- consumers: warpgroups 1, 2 -> rows 64 (wg - 1) .. + 63 of the segment.
+  const int cw = wg - 1;
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  for (int64_t kt = 0; kt < KT; ++kt) {
+    const int st = int(kt % STAGES);
+    mbar_wait(full(st), uint32_t((kt / STAGES) & 1));
+    const uint32_t at = smem + st * C::STAGE_BYTES + cw * (64 * 128), bt = smem + st * C::STAGE_BYTES + PW_A_BYTES;
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#pragma unroll
+    for (int j = 0; j < 4; ++j) wgmma_m64k16<T, 256>(acc, wgmma_desc(at + 32 * j), wgmma_desc(bt + 32 * j));
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+    if (kt >= 1) mbar_arrive(empty(int((kt - 1) % STAGES)));  // stage kt - 1 retired
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+
+  const int g = lane >> 2, t = lane & 3;
+  const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
+  const float s0 = (has_delta && !scale_per_row) ? scale[0] : 0.f;
+  const float nan = __int_as_float(0x7fc00000);
+  const bool pair_ok = (M % 2) == 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = cw * 64 + (warp & 3) * 16 + g + 8 * h;
+    if (r >= rows) continue;
+    TY* yrow = y + int64_t(row0 + r) * M;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) {
+      const int64_t m = m_block + 8 * i + 2 * t;
+      if (m >= M) continue;
+      float v[2];
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float sc = has_delta ? (scale_per_row ? (m + e < M ? scale[m + e] : 0.f) : s0) : 0.f;
+        v[e] = bad_tenant ? nan : sc * acc[4 * i + 2 * h + e];
+      }
+      if (pair_ok) {
+        if (sizeof(TY) == 2) {
+          uint32_t* out = reinterpret_cast<uint32_t*>(yrow + m);
+          if (accumulate && !bad_tenant) {
+            const uint32_t old = *out;
+            v[0] += load_float<TY>(reinterpret_cast<const TY*>(&old));
+            v[1] += load_float<TY>(reinterpret_cast<const TY*>(&old) + 1);
+          }
+          TY pr[2] = {store_cast<TY>(v[0]), store_cast<TY>(v[1])};
+          *out = *reinterpret_cast<const uint32_t*>(pr);
+        } else {
+          float2* out = reinterpret_cast<float2*>(yrow + m);
+          if (accumulate && !bad_tenant) {
+            const float2 old = *out;
+            v[0] += old.x;
+            v[1] += old.y;
+          }
+          *out = make_float2(v[0], v[1]);
+        }
+      } else {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (m + e >= M) continue;
+          TY* out = yrow + m + e;
+          float vv = v[e];
+          if (accumulate && !bad_tenant) vv += load_float<TY>(out);
+          *out = store_cast<TY>(vv);
+        }
+      }
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
 }  // namespace bd
