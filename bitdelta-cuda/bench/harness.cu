@@ -360,7 +360,6 @@ static void check_prefill(int dtype, int y_dtype, int64_t M, int64_t K, const st
   std::snprintf(line, sizeof(line), "prefill %-4s->%-4s M=%-5lld K=%-5lld segs[len:tenant]=%s %s%s%s rel_err=%.2e%s",
                 dname(dtype), dname(y_dtype), (long long)M, (long long)K, segs.c_str(), with_base ? "base+delta" : "delta",
                 per_row ? " per-row" : "", accumulate ? " accumulate" : "", rel, written ? "" : " UNWRITTEN/NaN");
-  if (std::getenv("BD_PREFILL_WGMMA")) std::strncat(line, " [wgmma ws]", sizeof(line) - std::strlen(line) - 1);
   if (const char* kern = std::getenv("BD_PREFILL_KERNEL")) {
     std::strncat(line, " [", sizeof(line) - std::strlen(line) - 1);
     std::strncat(line, kern, sizeof(line) - std::strlen(line) - 1);
@@ -593,13 +592,6 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
     BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
                         BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
   });
-  setenv("BD_PREFILL_WGMMA", "ws", 1);  // the warp-specialized wgmma kernel
-  const double delta_ws_us = time_us(nsets, 10, reps, [&](int i) {
-    Set& s = sets[i];
-    BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
-                        BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
-  });
-  unsetenv("BD_PREFILL_WGMMA");
   setenv("BD_PREFILL_KERNEL", "mma_sync", 1);  // the mma.sync kernel (sm_80/86/89's path) for comparison
   const double delta_mma_us = time_us(nsets, 10, reps, [&](int i) {
     Set& s = sets[i];
@@ -622,12 +614,12 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
   cudaFree(d_offs); cudaFree(d_tens);
   const double flops = 2.0 * double(R) * M * K;
   char note[128];
-  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s; ws %.1f us; mma.sync %.1f us",
-                flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_ws_us, delta_mma_us);
+  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s; mma.sync kernel %.1f us",
+                flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_mma_us);
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: delta only", delta_us, 0, gemm_us, "cuBLAS dense f16 GEMM", note});
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: base+delta fused", fused_us, 0, 2 * gemm_us, "2 x cuBLAS GEMM", ""});
-  std::printf("  prefill: delta %.1f us (warp-specialized %.1f us, mma.sync kernel %.1f us), fused base+delta %.1f us, "
-              "cuBLAS dense GEMM %.1f us\n", delta_us, delta_ws_us, delta_mma_us, fused_us, gemm_us);
+  std::printf("  prefill: delta %.1f us (mma.sync kernel %.1f us), fused base+delta %.1f us, cuBLAS dense GEMM %.1f us\n",
+              delta_us, delta_mma_us, fused_us, gemm_us);
 }
 
 static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick) {
@@ -746,22 +738,13 @@ int main(int argc, char** argv) {
                   {0, 1, 2, 3, 4, 5, 6, 7}, 8, true, false, true, rng);
     check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3}, {1, 0, 2}, 3, true, true, false, rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 33, 33, {2, 3, 0, 9}, {0, 3, 1, 1}, 3, false, false, false, rng);
-    // delta only on the wgmma kernel (sm_90a; elsewhere prefill_kernel): per-row scales + accumulate + a bad and a
+    // delta only on the wgmma kernel (prefill_wgmma_ws_kernel on sm_90a; elsewhere prefill_kernel): per-row scales + accumulate + a bad and a
     // -1 tenant; M not a multiple of 256 and K not of 64; odd M (scalar epilogue), a segment of 3 pieces.
     check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
                   rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
                   rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 1001, 4096, {300}, {1}, 2, false, true, true, rng);
-    // the warp-specialized wgmma kernel (benchmark variant)
-    setenv("BD_PREFILL_WGMMA", "ws", 1);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);
-    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
-                  rng);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
-                  rng);
-    check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 1001, 4096, {300}, {1}, 2, false, true, true, rng);
-    unsetenv("BD_PREFILL_WGMMA");
     // the same delta-only shapes forced onto the mma.sync kernel (what sm_80/86/89 run)
     setenv("BD_PREFILL_KERNEL", "mma_sync", 1);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);

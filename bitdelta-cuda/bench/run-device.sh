@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,te
 for f in '_ZN2bd14decode3_kernelI6__halfS1_Li4ELi2ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_S6_PT0_ll' \
          '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
          '_ZN2bd20compress_rows_kernelI13__nv_bfloat16Lb1EEEvPKT_S4_llPhPfS6_PdPNS_14CompressHeaderEPjS7_' \
-         '_ZN2bd20prefill_wgmma_kernelI6__halfS1_Li256EEEvPKT_PKiS6_iPKPKjPKPKfiiiPT0_ll'; do
+         '_ZN2bd23prefill_wgmma_ws_kernelI6__halfS1_EEvPKT_PKiS6_iPKPKjPKPKfiiiPT0_ll'; do
   cuobjdump -sass -arch sm_90a -fun "$f" "$out/libbitdelta_cuda.so" > "$dest/sass-$(echo "$f" | cut -c1-40 | tr -c 'A-Za-z0-9_\n' _).txt" 2>&1
 done
 "$out/bd_harness" "$@" 2>&1 | tee "$dest/harness.log"

@@ -306,26 +306,6 @@ static bool use_wgmma() {
 #endif
 }
 
-template <typename T, typename TY, int BM>
-static int launch_prefill_wgmma(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
-                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
-                                int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
-  if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
-  const dim3 grid(unsigned((M + BM - 1) / BM), unsigned(grid_y)), block(PW_THREADS);
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_kernel<T, TY, BM>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, PwCfg<BM>::SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  prefill_wgmma_kernel<T, TY, BM><<<grid, block, PwCfg<BM>::SMEM_BYTES, stream>>>(
-      x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate, y, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
-}
-
 template <typename T, typename TY>
 static int launch_prefill_wgmma_ws(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                                    const uint32_t* const* signs, const float* const* scales, int num_tenants,
@@ -346,22 +326,14 @@ static int launch_prefill_wgmma_ws(const T* x, int64_t R, const int32_t* offs, c
   return BD_OK;
 }
 
-// BD_PREFILL_WGMMA=ws in the environment selects the warp-specialized kernel (benchmarks).
-static bool use_ws() {
-  const char* v = std::getenv("BD_PREFILL_WGMMA");
-  return v != nullptr && std::strcmp(v, "ws") == 0;
-}
-
 template <typename T, typename TY>
 static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                        const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                        int accumulate, void* y, int64_t M, int64_t K, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(x) && (W == nullptr || aligned16(W));
   if (!W && vec && use_wgmma())
-    return use_ws() ? launch_prefill_wgmma_ws<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales,
-                                                     num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K, stream)
-                    : launch_prefill_wgmma<T, TY, 256>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
-                                            per_row, accumulate, static_cast<TY*>(y), M, K, stream);
+    return launch_prefill_wgmma_ws<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
+                                          per_row, accumulate, static_cast<TY*>(y), M, K, stream);
   if (W)
     return launch_prefill<T, TY, true>(vec, static_cast<const T*>(W), static_cast<const T*>(x), R, offs, tens, S,
                                        signs, scales, num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K,

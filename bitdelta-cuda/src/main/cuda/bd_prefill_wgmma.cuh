@@ -3,20 +3,25 @@
 // launches it only when the library was built with sm_90a SASS (BD_HAVE_SM90A) and the device is cc 9.0. Every
 // other case (sm_80/86/89, PTX JIT on later GPUs, base + delta, unaligned x or K % 8 != 0) takes prefill_kernel.
 //
-// Block tile: BM = 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two warpgroups of
-// 64) x 64 (K) per stage; 256 threads = 2 warpgroups, both load and compute (no producer specialization).
-//   x tile [128 rows][64 k] f16/bf16 (16 KB): 16-byte cp.async.cg, zero fill past the segment's rows and K.
-//   S tile [256 rows][64 k] as ±1 f16/bf16 (32 KB): each thread loads 2 device-layout sign words (two k64 stages
-//     ahead of their expansion, in registers) and expands each into 4 16-byte chunks (16 pair expansions, shift + LOP3 each) with
-//     st.shared: the signs are expanded once per block and stage, in shared memory, and then read by the tensor
-//     cores for all 128 rows of the tile (0.03 ALU instructions per multiply-add).
+// Block tile: 256 (M, weight rows: the wgmma N) x 128 (rows of ONE segment: the wgmma M, two consumer warpgroups
+// of 64) x 64 (K) per stage. 384 threads, warp-specialized (prefill_wgmma_ws_kernel below):
+//   warpgroup 0 produces: the x tile [128 rows][64 k] f16/bf16 (16 KB) by 16-byte cp.async.cg (zero fill past the
+//     segment's rows and K), and the S tile [256 rows][64 k] as ±1 f16/bf16 (32 KB): each producer thread loads 4
+//     device-layout sign words per stage (two stages ahead, in registers) and expands each into 4 16-byte chunks
+//     (16 pair expansions, shift + LOP3 each) with st.shared. The signs are expanded once per block and stage, in
+//     shared memory (never in global memory), and read by the tensor cores for all 128 rows of the tile.
+//   warpgroups 1 and 2 consume: wgmma.m64n256k16 (F32 accumulators, 128 registers per thread) on 64 rows each.
 //   Both tiles K-major, rows of 128 bytes, 128-byte swizzle (16-byte chunk c of row r at c ^ (r & 7)): the wgmma
 //     canonical layout; descriptors with SBO = 1024 bytes, k16 step = +32 bytes.
-//   4 stages (4 x 48 KB + 1 KB alignment = 193 KB dynamic shared memory, one block per SM); stage kt+2 is loaded
-//     while the wgmma of stage kt runs and the one of kt-1 may still run (wgmma.wait_group 1).
-//   Accumulators: wgmma.m64n256k16 F32, 128 registers per thread; epilogue straight from the accumulator
-//     layout (row g / g+8 of each warp's 16 x rows, columns 8i + 2t, +1) with 4-byte (16-bit y) or 8-byte (F32
-//     y) stores.
+//   4 stages (4 x 48 KB + 1 KB alignment = 193 KB dynamic shared memory, one block per SM), each with two
+//     mbarriers: full (the 128 producer threads arrive once their copies of the stage completed, after a
+//     fence.proxy.async) and empty (the 256 consumer threads arrive once the wgmma that read it retired). No
+//     block-wide barrier in the main loop: the consumers keep one wgmma group in flight (wait_group 1).
+//   Epilogue straight from the accumulator layout (row g / g+8 of each warp's 16 x rows, columns 8i + 2t, +1)
+//     with 4-byte (16-bit y) or 8-byte (F32 y) stores.
+// (Measured against it and removed: the same tiles with all 8 warps loading and computing in lockstep behind one
+// __syncthreads per stage, 81-83 us against 71.6 us, runs 10-15; 128-row blocks two per SM, 94-96 us; the signs
+// as register A operands with 4-byte permuted x copies, 181 us, run 13.)
 #pragma once
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -25,17 +30,13 @@
 
 namespace bd {
 
-// BM (weight rows per block, the wgmma N): 256, 4 stages of 48 KB, 1 block per SM. (BM = 128 with 3 stages and 2
-// blocks per SM was measured slower, 93.7-95.7 us against 81.0-82.9 us in runs 11-13, and removed.)
-constexpr int PW_BR = 128, PW_BK = 64, PW_THREADS = 256;
+constexpr int PW_BR = 128, PW_BK = 64;
 constexpr int PW_A_BYTES = PW_BR * PW_BK * 2;                              // 16 KB x tile
 template <int BM> struct PwCfg {
-  static constexpr int STAGES = BM == 256 ? 4 : 3;
-  static constexpr int B_BYTES = BM * PW_BK * 2;                          // ±1 tile
+  static constexpr int STAGES = 4;
+  static constexpr int B_BYTES = BM * PW_BK * 2;                          // ±1 tile (32 KB for BM = 256)
   static constexpr int STAGE_BYTES = PW_A_BYTES + B_BYTES;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + 1024;          // + slack to align tiles to 1024 bytes
-  static constexpr int WORDS = BM / 128;                                  // sign words per thread and stage
-  static constexpr int MIN_BLOCKS = BM == 256 ? 1 : 2;
 };
 
 // wgmma shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart.
@@ -97,212 +98,8 @@ template <> __device__ __forceinline__ void wgmma_m64k16<__nv_bfloat16, 256>(flo
 }
 #endif
 
-template <typename T, typename TY, int BM>
-__global__ void __launch_bounds__(PW_THREADS, PwCfg<BM>::MIN_BLOCKS) prefill_wgmma_kernel(
-    const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
-    const int32_t* __restrict__ seg_offsets,        // [S + 1]
-    const int32_t* __restrict__ seg_tenant,         // [S]
-    int S,
-    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
-    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
-    int num_tenants, int scale_per_row, int accumulate,
-    TY* __restrict__ y,                             // [R, M]
-    int64_t M, int64_t K) {
-#ifdef BD_WGMMA_BODY
-  extern __shared__ __align__(16) unsigned char pw_smem_raw[];
-  const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(pw_smem_raw));
-  const uint32_t smem = (raw_addr + 1023u) & ~1023u;  // stage st: x tile at smem + st*48K, S tile 16 KB after
-  unsigned char* const smem_ptr = pw_smem_raw + (smem - raw_addr);
-
-  // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
-  int piece = blockIdx.y, seg = 0;
-  int row0 = 0, rows = 0;
-  for (; seg < S; ++seg) {
-    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
-    const int pieces = end > begin ? (end - begin + PW_BR - 1) / PW_BR : 0;
-    if (piece < pieces) {
-      row0 = begin + piece * PW_BR;
-      rows = min(PW_BR, end - row0);
-      break;
-    }
-    piece -= pieces;
-  }
-  if (seg >= S) return;
-  const int tenant = seg_tenant[seg];
-  const bool has_delta = tenant >= 0 && tenant < num_tenants;
-  const bool bad_tenant = tenant >= num_tenants;
-
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
-  using C = PwCfg<BM>;
-  constexpr int STAGES = C::STAGES, NW = C::WORDS;
-  const int64_t m_block = int64_t(blockIdx.x) * BM;
-  const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
-  const int64_t KT = has_delta ? K64 : 0;
-
-  // Sign words of this thread: words c = 0, 1 of the stage are (m16 tile mtl = (tid + 256c) / 32, device lane L);
-  // L = 4 * (l & 7) + (l >> 3) for l = tid % 32, so that the 8 lanes of a quarter warp have t = l >> 3 fixed and
-  // g = 0..7: their swizzled 16-byte stores hit 8 different bank groups.
-  const int l = lane, L = 4 * (l & 7) + (l >> 3), sg = l & 7, st_ = l >> 3;
-  const uint32_t* sign_ptr[NW];
-#pragma unroll
-  for (int c = 0; c < NW; ++c) sign_ptr[c] = nullptr;
-  if (has_delta) {
-#pragma unroll
-    for (int c = 0; c < NW; ++c) {
-      const int64_t mt = m_block / 16 + (tid >> 5) + 8 * c;
-      sign_ptr[c] = mt < M16 ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
-    }
-  }
-  auto load_words = [&](int64_t kt, uint32_t w[NW]) {
-#pragma unroll
-    for (int c = 0; c < NW; ++c) w[c] = (sign_ptr[c] != nullptr && kt < KT) ? __ldg(sign_ptr[c] + kt * 32) : 0u;
-  };
-  // S tile of stage buffer `st` <- the ±1 expansion of the words. Chunk (r8, s) of word c: row
-  // 16 * mtl + g + 8 * r8, columns 32 s + 8 t .. + 7; its u32 p holds columns 2p, 2p+1 = bits of q = 8 s + 2 p + r8.
-  auto store_signs = [&](int st, const uint32_t w[NW]) {
-    unsigned char* bt = smem_ptr + st * C::STAGE_BYTES + PW_A_BYTES;
-#pragma unroll
-    for (int c = 0; c < NW; ++c) {
-      const int mtl = (tid >> 5) + 8 * c;
-#pragma unroll
-      for (int r8 = 0; r8 < 2; ++r8)
-#pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          const int row = 16 * mtl + sg + 8 * r8;
-          const int ch = 4 * s + st_;
-          uint4 v;
-          v.x = expand_pair<T>(w[c], 8 * s + 0 + r8);
-          v.y = expand_pair<T>(w[c], 8 * s + 2 + r8);
-          v.z = expand_pair<T>(w[c], 8 * s + 4 + r8);
-          v.w = expand_pair<T>(w[c], 8 * s + 6 + r8);
-          *reinterpret_cast<uint4*>(bt + row * 128 + ((ch ^ sg) << 4)) = v;
-        }
-    }
-  };
-  // x tile of stage buffer `st` <- rows [row0, row0 + rows) x columns [64 kt, 64 kt + 64): 1024 chunks of 16 B.
-  auto load_x = [&](int st, int64_t kt) {
-    const uint32_t at = smem + st * C::STAGE_BYTES;
-#pragma unroll
-    for (int c = 0; c < 4; ++c) {
-      const int chunk = tid + c * PW_THREADS;
-      const int r = chunk >> 3, ch = chunk & 7;
-      const int64_t k = kt * PW_BK + ch * 8;
-      const bool ok = r < rows && k < K;
-      const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at + r * 128 + ((ch ^ (r & 7)) << 4)),
-                   "l"(src), "r"(ok ? 16 : 0));
-    }
-  };
-
-  float acc[BM / 2];
-#pragma unroll
-  for (int i = 0; i < BM / 2; ++i) acc[i] = 0.f;
-
-  // Prologue: stages 0 and 1 (x by cp.async, S expanded now); the words of stages 2 and 3 in registers.
-  uint32_t wnext[NW], wnext2[NW];
-#pragma unroll
-  for (int st = 0; st < STAGES - 2; ++st) {
-    if (st < KT) {
-      load_x(st, st);
-      load_words(st, wnext);
-      store_signs(st, wnext);
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-  }
-  load_words(STAGES - 2, wnext);
-  load_words(STAGES - 1, wnext2);
-
-  for (int64_t kt = 0; kt < KT; ++kt) {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(STAGES - 3));  // stage kt landed
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-    __syncthreads();
-    const int st = int(kt % STAGES);
-    const uint32_t at = smem + st * C::STAGE_BYTES + wg * (64 * 128), bt = smem + st * C::STAGE_BYTES + PW_A_BYTES;
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-    for (int j = 0; j < 4; ++j) wgmma_m64k16<T, BM>(acc, wgmma_desc(at + 32 * j), wgmma_desc(bt + 32 * j));
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-    // Stage kt + 2 into the buffer of stage kt - 2 (retired by every warpgroup before this iteration's barrier).
-    const int64_t kn = kt + STAGES - 2;
-    if (kn < KT) {
-      const int sn = int(kn % STAGES);
-      load_x(sn, kn);
-      store_signs(sn, wnext);
-    }
-    asm volatile("cp.async.commit_group;\n" ::);
-#pragma unroll
-    for (int c = 0; c < NW; ++c) wnext[c] = wnext2[c];
-    load_words(kn + 2, wnext2);  // two stages ahead: the sign words come from DRAM
-    asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
-  }
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-  asm volatile("cp.async.wait_group 0;\n" ::);
-
-  // Epilogue: acc[4i + 2h + e] = y row (16 * (warp % 4) + g + 8h) of this warpgroup's 64, column m 8i + 2t + e.
-  const int g = lane >> 2, t = lane & 3;
-  const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
-  const float s0 = (has_delta && !scale_per_row) ? scale[0] : 0.f;
-  const float nan = __int_as_float(0x7fc00000);
-  const bool pair_ok = (M % 2) == 0;
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = wg * 64 + (warp & 3) * 16 + g + 8 * h;
-    if (r >= rows) continue;
-    TY* yrow = y + int64_t(row0 + r) * M;
-#pragma unroll
-    for (int i = 0; i < BM / 8; ++i) {
-      const int64_t m = m_block + 8 * i + 2 * t;
-      if (m >= M) continue;
-      float v[2];
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const float sc = has_delta ? (scale_per_row ? (m + e < M ? scale[m + e] : 0.f) : s0) : 0.f;
-        v[e] = bad_tenant ? nan : sc * acc[4 * i + 2 * h + e];
-      }
-      if (pair_ok) {
-        if (sizeof(TY) == 2) {
-          uint32_t* out = reinterpret_cast<uint32_t*>(yrow + m);
-          if (accumulate && !bad_tenant) {
-            const uint32_t old = *out;
-            v[0] += load_float<TY>(reinterpret_cast<const TY*>(&old));
-            v[1] += load_float<TY>(reinterpret_cast<const TY*>(&old) + 1);
-          }
-          TY pr[2] = {store_cast<TY>(v[0]), store_cast<TY>(v[1])};
-          *out = *reinterpret_cast<const uint32_t*>(pr);
-        } else {
-          float2* out = reinterpret_cast<float2*>(yrow + m);
-          if (accumulate && !bad_tenant) {
-            const float2 old = *out;
-            v[0] += old.x;
-            v[1] += old.y;
-          }
-          *out = make_float2(v[0], v[1]);
-        }
-      } else {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (m + e >= M) continue;
-          TY* out = yrow + m + e;
-          float vv = v[e];
-          if (accumulate && !bad_tenant) vv += load_float<TY>(out);
-          *out = store_cast<TY>(vv);
-        }
-      }
-    }
-  }
-#else
-  // Not sm_90a code: never launched (the host checks BD_HAVE_SM90A and the device's compute capability).
-  __trap();
-#endif
-}
-
-
 // ---------------------------------------------------------------------------------------------------------------
-// prefill_wgmma_ws_kernel: the same tiles and shared-memory layout as prefill_wgmma_kernel (BM = 256, 4 stages of
-// 48 KB), warp-specialized: 384 threads, warpgroup 0 produces (x by 16-byte cp.async, the sign tile expanded to ±1
-// by st.shared), warpgroups 1 and 2 consume (wgmma only, 64 rows of the segment each). Per stage two mbarriers:
-// full (128 producer arrivals, each after its copies of that stage completed and a proxy fence) and empty (256
-// consumer arrivals, after the wgmma that read the stage retired). No block-wide barrier in the main loop.
+// prefill_wgmma_ws_kernel (see the top of this file).
 constexpr int PWS_THREADS = 384;
 
 __device__ __forceinline__ void mbar_init(uint32_t addr, uint32_t count) {
