@@ -42,6 +42,9 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
   extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row
   __shared__ float s_max[8];
   __shared__ int s_popc[XP_PPB];
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // decode3 may start its setup now
+#endif
   const int64_t r = blockIdx.x;
   const int pg = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
@@ -278,6 +281,11 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_d[i][mi][gr][e] = 0;
 
+#if __CUDA_ARCH__ >= 900
+  // Launched with programmatic dependent launch after xplanes_kernel: everything above overlapped its tail; the
+  // bit-planes (xb, x_scale, plane_popc) are read only after this wait (a no-op without the launch attribute).
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
     if (st < KCH) load_stage(st, st);

@@ -61,7 +61,9 @@
  *                       k128 = 48 kernels.
  *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each quantizes the row
  *                       and transposes 2 of the 16 bit-planes; 4 kernels), then
- *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
+ *                       decode3_kernel<T, TY, RW, MT, VEC> (programmatic dependent launch on cc >= 9.0: its
+ *                       block setup overlaps the pre-pass, griddepcontrol.wait before the first bit-plane load;
+ *                       256 threads, one block per 16*MT rows of M, k256
  *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
