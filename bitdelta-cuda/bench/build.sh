@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libbitdelta_cuda.so (all kernels, static cudart) and, where cuBLAS is found, the benchmark harness.
 # Usage: bitdelta-cuda/bench/build.sh [--lib-only] [--harness-only] [--sm90-only]
-#   --sm90-only: SASS for sm_90 alone (quick iterations); the default builds sm_80, 86, 89, 90 + compute_90 PTX.
+#   --sm90-only: SASS for sm_90a alone (quick iterations); the default builds sm_80, 86, 89, 90a + compute_90 PTX.
 #   outputs: bitdelta-cuda/target/native/{libbitdelta_cuda.so, bd_harness, *.sass.txt, resource-usage.txt}
 #            (bitdelta-cuda/target/native-sm90/ with --sm90-only)
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), CUDA_HOME (for cuBLAS), JOBS.
@@ -48,7 +48,7 @@ for cu in "$src"/*.cu; do
   objs+=("$o")
 done
 "$NVCC" "${GENCODE[@]}" -shared -cudart static -o "$out/libbitdelta_cuda.so" "${objs[@]}"
-# Resource report (registers, spills, shared memory) of the sm_90 code.
+# Resource report (registers, spills, shared memory) of the Hopper (sm_90a) code.
 grep -h -A3 "for 'sm_90a\\?'" "$out"/*.ptxas.txt | grep -E "Compiling|Used|spill" > "$out/resource-usage.txt" || true
 cuobjdump -sass -arch sm_90a "$out/libbitdelta_cuda.so" > "$out/libbitdelta_cuda.sm90.sass.txt" 2>/dev/null || true
 echo "built $out/libbitdelta_cuda.so"

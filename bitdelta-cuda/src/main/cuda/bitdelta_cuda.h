@@ -35,7 +35,8 @@
  *   x fragments with one 16-byte load: W[m][k0+8t .. k0+8t+7].) Bits outside [M, K] are 0.
  *   Size: bd_signs_device_bytes(M, K) = ceil(M/16) * ceil(K/64) * 128 bytes (about M*K/8, plus padding).
  *   Expansion in the kernels: half2 = (~(word << q) & 0x80008000) | ONE_PAIR -- a shift and one LOP3 per
- *   two weights; the ±1 fragments live only in registers, never in memory.
+ *   two weights; the ±1 fragments live in registers (mma.sync kernels) or, in the sm_90a delta-only prefill, in
+ *   a shared-memory tile per block and k64 stage read by wgmma -- never in global memory.
  *
  * Tenant tables (decode and prefill): d_tenant_signs is a DEVICE array [num_tenants] of device pointers, each
  * to one repacked sign matrix [M, K] (bd_signs_device_bytes). d_tenant_scales is a DEVICE array
@@ -61,13 +62,13 @@
  *                       k128 = 48 kernels.
  *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each quantizes the row
  *                       and transposes 2 of the 16 bit-planes; 4 kernels), then
- *                       decode3_kernel<T, TY, RW, MT, VEC> (programmatic dependent launch on cc >= 9.0: its
- *                       block setup overlaps the pre-pass, griddepcontrol.wait before the first bit-plane load;
- *                       256 threads, one block per 16*MT rows of M, k256
- *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
+ *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
+ *                       stages, 1 block per SM for MT = 2, 2 for MT = 1; launched with programmatic dependent
+ *                       launch on cc >= 9.0: its block setup overlaps the pre-pass, griddepcontrol.wait comes
+ *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     Only sm_90 has been run; sm_80/86/89 are compiled, not tested.
+ *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
  *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
