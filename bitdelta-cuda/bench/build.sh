@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libbitdelta_cuda.so (all kernels, static cudart) and, where cuBLAS is found, the benchmark harness.
 # Usage: bitdelta-cuda/bench/build.sh [--lib-only] [--harness-only] [--sm90-only]
-#   --sm90-only: SASS for sm_90 alone (quick iterations); the default builds sm_80, 86, 89, 90 + compute_90 PTX.
+#   --sm90-only: SASS for sm_90a alone (quick iterations); the default builds sm_80, 86, 89, 90a + compute_90 PTX.
 #   outputs: bitdelta-cuda/target/native/{libbitdelta_cuda.so, bd_harness, *.sass.txt, resource-usage.txt}
 #            (bitdelta-cuda/target/native-sm90/ with --sm90-only)
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), CUDA_HOME (for cuBLAS), JOBS.
@@ -29,14 +29,15 @@ if [ "$sm90_only" = 1 ]; then
   # release library (Maven's package-native.sh packages target/native/libbitdelta_cuda.so).
   out="$module/target/native-sm90"
   mkdir -p "$out"
-  GENCODE=(-gencode arch=compute_90,code=sm_90)
+  GENCODE=(-gencode arch=compute_90a,code=sm_90a)
 else
   GENCODE=(-gencode arch=compute_80,code=sm_80 -gencode arch=compute_86,code=sm_86
-           -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90,code=sm_90
+           -gencode arch=compute_89,code=sm_89 -gencode arch=compute_90a,code=sm_90a
            -gencode arch=compute_90,code=compute_90)
 fi
+# Hopper's SASS is built for sm_90a (wgmma: the delta-only prefill); BD_HAVE_SM90A tells the host code so.
 COMMON=(-std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall --threads "${JOBS:-0}" -Xptxas -warn-spills
-        -I"$src" -lineinfo)
+        -I"$src" -lineinfo -DBD_HAVE_SM90A=1)
 
 echo "nvcc: $("$NVCC" --version | tail -1)"
 if [ "$harness_only" = 0 ]; then
@@ -47,9 +48,9 @@ for cu in "$src"/*.cu; do
   objs+=("$o")
 done
 "$NVCC" "${GENCODE[@]}" -shared -cudart static -o "$out/libbitdelta_cuda.so" "${objs[@]}"
-# Resource report (registers, spills, shared memory) of the sm_90 code.
-grep -h -A3 "for 'sm_90'" "$out"/*.ptxas.txt | grep -E "Compiling|Used|spill" > "$out/resource-usage.txt" || true
-cuobjdump -sass -arch sm_90 "$out/libbitdelta_cuda.so" > "$out/libbitdelta_cuda.sm90.sass.txt" 2>/dev/null || true
+# Resource report (registers, spills, shared memory) of the Hopper (sm_90a) code.
+grep -h -A3 "for 'sm_90a\\?'" "$out"/*.ptxas.txt | grep -E "Compiling|Used|spill" > "$out/resource-usage.txt" || true
+cuobjdump -sass -arch sm_90a "$out/libbitdelta_cuda.so" > "$out/libbitdelta_cuda.sm90.sass.txt" 2>/dev/null || true
 echo "built $out/libbitdelta_cuda.so"
 fi
 

@@ -360,6 +360,11 @@ static void check_prefill(int dtype, int y_dtype, int64_t M, int64_t K, const st
   std::snprintf(line, sizeof(line), "prefill %-4s->%-4s M=%-5lld K=%-5lld segs[len:tenant]=%s %s%s%s rel_err=%.2e%s",
                 dname(dtype), dname(y_dtype), (long long)M, (long long)K, segs.c_str(), with_base ? "base+delta" : "delta",
                 per_row ? " per-row" : "", accumulate ? " accumulate" : "", rel, written ? "" : " UNWRITTEN/NaN");
+  if (const char* kern = std::getenv("BD_PREFILL_KERNEL")) {
+    std::strncat(line, " [", sizeof(line) - std::strlen(line) - 1);
+    std::strncat(line, kern, sizeof(line) - std::strlen(line) - 1);
+    std::strncat(line, "]", sizeof(line) - std::strlen(line) - 1);
+  }
   report(written && rel < 2e-3, line);
   if (d_W) cudaFree(d_W);
   cudaFree(d_x); cudaFree(d_offs); cudaFree(d_tens); cudaFree(d_y);
@@ -587,6 +592,13 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
     BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
                         BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
   });
+  setenv("BD_PREFILL_KERNEL", "mma_sync", 1);  // the mma.sync kernel (sm_80/86/89's path) for comparison
+  const double delta_mma_us = time_us(nsets, 10, reps, [&](int i) {
+    Set& s = sets[i];
+    BD_CHECK(bd_prefill(dtype, dtype, nullptr, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
+                        BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
+  });
+  unsetenv("BD_PREFILL_KERNEL");
   const double fused_us = time_us(nsets, 10, reps, [&](int i) {
     Set& s = sets[i];
     BD_CHECK(bd_prefill(dtype, dtype, s.W, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
@@ -602,10 +614,12 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
   cudaFree(d_offs); cudaFree(d_tens);
   const double flops = 2.0 * double(R) * M * K;
   char note[128];
-  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s", flops / delta_us * 1e-6, flops / gemm_us * 1e-6);
+  std::snprintf(note, sizeof(note), "delta %.0f TFLOP/s, cuBLAS %.0f TFLOP/s; mma.sync kernel %.1f us",
+                flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_mma_us);
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: delta only", delta_us, 0, gemm_us, "cuBLAS dense f16 GEMM", note});
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: base+delta fused", fused_us, 0, 2 * gemm_us, "2 x cuBLAS GEMM", ""});
-  std::printf("  prefill: delta %.1f us, fused base+delta %.1f us, cuBLAS dense GEMM %.1f us\n", delta_us, fused_us, gemm_us);
+  std::printf("  prefill: delta %.1f us (mma.sync kernel %.1f us), fused base+delta %.1f us, cuBLAS dense GEMM %.1f us\n",
+              delta_us, delta_mma_us, fused_us, gemm_us);
 }
 
 static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick) {
@@ -684,6 +698,21 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 3; ++i)
       BD_CHECK(bd_prefill(BD_DTYPE_F16, BD_DTYPE_F16, nullptr, d_x, 1024, d_offs, d_tens, 8, ts.d_sign_table,
                           ts.d_scale_table, T, BD_SCALE_PER_MATRIX, 0, d_y, M, K, nullptr, 0, 0));
+    {  // compression, bf16 4096 x 11008
+      const int64_t CM = 4096, CK = 11008;
+      std::vector<uint16_t> cb = random16(size_t(CM * CK), 0.05f, BD_DTYPE_BF16, rng), cf(cb.size());
+      for (size_t j = 0; j < cf.size(); ++j) cf[j] = f2h(h2f(cb[j], BD_DTYPE_BF16) + rng.sym(0.004f), BD_DTYPE_BF16);
+      uint16_t* d_cb = to_device(cb);
+      uint16_t* d_cf = to_device(cf);
+      uint8_t* d_s; float* d_rs; float* d_ms; void* d_cws;
+      const size_t cwsb = bd_compress_workspace_bytes(CM, CK);
+      CUDA_CHECK(cudaMalloc(&d_s, size_t(CM * ((CK + 7) / 8))));
+      CUDA_CHECK(cudaMalloc(&d_rs, size_t(CM) * 4));
+      CUDA_CHECK(cudaMalloc(&d_ms, 4));
+      CUDA_CHECK(cudaMalloc(&d_cws, cwsb));
+      for (int i = 0; i < 2; ++i)
+        BD_CHECK(bd_compress(BD_DTYPE_BF16, d_cb, d_cf, CM, CK, d_s, d_rs, d_ms, nullptr, d_cws, cwsb, 0));
+    }
     CUDA_CHECK(cudaDeviceSynchronize());
     std::printf("profile launches done\n");
     return 0;
@@ -709,6 +738,19 @@ int main(int argc, char** argv) {
                   {0, 1, 2, 3, 4, 5, 6, 7}, 8, true, false, true, rng);
     check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3}, {1, 0, 2}, 3, true, true, false, rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 33, 33, {2, 3, 0, 9}, {0, 3, 1, 1}, 3, false, false, false, rng);
+    // delta only on the wgmma kernel (prefill_wgmma_ws_kernel on sm_90a; elsewhere prefill_kernel): per-row scales + accumulate + a bad and a
+    // -1 tenant; M not a multiple of 256 and K not of 64; odd M (scalar epilogue), a segment of 3 pieces.
+    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
+                  rng);
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
+                  rng);
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 1001, 4096, {300}, {1}, 2, false, true, true, rng);
+    // the same delta-only shapes forced onto the mma.sync kernel (what sm_80/86/89 run)
+    setenv("BD_PREFILL_KERNEL", "mma_sync", 1);
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);
+    check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
+                  rng);
+    unsetenv("BD_PREFILL_KERNEL");
     // compression
     check_compress(BD_DTYPE_BF16, 4096, 11008, 0, rng);
     check_compress(BD_DTYPE_F16, 4096, 11008, 0, rng);

@@ -28,7 +28,7 @@ cuda_version=$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
 {
   echo "# written by bitdelta-cuda/src/build/package-native.sh"
   echo "cuda.version=$cuda_version"
-  echo "sm.list=sm_80,sm_86,sm_89,sm_90,compute_90"
+  echo "sm.list=sm_80,sm_86,sm_89,sm_90a,compute_90"
   echo "cudart=static"
   echo "library.sha256=$(sha256sum "$library" | cut -d' ' -f1)"
 } > "$target/bitdelta-cuda.properties"

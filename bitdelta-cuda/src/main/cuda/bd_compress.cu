@@ -2,8 +2,9 @@
 // bit-identical to the CPU compressor's left-to-right double sums (see bitdelta_cuda.h for the argument).
 //
 // compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row
-//   (8 elements each: one 16-byte load of base and of ft on the fast path), computes d = (float)ft - (float)base,
-//   sets bit (d >= 0), and adds |d| to a double (exact additions while every |d| is on the 2^-40 grid and the
+//   (8 elements each: one 16-byte load of base and of ft on the fast path; the fast path issues the loads of
+//   6 bytes per thread, 192 bytes, before using any, so a row of K <= 12288 is one round of loads), computes d = (float)ft - (float)base,
+//   sets bit (d >= 0), and adds |d| to a double (branch-free per element, see add_abs_fast) (exact additions while every |d| is on the 2^-40 grid and the
 //   sum stays below 2^13). Flags per row: OFFGRID (some |d| has bits below 2^-40), HUGE (some |d| >= 1024),
 //   NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals the CPU's left-to-right sum
 //   bit for bit; with one the row is marked for the serial path. The row sum, as an integer of 2^-40 units,
@@ -12,11 +13,13 @@
 //     - matrix total: exact integer when no row had OFFGRID/HUGE/NONFINITE; if < 2^53 units the double sum is
 //       exact; otherwise the float answer is taken when the whole error interval
 //       T * (1 +- (M + K + 8) * 2^-53) rounds to one float, and else one thread sums the row sums in order.
+#include <type_traits>
+
 #include "bd_common.cuh"
 
 namespace bd {
 
-constexpr int CP_THREADS = 256;
+constexpr int CP_THREADS = 256, CP_UNROLL = 6;
 constexpr uint32_t FLAG_OFFGRID = 1u, FLAG_HUGE = 2u, FLAG_NONFINITE = 4u, FLAG_SERIAL = 8u, FLAG_BIGSUM = 16u;
 
 struct CompressHeader {          // at the start of the workspace (64 bytes, zeroed by bd_compress)
@@ -31,20 +34,22 @@ struct CompressHeader {          // at the start of the workspace (64 bytes, zer
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// Adds |d| to a double accumulator. When every |d| lies on the 2^-40 grid and the sum stays below 2^13,
-// every partial sum is an integer multiple of 2^-40 below 2^53 units, so each double addition is exact and
-// the order of additions does not matter. Flags what breaks that (the row then takes the serial path).
-__device__ __forceinline__ void add_abs_exact(uint32_t abs_bits, double& acc, uint32_t& flags) {
-  if (abs_bits >= 0x44800000u) {  // |d| >= 1024, Inf or NaN
-    flags |= abs_bits >= 0x7f800000u ? FLAG_NONFINITE : FLAG_HUGE;
-    return;
+// The fast path's per-element work, without branches: |d| goes into the accumulator unconditionally; `mx` keeps
+// the largest |d| bit pattern (>= 2^10 is HUGE, >= Inf bits NONFINITE; such rows are flagged at the end and take
+// the serial path, so what they added does not matter); `off` records a |d| that is not a multiple of 2^-40:
+// y = min(|d| * 2^40, 2^23) is exact, and (y + 2^23) - 2^23 rounds y to an integer, so it differs from y exactly
+// when |d| is off the grid (|d| >= 2^-17 is always on it; NaN and Inf give y = 2^23, flagged through mx).
+// F16 inputs need no grid test: the difference of two F16 values (multiples of 2^-24, below 2^17), rounded to
+// F32, is always a multiple of 2^-40.
+template <typename T>
+__device__ __forceinline__ void add_abs_fast(float d, double& acc, uint32_t& mx, bool& off) {
+  const float a = fabsf(d);
+  mx = max(mx, __float_as_uint(a));
+  if (std::is_same<T, __nv_bfloat16>::value) {
+    const float y = fminf(__fmul_rn(a, 0x1p40f), 0x1p23f);
+    off |= __fsub_rn(__fadd_rn(y, 0x1p23f), 0x1p23f) != y;
   }
-  const uint32_t e = abs_bits >> 23;
-  if (e < 110u && abs_bits != 0u) {  // below 2^-17: off the grid unless the low mantissa bits are zero
-    const uint32_t r = 110u - e;
-    if (r >= 24u || (abs_bits & ((1u << r) - 1u))) flags |= FLAG_OFFGRID;
-  }
-  acc += (double)__uint_as_float(abs_bits);
+  acc += (double)a;
 }
 
 // Strict left-to-right double sum of |d| over one row (the CPU compressor's order).
@@ -100,7 +105,7 @@ __device__ void finalize(const T* base, const T* ft, int64_t M, int64_t K, float
 }
 
 template <typename T, bool VEC>
-__global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
+__global__ void __launch_bounds__(CP_THREADS, 4) compress_rows_kernel(
     const T* __restrict__ base, const T* __restrict__ ft,  // [M, K]
     int64_t M, int64_t K,
     uint8_t* __restrict__ signs,                          // [M, ceil(K/8)]
@@ -117,33 +122,59 @@ __global__ void __launch_bounds__(CP_THREADS) compress_rows_kernel(
   double acc = 0.0;
   uint32_t flags = 0;
 
-#pragma unroll 2
-  for (int64_t b = threadIdx.x; b < row_bytes; b += CP_THREADS) {
-    const int64_t k0 = b * 8;
-    T bv[8], fv[8];
-    if (VEC) {
-      const uint4 bb = __ldcs(reinterpret_cast<const uint4*>(brow + k0));
-      const uint4 ff = __ldcs(reinterpret_cast<const uint4*>(frow + k0));
-      *reinterpret_cast<uint4*>(bv) = bb;
-      *reinterpret_cast<uint4*>(fv) = ff;
-    } else {
-#pragma unroll
-      for (int i = 0; i < 8; ++i) {
-        const bool ok = k0 + i < K;
-        bv[i] = ok ? brow[k0 + i] : T(0.f);
-        fv[i] = ok ? frow[k0 + i] : T(0.f);
-      }
-    }
+  // 8 elements (one sign byte) -> bits, and |d| into the accumulator.
+  uint32_t mx = 0;
+  bool off = false;
+  auto chunk = [&](const T* bv, const T* fv, int64_t k0, int64_t b, double& a) {
     uint32_t byte = 0;
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
       if (!VEC && k0 + i >= K) break;
       const float d = __fsub_rn(to_f32(fv[i]), to_f32(bv[i]));
       byte |= (d >= 0.f ? 1u : 0u) << i;
-      add_abs_exact(__float_as_uint(d) & 0x7fffffffu, acc, flags);
+      add_abs_fast<T>(d, a, mx, off);
     }
     signs[m * row_bytes + b] = uint8_t(byte);
+  };
+  double acc2 = 0.0;  // a second accumulator: shorter DADD chains (exact sums, so the split changes nothing)
+  if (VEC) {
+    // Rounds of CP_UNROLL bytes per thread: every 16-byte load of the round is issued before the first use
+    // (CP_UNROLL * 32 bytes in flight per thread; K = 11008 is one round).
+    for (int64_t b0 = 0; b0 < row_bytes; b0 += int64_t(CP_THREADS) * CP_UNROLL) {
+      uint4 bb[CP_UNROLL], ff[CP_UNROLL];
+#pragma unroll
+      for (int u = 0; u < CP_UNROLL; ++u) {
+        const int64_t b = b0 + threadIdx.x + u * CP_THREADS;
+        if (b < row_bytes) {
+          bb[u] = __ldcs(reinterpret_cast<const uint4*>(brow + b * 8));
+          ff[u] = __ldcs(reinterpret_cast<const uint4*>(frow + b * 8));
+        } else {
+          bb[u] = ff[u] = make_uint4(0, 0, 0, 0);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < CP_UNROLL; ++u) {
+        const int64_t b = b0 + threadIdx.x + u * CP_THREADS;
+        if (b < row_bytes)
+          chunk(reinterpret_cast<const T*>(&bb[u]), reinterpret_cast<const T*>(&ff[u]), b * 8, b, (u & 1) ? acc2 : acc);
+      }
+    }
+  } else {
+    for (int64_t b = threadIdx.x; b < row_bytes; b += CP_THREADS) {
+      const int64_t k0 = b * 8;
+      T bv[8], fv[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const bool ok = k0 + i < K;
+        bv[i] = ok ? brow[k0 + i] : T(0.f);
+        fv[i] = ok ? frow[k0 + i] : T(0.f);
+      }
+      chunk(bv, fv, k0, b, acc);
+    }
   }
+  acc += acc2;
+  if (mx >= 0x44800000u) flags |= mx >= 0x7f800000u ? FLAG_NONFINITE : FLAG_HUGE;
+  if (off) flags |= FLAG_OFFGRID;
 
   // Block sum (exact while no flag is set and the sum stays below 2^13, so the order is irrelevant).
   __shared__ double s_sum[CP_THREADS / 32];

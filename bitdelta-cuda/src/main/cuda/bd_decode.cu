@@ -395,16 +395,43 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   return xp;
 }
 
+// decode3_kernel is launched with programmatic dependent launch on cc >= 9.0 (it waits in griddepcontrol.wait
+// before reading the pre-pass's output, so its block setup overlaps xplanes_kernel); a plain launch elsewhere.
+template <typename... KArgs, typename... Args>
+static cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                              Args... args) {
+  int dev = 0, major = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e != cudaSuccess) return e;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = major >= 9 ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
+}
+
 template <typename T>
-static int launch_xplanes(const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
+static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   static int attribute_bytes = 48 * 1024;  // raised only when a row needs more (K > 24576), to what it needs
   const int smem = int((K + 255) / 256 * 512);
   if (smem > attribute_bytes) {
-    cudaError_t e = cudaFuncSetAttribute(xplanes_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-    if (e != cudaSuccess) return record_cuda_error(e);
+    for (cudaError_t e : {cudaFuncSetAttribute(xplanes_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                          cudaFuncSetAttribute(xplanes_kernel<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)})
+      if (e != cudaSuccess) return record_cuda_error(e);
     attribute_bytes = smem;
   }
-  xplanes_kernel<T><<<unsigned(R), 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  const dim3 grid(unsigned(R), XP_GROUPS);
+  if (vec)
+    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+  else
+    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -423,8 +450,10 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[1] = true;
     }
-    decode3_kernel<T, TY, RW, MT, true><<<grid, block, Shape::SMEM_BYTES, stream>>>(
-        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true>, grid, block, Shape::SMEM_BYTES, stream,
+                                     W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
+                                     xp.popc, y, M, K);
+    if (e != cudaSuccess) return record_cuda_error(e);
   } else {
     if (!attribute_set[0]) {
       cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
@@ -432,8 +461,10 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[0] = true;
     }
-    decode3_kernel<T, TY, RW, MT, false><<<grid, block, Shape::SMEM_BYTES, stream>>>(
-        W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.popc, y, M, K);
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false>, grid, block, Shape::SMEM_BYTES, stream,
+                                     W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
+                                     xp.popc, y, M, K);
+    if (e != cudaSuccess) return record_cuda_error(e);
   }
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -518,7 +549,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   XPlanes xp{nullptr, nullptr, nullptr};
   if (variant >= 4) {
     xp = decode3_carve(ws, K, R);
-    const int status = launch_xplanes<T>(static_cast<const T*>(x), R, K, xp, stream);
+    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
   }
   for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {

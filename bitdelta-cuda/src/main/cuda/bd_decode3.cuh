@@ -2,7 +2,7 @@
 //
 // Why: in decode every sign is used exactly once, so expanding signs to ±1 half2 pairs costs two ALU
 // instructions per two weights -- at 32 tenants more issue slots than the memory floor allows. Instead:
-//   1. Pre-pass (xplanes_kernel, once per call): each row x_r is quantized to 16-bit two's-complement fixed
+//   1. Pre-pass (xplanes_kernel, once per call, 8 blocks per row): each row x_r is quantized to 16-bit two's-complement fixed
 //      point relative to its largest magnitude, q = rint(x * 32767 / max|x_r|), and cut into 16 bit-planes.
 //      The planes are written to the workspace directly as mma.m16n8k256.b1 B fragments (the 8 columns of a
 //      fragment are 8 planes of the SAME row, so every column of the mma is useful), with per-plane popcounts.
@@ -28,57 +28,105 @@ __host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
   return 64 * kb + 32 * (q >> 3) + 8 * t + 4 * ((q >> 2) & 1) + 2 * ((q & 3) >> 1) + e;
 }
 
-// One block per row. Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows)
-// F32 scale [R] and I32 popcounts [R][16].
-template <typename T>
+// Grid (R, XP_GROUPS = 8): block (r, pg) quantizes the whole row r (every block of the row computes the same max
+// and the same q, bit for bit) and writes the B fragments and popcounts of its own 2 planes 2pg, 2pg+1, so that the
+// 8 blocks of a row share nothing and R = 32 rows give 256 blocks. Fast path (VEC: x 16-byte aligned, K % 8 == 0,
+// K <= 12288): the row is read once with 16-byte loads, all issued before the max reduction, kept in registers.
+// Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows) F32 scale [R] and
+// I32 popcounts [R][16].
+constexpr int XP_GROUPS = 8, XP_PPB = 16 / XP_GROUPS;  // blocks per row, planes per block
+constexpr int XP_NV = 6;  // 16-byte chunks per thread (fast path)
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
                                                       float* __restrict__ row_scale, int* __restrict__ plane_popc) {
-  extern __shared__ short q_s[];  // [K256 * 256] quantized row
+  extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row
   __shared__ float s_max[8];
-  __shared__ int s_popc[16];
+  __shared__ int s_popc[XP_PPB];
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // decode3 may start its setup now
+#endif
   const int64_t r = blockIdx.x;
+  const int pg = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
   const T* xr = x + r * K;
+  const bool fast = VEC && K <= 256 * 8 * XP_NV;
+  uint4 v[VEC ? XP_NV : 1];
   float mx = 0.f;
-  for (int64_t k = threadIdx.x; k < K; k += 256) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(xr[k])));
+  if constexpr (VEC) {
+    if (fast) {
+#pragma unroll
+      for (int i = 0; i < XP_NV; ++i) {
+        const int64_t k = int64_t(threadIdx.x + 256 * i) * 8;
+        v[i] = k < K ? __ldg(reinterpret_cast<const uint4*>(xr + k)) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int i = 0; i < XP_NV; ++i) {
+        const T* e = reinterpret_cast<const T*>(&v[i]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(e[j])));
+      }
+    }
+  }
+  if (!fast)
+    for (int64_t k = threadIdx.x; k < K; k += 256) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(xr[k])));
   for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
   if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = mx;
-  if (threadIdx.x < 16) s_popc[threadIdx.x] = 0;
+  if (threadIdx.x < XP_PPB) s_popc[threadIdx.x] = 0;
   __syncthreads();
   mx = s_max[0];
   for (int i = 1; i < 8; ++i) mx = fmaxf(mx, s_max[i]);
   const float inv = mx > 0.f ? 32767.f / mx : 0.f;
-  for (int64_t k = threadIdx.x; k < K256 * 256; k += 256) {
-    int v = 0;
-    if (k < K) v = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(xr[k]) * inv)));
-    q_s[k] = short(v);
+  if constexpr (VEC) {
+    if (fast) {
+#pragma unroll
+      for (int i = 0; i < XP_NV; ++i) {
+        const int64_t k = int64_t(threadIdx.x + 256 * i) * 8;
+        if (k >= K256 * 256) continue;
+        const T* e = reinterpret_cast<const T*>(&v[i]);
+        uint32_t w[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {  // zeros past K (v is 0 there)
+          const int lo = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(e[2 * j]) * inv)));
+          const int hi = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(e[2 * j + 1]) * inv)));
+          w[j] = (uint32_t(lo) & 0xffffu) | (uint32_t(hi) << 16);
+        }
+        *reinterpret_cast<uint4*>(q_s + k) = make_uint4(w[0], w[1], w[2], w[3]);
+      }
+    }
+  }
+  if (!fast) {
+    for (int64_t k = threadIdx.x; k < K256 * 256; k += 256) {
+      int q = 0;
+      if (k < K) q = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(xr[k]) * inv)));
+      q_s[k] = short(q);
+    }
   }
   __syncthreads();
   // Bit-plane transpose with warp votes: for one (k256 block, lane position t, register) the 32 lanes gather
   // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word.
   uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int popc_local = 0;  // lane p < 16 counts plane p
+  int popc_local = 0;  // lane pp < XP_PPB counts plane XP_PPB * pg + pp
   for (int64_t item = warp; item < K256 * 8; item += 8) {
     const int64_t k2 = item >> 3;
     const int t = int(item & 7) >> 1, reg = int(item & 1);
-    const int v = q_s[k2 * 256 + xb_column(t, reg, lane)];
+    const int q = q_s[k2 * 256 + xb_column(t, reg, lane)];
     uint32_t mine = 0;
 #pragma unroll
-    for (int p = 0; p < 16; ++p) {
-      const uint32_t word = __ballot_sync(0xffffffffu, (v >> p) & 1);
-      if (lane == p) mine = word;
+    for (int pp = 0; pp < XP_PPB; ++pp) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (q >> (XP_PPB * pg + pp)) & 1);
+      if (lane == pp) mine = word;
     }
-    if (lane < 16) {
-      const int grp = lane >> 3, gp = lane & 7;
+    if (lane < XP_PPB) {
+      const int p = XP_PPB * pg + lane, grp = p >> 3, gp = p & 7;
       out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
       popc_local += __popc(mine);
     }
   }
-  if (lane < 16) atomicAdd(&s_popc[lane], popc_local);
+  if (lane < XP_PPB) atomicAdd(&s_popc[lane], popc_local);
   __syncthreads();
-  if (threadIdx.x < 16) plane_popc[r * 16 + threadIdx.x] = s_popc[threadIdx.x];
-  if (threadIdx.x == 0) row_scale[r] = mx / 32767.f;
+  if (threadIdx.x < XP_PPB) plane_popc[r * 16 + XP_PPB * pg + threadIdx.x] = s_popc[threadIdx.x];
+  if (pg == 0 && threadIdx.x == 0) row_scale[r] = mx / 32767.f;
 }
 
 __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -233,6 +281,11 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_d[i][mi][gr][e] = 0;
 
+#if __CUDA_ARCH__ >= 900
+  // Launched with programmatic dependent launch after xplanes_kernel: everything above overlapped its tail; the
+  // bit-planes (xb, x_scale, plane_popc) are read only after this wait (a no-op without the launch attribute).
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
     if (st < KCH) load_stage(st, st);

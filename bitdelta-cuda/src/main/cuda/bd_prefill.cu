@@ -10,7 +10,11 @@
 //     16 pair expansions per k16 feed 16 mma, so the expansion costs 2 ALU instructions per mma.
 //   W (only when d_W != NULL): A fragments straight from global (16-byte loads of W[m][k0+8t..]), one k32 step
 //     ahead; a second set of accumulators.
+#include <cstdlib>
+#include <cstring>
+
 #include "bd_common.cuh"
+#include "bd_prefill_wgmma.cuh"
 
 namespace bd {
 
@@ -203,9 +207,10 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     if (WITH_BASE) v += acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0][idx];
     return v;
   };
-  if (sizeof(TY) == 2 && (M % 8) == 0) {
+  if (sizeof(TY) == 2 && (M % 8) == 0 && !accumulate) {
     // 16-bit y: stage the 128 x 128 tile in shared memory ([row][m], rows padded by 16 bytes), then write
-    // 16-byte chunks along m (coalesced), adding the old y first when accumulating.
+    // 16-byte chunks along m (coalesced). (Not when accumulating: the staged tile is rounded to 16 bits, and
+    // adding the old y to it would round twice; the path below adds in F32 and rounds once.)
     constexpr int LD = PF_BM + 8;
     TY* tile = reinterpret_cast<TY*>(pf_smem);
     __syncthreads();
@@ -234,13 +239,6 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
         TY nan8[8];
         for (int i = 0; i < 8; ++i) nan8[i] = store_cast<TY>(__int_as_float(0x7fc00000));
         v = *reinterpret_cast<const uint4*>(nan8);
-      } else if (accumulate) {
-        const uint4 old = *out;
-        const TY* a = reinterpret_cast<const TY*>(&v);
-        const TY* b = reinterpret_cast<const TY*>(&old);
-        TY sum[8];
-        for (int i = 0; i < 8; ++i) sum[i] = store_cast<TY>(load_float<TY>(a + i) + load_float<TY>(b + i));
-        v = *reinterpret_cast<const uint4*>(sum);
       }
       *out = v;
     }
@@ -291,11 +289,51 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
   return BD_OK;
 }
 
+// The wgmma kernel runs when the library holds sm_90a code (BD_HAVE_SM90A, set by build.sh) and the current
+// device is cc 9.0 (Hopper). BD_PREFILL_KERNEL=mma_sync in the environment forces prefill_kernel (benchmarks).
+static bool use_wgmma() {
+#ifdef BD_HAVE_SM90A
+  const char* force = std::getenv("BD_PREFILL_KERNEL");
+  if (force != nullptr && std::strcmp(force, "mma_sync") == 0) return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+#else
+  return false;
+#endif
+}
+
+template <typename T, typename TY>
+static int launch_prefill_wgmma_ws(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
+                                   const uint32_t* const* signs, const float* const* scales, int num_tenants,
+                                   int per_row, int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
+  if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
+  const dim3 grid(unsigned((M + 255) / 256), unsigned(grid_y)), block(PWS_THREADS);
+  static bool attribute_set = false;  // idempotent; a benign race
+  if (!attribute_set) {
+    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_ws_kernel<T, TY>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, PwCfg<256>::SMEM_BYTES);
+    if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set = true;
+  }
+  prefill_wgmma_ws_kernel<T, TY><<<grid, block, PwCfg<256>::SMEM_BYTES, stream>>>(
+      x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate, y, M, K);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
+
 template <typename T, typename TY>
 static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                        const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                        int accumulate, void* y, int64_t M, int64_t K, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(x) && (W == nullptr || aligned16(W));
+  if (!W && vec && use_wgmma())
+    return launch_prefill_wgmma_ws<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
+                                          per_row, accumulate, static_cast<TY*>(y), M, K, stream);
   if (W)
     return launch_prefill<T, TY, true>(vec, static_cast<const T*>(W), static_cast<const T*>(x), R, offs, tens, S,
                                        signs, scales, num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K,

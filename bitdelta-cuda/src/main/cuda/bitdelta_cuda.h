@@ -35,7 +35,8 @@
  *   x fragments with one 16-byte load: W[m][k0+8t .. k0+8t+7].) Bits outside [M, K] are 0.
  *   Size: bd_signs_device_bytes(M, K) = ceil(M/16) * ceil(K/64) * 128 bytes (about M*K/8, plus padding).
  *   Expansion in the kernels: half2 = (~(word << q) & 0x80008000) | ONE_PAIR -- a shift and one LOP3 per
- *   two weights; the ±1 fragments live only in registers, never in memory.
+ *   two weights; the ±1 fragments live in registers (mma.sync kernels) or, in the sm_90a delta-only prefill, in
+ *   a shared-memory tile per block and k64 stage read by wgmma -- never in global memory.
  *
  * Tenant tables (decode and prefill): d_tenant_signs is a DEVICE array [num_tenants] of device pointers, each
  * to one repacked sign matrix [M, K] (bd_signs_device_bytes). d_tenant_scales is a DEVICE array
@@ -51,27 +52,39 @@
  * device current then); a process using several GPUs is not supported yet (the other devices would not get the
  * raised limit and those launches fail with BD_ERR_CUDA).
  *
- * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90 SASS + compute_90 PTX):
+ * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90a SASS + compute_90 PTX; the Hopper SASS
+ * is built for sm_90a, which runs on cc 9.0 devices only, for the wgmma prefill kernel):
  *   bd_repack_signs:  repack_signs_kernel, 256 threads, one thread per device word.
  *   bd_decode:        version 1: decode_kernel<T, TY, NT, VEC>, 256 threads (8 warps split K), one block per
  *                       16 rows of M; NT (n8 tiles of rows) in {1, 2, 4} = 24 kernels.
  *                     version 2: decode2_kernel<T, TY, RW, MT, VEC>, 256 threads (warps split rows), one block per
  *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
  *                       k128 = 48 kernels.
- *                     version 3: xplanes_kernel<T> (256 threads, one block per row; 2 kernels), then
+ *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each quantizes the row
+ *                       and transposes 2 of the 16 bit-planes; 4 kernels), then
  *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
- *                       stages, 1 block per SM for MT = 2, 2 for MT = 1) = 48 kernels. MT = 1 (the automatic
+ *                       stages, 1 block per SM for MT = 2, 2 for MT = 1; launched with programmatic dependent
+ *                       launch on cc >= 9.0: its block setup overlaps the pre-pass, griddepcontrol.wait comes
+ *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     Only sm_90 has been run; sm_80/86/89 are compiled, not tested.
+ *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
  *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
  *                     128 (M) x 128 (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB),
  *                     T in {half, bf16}, TY in {T, float}, WITH_BASE in {false, true}, VEC in {true, false}
- *                     = 16 kernels.
+ *                     = 16 kernels. On sm_90a (cc 9.0, library built with BD_HAVE_SM90A) the delta-only VEC case
+ *                     (d_W == NULL, x 16-byte aligned, K % 8 == 0) runs prefill_wgmma_ws_kernel<T, TY> instead:
+ *                     384 threads (warp-specialized: warpgroup 0 loads x and expands the sign tile to ±1 in shared
+ *                     memory, never in global memory; warpgroups 1, 2 run wgmma.m64n256k16 with F32 accumulators on
+ *                     64 rows of the segment each), block tile 256 (M) x 128 (rows of one segment) x 64 (K), 4
+ *                     stages of 48 KB with full/empty mbarriers (193 KB dynamic shared memory, 1 block per SM)
+ *                     = 4 kernels. The mma.sync kernel stays the path of sm_80/86/89 (and can be forced with
+ *                     BD_PREFILL_KERNEL=mma_sync in the environment, for benchmarks).
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
- *                     (256 threads, one block per row; the last block to finish finalizes), T in {half, bf16},
+ *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
+ *                     last block to finish finalizes), T in {half, bf16},
  *                     VEC in {true, false} = 4 kernels.
  */
 #ifndef BITDELTA_CUDA_H
