@@ -42,24 +42,6 @@ template <> __device__ __forceinline__ float load_float<float>(const float* p) {
 template <> __device__ __forceinline__ float load_float<__half>(const __half* p) { return __half2float(*p); }
 template <> __device__ __forceinline__ float load_float<__nv_bfloat16>(const __nv_bfloat16* p) { return __bfloat162float(*p); }
 
-// Which segment, and which rows of it, block piece `piece` of a prefill grid handles: segments are cut into pieces
-// of `piece_rows` rows, numbered in segment order (grid.y is an upper bound on their count). Returns the segment
-// index, or num_segments when `piece` is past the last piece (the block has nothing to do).
-__device__ __forceinline__ int prefill_piece(const int* __restrict__ seg_offsets, int num_segments, int piece_rows,
-                                             int piece, int* row0, int* rows) {
-  for (int seg = 0; seg < num_segments; ++seg) {
-    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
-    const int pieces = end > begin ? (end - begin + piece_rows - 1) / piece_rows : 0;
-    if (piece < pieces) {
-      *row0 = begin + piece * piece_rows;
-      *rows = min(piece_rows, end - *row0);
-      return seg;
-    }
-    piece -= pieces;
-  }
-  return num_segments;
-}
-
 // D += A * B, m16n8k16, A row-major (4 x .b32 of two elements), B col-major (2 x .b32), F32 accumulators.
 template <typename T> __device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2,
                                                                uint32_t a3, uint32_t b0, uint32_t b1);

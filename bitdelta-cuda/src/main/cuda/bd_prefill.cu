@@ -46,8 +46,18 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
   T (*xs)[PF_BN][PF_BK] = reinterpret_cast<T (*)[PF_BN][PF_BK]>(pf_smem);  // [PF_STAGES][BN][BK]; reused by the epilogue
 
   // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
+  int piece = blockIdx.y, seg = 0;
   int row0 = 0, rows = 0;
-  const int seg = prefill_piece(seg_offsets, S, PF_BN, blockIdx.y, &row0, &rows);
+  for (; seg < S; ++seg) {
+    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
+    const int pieces = end > begin ? (end - begin + PF_BN - 1) / PF_BN : 0;
+    if (piece < pieces) {
+      row0 = begin + piece * PF_BN;
+      rows = min(PF_BN, end - row0);
+      break;
+    }
+    piece -= pieces;
+  }
   if (seg >= S) return;
   const int tenant = seg_tenant[seg];
   const bool has_delta = tenant >= 0 && tenant < num_tenants;
