@@ -28,9 +28,10 @@ import java.util.SplittableRandom;
  * scales with AdamW on the gradient of the MSE between their logits; the learning rate follows a cosine from
  * {@code lr} to 0 over the steps.
  *
- * <p>Gradients come from {@code calculateGradientsAndOutputs} and the optimizer step is this class's own:
- * SameDiff's {@code fit()} reports only the regularization part of the loss to listeners and builds a new
- * training session on every call, whose freed arrays pile up until the Java GC runs.
+ * <p>Gradients come from SameDiff's gradient function, run with its array recycling on (see
+ * {@code LlamaGraph.lossAndGradients}), and the optimizer step is this class's own: SameDiff's {@code fit()} reports
+ * only the regularization part of the loss to listeners and builds a new training session on every call, and
+ * {@code calculateGradientsAndOutputs} switches the recycling off, so that their arrays wait for the Java GC.
  *
  * <p>Threads: ND4J sizes its OpenMP pool to the cores; on small machines set the environment variable
  * {@code OMP_WAIT_POLICY=PASSIVE} (OpenMP's spinning threads otherwise compete with OpenBLAS's), or
