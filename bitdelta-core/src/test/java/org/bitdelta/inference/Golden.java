@@ -39,17 +39,4 @@ record Golden(int[] inputIds, Map<String, float[]> logits) {
         assertTrue(values != null, "golden file has no " + name + " (has " + logits.keySet() + ")");
         return values;
     }
-
-    /** ‖actual − expected‖ / ‖expected‖. */
-    static double relativeError(float[] actual, float[] expected) {
-        assertEquals(expected.length, actual.length, "logits length");
-        double difference = 0;
-        double norm = 0;
-        for (int i = 0; i < expected.length; i++) {
-            double delta = (double) actual[i] - expected[i];
-            difference += delta * delta;
-            norm += (double) expected[i] * expected[i];
-        }
-        return Math.sqrt(difference / norm);
-    }
 }

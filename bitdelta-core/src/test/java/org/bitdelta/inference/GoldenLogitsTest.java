@@ -2,6 +2,7 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -56,7 +57,7 @@ class GoldenLogitsTest {
     }
 
     static void assertClose(String what, float[] actual, float[] expected) {
-        double error = Golden.relativeError(actual, expected);
+        double error = Norms.relativeError(actual, expected);
         System.out.printf("%s: relative error %.3g%n", what, error);
         assertTrue(error < TOLERANCE, what + ": ‖out − ref‖/‖ref‖ = " + error + ", over " + TOLERANCE);
     }

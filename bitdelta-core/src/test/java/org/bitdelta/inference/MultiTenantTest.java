@@ -2,6 +2,7 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -82,13 +83,13 @@ class MultiTenantTest {
         List<float[]> batched = model.logits(tenants, sequences);
         for (int i = 0; i < tenants.size(); i++) {
             float[] alone = model.logits(tenants.get(i), sequences.get(i));
-            double error = Golden.relativeError(batched.get(i), alone);
+            double error = Norms.relativeError(batched.get(i), alone);
             assertTrue(error < 1e-6, "sequence " + i + " (" + tenants.get(i) + "): batched vs alone relative error " + error + " (seed " + SEED + ")");
         }
         // And the tenants really differ from each other on the same tokens.
         List<float[]> same = model.logits(List.of("base", "alice", "shakespeare"), List.of(sequences.get(1), sequences.get(1), sequences.get(1)));
-        assertTrue(Golden.relativeError(same.get(1), same.get(0)) > 1e-3, "alice differs from base");
-        assertTrue(Golden.relativeError(same.get(2), same.get(1)) > 1e-3, "shakespeare differs from alice");
+        assertTrue(Norms.relativeError(same.get(1), same.get(0)) > 1e-3, "alice differs from base");
+        assertTrue(Norms.relativeError(same.get(2), same.get(1)) > 1e-3, "shakespeare differs from alice");
     }
 
     @Test

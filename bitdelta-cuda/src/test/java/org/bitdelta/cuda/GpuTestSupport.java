@@ -27,6 +27,14 @@ final class GpuTestSupport {
         Assumptions.assumeTrue(reason == null, () -> "SKIPPED, no GPU here: " + reason);
     }
 
+    /**
+     * A backend for a test class's {@code @BeforeAll}, or null where there is no GPU: each test then calls
+     * {@link #assumeGpu} and is reported skipped with the reason (an assumption in {@code @BeforeAll} would hide them).
+     */
+    static CudaBackend backendOrNull() {
+        return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend();
+    }
+
     /** A fresh seed per run, printed so that a failure can be replayed. */
     static long freshSeed(String test) {
         long seed = System.nanoTime() ^ Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L;

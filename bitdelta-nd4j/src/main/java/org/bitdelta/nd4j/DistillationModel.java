@@ -37,6 +37,7 @@ final class DistillationModel implements AutoCloseable {
     private final float[] teacherEmbedding;
     private final float[] studentEmbedding;
     private final Map<String, String> matrixOfVariable;
+    private final Map<String, String> variableOfMatrix;
 
     private DistillationModel(ModelConfig config, LlamaGraph teacher, LlamaGraph student, float[] teacherEmbedding,
                               float[] studentEmbedding) {
@@ -46,6 +47,8 @@ final class DistillationModel implements AutoCloseable {
         this.teacherEmbedding = teacherEmbedding;
         this.studentEmbedding = studentEmbedding;
         this.matrixOfVariable = student.scaleVariables();
+        this.variableOfMatrix = new HashMap<>();
+        matrixOfVariable.forEach((variable, matrix) -> variableOfMatrix.put(matrix, variable));
     }
 
     /**
@@ -267,12 +270,11 @@ final class DistillationModel implements AutoCloseable {
     }
 
     private String variableOf(String matrix) {
-        for (Map.Entry<String, String> entry : matrixOfVariable.entrySet()) {
-            if (entry.getValue().equals(matrix)) {
-                return entry.getKey();
-            }
+        String variable = variableOfMatrix.get(matrix);
+        if (variable == null) {
+            throw new IllegalArgumentException("no scale for '" + matrix + "' (matrices: " + Arrays.toString(matrixOfVariable.values().toArray()) + ")");
         }
-        throw new IllegalArgumentException("no scale for '" + matrix + "' (matrices: " + Arrays.toString(matrixOfVariable.values().toArray()) + ")");
+        return variable;
     }
 
     @Override

@@ -15,6 +15,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -87,23 +88,24 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         int[][] windows = new int[batch][];
         for (int b = 0; b < batch; b++) {
             int start = random.nextInt(tokens.length - sequence + 1);
-            windows[b] = java.util.Arrays.copyOfRange(tokens, start, start + sequence);
+            windows[b] = Arrays.copyOfRange(tokens, start, start + sequence);
         }
         return windows;
     }
 
     private DeltaModel train(DistillationModel model, DeltaModel delta, int[] tokens, DistillOptions options) {
         List<String> matrices = model.matrices();
-        int parameterCount = 0;
-        Map<String, Integer> offsets = new LinkedHashMap<>();
-        for (String matrix : matrices) {
-            offsets.put(matrix, parameterCount);
-            parameterCount += model.scales(matrix).length;
+        // All scales as one parameter vector: matrix i owns [offsets[i], offsets[i + 1]).
+        int[] offsets = new int[matrices.size() + 1];
+        double[][] initial = new double[matrices.size()][];
+        for (int i = 0; i < matrices.size(); i++) {
+            initial[i] = model.scales(matrices.get(i));
+            offsets[i + 1] = offsets[i] + initial[i].length;
         }
+        int parameterCount = offsets[matrices.size()];
         double[] parameters = new double[parameterCount];
-        for (String matrix : matrices) {
-            double[] scales = model.scales(matrix);
-            System.arraycopy(scales, 0, parameters, offsets.get(matrix), scales.length);
+        for (int i = 0; i < matrices.size(); i++) {
+            System.arraycopy(initial[i], 0, parameters, offsets[i], initial[i].length);
         }
         AdamW optimizer = new AdamW(parameterCount, options.beta1(), options.beta2(), options.epsilon(), options.weightDecay());
         SplittableRandom random = new SplittableRandom(options.seed());
@@ -122,9 +124,9 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
             if (!Double.isFinite(loss)) {
                 throw diverged("the loss is " + loss, step, options);
             }
-            for (String matrix : matrices) {
-                double[] gradient = result.gradients().get(matrix);
-                System.arraycopy(gradient, 0, gradients, offsets.get(matrix), gradient.length);
+            for (int i = 0; i < matrices.size(); i++) {
+                double[] gradient = result.gradients().get(matrices.get(i));
+                System.arraycopy(gradient, 0, gradients, offsets[i], gradient.length);
             }
             for (int i = 0; i < gradients.length; i++) {
                 if (!Double.isFinite(gradients[i])) {
@@ -138,11 +140,8 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
                     throw diverged("a scale became " + parameters[i], step, options);
                 }
             }
-            for (String matrix : matrices) {
-                int offset = offsets.get(matrix);
-                double[] scales = new double[model.scales(matrix).length];
-                System.arraycopy(parameters, offset, scales, 0, scales.length);
-                model.setScales(matrix, scales);
+            for (int i = 0; i < matrices.size(); i++) {
+                model.setScales(matrices.get(i), Arrays.copyOfRange(parameters, offsets[i], offsets[i + 1]));
             }
             if (step == 1) {
                 firstLoss = loss;
@@ -156,13 +155,12 @@ public final class Nd4jScaleDistiller implements ScaleDistiller {
         }
         double seconds = (System.nanoTime() - start) / 1e9;
         Map<String, float[]> newScales = new LinkedHashMap<>();
-        for (String matrix : matrices) {
-            int offset = offsets.get(matrix);
-            float[] scales = new float[model.scales(matrix).length];
-            for (int i = 0; i < scales.length; i++) {
-                scales[i] = (float) parameters[offset + i];
+        for (int i = 0; i < matrices.size(); i++) {
+            float[] scales = new float[offsets[i + 1] - offsets[i]];
+            for (int j = 0; j < scales.length; j++) {
+                scales[j] = (float) parameters[offsets[i] + j];
             }
-            newScales.put(matrix, scales);
+            newScales.put(matrices.get(i), scales);
         }
         double recentMean = 0;
         for (double value : recentLosses) {

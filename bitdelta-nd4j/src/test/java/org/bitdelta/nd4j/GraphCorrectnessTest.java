@@ -5,6 +5,7 @@ import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.safetensors.SafetensorsFile;
 import org.bitdelta.tensor.Tensor;
+import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
@@ -162,16 +163,9 @@ class GraphCorrectnessTest {
                     assertTrue(Math.abs(fast.loss() - reference.loss()) <= 1e-6 * Math.abs(reference.loss()),
                             "seed " + seed + ", step " + step + ": loss " + fast.loss() + " vs SameDiff's " + reference.loss());
                     for (String matrix : model.matrices()) {
-                        double[] expected = reference.gradients().get(matrix);
-                        double[] actual = fast.gradients().get(matrix);
-                        double norm = 0;
-                        double difference = 0;
-                        for (int i = 0; i < expected.length; i++) {
-                            norm += expected[i] * expected[i];
-                            difference += (actual[i] - expected[i]) * (actual[i] - expected[i]);
-                        }
-                        assertTrue(Math.sqrt(difference) <= 1e-5 * Math.sqrt(norm), "seed " + seed + ", step " + step + ", " + matrix
-                                + ": gradient differs from SameDiff's by " + Math.sqrt(difference / norm) + " (relative)");
+                        double error = Norms.relativeError(fast.gradients().get(matrix), reference.gradients().get(matrix));
+                        assertTrue(error <= 1e-5, "seed " + seed + ", step " + step + ", " + matrix
+                                + ": gradient differs from SameDiff's by " + error + " (relative)");
                     }
                 }
                 teacher.close();
@@ -221,15 +215,6 @@ class GraphCorrectnessTest {
     }
 
     static double relativeError(INDArray actual, float[] expected) {
-        float[] values = actual.castTo(DataType.FLOAT).data().asFloat();
-        assertTrue(values.length == expected.length, values.length + " logits, expected " + expected.length);
-        double difference = 0;
-        double norm = 0;
-        for (int i = 0; i < expected.length; i++) {
-            double delta = (double) values[i] - expected[i];
-            difference += delta * delta;
-            norm += (double) expected[i] * expected[i];
-        }
-        return Math.sqrt(difference / norm);
+        return Norms.relativeError(actual.castTo(DataType.FLOAT).data().asFloat(), expected);
     }
 }

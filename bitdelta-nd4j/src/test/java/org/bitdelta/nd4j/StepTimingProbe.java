@@ -39,23 +39,9 @@ public final class StepTimingProbe {
                 long d = System.nanoTime();
                 long cd = threads.getCurrentThreadCpuTime();
                 System.err.printf("cpu teacher %.3f student %.3f lossgrad %.3f%n", (cb - ca) / 1e9, (cc - cb) / 1e9, (cd - cc) / 1e9);
-                if (Boolean.getBoolean("probe.gc")) { System.gc(); }
                 System.err.printf("teacher %.3f s, student forward %.3f s, loss+grad %.3f s, loss %.5f, rss %d MB%n",
-                        (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9, result.loss(), rssMegabytes());
+                        (b - a) / 1e9, (c - b) / 1e9, (d - c) / 1e9, result.loss(), DistillBenchmark.rss("VmRSS"));
             }
         }
-    }
-
-    static long rssMegabytes() {
-        try {
-            for (String line : java.nio.file.Files.readAllLines(Path.of("/proc/self/status"))) {
-                if (line.startsWith("VmRSS:")) {
-                    return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024;
-                }
-            }
-        } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e);
-        }
-        return -1;
     }
 }

@@ -7,6 +7,7 @@ import org.bitdelta.spi.TensorBackendProvider;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
+import org.bitdelta.testing.Norms;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -259,7 +260,7 @@ class VectorCpuBackendTest {
         float[] actual = new float[7 * 17];
         oracle.deltaMatmul(data.x, 7, data.base, data.deltas, data.tenantOfRow, expected);
         backend.deltaMatmul(data.x, 7, data.base, corrupted, data.tenantOfRow, actual);
-        double error = relativeError(expected, actual);
+        double error = Norms.relativeError(actual, expected);
         assertTrue(error > TOLERANCE, "one flipped sign bit moved the output by only " + error + " (tolerance " + TOLERANCE
                 + "): the conformance comparison could not see a wrong sign; seed=" + seed + rerunHint());
     }
@@ -276,7 +277,7 @@ class VectorCpuBackendTest {
         values[16 * 65 + 64] += 0.5f; // last row, last column: the tail of both tiles
         float[] actual = new float[3 * 17];
         backend.matmul(x, 3, Tensor.ofFloats("corrupted", values, 17, 65), actual);
-        double error = relativeError(expected, actual);
+        double error = Norms.relativeError(actual, expected);
         assertTrue(error > TOLERANCE, "a changed weight moved the output by only " + error + "; seed=" + seed + rerunHint());
     }
 
@@ -469,19 +470,8 @@ class VectorCpuBackendTest {
         return " (base seed " + SEED + ": rerun with -Dbitdelta.test.seed=" + SEED + ")";
     }
 
-    static double relativeError(float[] expected, float[] actual) {
-        double difference = 0;
-        double reference = 0;
-        for (int i = 0; i < expected.length; i++) {
-            double delta = (double) actual[i] - expected[i];
-            difference += delta * delta;
-            reference += (double) expected[i] * expected[i];
-        }
-        return Double.isNaN(difference) ? Double.NaN : Math.sqrt(difference / reference);
-    }
-
     static void assertClose(float[] expected, float[] actual, long seed, String what) {
-        double error = relativeError(expected, actual);
+        double error = Norms.relativeError(actual, expected);
         assertTrue(error <= TOLERANCE, () -> what + ": relative error " + error + " > " + TOLERANCE + "; case seed=" + seed
                 + rerunHint() + "; first mismatch " + firstMismatch(expected, actual));
     }
