@@ -106,7 +106,7 @@ public class CpuBackendBenchmark {
     @State(Scope.Benchmark)
     public static class Tokens {
         /** outputs x inputs (M x K). */
-        @Param({"4096x4096", "11008x4096"})
+        @Param({"4096x4096", "11008x4096", "4096x11008"})
         public String shape;
         @Param({"1", "4", "16"})
         public int tenants;

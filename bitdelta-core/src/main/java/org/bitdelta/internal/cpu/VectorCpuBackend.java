@@ -13,6 +13,7 @@ import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.IntConsumer;
 
 /**
  * The CPU backend ({@code -Dbitdelta.backend=cpu}): Vector API kernels ({@link VectorKernels}) and a small
@@ -103,8 +104,9 @@ public final class VectorCpuBackend implements TensorBackend {
         Shape shape = Shape.of(weight, x, rows, y);
         WeightType type = shape.type;
         MemorySegment data = weight.data();
+        float[] paired = pairedRows(x, rows, shape.inputs, type);
         forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
-                (start, end) -> dense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
+                (start, end) -> dense(x, paired, rows, data, type, shape.inputs, shape.outputs, start, end, y));
     }
 
     @Override
@@ -139,8 +141,9 @@ public final class VectorCpuBackend implements TensorBackend {
                     (start, end) -> fusedDecode(x, rows, data, type, inputs, outputs, start, end, deltaOfRow, rowSums, y));
             return;
         }
+        float[] paired = pairedRows(x, rows, inputs, type);
         forEachOutputRange(outputs, work, 4, (start, end) -> {
-            dense(x, rows, data, type, inputs, outputs, start, end, y);
+            dense(x, paired, rows, data, type, inputs, outputs, start, end, y);
             for (int group = 0; group < groups.count(); group++) {
                 binary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y);
             }
@@ -163,18 +166,35 @@ public final class VectorCpuBackend implements TensorBackend {
 
     // -------------------------------------------------------------------------------------------------------------
 
-    /** Dense product for output rows [start, end). */
-    private static void dense(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+    /**
+     * The activation rows in {@link VectorKernels#pairOrder} when the dense product will read BF16 weights in 4 x 4
+     * tiles in place ({@link VectorKernels#dot4x4Bf16}), else null. Made once per call, before the fork.
+     */
+    private float[] pairedRows(float[] x, int rows, int inputs, WeightType type) {
+        if (!pairsRows(rows, type)) {
+            return null;
+        }
+        float[] paired = new float[rows * inputs];
+        forEachRow(rows, (long) rows * inputs, r -> VectorKernels.pairOrder(x, r * inputs, inputs, paired));
+        return paired;
+    }
+
+    private static boolean pairsRows(int rows, WeightType type) {
+        return type == WeightType.BF16 && rows >= 4 && rows < DIRECT_ROWS_LIMIT;
+    }
+
+    /** Dense product for output rows [start, end); {@code paired} from {@link #pairedRows}. */
+    private static void dense(float[] x, float[] paired, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
                               int start, int end, float[] y) {
         if (rows < DIRECT_ROWS_LIMIT && type != WeightType.F16) {
-            denseDirect(x, rows, weight, type, inputs, outputs, start, end, y);
+            denseDirect(x, paired, rows, weight, type, inputs, outputs, start, end, y);
         } else {
             denseTiled(x, rows, weight, type, inputs, outputs, start, end, y);
         }
     }
 
     /** Few rows: each weight row is read in place and widened in registers, once per activation row. */
-    private static void denseDirect(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+    private static void denseDirect(float[] x, float[] paired, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
                                     int start, int end, float[] y) {
         long elementBytes = type == WeightType.F32 ? 4 : 2;
         long rowBytes = inputs * elementBytes;
@@ -190,7 +210,7 @@ public final class VectorCpuBackend implements TensorBackend {
                             x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
                 } else {
                     VectorKernels.dot4x4Bf16(weight, rowByte, rowBytes, inputs,
-                            x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
+                            paired, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
                 }
             }
             for (; r < rows; r++) {
@@ -340,20 +360,32 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         }
         int[] deltaRows = new int[count];
+        int[] tableOfRow = new int[rows];
         BinaryDelta[] deltaOf = new BinaryDelta[count];
         MemorySegment[] blocksOf = new MemorySegment[count];
-        float[] tables = new float[Math.multiplyExact(count, tableFloats)];
         for (int r = 0, i = 0; r < rows; r++) {
+            tableOfRow[r] = -1;
             if (tenantOfRow[r] >= 0) {
                 deltaRows[i] = r;
+                tableOfRow[r] = i;
                 deltaOf[i] = deltas.get(tenantOfRow[r]);
                 blocksOf[i] = signBlocks.of(deltaOf[i]);
-                VectorKernels.buildTables(x, r * inputs, inputs, groups, tables, i * tableFloats);
                 i++;
             }
         }
+        float[] tables = new float[Math.multiplyExact(count, tableFloats)];
+        float[] paired = pairsRows(rows, type) ? new float[rows * inputs] : null;
+        // Per row, its tables and its paired copy (20 bytes written per input): split over the threads too.
+        forEachRow(rows, (long) rows * inputs * 20, r -> {
+            if (tableOfRow[r] >= 0) {
+                VectorKernels.buildTables(x, r * inputs, inputs, groups, tables, tableOfRow[r] * tableFloats);
+            }
+            if (paired != null) {
+                VectorKernels.pairOrder(x, r * inputs, inputs, paired);
+            }
+        });
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
-            dense(x, rows, data, type, inputs, outputs, start, end, y);
+            dense(x, paired, rows, data, type, inputs, outputs, start, end, y);
             lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
         });
     }
@@ -477,6 +509,30 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         }
         // invoke() rethrows a task's exception on this thread, with its stack.
+        pool.invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
+    }
+
+    /**
+     * Runs {@code body} for every row in [0, rows), split over the pool in contiguous runs of rows, or on the
+     * calling thread when {@code work} (elements touched) is too small to be worth a fork.
+     */
+    private void forEachRow(int rows, long work, IntConsumer body) {
+        int parts = Math.min(rows, threads);
+        if (pool == null || work < PARALLEL_WORK_THRESHOLD || parts < 2) {
+            for (int r = 0; r < rows; r++) {
+                body.accept(r);
+            }
+            return;
+        }
+        List<ForkJoinTask<?>> tasks = new ArrayList<>(parts);
+        for (int part = 0; part < parts; part++) {
+            int start = (int) ((long) rows * part / parts), end = (int) ((long) rows * (part + 1) / parts);
+            tasks.add(ForkJoinTask.adapt(() -> {
+                for (int r = start; r < end; r++) {
+                    body.accept(r);
+                }
+            }));
+        }
         pool.invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
     }
 
