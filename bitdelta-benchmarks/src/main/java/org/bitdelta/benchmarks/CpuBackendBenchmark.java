@@ -24,10 +24,13 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 import org.openjdk.jmh.annotations.Warmup;
 
+import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -67,8 +70,12 @@ public class CpuBackendBenchmark {
     static final long SEED = 20261122L;
     /** Far beyond the L3 (32 MiB here), so the bandwidth benchmarks measure DRAM. */
     static final long BANDWIDTH_BYTES = 1L << 30;
-    /** 8x the L3 of the machine this was written on (32 MiB): weight sets are cycled through at least this much. */
-    static final long WORKING_SET_BYTES = 256L << 20;
+    /**
+     * Weight sets are cycled through at least this much: 8x the last-level cache (as Linux reports it; 32 MiB
+     * assumed elsewhere), at least 256 MiB, so every call reads its weights from DRAM (a 16-core Xeon host
+     * measured here has a 300 MiB L3).
+     */
+    static final long WORKING_SET_BYTES = Math.max(256L << 20, 8 * lastLevelCacheBytes());
 
     /** The registered "cpu" backend (one thread per available processor), shared by every benchmark. */
     @State(Scope.Benchmark)
@@ -147,6 +154,22 @@ public class CpuBackendBenchmark {
      * in DRAM as it would in a real decoder (one layer's weights are gone from the caches when its turn comes
      * again): at least {@link #WORKING_SET_BYTES} in all.
      */
+    /** The largest cache of cpu0 in /sys (Linux), or 32 MiB where that cannot be read. */
+    static long lastLevelCacheBytes() {
+        long largest = 0;
+        for (int index = 0; index < 8; index++) {
+            Path size = Path.of("/sys/devices/system/cpu/cpu0/cache/index" + index + "/size");
+            try {
+                String text = Files.readString(size).trim();
+                long unit = text.endsWith("K") ? 1L << 10 : text.endsWith("M") ? 1L << 20 : 1;
+                largest = Math.max(largest, unit * Long.parseLong(text.replaceAll("[KM]$", "")));
+            } catch (IOException | NumberFormatException e) {
+                break; // no such level (or not Linux): keep what was found
+            }
+        }
+        return largest > 0 ? largest : 32L << 20;
+    }
+
     static int layersFor(long bytesPerLayer) {
         return (int) Math.max(1, (WORKING_SET_BYTES + bytesPerLayer - 1) / bytesPerLayer);
     }
