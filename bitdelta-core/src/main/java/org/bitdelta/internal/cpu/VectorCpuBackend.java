@@ -104,9 +104,8 @@ public final class VectorCpuBackend implements TensorBackend {
         Shape shape = Shape.of(weight, x, rows, y);
         WeightType type = shape.type;
         MemorySegment data = weight.data();
-        float[] paired = pairedRows(x, rows, shape.inputs, type);
         forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
-                (start, end) -> dense(x, paired, rows, data, type, shape.inputs, shape.outputs, start, end, y));
+                (start, end) -> dense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
     }
 
     @Override
@@ -141,9 +140,8 @@ public final class VectorCpuBackend implements TensorBackend {
                     (start, end) -> fusedDecode(x, rows, data, type, inputs, outputs, start, end, deltaOfRow, rowSums, y));
             return;
         }
-        float[] paired = pairedRows(x, rows, inputs, type);
         forEachOutputRange(outputs, work, 4, (start, end) -> {
-            dense(x, paired, rows, data, type, inputs, outputs, start, end, y);
+            dense(x, rows, data, type, inputs, outputs, start, end, y);
             for (int group = 0; group < groups.count(); group++) {
                 binary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y);
             }
@@ -166,35 +164,18 @@ public final class VectorCpuBackend implements TensorBackend {
 
     // -------------------------------------------------------------------------------------------------------------
 
-    /**
-     * The activation rows in {@link VectorKernels#pairOrder} when the dense product will read BF16 weights in 4 x 4
-     * tiles in place ({@link VectorKernels#dot4x4Bf16}), else null. Made once per call, before the fork.
-     */
-    private float[] pairedRows(float[] x, int rows, int inputs, WeightType type) {
-        if (!pairsRows(rows, type)) {
-            return null;
-        }
-        float[] paired = new float[rows * inputs];
-        forEachRow(rows, (long) rows * inputs, r -> VectorKernels.pairOrder(x, r * inputs, inputs, paired));
-        return paired;
-    }
-
-    private static boolean pairsRows(int rows, WeightType type) {
-        return type == WeightType.BF16 && rows >= 4 && rows < DIRECT_ROWS_LIMIT;
-    }
-
-    /** Dense product for output rows [start, end); {@code paired} from {@link #pairedRows}. */
-    private static void dense(float[] x, float[] paired, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+    /** Dense product for output rows [start, end). */
+    private static void dense(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
                               int start, int end, float[] y) {
         if (rows < DIRECT_ROWS_LIMIT && type != WeightType.F16) {
-            denseDirect(x, paired, rows, weight, type, inputs, outputs, start, end, y);
+            denseDirect(x, rows, weight, type, inputs, outputs, start, end, y);
         } else {
             denseTiled(x, rows, weight, type, inputs, outputs, start, end, y);
         }
     }
 
     /** Few rows: each weight row is read in place and widened in registers, once per activation row. */
-    private static void denseDirect(float[] x, float[] paired, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+    private static void denseDirect(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
                                     int start, int end, float[] y) {
         long elementBytes = type == WeightType.F32 ? 4 : 2;
         long rowBytes = inputs * elementBytes;
@@ -210,7 +191,7 @@ public final class VectorCpuBackend implements TensorBackend {
                             x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
                 } else {
                     VectorKernels.dot4x4Bf16(weight, rowByte, rowBytes, inputs,
-                            paired, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
+                            x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs, y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs);
                 }
             }
             for (; r < rows; r++) {
@@ -345,7 +326,7 @@ public final class VectorCpuBackend implements TensorBackend {
 
     /**
      * Decode batch with deltas, sign product by table lookup: the lookup tables of every row with a tenant are
-     * built once (on the calling thread: 16 floats per 4 inputs per row), then each output chunk gets its dense
+     * built once (16 floats per 4 inputs per row, rows split over the pool), then each output chunk gets its dense
      * product and its sign sums ({@link #lookupRange}).
      */
     private void lookupDecode(float[] x, int rows, MemorySegment data, WeightType type, int inputs, int outputs,
@@ -360,32 +341,22 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         }
         int[] deltaRows = new int[count];
-        int[] tableOfRow = new int[rows];
         BinaryDelta[] deltaOf = new BinaryDelta[count];
         MemorySegment[] blocksOf = new MemorySegment[count];
         for (int r = 0, i = 0; r < rows; r++) {
-            tableOfRow[r] = -1;
             if (tenantOfRow[r] >= 0) {
                 deltaRows[i] = r;
-                tableOfRow[r] = i;
                 deltaOf[i] = deltas.get(tenantOfRow[r]);
                 blocksOf[i] = signBlocks.of(deltaOf[i]);
                 i++;
             }
         }
         float[] tables = new float[Math.multiplyExact(count, tableFloats)];
-        float[] paired = pairsRows(rows, type) ? new float[rows * inputs] : null;
-        // Per row, its tables and its paired copy (20 bytes written per input): split over the threads too.
-        forEachRow(rows, (long) rows * inputs * 20, r -> {
-            if (tableOfRow[r] >= 0) {
-                VectorKernels.buildTables(x, r * inputs, inputs, groups, tables, tableOfRow[r] * tableFloats);
-            }
-            if (paired != null) {
-                VectorKernels.pairOrder(x, r * inputs, inputs, paired);
-            }
-        });
+        // 64 bytes written per 4 inputs and row: on a many-core machine one thread would take a tenth of the call.
+        forEachIndex(count, (long) count * inputs * 16, i ->
+                VectorKernels.buildTables(x, deltaRows[i] * inputs, inputs, groups, tables, i * tableFloats));
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
-            dense(x, paired, rows, data, type, inputs, outputs, start, end, y);
+            dense(x, rows, data, type, inputs, outputs, start, end, y);
             lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
         });
     }
@@ -513,23 +484,23 @@ public final class VectorCpuBackend implements TensorBackend {
     }
 
     /**
-     * Runs {@code body} for every row in [0, rows), split over the pool in contiguous runs of rows, or on the
-     * calling thread when {@code work} (elements touched) is too small to be worth a fork.
+     * Runs {@code body} for every index in [0, count), split over the pool in contiguous runs, or on the calling
+     * thread when {@code work} (bytes touched) is too small to be worth a fork.
      */
-    private void forEachRow(int rows, long work, IntConsumer body) {
-        int parts = Math.min(rows, threads);
+    private void forEachIndex(int count, long work, IntConsumer body) {
+        int parts = Math.min(count, threads);
         if (pool == null || work < PARALLEL_WORK_THRESHOLD || parts < 2) {
-            for (int r = 0; r < rows; r++) {
-                body.accept(r);
+            for (int i = 0; i < count; i++) {
+                body.accept(i);
             }
             return;
         }
         List<ForkJoinTask<?>> tasks = new ArrayList<>(parts);
         for (int part = 0; part < parts; part++) {
-            int start = (int) ((long) rows * part / parts), end = (int) ((long) rows * (part + 1) / parts);
+            int start = (int) ((long) count * part / parts), end = (int) ((long) count * (part + 1) / parts);
             tasks.add(ForkJoinTask.adapt(() -> {
-                for (int r = start; r < end; r++) {
-                    body.accept(r);
+                for (int i = start; i < end; i++) {
+                    body.accept(i);
                 }
             }));
         }
