@@ -505,8 +505,9 @@ static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* 
   return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
-// Version 4 (sm_90): persistent grid of G blocks (G <= SMs, G <= units), 288 threads, Decode4Shape<NT>::SMEM_BYTES
-// of dynamic shared memory (one block per SM), programmatic dependent launch after the pre-pass.
+// Version 4 (sm_90): persistent grid of G blocks (G <= SMs, G <= units), D4_THREADS = 384 threads (8 consumer +
+// 4 producer warps), Decode4Shape<NT>::SMEM_BYTES of dynamic shared memory (one block per SM), programmatic
+// dependent launch after the pre-pass.
 template <typename T, typename TY, int NT>
 static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
                           const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, int* counters,

@@ -7,11 +7,15 @@
 // per block is in flight -- and its 16-row blocks re-read all of x (f16 for the base, bit-planes for the delta)
 // once per 16 rows of M: at 32 tenants 128 MB of L2 traffic on top of 101 MB from DRAM (4096x4096).
 //
-//   - Persistent grid, one block per SM: 8 consumer warps + 1 producer warp (288 threads).
-//   - The producer streams every operand with cp.async.bulk (the bulk copy engine, one instruction per row
-//     segment) into a ring of STAGES shared-memory stages, each guarded by a "full" mbarrier (expect_tx bytes)
-//     and an "empty" mbarrier (the 8 consumer warps arrive). It runs up to STAGES chunks ahead of the consumers
-//     (160-210 KB of stages per SM, so 10+ MB in flight chip-wide), independent of their progress.
+//   - Persistent grid, one block per SM: 8 consumer warps + 4 producer warps (384 threads; any block of more than
+//     8 warps puts 3 warps on some SM sub-partition, so registers are capped at 168 anyway). The producers' copy
+//     loops are not unrolled (unrolled, their addresses spilled the 32-row consumers' registers).
+//   - The producer warps stream every operand with 16-byte cp.async into a ring of STAGES shared-memory stages,
+//     each guarded by a "full" mbarrier (each producer thread arms cp.async.mbarrier.arrive.noinc after its
+//     copies of the stage) and an "empty" mbarrier (the 8 consumer warps arrive). They run up to STAGES chunks
+//     ahead of the consumers (160-210 KB of stages per SM), independent of the consumers' progress.
+//     (Run 19 issued the same copies as cp.async.bulk, one per 512-byte row segment: ~1.1 TB/s at every size,
+//     consistent with only ~8-16 bulk copies in flight per SM; hence plain 16-byte copies.)
 //   - Tiles of 32 rows of M (half the x re-reads of 16-row tiles); a stage = one k256 chunk of one tile:
 //       W    [32 rows][256 k]              rows padded to 576 bytes (conflict-free 16-byte fragment loads)
 //       x    [ROWS][256 k]                 same padding (B fragments of the base mma)
@@ -24,9 +28,9 @@
 //     last one adds all partials in a fixed order (block index), so the result does not depend on timing.
 //     Each block does its split tiles first (the one its range starts in, then the one it ends in), so the
 //     counter round trips overlap the producer's streaming of the full tiles that follow.
-//   - Launched with programmatic dependent launch after xplanes_kernel: the producer issues the W, x and sign
-//     copies of the first STAGES chunks before griddepcontrol.wait; only the bit-plane copies, x_scale,
-//     plane_popc and the tile counters (zeroed by the pre-pass) wait.
+//   - Launched with programmatic dependent launch after xplanes_kernel: the producers issue the W, x and sign
+//     copies of the first STAGES chunks before griddepcontrol.wait; only the bit-plane copies (and those
+//     stages' arrives), x_scale, plane_popc and the tile counters (zeroed by the pre-pass) wait.
 // Consumer warp w: delta rows w*NT .. w*NT+NT-1 (both m16 tiles, 2 binary mma each per chunk); base: n8 tile
 // nt = w / (8/NT), k32 steps wi, wi + 8/NT, ... of each chunk (wi = w % (8/NT)), both m16 tiles. The 8/NT
 // base partial sums of an n8 tile meet in shared memory at the end of a tile, added in a fixed order.
@@ -36,7 +40,9 @@
 namespace bd {
 
 constexpr int D4_CWARPS = 8;                       // consumer warps
-constexpr int D4_THREADS = (D4_CWARPS + 1) * 32;   // + one producer warp
+constexpr int D4_PWARPS = 4;                       // producer warps
+constexpr int D4_THREADS = (D4_CWARPS + D4_PWARPS) * 32;
+static_assert(D4_PWARPS == 1 || D4_PWARPS == 2 || D4_PWARPS == 4 || D4_PWARPS == 8, "rows are dealt to producer warps evenly");
 constexpr int D4_MT = 2, D4_BM = 16 * D4_MT;       // rows of M per tile
 constexpr int D4_KC = 256;                         // k per chunk (one binary mma k step)
 constexpr int D4_ROW_BYTES = D4_KC * 2 + 64;       // padded shared-memory row of W and x
@@ -67,20 +73,23 @@ __device__ __forceinline__ void d4_mbar_init(uint32_t bar, uint32_t count) {
 __device__ __forceinline__ void d4_mbar_arrive(uint32_t bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
-__device__ __forceinline__ void d4_mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
 __device__ __forceinline__ void d4_mbar_wait(uint32_t bar, uint32_t parity) {
   asm volatile(
       "{\n.reg .pred P1;\nD4_WAIT:\nmbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n@P1 bra D4_DONE;\n"
       "bra D4_WAIT;\nD4_DONE:\n}\n" ::"r"(bar), "r"(parity) : "memory");
 }
-// Bulk copy global -> shared (own CTA), completion counted in bytes on `bar`; L2 policy from createpolicy.
-__device__ __forceinline__ void d4_bulk(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar, uint64_t policy) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
-      "l"(src), "r"(bytes), "r"(bar), "l"(policy)
-      : "memory");
+// 16-byte cp.async (L2 only), zero fill when !ok; the _hint form carries an L2 eviction policy.
+__device__ __forceinline__ void d4_cp16(uint32_t dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void d4_cp16_hint(uint32_t dst, const void* src, bool ok, uint64_t policy) {
+  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst), "l"(src),
+               "r"(ok ? 16 : 0), "l"(policy)
+               : "memory");
+}
+// Arrive on `bar` once all of this thread's earlier cp.async have completed (counts as one of its arrivals).
+__device__ __forceinline__ void d4_cp_arrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 __device__ __forceinline__ void d4_bar_consumers() { asm volatile("bar.sync 1, %0;\n" ::"n"(D4_CWARPS * 32) : "memory"); }
 __device__ __forceinline__ uint4 d4_lds128(uint32_t addr) {
@@ -182,7 +191,7 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
   }
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      d4_mbar_init(bar_full + 8 * s, 1);
+      d4_mbar_init(bar_full + 8 * s, D4_PWARPS * 32);
       d4_mbar_init(bar_empty + 8 * s, D4_CWARPS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -190,12 +199,16 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
   __syncthreads();
   const D4Segs segs(blockIdx.x, U, G, C);
 
-  if (warp == D4_CWARPS) {
-    // ------------------------------------------------------------------ producer warp
-    uint64_t pol_stream, pol_keep;  // W and signs are read once; x and bit-planes by every block
+  if (warp >= D4_CWARPS) {
+    // ------------------------------------------------------------------ producer warps (128 threads)
+    // Thread pt copies, per stage, the 16-byte column pch of rows prow, prow + 4, ... of each operand (the 32
+    // threads of a warp cover one 512-byte row segment: coalesced, conflict-free). Past K (last chunk) and
+    // past K64 the copies zero-fill, so the consumers never see stale columns. After its copies of a stage
+    // each thread arms one asynchronous arrive on the stage's full barrier (cp.async.mbarrier.arrive.noinc):
+    // it fires when all of the thread's earlier copies have landed.
+    const int pt = threadIdx.x - D4_CWARPS * 32, prow = pt >> 5, pch = pt & 31;
+    uint64_t pol_stream;  // W and signs are read once
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol_stream));
-    asm volatile("createpolicy.fractional.L2::evict_last.b64 %0, 1.0;\n" : "=l"(pol_keep));
-    const int nsig = __popc(__ballot_sync(0xffffffffu, lane < ROWS && s_signs[lane] != nullptr));
     const int nx = R < ROWS ? R : ROWS;
     const int64_t total_units = segs.u1 - segs.u0;
     int64_t pend_c[STAGES];
@@ -205,9 +218,12 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
     uint32_t ph = 0;
     int64_t done = 0;
     auto issue_xb = [&](int st, int64_t c) {
-      const uint32_t dst = smem_base + st * Sh::STAGE_BYTES + Sh::XB_OFF, bar = bar_full + 8 * st;
-      for (int r = lane; r < ROWS; r += 32)
-        if (s_signs[r] != nullptr) d4_bulk(dst + r * 512, xb + (int64_t(r) * C + c) * 128, 512, bar, pol_keep);
+      const uint32_t dst = smem_base + st * Sh::STAGE_BYTES + Sh::XB_OFF + pch * 16;
+#pragma unroll 1
+      for (int i = 0; i < ROWS / D4_PWARPS; ++i) {
+        const int r = prow + D4_PWARPS * i;
+        if (s_signs[r] != nullptr) d4_cp16(dst + r * 512, xb + (int64_t(r) * C + c) * 128 + pch * 4, true);
+      }
     };
     for (int i = 0; i < segs.n; ++i) {
       int64_t tile, c0, c1;
@@ -215,38 +231,51 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
       int slot;
       segs.get(i, tile, c0, c1, split, slot);
       const int64_t m0 = tile * D4_BM, mt0 = tile * D4_MT;
-      const int nw = int(M - m0 < D4_BM ? M - m0 : D4_BM);
       const int nmi = int(M16 - mt0 < D4_MT ? M16 - mt0 : D4_MT);
       for (int64_t c = c0; c < c1; ++c) {
         d4_mbar_wait(bar_empty + 8 * s, ph ^ 1);
-        const int kc = int(K - c * D4_KC < D4_KC ? K - c * D4_KC : D4_KC);
-        const uint32_t wbytes = uint32_t(kc) * 2;
-        const int nkb = int(K64 - 4 * c < 4 ? K64 - 4 * c : 4);
-        const uint32_t sbytes = uint32_t(nkb) * 128;
-        const uint32_t bytes = uint32_t(nw + nx) * wbytes + uint32_t(nsig * nmi) * sbytes + uint32_t(nsig) * 512;
-        const uint32_t bar = bar_full + 8 * s, st = smem_base + s * Sh::STAGE_BYTES;
-        if (lane == 0) d4_mbar_arrive_expect_tx(bar, bytes);
-        __syncwarp();
-        for (int r = lane; r < nw; r += 32)
-          d4_bulk(st + Sh::W_OFF + r * D4_ROW_BYTES, W + (m0 + r) * K + c * D4_KC, wbytes, bar, pol_stream);
-        for (int r = lane; r < nx; r += 32)
-          d4_bulk(st + Sh::X_OFF + r * D4_ROW_BYTES, x + int64_t(r) * K + c * D4_KC, wbytes, bar, pol_keep);
-        for (int idx = lane; idx < ROWS * D4_MT; idx += 32) {
-          const int r = idx / D4_MT, mi = idx % D4_MT;
+        const uint32_t st = smem_base + s * Sh::STAGE_BYTES;
+        const bool kin = int64_t(pch) * 8 < K - c * D4_KC;    // this thread's 8 columns are inside K
+        const bool sin = 4 * c + (pch >> 3) < K64;             // its 4 sign words are inside K64
+#pragma unroll 1
+        for (int j = 0; j < D4_BM / D4_PWARPS; ++j) {
+          const int r = prow + D4_PWARPS * j;
+          if (m0 + r < M) {
+            const T* src = W + (m0 + r) * K;  // zero fill reads nothing; the row start keeps the address valid
+            d4_cp16_hint(st + Sh::W_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin,
+                         pol_stream);
+          }
+        }
+#pragma unroll 1
+        for (int j = 0; j < ROWS / D4_PWARPS; ++j) {
+          const int r = prow + D4_PWARPS * j;
+          if (r < nx) {
+            const T* src = x + int64_t(r) * K;
+            d4_cp16(st + Sh::X_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin);
+          }
+        }
+#pragma unroll 1
+        for (int j = 0; j < 2 * ROWS / D4_PWARPS; ++j) {
+          const int q = prow + D4_PWARPS * j, r = q >> 1, mi = q & 1;  // (row, m16 tile) piece of 512 bytes
           const uint32_t* p = s_signs[r];
           if (p != nullptr && mi < nmi)
-            d4_bulk(st + Sh::S_OFF + idx * 512, p + ((mt0 + mi) * K64 + 4 * c) * 32, sbytes, bar, pol_stream);
+            d4_cp16_hint(st + Sh::S_OFF + q * 512 + pch * 16, sin ? p + ((mt0 + mi) * K64 + 4 * c) * 32 + pch * 4 : p,
+                         sin, pol_stream);
         }
         if (waited) {
           issue_xb(s, c);
+          d4_cp_arrive(bar_full + 8 * s);
         } else {
-          // The bit-planes come from the pre-pass: hold their copies back until it completed, but only for
-          // the first STAGES chunks (the producer then needs these stages back).
+          // The bit-planes come from the pre-pass: hold their copies (and the stage's arrive) back until it
+          // completed, but only for the first STAGES chunks (the producer then needs these stages back).
           pend_c[npend++] = c;
           if (npend == STAGES || done + 1 == total_units) {
             asm volatile("griddepcontrol.wait;\n" ::: "memory");
             waited = true;
-            for (int j = 0; j < npend; ++j) issue_xb(j, pend_c[j]);
+            for (int j = 0; j < npend; ++j) {
+              issue_xb(j, pend_c[j]);
+              d4_cp_arrive(bar_full + 8 * j);
+            }
           }
         }
         ++done;
@@ -328,22 +357,16 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
           mma_b1(acc_d[r][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
         }
       }
-      // Base: f16/bf16 tensor cores, this warp's k32 steps. In the last chunk (K % 256 != 0) the columns past K
-      // hold stale shared memory: both operands are zeroed there (K % 8 == 0: a lane's 8 columns are all in or
-      // all out).
+      // Base: f16/bf16 tensor cores, this warp's k32 steps (columns past K were zero-filled by the producer).
       if (do_base) {
-        const int kvalid = int(K - c * D4_KC < D4_KC ? K - c * D4_KC : D4_KC);
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           const int kstep = wi + j * NW;
-          uint4 b = d4_lds128(st + xrow_off + kstep * 64);
-          const bool kin = kstep * 32 + 8 * t < kvalid;
-          if (!kin) b = make_uint4(0, 0, 0, 0);
+          const uint4 b = d4_lds128(st + xrow_off + kstep * 64);
 #pragma unroll
           for (int mi = 0; mi < D4_MT; ++mi) {
-            uint4 a0 = d4_lds128(st + wrow_off + (mi * 16) * D4_ROW_BYTES + kstep * 64);
-            uint4 a1 = d4_lds128(st + wrow_off + (mi * 16 + 8) * D4_ROW_BYTES + kstep * 64);
-            if (!kin) { a0 = make_uint4(0, 0, 0, 0); a1 = a0; }
+            const uint4 a0 = d4_lds128(st + wrow_off + (mi * 16) * D4_ROW_BYTES + kstep * 64);
+            const uint4 a1 = d4_lds128(st + wrow_off + (mi * 16 + 8) * D4_ROW_BYTES + kstep * 64);
             mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, b.x, b.y);
             mma16816<T>(acc_b[mi], a0.z, a1.z, a0.w, a1.w, b.z, b.w);
           }
