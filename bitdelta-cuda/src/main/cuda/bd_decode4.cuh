@@ -40,9 +40,12 @@
 namespace bd {
 
 constexpr int D4_CWARPS = 8;                       // consumer warps
-constexpr int D4_PWARPS = 4;                       // producer warps
-constexpr int D4_THREADS = (D4_CWARPS + D4_PWARPS) * 32;
-static_assert(D4_PWARPS == 1 || D4_PWARPS == 2 || D4_PWARPS == 4 || D4_PWARPS == 8, "rows are dealt to producer warps evenly");
+// PW producer warps (4 or 8): 32 * (8 + PW) threads. With 8, registers are rebalanced by setmaxnreg (sm_90a):
+// producers 56, consumers 200 (the entry allocation is 128 for 16 warps).
+template <int PW> struct D4Threads {
+  static_assert(PW == 4 || PW == 8, "rows are dealt to producer warps evenly");
+  static constexpr int value = (D4_CWARPS + PW) * 32;
+};
 constexpr int D4_MT = 2, D4_BM = 16 * D4_MT;       // rows of M per tile
 constexpr int D4_KC = 256;                         // k per chunk (one binary mma k step)
 constexpr int D4_ROW_BYTES = D4_KC * 2 + 64;       // padded shared-memory row of W and x
@@ -151,8 +154,8 @@ struct D4Segs {
   }
 };
 
-template <typename T, typename TY, int NT>
-__global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
+template <typename T, typename TY, int NT, int PW>
+__global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
     const T* __restrict__ W,                       // [M, K]   16-byte aligned, K % 8 == 0
     const T* __restrict__ x,                       // [R, K]   R <= 8*NT rows in this launch, 16-byte aligned
     const int32_t* __restrict__ row_tenant,        // [R]
@@ -191,7 +194,7 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
   }
   if (threadIdx.x == 0) {
     for (int s = 0; s < STAGES; ++s) {
-      d4_mbar_init(bar_full + 8 * s, D4_PWARPS * 32);
+      d4_mbar_init(bar_full + 8 * s, PW * 32);
       d4_mbar_init(bar_empty + 8 * s, D4_CWARPS);
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -200,8 +203,11 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
   const D4Segs segs(blockIdx.x, U, G, C);
 
   if (warp >= D4_CWARPS) {
-    // ------------------------------------------------------------------ producer warps (128 threads)
-    // Thread pt copies, per stage, the 16-byte column pch of rows prow, prow + 4, ... of each operand (the 32
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    if (PW == 8) asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
+#endif
+    // ------------------------------------------------------------------ producer warps (32 * PW threads)
+    // Thread pt copies, per stage, the 16-byte column pch of rows prow, prow + PW, ... of each operand (the 32
     // threads of a warp cover one 512-byte row segment: coalesced, conflict-free). Past K (last chunk) and
     // past K64 the copies zero-fill, so the consumers never see stale columns. After its copies of a stage
     // each thread arms one asynchronous arrive on the stage's full barrier (cp.async.mbarrier.arrive.noinc):
@@ -220,8 +226,8 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
     auto issue_xb = [&](int st, int64_t c) {
       const uint32_t dst = smem_base + st * Sh::STAGE_BYTES + Sh::XB_OFF + pch * 16;
 #pragma unroll 1
-      for (int i = 0; i < ROWS / D4_PWARPS; ++i) {
-        const int r = prow + D4_PWARPS * i;
+      for (int i = 0; i < ROWS / PW; ++i) {
+        const int r = prow + PW * i;
         if (s_signs[r] != nullptr) d4_cp16(dst + r * 512, xb + (int64_t(r) * C + c) * 128 + pch * 4, true);
       }
     };
@@ -238,8 +244,8 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
         const bool kin = int64_t(pch) * 8 < K - c * D4_KC;    // this thread's 8 columns are inside K
         const bool sin = 4 * c + (pch >> 3) < K64;             // its 4 sign words are inside K64
 #pragma unroll 1
-        for (int j = 0; j < D4_BM / D4_PWARPS; ++j) {
-          const int r = prow + D4_PWARPS * j;
+        for (int j = 0; j < D4_BM / PW; ++j) {
+          const int r = prow + PW * j;
           if (m0 + r < M) {
             const T* src = W + (m0 + r) * K;  // zero fill reads nothing; the row start keeps the address valid
             d4_cp16_hint(st + Sh::W_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin,
@@ -247,16 +253,16 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
           }
         }
 #pragma unroll 1
-        for (int j = 0; j < ROWS / D4_PWARPS; ++j) {
-          const int r = prow + D4_PWARPS * j;
+        for (int j = 0; j < ROWS / PW; ++j) {
+          const int r = prow + PW * j;
           if (r < nx) {
             const T* src = x + int64_t(r) * K;
             d4_cp16(st + Sh::X_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin);
           }
         }
 #pragma unroll 1
-        for (int j = 0; j < 2 * ROWS / D4_PWARPS; ++j) {
-          const int q = prow + D4_PWARPS * j, r = q >> 1, mi = q & 1;  // (row, m16 tile) piece of 512 bytes
+        for (int j = 0; j < 2 * ROWS / PW; ++j) {
+          const int q = prow + PW * j, r = q >> 1, mi = q & 1;  // (row, m16 tile) piece of 512 bytes
           const uint32_t* p = s_signs[r];
           if (p != nullptr && mi < nmi)
             d4_cp16_hint(st + Sh::S_OFF + q * 512 + pch * 16, sin ? p + ((mt0 + mi) * K64 + 4 * c) * 32 + pch * 4 : p,
@@ -286,6 +292,9 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
   }
 
   // -------------------------------------------------------------------- consumer warps
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  if (PW == 8) asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
+#endif
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // x_scale, plane_popc, tile counters
   const int ctid = threadIdx.x;
   if (ctid < ROWS) {
@@ -462,13 +471,18 @@ __global__ void __launch_bounds__(D4_THREADS, 1) decode4_kernel(
               reinterpret_cast<long long*>(my + 4096)[mm * 32 + row] = pd[r][mi][h];
             }
       }
-      __threadfence();
+      // Ordering as a CTA-wide release/acquire: the consumers' partial stores, a CTA barrier, then one thread's
+      // acq_rel atomic at GPU scope (run 20: a sequentially consistent __threadfence in every thread instead cost
+      // ~19 us at 4096x4096 with 32 tenants when most tiles were split).
       d4_bar_consumers();
       const int64_t b_lo = d4_block_of(tile * C, U, G), b_hi = d4_block_of(tile * C + C - 1, U, G);
-      if (ctid == 0) s_last = atomicAdd(tile_count + tile, 1) == int(b_hi - b_lo);
+      if (ctid == 0) {
+        int old;
+        asm volatile("atom.acq_rel.gpu.global.add.s32 %0, [%1], 1;\n" : "=r"(old) : "l"(tile_count + tile) : "memory");
+        s_last = old == int(b_hi - b_lo);
+      }
       d4_bar_consumers();
       if (s_last) {
-        __threadfence();
         if (t == 0) {
 #pragma unroll
           for (int r = 0; r < NT; ++r)
