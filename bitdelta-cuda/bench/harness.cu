@@ -564,7 +564,7 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   char name[128];
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[192];
-  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v4/p8 %.1f, v4/p4 %.1f", vus[1],
+  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v4 %.1f, v4/nohint %.1f", vus[1],
                 vus[2], vus[3], vus[4], vus[5], vus[6], vus[7]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);

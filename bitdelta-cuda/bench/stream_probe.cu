@@ -16,7 +16,8 @@
 
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("CUDA %s line %d\n", cudaGetErrorString(e_), __LINE__); return 1; } } while (0)
 
-constexpr int STAGE = 32768, STAGES = 6, PER_BLOCK = 64;  // stages per block and launch
+constexpr int STAGE = 32768, STAGES = 6, PER_BLOCK = 64;  // stage bytes, ring depth, stages per block and launch
+constexpr int TOTAL_STAGE_BYTES = STAGE * PER_BLOCK;       // per block and launch (2 MB)
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t n) { asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(n) : "memory"); }
 __device__ __forceinline__ void mbar_arrive(uint32_t bar) { asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory"); }
@@ -34,52 +35,66 @@ __device__ __forceinline__ size_t offset(int b, int i, int q) {
   return (size_t(b) * (PER_BLOCK / 16) + tile) * (64 * 8192) + size_t(row) * 8192 + cb * 512 + col * 16;
 }
 
-template <int PW, int PATTERN, int MODE>  // MODE 0: cp.async, 1: bulk copies of SEG = 512 bytes
+// FLAGS: 1 = L2::cache_hint evict_first on every copy, 2 = zero-fill form (src-size operand), 4 = consumers
+// spend ~1500 cycles per stage before releasing it (stand-in for decode's per-stage compute).
+template <int PW, int PATTERN, int MODE, int FLAGS = 0, int SB = STAGE, int NS = STAGES>
 __global__ void __launch_bounds__((PW + 4) * 32, 1) ring_kernel(const unsigned char* __restrict__ src, int* sink) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ __align__(8) uint64_t bars[2 * STAGES];
+  __shared__ __align__(8) uint64_t bars[2 * NS];
+  constexpr int NSTAGE = TOTAL_STAGE_BYTES / SB;  // stages per block
   const uint32_t sb = uint32_t(__cvta_generic_to_shared(smem)), full = uint32_t(__cvta_generic_to_shared(bars)),
-                 empty = full + 8 * STAGES;
+                 empty = full + 8 * NS;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (threadIdx.x == 0) {
-    for (int s = 0; s < STAGES; ++s) { mbar_init(full + 8 * s, MODE == 0 ? PW * 32 : 1); mbar_init(empty + 8 * s, 4); }
+    for (int s = 0; s < NS; ++s) { mbar_init(full + 8 * s, MODE == 0 ? PW * 32 : 1); mbar_init(empty + 8 * s, 4); }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
   if (warp >= 4) {
     const int pt = threadIdx.x - 128;
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
     int s = 0; uint32_t ph = 0;
-    for (int i = 0; i < PER_BLOCK; ++i) {
+    for (int i = 0; i < NSTAGE; ++i) {
       mbar_wait(empty + 8 * s, ph ^ 1);
-      const uint32_t st = sb + s * STAGE;
+      const uint32_t st = sb + s * SB;
       if (MODE == 0) {
 #pragma unroll 1
-        for (int q = pt; q < STAGE / 16; q += PW * 32) {
-          const unsigned char* p = src + offset<PATTERN>(blockIdx.x, i, q);
-          asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(st + q * 16), "l"(p) : "memory");
+        for (int q = pt; q < SB / 16; q += PW * 32) {
+          // byte offset of chunk q of this stage within the block's 2 MB, in the chosen pattern
+          const int gq = i * (SB / 16) + q, gi = gq / (STAGE / 16), qq = gq % (STAGE / 16);
+          const unsigned char* p = src + offset<PATTERN>(blockIdx.x, gi, qq);
+          if ((FLAGS & 3) == 0) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(st + q * 16), "l"(p) : "memory");
+          if ((FLAGS & 3) == 1) asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(st + q * 16), "l"(p), "l"(pol) : "memory");
+          if ((FLAGS & 3) == 2) asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(st + q * 16), "l"(p), "r"(16) : "memory");
+          if ((FLAGS & 3) == 3) asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;" ::"r"(st + q * 16), "l"(p), "r"(16), "l"(pol) : "memory");
         }
         asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(full + 8 * s) : "memory");
       } else {
-        if (pt == 0) mbar_expect(full + 8 * s, STAGE);
+        if (pt == 0) mbar_expect(full + 8 * s, SB);
         __syncwarp();
         if (warp == 4)
-          for (int seg = lane; seg < STAGE / 512; seg += 32) {
+          for (int seg = lane; seg < SB / 512; seg += 32) {
             const unsigned char* p = src + offset<PATTERN>(blockIdx.x, i, seg * 32);
             asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], 512, [%2];" ::"r"(st + seg * 512),
                          "l"(p), "r"(full + 8 * s) : "memory");
           }
       }
-      if (++s == STAGES) { s = 0; ph ^= 1; }
+      if (++s == NS) { s = 0; ph ^= 1; }
     }
     return;
   }
   int s = 0; uint32_t ph = 0, acc = 0;
-  for (int i = 0; i < PER_BLOCK; ++i) {
+  for (int i = 0; i < NSTAGE; ++i) {
     mbar_wait(full + 8 * s, ph);
-    acc ^= reinterpret_cast<const uint32_t*>(smem + s * STAGE)[threadIdx.x];
+    acc ^= reinterpret_cast<const uint32_t*>(smem + s * SB)[threadIdx.x];
+    if (FLAGS & 4) {
+      const long long t0 = clock64();
+      while (clock64() - t0 < 1500) acc += 1;
+    }
     __syncwarp();
     if (lane == 0) mbar_arrive(empty + 8 * s);
-    if (++s == STAGES) { s = 0; ph ^= 1; }
+    if (++s == NS) { s = 0; ph ^= 1; }
   }
   if (acc == 0x12345678u) sink[0] = 1;
 }
@@ -106,15 +121,16 @@ template <typename F> static float time_ms(F f) {
   return t[t.size() / 2];
 }
 
-template <int PW, int PATTERN, int MODE>
+template <int PW, int PATTERN, int MODE, int FLAGS = 0, int SB = STAGE, int NS = STAGES>
 static int probe(const unsigned char* buf, int* sink, int sms) {
-  const int smem = STAGES * STAGE;
-  CK(cudaFuncSetAttribute(ring_kernel<PW, PATTERN, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-  const double bytes = double(sms) * PER_BLOCK * STAGE;
-  const float ms = time_ms([&] { ring_kernel<PW, PATTERN, MODE><<<sms, (PW + 4) * 32, smem>>>(buf, sink); });
+  const int smem = NS * SB;
+  CK(cudaFuncSetAttribute(ring_kernel<PW, PATTERN, MODE, FLAGS, SB, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+  const double bytes = double(sms) * (TOTAL_STAGE_BYTES / SB) * SB;
+  const float ms = time_ms([&] { ring_kernel<PW, PATTERN, MODE, FLAGS, SB, NS><<<sms, (PW + 4) * 32, smem>>>(buf, sink); });
   CK(cudaGetLastError());
-  printf("%-8s %-10s producer warps %2d: %7.1f us  %6.0f GB/s\n", MODE ? "bulk" : "cpasync", PATTERN ? "rows" : "contiguous",
-         MODE ? 1 : PW, ms * 1e3, bytes / (ms * 1e-3) * 1e-9);
+  printf("%-8s %-10s producer warps %2d, %d x %3d KB%s%s%s: %7.1f us  %6.0f GB/s\n", MODE ? "bulk" : "cpasync",
+         PATTERN ? "rows" : "contiguous", MODE ? 1 : PW, NS, SB / 1024, FLAGS & 1 ? ", evict_first hint" : "",
+         FLAGS & 2 ? ", zfill form" : "", FLAGS & 4 ? ", 1500-cycle consumers" : "", ms * 1e3, bytes / (ms * 1e-3) * 1e-9);
   return 0;
 }
 
@@ -127,9 +143,14 @@ int main() {
     const float ms = time_ms([&] { ldg_kernel<<<sms * blocks_per_sm, 256>>>(reinterpret_cast<const uint4*>(buf), total / 16, sink); });
     printf("ldg      contiguous %2d warps/SM:   %7.1f us  %6.0f GB/s\n", blocks_per_sm * 8, ms * 1e3, total / (ms * 1e-3) * 1e-9);
   }
-  probe<2, 0, 0>(buf, sink, sms); probe<4, 0, 0>(buf, sink, sms); probe<8, 0, 0>(buf, sink, sms); probe<12, 0, 0>(buf, sink, sms);
-  probe<2, 1, 0>(buf, sink, sms); probe<4, 1, 0>(buf, sink, sms); probe<8, 1, 0>(buf, sink, sms); probe<12, 1, 0>(buf, sink, sms);
-  probe<1, 0, 1>(buf, sink, sms); probe<1, 1, 1>(buf, sink, sms);
+  probe<4, 0, 0>(buf, sink, sms); probe<8, 0, 0>(buf, sink, sms);
+  probe<4, 1, 0>(buf, sink, sms); probe<8, 1, 0>(buf, sink, sms);
+  probe<8, 1, 0, 1>(buf, sink, sms); probe<8, 1, 0, 2>(buf, sink, sms); probe<8, 1, 0, 3>(buf, sink, sms);
+  probe<8, 1, 0, 4>(buf, sink, sms);
+  probe<8, 1, 0, 0, 86016 / 1024 * 1024, 2>(buf, sink, sms);       // decode version 4's 32-row stage: 2 x 84 KB
+  probe<8, 1, 0, 4, 86016 / 1024 * 1024, 2>(buf, sink, sms);
+  probe<8, 1, 0, 0, 16384, 12>(buf, sink, sms);
+  probe<1, 1, 1>(buf, sink, sms);
   CK(cudaDeviceSynchronize());
   return 0;
 }

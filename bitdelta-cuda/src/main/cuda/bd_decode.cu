@@ -373,8 +373,8 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2; 6 = version 4 with 8 producer warps; 7 = version 4 with 4 producer warps
-// (benchmarks only).
+// 5 = version 3 with MT = 2; 6 / 7 = version 4 (8 producer warps) with / without L2 evict_first hints on the
+// streamed copies (benchmarks only).
 static int g_decode_variant = 0;
 
 // Multiprocessor count and compute capability major of the current device (cached per device; benign race).
@@ -508,7 +508,7 @@ static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* 
 // Version 4 (sm_90): persistent grid of G blocks (G <= SMs, G <= units), 32 * (8 + PW) threads (8 consumer +
 // PW = 4 or 8 producer warps), Decode4Shape<NT>::SMEM_BYTES of dynamic shared memory (one block per SM), programmatic
 // dependent launch after the pre-pass.
-template <typename T, typename TY, int NT, int PW>
+template <typename T, typename TY, int NT, int PW, bool HINT>
 static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
                           const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, int* counters,
                           unsigned char* partial, int G, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
@@ -516,11 +516,11 @@ static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int
   static bool attribute_set = false;  // idempotent; a benign race
   if (!attribute_set) {
     const cudaError_t e =
-        cudaFuncSetAttribute(decode4_kernel<T, TY, NT, PW>, cudaFuncAttributeMaxDynamicSharedMemorySize, Sh::SMEM_BYTES);
+        cudaFuncSetAttribute(decode4_kernel<T, TY, NT, PW, HINT>, cudaFuncAttributeMaxDynamicSharedMemorySize, Sh::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set = true;
   }
-  const cudaError_t e = launch_pdl(decode4_kernel<T, TY, NT, PW>, dim3(unsigned(G)), dim3(D4Threads<PW>::value), Sh::SMEM_BYTES,
+  const cudaError_t e = launch_pdl(decode4_kernel<T, TY, NT, PW, HINT>, dim3(unsigned(G)), dim3(D4Threads<PW>::value), Sh::SMEM_BYTES,
                                    stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                    xp.popc, counters, partial, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
@@ -528,16 +528,16 @@ static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int
   return BD_OK;
 }
 
-template <typename T, typename TY, int PW>
+template <typename T, typename TY, int PW, bool HINT>
 static int launch_decode4_rows(const T* W, const T* x, const int32_t* row_tenant, int rows, const uint32_t* const* signs,
                                const float* const* scales, int num_tenants, int per_row, const XPlanes& xp,
                                int* counters, unsigned char* partial, int G, TY* y, int64_t M, int64_t K,
                                cudaStream_t stream) {
   if (rows <= 8)
-    return launch_decode4<T, TY, 1, PW>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
+    return launch_decode4<T, TY, 1, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
   if (rows <= 16)
-    return launch_decode4<T, TY, 2, PW>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
-  return launch_decode4<T, TY, 4, PW>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
+    return launch_decode4<T, TY, 2, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
+  return launch_decode4<T, TY, 4, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -641,9 +641,9 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
       if (variant == 6)
-        status = launch_decode4_rows<T, TY, 8>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
+        status = launch_decode4_rows<T, TY, 8, true>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
       else if (variant == 7)
-        status = launch_decode4_rows<T, TY, 4>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
+        status = launch_decode4_rows<T, TY, 8, false>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
       else if (variant == 4)
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else

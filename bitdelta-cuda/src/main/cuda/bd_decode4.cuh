@@ -90,6 +90,10 @@ __device__ __forceinline__ void d4_cp16_hint(uint32_t dst, const void* src, bool
                "r"(ok ? 16 : 0), "l"(policy)
                : "memory");
 }
+template <bool HINT> __device__ __forceinline__ void d4_cp16_opt(uint32_t dst, const void* src, bool ok, uint64_t policy) {
+  if (HINT) d4_cp16_hint(dst, src, ok, policy);
+  else d4_cp16(dst, src, ok);
+}
 // Arrive on `bar` once all of this thread's earlier cp.async have completed (counts as one of its arrivals).
 __device__ __forceinline__ void d4_cp_arrive(uint32_t bar) {
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
@@ -154,7 +158,7 @@ struct D4Segs {
   }
 };
 
-template <typename T, typename TY, int NT, int PW>
+template <typename T, typename TY, int NT, int PW, bool HINT>
 __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
     const T* __restrict__ W,                       // [M, K]   16-byte aligned, K % 8 == 0
     const T* __restrict__ x,                       // [R, K]   R <= 8*NT rows in this launch, 16-byte aligned
@@ -213,7 +217,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
     // each thread arms one asynchronous arrive on the stage's full barrier (cp.async.mbarrier.arrive.noinc):
     // it fires when all of the thread's earlier copies have landed.
     const int pt = threadIdx.x - D4_CWARPS * 32, prow = pt >> 5, pch = pt & 31;
-    uint64_t pol_stream;  // W and signs are read once
+    uint64_t pol_stream;  // W and signs are read once (HINT: evict_first)
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol_stream));
     const int nx = R < ROWS ? R : ROWS;
     const int64_t total_units = segs.u1 - segs.u0;
@@ -248,8 +252,8 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
           const int r = prow + PW * j;
           if (m0 + r < M) {
             const T* src = W + (m0 + r) * K;  // zero fill reads nothing; the row start keeps the address valid
-            d4_cp16_hint(st + Sh::W_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin,
-                         pol_stream);
+            d4_cp16_opt<HINT>(st + Sh::W_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src,
+                              kin, pol_stream);
           }
         }
 #pragma unroll 1
@@ -265,8 +269,8 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
           const int q = prow + PW * j, r = q >> 1, mi = q & 1;  // (row, m16 tile) piece of 512 bytes
           const uint32_t* p = s_signs[r];
           if (p != nullptr && mi < nmi)
-            d4_cp16_hint(st + Sh::S_OFF + q * 512 + pch * 16, sin ? p + ((mt0 + mi) * K64 + 4 * c) * 32 + pch * 4 : p,
-                         sin, pol_stream);
+            d4_cp16_opt<HINT>(st + Sh::S_OFF + q * 512 + pch * 16,
+                              sin ? p + ((mt0 + mi) * K64 + 4 * c) * 32 + pch * 4 : p, sin, pol_stream);
         }
         if (waited) {
           issue_xb(s, c);

@@ -70,13 +70,13 @@
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
  *                     version 4 (cc >= 9.0 only; the kernel body is compiled for sm_90 and later): the same
  *                       xplanes_kernel pre-pass (it also zeroes the tile counters), then decode4_kernel<T, TY, NT>
- *                       (8 consumer warps + PW = 8 or 4 producer warps, 512 / 384 threads, streaming W, x, sign lines and bit-planes
+ *                       (8 consumer warps + 8 producer warps, 512 threads, streaming W, x, sign lines and bit-planes
  *                       with 16-byte cp.async into a 2..6-stage mbarrier ring of k256 chunks of 32-row tiles,
  *                       180-220 KB of dynamic shared memory, one block per SM; persistent grid of at most one
  *                       block per SM with stream-K ranges of (tile, chunk) units, split tiles finished by the last
  *                       contributor in a fixed order; programmatic dependent launch; with 8 producer warps
- *                       setmaxnreg gives consumers 200 registers, producers 56), NT in {1, 2, 4} x PW = 24
- *                       kernels.
+ *                       setmaxnreg gives consumers 200 registers, producers 56), NT in {1, 2, 4}, with or
+ *                       without L2 evict_first hints on W and sign copies = 24 kernels.
  *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
@@ -187,7 +187,7 @@ int bd_decode(int dtype, int y_dtype,
 
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
  * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks,
- * 6 / 7 = version 4 with 8 / 4 producer warps (versions 3 fall back to 2 without a large enough workspace;
+ * 6 / 7 = version 4 with / without L2 evict_first hints (versions 3 fall back to 2 without a large enough workspace;
  * version 4 to version 3 without its workspace, off Hopper, or off the aligned path). */
 int bd_debug_set_decode_variant(int variant);
 
