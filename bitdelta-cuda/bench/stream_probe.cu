@@ -30,6 +30,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t ph) {
 template <int PATTERN>
 __device__ __forceinline__ size_t offset(int b, int i, int q) {
   if (PATTERN == 0) return (size_t(b) * PER_BLOCK + i) * STAGE + size_t(q) * 16;
+  if (PATTERN == 2) return size_t(i % 8) * STAGE + size_t(q) * 16;  // every block reads the same 256 KB (L2 hits)
   // rows: tile of 64 rows x 8 KB; stage i -> tile (i / 16), column block (i % 16) of 512 bytes
   const int row = q >> 5, col = q & 31, tile = i / 16, cb = i % 16;
   return (size_t(b) * (PER_BLOCK / 16) + tile) * (64 * 8192) + size_t(row) * 8192 + cb * 512 + col * 16;
@@ -129,7 +130,7 @@ static int probe(const unsigned char* buf, int* sink, int sms) {
   const float ms = time_ms([&] { ring_kernel<PW, PATTERN, MODE, FLAGS, SB, NS><<<sms, (PW + 4) * 32, smem>>>(buf, sink); });
   CK(cudaGetLastError());
   printf("%-8s %-10s producer warps %2d, %d x %3d KB%s%s%s: %7.1f us  %6.0f GB/s\n", MODE ? "bulk" : "cpasync",
-         PATTERN ? "rows" : "contiguous", MODE ? 1 : PW, NS, SB / 1024, FLAGS & 1 ? ", evict_first hint" : "",
+         PATTERN == 2 ? "broadcast" : PATTERN ? "rows" : "contiguous", MODE ? 1 : PW, NS, SB / 1024, FLAGS & 1 ? ", evict_first hint" : "",
          FLAGS & 2 ? ", zfill form" : "", FLAGS & 4 ? ", 1500-cycle consumers" : "", ms * 1e3, bytes / (ms * 1e-3) * 1e-9);
   return 0;
 }
@@ -151,6 +152,7 @@ int main() {
   probe<8, 1, 0, 4, 86016 / 1024 * 1024, 2>(buf, sink, sms);
   probe<8, 1, 0, 0, 16384, 12>(buf, sink, sms);
   probe<1, 1, 1>(buf, sink, sms);
+  probe<8, 2, 0>(buf, sink, sms);  // all SMs read the same 256 KB: L2-hit rate of a shared operand (x, bit-planes)
   CK(cudaDeviceSynchronize());
   return 0;
 }

@@ -10,6 +10,8 @@
 // with g != i give zeros), so all 8 rows of a tile accumulate into one fragment, each in its own column.
 // The 8 warps' partial sums meet in shared memory (warp by warp, deterministic), then the block writes
 // y = base + a_t[m] * delta.
+#include <cstdlib>
+
 #include "bd_common.cuh"
 
 namespace bd {
@@ -505,6 +507,12 @@ static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* 
   return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
+// Timing experiments on version 4 only (BD_DECODE4_DEBUG, see decode4_kernel's dbg; results are wrong when set).
+static int decode4_debug() {
+  const char* v = std::getenv("BD_DECODE4_DEBUG");
+  return v ? std::atoi(v) : 0;
+}
+
 // Version 4 (sm_90): persistent grid of G blocks (G <= SMs, G <= units), 32 * (8 + PW) threads (8 consumer +
 // PW = 4 or 8 producer warps), Decode4Shape<NT>::SMEM_BYTES of dynamic shared memory (one block per SM), programmatic
 // dependent launch after the pre-pass.
@@ -522,7 +530,7 @@ static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int
   }
   const cudaError_t e = launch_pdl(decode4_kernel<T, TY, NT, PW, HINT>, dim3(unsigned(G)), dim3(D4Threads<PW>::value), Sh::SMEM_BYTES,
                                    stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                   xp.popc, counters, partial, y, M, K);
+                                   xp.popc, counters, partial, y, M, K, decode4_debug());
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;

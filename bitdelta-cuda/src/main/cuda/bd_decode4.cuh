@@ -173,7 +173,9 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
     int* __restrict__ tile_count,                  // [ceil(M/32)]  zero on entry (pre-pass); left zero
     unsigned char* __restrict__ partial,           // [2 * gridDim.x][D4_SLOT_BYTES]
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    int64_t M, int64_t K,
+    int dbg) {  // 0; timing experiments only (wrong results): 1 consumers skip the math, 2 no x / bit-plane
+                // copies, 4 nobody waits for the pre-pass
 #if __CUDA_ARCH__ >= 900
   using Sh = Decode4Shape<NT>;
   constexpr int ROWS = Sh::ROWS, STAGES = Sh::STAGES, NW = Sh::NW;
@@ -223,7 +225,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
     const int64_t total_units = segs.u1 - segs.u0;
     int64_t pend_c[STAGES];
     int npend = 0;
-    bool waited = false;
+    bool waited = (dbg & 4) != 0;
     int s = 0;
     uint32_t ph = 0;
     int64_t done = 0;
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
 #pragma unroll 1
         for (int j = 0; j < ROWS / PW; ++j) {
           const int r = prow + PW * j;
-          if (r < nx) {
+          if (r < nx && !(dbg & 2)) {
             const T* src = x + int64_t(r) * K;
             d4_cp16(st + Sh::X_OFF + r * D4_ROW_BYTES + pch * 16, kin ? src + c * D4_KC + pch * 8 : src, kin);
           }
@@ -273,7 +275,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
                               sin ? p + ((mt0 + mi) * K64 + 4 * c) * 32 + pch * 4 : p, sin, pol_stream);
         }
         if (waited) {
-          issue_xb(s, c);
+          if (!(dbg & 2)) issue_xb(s, c);
           d4_cp_arrive(bar_full + 8 * s);
         } else {
           // The bit-planes come from the pre-pass: hold their copies (and the stage's arrive) back until it
@@ -299,7 +301,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   if (PW == 8) asm volatile("setmaxnreg.inc.sync.aligned.u32 200;\n" ::: "memory");
 #endif
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // x_scale, plane_popc, tile counters
+  if (!(dbg & 4)) asm volatile("griddepcontrol.wait;\n" ::: "memory");  // x_scale, plane_popc, tile counters
   const int ctid = threadIdx.x;
   if (ctid < ROWS) {
     const int r = ctid;
@@ -353,7 +355,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
       // Delta: binary tensor cores, one k256 step per (row, m16 tile).
 #pragma unroll
       for (int r = 0; r < NT; ++r) {
-        if (!row_on[r]) continue;  // warp-uniform
+        if (!row_on[r] || (dbg & 1)) continue;  // warp-uniform
         const int row = warp * NT + r;
         const uint2 b_lo = d4_lds64(st + Sh::XB_OFF + row * 512 + lane * 8);
         const uint2 b_hi = d4_lds64(st + Sh::XB_OFF + row * 512 + 256 + lane * 8);
@@ -371,7 +373,7 @@ __global__ void __launch_bounds__(D4Threads<PW>::value, 1) decode4_kernel(
         }
       }
       // Base: f16/bf16 tensor cores, this warp's k32 steps (columns past K were zero-filled by the producer).
-      if (do_base) {
+      if (do_base && !(dbg & 1)) {
 #pragma unroll
         for (int j = 0; j < NT; ++j) {
           const int kstep = wi + j * NW;
