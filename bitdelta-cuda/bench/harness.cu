@@ -251,7 +251,7 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   const size_t wsb = bd_decode_workspace_bytes(M, K, R);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  for (int variant = 1; variant <= 7; ++variant) {
+  for (int variant = 1; variant <= 5; ++variant) {
   BD_CHECK(bd_debug_set_decode_variant(variant));
   CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
   CUDA_CHECK(cudaMemset(d_ws, 0xA5, std::max<size_t>(wsb, 1)));      // workspace garbage
@@ -508,7 +508,6 @@ static double measure_copy_bandwidth() {
 }
 
 struct Row { std::string name; double us, floor_us, base_us; std::string base_name; std::string note; };
-static bool g_d4debug = false;  // --d4-debug
 static std::vector<Row> g_rows;
 
 static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng& rng, bool quick) {
@@ -527,33 +526,17 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
     CUDA_CHECK(cudaMalloc(&s.y, size_t(T) * M * 2));
   }
   const int reps = quick ? 30 : 200;
-  double vus[8];
+  double vus[6];
   const size_t wsb = bd_decode_workspace_bytes(M, K, T);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  for (int variant = 0; variant <= 7; ++variant) {
+  for (int variant = 0; variant <= 5; ++variant) {
     BD_CHECK(bd_debug_set_decode_variant(variant));
     vus[variant] = time_us(nsets, 20, reps, [&](int i) {
       Set& s = sets[i];
       BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
                          BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
     });
-  }
-  // --d4-debug: version 4 again with timing-only experiment flags (BD_DECODE4_DEBUG; wrong results): 1 consumers
-  // skip the math, 2 no x / bit-plane copies, 4 no wait for the pre-pass, 7 all three.
-  double dbg_us[4] = {0, 0, 0, 0};
-  if (g_d4debug) {
-    const char* flags[4] = {"1", "2", "4", "7"};
-    BD_CHECK(bd_debug_set_decode_variant(6));
-    for (int f = 0; f < 4; ++f) {
-      setenv("BD_DECODE4_DEBUG", flags[f], 1);
-      dbg_us[f] = time_us(nsets, 20, reps, [&](int i) {
-        Set& s = sets[i];
-        BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
-                           BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
-      });
-    }
-    unsetenv("BD_DECODE4_DEBUG");
   }
   cudaFree(d_ws);
   BD_CHECK(bd_debug_set_decode_variant(0));
@@ -580,13 +563,8 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   const double bytes = double(M * K) * 2 + double(T) * double(M) * double((K + 7) / 8) + double(T) * K * 2 + double(T) * M * 2;
   char name[128];
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
-  char vnote[256];
-  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v4 %.1f, v4/nohint %.1f", vus[1],
-                vus[2], vus[3], vus[4], vus[5], vus[6], vus[7]);
-  if (g_d4debug)
-    std::snprintf(vnote + std::strlen(vnote), sizeof(vnote) - std::strlen(vnote),
-                  "; v4 timing experiments: no math %.1f, no x copies %.1f, no pre-pass wait %.1f, all %.1f", dbg_us[0],
-                  dbg_us[1], dbg_us[2], dbg_us[3]);
+  char vnote[128];
+  std::snprintf(vnote, sizeof(vnote), "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f", vus[1], vus[2], vus[3], vus[4], vus[5]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);
@@ -681,7 +659,6 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-checks")) skip_checks = true;
     else if (!std::strcmp(argv[i], "--no-bench")) skip_bench = true;
     else if (!std::strcmp(argv[i], "--decode-only")) decode_only = true;  // decode checks and timings only
-    else if (!std::strcmp(argv[i], "--d4-debug")) g_d4debug = true;      // version 4 timing experiments
     else if (!std::strncmp(argv[i], "--seed=", 7)) g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
   }
@@ -709,7 +686,7 @@ int main(int argc, char** argv) {
     const size_t wsb = bd_decode_workspace_bytes(M, K, T);
     void* d_ws = nullptr;
     CUDA_CHECK(cudaMalloc(&d_ws, wsb));
-    for (int variant = 4; variant <= 7; ++variant) {
+    for (int variant = 4; variant <= 5; ++variant) {
       BD_CHECK(bd_debug_set_decode_variant(variant));
       for (int i = 0; i < 2; ++i)
         BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, T, ts.d_sign_table, ts.d_scale_table, T,

@@ -11,7 +11,6 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,te
 "$here/build.sh" --harness-only $sm90 || exit 1
 # SASS of the kernels that matter (this build machine has no cuobjdump).
 for f in '_ZN2bd14decode3_kernelI6__halfS1_Li4ELi2ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_S6_PT0_ll' \
-         '_ZN2bd14decode4_kernelI6__halfS1_Li4EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_S6_PiPhPT0_ll' \
          '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
          '_ZN2bd20compress_rows_kernelI13__nv_bfloat16Lb1EEEvPKT_S4_llPhPfS6_PdPNS_14CompressHeaderEPjS7_' \
          '_ZN2bd23prefill_wgmma_ws_kernelI6__halfS1_EEvPKT_PKiS6_iPKPKjPKPKfiiiPT0_ll'; do
@@ -20,7 +19,7 @@ done
 "$out/bd_harness" "$@" 2>&1 | tee "$dest/harness.log"
 # Optional: hardware counters of the decode versions and prefill (PROFILE=1).
 if [ "${PROFILE:-0}" = 1 ]; then
-  ncu --clock-control none -k regex:'decode3|decode4|prefill|xplanes|compress' \
+  ncu --clock-control none -k regex:'decode3|prefill|xplanes|compress' \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
       --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       "$out/bd_harness" --profile > "$dest/ncu.txt" 2>&1

@@ -10,8 +10,6 @@
 // with g != i give zeros), so all 8 rows of a tile accumulate into one fragment, each in its own column.
 // The 8 warps' partial sums meet in shared memory (warp by warp, deterministic), then the block writes
 // y = base + a_t[m] * delta.
-#include <cstdlib>
-
 #include "bd_common.cuh"
 
 namespace bd {
@@ -371,30 +369,11 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 
 }  // namespace bd
 #include "bd_decode3.cuh"
-#include "bd_decode4.cuh"
 namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2; 6 / 7 = version 4 (8 producer warps) with / without L2 evict_first hints on the
-// streamed copies (benchmarks only).
+// 5 = version 3 with MT = 2 (benchmarks only).
 static int g_decode_variant = 0;
-
-// Multiprocessor count and compute capability major of the current device (cached per device; benign race).
-struct DeviceInfo {
-  int sms, major;
-};
-static DeviceInfo device_info() {
-  static DeviceInfo cache[64];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) return {0, 0};
-  if (dev < 64 && cache[dev].sms > 0) return cache[dev];
-  DeviceInfo info{0, 0};
-  if (cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
-    return {0, 0};
-  if (dev < 64) cache[dev] = info;
-  return info;
-}
 
 struct XPlanes {
   uint32_t* xb;
@@ -405,12 +384,6 @@ static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 static size_t decode3_workspace(int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
   return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * 64);
-}
-// Version 4 adds, after version 3's part: the tile counters [ceil(M/32)] and 2 partial slots per block (at most
-// one block per SM, sms = the device's multiprocessor count).
-static size_t decode4_workspace(int64_t M, int64_t K, int64_t R, int sms) {
-  return decode3_workspace(K, R) + align256(size_t((M + D4_BM - 1) / D4_BM) * 4) +
-         size_t(2) * size_t(sms) * D4_SLOT_BYTES;
 }
 static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
@@ -445,8 +418,7 @@ static cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 }
 
 template <typename T>
-static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, int* zero,
-                          int64_t zero_count, cudaStream_t stream) {
+static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   static int attribute_bytes = 48 * 1024;  // raised only when a row needs more (K > 24576), to what it needs
   const int smem = int((K + 255) / 256 * 512);
   if (smem > attribute_bytes) {
@@ -457,9 +429,9 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
   }
   const dim3 grid(unsigned(R), XP_GROUPS);
   if (vec)
-    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc, zero, zero_count);
+    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
   else
-    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc, zero, zero_count);
+    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -505,47 +477,6 @@ static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* 
   if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
   if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
   return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-}
-
-// Timing experiments on version 4 only (BD_DECODE4_DEBUG, see decode4_kernel's dbg; results are wrong when set).
-static int decode4_debug() {
-  const char* v = std::getenv("BD_DECODE4_DEBUG");
-  return v ? std::atoi(v) : 0;
-}
-
-// Version 4 (sm_90): persistent grid of G blocks (G <= SMs, G <= units), 32 * (8 + PW) threads (8 consumer +
-// PW = 4 or 8 producer warps), Decode4Shape<NT>::SMEM_BYTES of dynamic shared memory (one block per SM), programmatic
-// dependent launch after the pre-pass.
-template <typename T, typename TY, int NT, int PW, bool HINT>
-static int launch_decode4(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
-                          const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, int* counters,
-                          unsigned char* partial, int G, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  using Sh = Decode4Shape<NT>;
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(decode4_kernel<T, TY, NT, PW, HINT>, cudaFuncAttributeMaxDynamicSharedMemorySize, Sh::SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  const cudaError_t e = launch_pdl(decode4_kernel<T, TY, NT, PW, HINT>, dim3(unsigned(G)), dim3(D4Threads<PW>::value), Sh::SMEM_BYTES,
-                                   stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                   xp.popc, counters, partial, y, M, K, decode4_debug());
-  if (e != cudaSuccess) return record_cuda_error(e);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
-}
-
-template <typename T, typename TY, int PW, bool HINT>
-static int launch_decode4_rows(const T* W, const T* x, const int32_t* row_tenant, int rows, const uint32_t* const* signs,
-                               const float* const* scales, int num_tenants, int per_row, const XPlanes& xp,
-                               int* counters, unsigned char* partial, int G, TY* y, int64_t M, int64_t K,
-                               cudaStream_t stream) {
-  if (rows <= 8)
-    return launch_decode4<T, TY, 1, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
-  if (rows <= 16)
-    return launch_decode4<T, TY, 2, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
-  return launch_decode4<T, TY, 4, PW, HINT>(W, x, row_tenant, rows, signs, scales, num_tenants, per_row, xp, counters, partial, G, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -610,33 +541,15 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Version 4 needs Hopper (bulk copies, cc >= 9.0), the aligned fast path and its larger workspace.
-  const DeviceInfo dev = device_info();
-  const bool v4_ok = ws_ok && vec && dev.major >= 9 && dev.sms > 0 && ws_bytes >= decode4_workspace(M, K, R, dev.sms);
-  // Automatic choice (provisional): version 4 wherever it can run; otherwise (from the run-6 timings on an H100,
-  // docs/benchmarks-cuda.md) up to 8 rows version 1 (no pre-pass, no workspace), more rows version 3 with 16-row
-  // blocks when the workspace is given, else version 2.
-  if (variant == 0) variant = v4_ok ? 6 : (R <= 8 ? 1 : (ws_ok ? 4 : 2));
-  if ((variant == 6 || variant == 7) && !v4_ok) variant = ws_ok ? 4 : 2;
+  // Automatic choice (from the run-6 timings on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
+  // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
+  // given, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
   if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
   XPlanes xp{nullptr, nullptr, nullptr};
-  const int64_t tiles4 = (M + D4_BM - 1) / D4_BM;
-  int* counters = nullptr;
-  unsigned char* partial = nullptr;
-  int G = 0;
-  if (variant >= 6) {
-    char* base = static_cast<char*>(ws) + decode3_workspace(K, R);
-    counters = reinterpret_cast<int*>(base);
-    partial = reinterpret_cast<unsigned char*>(base + align256(size_t(tiles4) * 4));
-    const int64_t units = tiles4 * ((K + D4_KC - 1) / D4_KC);
-    // One block per SM (stream-K ranges), or one block per tile when the tiles nearly fill the SMs (>= 90%: no
-    // split tiles at all, e.g. 128 tiles of 4096 rows on 132 SMs; run 20: 63 us against 89 us in ncu).
-    G = int(units < dev.sms ? units : dev.sms);
-    if (tiles4 <= dev.sms && 10 * tiles4 >= 9 * int64_t(dev.sms)) G = int(tiles4);
-  }
   if (variant >= 4) {
     xp = decode3_carve(ws, K, R);
-    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, counters, variant >= 6 ? tiles4 : 0, stream);
+    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
   }
   for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {
@@ -648,11 +561,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     if (variant >= 4) {
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
-      if (variant == 6)
-        status = launch_decode4_rows<T, TY, 8, true>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
-      else if (variant == 7)
-        status = launch_decode4_rows<T, TY, 8, false>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, counters, partial, G, yc, M, K, stream);
-      else if (variant == 4)
+      if (variant == 4)
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
@@ -676,14 +585,13 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
 extern "C" {
 
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
-  if (M <= 0 || K <= 0 || R <= 0) return 0;
-  // Version 4's part is sized for the current device's multiprocessor count (256 if it cannot be read).
-  const int sms = bd::device_info().sms;
-  return bd::decode4_workspace(M, K, R, sms > 0 ? sms : 256);
+  (void)M;
+  if (K <= 0 || R <= 0) return 0;
+  return bd::decode3_workspace(K, R);
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 7) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 5) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

@@ -38,18 +38,13 @@ constexpr int XP_GROUPS = 8, XP_PPB = 16 / XP_GROUPS;  // blocks per row, planes
 constexpr int XP_NV = 6;  // 16-byte chunks per thread (fast path)
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
-                                                      float* __restrict__ row_scale, int* __restrict__ plane_popc,
-                                                      int* __restrict__ zero, int64_t zero_count) {
+                                                      float* __restrict__ row_scale, int* __restrict__ plane_popc) {
   extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row
   __shared__ float s_max[8];
   __shared__ int s_popc[XP_PPB];
 #if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // decode3/4 may start their setup now
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // decode3 may start its setup now
 #endif
-  // Version 4's tile counters ([zero_count] ints, NULL for version 3) start at zero.
-  for (int64_t i = (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * 256 + threadIdx.x; i < zero_count;
-       i += int64_t(gridDim.x) * gridDim.y * 256)
-    zero[i] = 0;
   const int64_t r = blockIdx.x;
   const int pg = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;

@@ -68,15 +68,6 @@
  *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     version 4 (cc >= 9.0 only; the kernel body is compiled for sm_90 and later): the same
- *                       xplanes_kernel pre-pass (it also zeroes the tile counters), then decode4_kernel<T, TY, NT>
- *                       (8 consumer warps + 8 producer warps, 512 threads, streaming W, x, sign lines and bit-planes
- *                       with 16-byte cp.async into a 2..6-stage mbarrier ring of k256 chunks of 32-row tiles,
- *                       180-220 KB of dynamic shared memory, one block per SM; persistent grid of at most one
- *                       block per SM with stream-K ranges of (tile, chunk) units, split tiles finished by the last
- *                       contributor in a fixed order; programmatic dependent launch; with 8 producer warps
- *                       setmaxnreg gives consumers 200 registers, producers 56), NT in {1, 2, 4}, with or
- *                       without L2 evict_first hints on W and sign copies = 24 kernels.
  *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
@@ -153,17 +144,14 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
 /*   t < 0: base only.  t >= num_tenants: y[r, :] = NaN.  a_t[m] = scale[t][per_row ? m : 0].            */
 /* ====================================================================================================== */
 
-/* Workspace bytes for the fastest path: R * ceil(K/256) * 512 bytes of x bit-planes, plus 68 * R, plus (version
- * 4) 4 * ceil(M/32) bytes of tile counters and 2 * 12288 bytes per multiprocessor of the current device (256 if
- * it cannot be read) for partial tiles, each part rounded up to 256 bytes. The workspace must be 256-byte
- * aligned. With a NULL or smaller workspace bd_decode still works, through a slower kernel version (the result
- * differs only by rounding).
+/* Workspace bytes for the fastest path: R * ceil(K/256) * 512 bytes of x bit-planes, plus 68 * R, each part
+ * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace bd_decode
+ * still works, through a slower kernel version (the result differs only by rounding).
  * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
  * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
  * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
  * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8). The base
- * product W x is always f16/bf16 tensor cores with F32 accumulation. 4 = version 3's arithmetic with a new memory
- * side (Hopper only: persistent warp-specialized kernel, see bd_decode4.cuh). */
+ * product W x is always f16/bf16 tensor cores with F32 accumulation. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
@@ -186,9 +174,8 @@ int bd_decode(int dtype, int y_dtype,
               void* d_workspace, size_t workspace_bytes, cudaStream_t stream);
 
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
- * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks,
- * 6 / 7 = version 4 with / without L2 evict_first hints (versions 3 fall back to 2 without a large enough workspace;
- * version 4 to version 3 without its workspace, off Hopper, or off the aligned path). */
+ * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
+ * (versions 3 fall back to 2 without a large enough workspace). */
 int bd_debug_set_decode_variant(int variant);
 
 /* ====================================================================================================== */
