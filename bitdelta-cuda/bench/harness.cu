@@ -1,6 +1,7 @@
 // harness.cu -- correctness checks and timings of libbitdelta_cuda in one run (see bench/README notes).
 //
-//   bd_harness [--quick]      (prints the seed; fresh random inputs every run; table last)
+//   bd_harness [--quick] [--no-checks] [--no-bench] [--decode-only] [--seed=N] [--profile]
+//   (prints the seed; fresh random inputs every run; table last)
 //
 // Correctness: every kernel against a CPU reference in double (decode/prefill on sampled output columns m,
 // all rows r; every output element checked for the NaN poison), relative error ||y-ref|| / ||ref|| < 2e-3.
@@ -652,11 +653,12 @@ static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick
 }
 
 int main(int argc, char** argv) {
-  bool quick = false, skip_checks = false, skip_bench = false, profile = false;
+  bool quick = false, skip_checks = false, skip_bench = false, profile = false, decode_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--no-checks")) skip_checks = true;
     else if (!std::strcmp(argv[i], "--no-bench")) skip_bench = true;
+    else if (!std::strcmp(argv[i], "--decode-only")) decode_only = true;  // decode checks and timings only
     else if (!std::strncmp(argv[i], "--seed=", 7)) g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
   }
@@ -731,6 +733,7 @@ int main(int argc, char** argv) {
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 33, 33, 7, 7, false, false, rng);
     check_decode(BD_DTYPE_F16, BD_DTYPE_F16, 33, 4104, 16, 5, true, true, rng);
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 1000, 11008, 64, 64, true, true, rng);
+    if (!decode_only) {
     // prefill
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);
     check_prefill(BD_DTYPE_BF16, BD_DTYPE_F32, 1000, 4097, {5, 128, 33}, {2, -1, 0}, 3, true, true, false, rng);
@@ -758,6 +761,7 @@ int main(int argc, char** argv) {
     check_compress(BD_DTYPE_BF16, 64, 4096, 1, rng);
     check_compress(BD_DTYPE_F16, 64, 4104, 1, rng);
     check_compress(BD_DTYPE_BF16, 100, 333, 2, rng);
+    }
     // bad arguments are refused before any launch
     report(bd_decode(BD_DTYPE_F16, BD_DTYPE_BF16, (void*)16, (void*)16, (int32_t*)16, 1, nullptr, nullptr, 0, 0,
                      (void*)16, 16, 16, nullptr, 0, 0) == BD_ERR_BAD_DTYPE, "decode refuses f16 -> bf16 output");
@@ -777,9 +781,11 @@ int main(int argc, char** argv) {
     const int tenants[] = {1, 4, 8, 16, 32};
     for (auto& sh : shapes)
       for (int T : tenants) bench_decode(handle, sh[0], sh[1], T, rng, quick);
-    bench_prefill(handle, rng, quick);
-    bench_compress(BD_DTYPE_BF16, 4096, 11008, rng, quick);
-    bench_compress(BD_DTYPE_F16, 4096, 11008, rng, quick);
+    if (!decode_only) {
+      bench_prefill(handle, rng, quick);
+      bench_compress(BD_DTYPE_BF16, 4096, 11008, rng, quick);
+      bench_compress(BD_DTYPE_F16, 4096, 11008, rng, quick);
+    }
 
     std::printf("\n== table (copy bandwidth %.0f GB/s; times are medians in us)\n", g_bw * 1e-9);
     std::printf("| case | time us | floor us | x floor | baseline us | baseline | speedup vs baseline | note |\n");
