@@ -1,6 +1,6 @@
 // harness.cu -- correctness checks and timings of libbitdelta_cuda in one run (see bench/README notes).
 //
-//   bd_harness [--quick] [--no-checks] [--no-bench] [--decode-only] [--seed=N] [--profile]
+//   bd_harness [--quick] [--no-checks] [--no-bench] [--decode-only] [--back-to-back] [--seed=N] [--profile]
 //   (prints the seed; fresh random inputs every run; table last)
 //
 // Correctness: every kernel against a CPU reference in double (decode/prefill on sampled output columns m,
@@ -8,7 +8,8 @@
 // Compression: signs, row scales and matrix scale compared bit for bit with a CPU compressor written as the
 // Java one is specified (float difference, left-to-right double sums).
 // Timing: CUDA events around each call, warm-up, median of many, input sets rotated so the working set
-// exceeds the 50 MB L2; floor = bytes that must move / measured device-to-device copy bandwidth.
+// exceeds the 50 MB L2; floor = bytes that must move / measured device-to-device copy bandwidth. Calls are timed
+// one by one (the host waits for each), or with --back-to-back enqueued without waiting (see time_us).
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
@@ -470,26 +471,33 @@ static double median(std::vector<float> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : double(v[v.size() / 2]);
 }
+// --back-to-back: every call between its own pair of events, but the host never waits between calls, so it
+// enqueues ahead of the GPU as a decoder enqueueing its layers does (triton.testing.do_bench times the same way).
+// Each call's time is then the GPU's alone; one by one (the default), each also holds the host's launch latency,
+// since the GPU idles from the first event until the host has launched the call.
+static bool g_back_to_back = false;
+
 // Times fn(set) with events, rotating over nsets input sets; returns the median in microseconds.
 template <typename F> static double time_us(int nsets, int warmup, int reps, F fn) {
-  cudaEvent_t a, b;
-  CUDA_CHECK(cudaEventCreate(&a));
-  CUDA_CHECK(cudaEventCreate(&b));
+  std::vector<cudaEvent_t> events(2 * size_t(reps));
+  for (auto& e : events) CUDA_CHECK(cudaEventCreate(&e));
   for (int i = 0; i < warmup; ++i) fn(i % nsets);
   CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<float> ts;
   for (int i = 0; i < reps; ++i) {
-    CUDA_CHECK(cudaEventRecord(a));
+    CUDA_CHECK(cudaEventRecord(events[2 * i]));
     fn(i % nsets);
-    CUDA_CHECK(cudaEventRecord(b));
-    CUDA_CHECK(cudaEventSynchronize(b));
+    CUDA_CHECK(cudaEventRecord(events[2 * i + 1]));
+    if (!g_back_to_back) CUDA_CHECK(cudaEventSynchronize(events[2 * i + 1]));
+  }
+  CUDA_CHECK(cudaDeviceSynchronize());
+  for (int i = 0; i < reps; ++i) {
     float ms = 0;
-    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, events[2 * i], events[2 * i + 1]));
     ts.push_back(ms * 1000.f);
   }
   CUDA_CHECK(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  for (auto& e : events) cudaEventDestroy(e);
   return median(ts);
 }
 
@@ -659,6 +667,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--no-checks")) skip_checks = true;
     else if (!std::strcmp(argv[i], "--no-bench")) skip_bench = true;
     else if (!std::strcmp(argv[i], "--decode-only")) decode_only = true;  // decode checks and timings only
+    else if (!std::strcmp(argv[i], "--back-to-back")) g_back_to_back = true;  // see time_us
     else if (!std::strncmp(argv[i], "--seed=", 7)) g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
   }
@@ -787,7 +796,8 @@ int main(int argc, char** argv) {
       bench_compress(BD_DTYPE_F16, 4096, 11008, rng, quick);
     }
 
-    std::printf("\n== table (copy bandwidth %.0f GB/s; times are medians in us)\n", g_bw * 1e-9);
+    std::printf("\n== table (copy bandwidth %.0f GB/s; times are medians in us, calls timed %s)\n", g_bw * 1e-9,
+                g_back_to_back ? "back to back" : "one by one");
     std::printf("| case | time us | floor us | x floor | baseline us | baseline | speedup vs baseline | note |\n");
     std::printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (auto& r : g_rows) {
