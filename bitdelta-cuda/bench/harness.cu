@@ -1,6 +1,7 @@
 // harness.cu -- correctness checks and timings of libbitdelta_cuda in one run (see bench/README notes).
 //
-//   bd_harness [--quick] [--no-checks] [--no-bench] [--decode-only] [--back-to-back] [--seed=N] [--profile]
+//   bd_harness [--quick] [--no-checks] [--no-bench] [--decode-only] [--back-to-back] [--launch-overhead]
+//              [--seed=N] [--profile]
 //   (prints the seed; fresh random inputs every run; table last)
 //
 // Correctness: every kernel against a CPU reference in double (decode/prefill on sampled output columns m,
@@ -661,13 +662,15 @@ static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick
 }
 
 int main(int argc, char** argv) {
-  bool quick = false, skip_checks = false, skip_bench = false, profile = false, decode_only = false;
+  bool quick = false, skip_checks = false, skip_bench = false, profile = false, decode_only = false,
+       launch_overhead = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--no-checks")) skip_checks = true;
     else if (!std::strcmp(argv[i], "--no-bench")) skip_bench = true;
     else if (!std::strcmp(argv[i], "--decode-only")) decode_only = true;  // decode checks and timings only
     else if (!std::strcmp(argv[i], "--back-to-back")) g_back_to_back = true;  // see time_us
+    else if (!std::strcmp(argv[i], "--launch-overhead")) launch_overhead = true;  // host enqueue cost only
     else if (!std::strncmp(argv[i], "--seed=", 7)) g_seed = std::strtoull(argv[i] + 7, nullptr, 10);
     else if (!std::strcmp(argv[i], "--profile")) profile = true;
   }
@@ -681,6 +684,39 @@ int main(int argc, char** argv) {
               prop.multiProcessorCount, prop.l2CacheSize >> 20, prop.major, prop.minor, driver, runtime, bd_abi_version());
   std::printf("seed: %llu (rerun with --seed=%llu)\n", (unsigned long long)g_seed, (unsigned long long)g_seed);
   Rng rng(g_seed);
+  if (launch_overhead) {
+    // The host cost of enqueueing one tiny bd_decode from C: the same call, shape, stream kind and loop as
+    // CudaOverheadTest makes through FFM (1 row x [16, 64], no tenants, f16 -> f32, on a created stream, 60 rounds
+    // of 100 launches, the first 10 discarded), so that the two medians differ by what Java and FFM add.
+    void *d_w, *d_x, *d_t, *d_y;
+    CUDA_CHECK(cudaMalloc(&d_w, 16 * 64 * 2));
+    CUDA_CHECK(cudaMalloc(&d_x, 64 * 2));
+    CUDA_CHECK(cudaMalloc(&d_t, 4));
+    CUDA_CHECK(cudaMalloc(&d_y, 16 * 4));
+    CUDA_CHECK(cudaMemset(d_w, 0, 16 * 64 * 2));
+    CUDA_CHECK(cudaMemset(d_x, 0, 64 * 2));
+    CUDA_CHECK(cudaMemset(d_t, 0xFF, 4));
+    cudaStream_t stream;
+    CUDA_CHECK(cudaStreamCreate(&stream));
+    const size_t ws_bytes = bd_decode_workspace_bytes(16, 64, 1);
+    void* d_ws = nullptr;
+    if (ws_bytes) CUDA_CHECK(cudaMalloc(&d_ws, ws_bytes));
+    std::vector<double> per_launch;
+    for (int round = 0; round < 60; ++round) {
+      const auto begin = std::chrono::steady_clock::now();
+      for (int i = 0; i < 100; ++i)
+        BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F32, d_w, d_x, static_cast<int32_t*>(d_t), 1, nullptr, nullptr, 0,
+                           BD_SCALE_PER_ROW, d_y, 16, 64, d_ws, ws_bytes, stream));
+      const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - begin).count() / 100;
+      CUDA_CHECK(cudaStreamSynchronize(stream));
+      if (round >= 10) per_launch.push_back(us);
+    }
+    std::sort(per_launch.begin(), per_launch.end());
+    std::printf("bd_decode tiny launch, enqueue from C: %.2f us median per launch (min %.2f, max %.2f; 50 x 100 launches)\n",
+                per_launch[per_launch.size() / 2], per_launch.front(), per_launch.back());
+    return 0;
+  }
+
   if (profile) {  // a few launches of the kernels worth profiling (for ncu), nothing else
     const int64_t M = 4096, K = 4096;
     const int T = 32;
