@@ -149,11 +149,6 @@ public class CpuBackendBenchmark {
         }
     }
 
-    /**
-     * How many copies ("layers") of a weight set the benchmark cycles through, so that each call finds its weights
-     * in DRAM as it would in a real decoder (one layer's weights are gone from the caches when its turn comes
-     * again): at least {@link #WORKING_SET_BYTES} in all.
-     */
     /** The largest cache of cpu0 in /sys (Linux), or 32 MiB where that cannot be read. */
     static long lastLevelCacheBytes() {
         long largest = 0;
@@ -170,6 +165,11 @@ public class CpuBackendBenchmark {
         return largest > 0 ? largest : 32L << 20;
     }
 
+    /**
+     * How many copies ("layers") of a weight set the benchmark cycles through, so that each call finds its weights
+     * in DRAM as it would in a real decoder (one layer's weights are gone from the caches when its turn comes
+     * again): at least {@link #WORKING_SET_BYTES} in all.
+     */
     static int layersFor(long bytesPerLayer) {
         return (int) Math.max(1, (WORKING_SET_BYTES + bytesPerLayer - 1) / bytesPerLayer);
     }
