@@ -714,6 +714,8 @@ int main(int argc, char** argv) {
     std::sort(per_launch.begin(), per_launch.end());
     std::printf("bd_decode tiny launch, enqueue from C: %.2f us median per launch (min %.2f, max %.2f; 50 x 100 launches)\n",
                 per_launch[per_launch.size() / 2], per_launch.front(), per_launch.back());
+    CUDA_CHECK(cudaStreamDestroy(stream));
+    for (void* p : {d_w, d_x, d_t, d_y, d_ws}) cudaFree(p);
     return 0;
   }
 
