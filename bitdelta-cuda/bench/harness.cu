@@ -733,6 +733,12 @@ int main(int argc, char** argv) {
     const size_t wsb = bd_decode_workspace_bytes(M, K, T);
     void* d_ws = nullptr;
     CUDA_CHECK(cudaMalloc(&d_ws, wsb));
+    // version 1 (what up to 8 rows run) at 1 and 8 rows, then version 3 at 32 rows
+    BD_CHECK(bd_debug_set_decode_variant(1));
+    for (int rows : {1, 8})
+      for (int i = 0; i < 2; ++i)
+        BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, rows, ts.d_sign_table, ts.d_scale_table, T,
+                           BD_SCALE_PER_MATRIX, d_y, M, K, d_ws, wsb, 0));
     for (int variant = 4; variant <= 5; ++variant) {
       BD_CHECK(bd_debug_set_decode_variant(variant));
       for (int i = 0; i < 2; ++i)

@@ -19,7 +19,7 @@ done
 "$out/bd_harness" "$@" 2>&1 | tee "$dest/harness.log"
 # Optional: hardware counters of the decode versions and prefill (PROFILE=1).
 if [ "${PROFILE:-0}" = 1 ]; then
-  ncu --clock-control none -k regex:'decode3|prefill|xplanes|compress' \
+  ncu --clock-control none -k regex:'decode_kernel|decode3|prefill|xplanes|compress' \
       --section SpeedOfLight --section LaunchStats --section Occupancy --section SchedulerStats \
       --section WarpStateStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
       "$out/bd_harness" --profile > "$dest/ncu.txt" 2>&1
