@@ -17,28 +17,7 @@ namespace bd {
 constexpr int DECODE_WARPS = 8;
 constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 
-__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool ok) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-// 16-byte chunk `ch` (0..15) of a 256-byte smem row, swizzled by row parity.
-
-// Version 6 = version 1 for up to 8 rows with each warp's W, x and sign lines streamed through its own cp.async
-// ring in shared memory instead of registers (run 28: version 1 holds ~4 KB of loads in flight per warp and is
-// latency-bound at 1.85 TB/s). Stage per warp: W [16][64] T (2048 B), x [8][64] T (1024 B), both with 16-byte
-// chunks XOR-swizzled by row parity (conflict-free LDS.128 of rows g and g+1), and the sign words [8][32] U32
-// (1024 B). 3 stages x 8 warps = 96 KB per block: two blocks per SM.
-constexpr int RING_STAGES = 3;
-constexpr int RING_W_BYTES = 16 * 128, RING_X_BYTES = 8 * 128, RING_S_BYTES = 8 * 128;
-constexpr int RING_STAGE_BYTES = RING_W_BYTES + RING_X_BYTES + RING_S_BYTES;
-constexpr int RING_SMEM_BYTES = DECODE_WARPS * RING_STAGES * RING_STAGE_BYTES;
-// 16-byte chunk `ch` (0..7) of a 128-byte smem row, swizzled by row parity.
-__device__ __forceinline__ int ring_chunk(int ch, int row) { return ch ^ ((row & 1) << 2); }
-
-
-template <typename T, typename TY, int NT, bool VEC, bool RING = false>
+template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
@@ -84,70 +63,6 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
   }
   const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
-  if constexpr (RING) {
-    static_assert(NT == 1 && VEC, "version 6 covers up to 8 rows with 16-byte aligned rows");
-    extern __shared__ uint4 ring_smem[];
-    uint8_t* ring = reinterpret_cast<uint8_t*>(ring_smem) + size_t(warp) * RING_STAGES * RING_STAGE_BYTES;
-    // Stage of k64 block kb: this lane's 4 W chunks, 2 x chunks and 2 sign chunks (zero past M, R, K or tenant).
-    auto issue = [&](int64_t kb, int stage) {
-      uint8_t* st = ring + stage * RING_STAGE_BYTES;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const int c = lane + 32 * j, row = c >> 3, piece = c & 7;
-        const int64_t k = kb * 64 + piece * 8;
-        const bool ok = m0 + row < M && k < K;
-        cp_async16_zfill(st + row * 128 + ring_chunk(piece, row) * 16, ok ? W + (m0 + row) * K + k : W, ok);
-      }
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        const int c = lane + 32 * j, row = c >> 3, piece = c & 7;
-        const int64_t k = kb * 64 + piece * 8;
-        const bool ok = row < R && k < K;
-        cp_async16_zfill(st + RING_W_BYTES + row * 128 + ring_chunk(piece, row) * 16, ok ? x + row * K + k : x, ok);
-        const uint32_t* p = s_signs[row];
-        cp_async16_zfill(st + RING_W_BYTES + RING_X_BYTES + row * 128 + piece * 16, p ? p + kb * 32 + piece * 4 : reinterpret_cast<const uint32_t*>(x), p != nullptr);
-      }
-      cp_async_commit_group();
-    };
-    const int64_t blocks = kb_end - kb_begin;
-#pragma unroll
-    for (int s = 0; s < RING_STAGES - 1; ++s) {
-      if (s < blocks) issue(kb_begin + s, s);
-      else cp_async_commit_group();
-    }
-    for (int64_t i = 0; i < blocks; ++i) {
-      if (i + RING_STAGES - 1 < blocks) issue(kb_begin + i + RING_STAGES - 1, int((i + RING_STAGES - 1) % RING_STAGES));
-      else cp_async_commit_group();
-      cp_async_wait_group<RING_STAGES - 1>();  // this lane's copies of block i have landed
-      __syncwarp();                            // ... and every lane's are visible
-      const uint8_t* st = ring + int(i % RING_STAGES) * RING_STAGE_BYTES;
-      uint32_t sw[ROWS];
-#pragma unroll
-      for (int r = 0; r < ROWS; ++r) sw[r] = reinterpret_cast<const uint32_t*>(st + RING_W_BYTES + RING_X_BYTES + r * 128)[lane];
-#pragma unroll
-      for (int s = 0; s < 2; ++s) {
-        const int ch = ring_chunk(s * 4 + t, g);  // rows g and g + 8 share parity
-        const uint4 a0 = *reinterpret_cast<const uint4*>(st + g * 128 + ch * 16);
-        const uint4 a1 = *reinterpret_cast<const uint4*>(st + (g + 8) * 128 + ch * 16);
-        const uint4 b = *reinterpret_cast<const uint4*>(st + RING_W_BYTES + g * 128 + ch * 16);
-        mma16816<T>(acc_base[0], a0.x, a1.x, a0.y, a1.y, b.x, b.y);
-        mma16816<T>(acc_base[0], a0.z, a1.z, a0.w, a1.w, b.z, b.w);
-#pragma unroll
-        for (int i8 = 0; i8 < 8; ++i8) {
-          if (s_signs[i8] == nullptr) continue;  // warp-uniform
-          const uint32_t w = sw[i8];
-          const bool mine = (g == i8);
-          const int q = 8 * s;
-          mma16816<T>(acc_delta[0], expand_pair<T>(w, q + 0), expand_pair<T>(w, q + 1), expand_pair<T>(w, q + 2),
-                      expand_pair<T>(w, q + 3), mine ? b.x : 0u, mine ? b.y : 0u);
-          mma16816<T>(acc_delta[0], expand_pair<T>(w, q + 4), expand_pair<T>(w, q + 5), expand_pair<T>(w, q + 6),
-                      expand_pair<T>(w, q + 7), mine ? b.z : 0u, mine ? b.w : 0u);
-        }
-      }
-      __syncwarp();  // every lane is done with this stage before a later issue overwrites it
-    }
-    cp_async_wait_group<0>();
-  } else {
   // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
   // in flight); with more rows the registers are needed for the rows.
 #pragma unroll(NT == 1 ? 2 : 1)
@@ -196,8 +111,6 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
       }
     }
   }
-
-  }  // RING
 
   // Reduce the 8 warps' partial sums in shared memory, warp by warp (fixed order: deterministic).
   // Accumulator fragment: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
@@ -262,6 +175,13 @@ struct Decode2Shape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
+__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool ok) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// 16-byte chunk `ch` (0..15) of a 256-byte smem row, swizzled by row parity.
 __device__ __forceinline__ int swz(int ch, int row) { return ch ^ ((row & 1) << 2); }
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
@@ -613,25 +533,6 @@ static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row
   return BD_OK;
 }
 
-// Version 6 (up to 8 rows, 16-byte aligned rows): grid (ceil(M / 16)), block 256, dynamic smem RING_SMEM_BYTES.
-template <typename T, typename TY>
-static int launch_decode_ring(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
-                              const float* const* scales, int num_tenants, int per_row, TY* y, int64_t M, int64_t K,
-                              cudaStream_t stream) {
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    const cudaError_t e = cudaFuncSetAttribute(decode_kernel<T, TY, 1, true, true>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, RING_SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
-  decode_kernel<T, TY, 1, true, true><<<grid, block, RING_SMEM_BYTES, stream>>>(W, x, row_tenant, R, signs, scales,
-                                                                               num_tenants, per_row, y, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
-}
-
 template <typename T, typename TY>
 static int run_decode(const void* W, const void* x, const int32_t* row_tenant, int64_t R,
                       const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
@@ -640,14 +541,13 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Automatic choice (from the H100 timings in docs/benchmarks-cuda.md): up to 8 rows version 6 (version 1 with
-  // its loads in a cp.async ring; version 1 where rows are not 16-byte aligned): no pre-pass, no workspace; more
-  // rows version 3 with 16-row blocks when the workspace is given, else version 2.
-  if (variant == 0) variant = R <= 8 ? (vec ? 6 : 1) : (ws_ok ? 4 : 2);
-  if (variant == 6 && !vec) variant = 1;
+  // Automatic choice (from the run-6 timings on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
+  // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
+  // given, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
   if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
   XPlanes xp{nullptr, nullptr, nullptr};
-  if (variant == 4 || variant == 5) {
+  if (variant >= 4) {
     xp = decode3_carve(ws, K, R);
     const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
@@ -658,15 +558,13 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     TY* yc = static_cast<TY*>(y) + r0 * M;
     const T* Wc = static_cast<const T*>(W);
     int status;
-    if (variant == 4 || variant == 5) {
+    if (variant >= 4) {
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
       if (variant == 4)
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-    } else if (variant == 6 && rows <= 8) {
-      status = launch_decode_ring<T, TY>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
@@ -693,7 +591,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 6) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 5) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

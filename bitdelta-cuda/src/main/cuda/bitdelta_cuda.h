@@ -148,9 +148,7 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
  * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace bd_decode
  * still works, through a slower kernel version (the result differs only by rounding).
  * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
- * to ±1 in registers; 6 = version 1 with each warp's loads in a cp.async ring in shared memory (chosen for
- * R <= 8 where K % 8 == 0 and W, x are 16-byte aligned, else version 1); 2 = cp.async pipeline, warps split the
- * rows, same arithmetic (no workspace); 3 = the delta
+ * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
  * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
  * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8). The base
  * product W x is always f16/bf16 tensor cores with F32 accumulation. */
@@ -177,8 +175,7 @@ int bd_decode(int dtype, int y_dtype,
 
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
  * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
- * (versions 3 fall back to 2 without a large enough workspace), 6 = version 6 (rows beyond 8 per launch, or
- * unaligned rows, take version 1). */
+ * (versions 3 fall back to 2 without a large enough workspace). */
 int bd_debug_set_decode_variant(int variant);
 
 /* ====================================================================================================== */
