@@ -13,7 +13,6 @@ import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
 import java.util.concurrent.ForkJoinWorkerThread;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.IntConsumer;
 
 /**
  * The CPU backend ({@code -Dbitdelta.backend=cpu}): Vector API kernels ({@link VectorKernels}) and a small
@@ -353,8 +352,11 @@ public final class VectorCpuBackend implements TensorBackend {
         }
         float[] tables = new float[Math.multiplyExact(count, tableFloats)];
         // 16 floats per 4 inputs and row (about 55 µs for 16 rows of 4096 on one thread): split over the pool.
-        forEachIndex(count, (long) count * inputs * 4, i ->
-                VectorKernels.buildTables(x, deltaRows[i] * inputs, inputs, groups, tables, i * tableFloats));
+        forEachOutputRange(count, (long) count * inputs * 4, 1, (start, end) -> {
+            for (int i = start; i < end; i++) {
+                VectorKernels.buildTables(x, deltaRows[i] * inputs, inputs, groups, tables, i * tableFloats);
+            }
+        });
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
             dense(x, rows, data, type, inputs, outputs, start, end, y);
             lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
@@ -480,31 +482,6 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         }
         // invoke() rethrows a task's exception on this thread, with its stack.
-        pool.invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
-    }
-
-    /**
-     * Runs {@code body} for every index in [0, count), split over the pool in contiguous runs, or on the calling
-     * thread when {@code work} (elements computed, as {@link #PARALLEL_WORK_THRESHOLD} counts them) is too small to be
-     * worth a fork.
-     */
-    private void forEachIndex(int count, long work, IntConsumer body) {
-        int parts = Math.min(count, threads);
-        if (pool == null || work < PARALLEL_WORK_THRESHOLD || parts < 2) {
-            for (int i = 0; i < count; i++) {
-                body.accept(i);
-            }
-            return;
-        }
-        List<ForkJoinTask<?>> tasks = new ArrayList<>(parts);
-        for (int part = 0; part < parts; part++) {
-            int start = (int) ((long) count * part / parts), end = (int) ((long) count * (part + 1) / parts);
-            tasks.add(ForkJoinTask.adapt(() -> {
-                for (int i = start; i < end; i++) {
-                    body.accept(i);
-                }
-            }));
-        }
         pool.invoke(ForkJoinTask.adapt(() -> ForkJoinTask.invokeAll(tasks)));
     }
 
