@@ -145,7 +145,8 @@ static int size_sweep(int sms, int* sink) {
   unsigned char* buf;
   CK(cudaMalloc(&buf, buffer));
   CK(cudaMemset(buf, 1, buffer));
-  for (double mb : {33.6, 50.3, 100.7, 136.3, 264.0}) {  // 4096x4096 f16 alone, + 8 / 32 tenants' signs; 4096x11008 + 8
+  // 4096x4096 f16 alone, + 8 / 16 / 32 tenants' signs; 4096x11008 + 8 / 16 / 32 (11008x4096 moves the same)
+  for (double mb : {33.6, 50.3, 67.1, 100.7, 136.3, 180.4, 270.6, 264.0}) {
     const size_t bytes = size_t(mb * 1e6) / 16 * 16, regions = buffer / bytes;
     std::vector<float> serial, pipelined;
     std::vector<cudaEvent_t> ev(2 * 200);

@@ -17,9 +17,21 @@ namespace bd {
 constexpr int DECODE_WARPS = 8;
 constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 
-template <typename T, typename TY, int NT, bool VEC>
+// FLAGS (benchmark variants 6-8 of bd_debug_set_decode_variant; 0 = version 1 as it always was):
+//   DECODE_EDGES:      the block's fixed costs overlap the stream: each warp prefetches its first W lines to L2
+//                      before the tenant lookups, the epilogue's scales are loaded before the main loop, and the
+//                      8 warps' partial sums meet in one shared-memory pass (one barrier instead of eight).
+//   DECODE_INTERLEAVE: warp w takes k64 blocks w, w+8, w+16, ... (the block reads 16 rows x 1 KB runs at a
+//                      time) instead of a contiguous eighth of K.
+//   DECODE_TILED:      W is in the tiled device layout of bd_repack_base: the 16 rows x 64 columns a warp reads
+//                      per k64 block are 2 KB contiguous (each lane's four 16-byte pieces are adjacent).
+constexpr int DECODE_EDGES = 1, DECODE_INTERLEAVE = 2, DECODE_TILED = 4;
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
+
+template <typename T, typename TY, int NT, bool VEC, int FLAGS = 0>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
-    const T* __restrict__ W,                       // [M, K]
+    const T* __restrict__ W,                       // [M, K]; with DECODE_TILED uint4 [M16][K64][32 lanes][4]
     const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
     const int32_t* __restrict__ row_tenant,        // [R]
     int R,
@@ -28,22 +40,69 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     int num_tenants, int scale_per_row,
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
+  constexpr bool EDGES = (FLAGS & DECODE_EDGES) != 0, INTERLEAVE = (FLAGS & DECODE_INTERLEAVE) != 0,
+                 TILED = (FLAGS & DECODE_TILED) != 0;
   constexpr int ROWS = NT * 8;
+  constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
-  __shared__ float s_acc[2][16][ROWS + 1];  // [base/delta][m in tile][row]
+  __shared__ float s_acc[EDGES ? DECODE_WARPS : 1][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t mt = blockIdx.x, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64;
+  const int64_t kb_begin = INTERLEAVE ? warp : K64 * warp / DECODE_WARPS;
+  const int64_t kb_end = INTERLEAVE ? K64 : K64 * (warp + 1) / DECODE_WARPS;
+  constexpr int KB_STEP = INTERLEAVE ? DECODE_WARPS : 1;
+
+  const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
+  const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
+  const T* w_row1 = W + (w_ok1 ? (m0 + g + 8) : 0) * K;
+  const uint4* w_tile = reinterpret_cast<const uint4*>(W) + (mt * K64 * 32 + lane) * 4;  // DECODE_TILED
+  if (EDGES) {  // the first two k64 blocks of this warp's W, requested before the dependent tenant lookups
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int64_t kb = kb_begin + u * KB_STEP;
+      if (kb >= kb_end) break;
+      if (TILED) {
+        prefetch_l2(w_tile + kb * 32 * 4);
+      } else {
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+          const int64_t k = kb * 64 + s * 32 + t * 8;
+          if (k < K) {
+            if (w_ok0) prefetch_l2(w_row0 + k);
+            if (w_ok1) prefetch_l2(w_row1 + k);
+          }
+        }
+      }
+    }
+  }
 
   if (threadIdx.x < ROWS) {
     const int r = threadIdx.x;
     const int ten = r < R ? row_tenant[r] : -1;
+    const bool valid = ten >= 0 && ten < num_tenants;
     s_tenant[r] = ten;
-    s_signs[r] = (ten >= 0 && ten < num_tenants) ? tenant_signs[ten] + mt * K64 * 32 : nullptr;
+    s_signs[r] = valid ? tenant_signs[ten] + mt * K64 * 32 : nullptr;
+    if (EDGES) s_scales[r] = valid ? tenant_scales[ten] : nullptr;
   }
   __syncthreads();
+
+  // EDGES: this thread's epilogue scales, loaded now so that their latency hides behind the main loop.
+  float pre_scale[EPI];
+#pragma unroll
+  for (int j = 0; j < EPI; ++j) {
+    pre_scale[j] = 0.f;
+    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+    if (EDGES && idx < 16 * R) {
+      const int r = idx >> 4;
+      const int64_t m = m0 + (idx & 15);
+      const float* sp = s_scales[r];
+      if (sp != nullptr && m < M) pre_scale[j] = __ldg(sp + (scale_per_row ? m : 0));
+    }
+  }
 
   float acc_base[NT][4], acc_delta[NT][4];
 #pragma unroll
@@ -51,9 +110,6 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
 #pragma unroll
     for (int i = 0; i < 4; ++i) acc_base[n][i] = acc_delta[n][i] = 0.f;
 
-  const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
-  const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
-  const T* w_row1 = W + (w_ok1 ? (m0 + g + 8) : 0) * K;
   const T* x_row[NT];
   bool x_ok[NT];
 #pragma unroll
@@ -61,12 +117,11 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     x_ok[n] = n * 8 + g < R;
     x_row[n] = x + (x_ok[n] ? (n * 8 + g) : 0) * K;
   }
-  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
   // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
   // in flight); with more rows the registers are needed for the rows.
 #pragma unroll(NT == 1 ? 2 : 1)
-  for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
+  for (int64_t kb = kb_begin; kb < kb_end; kb += KB_STEP) {
     // All loads of this k64 block first (several independent 16-byte loads in flight per lane).
     uint32_t sw[ROWS];
 #pragma unroll
@@ -78,8 +133,13 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       const int64_t k = kb * 64 + s * 32 + t * 8;
-      a[s][0] = load8_stream<VEC>(w_row0, k, K, w_ok0);
-      a[s][1] = load8_stream<VEC>(w_row1, k, K, w_ok1);
+      if (TILED) {  // zero-padded beyond M and K by bd_repack_base: no bounds to check
+        a[s][0] = __ldcs(w_tile + kb * 32 * 4 + 2 * s);
+        a[s][1] = __ldcs(w_tile + kb * 32 * 4 + 2 * s + 1);
+      } else {
+        a[s][0] = load8_stream<VEC>(w_row0, k, K, w_ok0);
+        a[s][1] = load8_stream<VEC>(w_row1, k, K, w_ok1);
+      }
 #pragma unroll
       for (int n = 0; n < NT; ++n) b[s][n] = load8<VEC>(x_row[n], k, K, x_ok[n]);
     }
@@ -112,6 +172,38 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     }
   }
 
+  if (EDGES) {
+    // Every warp stores its partial sums; one barrier; the epilogue adds the 8 warps in a fixed order.
+#pragma unroll
+    for (int n = 0; n < NT; ++n)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
+        s_acc[EDGES ? warp : 0][0][mm][col] = acc_base[n][i];
+        s_acc[EDGES ? warp : 0][1][mm][col] = acc_delta[n][i];
+      }
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < EPI; ++j) {
+      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+      if (idx >= 16 * R) break;
+      const int r = idx >> 4, mm = idx & 15;
+      const int64_t m = m0 + mm;
+      if (m >= M) continue;
+      float base = 0.f, delta = 0.f;
+#pragma unroll
+      for (int w = 0; w < DECODE_WARPS; ++w) {
+        base += s_acc[EDGES ? w : 0][0][mm][r];
+        delta += s_acc[EDGES ? w : 0][1][mm][r];
+      }
+      const int ten = s_tenant[r];
+      float v = base;
+      if (ten >= 0) v = ten < num_tenants ? fmaf(pre_scale[j], delta, v) : __int_as_float(0x7fc00000);
+      y[int64_t(r) * M + m] = store_cast<TY>(v);
+    }
+    return;
+  }
+
   // Reduce the 8 warps' partial sums in shared memory, warp by warp (fixed order: deterministic).
   // Accumulator fragment: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
   for (int w = 0; w < DECODE_WARPS; ++w) {
@@ -122,11 +214,11 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
         for (int i = 0; i < 4; ++i) {
           const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
           if (w == 0) {
-            s_acc[0][mm][col] = acc_base[n][i];
-            s_acc[1][mm][col] = acc_delta[n][i];
+            s_acc[0][0][mm][col] = acc_base[n][i];
+            s_acc[0][1][mm][col] = acc_delta[n][i];
           } else {
-            s_acc[0][mm][col] += acc_base[n][i];
-            s_acc[1][mm][col] += acc_delta[n][i];
+            s_acc[0][0][mm][col] += acc_base[n][i];
+            s_acc[0][1][mm][col] += acc_delta[n][i];
           }
         }
     }
@@ -139,11 +231,11 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const int64_t m = m0 + mm;
     if (m >= M) continue;
     const int ten = s_tenant[r];
-    float v = s_acc[0][mm][r];
+    float v = s_acc[0][0][mm][r];
     if (ten >= 0) {
       if (ten < num_tenants) {
         const float a = tenant_scales[ten][scale_per_row ? m : 0];
-        v = fmaf(a, s_acc[1][mm][r], v);
+        v = fmaf(a, s_acc[0][1][mm][r], v);
       } else {
         v = __int_as_float(0x7fc00000);  // invalid tenant index: NaN, never an out-of-bounds read
       }
@@ -372,7 +464,8 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2 (benchmarks only).
+// 5 = version 3 with MT = 2; 6, 7, 8 = version 1 with DECODE_EDGES, + DECODE_INTERLEAVE, + DECODE_TILED (W in the
+// tiled layout); 9, 10 = versions 4, 5 with the bit-planes read from L2 (XBD). Benchmarks only.
 static int g_decode_variant = 0;
 
 struct XPlanes {
@@ -436,32 +529,32 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
   return BD_OK;
 }
 
-template <typename T, typename TY, int RW, int MT>
+template <typename T, typename TY, int RW, int MT, bool XBD>
 static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  using Shape = Decode3Shape<RW, MT>;
+  using Shape = Decode3Shape<RW, MT, XBD>;
   static bool attribute_set[2] = {false, false};
   const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
   if (vec) {
     if (!attribute_set[1]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true, XBD>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[1] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true, XBD>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
   } else {
     if (!attribute_set[0]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false, XBD>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[0] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false, XBD>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
@@ -470,13 +563,13 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
   return BD_OK;
 }
 
-template <typename T, typename TY, int MT>
+template <typename T, typename TY, int MT, bool XBD = false>
 static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3<T, TY, 1, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -518,19 +611,28 @@ static int launch_decode2_rows(bool vec, const T* W, const T* x, const int32_t* 
   return launch_decode2<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
 }
 
-template <typename T, typename TY, int NT>
+template <typename T, typename TY, int NT, int FLAGS = 0>
 static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                             const uint32_t* const* signs, const float* const* scales, int num_tenants,
                             int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
   if (vec)
-    decode_kernel<T, TY, NT, true><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                               per_row, y, M, K);
+    decode_kernel<T, TY, NT, true, FLAGS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                                      per_row, y, M, K);
   else
-    decode_kernel<T, TY, NT, false><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                per_row, y, M, K);
+    decode_kernel<T, TY, NT, false, FLAGS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                                       per_row, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
+}
+
+template <typename T, typename TY, int FLAGS>
+static int launch_decode_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+                              const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                              TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+  if (R <= 8) return launch_decode_nt<T, TY, 1, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+  if (R <= 16) return launch_decode_nt<T, TY, 2, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+  return launch_decode_nt<T, TY, 4, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
 }
 
 template <typename T, typename TY>
@@ -545,9 +647,10 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
   // given, else version 2.
   if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
-  if ((variant == 4 || variant == 5) && !ws_ok) variant = 2;
+  if ((variant == 4 || variant == 5 || variant == 9 || variant == 10) && !ws_ok) variant = 2;
+  const bool v3 = variant == 4 || variant == 5 || variant == 9 || variant == 10;
   XPlanes xp{nullptr, nullptr, nullptr};
-  if (variant >= 4) {
+  if (v3) {
     xp = decode3_carve(ws, K, R);
     const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
@@ -558,13 +661,23 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     TY* yc = static_cast<TY*>(y) + r0 * M;
     const T* Wc = static_cast<const T*>(W);
     int status;
-    if (variant >= 4) {
+    if (v3) {
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
       if (variant == 4)
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else
+      else if (variant == 5)
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else if (variant == 9)
+        status = launch_decode3_rows<T, TY, 1, true>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else
+        status = launch_decode3_rows<T, TY, 2, true>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+    } else if (variant == 6) {
+      status = launch_decode_rows<T, TY, DECODE_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    } else if (variant == 7) {
+      status = launch_decode_rows<T, TY, DECODE_EDGES | DECODE_INTERLEAVE>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    } else if (variant == 8) {  // d_W is in the tiled layout (bd_repack_base): the same tiles for every launch
+      status = launch_decode_rows<T, TY, DECODE_EDGES | DECODE_TILED>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
@@ -591,7 +704,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 5) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 10) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

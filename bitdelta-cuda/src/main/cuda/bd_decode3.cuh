@@ -138,10 +138,13 @@ __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint3
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-template <int RW, int MT>
+// XBD (benchmark variants 9, 10): the bit-plane fragments are read from global memory (L2) into registers at
+// each stage instead of being staged in shared memory, so that a stage holds only W and the signs and more
+// stages fit (32 rows: 4 stages of 24 KB instead of 2 of 40 KB).
+template <int RW, int MT, bool XBD = false>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
-  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = ROWS * 512;
+  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = XBD ? 0 : ROWS * 512;
   static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES + XB_BYTES;
   // 32-row blocks: one block per SM with up to 200 KB of stages; 16-row blocks: two blocks per SM.
   static constexpr int BUDGET = MT == 2 ? 200 * 1024 : 100 * 1024;
@@ -149,11 +152,11 @@ struct Decode3Shape {
   static constexpr int STAGES = (BUDGET / STAGE_BYTES) < 2 ? 2 : (BUDGET / STAGE_BYTES) > 6 ? 6 : (BUDGET / STAGE_BYTES);
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
   // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
-  static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
+  static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = XBD ? 0 : ROWS * 32 / 256;
 };
 
-template <typename T, typename TY, int RW, int MT, bool VEC>
-__global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3_kernel(
+template <typename T, typename TY, int RW, int MT, bool VEC, bool XBD = false>
+__global__ void __launch_bounds__(256, Decode3Shape<RW, MT, XBD>::MIN_BLOCKS) decode3_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
     const int32_t* __restrict__ row_tenant,        // [R]
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     const int* __restrict__ plane_popc,            // [R][16]
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  using Sh = Decode3Shape<RW, MT>;
+  using Sh = Decode3Shape<RW, MT, XBD>;
   constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ const uint32_t* s_signs[ROWS];
@@ -205,7 +208,8 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     s_src[i] = s_ok[i] ? p + ((mt0 + mi) * K64 + kb4) * 32 + ch * 4 : nullptr;
     s_dst[i] = Sh::W_BYTES + Sh::X_BYTES + (((row * MT + mi) * 4 + kb4) * 32 + ch * 4) * 4;
   }
-  const uint32_t* b_src[Sh::XB_CH]; bool b_ok[Sh::XB_CH]; int b_dst[Sh::XB_CH];
+  constexpr int XB_ARR = Sh::XB_CH > 0 ? Sh::XB_CH : 1;
+  const uint32_t* b_src[XB_ARR]; bool b_ok[XB_ARR]; int b_dst[XB_ARR];
 #pragma unroll
   for (int i = 0; i < Sh::XB_CH; ++i) {
     const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
@@ -307,40 +311,61 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
     const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
     const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
-    // Delta: binary tensor cores, one k256 step.
+    // XBD: this stage's bit-plane fragments from L2, requested before the base product so that it hides them.
+    uint2 xbd[XBD ? RW : 1][2];
+    if (XBD) {
 #pragma unroll
-    for (int i = 0; i < RW; ++i) {
-      if (!row_on[i]) continue;  // warp-uniform
-      const int row = warp * RW + i;
-      const uint2 b_lo = *reinterpret_cast<const uint2*>(XBs + row * 128 + 0 * 64 + lane * 2);
-      const uint2 b_hi = *reinterpret_cast<const uint2*>(XBs + row * 128 + 1 * 64 + lane * 2);
-#pragma unroll
-      for (int mi = 0; mi < MT; ++mi) {
-        const uint32_t* sw = Ss + ((row * MT + mi) * 4) * 32 + lane;
-        const uint32_t w0 = sw[0], w1 = sw[32], w2 = sw[64], w3 = sw[96];
-        // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
-        const uint32_t a0 = (w0 & 0xAAAAAAAAu) | ((w1 >> 1) & 0x55555555u);
-        const uint32_t a1 = ((w0 << 1) & 0xAAAAAAAAu) | (w1 & 0x55555555u);
-        const uint32_t a2 = (w2 & 0xAAAAAAAAu) | ((w3 >> 1) & 0x55555555u);
-        const uint32_t a3 = ((w2 << 1) & 0xAAAAAAAAu) | (w3 & 0x55555555u);
-        mma_b1(acc_d[i][mi][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
-        mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
+      for (int i = 0; i < RW; ++i) {
+        const uint32_t* src = xb + (int64_t(warp * RW + i) * K256 + kc) * XB_WORDS_PER_K256 + lane * 2;
+        xbd[i][0] = row_on[i] ? __ldg(reinterpret_cast<const uint2*>(src)) : make_uint2(0, 0);
+        xbd[i][1] = row_on[i] ? __ldg(reinterpret_cast<const uint2*>(src + 64)) : make_uint2(0, 0);
       }
     }
-    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
-    if (do_base) {
+    auto delta_step = [&]() {
+      // Delta: binary tensor cores, one k256 step.
 #pragma unroll
-      for (int j = 0; j < KSTEPS; ++j) {
-        const int ch = (wi + j * NW) * 4 + t;
+      for (int i = 0; i < RW; ++i) {
+        if (!row_on[i]) continue;  // warp-uniform
+        const int row = warp * RW + i;
+        const uint2 b_lo = XBD ? xbd[XBD ? i : 0][0] : *reinterpret_cast<const uint2*>(XBs + row * 128 + 0 * 64 + lane * 2);
+        const uint2 b_hi = XBD ? xbd[XBD ? i : 0][1] : *reinterpret_cast<const uint2*>(XBs + row * 128 + 1 * 64 + lane * 2);
 #pragma unroll
         for (int mi = 0; mi < MT; ++mi) {
-          const int r0 = mi * 16 + g, r1 = r0 + 8;
-          const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
-          const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
-          mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
-          mma16816<T>(acc_b[mi], a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+          const uint32_t* sw = Ss + ((row * MT + mi) * 4) * 32 + lane;
+          const uint32_t w0 = sw[0], w1 = sw[32], w2 = sw[64], w3 = sw[96];
+          // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
+          const uint32_t a0 = (w0 & 0xAAAAAAAAu) | ((w1 >> 1) & 0x55555555u);
+          const uint32_t a1 = ((w0 << 1) & 0xAAAAAAAAu) | (w1 & 0x55555555u);
+          const uint32_t a2 = (w2 & 0xAAAAAAAAu) | ((w3 >> 1) & 0x55555555u);
+          const uint32_t a3 = ((w2 << 1) & 0xAAAAAAAAu) | (w3 & 0x55555555u);
+          mma_b1(acc_d[i][mi][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
+          mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
         }
       }
+    };
+    auto base_step = [&]() {
+      // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
+      if (do_base) {
+#pragma unroll
+        for (int j = 0; j < KSTEPS; ++j) {
+          const int ch = (wi + j * NW) * 4 + t;
+#pragma unroll
+          for (int mi = 0; mi < MT; ++mi) {
+            const int r0 = mi * 16 + g, r1 = r0 + 8;
+            const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
+            const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
+            mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
+            mma16816<T>(acc_b[mi], a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+          }
+        }
+      }
+    };
+    if (XBD) {  // the bit-plane loads above complete while the base product runs
+      base_step();
+      delta_step();
+    } else {
+      delta_step();
+      base_step();
     }
   }
   cp_async_wait_group<0>();
