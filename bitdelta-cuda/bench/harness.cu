@@ -49,7 +49,7 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOpera
 
 #include "bitdelta_cuda.h"
 
-constexpr int DECODE_VARIANTS = 10;  // bd_debug_set_decode_variant 1..10 (see bitdelta_cuda.h)
+constexpr int DECODE_VARIANTS = 9;  // bd_debug_set_decode_variant 1..9 (see bitdelta_cuda.h)
 
 #define CUDA_CHECK(call)                                                                              \
   do {                                                                                                \
@@ -255,15 +255,11 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   const size_t wsb = bd_decode_workspace_bytes(M, K, R);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  void* d_Wt = nullptr;  // the tiled copy of W that variant 8 reads
-  CUDA_CHECK(cudaMalloc(&d_Wt, bd_base_device_bytes(M, K)));
-  CUDA_CHECK(cudaMemset(d_Wt, 0x5A, bd_base_device_bytes(M, K)));
-  BD_CHECK(bd_repack_base(d_W, d_Wt, M, K, 0));
   for (int variant = 1; variant <= DECODE_VARIANTS; ++variant) {
   BD_CHECK(bd_debug_set_decode_variant(variant));
   CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
   CUDA_CHECK(cudaMemset(d_ws, 0xA5, std::max<size_t>(wsb, 1)));      // workspace garbage
-  BD_CHECK(bd_decode(dtype, y_dtype, variant == 8 ? d_Wt : static_cast<void*>(d_W), d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
+  BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
                      per_row ? BD_SCALE_PER_ROW : BD_SCALE_PER_MATRIX, d_y, M, K, d_ws, wsb, 0));
   CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<uint8_t> yb = to_host(static_cast<uint8_t*>(d_y), size_t(R) * M * ysize(y_dtype));
@@ -289,7 +285,6 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   }
   BD_CHECK(bd_debug_set_decode_variant(0));
   cudaFree(d_ws);
-  cudaFree(d_Wt);
   // Layout round trip for tenant 0.
   if (T > 0) {
     uint8_t* d_p = nullptr;
@@ -530,14 +525,12 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   const int dtype = BD_DTYPE_F16;
   const size_t set_bytes = size_t(M * K) * 2 + size_t(T) * bd_signs_device_bytes(M, K) + size_t(T) * K * 2;
   const int nsets = int(std::min<size_t>(8, std::max<size_t>(2, (size_t(256) << 20) / set_bytes + 1)));
-  struct Set { uint16_t* W; void* Wt; uint16_t* x; int32_t* ten; TenantSet ts; void* y; };
+  struct Set { uint16_t* W; uint16_t* x; int32_t* ten; TenantSet ts; void* y; };
   std::vector<Set> sets(nsets);
   std::vector<int32_t> tenant(T);
   for (int r = 0; r < T; ++r) tenant[r] = r;
   for (auto& s : sets) {
     s.W = to_device(random16(size_t(M * K), 0.05f, dtype, rng));
-    CUDA_CHECK(cudaMalloc(&s.Wt, bd_base_device_bytes(M, K)));
-    BD_CHECK(bd_repack_base(s.W, s.Wt, M, K, 0));
     s.x = to_device(random16(size_t(T) * K, 1.0f, dtype, rng));
     s.ten = to_device(tenant);
     s.ts = make_tenants(T, M, K, false, rng, false);
@@ -552,14 +545,14 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
     BD_CHECK(bd_debug_set_decode_variant(variant));
     vus[variant] = time_us(nsets, 20, reps, [&](int i) {
       Set& s = sets[i];
-      BD_CHECK(bd_decode(dtype, dtype, variant == 8 ? s.Wt : static_cast<void*>(s.W), s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
+      BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
                          BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
     });
   }
   cudaFree(d_ws);
   BD_CHECK(bd_debug_set_decode_variant(0));
   const double us = vus[0];
-  for (auto& s : sets) { cudaFree(s.W); cudaFree(s.Wt); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
+  for (auto& s : sets) { cudaFree(s.W); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
   // Baseline: T separate F16 weight matrices, one token each: cuBLAS strided batched GEMV (n = 1).
   const size_t wb = size_t(T) * M * K * 2;
   const int bsets = int(std::min<size_t>(8, std::max<size_t>(2, (size_t(256) << 20) / wb + 1)));
@@ -583,9 +576,9 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[256];
   std::snprintf(vnote, sizeof(vnote),
-                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f; v1 edges %.1f, +interleave %.1f, +tiled W %.1f; "
-                "v3/16 planes from L2 %.1f, v3/32 %.1f",
-                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], vus[7], vus[8], vus[9], vus[10]);
+                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f; v1 edges %.1f; v3 edges: /16 %.1f, "
+                "2 groups %.1f, /16 deep %.1f",
+                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], vus[7], vus[8], vus[9]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);

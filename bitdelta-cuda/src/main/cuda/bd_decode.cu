@@ -17,21 +17,19 @@ namespace bd {
 constexpr int DECODE_WARPS = 8;
 constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 
-// FLAGS (benchmark variants 6-8 of bd_debug_set_decode_variant; 0 = version 1 as it always was):
-//   DECODE_EDGES:      the block's fixed costs overlap the stream: each warp prefetches its first W lines to L2
-//                      before the tenant lookups, the epilogue's scales are loaded before the main loop, and the
-//                      8 warps' partial sums meet in one shared-memory pass (one barrier instead of eight).
-//   DECODE_INTERLEAVE: warp w takes k64 blocks w, w+8, w+16, ... (the block reads 16 rows x 1 KB runs at a
-//                      time) instead of a contiguous eighth of K.
-//   DECODE_TILED:      W is in the tiled device layout of bd_repack_base: the 16 rows x 64 columns a warp reads
-//                      per k64 block are 2 KB contiguous (each lane's four 16-byte pieces are adjacent).
-constexpr int DECODE_EDGES = 1, DECODE_INTERLEAVE = 2, DECODE_TILED = 4;
+// FLAGS (benchmark variant 6 of bd_debug_set_decode_variant; 0 = version 1 as it always was):
+//   DECODE_EDGES: the block's fixed costs overlap the stream: each warp prefetches its first W lines to L2 before
+//                 the tenant lookups, the epilogue's scales are loaded before the main loop, and the 8 warps'
+//                 partial sums meet in one shared-memory pass (one barrier instead of eight).
+// (Run 31 also tried k64 blocks interleaved over the warps and W in a tiled layout with each warp's 16 x 64
+// piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
+constexpr int DECODE_EDGES = 1;
 
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
 template <typename T, typename TY, int NT, bool VEC, int FLAGS = 0>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
-    const T* __restrict__ W,                       // [M, K]; with DECODE_TILED uint4 [M16][K64][32 lanes][4]
+    const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
     const int32_t* __restrict__ row_tenant,        // [R]
     int R,
@@ -40,8 +38,7 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     int num_tenants, int scale_per_row,
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  constexpr bool EDGES = (FLAGS & DECODE_EDGES) != 0, INTERLEAVE = (FLAGS & DECODE_INTERLEAVE) != 0,
-                 TILED = (FLAGS & DECODE_TILED) != 0;
+  constexpr bool EDGES = (FLAGS & DECODE_EDGES) != 0;
   constexpr int ROWS = NT * 8;
   constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
@@ -52,29 +49,22 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t mt = blockIdx.x, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64;
-  const int64_t kb_begin = INTERLEAVE ? warp : K64 * warp / DECODE_WARPS;
-  const int64_t kb_end = INTERLEAVE ? K64 : K64 * (warp + 1) / DECODE_WARPS;
-  constexpr int KB_STEP = INTERLEAVE ? DECODE_WARPS : 1;
+  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
   const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
   const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
   const T* w_row1 = W + (w_ok1 ? (m0 + g + 8) : 0) * K;
-  const uint4* w_tile = reinterpret_cast<const uint4*>(W) + (mt * K64 * 32 + lane) * 4;  // DECODE_TILED
   if (EDGES) {  // the first two k64 blocks of this warp's W, requested before the dependent tenant lookups
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
-      const int64_t kb = kb_begin + u * KB_STEP;
+      const int64_t kb = kb_begin + u;
       if (kb >= kb_end) break;
-      if (TILED) {
-        prefetch_l2(w_tile + kb * 32 * 4);
-      } else {
 #pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          const int64_t k = kb * 64 + s * 32 + t * 8;
-          if (k < K) {
-            if (w_ok0) prefetch_l2(w_row0 + k);
-            if (w_ok1) prefetch_l2(w_row1 + k);
-          }
+      for (int s = 0; s < 2; ++s) {
+        const int64_t k = kb * 64 + s * 32 + t * 8;
+        if (k < K) {
+          if (w_ok0) prefetch_l2(w_row0 + k);
+          if (w_ok1) prefetch_l2(w_row1 + k);
         }
       }
     }
@@ -121,7 +111,7 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
   // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
   // in flight); with more rows the registers are needed for the rows.
 #pragma unroll(NT == 1 ? 2 : 1)
-  for (int64_t kb = kb_begin; kb < kb_end; kb += KB_STEP) {
+  for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
     // All loads of this k64 block first (several independent 16-byte loads in flight per lane).
     uint32_t sw[ROWS];
 #pragma unroll
@@ -133,13 +123,8 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
 #pragma unroll
     for (int s = 0; s < 2; ++s) {
       const int64_t k = kb * 64 + s * 32 + t * 8;
-      if (TILED) {  // zero-padded beyond M and K by bd_repack_base: no bounds to check
-        a[s][0] = __ldcs(w_tile + kb * 32 * 4 + 2 * s);
-        a[s][1] = __ldcs(w_tile + kb * 32 * 4 + 2 * s + 1);
-      } else {
-        a[s][0] = load8_stream<VEC>(w_row0, k, K, w_ok0);
-        a[s][1] = load8_stream<VEC>(w_row1, k, K, w_ok1);
-      }
+      a[s][0] = load8_stream<VEC>(w_row0, k, K, w_ok0);
+      a[s][1] = load8_stream<VEC>(w_row1, k, K, w_ok1);
 #pragma unroll
       for (int n = 0; n < NT; ++n) b[s][n] = load8<VEC>(x_row[n], k, K, x_ok[n]);
     }
@@ -464,8 +449,8 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2; 6, 7, 8 = version 1 with DECODE_EDGES, + DECODE_INTERLEAVE, + DECODE_TILED (W in the
-// tiled layout); 9, 10 = versions 4, 5 with the bit-planes read from L2 (XBD). Benchmarks only.
+// 5 = version 3 with MT = 2; 6 = version 1 with DECODE_EDGES; 7, 8, 9 = version 3 with D3_EDGES: 16-row blocks
+// (two per SM), two warp groups (32-row blocks, one per SM), D3_DEEP 16-row blocks (one per SM). Benchmarks only.
 static int g_decode_variant = 0;
 
 struct XPlanes {
@@ -529,32 +514,32 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
   return BD_OK;
 }
 
-template <typename T, typename TY, int RW, int MT, bool XBD>
+template <typename T, typename TY, int RW, int MT, int G, int FLAGS>
 static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  using Shape = Decode3Shape<RW, MT, XBD>;
+  using Shape = Decode3Shape<RW, MT, G, FLAGS>;
   static bool attribute_set[2] = {false, false};
-  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
+  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(Shape::THREADS);
   if (vec) {
     if (!attribute_set[1]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true, XBD>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true, G, FLAGS>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[1] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true, XBD>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true, G, FLAGS>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
   } else {
     if (!attribute_set[0]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false, XBD>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false, G, FLAGS>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[0] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false, XBD>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false, G, FLAGS>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
@@ -563,13 +548,13 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
   return BD_OK;
 }
 
-template <typename T, typename TY, int MT, bool XBD = false>
+template <typename T, typename TY, int MT, int G = 1, int FLAGS = 0>
 static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3<T, TY, 1, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3<T, TY, 2, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3<T, TY, 4, MT, XBD>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3<T, TY, 1, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -647,8 +632,8 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
   // given, else version 2.
   if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
-  if ((variant == 4 || variant == 5 || variant == 9 || variant == 10) && !ws_ok) variant = 2;
-  const bool v3 = variant == 4 || variant == 5 || variant == 9 || variant == 10;
+  const bool v3 = variant == 4 || variant == 5 || variant >= 7;
+  if (v3 && !ws_ok) variant = 2;
   XPlanes xp{nullptr, nullptr, nullptr};
   if (v3) {
     xp = decode3_carve(ws, K, R);
@@ -668,16 +653,14 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 5)
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 9)
-        status = launch_decode3_rows<T, TY, 1, true>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else if (variant == 7)
+        status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else if (variant == 8)
+        status = launch_decode3_rows<T, TY, 1, 2, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
-        status = launch_decode3_rows<T, TY, 2, true>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES | D3_DEEP>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
     } else if (variant == 6) {
       status = launch_decode_rows<T, TY, DECODE_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    } else if (variant == 7) {
-      status = launch_decode_rows<T, TY, DECODE_EDGES | DECODE_INTERLEAVE>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    } else if (variant == 8) {  // d_W is in the tiled layout (bd_repack_base): the same tiles for every launch
-      status = launch_decode_rows<T, TY, DECODE_EDGES | DECODE_TILED>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
@@ -704,7 +687,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 10) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 9) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

@@ -68,24 +68,6 @@ __global__ void unpack_signs_kernel(const uint32_t* __restrict__ d_signs, uint8_
   }
   d_packed[idx] = uint8_t(out);
 }
-
-// Tiled base layout (experimental, decode benchmark variant 8): uint4 piece ((mt * K64 + kb) * 32 + lane) * 4 + j
-// holds W[16 mt + g + 8 (j & 1)][64 kb + 32 (j >> 1) + 8 t .. + 7], g = lane / 4, t = lane % 4, zeros outside
-// [M, K]: exactly the four 16-byte A-fragment pieces that decode version 1's lane loads per k64 block, adjacent.
-// One thread per 16-byte piece.
-__global__ void repack_base_kernel(const uint16_t* __restrict__ W, uint4* __restrict__ tiled, int64_t M, int64_t K) {
-  const int64_t K64 = (K + 63) / 64, pieces = (M + 15) / 16 * K64 * 128;
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= pieces) return;
-  const int j = int(idx & 3), lane = int((idx >> 2) & 31);
-  const int64_t kb = (idx >> 7) % K64, mt = (idx >> 7) / K64;
-  const int64_t m = 16 * mt + (lane >> 2) + 8 * (j & 1), k = 64 * kb + 32 * (j >> 1) + 8 * (lane & 3);
-  uint32_t v[4] = {0, 0, 0, 0};
-  if (m < M)
-    for (int e = 0; e < 8; ++e)
-      if (k + e < K) v[e >> 1] |= uint32_t(W[m * K + k + e]) << (16 * (e & 1));
-  tiled[idx] = make_uint4(v[0], v[1], v[2], v[3]);
-}
 }  // namespace bd
 
 extern "C" {
@@ -134,25 +116,6 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
   const int64_t blocks = (bytes + threads - 1) / threads;
   if (blocks > 0x7fffffff) return BD_ERR_BAD_SHAPE;
   bd::unpack_signs_kernel<<<unsigned(blocks), threads, 0, stream>>>(d_signs, d_packed, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
-}
-
-size_t bd_base_device_bytes(int64_t M, int64_t K) {
-  if (M <= 0 || K <= 0) return 0;
-  return size_t((M + 15) / 16) * size_t((K + 63) / 64) * 2048u;
-}
-
-int bd_repack_base(const void* d_W, void* d_tiled, int64_t M, int64_t K, cudaStream_t stream) {
-  if (!d_W || !d_tiled) return BD_ERR_NULL_POINTER;
-  if (M <= 0 || K <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31)) return BD_ERR_BAD_SHAPE;
-  if (!bd::aligned16(d_tiled) || (reinterpret_cast<uintptr_t>(d_W) & 1u)) return BD_ERR_MISALIGNED;
-  const int64_t pieces = int64_t(bd_base_device_bytes(M, K) / 16);
-  const int threads = 256;
-  const int64_t blocks = (pieces + threads - 1) / threads;
-  if (blocks > 0x7fffffff) return BD_ERR_BAD_SHAPE;
-  bd::repack_base_kernel<<<unsigned(blocks), threads, 0, stream>>>(static_cast<const uint16_t*>(d_W),
-                                                                    static_cast<uint4*>(d_tiled), M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }

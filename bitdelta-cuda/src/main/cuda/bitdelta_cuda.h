@@ -176,17 +176,10 @@ int bd_decode(int dtype, int y_dtype,
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
  * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
  * (versions 3 fall back to 2 without a large enough workspace). Experiments (bd_decode.cu, bd_decode3.cuh):
- * 6 = version 1 with the block's fixed costs overlapped (DECODE_EDGES), 7 = 6 with k64 blocks interleaved over
- * the warps, 8 = 6 reading d_W in the tiled layout of bd_repack_base (d_W MUST then be tiled), 9 / 10 = 4 / 5
- * with the bit-planes read from L2 instead of shared memory. */
+ * 6 = version 1 with the block's fixed costs overlapped (DECODE_EDGES); 7 = version 3 with D3_EDGES (W streams
+ * while the bit-plane pre-pass runs), 8 = 7 with two warp groups (32-row blocks sharing the planes, one block per
+ * SM), 9 = 7 with D3_DEEP (one 16-row block per SM, deeper pipeline). */
 int bd_debug_set_decode_variant(int variant);
-
-/* Experimental (decode variant 8 only; not used by the Java backend): the base W [M, K] (16-bit elements) in the
- * tiled layout, uint4 piece ((mt * K64 + kb) * 32 + lane) * 4 + j = W[16mt + g + 8(j&1)][64kb + 32(j>>1) + 8t ..
- * +7] (g = lane/4, t = lane%4; zeros outside [M, K]). bd_base_device_bytes = ceil(M/16) * ceil(K/64) * 2048.
- * d_tiled must be 16-byte aligned. */
-size_t bd_base_device_bytes(int64_t M, int64_t K);
-int bd_repack_base(const void* d_W, void* d_tiled, int64_t M, int64_t K, cudaStream_t stream);
 
 /* ====================================================================================================== */
 /* Prefill: many rows (tokens) per tenant, rows grouped in segments, tensor cores.                        */
