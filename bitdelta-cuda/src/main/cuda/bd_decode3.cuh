@@ -483,4 +483,257 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
   }
 }
 
+// ------------------------------------------------------------------------------------------------------
+// Version 3, lean form (benchmark variant 10): the same data path and arithmetic as decode3_kernel with D3_EDGES
+// and 16-row blocks (two per SM), for the common case K % 256 == 0 with W and x 16-byte aligned, written for
+// few instructions per stage. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
+// stage, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
+// (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
+// Here each thread copies adjacent 16-byte chunks of one row per operand (one running source pointer each),
+// shared memory is read through 32-bit shared-window addresses with constant offsets, and the stage loop has no
+// bounds checks (K % 256 == 0; rows past M are fixed per thread).
+__device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+__device__ __forceinline__ void cp16(uint32_t dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ uint32_t lds32(uint32_t a) {
+  uint32_t v;
+  asm volatile("ld.shared.u32 %0, [%1];\n" : "=r"(v) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint2 lds64(uint32_t a) {
+  uint2 v;
+  asm volatile("ld.shared.v2.u32 {%0, %1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ uint4 lds128(uint32_t a) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
+// (a & mask) | (b & ~mask) in one LOP3 (lut 0xE4; the mask in a register: the immediate form takes one constant).
+__device__ __forceinline__ uint32_t bit_select(uint32_t a, uint32_t b, uint32_t mask) {
+  uint32_t out;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE4;\n" : "=r"(out) : "r"(a), "r"(b), "r"(mask));
+  return out;
+}
+
+template <int RW>
+struct LeanShape {
+  static constexpr int ROWS = 8 * RW, KC = 256;
+  static constexpr int W_BYTES = 16 * KC * 2, S_BYTES = ROWS * 512, XB_BYTES = ROWS * 512;
+  static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
+  static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
+  static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+};
+
+template <typename T, typename TY, int RW>
+__global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
+    const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
+    const T* __restrict__ x,                       // [R, K], 16-byte aligned; R <= 8*RW rows in this launch
+    const int32_t* __restrict__ row_tenant,        // [R]
+    int R,
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
+    const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
+    int num_tenants, int scale_per_row,
+    const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
+    const float* __restrict__ x_scale,             // [R]
+    const int* __restrict__ plane_popc,            // [R][16]
+    TY* __restrict__ y,                            // [R, M]
+    int64_t M, int64_t K) {
+  using Sh = LeanShape<RW>;
+  constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
+  constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ const float* s_scales[ROWS];
+  __shared__ int s_tenant[ROWS];
+  __shared__ float s_base[16][ROWS + 1];
+  __shared__ float s_scale[ROWS][16];  // a_t[m] (column 0 only for per-matrix scales)
+  __shared__ int s_popc[ROWS][16];
+  __shared__ float s_xscale[ROWS];
+
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int64_t m0 = int64_t(blockIdx.x) * 16, mt0 = blockIdx.x;
+  const int64_t K64 = K / 64, K256 = K / 256;
+  const int KCH = int(K256);
+
+  if (tid < ROWS) {
+    const int ten = tid < R ? row_tenant[tid] : -1;
+    const bool valid = ten >= 0 && ten < num_tenants;
+    s_tenant[tid] = ten;
+    s_signs[tid] = valid ? tenant_signs[ten] : nullptr;
+    s_scales[tid] = valid ? tenant_scales[ten] : nullptr;
+  }
+  for (int i = tid; i < 16 * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
+  __syncthreads();
+
+  // Copy roles. W: chunks 2 tid, 2 tid + 1 of the stage's 16 rows x 32 chunks (row tid / 16). Signs and planes:
+  // chunks RW tid .. RW tid + RW - 1 of ROWS x 32 (all in row RW tid / 32). Sources advance by one stage per
+  // copy round; a row that has no data copies zeros from a dummy source inside W (never read: src-size 0).
+  const uint32_t smem0 = smem_u32(smem);
+  const int w_row = tid >> 4, w_ch = (tid & 15) * 2;
+  const bool w_ok = m0 + w_row < M;
+  const T* w_src = W + (w_ok ? (m0 + w_row) * K : 0) + w_ch * 8;
+  const uint32_t w_dst0 = (w_row * KC + swz(w_ch, w_row) * 8) * 2, w_dst1 = (w_row * KC + swz(w_ch + 1, w_row) * 8) * 2;
+  const int c_row = (tid * RW) >> 5, c_rem = (tid * RW) & 31;
+  const bool s_ok = s_signs[c_row] != nullptr;
+  const bool b_ok = s_ok && c_row < R;
+  const uint32_t* dummy = reinterpret_cast<const uint32_t*>(W);
+  const uint32_t* s_src = s_ok ? s_signs[c_row] + mt0 * K64 * 32 + c_rem * 4 : dummy;
+  const uint32_t* b_src = b_ok ? xb + int64_t(c_row) * K256 * XB_WORDS_PER_K256 + c_rem * 4 : dummy;
+  const uint32_t s_dst = W_BYTES + c_row * 512 + c_rem * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_rem * 16;
+  auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
+    cp16(stage + w_dst0, w_src, w_ok);
+    cp16(stage + w_dst1, w_src + 8, w_ok);
+    w_src += KC;
+#pragma unroll
+    for (int i = 0; i < RW; ++i) cp16(stage + s_dst + 16 * i, s_src + 4 * i, s_ok);
+    s_src += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
+  };
+  auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
+#pragma unroll
+    for (int i = 0; i < RW; ++i) cp16(stage + b_dst + 16 * i, b_src + 4 * i, b_ok);
+    b_src += XB_WORDS_PER_K256;
+  };
+
+  // Base product: the NW = 8/RW warps owning rows of n8 tile nt share its k32 steps (warp wi takes steps wi,
+  // wi + NW, ...). W chunk (u*4 + t) of row g sits at chunk ((u ^ (g & 1)) * 4 + t) (the row-parity swizzle);
+  // NW is even, so (wi + j NW) ^ p = (wi ^ p) + j NW and every step is a constant offset from one address.
+  constexpr int NW = 8 / RW, KSTEPS = (KC / 32) / NW;
+  const int nt = (warp * RW) / 8, wi = warp - nt * NW;
+  const bool do_base = nt * 8 < R;
+  const int xrow = nt * 8 + g;
+  const bool x_ok = do_base && xrow < R;
+  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0)) + wi * 4 + t;
+  const uint32_t a_off = g * (KC * 2) + (wi ^ (g & 1)) * 64 + t * 16;
+  bool row_on[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
+  const uint32_t sign_off = W_BYTES + warp * RW * 512 + lane * 4, plane_off = W_BYTES + S_BYTES + warp * RW * 512 + lane * 8;
+
+  float acc_b[4] = {0.f, 0.f, 0.f, 0.f};
+  int acc_d[RW][2][4];
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+#pragma unroll
+    for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_d[i][gr][e] = 0;
+
+  // W and the first stages' sign lines stream while the pre-pass still runs; so do the tenants' scales.
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st)
+    if (st < KCH) load_ws(smem0 + st * STAGE_BYTES);
+  for (int i = tid; i < ROWS * 16; i += 256) {
+    const int r = i >> 4, mm = i & 15;
+    const float* sp = s_scales[r];
+    if (sp != nullptr && m0 + mm < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m0 + mm : 0));
+  }
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the pre-pass's planes, popcounts and scales are ready
+#endif
+  for (int i = tid; i < ROWS * 17; i += 256) {
+    const int r = i / 17, j = i % 17;
+    if (r < R && s_signs[r] != nullptr) {
+      if (j < 16) cp_async4(&s_popc[r][j], plane_popc + r * 16 + j);
+      else cp_async4(&s_xscale[r], x_scale + r);
+    }
+  }
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {  // group 0: every copy above and stage 0's planes; group st: stage st's
+    if (st < KCH) load_xb(smem0 + st * STAGE_BYTES);
+    cp_async_commit_group();
+  }
+
+  const uint32_t mask = 0xAAAAAAAAu;
+  int st_read = 0, st_write = STAGES - 1;
+  for (int kc = 0; kc < KCH; ++kc) {
+    cp_async_wait_group<STAGES - 2>();
+    __syncthreads();
+    if (kc + STAGES - 1 < KCH) {
+      const uint32_t stage = smem0 + st_write * STAGE_BYTES;
+      load_ws(stage);
+      load_xb(stage);
+    }
+    cp_async_commit_group();
+    st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
+    const uint32_t stage = smem0 + st_read * STAGE_BYTES;
+    st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
+    // x fragments of this stage (L2): requested first, used after the delta step.
+    uint4 xf[KSTEPS];
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) xf[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
+    x_src += KC / 8;
+    // Delta: binary tensor cores, one k256 step per row.
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      if (!row_on[i]) continue;  // warp-uniform
+      const uint32_t sa = stage + sign_off + i * 512, pa = stage + plane_off + i * 512;
+      const uint32_t w0 = lds32(sa), w1 = lds32(sa + 128), w2 = lds32(sa + 256), w3 = lds32(sa + 384);
+      const uint2 b_lo = lds64(pa), b_hi = lds64(pa + 256);
+      // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
+      const uint32_t a0 = bit_select(w0, w1 >> 1, mask), a1 = bit_select(w0 << 1, w1, mask);
+      const uint32_t a2 = bit_select(w2, w3 >> 1, mask), a3 = bit_select(w2 << 1, w3, mask);
+      mma_b1(acc_d[i][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
+      mma_b1(acc_d[i][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
+    }
+    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage.
+    if (do_base) {
+#pragma unroll
+      for (int j = 0; j < KSTEPS; ++j) {
+        const uint4 a0 = lds128(stage + a_off + j * NW * 64), a1 = lds128(stage + a_off + j * NW * 64 + 8 * KC * 2);
+        mma16816<T>(acc_b, a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
+        mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+      }
+    }
+  }
+  cp_async_wait_group<0>();
+
+  // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic).
+  for (int j = 0; j < NW; ++j) {
+    if (do_base && wi == j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s_base[g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[e];
+    }
+    __syncthreads();
+  }
+  // Combine the 16 plane columns as decode3_kernel does.
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const int r = warp * RW + i;
+    if (r >= R) continue;  // warp-uniform
+    const int ten = s_tenant[r];
+    long long part[2] = {0, 0};
+#pragma unroll
+    for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int p = gr * 8 + 2 * t + e;
+        const long long wp = p == 15 ? -32768ll : (1ll << p);
+        const int popc = row_on[i] ? s_popc[r][p] : 0;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc_d[i][gr][2 * h + e] - popc);
+      }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+      part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+    }
+    if (t != 0) continue;
+    const float xs = row_on[i] ? s_xscale[r] : 0.f;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int mm = g + 8 * h;
+      const int64_t m = m0 + mm;
+      if (m >= M) continue;
+      float v = s_base[mm][r];
+      if (ten >= 0) v = ten < num_tenants ? fmaf(s_scale[r][scale_per_row ? mm : 0], xs * float(part[h]), v)
+                                          : __int_as_float(0x7fc00000);
+      y[int64_t(r) * M + m] = store_cast<TY>(v);
+    }
+  }
+}
+
 }  // namespace bd
