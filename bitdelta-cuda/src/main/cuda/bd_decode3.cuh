@@ -489,9 +489,11 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 // few instructions per stage. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
 // stage, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
 // (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
-// Here each thread copies adjacent 16-byte chunks of one row per operand (one running source pointer each),
-// shared memory is read through 32-bit shared-window addresses with constant offsets, and the stage loop has no
-// bounds checks (K % 256 == 0; rows past M are fixed per thread).
+// Here every copy source is a running pointer advanced once per stage (thread tid copies chunks tid + 256 i, so
+// that a warp's copy instructions stay coalesced; run 33 gave each thread adjacent chunks of one row instead, and
+// the half-coalesced copies made 32 rows twice as slow), shared memory is read through 32-bit shared-window
+// addresses with constant offsets, and the stage loop has no bounds checks (K % 256 == 0; rows past M are fixed
+// per thread).
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp16(uint32_t dst, const void* src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
@@ -569,33 +571,50 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   for (int i = tid; i < 16 * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
   __syncthreads();
 
-  // Copy roles. W: chunks 2 tid, 2 tid + 1 of the stage's 16 rows x 32 chunks (row tid / 16). Signs and planes:
-  // chunks RW tid .. RW tid + RW - 1 of ROWS x 32 (all in row RW tid / 32). Sources advance by one stage per
-  // copy round; a row that has no data copies zeros from a dummy source inside W (never read: src-size 0).
+  // Copy roles: thread tid copies chunk (tid & 31) of rows (tid >> 5) + 8 i of each operand: W rows of the block
+  // (2 per thread), sign lines and planes of rows (tid >> 5) + 8 i (RW per thread). Sources advance by one stage
+  // per copy round; a row without data copies zeros from a dummy source inside W (src-size 0: never read).
   const uint32_t smem0 = smem_u32(smem);
-  const int w_row = tid >> 4, w_ch = (tid & 15) * 2;
-  const bool w_ok = m0 + w_row < M;
-  const T* w_src = W + (w_ok ? (m0 + w_row) * K : 0) + w_ch * 8;
-  const uint32_t w_dst0 = (w_row * KC + swz(w_ch, w_row) * 8) * 2, w_dst1 = (w_row * KC + swz(w_ch + 1, w_row) * 8) * 2;
-  const int c_row = (tid * RW) >> 5, c_rem = (tid * RW) & 31;
-  const bool s_ok = s_signs[c_row] != nullptr;
-  const bool b_ok = s_ok && c_row < R;
+  const int c_row = tid >> 5, c_ch = tid & 31;
   const uint32_t* dummy = reinterpret_cast<const uint32_t*>(W);
-  const uint32_t* s_src = s_ok ? s_signs[c_row] + mt0 * K64 * 32 + c_rem * 4 : dummy;
-  const uint32_t* b_src = b_ok ? xb + int64_t(c_row) * K256 * XB_WORDS_PER_K256 + c_rem * 4 : dummy;
-  const uint32_t s_dst = W_BYTES + c_row * 512 + c_rem * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_rem * 16;
-  auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
-    cp16(stage + w_dst0, w_src, w_ok);
-    cp16(stage + w_dst1, w_src + 8, w_ok);
-    w_src += KC;
+  bool w_ok[2];
+  const T* w_src[2];
 #pragma unroll
-    for (int i = 0; i < RW; ++i) cp16(stage + s_dst + 16 * i, s_src + 4 * i, s_ok);
-    s_src += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
+  for (int i = 0; i < 2; ++i) {
+    w_ok[i] = m0 + c_row + 8 * i < M;
+    w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + c_ch * 8;
+  }
+  const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row + 8: same parity, + 8 rows of 512 bytes
+  bool s_ok[RW], b_ok[RW];
+  const uint32_t* s_src[RW];
+  const uint32_t* b_src[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const int row = c_row + 8 * i;
+    s_ok[i] = s_signs[row] != nullptr;
+    b_ok[i] = s_ok[i] && row < R;
+    s_src[i] = s_ok[i] ? s_signs[row] + mt0 * K64 * 32 + c_ch * 4 : dummy;
+    b_src[i] = b_ok[i] ? xb + int64_t(row) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
+  }
+  const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_ch * 16;
+  auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      cp16(stage + w_dst + i * 8 * KC * 2, w_src[i], w_ok[i]);
+      w_src[i] += KC;
+    }
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      cp16(stage + s_dst + i * 8 * 512, s_src[i], s_ok[i]);
+      s_src[i] += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
+    }
   };
   auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
 #pragma unroll
-    for (int i = 0; i < RW; ++i) cp16(stage + b_dst + 16 * i, b_src + 4 * i, b_ok);
-    b_src += XB_WORDS_PER_K256;
+    for (int i = 0; i < RW; ++i) {
+      cp16(stage + b_dst + i * 8 * 512, b_src[i], b_ok[i]);
+      b_src[i] += XB_WORDS_PER_K256;
+    }
   };
 
   // Base product: the NW = 8/RW warps owning rows of n8 tile nt share its k32 steps (warp wi takes steps wi,
@@ -607,6 +626,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const int xrow = nt * 8 + g;
   const bool x_ok = do_base && xrow < R;
   const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0)) + wi * 4 + t;
+  auto load_xfrags = [&](uint4 (&f)[KSTEPS]) {  // this warp's x fragments of the next stage (L2)
+#pragma unroll
+    for (int j = 0; j < KSTEPS; ++j) f[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
+    x_src += KC / 8;
+  };
   const uint32_t a_off = g * (KC * 2) + (wi ^ (g & 1)) * 64 + t * 16;
   bool row_on[RW];
 #pragma unroll
@@ -648,6 +672,8 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   }
 
   const uint32_t mask = 0xAAAAAAAAu;
+  uint4 xf_next[KSTEPS];
+  load_xfrags(xf_next);
   int st_read = 0, st_write = STAGES - 1;
   for (int kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
@@ -661,11 +687,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
     const uint32_t stage = smem0 + st_read * STAGE_BYTES;
     st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
-    // x fragments of this stage (L2): requested first, used after the delta step.
+    // x fragments: this stage's were requested one stage ago; the next stage's now.
     uint4 xf[KSTEPS];
 #pragma unroll
-    for (int j = 0; j < KSTEPS; ++j) xf[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
-    x_src += KC / 8;
+    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
+    if (kc + 1 < KCH) load_xfrags(xf_next);
     // Delta: binary tensor cores, one k256 step per row.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
