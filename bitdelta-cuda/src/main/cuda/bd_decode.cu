@@ -451,7 +451,8 @@ namespace bd {
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
 // 5 = version 3 with MT = 2; 6 = version 1 with DECODE_EDGES; 7, 8, 9 = version 3 with D3_EDGES: 16-row blocks
 // (two per SM), two warp groups (32-row blocks, one per SM), D3_DEEP 16-row blocks (one per SM); 10 = version 3's
-// lean form (decode3_lean_kernel; K % 256 != 0 or unaligned inputs: 7). Benchmarks only.
+// lean form (decode3_lean_kernel; K % 256 != 0 or unaligned inputs: 7), 11 = 10 with the planes in registers.
+// Benchmarks only.
 static int g_decode_variant = 0;
 
 struct XPlanes {
@@ -549,19 +550,19 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
   return BD_OK;
 }
 
-template <typename T, typename TY, int RW>
+template <typename T, typename TY, int RW, bool PR>
 static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
                                const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, TY* y,
                                int64_t M, int64_t K, cudaStream_t stream) {
-  using Shape = LeanShape<RW>;
+  using Shape = LeanShape<RW, PR>;
   static bool attribute_set = false;
   if (!attribute_set) {
-    cudaError_t e = cudaFuncSetAttribute(decode3_lean_kernel<T, TY, RW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(decode3_lean_kernel<T, TY, RW, PR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          Shape::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set = true;
   }
-  const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW>, dim3(unsigned((M + 15) / 16)), dim3(256),
+  const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW, PR>, dim3(unsigned((M + 15) / 16)), dim3(256),
                                    Shape::SMEM_BYTES, stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row,
                                    xp.xb, xp.scale, xp.popc, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
@@ -569,13 +570,13 @@ static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant
   return BD_OK;
 }
 
-template <typename T, typename TY>
+template <typename T, typename TY, bool PR>
 static int launch_decode3_lean_rows(const T* W, const T* x, const int32_t* row_tenant, int R,
                                     const uint32_t* const* signs, const float* const* scales, int num_tenants,
                                     int per_row, const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3_lean<T, TY, 1>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3_lean<T, TY, 2>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3_lean<T, TY, 4>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3_lean<T, TY, 1, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3_lean<T, TY, 2, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3_lean<T, TY, 4, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int MT, int G = 1, int FLAGS = 0>
@@ -685,9 +686,11 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 7)
         status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else if (variant == 11 && vec && K % 256 == 0)
+        status = launch_decode3_lean_rows<T, TY, true>(static_cast<const T*>(Wc), xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 10 && vec && K % 256 == 0)
-        status = launch_decode3_lean_rows<T, TY>(static_cast<const T*>(Wc), xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 10)  // the lean form needs K % 256 == 0 and aligned W, x: version 3 with D3_EDGES
+        status = launch_decode3_lean_rows<T, TY, false>(static_cast<const T*>(Wc), xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      else if (variant == 10 || variant == 11)  // the lean form needs K % 256 == 0 and aligned W, x: version 3 with D3_EDGES
         status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 8)
         status = launch_decode3_rows<T, TY, 1, 2, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
@@ -721,7 +724,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 10) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 11) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

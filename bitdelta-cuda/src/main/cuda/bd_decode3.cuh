@@ -520,17 +520,21 @@ __device__ __forceinline__ uint32_t bit_select(uint32_t a, uint32_t b, uint32_t 
   return out;
 }
 
-template <int RW>
+// PR (benchmark variant 11): the bit-plane fragments go to registers, one stage ahead (each warp loads its own
+// rows' from L2), instead of through shared memory; a stage then holds W and the sign lines only, so that more
+// stages fit (32 rows: 4 stages of 24 KB instead of 2 of 40 KB); the x fragments are then requested at the start of
+// their stage instead of one stage ahead (the registers go to the planes).
+template <int RW, bool PR = false>
 struct LeanShape {
   static constexpr int ROWS = 8 * RW, KC = 256;
-  static constexpr int W_BYTES = 16 * KC * 2, S_BYTES = ROWS * 512, XB_BYTES = ROWS * 512;
+  static constexpr int W_BYTES = 16 * KC * 2, S_BYTES = ROWS * 512, XB_BYTES = PR ? 0 : ROWS * 512;
   static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
   static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
   static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-template <typename T, typename TY, int RW>
+template <typename T, typename TY, int RW, bool PR = false>
 __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
     const T* __restrict__ x,                       // [R, K], 16-byte aligned; R <= 8*RW rows in this launch
@@ -544,7 +548,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const int* __restrict__ plane_popc,            // [R][16]
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  using Sh = LeanShape<RW>;
+  using Sh = LeanShape<RW, PR>;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
   constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -610,6 +614,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     }
   };
   auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
+    if (PR) return;
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       cp16(stage + b_dst + i * 8 * 512, b_src[i], b_ok[i]);
@@ -672,8 +677,21 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   }
 
   const uint32_t mask = 0xAAAAAAAAu;
-  uint4 xf_next[KSTEPS];
-  load_xfrags(xf_next);
+  uint4 xf_next[PR ? 1 : KSTEPS];
+  if (!PR) load_xfrags(reinterpret_cast<uint4(&)[KSTEPS]>(xf_next));
+  // PR: this warp's rows' plane fragments of the next stage (B registers of the two plane groups).
+  const uint2* pl_src = reinterpret_cast<const uint2*>(xb + int64_t(warp * RW) * K256 * XB_WORDS_PER_K256) + lane;
+  uint2 pl_next[PR ? RW : 1][2];
+  auto load_planes = [&]() {
+#pragma unroll
+    for (int i = 0; i < (PR ? RW : 0); ++i) {
+      const uint2* p = pl_src + int64_t(i) * K256 * (XB_WORDS_PER_K256 / 2);
+      pl_next[i][0] = row_on[i] ? __ldg(p) : make_uint2(0, 0);
+      pl_next[i][1] = row_on[i] ? __ldg(p + 32) : make_uint2(0, 0);
+    }
+    pl_src += XB_WORDS_PER_K256 / 2;
+  };
+  if (PR) load_planes();
   int st_read = 0, st_write = STAGES - 1;
   for (int kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
@@ -687,18 +705,26 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
     const uint32_t stage = smem0 + st_read * STAGE_BYTES;
     st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
-    // x fragments: this stage's were requested one stage ago; the next stage's now.
+    // x fragments: this stage's were requested one stage ago; the next stage's now (PR: this stage's now).
     uint4 xf[KSTEPS];
+    uint2 pl[PR ? RW : 1][2];
+    if (PR) {
 #pragma unroll
-    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
-    if (kc + 1 < KCH) load_xfrags(xf_next);
+      for (int i = 0; i < (PR ? RW : 0); ++i) pl[i][0] = pl_next[i][0], pl[i][1] = pl_next[i][1];
+      if (kc + 1 < KCH) load_planes();
+      load_xfrags(xf);
+    } else {
+#pragma unroll
+      for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[PR ? 0 : j];
+      if (kc + 1 < KCH) load_xfrags(reinterpret_cast<uint4(&)[KSTEPS]>(xf_next));
+    }
     // Delta: binary tensor cores, one k256 step per row.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       if (!row_on[i]) continue;  // warp-uniform
       const uint32_t sa = stage + sign_off + i * 512, pa = stage + plane_off + i * 512;
       const uint32_t w0 = lds32(sa), w1 = lds32(sa + 128), w2 = lds32(sa + 256), w3 = lds32(sa + 384);
-      const uint2 b_lo = lds64(pa), b_hi = lds64(pa + 256);
+      const uint2 b_lo = PR ? pl[PR ? i : 0][0] : lds64(pa), b_hi = PR ? pl[PR ? i : 0][1] : lds64(pa + 256);
       // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
       const uint32_t a0 = bit_select(w0, w1 >> 1, mask), a1 = bit_select(w0 << 1, w1, mask);
       const uint32_t a2 = bit_select(w2, w3 >> 1, mask), a3 = bit_select(w2 << 1, w3, mask);

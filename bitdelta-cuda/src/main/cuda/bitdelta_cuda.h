@@ -179,7 +179,8 @@ int bd_decode(int dtype, int y_dtype,
  * 6 = version 1 with the block's fixed costs overlapped (DECODE_EDGES); 7 = version 3 with D3_EDGES (W streams
  * while the bit-plane pre-pass runs), 8 = 7 with two warp groups (32-row blocks sharing the planes, one block per
  * SM), 9 = 7 with D3_DEEP (one 16-row block per SM, deeper pipeline), 10 = version 3's lean form (few
- * instructions per stage; K % 256 == 0 and 16-byte aligned W, x, else 7). */
+ * instructions per stage; K % 256 == 0 and 16-byte aligned W, x, else 7), 11 = 10 with the bit-planes in
+ * registers (deeper pipeline). */
 int bd_debug_set_decode_variant(int variant);
 
 /* ====================================================================================================== */
