@@ -49,7 +49,7 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOpera
 
 #include "bitdelta_cuda.h"
 
-constexpr int DECODE_VARIANTS = 11;  // bd_debug_set_decode_variant 1..11 (see bitdelta_cuda.h)
+constexpr int DECODE_VARIANTS = 6;  // bd_debug_set_decode_variant 1..6 (see bitdelta_cuda.h)
 
 #define CUDA_CHECK(call)                                                                              \
   do {                                                                                                \
@@ -576,9 +576,8 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[256];
   std::snprintf(vnote, sizeof(vnote),
-                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f; v1 edges %.1f; v3 edges: /16 %.1f, "
-                "2 groups %.1f, /16 deep %.1f; v3 lean %.1f, planes in registers %.1f",
-                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], vus[7], vus[8], vus[9], vus[10], vus[11]);
+                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f",
+                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);
@@ -744,7 +743,7 @@ int main(int argc, char** argv) {
       for (int i = 0; i < 2; ++i)
         BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, rows, ts.d_sign_table, ts.d_scale_table, T,
                            BD_SCALE_PER_MATRIX, d_y, M, K, d_ws, wsb, 0));
-    for (int variant : {4, 5, 10, 11}) {  // version 3 with 16- and 32-row blocks, version 3's lean forms
+    for (int variant : {4, 5, 6}) {  // version 3 with 16- and 32-row blocks, version 3's lean form
       BD_CHECK(bd_debug_set_decode_variant(variant));
       for (int i = 0; i < 2; ++i)
         BD_CHECK(bd_decode(BD_DTYPE_F16, BD_DTYPE_F16, d_W, d_x, d_t, T, ts.d_sign_table, ts.d_scale_table, T,

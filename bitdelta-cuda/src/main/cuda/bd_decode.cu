@@ -8,8 +8,8 @@
 // and issues, per k16 step, NT base mma (A = W, B = x) and one delta mma per valid row i of each n8 tile,
 // A = the row's tenant's signs expanded to ±1 in registers, B = the x fragment masked to column i (lanes
 // with g != i give zeros), so all 8 rows of a tile accumulate into one fragment, each in its own column.
-// The 8 warps' partial sums meet in shared memory (warp by warp, deterministic), then the block writes
-// y = base + a_t[m] * delta.
+// The 8 warps' partial sums meet in shared memory (added in a fixed warp order: deterministic), then the block
+// writes y = base + a_t[m] * delta.
 #include "bd_common.cuh"
 
 namespace bd {
@@ -17,17 +17,14 @@ namespace bd {
 constexpr int DECODE_WARPS = 8;
 constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 
-// FLAGS (benchmark variant 6 of bd_debug_set_decode_variant; 0 = version 1 as it always was):
-//   DECODE_EDGES: the block's fixed costs overlap the stream: each warp prefetches its first W lines to L2 before
-//                 the tenant lookups, the epilogue's scales are loaded before the main loop, and the 8 warps'
-//                 partial sums meet in one shared-memory pass (one barrier instead of eight).
+// The block's fixed costs overlap the stream (from run 31; before, 0.4-2.2 us of each call at 1-8 rows): each warp
+// prefetches its first W lines to L2 before the dependent tenant lookups, the epilogue's scales are loaded before
+// the main loop, and the 8 warps' partial sums meet in one shared-memory pass (one barrier instead of eight).
 // (Run 31 also tried k64 blocks interleaved over the warps and W in a tiled layout with each warp's 16 x 64
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
-constexpr int DECODE_EDGES = 1;
-
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-template <typename T, typename TY, int NT, bool VEC, int FLAGS = 0>
+template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
@@ -38,13 +35,12 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     int num_tenants, int scale_per_row,
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  constexpr bool EDGES = (FLAGS & DECODE_EDGES) != 0;
   constexpr int ROWS = NT * 8;
   constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
-  __shared__ float s_acc[EDGES ? DECODE_WARPS : 1][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
+  __shared__ float s_acc[DECODE_WARPS][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t mt = blockIdx.x, m0 = mt * 16;
@@ -54,7 +50,7 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
   const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
   const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
   const T* w_row1 = W + (w_ok1 ? (m0 + g + 8) : 0) * K;
-  if (EDGES) {  // the first two k64 blocks of this warp's W, requested before the dependent tenant lookups
+  {  // the first two k64 blocks of this warp's W, requested before the dependent tenant lookups
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int64_t kb = kb_begin + u;
@@ -76,17 +72,17 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const bool valid = ten >= 0 && ten < num_tenants;
     s_tenant[r] = ten;
     s_signs[r] = valid ? tenant_signs[ten] + mt * K64 * 32 : nullptr;
-    if (EDGES) s_scales[r] = valid ? tenant_scales[ten] : nullptr;
+    s_scales[r] = valid ? tenant_scales[ten] : nullptr;
   }
   __syncthreads();
 
-  // EDGES: this thread's epilogue scales, loaded now so that their latency hides behind the main loop.
+  // This thread's epilogue scales, loaded now so that their latency hides behind the main loop.
   float pre_scale[EPI];
 #pragma unroll
   for (int j = 0; j < EPI; ++j) {
     pre_scale[j] = 0.f;
     const int idx = threadIdx.x + j * DECODE_WARPS * 32;
-    if (EDGES && idx < 16 * R) {
+    if (idx < 16 * R) {
       const int r = idx >> 4;
       const int64_t m = m0 + (idx & 15);
       const float* sp = s_scales[r];
@@ -157,74 +153,35 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     }
   }
 
-  if (EDGES) {
-    // Every warp stores its partial sums; one barrier; the epilogue adds the 8 warps in a fixed order.
+  // Every warp stores its partial sums (accumulator fragment: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 ->
+  // (m = g+8, ...)); one barrier; the epilogue adds the 8 warps in a fixed order (deterministic).
 #pragma unroll
-    for (int n = 0; n < NT; ++n)
+  for (int n = 0; n < NT; ++n)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
-        s_acc[EDGES ? warp : 0][0][mm][col] = acc_base[n][i];
-        s_acc[EDGES ? warp : 0][1][mm][col] = acc_delta[n][i];
-      }
-    __syncthreads();
-#pragma unroll
-    for (int j = 0; j < EPI; ++j) {
-      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
-      if (idx >= 16 * R) break;
-      const int r = idx >> 4, mm = idx & 15;
-      const int64_t m = m0 + mm;
-      if (m >= M) continue;
-      float base = 0.f, delta = 0.f;
-#pragma unroll
-      for (int w = 0; w < DECODE_WARPS; ++w) {
-        base += s_acc[EDGES ? w : 0][0][mm][r];
-        delta += s_acc[EDGES ? w : 0][1][mm][r];
-      }
-      const int ten = s_tenant[r];
-      float v = base;
-      if (ten >= 0) v = ten < num_tenants ? fmaf(pre_scale[j], delta, v) : __int_as_float(0x7fc00000);
-      y[int64_t(r) * M + m] = store_cast<TY>(v);
+    for (int i = 0; i < 4; ++i) {
+      const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
+      s_acc[warp][0][mm][col] = acc_base[n][i];
+      s_acc[warp][1][mm][col] = acc_delta[n][i];
     }
-    return;
-  }
-
-  // Reduce the 8 warps' partial sums in shared memory, warp by warp (fixed order: deterministic).
-  // Accumulator fragment: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
-  for (int w = 0; w < DECODE_WARPS; ++w) {
-    if (warp == w) {
-#pragma unroll
-      for (int n = 0; n < NT; ++n)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int mm = g + 8 * (i >> 1), col = n * 8 + 2 * t + (i & 1);
-          if (w == 0) {
-            s_acc[0][0][mm][col] = acc_base[n][i];
-            s_acc[0][1][mm][col] = acc_delta[n][i];
-          } else {
-            s_acc[0][0][mm][col] += acc_base[n][i];
-            s_acc[0][1][mm][col] += acc_delta[n][i];
-          }
-        }
-    }
-    __syncthreads();
-  }
-
+  __syncthreads();
   // Epilogue: y[r, m] = base + a_t[m] * delta. 16 consecutive m per row r.
-  for (int idx = threadIdx.x; idx < 16 * R; idx += blockDim.x) {
+#pragma unroll
+  for (int j = 0; j < EPI; ++j) {
+    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+    if (idx >= 16 * R) break;
     const int r = idx >> 4, mm = idx & 15;
     const int64_t m = m0 + mm;
     if (m >= M) continue;
-    const int ten = s_tenant[r];
-    float v = s_acc[0][0][mm][r];
-    if (ten >= 0) {
-      if (ten < num_tenants) {
-        const float a = tenant_scales[ten][scale_per_row ? m : 0];
-        v = fmaf(a, s_acc[0][1][mm][r], v);
-      } else {
-        v = __int_as_float(0x7fc00000);  // invalid tenant index: NaN, never an out-of-bounds read
-      }
+    float base = 0.f, delta = 0.f;
+#pragma unroll
+    for (int w = 0; w < DECODE_WARPS; ++w) {
+      base += s_acc[w][0][mm][r];
+      delta += s_acc[w][1][mm][r];
     }
+    const int ten = s_tenant[r];
+    float v = base;
+    if (ten >= 0)  // an invalid tenant index gives NaN, never an out-of-bounds read
+      v = ten < num_tenants ? fmaf(pre_scale[j], delta, v) : __int_as_float(0x7fc00000);
     y[int64_t(r) * M + m] = store_cast<TY>(v);
   }
 }
@@ -449,10 +406,8 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2; 6 = version 1 with DECODE_EDGES; 7, 8, 9 = version 3 with D3_EDGES: 16-row blocks
-// (two per SM), two warp groups (32-row blocks, one per SM), D3_DEEP 16-row blocks (one per SM); 10 = version 3's
-// lean form (decode3_lean_kernel; K % 256 != 0 or unaligned inputs: 7), 11 = 10 with the planes in registers.
-// Benchmarks only.
+// 5 = version 3 with MT = 2; 6 = version 3's lean form (decode3_lean_kernel; version 3 with MT = 1 where it does
+// not apply: K % 256 != 0 or unaligned W, x). Benchmarks only.
 static int g_decode_variant = 0;
 
 struct XPlanes {
@@ -516,32 +471,32 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
   return BD_OK;
 }
 
-template <typename T, typename TY, int RW, int MT, int G, int FLAGS>
+template <typename T, typename TY, int RW, int MT>
 static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  using Shape = Decode3Shape<RW, MT, G, FLAGS>;
+  using Shape = Decode3Shape<RW, MT>;
   static bool attribute_set[2] = {false, false};
-  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(Shape::THREADS);
+  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
   if (vec) {
     if (!attribute_set[1]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true, G, FLAGS>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[1] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true, G, FLAGS>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
   } else {
     if (!attribute_set[0]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false, G, FLAGS>,
+      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
       if (e != cudaSuccess) return record_cuda_error(e);
       attribute_set[0] = true;
     }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false, G, FLAGS>, grid, block, Shape::SMEM_BYTES, stream,
+    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
                                      xp.popc, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
@@ -550,19 +505,19 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
   return BD_OK;
 }
 
-template <typename T, typename TY, int RW, bool PR>
+template <typename T, typename TY, int RW>
 static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
                                const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, TY* y,
                                int64_t M, int64_t K, cudaStream_t stream) {
-  using Shape = LeanShape<RW, PR>;
+  using Shape = LeanShape<RW>;
   static bool attribute_set = false;
   if (!attribute_set) {
-    cudaError_t e = cudaFuncSetAttribute(decode3_lean_kernel<T, TY, RW, PR>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(decode3_lean_kernel<T, TY, RW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          Shape::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set = true;
   }
-  const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW, PR>, dim3(unsigned((M + 15) / 16)), dim3(256),
+  const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW>, dim3(unsigned((M + 15) / 16)), dim3(256),
                                    Shape::SMEM_BYTES, stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row,
                                    xp.xb, xp.scale, xp.popc, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
@@ -570,22 +525,22 @@ static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant
   return BD_OK;
 }
 
-template <typename T, typename TY, bool PR>
+template <typename T, typename TY>
 static int launch_decode3_lean_rows(const T* W, const T* x, const int32_t* row_tenant, int R,
                                     const uint32_t* const* signs, const float* const* scales, int num_tenants,
                                     int per_row, const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3_lean<T, TY, 1, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3_lean<T, TY, 2, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3_lean<T, TY, 4, PR>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3_lean<T, TY, 1>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3_lean<T, TY, 2>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3_lean<T, TY, 4>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
-template <typename T, typename TY, int MT, int G = 1, int FLAGS = 0>
+template <typename T, typename TY, int MT>
 static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3<T, TY, 1, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3<T, TY, 2, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3<T, TY, 4, MT, G, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -627,28 +582,19 @@ static int launch_decode2_rows(bool vec, const T* W, const T* x, const int32_t* 
   return launch_decode2<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
 }
 
-template <typename T, typename TY, int NT, int FLAGS = 0>
+template <typename T, typename TY, int NT>
 static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                             const uint32_t* const* signs, const float* const* scales, int num_tenants,
                             int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
   if (vec)
-    decode_kernel<T, TY, NT, true, FLAGS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                      per_row, y, M, K);
+    decode_kernel<T, TY, NT, true><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                               per_row, y, M, K);
   else
-    decode_kernel<T, TY, NT, false, FLAGS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                       per_row, y, M, K);
+    decode_kernel<T, TY, NT, false><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                                per_row, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
-}
-
-template <typename T, typename TY, int FLAGS>
-static int launch_decode_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
-                              const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
-                              TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode_nt<T, TY, 1, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
-  if (R <= 16) return launch_decode_nt<T, TY, 2, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
-  return launch_decode_nt<T, TY, 4, FLAGS>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
 }
 
 template <typename T, typename TY>
@@ -659,14 +605,15 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Automatic choice (from the run-6 timings on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
-  // (memory-bound, no pre-pass, no workspace); more rows version 3 with 16-row blocks when the workspace is
-  // given, else version 2.
-  if (variant == 0) variant = R <= 8 ? 1 : (ws_ok ? 4 : 2);
-  const bool v3 = variant == 4 || variant == 5 || variant >= 7;
+  // Automatic choice (back-to-back timings of runs 34-35 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1
+  // (no pre-pass, no workspace); 9-16 rows version 3 with 16-row blocks; more rows version 3's lean form (where it
+  // applies); versions 3 need the workspace, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : R <= 16 ? 4 : 6;
+  const bool v3 = variant == 4 || variant == 5 || variant == 6;
   if (v3 && !ws_ok) variant = 2;
+  const bool lean = variant == 6 && vec && K % 256 == 0;
   XPlanes xp{nullptr, nullptr, nullptr};
-  if (v3) {
+  if (variant >= 4) {
     xp = decode3_carve(ws, K, R);
     const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
@@ -677,27 +624,15 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     TY* yc = static_cast<TY*>(y) + r0 * M;
     const T* Wc = static_cast<const T*>(W);
     int status;
-    if (v3) {
+    if (variant >= 4) {
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
-      if (variant == 4)
-        status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+      if (lean)
+        status = launch_decode3_lean_rows<T, TY>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 5)
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 7)
-        status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 11 && vec && K % 256 == 0)
-        status = launch_decode3_lean_rows<T, TY, true>(static_cast<const T*>(Wc), xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 10 && vec && K % 256 == 0)
-        status = launch_decode3_lean_rows<T, TY, false>(static_cast<const T*>(Wc), xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 10 || variant == 11)  // the lean form needs K % 256 == 0 and aligned W, x: version 3 with D3_EDGES
-        status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 8)
-        status = launch_decode3_rows<T, TY, 1, 2, D3_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
-        status = launch_decode3_rows<T, TY, 1, 1, D3_EDGES | D3_DEEP>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-    } else if (variant == 6) {
-      status = launch_decode_rows<T, TY, DECODE_EDGES>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
@@ -724,7 +659,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 11) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 6) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }

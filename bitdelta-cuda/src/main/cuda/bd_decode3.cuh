@@ -138,45 +138,22 @@ __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint3
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-// Version 3's block shapes and options (benchmark variants 4, 5, 7-9 of bd_debug_set_decode_variant):
-//   G (warp groups, 1 or 2): group wg owns m16 tiles wg*MT .. wg*MT+MT-1; its 8 warps split the rows and the base
-//     product's k steps exactly as a one-group block does. The groups share each stage's bit-planes (read once
-//     from L2 per block instead of once per 16 rows). G = 2: 512 threads, one block per SM.
-//   D3_EDGES: W and the sign lines of the first stages are requested BEFORE griddepcontrol.wait, so that they
-//     stream while the bit-plane pre-pass still runs (only the planes, their popcounts and the x scales depend on
-//     it); the epilogue's operands (tenant scales, popcounts, x scales) are copied to shared memory by cp.async
-//     in the prologue instead of being loaded, pointer after pointer, at the end.
-//   D3_DEEP: one block per SM with up to 212 KB of stages instead of two blocks of 100 KB.
-constexpr int D3_EDGES = 1, D3_DEEP = 2;
-
-template <int RW, int MT, int G = 1, int FLAGS = 0>
+template <int RW, int MT>
 struct Decode3Shape {
-  static constexpr int THREADS = 256 * G;
-  static constexpr int ROWS = 8 * RW, TILES = MT * G, BM = 16 * TILES, KC = 256;
-  static constexpr int W_BYTES = BM * KC * 2, S_BYTES = ROWS * TILES * 4 * 128, XB_BYTES = ROWS * 512;
-  static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
-  // 32-row blocks and the new shapes: one block per SM; 16-row blocks of the original version: two per SM.
-  static constexpr bool ORIGINAL = G == 1 && FLAGS == 0;
-  static constexpr bool ONE_PER_SM = G == 2 || MT == 2 || (FLAGS & D3_DEEP) != 0;
-  static constexpr int BUDGET = ORIGINAL ? (MT == 2 ? 200 * 1024 : 100 * 1024) : (ONE_PER_SM ? 212 * 1024 : 100 * 1024);
-  static constexpr int MIN_BLOCKS = ONE_PER_SM ? 1 : 2;
-  static constexpr int FIT = BUDGET / STAGE_BYTES, CAP = ORIGINAL ? 6 : 8;
-  static constexpr int STAGES = FIT < 2 ? 2 : FIT > CAP ? CAP : FIT;
+  static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
+  static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = ROWS * 512;
+  static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES + XB_BYTES;
+  // 32-row blocks: one block per SM with up to 200 KB of stages; 16-row blocks: two blocks per SM.
+  static constexpr int BUDGET = MT == 2 ? 200 * 1024 : 100 * 1024;
+  static constexpr int MIN_BLOCKS = MT == 2 ? 1 : 2;
+  static constexpr int STAGES = (BUDGET / STAGE_BYTES) < 2 ? 2 : (BUDGET / STAGE_BYTES) > 6 ? 6 : (BUDGET / STAGE_BYTES);
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
-  // 16-byte chunks per stage (W rows of 512 bytes, 4 sign lines of 128 bytes per row and tile, 512 bytes of
-  // planes per row) and per thread, rounded up (the copy loops check the total where it is not a multiple).
-  static constexpr int W_TOTAL = BM * 32, S_TOTAL = ROWS * TILES * 32, XB_TOTAL = ROWS * 32;
-  static constexpr int W_CH = (W_TOTAL + THREADS - 1) / THREADS, S_CH = (S_TOTAL + THREADS - 1) / THREADS,
-                       XB_CH = (XB_TOTAL + THREADS - 1) / THREADS;
+  // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
+  static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
 };
 
-__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
-}
-
-template <typename T, typename TY, int RW, int MT, bool VEC, int G = 1, int FLAGS = 0>
-__global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_BLOCKS) decode3_kernel(
+template <typename T, typename TY, int RW, int MT, bool VEC>
+__global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
     const int32_t* __restrict__ row_tenant,        // [R]
@@ -189,23 +166,14 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
     const int* __restrict__ plane_popc,            // [R][16]
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  using Sh = Decode3Shape<RW, MT, G, FLAGS>;
-  constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES, TILES = Sh::TILES;
-  constexpr int NTH = Sh::THREADS;
-  constexpr bool EDGES = (FLAGS & D3_EDGES) != 0;
+  using Sh = Decode3Shape<RW, MT>;
+  constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ const uint32_t* s_signs[ROWS];
-  __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
   __shared__ float s_base[BM][ROWS + 1];
-  // EDGES: the epilogue's operands, copied in the prologue: a_t[m] (column 0 only for per-matrix scales),
-  // the 16 plane popcounts and the x scale of each row.
-  __shared__ float s_scale[EDGES ? ROWS : 1][EDGES ? BM : 1];
-  __shared__ int s_popc[EDGES ? ROWS : 1][16];
-  __shared__ float s_xscale[EDGES ? ROWS : 1];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int wg = warp >> 3, lw = warp & 7;  // warp group (its m16 tiles) and warp within the group
   const int64_t m0 = int64_t(blockIdx.x) * BM, mt0 = m0 / 16;
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16, K256 = (K + 255) / 256;
   const int64_t KCH = K256;
@@ -213,10 +181,8 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
   if (threadIdx.x < ROWS) {
     const int r = threadIdx.x;
     const int ten = r < R ? row_tenant[r] : -1;
-    const bool valid = ten >= 0 && ten < num_tenants;
     s_tenant[r] = ten;
-    s_signs[r] = valid ? tenant_signs[ten] : nullptr;
-    s_scales[r] = valid ? tenant_scales[ten] : nullptr;
+    s_signs[r] = (ten >= 0 && ten < num_tenants) ? tenant_signs[ten] : nullptr;
   }
   __syncthreads();
 
@@ -224,39 +190,36 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
   const T* w_src[Sh::W_CH]; bool w_ok[Sh::W_CH]; int w_dst[Sh::W_CH];
 #pragma unroll
   for (int i = 0; i < Sh::W_CH; ++i) {
-    const int c = threadIdx.x + i * NTH, row = (c >> 5) % BM, ch = c & 31;
-    w_ok[i] = c < Sh::W_TOTAL && m0 + row < M;
+    const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
+    w_ok[i] = m0 + row < M;
     w_src[i] = W + (w_ok[i] ? (m0 + row) * K : 0) + ch * 8;
     w_dst[i] = (row * KC + swz(ch, row) * 8) * 2;
   }
-  const uint32_t* s_src[Sh::S_CH]; bool s_ok[Sh::S_CH]; int s_dst[Sh::S_CH], s_kb4[Sh::S_CH];
+  const uint32_t* s_src[Sh::S_CH]; bool s_ok[Sh::S_CH]; int s_dst[Sh::S_CH];
 #pragma unroll
   for (int i = 0; i < Sh::S_CH; ++i) {
-    const int c = (threadIdx.x + i * NTH) % Sh::S_TOTAL;  // (row, tile, kb4, ch8)
-    const int row = c / (TILES * 32), rem = c % (TILES * 32), mi = rem >> 5, kb4 = (rem >> 3) & 3, ch = rem & 7;
+    const int c = threadIdx.x + i * 256;  // (row, mi, kb4, ch8)
+    const int row = c / (MT * 32), rem = c % (MT * 32), mi = rem >> 5, kb4 = (rem >> 3) & 3, ch = rem & 7;
     const uint32_t* p = s_signs[row];
-    s_ok[i] = threadIdx.x + i * NTH < Sh::S_TOTAL && p != nullptr && mt0 + mi < M16;
+    s_ok[i] = p != nullptr && mt0 + mi < M16;
     s_src[i] = s_ok[i] ? p + ((mt0 + mi) * K64 + kb4) * 32 + ch * 4 : nullptr;
-    s_dst[i] = Sh::W_BYTES + (((row * TILES + mi) * 4 + kb4) * 32 + ch * 4) * 4;
-    s_kb4[i] = kb4;
+    s_dst[i] = Sh::W_BYTES + Sh::X_BYTES + (((row * MT + mi) * 4 + kb4) * 32 + ch * 4) * 4;
   }
   const uint32_t* b_src[Sh::XB_CH]; bool b_ok[Sh::XB_CH]; int b_dst[Sh::XB_CH];
 #pragma unroll
   for (int i = 0; i < Sh::XB_CH; ++i) {
-    const int c = (threadIdx.x + i * NTH) % Sh::XB_TOTAL, row = c >> 5, ch = c & 31;
-    b_ok[i] = threadIdx.x + i * NTH < Sh::XB_TOTAL && row < R && s_signs[row] != nullptr;
+    const int c = threadIdx.x + i * 256, row = c >> 5, ch = c & 31;
+    b_ok[i] = row < R && s_signs[row] != nullptr;
     b_src[i] = xb + (b_ok[i] ? int64_t(row) * K256 * XB_WORDS_PER_K256 : 0) + ch * 4;
-    b_dst[i] = Sh::W_BYTES + Sh::S_BYTES + (row * 128 + ch * 4) * 4;
+    b_dst[i] = Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES + (row * 128 + ch * 4) * 4;
   }
-  // Chunks past a total (blocks whose thread count does not divide it) copy nothing: their w_ok / s_ok / b_ok
-  // are false, and a zero-filling copy of 0 bytes into a slot another thread fills would race; so they skip.
-  auto load_ws = [&](int st, int64_t kc) {  // W and sign lines of stage kc: independent of the pre-pass
+
+  auto load_stage = [&](int st, int64_t kc) {
     unsigned char* base = smem + st * Sh::STAGE_BYTES;
     const int64_t k0 = kc * KC;
 #pragma unroll
     for (int i = 0; i < Sh::W_CH; ++i) {
-      if (Sh::W_TOTAL % NTH != 0 && threadIdx.x + i * NTH >= Sh::W_TOTAL) continue;
-      const int ch = (threadIdx.x + i * NTH) & 31;
+      const int ch = (threadIdx.x + i * 256) & 31;
       if (VEC) {
         const bool ok = w_ok[i] && k0 + ch * 8 < K;
         cp_async16_zfill(base + w_dst[i], ok ? static_cast<const void*>(w_src[i] + k0) : static_cast<const void*>(W), ok);
@@ -269,27 +232,22 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
     }
 #pragma unroll
     for (int i = 0; i < Sh::S_CH; ++i) {
-      if (Sh::S_TOTAL % NTH != 0 && threadIdx.x + i * NTH >= Sh::S_TOTAL) continue;
-      const bool ok = s_ok[i] && kc * 4 + s_kb4[i] < K64;
+      const int kb4 = (((threadIdx.x + i * 256) % (MT * 32)) >> 3) & 3;
+      const bool ok = s_ok[i] && kc * 4 + kb4 < K64;
       cp_async16_zfill(base + s_dst[i], ok ? static_cast<const void*>(s_src[i] + kc * 128) : static_cast<const void*>(W), ok);
     }
-  };
-  auto load_xb = [&](int st, int64_t kc) {  // bit-planes of stage kc: written by the pre-pass
-    unsigned char* base = smem + st * Sh::STAGE_BYTES;
 #pragma unroll
     for (int i = 0; i < Sh::XB_CH; ++i) {
-      if (Sh::XB_TOTAL % NTH != 0 && threadIdx.x + i * NTH >= Sh::XB_TOTAL) continue;
       cp_async16_zfill(base + b_dst[i], b_ok[i] ? static_cast<const void*>(b_src[i] + kc * 128) : static_cast<const void*>(W), b_ok[i]);
     }
   };
 
-  // Base product: the NW = 8/RW warps of the group owning rows of n8 tile nt share its k32 steps (warp wi of
-  // the tile takes steps wi, wi + NW, ...) for the group's MT m16 tiles; partial sums meet in shared memory at
-  // the end. The x fragments come straight from global memory (L2-resident, read by every block), one stage
-  // ahead.
+  // Base product: the NW = 8/RW warps owning rows of n8 tile nt share its k32 steps (warp wi of the tile takes
+  // steps wi, wi + NW, ...) for all MT m16 tiles; partial sums meet in shared memory at the end. The x
+  // fragments come straight from global memory (L2-resident, read by every block), one stage ahead.
   constexpr int NW = 8 / RW, KSTEPS = (KC / 32) / NW;
-  const int nt = (lw * RW) / 8;
-  const int wi = lw - nt * NW;
+  const int nt = (warp * RW) / 8;
+  const int wi = warp - nt * NW;
   const bool do_base = nt * 8 < R;
   const int xrow = nt * 8 + g;
   const bool xrow_ok = xrow < R;
@@ -301,10 +259,10 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
       f[j] = load8<VEC>(x_row, k + 8 * t, K, xrow_ok && do_base);
     }
   };
-  for (int i = threadIdx.x; i < BM * (ROWS + 1); i += NTH) (&s_base[0][0])[i] = 0.f;
+  for (int i = threadIdx.x; i < BM * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
   bool row_on[RW];
 #pragma unroll
-  for (int i = 0; i < RW; ++i) row_on[i] = (lw * RW + i < R) && s_signs[lw * RW + i] != nullptr;
+  for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
 
   float acc_b[MT][4];
 #pragma unroll
@@ -323,54 +281,22 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc_d[i][mi][gr][e] = 0;
 
-  if (EDGES) {
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st)
-      if (st < KCH) load_ws(st, st);
-    for (int i = threadIdx.x; i < ROWS * BM; i += NTH) {
-      const int r = i / BM, mm = i % BM;
-      const float* sp = s_scales[r];
-      if (sp != nullptr && m0 + mm < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m0 + mm : 0));
-    }
-  }
 #if __CUDA_ARCH__ >= 900
   // Launched with programmatic dependent launch after xplanes_kernel: everything above overlapped its tail; the
   // bit-planes (xb, x_scale, plane_popc) are read only after this wait (a no-op without the launch attribute).
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
-  if (EDGES) {
-    for (int i = threadIdx.x; i < ROWS * 17; i += NTH) {
-      const int r = i / 17, j = i % 17;
-      if (r < R && s_signs[r] != nullptr) {
-        if (j < 16) cp_async4(&s_popc[r][j], plane_popc + r * 16 + j);
-        else cp_async4(&s_xscale[r], x_scale + r);
-      }
-    }
-    // Group 0 holds every early copy above plus stage 0's planes; group st holds stage st's planes.
 #pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < KCH) load_xb(st, st);
-      cp_async_commit_group();
-    }
-  } else {
-#pragma unroll
-    for (int st = 0; st < STAGES - 1; ++st) {
-      if (st < KCH) {
-        load_ws(st, st);
-        load_xb(st, st);
-      }
-      cp_async_commit_group();
-    }
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < KCH) load_stage(st, st);
+    cp_async_commit_group();
   }
   for (int64_t kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
     __syncthreads();
     {
       const int64_t kn = kc + STAGES - 1;
-      if (kn < KCH) {
-        load_ws(int(kn % STAGES), kn);
-        load_xb(int(kn % STAGES), kn);
-      }
+      if (kn < KCH) load_stage(int(kn % STAGES), kn);
       cp_async_commit_group();
     }
     const unsigned char* base = smem + int(kc % STAGES) * Sh::STAGE_BYTES;
@@ -379,18 +305,18 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
     if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
-    const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES);
-    const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::S_BYTES);
+    const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
+    const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
     // Delta: binary tensor cores, one k256 step.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       if (!row_on[i]) continue;  // warp-uniform
-      const int row = lw * RW + i;
+      const int row = warp * RW + i;
       const uint2 b_lo = *reinterpret_cast<const uint2*>(XBs + row * 128 + 0 * 64 + lane * 2);
       const uint2 b_hi = *reinterpret_cast<const uint2*>(XBs + row * 128 + 1 * 64 + lane * 2);
 #pragma unroll
       for (int mi = 0; mi < MT; ++mi) {
-        const uint32_t* sw = Ss + ((row * TILES + wg * MT + mi) * 4) * 32 + lane;
+        const uint32_t* sw = Ss + ((row * MT + mi) * 4) * 32 + lane;
         const uint32_t w0 = sw[0], w1 = sw[32], w2 = sw[64], w3 = sw[96];
         // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
         const uint32_t a0 = (w0 & 0xAAAAAAAAu) | ((w1 >> 1) & 0x55555555u);
@@ -401,14 +327,14 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
         mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
       }
     }
-    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, the group's m16 tiles.
+    // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
     if (do_base) {
 #pragma unroll
       for (int j = 0; j < KSTEPS; ++j) {
         const int ch = (wi + j * NW) * 4 + t;
 #pragma unroll
         for (int mi = 0; mi < MT; ++mi) {
-          const int r0 = (wg * MT + mi) * 16 + g, r1 = r0 + 8;
+          const int r0 = mi * 16 + g, r1 = r0 + 8;
           const uint4 a0 = *reinterpret_cast<const uint4*>(Ws + r0 * KC + swz(ch, r0) * 8);
           const uint4 a1 = *reinterpret_cast<const uint4*>(Ws + r1 * KC + swz(ch, r1) * 8);
           mma16816<T>(acc_b[mi], a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
@@ -425,8 +351,7 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 #pragma unroll
       for (int mi = 0; mi < MT; ++mi)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          s_base[(wg * MT + mi) * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[mi][e];
+        for (int e = 0; e < 4; ++e) s_base[mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[mi][e];
     }
     __syncthreads();
   }
@@ -434,16 +359,15 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
   // m = g + 8 (c2, c3); sum w_p (2 C_p - popc_p) over its planes, then over the 4 lanes of the row.
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
-    const int r = lw * RW + i;
+    const int r = warp * RW + i;
     if (r >= R) continue;  // warp-uniform
     const int ten = s_tenant[r];
     int popc[2][2];
 #pragma unroll
     for (int gr = 0; gr < 2; ++gr)
 #pragma unroll
-      for (int e = 0; e < 2; ++e)
-        popc[gr][e] = !row_on[i] ? 0 : EDGES ? s_popc[EDGES ? r : 0][gr * 8 + 2 * t + e] : __ldg(plane_popc + r * 16 + gr * 8 + 2 * t + e);
-    const float xs = !row_on[i] ? 0.f : EDGES ? s_xscale[EDGES ? r : 0] : __ldg(x_scale + r);
+      for (int e = 0; e < 2; ++e) popc[gr][e] = row_on[i] ? __ldg(plane_popc + r * 16 + gr * 8 + 2 * t + e) : 0;
+    const float xs = row_on[i] ? __ldg(x_scale + r) : 0.f;
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi) {
       long long part[2] = {0, 0};
@@ -464,18 +388,13 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
       if (t != 0) continue;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const int mm = (wg * MT + mi) * 16 + g + 8 * h;
+        const int mm = mi * 16 + g + 8 * h;
         const int64_t m = m0 + mm;
         if (m >= M) continue;
         float v = s_base[mm][r];
         if (ten >= 0) {
-          if (ten < num_tenants) {
-            const float a = EDGES ? s_scale[EDGES ? r : 0][EDGES && scale_per_row ? mm : 0]
-                                  : tenant_scales[ten][scale_per_row ? m : 0];
-            v = fmaf(a, xs * float(part[h]), v);
-          } else {
-            v = __int_as_float(0x7fc00000);
-          }
+          if (ten < num_tenants) v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], xs * float(part[h]), v);
+          else v = __int_as_float(0x7fc00000);
         }
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
@@ -484,9 +403,12 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 }
 
 // ------------------------------------------------------------------------------------------------------
-// Version 3, lean form (benchmark variant 10): the same data path and arithmetic as decode3_kernel with D3_EDGES
-// and 16-row blocks (two per SM), for the common case K % 256 == 0 with W and x 16-byte aligned, written for
-// few instructions per stage. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
+// Version 3, lean form (decode3_lean_kernel; what bd_decode runs for more than 16 rows when K % 256 == 0 and W,
+// x are 16-byte aligned): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written
+// for few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
+// are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
+// planes, their popcounts and the x scales depend on it), and the epilogue's operands (tenant scales, popcounts,
+// x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
 // stage, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
 // (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
 // Here every copy source is a running pointer advanced once per stage (thread tid copies chunks tid + 256 i, so
@@ -494,6 +416,10 @@ __global__ void __launch_bounds__(256 * G, Decode3Shape<RW, MT, G, FLAGS>::MIN_B
 // the half-coalesced copies made 32 rows twice as slow), shared memory is read through 32-bit shared-window
 // addresses with constant offsets, and the stage loop has no bounds checks (K % 256 == 0; rows past M are fixed
 // per thread).
+__device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+}
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp16(uint32_t dst, const void* src, bool ok) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0));
@@ -520,21 +446,17 @@ __device__ __forceinline__ uint32_t bit_select(uint32_t a, uint32_t b, uint32_t 
   return out;
 }
 
-// PR (benchmark variant 11): the bit-plane fragments go to registers, one stage ahead (each warp loads its own
-// rows' from L2), instead of through shared memory; a stage then holds W and the sign lines only, so that more
-// stages fit (32 rows: 4 stages of 24 KB instead of 2 of 40 KB); the x fragments are then requested at the start of
-// their stage instead of one stage ahead (the registers go to the planes).
-template <int RW, bool PR = false>
+template <int RW>
 struct LeanShape {
   static constexpr int ROWS = 8 * RW, KC = 256;
-  static constexpr int W_BYTES = 16 * KC * 2, S_BYTES = ROWS * 512, XB_BYTES = PR ? 0 : ROWS * 512;
+  static constexpr int W_BYTES = 16 * KC * 2, S_BYTES = ROWS * 512, XB_BYTES = ROWS * 512;
   static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
   static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
   static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-template <typename T, typename TY, int RW, bool PR = false>
+template <typename T, typename TY, int RW>
 __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
     const T* __restrict__ x,                       // [R, K], 16-byte aligned; R <= 8*RW rows in this launch
@@ -548,7 +470,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const int* __restrict__ plane_popc,            // [R][16]
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
-  using Sh = LeanShape<RW, PR>;
+  using Sh = LeanShape<RW>;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
   constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -614,7 +536,6 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     }
   };
   auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
-    if (PR) return;
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       cp16(stage + b_dst + i * 8 * 512, b_src[i], b_ok[i]);
@@ -677,21 +598,8 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   }
 
   const uint32_t mask = 0xAAAAAAAAu;
-  uint4 xf_next[PR ? 1 : KSTEPS];
-  if (!PR) load_xfrags(reinterpret_cast<uint4(&)[KSTEPS]>(xf_next));
-  // PR: this warp's rows' plane fragments of the next stage (B registers of the two plane groups).
-  const uint2* pl_src = reinterpret_cast<const uint2*>(xb + int64_t(warp * RW) * K256 * XB_WORDS_PER_K256) + lane;
-  uint2 pl_next[PR ? RW : 1][2];
-  auto load_planes = [&]() {
-#pragma unroll
-    for (int i = 0; i < (PR ? RW : 0); ++i) {
-      const uint2* p = pl_src + int64_t(i) * K256 * (XB_WORDS_PER_K256 / 2);
-      pl_next[i][0] = row_on[i] ? __ldg(p) : make_uint2(0, 0);
-      pl_next[i][1] = row_on[i] ? __ldg(p + 32) : make_uint2(0, 0);
-    }
-    pl_src += XB_WORDS_PER_K256 / 2;
-  };
-  if (PR) load_planes();
+  uint4 xf_next[KSTEPS];
+  load_xfrags(xf_next);
   int st_read = 0, st_write = STAGES - 1;
   for (int kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
@@ -705,26 +613,18 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
     const uint32_t stage = smem0 + st_read * STAGE_BYTES;
     st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
-    // x fragments: this stage's were requested one stage ago; the next stage's now (PR: this stage's now).
+    // x fragments: this stage's were requested one stage ago; the next stage's now.
     uint4 xf[KSTEPS];
-    uint2 pl[PR ? RW : 1][2];
-    if (PR) {
 #pragma unroll
-      for (int i = 0; i < (PR ? RW : 0); ++i) pl[i][0] = pl_next[i][0], pl[i][1] = pl_next[i][1];
-      if (kc + 1 < KCH) load_planes();
-      load_xfrags(xf);
-    } else {
-#pragma unroll
-      for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[PR ? 0 : j];
-      if (kc + 1 < KCH) load_xfrags(reinterpret_cast<uint4(&)[KSTEPS]>(xf_next));
-    }
+    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
+    if (kc + 1 < KCH) load_xfrags(xf_next);
     // Delta: binary tensor cores, one k256 step per row.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       if (!row_on[i]) continue;  // warp-uniform
       const uint32_t sa = stage + sign_off + i * 512, pa = stage + plane_off + i * 512;
       const uint32_t w0 = lds32(sa), w1 = lds32(sa + 128), w2 = lds32(sa + 256), w3 = lds32(sa + 384);
-      const uint2 b_lo = PR ? pl[PR ? i : 0][0] : lds64(pa), b_hi = PR ? pl[PR ? i : 0][1] : lds64(pa + 256);
+      const uint2 b_lo = lds64(pa), b_hi = lds64(pa + 256);
       // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
       const uint32_t a0 = bit_select(w0, w1 >> 1, mask), a1 = bit_select(w0 << 1, w1, mask);
       const uint32_t a2 = bit_select(w2, w3 >> 1, mask), a3 = bit_select(w2 << 1, w3, mask);

@@ -68,6 +68,11 @@
  *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
+ *                     version 3, lean form (more than 16 rows, K % 256 == 0, W and x 16-byte aligned): the same
+ *                       pre-pass, then decode3_lean_kernel<T, TY, RW> (256 threads, one block per 16 rows of M, two
+ *                       per SM, k256 stages in up to 100 KB, few instructions per stage; W and the first stages' sign
+ *                       lines requested before griddepcontrol.wait, so they stream while the pre-pass runs) = 12
+ *                       kernels.
  *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
@@ -150,8 +155,9 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
  * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
  * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
  * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
- * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8). The base
- * product W x is always f16/bf16 tensor cores with F32 accumulation. */
+ * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8, in its lean
+ * form for R > 16 when K % 256 == 0 and W, x are 16-byte aligned). The base product W x is always f16/bf16
+ * tensor cores with F32 accumulation. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
@@ -175,12 +181,8 @@ int bd_decode(int dtype, int y_dtype,
 
 /* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
  * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
- * (versions 3 fall back to 2 without a large enough workspace). Experiments (bd_decode.cu, bd_decode3.cuh):
- * 6 = version 1 with the block's fixed costs overlapped (DECODE_EDGES); 7 = version 3 with D3_EDGES (W streams
- * while the bit-plane pre-pass runs), 8 = 7 with two warp groups (32-row blocks sharing the planes, one block per
- * SM), 9 = 7 with D3_DEEP (one 16-row block per SM, deeper pipeline), 10 = version 3's lean form (few
- * instructions per stage; K % 256 == 0 and 16-byte aligned W, x, else 7), 11 = 10 with the bit-planes in
- * registers (deeper pipeline). */
+ * (versions 3 fall back to 2 without a large enough workspace), 6 = version 3's lean form (version 3 with 16-row
+ * blocks where it does not apply). */
 int bd_debug_set_decode_variant(int variant);
 
 /* ====================================================================================================== */
