@@ -138,6 +138,45 @@ __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint3
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// (a & mask) | (b & ~mask) in one LOP3 (lut 0xE4; the mask in a register: the immediate form takes one constant).
+__device__ __forceinline__ uint32_t bit_select(uint32_t a, uint32_t b, uint32_t mask) {
+  uint32_t out;
+  asm("lop3.b32 %0, %1, %2, %3, 0xE4;\n" : "=r"(out) : "r"(a), "r"(b), "r"(mask));
+  return out;
+}
+
+// The A fragments of mma.m16n8k256.b1 for one m16 tile and k256 block, from the four device-layout words of its
+// k64 blocks (kb4 = 0..3) that a lane holds: row g's bits sit at odd positions of a word, row g+8's at even ones.
+__device__ __forceinline__ void binary_a_fragments(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, uint32_t (&a)[4]) {
+  const uint32_t odd = 0xAAAAAAAAu;
+  a[0] = bit_select(w0, w1 >> 1, odd);
+  a[1] = bit_select(w0 << 1, w1, odd);
+  a[2] = bit_select(w2, w3 >> 1, odd);
+  a[3] = bit_select(w2 << 1, w3, odd);
+}
+
+// S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from its two plane groups' binary-MMA accumulators:
+// lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and m = g + 8 (c2, c3), popc[grp][e] the
+// popcount of plane grp*8 + 2t + e. Sums w_p (2 C_p - popc_p) over the lane's planes, then over the row's 4 lanes
+// (every lane of the quad ends with the sums). w_p = 2^p, w_15 = -2^15 (two's complement).
+__device__ __forceinline__ void plane_sums(const int (&acc)[2][4], const int (&popc)[2][2], int t, long long (&part)[2]) {
+  part[0] = part[1] = 0;
+#pragma unroll
+  for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = gr * 8 + 2 * t + e;
+      const long long wp = p == 15 ? -32768ll : (1ll << p);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc[gr][2 * h + e] - popc[gr][e]);
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+  }
+}
+
 template <int RW, int MT>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
@@ -317,14 +356,10 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #pragma unroll
       for (int mi = 0; mi < MT; ++mi) {
         const uint32_t* sw = Ss + ((row * MT + mi) * 4) * 32 + lane;
-        const uint32_t w0 = sw[0], w1 = sw[32], w2 = sw[64], w3 = sw[96];
-        // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
-        const uint32_t a0 = (w0 & 0xAAAAAAAAu) | ((w1 >> 1) & 0x55555555u);
-        const uint32_t a1 = ((w0 << 1) & 0xAAAAAAAAu) | (w1 & 0x55555555u);
-        const uint32_t a2 = (w2 & 0xAAAAAAAAu) | ((w3 >> 1) & 0x55555555u);
-        const uint32_t a3 = ((w2 << 1) & 0xAAAAAAAAu) | (w3 & 0x55555555u);
-        mma_b1(acc_d[i][mi][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
-        mma_b1(acc_d[i][mi][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
+        uint32_t a[4];
+        binary_a_fragments(sw[0], sw[32], sw[64], sw[96], a);
+        mma_b1(acc_d[i][mi][0], a[0], a[1], a[2], a[3], b_lo.x, b_lo.y);
+        mma_b1(acc_d[i][mi][1], a[0], a[1], a[2], a[3], b_hi.x, b_hi.y);
       }
     }
     // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage, all m16 tiles.
@@ -355,8 +390,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     }
     __syncthreads();
   }
-  // Combine the 16 plane columns: lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and
-  // m = g + 8 (c2, c3); sum w_p (2 C_p - popc_p) over its planes, then over the 4 lanes of the row.
+  // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
     const int r = warp * RW + i;
@@ -370,21 +404,8 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     const float xs = row_on[i] ? __ldg(x_scale + r) : 0.f;
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi) {
-      long long part[2] = {0, 0};
-#pragma unroll
-      for (int gr = 0; gr < 2; ++gr)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int p = gr * 8 + 2 * t + e;
-          const long long wp = p == 15 ? -32768ll : (1ll << p);
-#pragma unroll
-          for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc_d[i][mi][gr][2 * h + e] - popc[gr][e]);
-        }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
-        part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
-      }
+      long long part[2];
+      plane_sums(acc_d[i][mi], popc, t, part);
       if (t != 0) continue;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -438,12 +459,6 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
   return v;
-}
-// (a & mask) | (b & ~mask) in one LOP3 (lut 0xE4; the mask in a register: the immediate form takes one constant).
-__device__ __forceinline__ uint32_t bit_select(uint32_t a, uint32_t b, uint32_t mask) {
-  uint32_t out;
-  asm("lop3.b32 %0, %1, %2, %3, 0xE4;\n" : "=r"(out) : "r"(a), "r"(b), "r"(mask));
-  return out;
 }
 
 template <int RW>
@@ -597,7 +612,6 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     cp_async_commit_group();
   }
 
-  const uint32_t mask = 0xAAAAAAAAu;
   uint4 xf_next[KSTEPS];
   load_xfrags(xf_next);
   int st_read = 0, st_write = STAGES - 1;
@@ -623,13 +637,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     for (int i = 0; i < RW; ++i) {
       if (!row_on[i]) continue;  // warp-uniform
       const uint32_t sa = stage + sign_off + i * 512, pa = stage + plane_off + i * 512;
-      const uint32_t w0 = lds32(sa), w1 = lds32(sa + 128), w2 = lds32(sa + 256), w3 = lds32(sa + 384);
       const uint2 b_lo = lds64(pa), b_hi = lds64(pa + 256);
-      // Row g bits sit at odd positions of a word, row g+8 bits at even positions.
-      const uint32_t a0 = bit_select(w0, w1 >> 1, mask), a1 = bit_select(w0 << 1, w1, mask);
-      const uint32_t a2 = bit_select(w2, w3 >> 1, mask), a3 = bit_select(w2 << 1, w3, mask);
-      mma_b1(acc_d[i][0], a0, a1, a2, a3, b_lo.x, b_lo.y);
-      mma_b1(acc_d[i][1], a0, a1, a2, a3, b_hi.x, b_hi.y);
+      uint32_t a[4];
+      binary_a_fragments(lds32(sa), lds32(sa + 128), lds32(sa + 256), lds32(sa + 384), a);
+      mma_b1(acc_d[i][0], a[0], a[1], a[2], a[3], b_lo.x, b_lo.y);
+      mma_b1(acc_d[i][1], a[0], a[1], a[2], a[3], b_hi.x, b_hi.y);
     }
     // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage.
     if (do_base) {
@@ -651,28 +663,19 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     }
     __syncthreads();
   }
-  // Combine the 16 plane columns as decode3_kernel does.
+  // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
     const int r = warp * RW + i;
     if (r >= R) continue;  // warp-uniform
     const int ten = s_tenant[r];
-    long long part[2] = {0, 0};
+    int popc[2][2];
 #pragma unroll
     for (int gr = 0; gr < 2; ++gr)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int p = gr * 8 + 2 * t + e;
-        const long long wp = p == 15 ? -32768ll : (1ll << p);
-        const int popc = row_on[i] ? s_popc[r][p] : 0;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc_d[i][gr][2 * h + e] - popc);
-      }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
-      part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
-    }
+      for (int e = 0; e < 2; ++e) popc[gr][e] = row_on[i] ? s_popc[r][gr * 8 + 2 * t + e] : 0;
+    long long part[2];
+    plane_sums(acc_d[i], popc, t, part);
     if (t != 0) continue;
     const float xs = row_on[i] ? s_xscale[r] : 0.f;
 #pragma unroll
