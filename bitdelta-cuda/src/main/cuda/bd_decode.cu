@@ -611,11 +611,11 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   // (no pre-pass, no workspace); 9-16 rows version 3 with 16-row blocks; more rows version 3's lean form (where it
   // applies); versions 3 need the workspace, else version 2.
   if (variant == 0) variant = R <= 8 ? 1 : R <= 16 ? 4 : 6;
+  if ((variant == 4 || variant == 5 || variant == 6) && !ws_ok) variant = 2;
   const bool v3 = variant == 4 || variant == 5 || variant == 6;
-  if (v3 && !ws_ok) variant = 2;
   const bool lean = variant == 6 && vec && K % 256 == 0;
   XPlanes xp{nullptr, nullptr, nullptr};
-  if (variant >= 4) {
+  if (v3) {
     xp = decode3_carve(ws, K, R);
     const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
@@ -626,7 +626,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     TY* yc = static_cast<TY*>(y) + r0 * M;
     const T* Wc = static_cast<const T*>(W);
     int status;
-    if (variant >= 4) {
+    if (v3) {
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
       if (lean)
