@@ -49,7 +49,7 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOpera
 
 #include "bitdelta_cuda.h"
 
-constexpr int DECODE_VARIANTS = 7;  // bd_debug_set_decode_variant 1..7 (see bitdelta_cuda.h)
+constexpr int DECODE_VARIANTS = 6;  // bd_debug_set_decode_variant 1..6 (see bitdelta_cuda.h)
 
 #define CUDA_CHECK(call)                                                                              \
   do {                                                                                                \
@@ -576,8 +576,8 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[256];
   std::snprintf(vnote, sizeof(vnote),
-                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f, v1 16 warps %.1f",
-                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], vus[7]);
+                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f",
+                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6]);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);

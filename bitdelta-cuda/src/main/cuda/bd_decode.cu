@@ -24,10 +24,9 @@ constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-// WARPS = 16 (benchmark variant 7): 512 threads at two blocks per SM (64 registers, no unrolling), twice the warps
-// per SM to hide latency; each warp walks half as many k64 blocks.
-template <typename T, typename TY, int NT, bool VEC, int WARPS = DECODE_WARPS>
-__global__ void __launch_bounds__(WARPS * 32, WARPS == DECODE_WARPS ? 0 : 2) decode_kernel(
+// (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-11% slower at 1-8 rows, removed.)
+template <typename T, typename TY, int NT, bool VEC>
+__global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const T* __restrict__ W,                       // [M, K]
     const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
     const int32_t* __restrict__ row_tenant,        // [R]
@@ -38,16 +37,16 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == DECODE_WARPS ? 0 : 2) dec
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
   constexpr int ROWS = NT * 8;
-  constexpr int EPI = (16 * ROWS + WARPS * 32 - 1) / (WARPS * 32);  // epilogue items per thread
+  constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
-  __shared__ float s_acc[WARPS][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
+  __shared__ float s_acc[DECODE_WARPS][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int64_t mt = blockIdx.x, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64;
-  const int64_t kb_begin = K64 * warp / WARPS, kb_end = K64 * (warp + 1) / WARPS;
+  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
   const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
   const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
@@ -83,7 +82,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == DECODE_WARPS ? 0 : 2) dec
 #pragma unroll
   for (int j = 0; j < EPI; ++j) {
     pre_scale[j] = 0.f;
-    const int idx = threadIdx.x + j * WARPS * 32;
+    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
     if (idx < 16 * R) {
       const int r = idx >> 4;
       const int64_t m = m0 + (idx & 15);
@@ -108,7 +107,7 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == DECODE_WARPS ? 0 : 2) dec
 
   // Few rows: unrolled twice so that the next block's loads are issued before this block's mma (more bytes
   // in flight); with more rows the registers are needed for the rows.
-#pragma unroll(NT == 1 && WARPS == DECODE_WARPS ? 2 : 1)
+#pragma unroll(NT == 1 ? 2 : 1)
   for (int64_t kb = kb_begin; kb < kb_end; ++kb) {
     // All loads of this k64 block first (several independent 16-byte loads in flight per lane).
     uint32_t sw[ROWS];
@@ -169,14 +168,14 @@ __global__ void __launch_bounds__(WARPS * 32, WARPS == DECODE_WARPS ? 0 : 2) dec
   // Epilogue: y[r, m] = base + a_t[m] * delta. 16 consecutive m per row r.
 #pragma unroll
   for (int j = 0; j < EPI; ++j) {
-    const int idx = threadIdx.x + j * WARPS * 32;
+    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
     if (idx >= 16 * R) break;
     const int r = idx >> 4, mm = idx & 15;
     const int64_t m = m0 + mm;
     if (m >= M) continue;
     float base = 0.f, delta = 0.f;
 #pragma unroll
-    for (int w = 0; w < WARPS; ++w) {
+    for (int w = 0; w < DECODE_WARPS; ++w) {
       base += s_acc[w][0][mm][r];
       delta += s_acc[w][1][mm][r];
     }
@@ -409,7 +408,7 @@ namespace bd {
 
 // 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
 // 5 = version 3 with MT = 2; 6 = version 3's lean form (decode3_lean_kernel; version 3 with MT = 1 where it does
-// not apply: K % 256 != 0 or unaligned W, x); 7 = version 1 with 16 warps per block (experiment). Benchmarks only.
+// not apply: K % 256 != 0 or unaligned W, x). Benchmarks only.
 static int g_decode_variant = 0;
 
 struct XPlanes {
@@ -584,17 +583,17 @@ static int launch_decode2_rows(bool vec, const T* W, const T* x, const int32_t* 
   return launch_decode2<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
 }
 
-template <typename T, typename TY, int NT, int WARPS = DECODE_WARPS>
+template <typename T, typename TY, int NT>
 static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                             const uint32_t* const* signs, const float* const* scales, int num_tenants,
                             int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  const dim3 grid(unsigned((M + 15) / 16)), block(WARPS * 32);
+  const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
   if (vec)
-    decode_kernel<T, TY, NT, true, WARPS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                      per_row, y, M, K);
+    decode_kernel<T, TY, NT, true><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                               per_row, y, M, K);
   else
-    decode_kernel<T, TY, NT, false, WARPS><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                       per_row, y, M, K);
+    decode_kernel<T, TY, NT, false><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
+                                                                per_row, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -635,10 +634,6 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
         status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
         status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-    } else if (variant == 7) {  // version 1 with 16 warps per block
-      status = rows <= 8 ? launch_decode_nt<T, TY, 1, 16>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream)
-             : rows <= 16 ? launch_decode_nt<T, TY, 2, 16>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream)
-                          : launch_decode_nt<T, TY, 4, 16>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
@@ -665,7 +660,7 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 7) return BD_ERR_BAD_SHAPE;
+  if (variant < 0 || variant > 6) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
   return BD_OK;
 }
