@@ -414,12 +414,12 @@ static int g_decode_variant = 0;
 struct XPlanes {
   uint32_t* xb;
   float* scale;
-  int* popc;
+  long long* q_sums;  // [R][XP_PARTS]
 };
 static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 static size_t decode3_workspace(int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
-  return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * 64);
+  return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * XP_PARTS * 8);
 }
 static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
@@ -427,7 +427,7 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   XPlanes xp;
   xp.xb = reinterpret_cast<uint32_t*>(p);
   xp.scale = reinterpret_cast<float*>(p + align256(size_t(R) * K256 * 512));
-  xp.popc = reinterpret_cast<int*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
+  xp.q_sums = reinterpret_cast<long long*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
   return xp;
 }
 
@@ -463,11 +463,11 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
       if (e != cudaSuccess) return record_cuda_error(e);
     attribute_bytes = smem;
   }
-  const dim3 grid(unsigned(R), XP_GROUPS);
+  const dim3 grid(unsigned(R), XP_PARTS);
   if (vec)
-    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums);
   else
-    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.popc);
+    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -488,7 +488,7 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
     }
     const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                     xp.popc, y, M, K);
+                                     xp.q_sums, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
   } else {
     if (!attribute_set[0]) {
@@ -499,7 +499,7 @@ static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_t
     }
     const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false>, grid, block, Shape::SMEM_BYTES, stream,
                                      W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                     xp.popc, y, M, K);
+                                     xp.q_sums, y, M, K);
     if (e != cudaSuccess) return record_cuda_error(e);
   }
   BD_CHECK_LAUNCH();
@@ -520,7 +520,7 @@ static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant
   }
   const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW>, dim3(unsigned((M + 15) / 16)), dim3(256),
                                    Shape::SMEM_BYTES, stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row,
-                                   xp.xb, xp.scale, xp.popc, y, M, K);
+                                   xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -627,7 +627,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     int status;
     if (v3) {
       const size_t K256 = size_t((K + 255) / 256);
-      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.popc + r0 * 16};
+      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS};
       if (lean)
         status = launch_decode3_lean_rows<T, TY>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 5)

@@ -2,11 +2,12 @@
 //
 // Why: in decode every sign is used exactly once, so expanding signs to ±1 half2 pairs costs two ALU
 // instructions per two weights -- at 32 tenants more issue slots than the memory floor allows. Instead:
-//   1. Pre-pass (xplanes_kernel, once per call, 8 blocks per row): each row x_r is quantized to 16-bit two's-complement fixed
+//   1. Pre-pass (xplanes_kernel, once per call, 8 blocks per row, one per part of it): each row x_r is quantized to 16-bit two's-complement fixed
 //      point relative to its largest magnitude, q = rint(x * 32767 / max|x_r|), and cut into 16 bit-planes.
 //      The planes are written to the workspace directly as mma.m16n8k256.b1 B fragments (the 8 columns of a
-//      fragment are 8 planes of the SAME row, so every column of the mma is useful), with per-plane popcounts.
-//   2. S . q = sum_p w_p (2 popc(signbits AND plane_p) - popc(plane_p)),  w_p = 2^p (p < 15), w_15 = -2^15,
+//      fragment are 8 planes of the SAME row, so every column of the mma is useful), with Q = sum_k q_k.
+//   2. S . q = 2 sum_p w_p popc(signbits AND plane_p) - Q,  w_p = 2^p (p < 15), w_15 = -2^15 (since S = 2 b - 1
+//      and sum_p w_p popc(plane_p) = sum_k q_k),
 //      computed with mma.sync.m16n8k256.row.col.s32.b1.b1.s32.and.popc on the packed sign bits themselves:
 //      the A fragment (32 sign bits of one row per register) is two LOP3 + two shifts away from the device
 //      layout's words, no per-weight work at all. Integer accumulation: S . q is exact.
@@ -28,26 +29,30 @@ __host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
   return 64 * kb + 32 * (q >> 3) + 8 * t + 4 * ((q >> 2) & 1) + 2 * ((q & 3) >> 1) + e;
 }
 
-// Grid (R, XP_GROUPS = 8): block (r, pg) quantizes the whole row r (every block of the row computes the same max
-// and the same q, bit for bit) and writes the B fragments and popcounts of its own 2 planes 2pg, 2pg+1, so that the
-// 8 blocks of a row share nothing and R = 32 rows give 256 blocks. Fast path (VEC: x 16-byte aligned, K % 8 == 0,
-// K <= 12288): the row is read once with 16-byte loads, all issued before the max reduction, kept in registers.
+// Grid (R, XP_PARTS = 8): block (r, part) reads the whole row r to find max|x_r| (every block of the row computes
+// the same max, bit for bit), then quantizes only its own part of the row -- k256 blocks [K256 * part / 8,
+// K256 * (part + 1) / 8) -- and writes all 16 planes of that part, and the part's sum of q. (Until run 39 each of
+// the 8 blocks quantized the whole row and wrote 2 of the planes, with per-plane popcounts: 6.1-6.3 us at 32 rows
+// of 4096, about 1000 instructions per warp.) The decode epilogue needs only Q = sum_k q_k, since
+// sum_p w_p popc(plane_p) = sum_k sum_p w_p bit_p(q_k) = sum_k q_k (two's complement). Fast path (VEC: x 16-byte
+// aligned, K % 8 == 0, K <= 12288): the row is read once with 16-byte loads, kept in registers.
 // Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows) F32 scale [R] and
-// I32 popcounts [R][16].
-constexpr int XP_GROUPS = 8, XP_PPB = 16 / XP_GROUPS;  // blocks per row, planes per block
-constexpr int XP_NV = 6;  // 16-byte chunks per thread (fast path)
+// I64 part sums of q [R][8].
+constexpr int XP_PARTS = 8;  // blocks per row
+constexpr int XP_NV = 6;     // 16-byte chunks per thread (fast path)
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
-                                                      float* __restrict__ row_scale, int* __restrict__ plane_popc) {
-  extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row
+                                                      float* __restrict__ row_scale, long long* __restrict__ q_sums) {
+  extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row (only this block's part is written)
   __shared__ float s_max[8];
-  __shared__ int s_popc[XP_PPB];
+  __shared__ long long s_sum[8];
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // decode3 may start its setup now
 #endif
   const int64_t r = blockIdx.x;
-  const int pg = blockIdx.y;
+  const int part = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
+  const int64_t kb_begin = K256 * part / XP_PARTS, kb_end = K256 * (part + 1) / XP_PARTS;
   const T* xr = x + r * K;
   const bool fast = VEC && K <= 256 * 8 * XP_NV;
   uint4 v[VEC ? XP_NV : 1];
@@ -71,23 +76,24 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
     for (int64_t k = threadIdx.x; k < K; k += 256) mx = fmaxf(mx, fabsf(Dtype<T>::to_float(xr[k])));
   for (int off = 16; off; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
   if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = mx;
-  if (threadIdx.x < XP_PPB) s_popc[threadIdx.x] = 0;
   __syncthreads();
   mx = s_max[0];
   for (int i = 1; i < 8; ++i) mx = fmaxf(mx, s_max[i]);
   const float inv = mx > 0.f ? 32767.f / mx : 0.f;
+  long long sum = 0;  // this thread's share of the part's sum of q
   if constexpr (VEC) {
     if (fast) {
 #pragma unroll
       for (int i = 0; i < XP_NV; ++i) {
-        const int64_t k = int64_t(threadIdx.x + 256 * i) * 8;
-        if (k >= K256 * 256) continue;
+        const int64_t k = int64_t(threadIdx.x + 256 * i) * 8;  // 8 columns, never across a k256 boundary
+        if (k < kb_begin * 256 || k >= kb_end * 256) continue;
         const T* e = reinterpret_cast<const T*>(&v[i]);
         uint32_t w[4];
 #pragma unroll
         for (int j = 0; j < 4; ++j) {  // zeros past K (v is 0 there)
           const int lo = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(e[2 * j]) * inv)));
           const int hi = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(e[2 * j + 1]) * inv)));
+          sum += lo + hi;
           w[j] = (uint32_t(lo) & 0xffffu) | (uint32_t(hi) << 16);
         }
         *reinterpret_cast<uint4*>(q_s + k) = make_uint4(w[0], w[1], w[2], w[3]);
@@ -95,38 +101,42 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
     }
   }
   if (!fast) {
-    for (int64_t k = threadIdx.x; k < K256 * 256; k += 256) {
+    for (int64_t k = kb_begin * 256 + threadIdx.x; k < kb_end * 256; k += 256) {
       int q = 0;
       if (k < K) q = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(xr[k]) * inv)));
+      sum += q;
       q_s[k] = short(q);
     }
   }
+  for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if ((threadIdx.x & 31) == 0) s_sum[threadIdx.x >> 5] = sum;
   __syncthreads();
   // Bit-plane transpose with warp votes: for one (k256 block, lane position t, register) the 32 lanes gather
-  // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word.
+  // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word, and
+  // lane p keeps plane p's.
   uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  int popc_local = 0;  // lane pp < XP_PPB counts plane XP_PPB * pg + pp
-  for (int64_t item = warp; item < K256 * 8; item += 8) {
+  for (int64_t item = kb_begin * 8 + warp; item < kb_end * 8; item += 8) {
     const int64_t k2 = item >> 3;
     const int t = int(item & 7) >> 1, reg = int(item & 1);
     const int q = q_s[k2 * 256 + xb_column(t, reg, lane)];
     uint32_t mine = 0;
 #pragma unroll
-    for (int pp = 0; pp < XP_PPB; ++pp) {
-      const uint32_t word = __ballot_sync(0xffffffffu, (q >> (XP_PPB * pg + pp)) & 1);
-      if (lane == pp) mine = word;
+    for (int p = 0; p < 16; ++p) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (q >> p) & 1);
+      if (lane == p) mine = word;
     }
-    if (lane < XP_PPB) {
-      const int p = XP_PPB * pg + lane, grp = p >> 3, gp = p & 7;
+    if (lane < 16) {
+      const int grp = lane >> 3, gp = lane & 7;
       out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
-      popc_local += __popc(mine);
     }
   }
-  if (lane < XP_PPB) atomicAdd(&s_popc[lane], popc_local);
-  __syncthreads();
-  if (threadIdx.x < XP_PPB) plane_popc[r * 16 + XP_PPB * pg + threadIdx.x] = s_popc[threadIdx.x];
-  if (pg == 0 && threadIdx.x == 0) row_scale[r] = mx / 32767.f;
+  if (threadIdx.x == 0) {
+    long long total = 0;
+    for (int i = 0; i < 8; ++i) total += s_sum[i];
+    q_sums[r * XP_PARTS + part] = total;
+    if (part == 0) row_scale[r] = mx / 32767.f;
+  }
 }
 
 __device__ __forceinline__ void mma_b1(int c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -156,10 +166,10 @@ __device__ __forceinline__ void binary_a_fragments(uint32_t w0, uint32_t w1, uin
 }
 
 // S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from its two plane groups' binary-MMA accumulators:
-// lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and m = g + 8 (c2, c3), popc[grp][e] the
-// popcount of plane grp*8 + 2t + e. Sums w_p (2 C_p - popc_p) over the lane's planes, then over the row's 4 lanes
-// (every lane of the quad ends with the sums). w_p = 2^p, w_15 = -2^15 (two's complement).
-__device__ __forceinline__ void plane_sums(const int (&acc)[2][4], const int (&popc)[2][2], int t, long long (&part)[2]) {
+// lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and m = g + 8 (c2, c3); q_total = sum_k q_k
+// of the row. Sums 2 w_p C_p over the lane's planes, then over the row's 4 lanes (every lane of the quad ends with
+// the sums), minus q_total. w_p = 2^p, w_15 = -2^15 (two's complement).
+__device__ __forceinline__ void plane_sums(const int (&acc)[2][4], long long q_total, int t, long long (&part)[2]) {
   part[0] = part[1] = 0;
 #pragma unroll
   for (int gr = 0; gr < 2; ++gr)
@@ -168,12 +178,13 @@ __device__ __forceinline__ void plane_sums(const int (&acc)[2][4], const int (&p
       const int p = gr * 8 + 2 * t + e;
       const long long wp = p == 15 ? -32768ll : (1ll << p);
 #pragma unroll
-      for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc[gr][2 * h + e] - popc[gr][e]);
+      for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc[gr][2 * h + e]);
     }
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
     part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+    part[h] -= q_total;
   }
 }
 
@@ -202,7 +213,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     int num_tenants, int scale_per_row,
     const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
     const float* __restrict__ x_scale,             // [R]
-    const int* __restrict__ plane_popc,            // [R][16]
+    const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
   using Sh = Decode3Shape<RW, MT>;
@@ -322,7 +333,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 
 #if __CUDA_ARCH__ >= 900
   // Launched with programmatic dependent launch after xplanes_kernel: everything above overlapped its tail; the
-  // bit-planes (xb, x_scale, plane_popc) are read only after this wait (a no-op without the launch attribute).
+  // bit-planes (xb, x_scale, q_sums) are read only after this wait (a no-op without the launch attribute).
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
 #pragma unroll
@@ -396,16 +407,14 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     const int r = warp * RW + i;
     if (r >= R) continue;  // warp-uniform
     const int ten = s_tenant[r];
-    int popc[2][2];
+    long long q_total = 0;
 #pragma unroll
-    for (int gr = 0; gr < 2; ++gr)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) popc[gr][e] = row_on[i] ? __ldg(plane_popc + r * 16 + gr * 8 + 2 * t + e) : 0;
+    for (int j = 0; j < XP_PARTS; ++j) q_total += row_on[i] ? __ldg(q_sums + r * XP_PARTS + j) : 0ll;
     const float xs = row_on[i] ? __ldg(x_scale + r) : 0.f;
 #pragma unroll
     for (int mi = 0; mi < MT; ++mi) {
       long long part[2];
-      plane_sums(acc_d[i][mi], popc, t, part);
+      plane_sums(acc_d[i][mi], q_total, t, part);
       if (t != 0) continue;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -428,7 +437,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 // x are 16-byte aligned): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written
 // for few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
 // are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
-// planes, their popcounts and the x scales depend on it), and the epilogue's operands (tenant scales, popcounts,
+// planes, their sums of q and the x scales depend on it), and the epilogue's operands (tenant scales, sums of q,
 // x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
 // stage, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
 // (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
@@ -440,6 +449,10 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async8(void* smem, const void* gmem) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(s), "l"(gmem));
 }
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 __device__ __forceinline__ void cp16(uint32_t dst, const void* src, bool ok) {
@@ -482,7 +495,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     int num_tenants, int scale_per_row,
     const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
     const float* __restrict__ x_scale,             // [R]
-    const int* __restrict__ plane_popc,            // [R][16]
+    const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
   using Sh = LeanShape<RW>;
@@ -494,7 +507,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   __shared__ int s_tenant[ROWS];
   __shared__ float s_base[16][ROWS + 1];
   __shared__ float s_scale[ROWS][16];  // a_t[m] (column 0 only for per-matrix scales)
-  __shared__ int s_popc[ROWS][16];
+  __shared__ long long s_qsum[ROWS][XP_PARTS];
   __shared__ float s_xscale[ROWS];
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
@@ -597,12 +610,12 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     if (sp != nullptr && m0 + mm < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m0 + mm : 0));
   }
 #if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the pre-pass's planes, popcounts and scales are ready
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the pre-pass's planes, sums of q and scales are ready
 #endif
-  for (int i = tid; i < ROWS * 17; i += 256) {
-    const int r = i / 17, j = i % 17;
+  for (int i = tid; i < ROWS * (XP_PARTS + 1); i += 256) {
+    const int r = i / (XP_PARTS + 1), j = i % (XP_PARTS + 1);
     if (r < R && s_signs[r] != nullptr) {
-      if (j < 16) cp_async4(&s_popc[r][j], plane_popc + r * 16 + j);
+      if (j < XP_PARTS) cp_async8(&s_qsum[r][j], q_sums + r * XP_PARTS + j);
       else cp_async4(&s_xscale[r], x_scale + r);
     }
   }
@@ -669,13 +682,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const int r = warp * RW + i;
     if (r >= R) continue;  // warp-uniform
     const int ten = s_tenant[r];
-    int popc[2][2];
+    long long q_total = 0;
 #pragma unroll
-    for (int gr = 0; gr < 2; ++gr)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) popc[gr][e] = row_on[i] ? s_popc[r][gr * 8 + 2 * t + e] : 0;
+    for (int j = 0; j < XP_PARTS; ++j) q_total += row_on[i] ? s_qsum[r][j] : 0ll;
     long long part[2];
-    plane_sums(acc_d[i], popc, t, part);
+    plane_sums(acc_d[i], q_total, t, part);
     if (t != 0) continue;
     const float xs = row_on[i] ? s_xscale[r] : 0.f;
 #pragma unroll
