@@ -606,12 +606,11 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Automatic choice (back-to-back timings of run 40 on an H100, docs/benchmarks-cuda.md): up to 4 rows version 1
-  // (no pre-pass, no workspace); 5-8 rows version 3's lean form where it applies (K % 256 == 0, aligned W and x),
-  // else version 1; 9-16 rows version 3 with 16-row blocks; more rows the lean form (where it applies, else version
-  // 3). Versions 3 need the workspace, else version 2.
-  const bool lean_applies = vec && K % 256 == 0 && ws_ok;
-  if (variant == 0) variant = R <= 4 ? 1 : R <= 8 ? (lean_applies ? 6 : 1) : R <= 16 ? 4 : 6;
+  // Automatic choice (runs 36-41 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1 (one launch: no
+  // pre-pass, no workspace; the lean form is 0.5-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one
+  // by one, run 41, and CudaBackend waits for every product); 9-16 rows version 3 with 16-row blocks; more rows
+  // version 3's lean form (where it applies); versions 3 need the workspace, else version 2.
+  if (variant == 0) variant = R <= 8 ? 1 : R <= 16 ? 4 : 6;
   if ((variant == 4 || variant == 5 || variant == 6) && !ws_ok) variant = 2;
   const bool v3 = variant == 4 || variant == 5 || variant == 6;
   const bool lean = variant == 6 && vec && K % 256 == 0;

@@ -68,7 +68,7 @@
  *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     version 3, lean form (5-8 and more than 16 rows, K % 256 == 0, W and x 16-byte aligned): the same
+ *                     version 3, lean form (more than 16 rows, K % 256 == 0, W and x 16-byte aligned): the same
  *                       pre-pass, then decode3_lean_kernel<T, TY, RW> (256 threads, one block per 16 rows of M, two
  *                       per SM, k256 stages in up to 100 KB, few instructions per stage; W and the first stages' sign
  *                       lines requested before griddepcontrol.wait, so they stream while the pre-pass runs) = 12
@@ -153,11 +153,11 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
  * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace bd_decode
  * still works, through a slower kernel version (the result differs only by rounding).
  * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
- * to ±1 in registers (chosen for R <= 4, and for R <= 8 where the lean form below does not apply); 2 = cp.async
- * pipeline, same arithmetic (no workspace); 3 = the delta on binary tensor cores (mma.m16n8k256.b1, AND +
- * popcount) against 16 bit-planes of x quantized per row to 16-bit fixed point relative to max|x_r| (error <=
- * 2^-16 max|x_r| per element; chosen for R > 4, in its lean form for 5-8 and more than 16 rows when K % 256 == 0
- * and W, x are 16-byte aligned). The base product W x is always f16/bf16 tensor cores with F32 accumulation. */
+ * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
+ * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
+ * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8, in its lean
+ * form for R > 16 when K % 256 == 0 and W, x are 16-byte aligned). The base product W x is always f16/bf16
+ * tensor cores with F32 accumulation. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
