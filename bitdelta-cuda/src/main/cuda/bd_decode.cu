@@ -24,7 +24,7 @@ constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-// (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-11% slower at 1-8 rows, removed.)
+// (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-20% slower at 1-8 rows, removed.)
 template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const T* __restrict__ W,                       // [M, K]
@@ -607,7 +607,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
   // Automatic choice (runs 36-41 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1 (one launch: no
-  // pre-pass, no workspace; the lean form is 0.5-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one
+  // pre-pass, no workspace; the lean form is 0.4-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one
   // by one, run 41, and CudaBackend waits for every product); 9-16 rows version 3 with 16-row blocks; more rows
   // version 3's lean form (where it applies); versions 3 need the workspace, else version 2.
   if (variant == 0) variant = R <= 8 ? 1 : R <= 16 ? 4 : 6;
