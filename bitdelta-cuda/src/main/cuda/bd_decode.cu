@@ -18,9 +18,9 @@ constexpr int DECODE_WARPS = 8;
 constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 
 // The block's fixed costs overlap the stream (from run 31: 0.4-2.2 us less per call at 1-8 rows, but for 0.1-0.4 us
-// more at 4096x4096 with one row): each warp
-// prefetches its first W lines to L2 before the dependent tenant lookups, the epilogue's scales are loaded before
-// the main loop, and the 8 warps' partial sums meet in one shared-memory pass (one barrier instead of eight).
+// more at 4096x4096 with one row): each warp prefetches its first W lines to L2 before the dependent tenant
+// lookups, the epilogue's scales are loaded before the main loop, and the 8 warps' partial sums meet in one
+// shared-memory pass (one barrier instead of eight).
 // (Run 31 also tried k64 blocks interleaved over the warps and W in a tiled layout with each warp's 16 x 64
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
