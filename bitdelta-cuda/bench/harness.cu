@@ -277,10 +277,13 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
     }
   }
   const double rel = std::sqrt(num / std::max(den, 1e-300));
-  char line[256];
-  std::snprintf(line, sizeof(line), "decode v%d %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s",
+  char line[320];
+  // Variant 6 falls back to version 3 (16-row blocks) where its lean form does not apply (K % 256 != 0; the
+  // buffers here are cudaMalloc'd, so always aligned): say which kernel the line checked.
+  const char* ran = variant == 6 && K % 256 != 0 ? " (lean form does not apply: version 3 ran)" : "";
+  std::snprintf(line, sizeof(line), "decode v%d %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s%s",
                 variant, dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
-                mixed ? " mixed(-1,out-of-range)" : "", rel, written ? "" : " UNWRITTEN/NaN");
+                mixed ? " mixed(-1,out-of-range)" : "", rel, written ? "" : " UNWRITTEN/NaN", ran);
   report(written && rel < 2e-3, line);
   }
   BD_CHECK(bd_debug_set_decode_variant(0));

@@ -1,42 +1,22 @@
+package org.bitdelta.internal.cpu;
+
 import jdk.incubator.vector.*;
 import java.lang.foreign.*;
 import java.nio.ByteOrder;
 import java.util.*;
 import java.util.concurrent.*;
 
-// Session 3 ad-hoc probe behind docs/benchmarks-cpu.md "Tried in session 3": the 4-row BF16 dense product, widening
-// kernel against the pair-lane kernel against a plain read of the same weights, interleaved in one JVM.
-// Run: java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED docs/probes/DenseFourRowProbe.java 4096 4096 2
+// Session 3 ad-hoc probe behind docs/benchmarks-cpu.md "Tried in session 3": the 4-row BF16 dense product, the
+// library's widening kernel (VectorKernels.dot4x4Bf16, called, not copied) against the pair-lane kernel against a
+// plain read of the same weights (the floor, measured in the same run), interleaved in one JVM. It sits in the
+// kernels' package to call them; build bitdelta-core first (mvn -pl bitdelta-core -Dexec.skip=true compile), then:
+//   javac --add-modules jdk.incubator.vector -cp bitdelta-core/target/classes -d /tmp/probe docs/probes/DenseFourRowProbe.java
+//   java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+//        -cp bitdelta-core/target/classes:/tmp/probe org.bitdelta.internal.cpu.DenseFourRowProbe 4096 4096 2
 public class DenseFourRowProbe {
     static final VectorSpecies<Float> F = FloatVector.SPECIES_512;
     static final VectorSpecies<Integer> I = IntVector.SPECIES_512;
     static final VectorSpecies<Short> S = ShortVector.SPECIES_256;
-
-    // current kernel
-    static void dot4x4(MemorySegment w, long row0, long rowBytes, int K, float[] x, int x0, int x1, int x2, int x3, float[] y, int yi, int M) {
-        FloatVector a00 = FloatVector.zero(F), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
-            a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
-        long r1 = row0 + rowBytes, r2 = r1 + rowBytes, r3 = r2 + rowBytes;
-        for (int k = 0; k < K; k += 16) {
-            long o = k * 2L;
-            FloatVector w0 = ((IntVector) ShortVector.fromMemorySegment(S, w, row0 + o, ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.ZERO_EXTEND_S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            FloatVector w1 = ((IntVector) ShortVector.fromMemorySegment(S, w, r1 + o, ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.ZERO_EXTEND_S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            FloatVector w2 = ((IntVector) ShortVector.fromMemorySegment(S, w, r2 + o, ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.ZERO_EXTEND_S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            FloatVector w3 = ((IntVector) ShortVector.fromMemorySegment(S, w, r3 + o, ByteOrder.LITTLE_ENDIAN).convertShape(VectorOperators.ZERO_EXTEND_S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-            FloatVector xv = FloatVector.fromArray(F, x, x0 + k);
-            a00 = w0.fma(xv, a00); a01 = w1.fma(xv, a01); a02 = w2.fma(xv, a02); a03 = w3.fma(xv, a03);
-            xv = FloatVector.fromArray(F, x, x1 + k);
-            a10 = w0.fma(xv, a10); a11 = w1.fma(xv, a11); a12 = w2.fma(xv, a12); a13 = w3.fma(xv, a13);
-            xv = FloatVector.fromArray(F, x, x2 + k);
-            a20 = w0.fma(xv, a20); a21 = w1.fma(xv, a21); a22 = w2.fma(xv, a22); a23 = w3.fma(xv, a23);
-            xv = FloatVector.fromArray(F, x, x3 + k);
-            a30 = w0.fma(xv, a30); a31 = w1.fma(xv, a31); a32 = w2.fma(xv, a32); a33 = w3.fma(xv, a33);
-        }
-        y[yi] = a00.reduceLanes(VectorOperators.ADD); y[yi+1] = a01.reduceLanes(VectorOperators.ADD); y[yi+2] = a02.reduceLanes(VectorOperators.ADD); y[yi+3] = a03.reduceLanes(VectorOperators.ADD);
-        y[yi+M] = a10.reduceLanes(VectorOperators.ADD); y[yi+M+1] = a11.reduceLanes(VectorOperators.ADD); y[yi+M+2] = a12.reduceLanes(VectorOperators.ADD); y[yi+M+3] = a13.reduceLanes(VectorOperators.ADD);
-        y[yi+2*M] = a20.reduceLanes(VectorOperators.ADD); y[yi+2*M+1] = a21.reduceLanes(VectorOperators.ADD); y[yi+2*M+2] = a22.reduceLanes(VectorOperators.ADD); y[yi+2*M+3] = a23.reduceLanes(VectorOperators.ADD);
-        y[yi+3*M] = a30.reduceLanes(VectorOperators.ADD); y[yi+3*M+1] = a31.reduceLanes(VectorOperators.ADD); y[yi+3*M+2] = a32.reduceLanes(VectorOperators.ADD); y[yi+3*M+3] = a33.reduceLanes(VectorOperators.ADD);
-    }
 
     static final IntVector HIGH = IntVector.broadcast(I, 0xFFFF0000);
     // pairs kernel: xp holds per 32-col block: 16 even then 16 odd values
@@ -114,7 +94,7 @@ public class DenseFourRowProbe {
                         int s = M * ch / chunks / 4 * 4, e = M * (ch + 1) / chunks / 4 * 4;
                         tasks.add(pool.submit(() -> {
                             for (int m = s; m < e; m += 4) {
-                                if (v == 0) dot4x4(w, m * rowBytes, rowBytes, K, x, 0, K, 2*K, 3*K, y, m, M);
+                                if (v == 0) VectorKernels.dot4x4Bf16(w, m * rowBytes, rowBytes, K, x, 0, K, 2*K, 3*K, y, m, M + m, 2*M + m, 3*M + m);
                                 else if (v == 2) y[m] = readOnly(w, m * rowBytes, rowBytes, K);
                                 else dot4x4Pairs(w, m * rowBytes, rowBytes, K, xp, 0, K, 2*K, 3*K, y, m, M);
                             }
@@ -128,6 +108,6 @@ public class DenseFourRowProbe {
             }
         }
         double md = 0; for (int i = 0; i < y1.length; i++) md = Math.max(md, Math.abs(y1[i] - y2[i]) / Math.max(1e-3, Math.abs(y1[i])));
-        System.out.println("max rel diff (current vs pairs) " + md + "  floor(32MB@45.3GB/s) us " + bytes / 45.3e3);
+        System.out.println("max rel diff (current vs pairs) " + md);
     }
 }

@@ -456,14 +456,7 @@ static cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, s
 
 template <typename T>
 static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
-  static int attribute_bytes = 48 * 1024;  // raised only when a row needs more (K > 24576), to what it needs
-  const int smem = int((K + 255) / 256 * 512);
-  if (smem > attribute_bytes) {
-    for (cudaError_t e : {cudaFuncSetAttribute(xplanes_kernel<T, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                          cudaFuncSetAttribute(xplanes_kernel<T, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)})
-      if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_bytes = smem;
-  }
+  const int smem = xplanes_smem_bytes(K);
   const dim3 grid(unsigned(R), XP_PARTS);
   if (vec)
     xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums);

@@ -40,10 +40,13 @@ __host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
 // I64 part sums of q [R][8].
 constexpr int XP_PARTS = 8;  // blocks per row
 constexpr int XP_NV = 6;     // 16-byte chunks per thread (fast path)
+// Shared memory of one block: the largest part, ceil(K256 / 8) k256 blocks of 256 shorts (24 KB at most for the
+// K <= 98304 that decode allows, under the 48 KB that needs no opt-in).
+inline int xplanes_smem_bytes(int64_t K) { return int(((K + 255) / 256 + XP_PARTS - 1) / XP_PARTS * 512); }
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
                                                       float* __restrict__ row_scale, long long* __restrict__ q_sums) {
-  extern __shared__ __align__(16) short q_s[];  // [K256 * 256] quantized row (only this block's part is written)
+  extern __shared__ __align__(16) short q_s[];  // [xplanes_part_k256(K) * 256] this block's part of the quantized row
   __shared__ float s_max[8];
   __shared__ long long s_sum[8];
 #if __CUDA_ARCH__ >= 900
@@ -53,6 +56,7 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
   const int part = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
   const int64_t kb_begin = K256 * part / XP_PARTS, kb_end = K256 * (part + 1) / XP_PARTS;
+  const int64_t k_part = kb_begin * 256;  // q_s[k - k_part] holds column k
   const T* xr = x + r * K;
   const bool fast = VEC && K <= 256 * 8 * XP_NV;
   uint4 v[VEC ? XP_NV : 1];
@@ -96,7 +100,7 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
           sum += lo + hi;
           w[j] = (uint32_t(lo) & 0xffffu) | (uint32_t(hi) << 16);
         }
-        *reinterpret_cast<uint4*>(q_s + k) = make_uint4(w[0], w[1], w[2], w[3]);
+        *reinterpret_cast<uint4*>(q_s + (k - k_part)) = make_uint4(w[0], w[1], w[2], w[3]);
       }
     }
   }
@@ -105,7 +109,7 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
       int q = 0;
       if (k < K) q = max(-32767, min(32767, __float2int_rn(Dtype<T>::to_float(xr[k]) * inv)));
       sum += q;
-      q_s[k] = short(q);
+      q_s[k - k_part] = short(q);
     }
   }
   for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
@@ -119,7 +123,7 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
   for (int64_t item = kb_begin * 8 + warp; item < kb_end * 8; item += 8) {
     const int64_t k2 = item >> 3;
     const int t = int(item & 7) >> 1, reg = int(item & 1);
-    const int q = q_s[k2 * 256 + xb_column(t, reg, lane)];
+    const int q = q_s[k2 * 256 - k_part + xb_column(t, reg, lane)];
     uint32_t mine = 0;
 #pragma unroll
     for (int p = 0; p < 16; ++p) {
@@ -438,8 +442,9 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 // for few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
 // are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
 // planes, their sums of q and the x scales depend on it), and the epilogue's operands (tenant scales, sums of q,
-// x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end. Run 32's SASS of decode3_kernel (RW = 4) had 646 instructions per warp and k256
-// stage, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
+// x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end.
+// Run 32's SASS of decode3_kernel (RW = 4; bench/results/run32-0e57e38-sass-decode3.txt) has 646 instructions in
+// its k256 stage loop, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
 // (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
 // Here every copy source is a running pointer advanced once per stage (thread tid copies chunks tid + 256 i, so
 // that a warp's copy instructions stay coalesced; run 33 gave each thread adjacent chunks of one row instead, and
@@ -539,16 +544,16 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + c_ch * 8;
   }
   const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row + 8: same parity, + 8 rows of 512 bytes
-  bool s_ok[RW], b_ok[RW];
+  // A row has signs and planes exactly when its tenant is valid (s_signs[row] != nullptr, never for row >= R).
+  bool s_ok[RW];
   const uint32_t* s_src[RW];
   const uint32_t* b_src[RW];
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
     const int row = c_row + 8 * i;
     s_ok[i] = s_signs[row] != nullptr;
-    b_ok[i] = s_ok[i] && row < R;
     s_src[i] = s_ok[i] ? s_signs[row] + mt0 * K64 * 32 + c_ch * 4 : dummy;
-    b_src[i] = b_ok[i] ? xb + int64_t(row) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
+    b_src[i] = s_ok[i] ? xb + int64_t(row) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
   }
   const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_ch * 16;
   auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
@@ -566,7 +571,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
-      cp16(stage + b_dst + i * 8 * 512, b_src[i], b_ok[i]);
+      cp16(stage + b_dst + i * 8 * 512, b_src[i], s_ok[i]);
       b_src[i] += XB_WORDS_PER_K256;
     }
   };
@@ -588,7 +593,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const uint32_t a_off = g * (KC * 2) + (wi ^ (g & 1)) * 64 + t * 16;
   bool row_on[RW];
 #pragma unroll
-  for (int i = 0; i < RW; ++i) row_on[i] = (warp * RW + i < R) && s_signs[warp * RW + i] != nullptr;
+  for (int i = 0; i < RW; ++i) row_on[i] = s_signs[warp * RW + i] != nullptr;
   const uint32_t sign_off = W_BYTES + warp * RW * 512 + lane * 4, plane_off = W_BYTES + S_BYTES + warp * RW * 512 + lane * 8;
 
   float acc_b[4] = {0.f, 0.f, 0.f, 0.f};
@@ -614,7 +619,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
 #endif
   for (int i = tid; i < ROWS * (XP_PARTS + 1); i += 256) {
     const int r = i / (XP_PARTS + 1), j = i % (XP_PARTS + 1);
-    if (r < R && s_signs[r] != nullptr) {
+    if (s_signs[r] != nullptr) {
       if (j < XP_PARTS) cp_async8(&s_qsum[r][j], q_sums + r * XP_PARTS + j);
       else cp_async4(&s_xscale[r], x_scale + r);
     }

@@ -61,7 +61,8 @@
  *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
  *                       k128 = 48 kernels.
  *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each finds the row's
- *                       max, quantizes its eighth of the row and transposes all 16 bit-planes of it; 4 kernels), then
+ *                       max, quantizes its eighth of the row and transposes all 16 bit-planes of it, in at most
+ *                       24 KB of shared memory; 4 kernels), then
  *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
  *                       stages, 1 block per SM for MT = 2, 2 for MT = 1; launched with programmatic dependent
  *                       launch on cc >= 9.0: its block setup overlaps the pre-pass, griddepcontrol.wait comes
