@@ -25,6 +25,49 @@ constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
+// ---- K split over a thread-block cluster (sm_90; every decode version but 2) ----
+// Why: a grid of more 16-row tiles than the GPU holds at once runs in whole waves. The 688 tiles of an 11008-row
+// matrix on 264 block slots (132 SMs x 2) take three waves, the last 61% full; the transposed shape (256 tiles,
+// one wave) moves the same bytes 9-12% faster (run 40). Splitting each tile's K over the `splits` blocks of a
+// cluster makes the blocks shorter and the waves fuller (splits = 3: 2064 blocks, 7.8 waves, the last 82% full).
+// The partial sums meet in the shared memory of the cluster's block 0 (distributed shared memory) and are added
+// there in rank order: deterministic, no workspace, no second launch. splits == 1 is a plain launch, untouched.
+constexpr int SPLIT_MAX = 4;
+__device__ __forceinline__ int cluster_rank(int splits) {
+  uint32_t rank = 0;
+#if __CUDA_ARCH__ >= 900
+  if (splits > 1) asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+#endif
+  return int(rank);
+}
+// Every thread of every block of the cluster; release / acquire: shared-memory writes before it (local or
+// remote) are visible to the whole cluster after it. The first one also guarantees that all blocks have started,
+// which distributed shared memory needs before a remote write.
+__device__ __forceinline__ void cluster_barrier() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+// The address of this block's shared variable `p` in block 0 of the cluster.
+__device__ __forceinline__ uint32_t rank0_address(const void* p) {
+  uint32_t out = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#if __CUDA_ARCH__ >= 900
+  asm volatile("mapa.shared::cluster.u32 %0, %0, 0;\n" : "+r"(out));
+#endif
+  return out;
+}
+__device__ __forceinline__ void store_cluster(uint32_t address, float a, float b) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
+#endif
+}
+__device__ __forceinline__ void store_cluster(uint32_t address, float base, long long delta) {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("st.shared::cluster.v2.b64 [%0], {%1, %2};\n" ::"r"(address), "l"((long long)__float_as_uint(base)),
+               "l"(delta) : "memory");
+#endif
+}
+
 // (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-20% slower at 1-8 rows, removed.)
 template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
@@ -36,18 +79,22 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
     int num_tenants, int scale_per_row,
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    int64_t M, int64_t K,
+    int splits) {                                  // blocks per 16-row tile (a cluster), each a K range
   constexpr int ROWS = NT * 8;
   constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
   __shared__ float s_acc[DECODE_WARPS][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
+  static_assert(SPLIT_MAX * 16 * ROWS * 2 <= DECODE_WARPS * 2 * 16 * (ROWS + 1), "K-split inbox fits in s_acc");
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t mt = blockIdx.x, m0 = mt * 16;
+  const int rank = cluster_rank(splits);
+  const int64_t mt = blockIdx.x / splits, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64;
-  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
+  const int64_t kb0 = K64 * rank / splits, kbn = K64 * (rank + 1) / splits - kb0;  // this block's k64 blocks
+  const int64_t kb_begin = kb0 + kbn * warp / DECODE_WARPS, kb_end = kb0 + kbn * (warp + 1) / DECODE_WARPS;
 
   const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
   const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
@@ -167,6 +214,41 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     }
   __syncthreads();
   // Epilogue: y[r, m] = base + a_t[m] * delta. 16 consecutive m per row r.
+  float sum_base[EPI], sum_delta[EPI];
+#pragma unroll
+  for (int j = 0; j < EPI; ++j) {
+    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+    const int r = (idx >> 4) < ROWS ? idx >> 4 : 0, mm = idx & 15;
+    sum_base[j] = sum_delta[j] = 0.f;
+#pragma unroll
+    for (int w = 0; w < DECODE_WARPS; ++w) {
+      sum_base[j] += s_acc[w][0][mm][r];
+      sum_delta[j] += s_acc[w][1][mm][r];
+    }
+  }
+  if (splits > 1) {
+    // K split: every block's sums go to block 0's s_acc (free once all blocks have read theirs), as
+    // [rank][item] pairs; block 0 adds them in rank order.
+    float2* inbox = reinterpret_cast<float2*>(&s_acc[0][0][0][0]);
+    cluster_barrier();
+#pragma unroll
+    for (int j = 0; j < EPI; ++j) {
+      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+      if (idx < 16 * R) store_cluster(rank0_address(inbox + rank * 16 * ROWS + idx), sum_base[j], sum_delta[j]);
+    }
+    cluster_barrier();
+    if (rank != 0) return;
+#pragma unroll
+    for (int j = 0; j < EPI; ++j) {
+      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
+      if (idx >= 16 * R) break;
+      sum_base[j] = sum_delta[j] = 0.f;
+      for (int s = 0; s < splits; ++s) {
+        sum_base[j] += inbox[s * 16 * ROWS + idx].x;
+        sum_delta[j] += inbox[s * 16 * ROWS + idx].y;
+      }
+    }
+  }
 #pragma unroll
   for (int j = 0; j < EPI; ++j) {
     const int idx = threadIdx.x + j * DECODE_WARPS * 32;
@@ -174,12 +256,7 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const int r = idx >> 4, mm = idx & 15;
     const int64_t m = m0 + mm;
     if (m >= M) continue;
-    float base = 0.f, delta = 0.f;
-#pragma unroll
-    for (int w = 0; w < DECODE_WARPS; ++w) {
-      base += s_acc[w][0][mm][r];
-      delta += s_acc[w][1][mm][r];
-    }
+    const float base = sum_base[j], delta = sum_delta[j];
     const int ten = s_tenant[r];
     float v = base;
     if (ten >= 0)  // an invalid tenant index gives NaN, never an out-of-bounds read
@@ -432,26 +509,83 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   return xp;
 }
 
-// decode3_kernel is launched with programmatic dependent launch on cc >= 9.0 (it waits in griddepcontrol.wait
-// before reading the pre-pass's output, so its block setup overlaps xplanes_kernel); a plain launch elsewhere.
-template <typename... KArgs, typename... Args>
-static cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                              Args... args) {
-  int dev = 0, major = 0;
+// What the launchers need to know of the current device, queried once per device (the kernels' shared-memory
+// attributes below still assume a single device, see bitdelta_cuda.h).
+struct DeviceInfo { int major = 0, sms = 0; };
+static cudaError_t device_info(DeviceInfo* out) {
+  constexpr int MAX_DEVICES = 64;
+  static DeviceInfo cache[MAX_DEVICES];  // benign race: every writer stores the same values
+  int dev = 0;
   cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
   if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < MAX_DEVICES && cache[dev].sms > 0) { *out = cache[dev]; return cudaSuccess; }
+  DeviceInfo info;
+  e = cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < MAX_DEVICES) cache[dev] = info;
+  *out = info;
+  return cudaSuccess;
+}
+
+// 0 = automatic; 1..SPLIT_MAX = that many blocks per tile wherever a K split is possible (cc >= 9.0, every
+// version but 2, at least one unit of K per block). Benchmarks only.
+static int g_decode_splits = 0;
+
+// Blocks per 16-row tile (a cluster): 1 when the tiles fit in one wave, else the split that fills the waves best
+// (ties to the smaller split), with at least `min_units` units of K (k64 blocks in version 1, k256 stages in
+// version 3) per block.
+static int choose_splits(const DeviceInfo& device, int blocks_per_sm, int64_t tiles, int64_t k_units, int min_units) {
+  if (device.major < 9) return 1;  // clusters: sm_90 and later
+  if (g_decode_splits > 0) return int(g_decode_splits < k_units ? g_decode_splits : k_units);
+  const double slots = double(blocks_per_sm > 0 ? blocks_per_sm : 1) * device.sms;
+  if (double(tiles) <= slots) return 1;
+  auto filled = [&](int s) { const double waves = double(tiles) * s / slots; return waves / std::ceil(waves); };
+  int best = 1;
+  double best_filled = filled(1);
+  for (int s = 2; s <= SPLIT_MAX && k_units / s >= min_units; ++s)
+    if (filled(s) > best_filled + 0.02) { best = s; best_filled = filled(s); }
+  return best;
+}
+
+// Every decode launch: `pdl` = programmatic dependent launch on cc >= 9.0 (decode3 waits in griddepcontrol.wait
+// before reading the pre-pass's output, so its block setup overlaps xplanes_kernel); `splits` > 1 = clusters of
+// that many blocks along x (the grid is a whole number of them).
+template <typename... KArgs, typename... Args>
+static cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                          const DeviceInfo& device, bool pdl, int splits, Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attribute[2];
+  int n = 0;
+  if (pdl && device.major >= 9) {
+    attribute[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[n].val.programmaticStreamSerializationAllowed = 1;
+    ++n;
+  }
+  if (splits > 1) {
+    attribute[n].id = cudaLaunchAttributeClusterDimension;
+    attribute[n].val.clusterDim.x = unsigned(splits);
+    attribute[n].val.clusterDim.y = 1;
+    attribute[n].val.clusterDim.z = 1;
+    ++n;
+  }
   config.attrs = attribute;
-  config.numAttrs = major >= 9 ? 1 : 0;
+  config.numAttrs = n;
   return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
+}
+
+// Resident blocks per SM of `kernel` (for choose_splits), queried once per kernel.
+template <typename Kernel>
+static cudaError_t blocks_per_sm(Kernel kernel, int threads, size_t smem, int* cache) {
+  if (*cache > 0) return cudaSuccess;
+  int n = 0;
+  const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem);
+  if (e == cudaSuccess) *cache = n > 0 ? n : 1;
+  return e;
 }
 
 template <typename T>
@@ -467,75 +601,69 @@ static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPla
 }
 
 template <typename T, typename TY, int RW, int MT>
-static int launch_decode3(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+static int launch_decode3(const DeviceInfo& device, bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = Decode3Shape<RW, MT>;
   static bool attribute_set[2] = {false, false};
-  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
-  if (vec) {
-    if (!attribute_set[1]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-      if (e != cudaSuccess) return record_cuda_error(e);
-      attribute_set[1] = true;
-    }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, true>, grid, block, Shape::SMEM_BYTES, stream,
-                                     W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                     xp.q_sums, y, M, K);
+  static int occupancy[2] = {0, 0};
+  auto kernel = vec ? decode3_kernel<T, TY, RW, MT, true> : decode3_kernel<T, TY, RW, MT, false>;
+  if (!attribute_set[vec]) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
-  } else {
-    if (!attribute_set[0]) {
-      cudaError_t e = cudaFuncSetAttribute(decode3_kernel<T, TY, RW, MT, false>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-      if (e != cudaSuccess) return record_cuda_error(e);
-      attribute_set[0] = true;
-    }
-    const cudaError_t e = launch_pdl(decode3_kernel<T, TY, RW, MT, false>, grid, block, Shape::SMEM_BYTES, stream,
-                                     W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale,
-                                     xp.q_sums, y, M, K);
-    if (e != cudaSuccess) return record_cuda_error(e);
+    attribute_set[vec] = true;
   }
+  cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy[vec]);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  const int64_t tiles = (M + Shape::BM - 1) / Shape::BM;
+  const int splits = choose_splits(device, occupancy[vec], tiles, (K + 255) / 256, 4);
+  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(256), Shape::SMEM_BYTES, stream, device, true, splits, W, x,
+             row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K, splits);
+  if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
 
 template <typename T, typename TY, int RW>
-static int launch_decode3_lean(const T* W, const T* x, const int32_t* row_tenant, int R, const uint32_t* const* signs,
-                               const float* const* scales, int num_tenants, int per_row, const XPlanes& xp, TY* y,
-                               int64_t M, int64_t K, cudaStream_t stream) {
+static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x, const int32_t* row_tenant, int R,
+                               const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
+                               const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = LeanShape<RW>;
   static bool attribute_set = false;
+  static int occupancy = 0;
+  auto kernel = decode3_lean_kernel<T, TY, RW>;
   if (!attribute_set) {
-    cudaError_t e = cudaFuncSetAttribute(decode3_lean_kernel<T, TY, RW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         Shape::SMEM_BYTES);
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set = true;
   }
-  const cudaError_t e = launch_pdl(decode3_lean_kernel<T, TY, RW>, dim3(unsigned((M + 15) / 16)), dim3(256),
-                                   Shape::SMEM_BYTES, stream, W, x, row_tenant, R, signs, scales, num_tenants, per_row,
-                                   xp.xb, xp.scale, xp.q_sums, y, M, K);
+  cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  const int64_t tiles = (M + 15) / 16;
+  const int splits = choose_splits(device, occupancy, tiles, K / 256, 4);
+  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(256), Shape::SMEM_BYTES, stream, device, true, splits, W, x,
+             row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K, splits);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
 
 template <typename T, typename TY>
-static int launch_decode3_lean_rows(const T* W, const T* x, const int32_t* row_tenant, int R,
+static int launch_decode3_lean_rows(const DeviceInfo& device, const T* W, const T* x, const int32_t* row_tenant, int R,
                                     const uint32_t* const* signs, const float* const* scales, int num_tenants,
                                     int per_row, const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3_lean<T, TY, 1>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3_lean<T, TY, 2>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3_lean<T, TY, 4>(W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3_lean<T, TY, 1>(device, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3_lean<T, TY, 2>(device, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3_lean<T, TY, 4>(device, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int MT>
-static int launch_decode3_rows(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
+static int launch_decode3_rows(const DeviceInfo& device, bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  if (R <= 8) return launch_decode3<T, TY, 1, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  if (R <= 16) return launch_decode3<T, TY, 2, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
-  return launch_decode3<T, TY, 4, MT>(vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 8) return launch_decode3<T, TY, 1, MT>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  if (R <= 16) return launch_decode3<T, TY, 2, MT>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  return launch_decode3<T, TY, 4, MT>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
 }
 
 template <typename T, typename TY, int RW, int MT>
@@ -578,16 +706,18 @@ static int launch_decode2_rows(bool vec, const T* W, const T* x, const int32_t* 
 }
 
 template <typename T, typename TY, int NT>
-static int launch_decode_nt(bool vec, const T* W, const T* x, const int32_t* row_tenant, int R,
-                            const uint32_t* const* signs, const float* const* scales, int num_tenants,
+static int launch_decode_nt(const DeviceInfo& device, bool vec, const T* W, const T* x, const int32_t* row_tenant,
+                            int R, const uint32_t* const* signs, const float* const* scales, int num_tenants,
                             int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  const dim3 grid(unsigned((M + 15) / 16)), block(DECODE_WARPS * 32);
-  if (vec)
-    decode_kernel<T, TY, NT, true><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                               per_row, y, M, K);
-  else
-    decode_kernel<T, TY, NT, false><<<grid, block, 0, stream>>>(W, x, row_tenant, R, signs, scales, num_tenants,
-                                                                per_row, y, M, K);
+  static int occupancy[2] = {0, 0};
+  auto kernel = vec ? decode_kernel<T, TY, NT, true> : decode_kernel<T, TY, NT, false>;
+  cudaError_t e = blocks_per_sm(kernel, DECODE_WARPS * 32, 0, &occupancy[vec]);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  const int64_t tiles = (M + 15) / 16;
+  const int splits = choose_splits(device, occupancy[vec], tiles, (K + 63) / 64, DECODE_WARPS);
+  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(DECODE_WARPS * 32), 0, stream, device, false, splits, W, x,
+             row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, splits);
+  if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -597,6 +727,9 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
                       const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                       void* y, int64_t M, int64_t K, void* ws, size_t ws_bytes, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(W) && aligned16(x);
+  DeviceInfo device;
+  const cudaError_t device_error = device_info(&device);
+  if (device_error != cudaSuccess) return record_cuda_error(device_error);
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
@@ -624,21 +757,21 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
       const size_t K256 = size_t((K + 255) / 256);
       const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS};
       if (lean)
-        status = launch_decode3_lean_rows<T, TY>(Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = launch_decode3_lean_rows<T, TY>(device, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 5)
-        status = launch_decode3_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = launch_decode3_rows<T, TY, 2>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else
-        status = launch_decode3_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = launch_decode3_rows<T, TY, 1>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
     } else if (variant == 2) {
       status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (variant == 3) {
       status = launch_decode2_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     } else if (rows <= 8)
-      status = launch_decode_nt<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 1>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     else if (rows <= 16)
-      status = launch_decode_nt<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 2>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     else
-      status = launch_decode_nt<T, TY, 4>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+      status = launch_decode_nt<T, TY, 4>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
     if (status != BD_OK) return status;
   }
   return BD_OK;
@@ -657,6 +790,12 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 int bd_debug_set_decode_variant(int variant) {
   if (variant < 0 || variant > 6) return BD_ERR_BAD_SHAPE;
   bd::g_decode_variant = variant;
+  return BD_OK;
+}
+
+int bd_debug_set_decode_splits(int splits) {
+  if (splits < 0 || splits > bd::SPLIT_MAX) return BD_ERR_BAD_SHAPE;
+  bd::g_decode_splits = splits;
   return BD_OK;
 }
 

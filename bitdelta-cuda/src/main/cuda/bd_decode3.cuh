@@ -192,6 +192,13 @@ __device__ __forceinline__ void plane_sums(const int (&acc)[2][4], long long q_t
   }
 }
 
+// One partial sum of a K split (decode3 kernels): the base product and the delta before Q is subtracted.
+struct __align__(16) SplitPartial {
+  float base;
+  int unused;
+  long long delta;
+};
+
 template <int RW, int MT>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
@@ -204,6 +211,7 @@ struct Decode3Shape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
   // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
   static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
+  static_assert(SPLIT_MAX * BM * ROWS * int(sizeof(SplitPartial)) <= SMEM_BYTES, "K-split inbox fits in the stages");
 };
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
@@ -219,7 +227,8 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     const float* __restrict__ x_scale,             // [R]
     const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    int64_t M, int64_t K,
+    int splits) {                                  // blocks per tile (a cluster), each a range of k256 stages
   using Sh = Decode3Shape<RW, MT>;
   constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -228,9 +237,10 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
   __shared__ float s_base[BM][ROWS + 1];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int64_t m0 = int64_t(blockIdx.x) * BM, mt0 = m0 / 16;
+  const int rank = cluster_rank(splits);
+  const int64_t m0 = int64_t(blockIdx.x / splits) * BM, mt0 = m0 / 16;
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16, K256 = (K + 255) / 256;
-  const int64_t KCH = K256;
+  const int64_t kc0 = K256 * rank / splits, KCH = K256 * (rank + 1) / splits - kc0;  // this block's k256 stages
 
   if (threadIdx.x < ROWS) {
     const int r = threadIdx.x;
@@ -324,7 +334,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc_b[mi][e] = 0.f;
   uint4 xf_next[KSTEPS];
-  load_xfrags(0, xf_next);
+  load_xfrags(kc0, xf_next);
   int acc_d[RW][MT][2][4];
 #pragma unroll
   for (int i = 0; i < RW; ++i)
@@ -342,15 +352,15 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #endif
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < KCH) load_stage(st, st);
+    if (st < KCH) load_stage(st, kc0 + st);
     cp_async_commit_group();
   }
-  for (int64_t kc = 0; kc < KCH; ++kc) {
+  for (int64_t kc = 0; kc < KCH; ++kc) {  // the block's stage kc is k256 block kc0 + kc
     cp_async_wait_group<STAGES - 2>();
     __syncthreads();
     {
       const int64_t kn = kc + STAGES - 1;
-      if (kn < KCH) load_stage(int(kn % STAGES), kn);
+      if (kn < KCH) load_stage(int(kn % STAGES), kc0 + kn);
       cp_async_commit_group();
     }
     const unsigned char* base = smem + int(kc % STAGES) * Sh::STAGE_BYTES;
@@ -358,7 +368,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     uint4 xf[KSTEPS];
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
-    if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
+    if (kc + 1 < KCH) load_xfrags(kc0 + kc + 1, xf_next);
     const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
     const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
     // Delta: binary tensor cores, one k256 step.
@@ -404,6 +414,53 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
         for (int e = 0; e < 4; ++e) s_base[mi * 16 + g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[mi][e];
     }
     __syncthreads();
+  }
+  if (splits > 1) {
+    // K split: every block's partial sums (base, and delta before Q is subtracted) go to block 0's stage memory
+    // (free once every block of the cluster is past its main loop); block 0 adds them in rank order.
+    SplitPartial* inbox = reinterpret_cast<SplitPartial*>(smem);
+    cluster_barrier();
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      const int r = warp * RW + i;
+#pragma unroll
+      for (int mi = 0; mi < MT; ++mi) {
+        long long part[2];
+        plane_sums(acc_d[i][mi], 0ll, t, part);
+        if (t != 0 || r >= R) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int mm = mi * 16 + g + 8 * h;
+          store_cluster(rank0_address(inbox + (rank * BM + mm) * ROWS + r), s_base[mm][r], part[h]);
+        }
+      }
+    }
+    cluster_barrier();
+    if (rank != 0) return;
+    for (int idx = threadIdx.x; idx < BM * R; idx += 256) {
+      const int r = idx / BM, mm = idx % BM;
+      const int64_t m = m0 + mm;
+      if (m >= M) continue;
+      float base = 0.f;
+      long long part = 0;
+      for (int s = 0; s < splits; ++s) {
+        base += inbox[(s * BM + mm) * ROWS + r].base;
+        part += inbox[(s * BM + mm) * ROWS + r].delta;
+      }
+      const int ten = s_tenant[r];
+      float v = base;
+      if (ten >= 0) {
+        if (ten < num_tenants) {
+          long long q_total = 0;
+          for (int j = 0; j < XP_PARTS; ++j) q_total += __ldg(q_sums + r * XP_PARTS + j);
+          v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], __ldg(x_scale + r) * float(part - q_total), v);
+        } else {
+          v = __int_as_float(0x7fc00000);
+        }
+      }
+      y[int64_t(r) * M + m] = store_cast<TY>(v);
+    }
+    return;
   }
   // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
@@ -487,6 +544,7 @@ struct LeanShape {
   static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
   static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+  static_assert(SPLIT_MAX * 16 * ROWS * int(sizeof(SplitPartial)) <= SMEM_BYTES, "K-split inbox fits in the stages");
 };
 
 template <typename T, typename TY, int RW>
@@ -502,7 +560,8 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const float* __restrict__ x_scale,             // [R]
     const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    int64_t M, int64_t K,
+    int splits) {                                  // blocks per tile (a cluster), each a range of k256 stages
   using Sh = LeanShape<RW>;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
   constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
@@ -516,9 +575,10 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   __shared__ float s_xscale[ROWS];
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int64_t m0 = int64_t(blockIdx.x) * 16, mt0 = blockIdx.x;
+  const int rank = cluster_rank(splits);
+  const int64_t mt0 = blockIdx.x / splits, m0 = mt0 * 16;
   const int64_t K64 = K / 64, K256 = K / 256;
-  const int KCH = int(K256);
+  const int kc0 = int(K256 * rank / splits), KCH = int(K256 * (rank + 1) / splits) - kc0;  // this block's stages
 
   if (tid < ROWS) {
     const int ten = tid < R ? row_tenant[tid] : -1;
@@ -541,7 +601,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     w_ok[i] = m0 + c_row + 8 * i < M;
-    w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + c_ch * 8;
+    w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + int64_t(kc0) * KC + c_ch * 8;
   }
   const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row + 8: same parity, + 8 rows of 512 bytes
   // A row has signs and planes exactly when its tenant is valid (s_signs[row] != nullptr, never for row >= R).
@@ -552,8 +612,8 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   for (int i = 0; i < RW; ++i) {
     const int row = c_row + 8 * i;
     s_ok[i] = s_signs[row] != nullptr;
-    s_src[i] = s_ok[i] ? s_signs[row] + mt0 * K64 * 32 + c_ch * 4 : dummy;
-    b_src[i] = s_ok[i] ? xb + int64_t(row) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
+    s_src[i] = s_ok[i] ? s_signs[row] + (mt0 * K64 + 4 * int64_t(kc0)) * 32 + c_ch * 4 : dummy;
+    b_src[i] = s_ok[i] ? xb + (int64_t(row) * K256 + kc0) * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
   }
   const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_ch * 16;
   auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
@@ -584,7 +644,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const bool do_base = nt * 8 < R;
   const int xrow = nt * 8 + g;
   const bool x_ok = do_base && xrow < R;
-  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0)) + wi * 4 + t;
+  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0) + int64_t(kc0) * KC) + wi * 4 + t;
   auto load_xfrags = [&](uint4 (&f)[KSTEPS]) {  // this warp's x fragments of the next stage (L2)
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) f[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
@@ -680,6 +740,48 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       for (int e = 0; e < 4; ++e) s_base[g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[e];
     }
     __syncthreads();
+  }
+  if (splits > 1) {
+    // K split, as in decode3_kernel: partial sums to block 0's stage memory, added there in rank order.
+    SplitPartial* inbox = reinterpret_cast<SplitPartial*>(smem);
+    cluster_barrier();
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      const int r = warp * RW + i;
+      long long part[2];
+      plane_sums(acc_d[i], 0ll, t, part);
+      if (t != 0 || r >= R) continue;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        store_cluster(rank0_address(inbox + (rank * 16 + g + 8 * h) * ROWS + r), s_base[g + 8 * h][r], part[h]);
+    }
+    cluster_barrier();
+    if (rank != 0) return;
+    for (int idx = tid; idx < 16 * R; idx += 256) {
+      const int r = idx >> 4, mm = idx & 15;
+      const int64_t m = m0 + mm;
+      if (m >= M) continue;
+      float base = 0.f;
+      long long part = 0;
+      for (int s = 0; s < splits; ++s) {
+        base += inbox[(s * 16 + mm) * ROWS + r].base;
+        part += inbox[(s * 16 + mm) * ROWS + r].delta;
+      }
+      const int ten = s_tenant[r];
+      float v = base;
+      if (ten >= 0) {
+        if (ten < num_tenants) {
+          long long q_total = 0;
+#pragma unroll
+          for (int j = 0; j < XP_PARTS; ++j) q_total += s_qsum[r][j];
+          v = fmaf(s_scale[r][scale_per_row ? mm : 0], s_xscale[r] * float(part - q_total), v);
+        } else {
+          v = __int_as_float(0x7fc00000);
+        }
+      }
+      y[int64_t(r) * M + m] = store_cast<TY>(v);
+    }
+    return;
   }
   // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll

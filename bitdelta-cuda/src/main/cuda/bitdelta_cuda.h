@@ -186,6 +186,12 @@ int bd_decode(int dtype, int y_dtype,
  * blocks where it does not apply). */
 int bd_debug_set_decode_variant(int variant);
 
+/* Benchmarks only: blocks per 16-row tile in bd_decode (K split over a thread-block cluster, cc >= 9.0, every
+ * version but 2). 0 = automatic (1 while the tiles fit in one wave of resident blocks, else the split of 2..4 that
+ * fills the waves best); 1..4 = forced (capped so that every block gets some K). Not thread-safe; returns
+ * BD_ERR_BAD_SHAPE outside 0..4. */
+int bd_debug_set_decode_splits(int splits);
+
 /* ====================================================================================================== */
 /* Prefill: many rows (tokens) per tenant, rows grouped in segments, tensor cores.                        */
 /*   for rows r in segment s (d_seg_offsets[s] <= r < d_seg_offsets[s+1]), t = d_seg_tenant[s]:           */
