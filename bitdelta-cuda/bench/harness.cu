@@ -255,11 +255,8 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   const size_t wsb = bd_decode_workspace_bytes(M, K, R);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  for (int variant = 1; variant <= DECODE_VARIANTS; ++variant)
-  for (int splits : {0, 2, 3, 4}) {  // 0: the automatic choice; 2..4: K split over a cluster, forced (not version 2)
-  if (splits > 0 && (variant == 2 || variant == 3)) continue;
+  for (int variant = 1; variant <= DECODE_VARIANTS; ++variant) {
   BD_CHECK(bd_debug_set_decode_variant(variant));
-  BD_CHECK(bd_debug_set_decode_splits(splits));
   CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
   CUDA_CHECK(cudaMemset(d_ws, 0xA5, std::max<size_t>(wsb, 1)));      // workspace garbage
   BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
@@ -284,15 +281,12 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   // Variant 6 falls back to version 3 (16-row blocks) where its lean form does not apply (K % 256 != 0; the
   // buffers here are cudaMalloc'd, so always aligned): say which kernel the line checked.
   const char* ran = variant == 6 && K % 256 != 0 ? " (lean form does not apply: version 3 ran)" : "";
-  char split_name[16] = "";
-  if (splits > 0) std::snprintf(split_name, sizeof(split_name), " splits=%d", splits);
-  std::snprintf(line, sizeof(line), "decode v%d%s %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s%s",
-                variant, split_name, dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
+  std::snprintf(line, sizeof(line), "decode v%d %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s%s",
+                variant, dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
                 mixed ? " mixed(-1,out-of-range)" : "", rel, written ? "" : " UNWRITTEN/NaN", ran);
   report(written && rel < 2e-3, line);
   }
   BD_CHECK(bd_debug_set_decode_variant(0));
-  BD_CHECK(bd_debug_set_decode_splits(0));
   cudaFree(d_ws);
   // Layout round trip for tenant 0.
   if (T > 0) {
@@ -546,28 +540,26 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
     CUDA_CHECK(cudaMalloc(&s.y, size_t(T) * M * 2));
   }
   const int reps = quick ? 30 : 200;
+  double vus[DECODE_VARIANTS + 1];
   const size_t wsb = bd_decode_workspace_bytes(M, K, T);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  auto time_variant = [&](int variant, int splits) {
-    BD_CHECK(bd_debug_set_decode_variant(variant));
-    BD_CHECK(bd_debug_set_decode_splits(splits));
-    return time_us(nsets, 20, reps, [&](int i) {
+  // Every variant (0 = the automatic choice), then the automatic choice without persistent blocks.
+  double tile_per_block_us = 0;
+  for (int variant = 0; variant <= DECODE_VARIANTS + 1; ++variant) {
+    BD_CHECK(bd_debug_set_decode_variant(variant <= DECODE_VARIANTS ? variant : 0));
+    BD_CHECK(bd_debug_set_decode_persistent(variant <= DECODE_VARIANTS ? 1 : 0));
+    const double us = time_us(nsets, 20, reps, [&](int i) {
       Set& s = sets[i];
       BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
                          BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
     });
-  };
-  // The automatic choice, then the same with the K split forced to 1..4 blocks per tile, then versions 1, 3 and
-  // 3's lean form with the automatic split. (Versions 2 and 3 with 32-row blocks, never chosen and 1.4-3x slower
-  // in runs 36-41, are no longer timed here: variants 2, 3, 5.)
-  const double us = time_variant(0, 0);
-  double split_us[5] = {0, 0, 0, 0, 0};
-  for (int splits = 1; splits <= 4; ++splits) split_us[splits] = time_variant(0, splits);
-  const double v1_us = time_variant(1, 0), v3_us = time_variant(4, 0), lean_us = time_variant(6, 0);
+    (variant <= DECODE_VARIANTS ? vus[variant] : tile_per_block_us) = us;
+  }
   cudaFree(d_ws);
   BD_CHECK(bd_debug_set_decode_variant(0));
-  BD_CHECK(bd_debug_set_decode_splits(0));
+  BD_CHECK(bd_debug_set_decode_persistent(1));
+  const double us = vus[0];
   for (auto& s : sets) { cudaFree(s.W); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
   // Baseline: T separate F16 weight matrices, one token each: cuBLAS strided batched GEMV (n = 1).
   const size_t wb = size_t(T) * M * K * 2;
@@ -592,8 +584,8 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
   char vnote[256];
   std::snprintf(vnote, sizeof(vnote),
-                "splits 1/2/3/4: %.1f/%.1f/%.1f/%.1f; v1 %.1f, v3/16 %.1f, v3 lean %.1f", split_us[1], split_us[2],
-                split_us[3], split_us[4], v1_us, v3_us, lean_us);
+                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f; auto, a block per tile %.1f",
+                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], tile_per_block_us);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);
@@ -806,6 +798,9 @@ int main(int argc, char** argv) {
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 33, 33, 7, 7, false, false, rng);
     check_decode(BD_DTYPE_F16, BD_DTYPE_F16, 33, 4104, 16, 5, true, true, rng);
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 1000, 11008, 64, 64, true, true, rng);
+    // More 16-row tiles than resident blocks (persistent version 1 and lean form) with odd M, and K % 8 != 0.
+    check_decode(BD_DTYPE_F16, BD_DTYPE_F16, 8191, 4352, 33, 9, true, true, rng);
+    check_decode(BD_DTYPE_BF16, BD_DTYPE_F32, 5001, 1001, 5, 5, true, false, rng);
     if (!decode_only) {
     // prefill
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);

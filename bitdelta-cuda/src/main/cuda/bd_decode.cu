@@ -25,49 +25,6 @@ constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
 // piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-// ---- K split over a thread-block cluster (sm_90; every decode version but 2) ----
-// Why: a grid of more 16-row tiles than the GPU holds at once runs in whole waves. The 688 tiles of an 11008-row
-// matrix on 264 block slots (132 SMs x 2) take three waves, the last 61% full; the transposed shape (256 tiles,
-// one wave) moves the same bytes 9-12% faster (run 40). Splitting each tile's K over the `splits` blocks of a
-// cluster makes the blocks shorter and the waves fuller (splits = 3: 2064 blocks, 7.8 waves, the last 82% full).
-// The partial sums meet in the shared memory of the cluster's block 0 (distributed shared memory) and are added
-// there in rank order: deterministic, no workspace, no second launch. splits == 1 is a plain launch, untouched.
-constexpr int SPLIT_MAX = 4;
-__device__ __forceinline__ int cluster_rank(int splits) {
-  uint32_t rank = 0;
-#if __CUDA_ARCH__ >= 900
-  if (splits > 1) asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
-#endif
-  return int(rank);
-}
-// Every thread of every block of the cluster; release / acquire: shared-memory writes before it (local or
-// remote) are visible to the whole cluster after it. The first one also guarantees that all blocks have started,
-// which distributed shared memory needs before a remote write.
-__device__ __forceinline__ void cluster_barrier() {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
-#endif
-}
-// The address of this block's shared variable `p` in block 0 of the cluster.
-__device__ __forceinline__ uint32_t rank0_address(const void* p) {
-  uint32_t out = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-#if __CUDA_ARCH__ >= 900
-  asm volatile("mapa.shared::cluster.u32 %0, %0, 0;\n" : "+r"(out));
-#endif
-  return out;
-}
-__device__ __forceinline__ void store_cluster(uint32_t address, float a, float b) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("st.shared::cluster.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
-#endif
-}
-__device__ __forceinline__ void store_cluster(uint32_t address, float base, long long delta) {
-#if __CUDA_ARCH__ >= 900
-  asm volatile("st.shared::cluster.v2.b64 [%0], {%1, %2};\n" ::"r"(address), "l"((long long)__float_as_uint(base)),
-               "l"(delta) : "memory");
-#endif
-}
-
 // (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-20% slower at 1-8 rows, removed.)
 template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
@@ -79,22 +36,18 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
     int num_tenants, int scale_per_row,
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K,
-    int splits) {                                  // blocks per 16-row tile (a cluster), each a K range
+    int64_t M, int64_t K) {
   constexpr int ROWS = NT * 8;
   constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
   __shared__ int s_tenant[ROWS];
   __shared__ float s_acc[DECODE_WARPS][2][16][ROWS + 1];  // [warp][base/delta][m in tile][row]
-  static_assert(SPLIT_MAX * 16 * ROWS * 2 <= DECODE_WARPS * 2 * 16 * (ROWS + 1), "K-split inbox fits in s_acc");
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int rank = cluster_rank(splits);
-  const int64_t mt = blockIdx.x / splits, m0 = mt * 16;
+  const int64_t mt = blockIdx.x, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64;
-  const int64_t kb0 = K64 * rank / splits, kbn = K64 * (rank + 1) / splits - kb0;  // this block's k64 blocks
-  const int64_t kb_begin = kb0 + kbn * warp / DECODE_WARPS, kb_end = kb0 + kbn * (warp + 1) / DECODE_WARPS;
+  const int64_t kb_begin = K64 * warp / DECODE_WARPS, kb_end = K64 * (warp + 1) / DECODE_WARPS;
 
   const bool w_ok0 = m0 + g < M, w_ok1 = m0 + g + 8 < M;
   const T* w_row0 = W + (w_ok0 ? (m0 + g) : 0) * K;
@@ -214,41 +167,6 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     }
   __syncthreads();
   // Epilogue: y[r, m] = base + a_t[m] * delta. 16 consecutive m per row r.
-  float sum_base[EPI], sum_delta[EPI];
-#pragma unroll
-  for (int j = 0; j < EPI; ++j) {
-    const int idx = threadIdx.x + j * DECODE_WARPS * 32;
-    const int r = (idx >> 4) < ROWS ? idx >> 4 : 0, mm = idx & 15;
-    sum_base[j] = sum_delta[j] = 0.f;
-#pragma unroll
-    for (int w = 0; w < DECODE_WARPS; ++w) {
-      sum_base[j] += s_acc[w][0][mm][r];
-      sum_delta[j] += s_acc[w][1][mm][r];
-    }
-  }
-  if (splits > 1) {
-    // K split: every block's sums go to block 0's s_acc (free once all blocks have read theirs), as
-    // [rank][item] pairs; block 0 adds them in rank order.
-    float2* inbox = reinterpret_cast<float2*>(&s_acc[0][0][0][0]);
-    cluster_barrier();
-#pragma unroll
-    for (int j = 0; j < EPI; ++j) {
-      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
-      if (idx < 16 * R) store_cluster(rank0_address(inbox + rank * 16 * ROWS + idx), sum_base[j], sum_delta[j]);
-    }
-    cluster_barrier();
-    if (rank != 0) return;
-#pragma unroll
-    for (int j = 0; j < EPI; ++j) {
-      const int idx = threadIdx.x + j * DECODE_WARPS * 32;
-      if (idx >= 16 * R) break;
-      sum_base[j] = sum_delta[j] = 0.f;
-      for (int s = 0; s < splits; ++s) {
-        sum_base[j] += inbox[s * 16 * ROWS + idx].x;
-        sum_delta[j] += inbox[s * 16 * ROWS + idx].y;
-      }
-    }
-  }
 #pragma unroll
   for (int j = 0; j < EPI; ++j) {
     const int idx = threadIdx.x + j * DECODE_WARPS * 32;
@@ -256,7 +174,12 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
     const int r = idx >> 4, mm = idx & 15;
     const int64_t m = m0 + mm;
     if (m >= M) continue;
-    const float base = sum_base[j], delta = sum_delta[j];
+    float base = 0.f, delta = 0.f;
+#pragma unroll
+    for (int w = 0; w < DECODE_WARPS; ++w) {
+      base += s_acc[w][0][mm][r];
+      delta += s_acc[w][1][mm][r];
+    }
     const int ten = s_tenant[r];
     float v = base;
     if (ten >= 0)  // an invalid tenant index gives NaN, never an out-of-bounds read
@@ -528,57 +451,36 @@ static cudaError_t device_info(DeviceInfo* out) {
   return cudaSuccess;
 }
 
-// 0 = automatic; 1..SPLIT_MAX = that many blocks per tile wherever a K split is possible (cc >= 9.0, every
-// version but 2, at least one unit of K per block). Benchmarks only.
-static int g_decode_splits = 0;
+// 1 = automatic: version 3's lean form runs persistent blocks (one per resident slot) for up to 16 rows when there
+// are more tiles than slots; 0 = one block per tile always. Benchmarks only.
+static int g_decode_persistent = 1;
 
-// Blocks per 16-row tile (a cluster): 1 when the tiles fit in one wave, else the split that fills the waves best
-// (ties to the smaller split), with at least `min_units` units of K (k64 blocks in version 1, k256 stages in
-// version 3) per block.
-static int choose_splits(const DeviceInfo& device, int blocks_per_sm, int64_t tiles, int64_t k_units, int min_units) {
-  if (device.major < 9) return 1;  // clusters: sm_90 and later
-  if (g_decode_splits > 0) return int(g_decode_splits < k_units ? g_decode_splits : k_units);
-  const double slots = double(blocks_per_sm > 0 ? blocks_per_sm : 1) * device.sms;
-  if (double(tiles) <= slots) return 1;
-  auto filled = [&](int s) { const double waves = double(tiles) * s / slots; return waves / std::ceil(waves); };
-  int best = 1;
-  double best_filled = filled(1);
-  for (int s = 2; s <= SPLIT_MAX && k_units / s >= min_units; ++s)
-    if (filled(s) > best_filled + 0.02) { best = s; best_filled = filled(s); }
-  return best;
+// Blocks of a persistent decode grid: one per 16-row tile while they fit in one wave of resident blocks, else one
+// per resident slot (each then takes every gridDim.x-th tile).
+static int64_t persistent_grid(const DeviceInfo& device, int blocks_per_sm, int64_t tiles) {
+  const int64_t slots = int64_t(blocks_per_sm) * device.sms;
+  return g_decode_persistent && slots > 0 && tiles > slots ? slots : tiles;
 }
 
 // Every decode launch: `pdl` = programmatic dependent launch on cc >= 9.0 (decode3 waits in griddepcontrol.wait
-// before reading the pre-pass's output, so its block setup overlaps xplanes_kernel); `splits` > 1 = clusters of
-// that many blocks along x (the grid is a whole number of them).
+// before reading the pre-pass's output, so its block setup overlaps xplanes_kernel).
 template <typename... KArgs, typename... Args>
 static cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-                          const DeviceInfo& device, bool pdl, int splits, Args... args) {
+                          const DeviceInfo& device, bool pdl, Args... args) {
   cudaLaunchConfig_t config = {};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = smem;
   config.stream = stream;
-  cudaLaunchAttribute attribute[2];
-  int n = 0;
-  if (pdl && device.major >= 9) {
-    attribute[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[n].val.programmaticStreamSerializationAllowed = 1;
-    ++n;
-  }
-  if (splits > 1) {
-    attribute[n].id = cudaLaunchAttributeClusterDimension;
-    attribute[n].val.clusterDim.x = unsigned(splits);
-    attribute[n].val.clusterDim.y = 1;
-    attribute[n].val.clusterDim.z = 1;
-    ++n;
-  }
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
   config.attrs = attribute;
-  config.numAttrs = n;
+  config.numAttrs = pdl && device.major >= 9 ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
 }
 
-// Resident blocks per SM of `kernel` (for choose_splits), queried once per kernel.
+// Resident blocks per SM of `kernel` (for persistent_grid), queried once per kernel.
 template <typename Kernel>
 static cudaError_t blocks_per_sm(Kernel kernel, int threads, size_t smem, int* cache) {
   if (*cache > 0) return cudaSuccess;
@@ -606,19 +508,15 @@ static int launch_decode3(const DeviceInfo& device, bool vec, const T* W, const 
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = Decode3Shape<RW, MT>;
   static bool attribute_set[2] = {false, false};
-  static int occupancy[2] = {0, 0};
   auto kernel = vec ? decode3_kernel<T, TY, RW, MT, true> : decode3_kernel<T, TY, RW, MT, false>;
   if (!attribute_set[vec]) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set[vec] = true;
   }
-  cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy[vec]);
-  if (e != cudaSuccess) return record_cuda_error(e);
   const int64_t tiles = (M + Shape::BM - 1) / Shape::BM;
-  const int splits = choose_splits(device, occupancy[vec], tiles, (K + 255) / 256, 4);
-  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(256), Shape::SMEM_BYTES, stream, device, true, splits, W, x,
-             row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K, splits);
+  const cudaError_t e = launch(kernel, dim3(unsigned(tiles)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x,
+                               row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -639,10 +537,11 @@ static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x,
   }
   cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
-  const int64_t tiles = (M + 15) / 16;
-  const int splits = choose_splits(device, occupancy, tiles, K / 256, 4);
-  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(256), Shape::SMEM_BYTES, stream, device, true, splits, W, x,
-             row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K, splits);
+  // Persistent blocks for up to 16 rows (run 44: 11008x4096 with 8 / 16 rows 4.5 / 6.3 us faster back to back, one
+  // by one too); with 32 rows they were 1.2-1.6% slower there, so those keep a block per tile.
+  const int64_t tiles = (M + 15) / 16, grid = RW <= 2 ? persistent_grid(device, occupancy, tiles) : tiles;
+  e = launch(kernel, dim3(unsigned(grid)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x, row_tenant, R,
+             signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -709,14 +608,9 @@ template <typename T, typename TY, int NT>
 static int launch_decode_nt(const DeviceInfo& device, bool vec, const T* W, const T* x, const int32_t* row_tenant,
                             int R, const uint32_t* const* signs, const float* const* scales, int num_tenants,
                             int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  static int occupancy[2] = {0, 0};
   auto kernel = vec ? decode_kernel<T, TY, NT, true> : decode_kernel<T, TY, NT, false>;
-  cudaError_t e = blocks_per_sm(kernel, DECODE_WARPS * 32, 0, &occupancy[vec]);
-  if (e != cudaSuccess) return record_cuda_error(e);
-  const int64_t tiles = (M + 15) / 16;
-  const int splits = choose_splits(device, occupancy[vec], tiles, (K + 63) / 64, DECODE_WARPS);
-  e = launch(kernel, dim3(unsigned(tiles * splits)), dim3(DECODE_WARPS * 32), 0, stream, device, false, splits, W, x,
-             row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, splits);
+  const cudaError_t e = launch(kernel, dim3(unsigned((M + 15) / 16)), dim3(DECODE_WARPS * 32), 0, stream, device,
+                               false, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -733,14 +627,21 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   int variant = g_decode_variant;
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Automatic choice (runs 36-41 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1 (one launch: no
+  // Automatic choice (runs 36-44 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1 (one launch: no
   // pre-pass, no workspace; the lean form is 0.4-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one
   // by one, run 41, and CudaBackend waits for every product); 9-16 rows version 3 with 16-row blocks; more rows
-  // version 3's lean form (where it applies); versions 3 need the workspace, else version 2.
-  if (variant == 0) variant = R <= 8 ? 1 : R <= 16 ? 4 : 6;
+  // version 3's lean form (where it applies); versions 3 need the workspace, else version 2. Exception: with more
+  // 16-row tiles than two blocks per SM (every version here runs two per SM), the lean form's persistent blocks
+  // from 5 rows up (run 44, 11008x4096: at 8 / 16 rows 6.6 / 6.3 us faster than versions 1 / 3 back to back, 8.4 /
+  // 4.8 us one by one; at 1 and 4 rows 2.1 / 3.0 us faster back to back but 0.5 / 1.7 us slower one by one).
+  const bool lean_applies = vec && K % 256 == 0 && ws_ok;
+  if (variant == 0) {
+    const bool many_tiles = (M + 15) / 16 > int64_t(2) * device.sms;
+    variant = R > 16 || (lean_applies && many_tiles && R > 4) ? 6 : R <= 8 ? 1 : 4;
+  }
   if ((variant == 4 || variant == 5 || variant == 6) && !ws_ok) variant = 2;
   const bool v3 = variant == 4 || variant == 5 || variant == 6;
-  const bool lean = variant == 6 && vec && K % 256 == 0;
+  const bool lean = variant == 6 && lean_applies;
   XPlanes xp{nullptr, nullptr, nullptr};
   if (v3) {
     xp = decode3_carve(ws, K, R);
@@ -793,9 +694,9 @@ int bd_debug_set_decode_variant(int variant) {
   return BD_OK;
 }
 
-int bd_debug_set_decode_splits(int splits) {
-  if (splits < 0 || splits > bd::SPLIT_MAX) return BD_ERR_BAD_SHAPE;
-  bd::g_decode_splits = splits;
+int bd_debug_set_decode_persistent(int persistent) {
+  if (persistent != 0 && persistent != 1) return BD_ERR_BAD_SHAPE;
+  bd::g_decode_persistent = persistent;
   return BD_OK;
 }
 

@@ -192,13 +192,6 @@ __device__ __forceinline__ void plane_sums(const int (&acc)[2][4], long long q_t
   }
 }
 
-// One partial sum of a K split (decode3 kernels): the base product and the delta before Q is subtracted.
-struct __align__(16) SplitPartial {
-  float base;
-  int unused;
-  long long delta;
-};
-
 template <int RW, int MT>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
@@ -211,7 +204,6 @@ struct Decode3Shape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
   // 16-byte chunks per stage, per thread (all exact multiples of 256 threads)
   static constexpr int W_CH = BM * 32 / 256, S_CH = ROWS * MT * 32 / 256, XB_CH = ROWS * 32 / 256;
-  static_assert(SPLIT_MAX * BM * ROWS * int(sizeof(SplitPartial)) <= SMEM_BYTES, "K-split inbox fits in the stages");
 };
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
@@ -227,8 +219,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     const float* __restrict__ x_scale,             // [R]
     const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K,
-    int splits) {                                  // blocks per tile (a cluster), each a range of k256 stages
+    int64_t M, int64_t K) {
   using Sh = Decode3Shape<RW, MT>;
   constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -237,10 +228,9 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
   __shared__ float s_base[BM][ROWS + 1];
 
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int rank = cluster_rank(splits);
-  const int64_t m0 = int64_t(blockIdx.x / splits) * BM, mt0 = m0 / 16;
+  const int64_t m0 = int64_t(blockIdx.x) * BM, mt0 = m0 / 16;
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16, K256 = (K + 255) / 256;
-  const int64_t kc0 = K256 * rank / splits, KCH = K256 * (rank + 1) / splits - kc0;  // this block's k256 stages
+  const int64_t KCH = K256;
 
   if (threadIdx.x < ROWS) {
     const int r = threadIdx.x;
@@ -334,7 +324,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc_b[mi][e] = 0.f;
   uint4 xf_next[KSTEPS];
-  load_xfrags(kc0, xf_next);
+  load_xfrags(0, xf_next);
   int acc_d[RW][MT][2][4];
 #pragma unroll
   for (int i = 0; i < RW; ++i)
@@ -352,15 +342,15 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 #endif
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < KCH) load_stage(st, kc0 + st);
+    if (st < KCH) load_stage(st, st);
     cp_async_commit_group();
   }
-  for (int64_t kc = 0; kc < KCH; ++kc) {  // the block's stage kc is k256 block kc0 + kc
+  for (int64_t kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
     __syncthreads();
     {
       const int64_t kn = kc + STAGES - 1;
-      if (kn < KCH) load_stage(int(kn % STAGES), kc0 + kn);
+      if (kn < KCH) load_stage(int(kn % STAGES), kn);
       cp_async_commit_group();
     }
     const unsigned char* base = smem + int(kc % STAGES) * Sh::STAGE_BYTES;
@@ -368,7 +358,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     uint4 xf[KSTEPS];
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
-    if (kc + 1 < KCH) load_xfrags(kc0 + kc + 1, xf_next);
+    if (kc + 1 < KCH) load_xfrags(kc + 1, xf_next);
     const uint32_t* Ss = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES);
     const uint32_t* XBs = reinterpret_cast<const uint32_t*>(base + Sh::W_BYTES + Sh::X_BYTES + Sh::S_BYTES);
     // Delta: binary tensor cores, one k256 step.
@@ -415,53 +405,6 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
     }
     __syncthreads();
   }
-  if (splits > 1) {
-    // K split: every block's partial sums (base, and delta before Q is subtracted) go to block 0's stage memory
-    // (free once every block of the cluster is past its main loop); block 0 adds them in rank order.
-    SplitPartial* inbox = reinterpret_cast<SplitPartial*>(smem);
-    cluster_barrier();
-#pragma unroll
-    for (int i = 0; i < RW; ++i) {
-      const int r = warp * RW + i;
-#pragma unroll
-      for (int mi = 0; mi < MT; ++mi) {
-        long long part[2];
-        plane_sums(acc_d[i][mi], 0ll, t, part);
-        if (t != 0 || r >= R) continue;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int mm = mi * 16 + g + 8 * h;
-          store_cluster(rank0_address(inbox + (rank * BM + mm) * ROWS + r), s_base[mm][r], part[h]);
-        }
-      }
-    }
-    cluster_barrier();
-    if (rank != 0) return;
-    for (int idx = threadIdx.x; idx < BM * R; idx += 256) {
-      const int r = idx / BM, mm = idx % BM;
-      const int64_t m = m0 + mm;
-      if (m >= M) continue;
-      float base = 0.f;
-      long long part = 0;
-      for (int s = 0; s < splits; ++s) {
-        base += inbox[(s * BM + mm) * ROWS + r].base;
-        part += inbox[(s * BM + mm) * ROWS + r].delta;
-      }
-      const int ten = s_tenant[r];
-      float v = base;
-      if (ten >= 0) {
-        if (ten < num_tenants) {
-          long long q_total = 0;
-          for (int j = 0; j < XP_PARTS; ++j) q_total += __ldg(q_sums + r * XP_PARTS + j);
-          v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], __ldg(x_scale + r) * float(part - q_total), v);
-        } else {
-          v = __int_as_float(0x7fc00000);
-        }
-      }
-      y[int64_t(r) * M + m] = store_cast<TY>(v);
-    }
-    return;
-  }
   // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
@@ -495,7 +438,7 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 
 // ------------------------------------------------------------------------------------------------------
 // Version 3, lean form (decode3_lean_kernel; what bd_decode runs for more than 16 rows when K % 256 == 0 and W,
-// x are 16-byte aligned): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written
+// x are 16-byte aligned, and from 5 rows up when M has more tiles than the GPU holds at once, as persistent blocks): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written
 // for few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
 // are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
 // planes, their sums of q and the x scales depend on it), and the epilogue's operands (tenant scales, sums of q,
@@ -544,7 +487,6 @@ struct LeanShape {
   static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
   static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
-  static_assert(SPLIT_MAX * 16 * ROWS * int(sizeof(SplitPartial)) <= SMEM_BYTES, "K-split inbox fits in the stages");
 };
 
 template <typename T, typename TY, int RW>
@@ -560,8 +502,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const float* __restrict__ x_scale,             // [R]
     const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
     TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K,
-    int splits) {                                  // blocks per tile (a cluster), each a range of k256 stages
+    int64_t M, int64_t K) {
   using Sh = LeanShape<RW>;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
   constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
@@ -575,10 +516,15 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   __shared__ float s_xscale[ROWS];
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int rank = cluster_rank(splits);
-  const int64_t mt0 = blockIdx.x / splits, m0 = mt0 * 16;
-  const int64_t K64 = K / 64, K256 = K / 256;
-  const int kc0 = int(K256 * rank / splits), KCH = int(K256 * (rank + 1) / splits) - kc0;  // this block's stages
+  const int64_t M16 = (M + 15) / 16, K64 = K / 64, K256 = K / 256;
+  const int KCH = int(K256);
+  // Persistent over tiles: this block's tiles are blockIdx.x + i * gridDim.x, i < tiles; its stages run as one
+  // sequence of tiles * KCH (stage j = k256 block j % KCH of tile j / KCH), so that the next tile's copies are in
+  // flight while a tile's partial sums meet and are written. (Run 43 tried the opposite, each tile's K split over a
+  // cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory: slower in every cell, e.g.
+  // 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed costs are paid again by every wave of blocks. Run 44
+  // made version 1 persistent too, prefetching the next tile's first lines: 0.7-3.1 us slower back to back there.)
+  const int tiles = int((M16 - 1 - blockIdx.x) / gridDim.x + 1), total = tiles * KCH;
 
   if (tid < ROWS) {
     const int ten = tid < R ? row_tenant[tid] : -1;
@@ -587,7 +533,6 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     s_signs[tid] = valid ? tenant_signs[ten] : nullptr;
     s_scales[tid] = valid ? tenant_scales[ten] : nullptr;
   }
-  for (int i = tid; i < 16 * (ROWS + 1); i += 256) (&s_base[0][0])[i] = 0.f;
   __syncthreads();
 
   // Copy roles: thread tid copies chunk (tid & 31) of rows (tid >> 5) + 8 i of each operand: W rows of the block
@@ -596,27 +541,33 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const uint32_t smem0 = smem_u32(smem);
   const int c_row = tid >> 5, c_ch = tid & 31;
   const uint32_t* dummy = reinterpret_cast<const uint32_t*>(W);
+  // Copy cursors: W and sign lines (the tile moves at every wrap), planes (the same for every tile).
   bool w_ok[2];
   const T* w_src[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    w_ok[i] = m0 + c_row + 8 * i < M;
-    w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + int64_t(kc0) * KC + c_ch * 8;
-  }
+  int ws_tile = blockIdx.x;
   const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row + 8: same parity, + 8 rows of 512 bytes
   // A row has signs and planes exactly when its tenant is valid (s_signs[row] != nullptr, never for row >= R).
   bool s_ok[RW];
   const uint32_t* s_src[RW];
   const uint32_t* b_src[RW];
 #pragma unroll
-  for (int i = 0; i < RW; ++i) {
-    const int row = c_row + 8 * i;
-    s_ok[i] = s_signs[row] != nullptr;
-    s_src[i] = s_ok[i] ? s_signs[row] + (mt0 * K64 + 4 * int64_t(kc0)) * 32 + c_ch * 4 : dummy;
-    b_src[i] = s_ok[i] ? xb + (int64_t(row) * K256 + kc0) * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
-  }
+  for (int i = 0; i < RW; ++i) s_ok[i] = s_signs[c_row + 8 * i] != nullptr;
+  auto ws_sources = [&](int tile) {  // k256 block 0 of the tile
+    const int64_t m0 = int64_t(tile) * 16;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      w_ok[i] = m0 + c_row + 8 * i < M;
+      w_src[i] = W + (w_ok[i] ? (m0 + c_row + 8 * i) * K : 0) + c_ch * 8;
+    }
+#pragma unroll
+    for (int i = 0; i < RW; ++i) s_src[i] = s_ok[i] ? s_signs[c_row + 8 * i] + tile * K64 * 32 + c_ch * 4 : dummy;
+  };
+  ws_sources(ws_tile);
+#pragma unroll
+  for (int i = 0; i < RW; ++i) b_src[i] = s_ok[i] ? xb + int64_t(c_row + 8 * i) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
   const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_ch * 16;
-  auto load_ws = [&](uint32_t stage) {  // W and sign lines: independent of the pre-pass
+  // `wrap`: the stage is its tile's last (k256 block KCH - 1); the sources then move to the next tile's start.
+  auto load_ws = [&](uint32_t stage, bool wrap) {  // W and sign lines: independent of the pre-pass
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       cp16(stage + w_dst + i * 8 * KC * 2, w_src[i], w_ok[i]);
@@ -627,12 +578,20 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       cp16(stage + s_dst + i * 8 * 512, s_src[i], s_ok[i]);
       s_src[i] += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
     }
+    if (wrap) {
+      ws_tile += gridDim.x;
+      if (ws_tile < M16) ws_sources(ws_tile);
+    }
   };
-  auto load_xb = [&](uint32_t stage) {  // bit-planes: written by the pre-pass
+  auto load_xb = [&](uint32_t stage, bool wrap) {  // bit-planes: written by the pre-pass
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       cp16(stage + b_dst + i * 8 * 512, b_src[i], s_ok[i]);
       b_src[i] += XB_WORDS_PER_K256;
+    }
+    if (wrap) {
+#pragma unroll
+      for (int i = 0; i < RW; ++i) b_src[i] -= K256 * XB_WORDS_PER_K256;  // the same planes for every tile
     }
   };
 
@@ -644,7 +603,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const bool do_base = nt * 8 < R;
   const int xrow = nt * 8 + g;
   const bool x_ok = do_base && xrow < R;
-  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0) + int64_t(kc0) * KC) + wi * 4 + t;
+  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0)) + wi * 4 + t;
   auto load_xfrags = [&](uint4 (&f)[KSTEPS]) {  // this warp's x fragments of the next stage (L2)
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) f[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
@@ -665,14 +624,16 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc_d[i][gr][e] = 0;
 
-  // W and the first stages' sign lines stream while the pre-pass still runs; so do the tenants' scales.
+  // W and the first stages' sign lines stream while the pre-pass still runs; so do the tenants' scales of the
+  // first tile (later tiles read theirs in the epilogue, requested to L2 when the tile starts).
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st)
-    if (st < KCH) load_ws(smem0 + st * STAGE_BYTES);
+    if (st < total) load_ws(smem0 + st * STAGE_BYTES, st % KCH == KCH - 1);
   for (int i = tid; i < ROWS * 16; i += 256) {
     const int r = i >> 4, mm = i & 15;
     const float* sp = s_scales[r];
-    if (sp != nullptr && m0 + mm < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m0 + mm : 0));
+    const int64_t m = int64_t(blockIdx.x) * 16 + mm;
+    if (sp != nullptr && m < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m : 0));
   }
 #if __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the pre-pass's planes, sums of q and scales are ready
@@ -686,30 +647,36 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   }
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {  // group 0: every copy above and stage 0's planes; group st: stage st's
-    if (st < KCH) load_xb(smem0 + st * STAGE_BYTES);
+    if (st < total) load_xb(smem0 + st * STAGE_BYTES, st % KCH == KCH - 1);
     cp_async_commit_group();
   }
 
   uint4 xf_next[KSTEPS];
   load_xfrags(xf_next);
   int st_read = 0, st_write = STAGES - 1;
-  for (int kc = 0; kc < KCH; ++kc) {
+  int tile = blockIdx.x, kc = 0, load_kc = (STAGES - 1) % KCH;  // load_kc: k256 block of the next stage copied
+  for (int j = 0; j < total; ++j) {
     cp_async_wait_group<STAGES - 2>();
     __syncthreads();
-    if (kc + STAGES - 1 < KCH) {
+    if (j + STAGES - 1 < total) {
       const uint32_t stage = smem0 + st_write * STAGE_BYTES;
-      load_ws(stage);
-      load_xb(stage);
+      const bool wrap = load_kc == KCH - 1;
+      load_ws(stage, wrap);
+      load_xb(stage, wrap);
+      load_kc = wrap ? 0 : load_kc + 1;
     }
     cp_async_commit_group();
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
     const uint32_t stage = smem0 + st_read * STAGE_BYTES;
     st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
-    // x fragments: this stage's were requested one stage ago; the next stage's now.
+    // x fragments: this stage's were requested one stage ago; the next stage's now (k256 block 0 after a wrap).
     uint4 xf[KSTEPS];
 #pragma unroll
-    for (int j = 0; j < KSTEPS; ++j) xf[j] = xf_next[j];
-    if (kc + 1 < KCH) load_xfrags(xf_next);
+    for (int jj = 0; jj < KSTEPS; ++jj) xf[jj] = xf_next[jj];
+    if (j + 1 < total) {
+      if (kc + 1 == KCH) x_src -= K / 8;  // back to k256 block 0
+      load_xfrags(xf_next);
+    }
     // Delta: binary tensor cores, one k256 step per row.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
@@ -724,89 +691,73 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     // Base: f16/bf16 tensor cores, this warp's k32 steps of the stage.
     if (do_base) {
 #pragma unroll
-      for (int j = 0; j < KSTEPS; ++j) {
-        const uint4 a0 = lds128(stage + a_off + j * NW * 64), a1 = lds128(stage + a_off + j * NW * 64 + 8 * KC * 2);
-        mma16816<T>(acc_b, a0.x, a1.x, a0.y, a1.y, xf[j].x, xf[j].y);
-        mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, xf[j].z, xf[j].w);
+      for (int jj = 0; jj < KSTEPS; ++jj) {
+        const uint4 a0 = lds128(stage + a_off + jj * NW * 64), a1 = lds128(stage + a_off + jj * NW * 64 + 8 * KC * 2);
+        mma16816<T>(acc_b, a0.x, a1.x, a0.y, a1.y, xf[jj].x, xf[jj].y);
+        mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, xf[jj].z, xf[jj].w);
       }
     }
-  }
-  cp_async_wait_group<0>();
+    if (++kc < KCH) continue;
 
-  // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic).
-  for (int j = 0; j < NW; ++j) {
-    if (do_base && wi == j) {
+    // The tile is done (the next tile's first stages are already in flight).
+    const int64_t m0 = int64_t(tile) * 16;
+    const bool first = tile == int(blockIdx.x);
+    // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic); the first warp
+    // stores, so that nothing needs zeroing between tiles.
+    for (int w = 0; w < NW; ++w) {
+      if (do_base && wi == w) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s_base[g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] += acc_b[e];
+        for (int e = 0; e < 4; ++e) {
+          float& sum = s_base[g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)];
+          sum = w == 0 ? acc_b[e] : sum + acc_b[e];
+        }
+      }
+      __syncthreads();
     }
-    __syncthreads();
-  }
-  if (splits > 1) {
-    // K split, as in decode3_kernel: partial sums to block 0's stage memory, added there in rank order.
-    SplitPartial* inbox = reinterpret_cast<SplitPartial*>(smem);
-    cluster_barrier();
+    // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
       const int r = warp * RW + i;
-      long long part[2];
-      plane_sums(acc_d[i], 0ll, t, part);
-      if (t != 0 || r >= R) continue;
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-        store_cluster(rank0_address(inbox + (rank * 16 + g + 8 * h) * ROWS + r), s_base[g + 8 * h][r], part[h]);
-    }
-    cluster_barrier();
-    if (rank != 0) return;
-    for (int idx = tid; idx < 16 * R; idx += 256) {
-      const int r = idx >> 4, mm = idx & 15;
-      const int64_t m = m0 + mm;
-      if (m >= M) continue;
-      float base = 0.f;
-      long long part = 0;
-      for (int s = 0; s < splits; ++s) {
-        base += inbox[(s * 16 + mm) * ROWS + r].base;
-        part += inbox[(s * 16 + mm) * ROWS + r].delta;
-      }
+      if (r >= R) continue;  // warp-uniform
       const int ten = s_tenant[r];
-      float v = base;
-      if (ten >= 0) {
-        if (ten < num_tenants) {
-          long long q_total = 0;
+      long long q_total = 0;
 #pragma unroll
-          for (int j = 0; j < XP_PARTS; ++j) q_total += s_qsum[r][j];
-          v = fmaf(s_scale[r][scale_per_row ? mm : 0], s_xscale[r] * float(part - q_total), v);
-        } else {
-          v = __int_as_float(0x7fc00000);
+      for (int q = 0; q < XP_PARTS; ++q) q_total += row_on[i] ? s_qsum[r][q] : 0ll;
+      long long part[2];
+      plane_sums(acc_d[i], q_total, t, part);
+      if (t != 0) continue;
+      const float xs = row_on[i] ? s_xscale[r] : 0.f;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int mm = g + 8 * h;
+        const int64_t m = m0 + mm;
+        if (m >= M) continue;
+        float v = s_base[mm][r];
+        if (ten >= 0) {
+          if (ten < num_tenants) {
+            const float scale = first ? s_scale[r][scale_per_row ? mm : 0] : __ldg(s_scales[r] + (scale_per_row ? m : 0));
+            v = fmaf(scale, xs * float(part[h]), v);
+          } else {
+            v = __int_as_float(0x7fc00000);
+          }
         }
+        y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
-      y[int64_t(r) * M + m] = store_cast<TY>(v);
     }
-    return;
+    // The next tile: fresh accumulators; its tenant scales requested to L2 now, read in its epilogue.
+    kc = 0;
+    tile += gridDim.x;
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc_b[e] = 0.f;
+#pragma unroll
+    for (int i = 0; i < RW; ++i)
+#pragma unroll
+      for (int gr = 0; gr < 2; ++gr)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc_d[i][gr][e] = 0;
+    if (tile < M16 && tid < ROWS && s_scales[tid] != nullptr) prefetch_l2(s_scales[tid] + (scale_per_row ? tile * 16 : 0));
   }
-  // Combine the 16 plane columns (plane_sums), scale, add the base and write.
-#pragma unroll
-  for (int i = 0; i < RW; ++i) {
-    const int r = warp * RW + i;
-    if (r >= R) continue;  // warp-uniform
-    const int ten = s_tenant[r];
-    long long q_total = 0;
-#pragma unroll
-    for (int j = 0; j < XP_PARTS; ++j) q_total += row_on[i] ? s_qsum[r][j] : 0ll;
-    long long part[2];
-    plane_sums(acc_d[i], q_total, t, part);
-    if (t != 0) continue;
-    const float xs = row_on[i] ? s_xscale[r] : 0.f;
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int mm = g + 8 * h;
-      const int64_t m = m0 + mm;
-      if (m >= M) continue;
-      float v = s_base[mm][r];
-      if (ten >= 0) v = ten < num_tenants ? fmaf(s_scale[r][scale_per_row ? mm : 0], xs * float(part[h]), v)
-                                          : __int_as_float(0x7fc00000);
-      y[int64_t(r) * M + m] = store_cast<TY>(v);
-    }
-  }
+  cp_async_wait_group<0>();
 }
 
 }  // namespace bd

@@ -69,11 +69,14 @@
  *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
  *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     version 3, lean form (more than 16 rows, K % 256 == 0, W and x 16-byte aligned): the same
- *                       pre-pass, then decode3_lean_kernel<T, TY, RW> (256 threads, one block per 16 rows of M, two
- *                       per SM, k256 stages in up to 100 KB, few instructions per stage; W and the first stages' sign
- *                       lines requested before griddepcontrol.wait, so they stream while the pre-pass runs) = 12
- *                       kernels.
+ *                     version 3, lean form (K % 256 == 0, W and x 16-byte aligned; chosen for more than 16 rows,
+ *                       and from 5 rows up when M has more 16-row tiles than 2 x the SM count): the same pre-pass,
+ *                       then decode3_lean_kernel<T, TY, RW> (256 threads, two blocks per SM, k256 stages in up to
+ *                       100 KB, few instructions per stage; W and the first stages' sign lines requested before
+ *                       griddepcontrol.wait, so they stream while the pre-pass runs) = 12 kernels. Grid: one block
+ *                       per 16 rows of M; for up to 16 rows with more tiles than resident blocks, persistent: one
+ *                       block per resident slot, each taking every gridDim.x-th tile, its copy pipeline running on
+ *                       from one tile into the next.
  *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
@@ -157,8 +160,8 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
  * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
  * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
  * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8, in its lean
- * form for R > 16 when K % 256 == 0 and W, x are 16-byte aligned). The base product W x is always f16/bf16
- * tensor cores with F32 accumulation. */
+ * form for R > 16 when K % 256 == 0 and W, x are 16-byte aligned, and for R > 4 when M also has more than
+ * 2 x (SM count) 16-row tiles). The base product W x is always f16/bf16 tensor cores with F32 accumulation. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
@@ -186,11 +189,10 @@ int bd_decode(int dtype, int y_dtype,
  * blocks where it does not apply). */
 int bd_debug_set_decode_variant(int variant);
 
-/* Benchmarks only: blocks per 16-row tile in bd_decode (K split over a thread-block cluster, cc >= 9.0, every
- * version but 2). 0 = automatic (1 while the tiles fit in one wave of resident blocks, else the split of 2..4 that
- * fills the waves best); 1..4 = forced (capped so that every block gets some K). Not thread-safe; returns
- * BD_ERR_BAD_SHAPE outside 0..4. */
-int bd_debug_set_decode_splits(int splits);
+/* Benchmarks only: 1 (the default) = version 3's lean form runs persistent blocks for up to 16 rows (one per
+ * resident slot, each taking every gridDim.x-th 16-row tile) when M has more tiles than the GPU holds at once; 0 =
+ * one block per tile. Not thread-safe; returns BD_ERR_BAD_SHAPE for other values. */
+int bd_debug_set_decode_persistent(int persistent);
 
 /* ====================================================================================================== */
 /* Prefill: many rows (tokens) per tenant, rows grouped in segments, tensor cores.                        */
