@@ -255,14 +255,10 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   const size_t wsb = bd_decode_workspace_bytes(M, K, R);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  // Every variant; the lean form (6) also with persistent blocks of whole tiles instead of stream-K (where M has
-  // more tiles than resident blocks); variant 7 = the automatic choice without a workspace (version 2).
-  for (int variant = 1; variant <= DECODE_VARIANTS + 1; ++variant)
-  for (int grid_mode : {-1, 1}) {
-  if (grid_mode == 1 && variant != 6) continue;
+  // Every variant; then (line "v7") the automatic choice without a workspace: version 1 up to 8 rows, else 2.
+  for (int variant = 1; variant <= DECODE_VARIANTS + 1; ++variant) {
   const bool no_ws = variant == DECODE_VARIANTS + 1;
   BD_CHECK(bd_debug_set_decode_variant(no_ws ? 0 : variant));
-  BD_CHECK(bd_debug_set_decode_persistent(grid_mode));
   CUDA_CHECK(cudaMemset(d_y, 0xFF, size_t(R) * M * ysize(y_dtype)));  // NaN poison
   CUDA_CHECK(cudaMemset(d_ws, 0xA5, std::max<size_t>(wsb, 1)));      // workspace garbage
   BD_CHECK(bd_decode(dtype, y_dtype, d_W, d_x, d_t, R, ts.d_sign_table, ts.d_scale_table, T,
@@ -288,15 +284,14 @@ static void check_decode(int dtype, int y_dtype, int64_t M, int64_t K, int R, in
   // Variant 6 falls back to version 3 (16-row blocks) where its lean form does not apply (K % 256 != 0; the
   // buffers here are cudaMalloc'd, so always aligned): say which kernel the line checked.
   const char* ran = variant == 6 && K % 256 != 0 ? " (lean form does not apply: version 3 ran)"
-                    : no_ws                        ? " (automatic without a workspace: version 1 up to 8 rows, else 2)"
-                    : grid_mode == 1               ? " (lean grid: whole tiles, not stream-K)" : "";
+                    : no_ws ? (R <= 8 ? " (automatic, no workspace: version 1 ran)" : " (automatic, no workspace: version 2 ran)")
+                    : "";
   std::snprintf(line, sizeof(line), "decode v%d %-4s->%-4s M=%-5lld K=%-5lld R=%-2d tenants=%-2d %s%s rel_err=%.2e%s%s",
                 variant, dname(dtype), dname(y_dtype), (long long)M, (long long)K, R, T, per_row ? "per-row" : "per-matrix",
                 mixed ? " mixed(-1,out-of-range)" : "", rel, written ? "" : " UNWRITTEN/NaN", ran);
   report(written && rel < 2e-3, line);
   }
   BD_CHECK(bd_debug_set_decode_variant(0));
-  BD_CHECK(bd_debug_set_decode_persistent(-1));
   cudaFree(d_ws);
   // Layout round trip for tenant 0.
   if (T > 0) {
@@ -554,22 +549,21 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   const size_t wsb = bd_decode_workspace_bytes(M, K, T);
   void* d_ws = nullptr;
   CUDA_CHECK(cudaMalloc(&d_ws, std::max<size_t>(wsb, 1)));
-  // Every variant (0 = the automatic choice), then the automatic choice with the lean form's grid forced to a
-  // block per tile, persistent whole tiles, stream-K (the same where M has no more tiles than resident blocks).
-  double grid_us[3] = {0, 0, 0};
-  for (int variant = 0; variant <= DECODE_VARIANTS + 3; ++variant) {
+  // Every variant (0 = the automatic choice), then the automatic choice without persistent blocks.
+  double tile_per_block_us = 0;
+  for (int variant = 0; variant <= DECODE_VARIANTS + 1; ++variant) {
     BD_CHECK(bd_debug_set_decode_variant(variant <= DECODE_VARIANTS ? variant : 0));
-    BD_CHECK(bd_debug_set_decode_persistent(variant <= DECODE_VARIANTS ? -1 : variant - DECODE_VARIANTS - 1));
+    BD_CHECK(bd_debug_set_decode_persistent(variant <= DECODE_VARIANTS ? 1 : 0));
     const double us = time_us(nsets, 20, reps, [&](int i) {
       Set& s = sets[i];
       BD_CHECK(bd_decode(dtype, dtype, s.W, s.x, s.ten, T, s.ts.d_sign_table, s.ts.d_scale_table, T,
                          BD_SCALE_PER_MATRIX, s.y, M, K, d_ws, wsb, 0));
     });
-    (variant <= DECODE_VARIANTS ? vus[variant] : grid_us[variant - DECODE_VARIANTS - 1]) = us;
+    (variant <= DECODE_VARIANTS ? vus[variant] : tile_per_block_us) = us;
   }
   cudaFree(d_ws);
   BD_CHECK(bd_debug_set_decode_variant(0));
-  BD_CHECK(bd_debug_set_decode_persistent(-1));
+  BD_CHECK(bd_debug_set_decode_persistent(1));
   const double us = vus[0];
   for (auto& s : sets) { cudaFree(s.W); cudaFree(s.x); cudaFree(s.ten); free_tenants(s.ts); cudaFree(s.y); }
   // Baseline: T separate F16 weight matrices, one token each: cuBLAS strided batched GEMV (n = 1).
@@ -593,10 +587,10 @@ static void bench_decode(cublasHandle_t handle, int64_t M, int64_t K, int T, Rng
   const double bytes = double(M * K) * 2 + double(T) * double(M) * double((K + 7) / 8) + double(T) * K * 2 + double(T) * M * 2;
   char name[128];
   std::snprintf(name, sizeof(name), "decode f16 %lldx%lld (MxK) tenants=%d", (long long)M, (long long)K, T);
-  char vnote[400];
+  char vnote[256];
   std::snprintf(vnote, sizeof(vnote),
-                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f; auto with lean grids: a block per tile %.1f, whole tiles %.1f, stream-K %.1f",
-                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], grid_us[0], grid_us[1], grid_us[2]);
+                "v1 %.1f, v2/16 %.1f, v2/32 %.1f, v3/16 %.1f, v3/32 %.1f, v3 lean %.1f; auto, a block per tile %.1f",
+                vus[1], vus[2], vus[3], vus[4], vus[5], vus[6], tile_per_block_us);
   g_rows.push_back({name, us, bytes / g_bw * 1e6, cub_us, "cuBLAS batched GEMV, separate f16 W", vnote});
   std::printf("  %s: %.1f us (floor %.1f us, cuBLAS %.1f us; %s)\n", name, us, bytes / g_bw * 1e6, cub_us, vnote);
   std::fflush(stdout);

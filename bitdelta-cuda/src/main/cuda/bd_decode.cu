@@ -415,31 +415,20 @@ static int g_decode_variant = 0;
 struct XPlanes {
   uint32_t* xb;
   float* scale;
-  long long* q_sums;          // [R][XP_PARTS]
-  int* arrivals;              // [M16] stream-K arrival counters, or NULL (workspace too small for stream-K)
-  SplitPartial* partials;     // [M16][2][16][32]
+  long long* q_sums;  // [R][XP_PARTS]
 };
 static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 static size_t decode3_workspace(int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
   return align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4) + align256(size_t(R) * XP_PARTS * 8);
 }
-// After version 3's part, the lean form's stream-K part: arrival counters and two partial-sum slots per tile.
-static size_t streamk_workspace(int64_t M) {
-  const size_t M16 = size_t((M + 15) / 16);
-  return align256(M16 * 4) + M16 * 2 * 16 * 32 * sizeof(SplitPartial);
-}
-static XPlanes decode3_carve(void* ws, size_t ws_bytes, int64_t M, int64_t K, int64_t R) {
+static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   const size_t K256 = size_t((K + 255) / 256);
   char* p = static_cast<char*>(ws);
   XPlanes xp;
   xp.xb = reinterpret_cast<uint32_t*>(p);
   xp.scale = reinterpret_cast<float*>(p + align256(size_t(R) * K256 * 512));
   xp.q_sums = reinterpret_cast<long long*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
-  const size_t base = decode3_workspace(K, R);
-  const bool streamk = ws_bytes >= base + streamk_workspace(M);
-  xp.arrivals = streamk ? reinterpret_cast<int*>(p + base) : nullptr;
-  xp.partials = streamk ? reinterpret_cast<SplitPartial*>(p + base + align256(size_t((M + 15) / 16) * 4)) : nullptr;
   return xp;
 }
 
@@ -462,16 +451,15 @@ static cudaError_t device_info(DeviceInfo* out) {
   return cudaSuccess;
 }
 
-// The lean form's grid where M has more 16-row tiles than resident blocks: -1 = automatic (see
-// launch_decode3_lean), 0 = one block per tile, 1 = persistent blocks of whole tiles, 2 = stream-K (where the
-// workspace has room, else 1). Benchmarks only.
-static int g_decode_persistent = -1;
+// 1 = automatic: version 3's lean form runs persistent blocks (one per resident slot) for up to 16 rows when there
+// are more tiles than slots; 0 = one block per tile always. Benchmarks only.
+static int g_decode_persistent = 1;
 
 // Blocks of a persistent decode grid: one per 16-row tile while they fit in one wave of resident blocks, else one
 // per resident slot (each then takes every gridDim.x-th tile).
 static int64_t persistent_grid(const DeviceInfo& device, int blocks_per_sm, int64_t tiles) {
   const int64_t slots = int64_t(blocks_per_sm) * device.sms;
-  return slots > 0 && tiles > slots ? slots : tiles;
+  return g_decode_persistent && slots > 0 && tiles > slots ? slots : tiles;
 }
 
 // Every decode launch: `pdl` = programmatic dependent launch on cc >= 9.0 (decode3 waits in griddepcontrol.wait
@@ -503,14 +491,13 @@ static cudaError_t blocks_per_sm(Kernel kernel, int threads, size_t smem, int* c
 }
 
 template <typename T>
-static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, int64_t tiles, const XPlanes& xp,
-                          cudaStream_t stream) {
+static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   const int smem = xplanes_smem_bytes(K);
   const dim3 grid(unsigned(R), XP_PARTS);
   if (vec)
-    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums, xp.arrivals, tiles);
+    xplanes_kernel<T, true><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums);
   else
-    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums, xp.arrivals, tiles);
+    xplanes_kernel<T, false><<<grid, 256, smem, stream>>>(x, K, xp.xb, xp.scale, xp.q_sums);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -550,16 +537,11 @@ static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x,
   }
   cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
-  // With more tiles than resident blocks: stream-K where the workspace has room (equal unit ranges per block), else
-  // persistent blocks of whole tiles (run 44: 11008x4096 with 8 / 16 rows 4.5 / 6.3 us faster back to back, one by
-  // one too; with 32 rows 1.2-1.6% slower there, so those keep a block per tile).
-  const int64_t tiles = (M + 15) / 16, grid = persistent_grid(device, occupancy, tiles);
-  int mode = g_decode_persistent;  // 0 a block per tile, 1 whole tiles, 2 stream-K
-  if (mode < 0) mode = grid == tiles ? 0 : xp.partials != nullptr ? 2 : RW <= 2 ? 1 : 0;
-  if (mode == 2 && xp.partials == nullptr) mode = 1;
-  e = launch(kernel, dim3(unsigned(mode == 0 ? tiles : grid)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x,
-             row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums,
-             mode == 2 ? xp.arrivals : nullptr, mode == 2 ? xp.partials : nullptr, y, M, K);
+  // Persistent blocks for up to 16 rows (run 44: 11008x4096 with 8 / 16 rows 4.5 / 6.3 us faster back to back, one
+  // by one too); with 32 rows they were 1.2-1.6% slower there, so those keep a block per tile.
+  const int64_t tiles = (M + 15) / 16, grid = RW <= 2 ? persistent_grid(device, occupancy, tiles) : tiles;
+  e = launch(kernel, dim3(unsigned(grid)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x, row_tenant, R,
+             signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
@@ -660,11 +642,10 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   if ((variant == 4 || variant == 5 || variant == 6) && !ws_ok) variant = 2;
   const bool v3 = variant == 4 || variant == 5 || variant == 6;
   const bool lean = variant == 6 && lean_applies;
-  XPlanes xp{nullptr, nullptr, nullptr, nullptr, nullptr};
+  XPlanes xp{nullptr, nullptr, nullptr};
   if (v3) {
-    xp = decode3_carve(ws, ws_bytes, M, K, R);
-    if (!lean) xp.arrivals = nullptr, xp.partials = nullptr;
-    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, (M + 15) / 16, xp, stream);
+    xp = decode3_carve(ws, K, R);
+    const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
   }
   for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {
@@ -675,8 +656,7 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     int status;
     if (v3) {
       const size_t K256 = size_t((K + 255) / 256);
-      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS, xp.arrivals,
-                        xp.partials};
+      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS};
       if (lean)
         status = launch_decode3_lean_rows<T, TY>(device, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
       else if (variant == 5)
@@ -703,8 +683,9 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
 extern "C" {
 
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
-  if (M <= 0 || K <= 0 || R <= 0) return 0;
-  return bd::decode3_workspace(K, R) + bd::streamk_workspace(M);
+  (void)M;
+  if (K <= 0 || R <= 0) return 0;
+  return bd::decode3_workspace(K, R);
 }
 
 int bd_debug_set_decode_variant(int variant) {
@@ -714,7 +695,7 @@ int bd_debug_set_decode_variant(int variant) {
 }
 
 int bd_debug_set_decode_persistent(int persistent) {
-  if (persistent < -1 || persistent > 2) return BD_ERR_BAD_SHAPE;
+  if (persistent != 0 && persistent != 1) return BD_ERR_BAD_SHAPE;
   bd::g_decode_persistent = persistent;
   return BD_OK;
 }

@@ -45,8 +45,7 @@ constexpr int XP_NV = 6;     // 16-byte chunks per thread (fast path)
 inline int xplanes_smem_bytes(int64_t K) { return int(((K + 255) / 256 + XP_PARTS - 1) / XP_PARTS * 512); }
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
-                                                      float* __restrict__ row_scale, long long* __restrict__ q_sums,
-                                                      int* __restrict__ tile_arrivals, int64_t tiles) {
+                                                      float* __restrict__ row_scale, long long* __restrict__ q_sums) {
   extern __shared__ __align__(16) short q_s[];  // [xplanes_part_k256(K) * 256] this block's part of the quantized row
   __shared__ float s_max[8];
   __shared__ long long s_sum[8];
@@ -55,11 +54,6 @@ __global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, i
 #endif
   const int64_t r = blockIdx.x;
   const int part = blockIdx.y;
-  // The lean form's stream-K arrival counters start at zero (NULL when it does not run).
-  if (tile_arrivals != nullptr)
-    for (int64_t i = (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * 256 + threadIdx.x; i < tiles;
-         i += int64_t(gridDim.x) * gridDim.y * 256)
-      tile_arrivals[i] = 0;
   const int64_t K256 = (K + 255) / 256;
   const int64_t kb_begin = K256 * part / XP_PARTS, kb_end = K256 * (part + 1) / XP_PARTS;
   const int64_t k_part = kb_begin * 256;  // q_s[k - k_part] holds column k
@@ -485,13 +479,6 @@ __device__ __forceinline__ uint4 lds128(uint32_t a) {
   return v;
 }
 
-// One block's part of a tile cut by stream-K (the lean form): the base product and the delta before Q is subtracted.
-struct __align__(16) SplitPartial {
-  float base;
-  int unused;
-  long long delta;
-};
-
 template <int RW>
 struct LeanShape {
   static constexpr int ROWS = 8 * RW, KC = 256;
@@ -514,8 +501,6 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
     const float* __restrict__ x_scale,             // [R]
     const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
-    int* __restrict__ tile_arrivals,               // [M16] zero on entry (the pre-pass zeroes them), or NULL
-    SplitPartial* __restrict__ partials,           // [M16][2][16][32] (stream-K), or NULL: whole tiles per block
     TY* __restrict__ y,                            // [R, M]
     int64_t M, int64_t K) {
   using Sh = LeanShape<RW>;
@@ -533,23 +518,13 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int64_t M16 = (M + 15) / 16, K64 = K / 64, K256 = K / 256;
   const int KCH = int(K256);
-  // Persistent: the work is M16 * KCH units (k256 blocks of 16-row tiles, tile-major) and this block runs units
-  // [unit0, unit0 + total) as one sequence of stages, so that the next tile's copies are in flight while a tile's
-  // sums meet and are written. One block per tile: unit ranges of whole tiles. Stream-K (partials != NULL, fewer
-  // blocks than tiles): equal ranges, so a tile may be cut between two consecutive blocks; each writes its part's
-  // sums to partials[tile][0 or 1] (0 for the block holding the tile's first unit) and the second to arrive adds
-  // the two in that order (deterministic) and writes y. Nobody waits for anybody.
-  // (Run 43 tried the opposite, each tile's K split over a cluster of 2-4 blocks with the partial sums meeting in
-  // block 0's shared memory: slower in every cell, e.g. 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed
-  // costs are paid again by every wave of blocks. Run 44 made version 1 persistent too, prefetching the next tile's
-  // first lines: 0.7-3.1 us slower back to back there.)
-  const int64_t units = M16 * KCH;
-  const auto first_unit = [&](int64_t block) {  // of a block's range
-    return partials != nullptr ? block * units / gridDim.x : block * M16 / gridDim.x * KCH;
-  };
-  const int64_t unit0 = first_unit(blockIdx.x);
-  const int total = int(first_unit(blockIdx.x + 1) - unit0);
-  const int tile0 = int(unit0 / KCH), kc0 = int(unit0 % KCH);
+  // Persistent over tiles: this block's tiles are blockIdx.x + i * gridDim.x, i < tiles; its stages run as one
+  // sequence of tiles * KCH (stage j = k256 block j % KCH of tile j / KCH), so that the next tile's copies are in
+  // flight while a tile's partial sums meet and are written. (Run 43 tried the opposite, each tile's K split over a
+  // cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory: slower in every cell, e.g.
+  // 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed costs are paid again by every wave of blocks. Run 44
+  // made version 1 persistent too, prefetching the next tile's first lines: 0.7-3.1 us slower back to back there.)
+  const int tiles = int((M16 - 1 - blockIdx.x) / gridDim.x + 1), total = tiles * KCH;
 
   if (tid < ROWS) {
     const int ten = tid < R ? row_tenant[tid] : -1;
@@ -569,6 +544,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   // Copy cursors: W and sign lines (the tile moves at every wrap), planes (the same for every tile).
   bool w_ok[2];
   const T* w_src[2];
+  int ws_tile = blockIdx.x;
   const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row + 8: same parity, + 8 rows of 512 bytes
   // A row has signs and planes exactly when its tenant is valid (s_signs[row] != nullptr, never for row >= R).
   bool s_ok[RW];
@@ -586,18 +562,12 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
 #pragma unroll
     for (int i = 0; i < RW; ++i) s_src[i] = s_ok[i] ? s_signs[c_row + 8 * i] + tile * K64 * 32 + c_ch * 4 : dummy;
   };
-  ws_sources(tile0);
+  ws_sources(ws_tile);
 #pragma unroll
-  for (int i = 0; i < RW; ++i) {
-    b_src[i] = s_ok[i] ? xb + int64_t(c_row + 8 * i) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
-    b_src[i] += kc0 * XB_WORDS_PER_K256;  // the range may start inside a tile
-    s_src[i] += kc0 * 4 * 32;
-  }
-#pragma unroll
-  for (int i = 0; i < 2; ++i) w_src[i] += int64_t(kc0) * KC;
+  for (int i = 0; i < RW; ++i) b_src[i] = s_ok[i] ? xb + int64_t(c_row + 8 * i) * K256 * XB_WORDS_PER_K256 + c_ch * 4 : dummy;
   const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16, b_dst = W_BYTES + S_BYTES + c_row * 512 + c_ch * 16;
-  // `wrap`: the stage is its tile's last (k256 block KCH - 1); the sources then move to tile `next`'s start.
-  auto load_ws = [&](uint32_t stage, bool wrap, int next) {  // W and sign lines: independent of the pre-pass
+  // `wrap`: the stage is its tile's last (k256 block KCH - 1); the sources then move to the next tile's start.
+  auto load_ws = [&](uint32_t stage, bool wrap) {  // W and sign lines: independent of the pre-pass
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       cp16(stage + w_dst + i * 8 * KC * 2, w_src[i], w_ok[i]);
@@ -608,7 +578,10 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       cp16(stage + s_dst + i * 8 * 512, s_src[i], s_ok[i]);
       s_src[i] += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
     }
-    if (wrap && next < M16) ws_sources(next);
+    if (wrap) {
+      ws_tile += gridDim.x;
+      if (ws_tile < M16) ws_sources(ws_tile);
+    }
   };
   auto load_xb = [&](uint32_t stage, bool wrap) {  // bit-planes: written by the pre-pass
 #pragma unroll
@@ -630,7 +603,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const bool do_base = nt * 8 < R;
   const int xrow = nt * 8 + g;
   const bool x_ok = do_base && xrow < R;
-  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0) + int64_t(kc0) * KC) + wi * 4 + t;
+  const uint4* x_src = reinterpret_cast<const uint4*>(x + (x_ok ? int64_t(xrow) * K : 0)) + wi * 4 + t;
   auto load_xfrags = [&](uint4 (&f)[KSTEPS]) {  // this warp's x fragments of the next stage (L2)
 #pragma unroll
     for (int j = 0; j < KSTEPS; ++j) f[j] = x_ok ? __ldg(x_src + j * NW * 4) : make_uint4(0, 0, 0, 0);
@@ -655,11 +628,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   // first tile (later tiles read theirs in the epilogue, requested to L2 when the tile starts).
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st)
-    if (st < total) load_ws(smem0 + st * STAGE_BYTES, (kc0 + st) % KCH == KCH - 1, tile0 + (kc0 + st) / KCH + 1);
+    if (st < total) load_ws(smem0 + st * STAGE_BYTES, st % KCH == KCH - 1);
   for (int i = tid; i < ROWS * 16; i += 256) {
     const int r = i >> 4, mm = i & 15;
     const float* sp = s_scales[r];
-    const int64_t m = int64_t(tile0) * 16 + mm;
+    const int64_t m = int64_t(blockIdx.x) * 16 + mm;
     if (sp != nullptr && m < M && (scale_per_row || mm == 0)) cp_async4(&s_scale[r][mm], sp + (scale_per_row ? m : 0));
   }
 #if __CUDA_ARCH__ >= 900
@@ -674,28 +647,28 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   }
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {  // group 0: every copy above and stage 0's planes; group st: stage st's
-    if (st < total) load_xb(smem0 + st * STAGE_BYTES, (kc0 + st) % KCH == KCH - 1);
+    if (st < total) load_xb(smem0 + st * STAGE_BYTES, st % KCH == KCH - 1);
     cp_async_commit_group();
   }
 
   uint4 xf_next[KSTEPS];
   load_xfrags(xf_next);
-  // Stage j is read from ring slot j % STAGES and stage j + STAGES - 1 is copied into slot (j + STAGES - 1) % STAGES
-  // (computed, not kept: registers are at the cap with 32 rows).
-  int tile = tile0, kc = kc0;
+  int st_read = 0, st_write = STAGES - 1;
+  int tile = blockIdx.x, kc = 0, load_kc = (STAGES - 1) % KCH;  // load_kc: k256 block of the next stage copied
   for (int j = 0; j < total; ++j) {
     cp_async_wait_group<STAGES - 2>();
     __syncthreads();
     if (j + STAGES - 1 < total) {
-      const uint32_t stage = smem0 + ((j + STAGES - 1) % STAGES) * STAGE_BYTES;
-      // The stage copied now is STAGES - 1 ahead: k256 block (kc + STAGES - 1) % KCH of tile tile + (...) / KCH.
-      const int ahead = kc + STAGES - 1, tiles_ahead = ahead / KCH;
-      const bool wrap = ahead - tiles_ahead * KCH == KCH - 1;
-      load_ws(stage, wrap, tile + tiles_ahead + 1);
+      const uint32_t stage = smem0 + st_write * STAGE_BYTES;
+      const bool wrap = load_kc == KCH - 1;
+      load_ws(stage, wrap);
       load_xb(stage, wrap);
+      load_kc = wrap ? 0 : load_kc + 1;
     }
     cp_async_commit_group();
-    const uint32_t stage = smem0 + (j % STAGES) * STAGE_BYTES;
+    st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
+    const uint32_t stage = smem0 + st_read * STAGE_BYTES;
+    st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
     // x fragments: this stage's were requested one stage ago; the next stage's now (k256 block 0 after a wrap).
     uint4 xf[KSTEPS];
 #pragma unroll
@@ -724,13 +697,11 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
         mma16816<T>(acc_b, a0.z, a1.z, a0.w, a1.w, xf[jj].z, xf[jj].w);
       }
     }
-    if (++kc < KCH && j + 1 < total) continue;
+    if (++kc < KCH) continue;
 
-    // This block's part of the tile is done (the next tile's first stages are already in flight).
-    // (The block's first unit is recomputed here rather than kept in registers through the main loop.)
-    const int64_t m0 = int64_t(tile) * 16, own_first_unit = first_unit(blockIdx.x);
-    const bool first = tile == int(own_first_unit / KCH);  // s_scale holds this tile's scales
-    const bool whole = kc == KCH && (!first || own_first_unit % KCH == 0);
+    // The tile is done (the next tile's first stages are already in flight).
+    const int64_t m0 = int64_t(tile) * 16;
+    const bool first = tile == int(blockIdx.x);
     // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic); the first warp
     // stores, so that nothing needs zeroing between tiles.
     for (int w = 0; w < NW; ++w) {
@@ -743,61 +714,6 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       }
       __syncthreads();
     }
-    if (!whole) {
-      // Stream-K: this part's sums (the delta before Q is subtracted) to the tile's slot; the second block to
-      // arrive adds both slots in order and writes y.
-      const int slot = own_first_unit <= int64_t(tile) * KCH ? 0 : 1;
-      SplitPartial* mine = partials + (int64_t(tile) * 2 + slot) * 16 * 32;
-#pragma unroll
-      for (int i = 0; i < RW; ++i) {
-        const int r = warp * RW + i;
-        long long part[2];
-        plane_sums(acc_d[i], 0ll, t, part);
-        if (t == 0 && r < R) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            SplitPartial p;
-            p.base = s_base[g + 8 * h][r];
-            p.unused = 0;
-            p.delta = part[h];
-            __stcg(reinterpret_cast<int4*>(mine + (g + 8 * h) * 32 + r), *reinterpret_cast<const int4*>(&p));
-          }
-        }
-      }
-      __threadfence();  // the slot is visible GPU-wide before the arrival is counted
-      __syncthreads();
-      __shared__ int s_second;
-      if (tid == 0) s_second = atomicAdd(tile_arrivals + tile, 1) == 1;
-      __syncthreads();
-      if (s_second) {
-        __threadfence();
-        const SplitPartial* both = partials + int64_t(tile) * 2 * 16 * 32;
-        for (int idx = tid; idx < 16 * R; idx += 256) {
-          const int r = idx >> 4, mm = idx & 15;
-          const int64_t m = m0 + mm;
-          if (m >= M) continue;
-          const int4 raw0 = __ldcg(reinterpret_cast<const int4*>(both + mm * 32 + r));
-          const int4 raw1 = __ldcg(reinterpret_cast<const int4*>(both + 16 * 32 + mm * 32 + r));
-          const SplitPartial p0 = *reinterpret_cast<const SplitPartial*>(&raw0);
-          const SplitPartial p1 = *reinterpret_cast<const SplitPartial*>(&raw1);
-          float v = p0.base + p1.base;
-          const int ten = s_tenant[r];
-          if (ten >= 0) {
-            if (ten < num_tenants) {
-              long long q_total = 0;
-#pragma unroll
-              for (int q = 0; q < XP_PARTS; ++q) q_total += s_qsum[r][q];
-              const float scale = first ? s_scale[r][scale_per_row ? mm : 0] : __ldg(s_scales[r] + (scale_per_row ? m : 0));
-              v = fmaf(scale, s_xscale[r] * float(p0.delta + p1.delta - q_total), v);
-            } else {
-              v = __int_as_float(0x7fc00000);
-            }
-          }
-          y[int64_t(r) * M + m] = store_cast<TY>(v);
-        }
-        if (tid == 0) tile_arrivals[tile] = 0;  // ready for the next launch (R > 32 rows: the next 32)
-      }
-    } else {
     // Combine the 16 plane columns (plane_sums), scale, add the base and write.
 #pragma unroll
     for (int i = 0; i < RW; ++i) {
@@ -828,10 +744,9 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
     }
-    }
     // The next tile: fresh accumulators; its tenant scales requested to L2 now, read in its epilogue.
     kc = 0;
-    tile += 1;
+    tile += gridDim.x;
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc_b[e] = 0.f;
 #pragma unroll
