@@ -537,8 +537,9 @@ static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x,
   }
   cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
-  // Persistent blocks for up to 16 rows (run 44: 11008x4096 with 8 / 16 rows 4.5 / 6.3 us faster back to back, one
-  // by one too); with 32 rows they were 1.2-1.6% slower there, so those keep a block per tile.
+  // Persistent blocks for up to 16 rows: at 11008x4096 with 8 / 16 rows 60.6 / 83.3 us back to back (run 44) against
+  // 65.1 / 87.3 with a block per tile (run 40). With 32 rows they were 1.2% (back to back) and 1.6% (one by one)
+  // slower there (run 44), so those keep a block per tile.
   const int64_t tiles = (M + 15) / 16, grid = RW <= 2 ? persistent_grid(device, occupancy, tiles) : tiles;
   e = launch(kernel, dim3(unsigned(grid)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x, row_tenant, R,
              signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
