@@ -14,7 +14,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,te
 # matches nothing (a kernel renamed or its arguments changed) is reported, not skipped.
 for f in '_ZN2bd13decode_kernelI6__halfS1_Li1ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiPT0_ll' \
          '_ZN2bd14decode3_kernelI6__halfS1_Li2ELi1ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_PKxPT0_ll' \
-         '_ZN2bd19decode3_lean_kernelI6__halfS1_Li4EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_PKxPT0_ll' \
+         '_ZN2bd19decode3_lean_kernelI6__halfS1_Li4ELb0EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_PKxPT0_ll' \
+         '_ZN2bd19decode3_lean_kernelI6__halfS1_Li1ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiS8_SC_PKxPT0_ll' \
          '_ZN2bd14xplanes_kernelI6__halfLb1EEEvPKT_lPjPfPx' \
          '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
          '_ZN2bd20compress_rows_kernelI13__nv_bfloat16Lb1EEEvPKT_S4_llPhPfS6_PdPNS_14CompressHeaderEPjS7_' \

@@ -522,25 +522,37 @@ static int launch_decode3(const DeviceInfo& device, bool vec, const T* W, const 
   return BD_OK;
 }
 
+template <typename Kernel>
+static cudaError_t set_smem_limit(Kernel kernel, int bytes, bool* done) {
+  if (*done) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) *done = true;
+  return e;
+}
+
 template <typename T, typename TY, int RW>
 static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x, const int32_t* row_tenant, int R,
                                const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = LeanShape<RW>;
-  static bool attribute_set = false;
+  static bool attribute_set[2] = {false, false};
   static int occupancy = 0;
-  auto kernel = decode3_lean_kernel<T, TY, RW>;
-  if (!attribute_set) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  cudaError_t e = blocks_per_sm(kernel, 256, Shape::SMEM_BYTES, &occupancy);
+  auto straight = decode3_lean_kernel<T, TY, RW, false>;
+  cudaError_t e = set_smem_limit(straight, Shape::SMEM_BYTES, &attribute_set[0]);
+  if (e == cudaSuccess) e = blocks_per_sm(straight, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
   // Persistent blocks for up to 16 rows: at 11008x4096 with 8 / 16 rows 60.6 / 83.3 us back to back (run 44) against
   // 65.1 / 87.3 with a block per tile (run 40). With 32 rows they were 1.2% (back to back) and 1.6% (one by one)
   // slower there (run 44), so those keep a block per tile.
   const int64_t tiles = (M + 15) / 16, grid = RW <= 2 ? persistent_grid(device, occupancy, tiles) : tiles;
+  auto kernel = straight;
+  if constexpr (RW <= 2) {
+    if (grid < tiles) {
+      kernel = decode3_lean_kernel<T, TY, RW, true>;
+      e = set_smem_limit(kernel, Shape::SMEM_BYTES, &attribute_set[1]);
+      if (e != cudaSuccess) return record_cuda_error(e);
+    }
+  }
   e = launch(kernel, dim3(unsigned(grid)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x, row_tenant, R,
              signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);

@@ -489,7 +489,9 @@ struct LeanShape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-template <typename T, typename TY, int RW>
+// PERSISTENT: the tile loop below is compiled in; without it (one tile per block) the kernel is the straight form,
+// which the loop's code made 1-2.7% slower at 32 rows (runs 45, 47 against run 42).
+template <typename T, typename TY, int RW, bool PERSISTENT>
 __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
     const T* __restrict__ x,                       // [R, K], 16-byte aligned; R <= 8*RW rows in this launch
@@ -524,7 +526,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   // cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory: slower in every cell, e.g.
   // 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed costs are paid again by every wave of blocks. Run 44
   // made version 1 persistent too, prefetching the next tile's first lines: 0.7-3.1 us slower back to back there.)
-  const int tiles = int((M16 - 1 - blockIdx.x) / gridDim.x + 1), total = tiles * KCH;
+  const int tiles = PERSISTENT ? int((M16 - 1 - blockIdx.x) / gridDim.x + 1) : 1, total = tiles * KCH;
 
   if (tid < ROWS) {
     const int ten = tid < R ? row_tenant[tid] : -1;
@@ -578,7 +580,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       cp16(stage + s_dst + i * 8 * 512, s_src[i], s_ok[i]);
       s_src[i] += 4 * 32;  // the next stage: 4 k64 blocks of 32 words
     }
-    if (wrap) {
+    if (PERSISTENT && wrap) {
       ws_tile += gridDim.x;
       if (ws_tile < M16) ws_sources(ws_tile);
     }
@@ -589,7 +591,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
       cp16(stage + b_dst + i * 8 * 512, b_src[i], s_ok[i]);
       b_src[i] += XB_WORDS_PER_K256;
     }
-    if (wrap) {
+    if (PERSISTENT && wrap) {
 #pragma unroll
       for (int i = 0; i < RW; ++i) b_src[i] -= K256 * XB_WORDS_PER_K256;  // the same planes for every tile
     }
@@ -701,7 +703,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
 
     // The tile is done (the next tile's first stages are already in flight).
     const int64_t m0 = int64_t(tile) * 16;
-    const bool first = tile == int(blockIdx.x);
+    const bool first = !PERSISTENT || tile == int(blockIdx.x);
     // Partial base sums of the NW warps of each n8 tile, added in a fixed order (deterministic); the first warp
     // stores, so that nothing needs zeroing between tiles.
     for (int w = 0; w < NW; ++w) {
@@ -744,6 +746,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
     }
+    if (!PERSISTENT) break;
     // The next tile: fresh accumulators; its tenant scales requested to L2 now, read in its epilogue.
     kc = 0;
     tile += gridDim.x;

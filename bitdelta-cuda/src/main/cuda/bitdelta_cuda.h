@@ -71,12 +71,12 @@
  *                       200 KB and so runs on sm_90 only (benchmark variant 5).
  *                     version 3, lean form (K % 256 == 0, W and x 16-byte aligned; chosen for more than 16 rows,
  *                       and from 5 rows up when M has more 16-row tiles than 2 x the SM count): the same pre-pass,
- *                       then decode3_lean_kernel<T, TY, RW> (256 threads, two blocks per SM, k256 stages in up to
- *                       100 KB, few instructions per stage; W and the first stages' sign lines requested before
- *                       griddepcontrol.wait, so they stream while the pre-pass runs) = 12 kernels. Grid: one block
- *                       per 16 rows of M; for up to 16 rows with more tiles than resident blocks, persistent: one
- *                       block per resident slot, each taking every gridDim.x-th tile, its copy pipeline running on
- *                       from one tile into the next.
+ *                       then decode3_lean_kernel<T, TY, RW, PERSISTENT> (256 threads, two blocks per SM, k256
+ *                       stages in up to 100 KB, few instructions per stage; W and the first stages' sign lines
+ *                       requested before griddepcontrol.wait, so they stream while the pre-pass runs) = 20 kernels
+ *                       (PERSISTENT only for RW <= 2). Grid: one block per 16 rows of M; for up to 16 rows with more
+ *                       tiles than resident blocks, PERSISTENT: one block per resident slot, each taking every
+ *                       gridDim.x-th tile, its copy pipeline running on from one tile into the next.
  *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
  *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
  *                     launches of 32 rows (W re-read per launch).
