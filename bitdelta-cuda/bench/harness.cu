@@ -611,7 +611,7 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
     s.W = to_device(random16(size_t(M * K), 0.05f, dtype, rng));
     s.x = to_device(random16(size_t(R) * K, 1.0f, dtype, rng));
     s.ts = make_tenants(S, M, K, false, rng, false);
-    CUDA_CHECK(cudaMalloc(&s.y, size_t(R) * M * 2));
+    CUDA_CHECK(cudaMalloc(&s.y, size_t(R) * M * 4));  // F32 or 16-bit y
   }
   const int reps = quick ? 20 : 100;
   const double delta_us = time_us(nsets, 10, reps, [&](int i) {
@@ -631,6 +631,16 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
     BD_CHECK(bd_prefill(dtype, dtype, s.W, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
                         BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
   });
+  // Base + delta into F32 y, as CudaBackend calls it: on sm_90a two wgmma passes; then the fused mma.sync kernel.
+  auto base_delta_f32 = [&](int i) {
+    Set& s = sets[i];
+    BD_CHECK(bd_prefill(dtype, BD_DTYPE_F32, s.W, s.x, R, d_offs, d_tens, S, s.ts.d_sign_table, s.ts.d_scale_table, S,
+                        BD_SCALE_PER_MATRIX, 0, s.y, M, K, nullptr, 0, 0));
+  };
+  const double two_pass_f32_us = time_us(nsets, 10, reps, base_delta_f32);
+  setenv("BD_PREFILL_KERNEL", "mma_sync", 1);
+  const double fused_f32_us = time_us(nsets, 10, reps, base_delta_f32);
+  unsetenv("BD_PREFILL_KERNEL");
   const float one = 1.f, zero = 0.f;
   const double gemm_us = time_us(nsets, 10, reps, [&](int i) {
     Set& s = sets[i];
@@ -645,8 +655,13 @@ static void bench_prefill(cublasHandle_t handle, Rng& rng, bool quick) {
                 flops / delta_us * 1e-6, flops / gemm_us * 1e-6, delta_mma_us);
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: delta only", delta_us, 0, gemm_us, "cuBLAS dense f16 GEMM", note});
   g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: base+delta fused", fused_us, 0, 2 * gemm_us, "2 x cuBLAS GEMM", ""});
-  std::printf("  prefill: delta %.1f us (mma.sync kernel %.1f us), fused base+delta %.1f us, cuBLAS dense GEMM %.1f us\n",
-              delta_us, delta_mma_us, fused_us, gemm_us);
+  char note2[128];
+  std::snprintf(note2, sizeof(note2), "fused mma.sync kernel %.1f us", fused_f32_us);
+  g_rows.push_back({"prefill f16 8x128 tokens 4096x4096: base+delta, F32 y (CudaBackend's call)", two_pass_f32_us, 0,
+                    2 * gemm_us, "2 x cuBLAS GEMM", note2});
+  std::printf("  prefill: delta %.1f us (mma.sync kernel %.1f us), fused base+delta %.1f us, base+delta F32 y %.1f us "
+              "(fused mma.sync %.1f us), cuBLAS dense GEMM %.1f us\n",
+              delta_us, delta_mma_us, fused_us, two_pass_f32_us, fused_f32_us, gemm_us);
 }
 
 static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick) {
@@ -821,8 +836,15 @@ int main(int argc, char** argv) {
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1000, 4104, {129, 0, 1, 40, 2}, {2, 1, -1, 0, 9}, 3, false, false, false,
                   rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 1001, 4096, {300}, {1}, 2, false, true, true, rng);
-    // the same delta-only shapes forced onto the mma.sync kernel (what sm_80/86/89 run)
+    // base + delta with F32 y: on sm_90a the wgmma kernel twice (the base, then the delta added); with a bad and a -1
+    // tenant, per-row scales and accumulate; odd M (scalar epilogue)
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, true, false, false, rng);
+    check_prefill(BD_DTYPE_BF16, BD_DTYPE_F32, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, true, true, true,
+                  rng);
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 1001, 4096, {300}, {1}, 2, true, true, true, rng);
+    // the same shapes forced onto the mma.sync kernel (what sm_80/86/89 run)
     setenv("BD_PREFILL_KERNEL", "mma_sync", 1);
+    check_prefill(BD_DTYPE_F16, BD_DTYPE_F32, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, true, false, false, rng);
     check_prefill(BD_DTYPE_F16, BD_DTYPE_F16, 4096, 4096, {1, 130, 7}, {0, 1, 2}, 3, false, false, false, rng);
     check_prefill(BD_DTYPE_BF16, BD_DTYPE_BF16, 11008, 4096, {64, 200, 3, 5, 7}, {1, 0, 2, 7, -1}, 3, false, true, true,
                   rng);

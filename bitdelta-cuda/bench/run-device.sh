@@ -19,7 +19,8 @@ for f in '_ZN2bd13decode_kernelI6__halfS1_Li1ELb1EEEvPKT_S4_PKiiPKPKjPKPKfiiPT0_
          '_ZN2bd14xplanes_kernelI6__halfLb1EEEvPKT_lPjPfPx' \
          '_ZN2bd14prefill_kernelI6__halfS1_Lb0ELb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
          '_ZN2bd20compress_rows_kernelI13__nv_bfloat16Lb1EEEvPKT_S4_llPhPfS6_PdPNS_14CompressHeaderEPjS7_' \
-         '_ZN2bd23prefill_wgmma_ws_kernelI6__halfS1_EEvPKT_PKiS6_iPKPKjPKPKfiiiPT0_ll'; do
+         '_ZN2bd23prefill_wgmma_ws_kernelI6__halfS1_Lb0EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll' \
+         '_ZN2bd23prefill_wgmma_ws_kernelI6__halffLb1EEEvPKT_S4_PKiS6_iPKPKjPKPKfiiiPT0_ll'; do
   sass="$dest/sass-$(echo "$f" | cut -c1-40 | tr -c 'A-Za-z0-9_\n' _).txt"
   cuobjdump -sass -arch sm_90a -fun "$f" "$out/libbitdelta_cuda.so" > "$sass" 2>&1
   grep -q "Function : $f" "$sass" || echo "run-device.sh: no SASS for $f in the library (renamed kernel?)" | tee -a "$sass"

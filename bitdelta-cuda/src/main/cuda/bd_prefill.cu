@@ -306,8 +306,8 @@ static bool use_wgmma() {
 #endif
 }
 
-template <typename T, typename TY>
-static int launch_prefill_wgmma_ws(const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
+template <typename T, typename TY, bool BASE>
+static int launch_prefill_wgmma_ws(const T* W, const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                                    const uint32_t* const* signs, const float* const* scales, int num_tenants,
                                    int per_row, int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
@@ -315,13 +315,13 @@ static int launch_prefill_wgmma_ws(const T* x, int64_t R, const int32_t* offs, c
   const dim3 grid(unsigned((M + 255) / 256), unsigned(grid_y)), block(PWS_THREADS);
   static bool attribute_set = false;  // idempotent; a benign race
   if (!attribute_set) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_ws_kernel<T, TY>,
+    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_ws_kernel<T, TY, BASE>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, PwCfg<256>::SMEM_BYTES);
     if (e != cudaSuccess) return record_cuda_error(e);
     attribute_set = true;
   }
-  prefill_wgmma_ws_kernel<T, TY><<<grid, block, PwCfg<256>::SMEM_BYTES, stream>>>(
-      x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate, y, M, K);
+  prefill_wgmma_ws_kernel<T, TY, BASE><<<grid, block, PwCfg<256>::SMEM_BYTES, stream>>>(
+      W, x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -331,15 +331,29 @@ static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* o
                        const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                        int accumulate, void* y, int64_t M, int64_t K, cudaStream_t stream) {
   const bool vec = (K % 8 == 0) && aligned16(x) && (W == nullptr || aligned16(W));
-  if (!W && vec && use_wgmma())
-    return launch_prefill_wgmma_ws<T, TY>(static_cast<const T*>(x), R, offs, tens, S, signs, scales, num_tenants,
-                                          per_row, accumulate, static_cast<TY*>(y), M, K, stream);
+  const T* Wt = static_cast<const T*>(W);
+  const T* xt = static_cast<const T*>(x);
+  TY* yt = static_cast<TY*>(y);
+  if (vec && use_wgmma()) {
+    if (!W)
+      return launch_prefill_wgmma_ws<T, TY, false>(nullptr, xt, R, offs, tens, S, signs, scales, num_tenants, per_row,
+                                                    accumulate, yt, M, K, stream);
+    // Base + delta with F32 y: the base product, then the delta added to it, both on the wgmma kernel (the F32 sum
+    // in y between the two passes loses nothing). 16-bit y would be rounded twice that way: it takes the fused
+    // mma.sync kernel below.
+    if constexpr (sizeof(TY) == 4) {
+      const int status = launch_prefill_wgmma_ws<T, TY, true>(Wt, xt, R, offs, tens, S, signs, scales, num_tenants,
+                                                             per_row, accumulate, yt, M, K, stream);
+      if (status != BD_OK) return status;
+      return launch_prefill_wgmma_ws<T, TY, false>(nullptr, xt, R, offs, tens, S, signs, scales, num_tenants, per_row,
+                                                   1, yt, M, K, stream);
+    }
+  }
   if (W)
-    return launch_prefill<T, TY, true>(vec, static_cast<const T*>(W), static_cast<const T*>(x), R, offs, tens, S,
-                                       signs, scales, num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K,
-                                       stream);
-  return launch_prefill<T, TY, false>(vec, nullptr, static_cast<const T*>(x), R, offs, tens, S, signs, scales,
-                                      num_tenants, per_row, accumulate, static_cast<TY*>(y), M, K, stream);
+    return launch_prefill<T, TY, true>(vec, Wt, xt, R, offs, tens, S, signs, scales, num_tenants, per_row, accumulate,
+                                       yt, M, K, stream);
+  return launch_prefill<T, TY, false>(vec, nullptr, xt, R, offs, tens, S, signs, scales, num_tenants, per_row,
+                                      accumulate, yt, M, K, stream);
 }
 
 }  // namespace bd

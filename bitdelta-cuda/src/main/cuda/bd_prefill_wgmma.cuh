@@ -114,8 +114,12 @@ __device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
       "bra LAB_WAIT;\nDONE:\n}\n" ::"r"(addr), "r"(parity) : "memory");
 }
 
-template <typename T, typename TY>
+// BASE: the dense base product instead of the delta, y = (accumulate ? y : 0) + W x for the segments' rows: the
+// producer copies the W tile [256 rows][64 k] by 16-byte cp.async into the same swizzled layout where the delta
+// kernel writes its ±1 tile (bd_prefill runs it, then the delta with accumulate, for F32 y; see run_prefill).
+template <typename T, typename TY, bool BASE>
 __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
+    const T* __restrict__ W,                        // [M, K], 16-byte aligned (BASE only; else unused)
     const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
     const int32_t* __restrict__ seg_offsets,        // [S + 1]
     const int32_t* __restrict__ seg_tenant,         // [S]
@@ -157,7 +161,7 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, wg = warp >> 2;
   const int64_t m_block = int64_t(blockIdx.x) * 256;
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
-  const int64_t KT = has_delta ? K64 : 0;
+  const int64_t KT = BASE || has_delta ? K64 : 0;
 
   if (tid == 0) {
     for (int st = 0; st < STAGES; ++st) {
@@ -175,7 +179,7 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
       const int64_t mt = m_block / 16 + warp + 4 * c;
-      sign_ptr[c] = (has_delta && mt < M16) ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
+      sign_ptr[c] = (!BASE && has_delta && mt < M16) ? tenant_signs[tenant] + mt * K64 * 32 + L : nullptr;
     }
     uint32_t w[4], wn[4];
     auto load_words = [&](int64_t kt, uint32_t (&v)[4]) {
@@ -198,10 +202,23 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
         asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(at + r * 128 + ((ch ^ (r & 7)) << 4)),
                      "l"(src), "r"(ok ? 16 : 0));
       }
+      if (BASE) {  // W: 2048 chunks of 16 B over 128 threads, the x tile's swizzle
+        const uint32_t bt_addr = at + PW_A_BYTES;
+#pragma unroll
+        for (int c = 0; c < 16; ++c) {
+          const int chunk = tid + c * 128;
+          const int r = chunk >> 3, ch = chunk & 7;
+          const int64_t m = m_block + r, k = kt * PW_BK + ch * 8;
+          const bool ok = m < M && k < K;
+          const T* src = ok ? W + m * K + k : W;
+          asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(bt_addr + r * 128 + ((ch ^ (r & 7)) << 4)),
+                       "l"(src), "r"(ok ? 16 : 0));
+        }
+      }
       asm volatile("cp.async.commit_group;\n" ::);
       unsigned char* bt = smem_ptr + st * C::STAGE_BYTES + PW_A_BYTES;
 #pragma unroll
-      for (int c = 0; c < 4; ++c) {
+      for (int c = 0; c < 4 && !BASE; ++c) {
         const int mtl = warp + 4 * c;
 #pragma unroll
         for (int r8 = 0; r8 < 2; ++r8)
@@ -219,7 +236,7 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
       }
 #pragma unroll
       for (int c = 0; c < 4; ++c) w[c] = wn[c];
-      load_words(kt + 2, wn);
+      if (!BASE) load_words(kt + 2, wn);
       // Stage kt - 1 complete for this thread (its cp.async group and, from the last iteration, its stores):
       if (kt >= 1) {
         asm volatile("cp.async.wait_group 1;\n" ::);
@@ -254,8 +271,9 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 
   const int g = lane >> 2, t = lane & 3;
-  const float* scale = has_delta ? tenant_scales[tenant] : nullptr;
-  const float s0 = (has_delta && !scale_per_row) ? scale[0] : 0.f;
+  const bool scaled = !BASE && has_delta;  // the base pass reads no scales
+  const float* scale = scaled ? tenant_scales[tenant] : nullptr;
+  const float s0 = (scaled && !scale_per_row) ? scale[0] : 0.f;
   const float nan = __int_as_float(0x7fc00000);
   const bool pair_ok = (M % 2) == 0;
 #pragma unroll
@@ -270,13 +288,14 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
       float v[2];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float sc = has_delta ? (scale_per_row ? (m + e < M ? scale[m + e] : 0.f) : s0) : 0.f;
-        v[e] = bad_tenant ? nan : sc * acc[4 * i + 2 * h + e];
+        const float sc = scaled ? (scale_per_row ? (m + e < M ? scale[m + e] : 0.f) : s0) : 0.f;
+        v[e] = BASE ? acc[4 * i + 2 * h + e] : bad_tenant ? nan : sc * acc[4 * i + 2 * h + e];
       }
+      const bool add_old = accumulate && (BASE || !bad_tenant);
       if (pair_ok) {
         if (sizeof(TY) == 2) {
           uint32_t* out = reinterpret_cast<uint32_t*>(yrow + m);
-          if (accumulate && !bad_tenant) {
+          if (add_old) {
             const uint32_t old = *out;
             v[0] += load_float<TY>(reinterpret_cast<const TY*>(&old));
             v[1] += load_float<TY>(reinterpret_cast<const TY*>(&old) + 1);
@@ -285,7 +304,7 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
           *out = *reinterpret_cast<const uint32_t*>(pr);
         } else {
           float2* out = reinterpret_cast<float2*>(yrow + m);
-          if (accumulate && !bad_tenant) {
+          if (add_old) {
             const float2 old = *out;
             v[0] += old.x;
             v[1] += old.y;
@@ -298,7 +317,7 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
           if (m + e >= M) continue;
           TY* out = yrow + m + e;
           float vv = v[e];
-          if (accumulate && !bad_tenant) vv += load_float<TY>(out);
+          if (add_old) vv += load_float<TY>(out);
           *out = store_cast<TY>(vv);
         }
       }

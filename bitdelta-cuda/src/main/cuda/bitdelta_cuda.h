@@ -84,13 +84,17 @@
  *                     128 (M) x 128 (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB),
  *                     T in {half, bf16}, TY in {T, float}, WITH_BASE in {false, true}, VEC in {true, false}
  *                     = 16 kernels. On sm_90a (cc 9.0, library built with BD_HAVE_SM90A) the delta-only VEC case
- *                     (d_W == NULL, x 16-byte aligned, K % 8 == 0) runs prefill_wgmma_ws_kernel<T, TY> instead:
- *                     384 threads (warp-specialized: warpgroup 0 loads x and expands the sign tile to ±1 in shared
- *                     memory, never in global memory; warpgroups 1, 2 run wgmma.m64n256k16 with F32 accumulators on
- *                     64 rows of the segment each), block tile 256 (M) x 128 (rows of one segment) x 64 (K), 4
- *                     stages of 48 KB with full/empty mbarriers (193 KB dynamic shared memory, 1 block per SM)
- *                     = 4 kernels. The mma.sync kernel stays the path of sm_80/86/89 (and can be forced with
- *                     BD_PREFILL_KERNEL=mma_sync in the environment, for benchmarks).
+ *                     (d_W == NULL, x 16-byte aligned, K % 8 == 0) runs prefill_wgmma_ws_kernel<T, TY, false>
+ *                     instead: 384 threads (warp-specialized: warpgroup 0 loads x and expands the sign tile to ±1 in
+ *                     shared memory, never in global memory; warpgroups 1, 2 run wgmma.m64n256k16 with F32
+ *                     accumulators on 64 rows of the segment each), block tile 256 (M) x 128 (rows of one segment) x
+ *                     64 (K), 4 stages of 48 KB with full/empty mbarriers (193 KB dynamic shared memory, 1 block per
+ *                     SM) = 4 kernels. The VEC base + delta case with F32 y (W 16-byte aligned too) runs two passes
+ *                     there: prefill_wgmma_ws_kernel<T, float, true> (the producer copies the W tile instead of
+ *                     expanding signs) writes the base product, then the delta kernel adds to it (2 more kernels).
+ *                     16-bit y keeps the fused mma.sync kernel: two passes would round it twice. The mma.sync kernel
+ *                     stays the path of sm_80/86/89 (and can be forced with BD_PREFILL_KERNEL=mma_sync in the
+ *                     environment, for benchmarks).
  *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
  *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
  *                     last block to finish finalizes), T in {half, bf16},
