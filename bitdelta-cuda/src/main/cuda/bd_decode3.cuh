@@ -438,8 +438,9 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 
 // ------------------------------------------------------------------------------------------------------
 // Version 3, lean form (decode3_lean_kernel; what bd_decode runs for more than 16 rows when K % 256 == 0 and W,
-// x are 16-byte aligned, and from 5 rows up when M has more tiles than the GPU holds at once, as persistent blocks): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written
-// for few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
+// x are 16-byte aligned, and from 5 rows up when M has more tiles than the GPU holds at once, with persistent
+// blocks up to 16 rows): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written for few
+// instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
 // are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
 // planes, their sums of q and the x scales depend on it), and the epilogue's operands (tenant scales, sums of q,
 // x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end.
@@ -489,8 +490,8 @@ struct LeanShape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-// PERSISTENT: the tile loop below is compiled in; without it (one tile per block) the kernel is the straight form,
-// which the loop's code made 1-2.7% slower at 32 rows (runs 45, 47 against run 42).
+// PERSISTENT compiles the tile loop in. Without it (one tile per block) the kernel is the straight form: with the
+// loop compiled in but never looping, runs 45 and 47 were 1-2.7% slower at 32 rows than run 42.
 template <typename T, typename TY, int RW, bool PERSISTENT>
 __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
     const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
@@ -520,7 +521,7 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int64_t M16 = (M + 15) / 16, K64 = K / 64, K256 = K / 256;
   const int KCH = int(K256);
-  // Persistent over tiles: this block's tiles are blockIdx.x + i * gridDim.x, i < tiles; its stages run as one
+  // PERSISTENT: this block's tiles are blockIdx.x + i * gridDim.x, i < tiles; its stages run as one
   // sequence of tiles * KCH (stage j = k256 block j % KCH of tile j / KCH), so that the next tile's copies are in
   // flight while a tile's partial sums meet and are written. (Run 43 tried the opposite, each tile's K split over a
   // cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory: slower in every cell, e.g.
