@@ -818,7 +818,8 @@ int main(int argc, char** argv) {
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 33, 33, 7, 7, false, false, rng);
     check_decode(BD_DTYPE_F16, BD_DTYPE_F16, 33, 4104, 16, 5, true, true, rng);
     check_decode(BD_DTYPE_BF16, BD_DTYPE_BF16, 1000, 11008, 64, 64, true, true, rng);
-    // More 16-row tiles than resident blocks (persistent version 1 and lean form) with odd M, and K % 8 != 0.
+    // More 16-row tiles than resident blocks, odd M: 33 rows = a launch of 32 (the lean form, a block per tile) and
+    // one of 1 row (the lean form's persistent blocks under variant 6 and the automatic choice); K % 8 != 0.
     check_decode(BD_DTYPE_F16, BD_DTYPE_F16, 8191, 4352, 33, 9, true, true, rng);
     check_decode(BD_DTYPE_BF16, BD_DTYPE_F32, 5001, 1001, 5, 5, true, false, rng);
     if (!decode_only) {
