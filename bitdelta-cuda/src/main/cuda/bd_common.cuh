@@ -13,6 +13,21 @@ namespace bd {
 // Records the CUDA error string of the last failed launch for bd_last_cuda_error() and returns BD_ERR_CUDA.
 int record_cuda_error(cudaError_t error);
 
+// What the launchers need to know of the current device, queried once per device (bd_runtime.cu). The kernels'
+// shared-memory attributes still assume a single device, see bitdelta_cuda.h.
+struct DeviceInfo { int major = 0, minor = 0, sms = 0; };
+cudaError_t device_info(DeviceInfo* out);
+
+// Raises `kernel`'s dynamic shared-memory limit to `bytes` once (`*done`: one flag per kernel, set on success;
+// a benign race, the call is idempotent). For the current device only, see DeviceInfo.
+template <typename Kernel>
+cudaError_t set_smem_limit(Kernel kernel, int bytes, bool* done) {
+  if (*done) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  if (e == cudaSuccess) *done = true;
+  return e;
+}
+
 // Every launch goes through this: cudaGetLastError() right after the launch.
 #define BD_CHECK_LAUNCH()                                                        \
   do {                                                                           \
@@ -95,6 +110,16 @@ template <bool VEC, typename T> __device__ __forceinline__ uint4 load8_stream(co
   } else {
     return load8<false, T>(row, k, K, row_ok);
   }
+}
+
+// One decode output y[r, m]: the base alone for a row without a tenant (ten < 0), base + a_t[m] * delta for a valid
+// tenant, NaN for a tenant index >= num_tenants. `scale()` (a_t[m]) is called only for a valid tenant, so an invalid
+// index is never used to read.
+template <typename Scale>
+__device__ __forceinline__ float tenant_output(float base, int ten, int num_tenants, Scale scale, float delta) {
+  if (ten < 0) return base;
+  if (ten >= num_tenants) return __int_as_float(0x7fc00000);
+  return fmaf(scale(), delta, base);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -180,10 +180,7 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
       base += s_acc[w][0][mm][r];
       delta += s_acc[w][1][mm][r];
     }
-    const int ten = s_tenant[r];
-    float v = base;
-    if (ten >= 0)  // an invalid tenant index gives NaN, never an out-of-bounds read
-      v = ten < num_tenants ? fmaf(pre_scale[j], delta, v) : __int_as_float(0x7fc00000);
+    const float v = tenant_output(base, s_tenant[r], num_tenants, [&] { return pre_scale[j]; }, delta);
     y[int64_t(r) * M + m] = store_cast<TY>(v);
   }
 }
@@ -392,12 +389,9 @@ __global__ void __launch_bounds__(256) decode2_kernel(
         const int mm = mi * 16 + g + 8 * h;
         const int64_t m = m0 + mm;
         if (m >= M) continue;
-        float v = s_base[mm][r];
-        if (ten >= 0) {
-          const float d = e ? acc_d[i][mi][2 * h + 1] : acc_d[i][mi][2 * h];  // constant indices: stays in registers
-          if (ten < num_tenants) v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], d, v);
-          else v = __int_as_float(0x7fc00000);
-        }
+        const float d = e ? acc_d[i][mi][2 * h + 1] : acc_d[i][mi][2 * h];  // constant indices: stays in registers
+        const float v = tenant_output(s_base[mm][r], ten, num_tenants,
+                                      [&] { return tenant_scales[ten][scale_per_row ? m : 0]; }, d);
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
   }
@@ -430,25 +424,6 @@ static XPlanes decode3_carve(void* ws, int64_t K, int64_t R) {
   xp.scale = reinterpret_cast<float*>(p + align256(size_t(R) * K256 * 512));
   xp.q_sums = reinterpret_cast<long long*>(p + align256(size_t(R) * K256 * 512) + align256(size_t(R) * 4));
   return xp;
-}
-
-// What the launchers need to know of the current device, queried once per device (the kernels' shared-memory
-// attributes below still assume a single device, see bitdelta_cuda.h).
-struct DeviceInfo { int major = 0, sms = 0; };
-static cudaError_t device_info(DeviceInfo* out) {
-  constexpr int MAX_DEVICES = 64;
-  static DeviceInfo cache[MAX_DEVICES];  // benign race: every writer stores the same values
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) return e;
-  if (dev >= 0 && dev < MAX_DEVICES && cache[dev].sms > 0) { *out = cache[dev]; return cudaSuccess; }
-  DeviceInfo info;
-  e = cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e != cudaSuccess) return e;
-  if (dev >= 0 && dev < MAX_DEVICES) cache[dev] = info;
-  *out = info;
-  return cudaSuccess;
 }
 
 // 1 = automatic: version 3's lean form runs persistent blocks (one per resident slot) for up to 16 rows when there
@@ -507,27 +482,16 @@ static int launch_decode3(const DeviceInfo& device, bool vec, const T* W, const 
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = Decode3Shape<RW, MT>;
-  static bool attribute_set[2] = {false, false};
+  static bool attribute_set[2] = {false, false};  // per VEC instantiation
   auto kernel = vec ? decode3_kernel<T, TY, RW, MT, true> : decode3_kernel<T, TY, RW, MT, false>;
-  if (!attribute_set[vec]) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set[vec] = true;
-  }
+  cudaError_t e = set_smem_limit(kernel, Shape::SMEM_BYTES, &attribute_set[vec]);
+  if (e != cudaSuccess) return record_cuda_error(e);
   const int64_t tiles = (M + Shape::BM - 1) / Shape::BM;
-  const cudaError_t e = launch(kernel, dim3(unsigned(tiles)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x,
+  e = launch(kernel, dim3(unsigned(tiles)), dim3(256), Shape::SMEM_BYTES, stream, device, true, W, x,
                                row_tenant, R, signs, scales, num_tenants, per_row, xp.xb, xp.scale, xp.q_sums, y, M, K);
   if (e != cudaSuccess) return record_cuda_error(e);
   BD_CHECK_LAUNCH();
   return BD_OK;
-}
-
-template <typename Kernel>
-static cudaError_t set_smem_limit(Kernel kernel, int bytes, bool* done) {
-  if (*done) return cudaSuccess;
-  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-  if (e == cudaSuccess) *done = true;
-  return e;
 }
 
 template <typename T, typename TY, int RW>
@@ -583,27 +547,12 @@ static int launch_decode2(bool vec, const T* W, const T* x, const int32_t* row_t
                           const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
                           TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = Decode2Shape<RW, MT>;
-  static bool attribute_set[2] = {false, false};  // per VEC instantiation; benign race (idempotent)
-  const dim3 grid(unsigned((M + Shape::BM - 1) / Shape::BM)), block(256);
-  if (vec) {
-    if (!attribute_set[1]) {
-      cudaError_t e = cudaFuncSetAttribute(decode2_kernel<T, TY, RW, MT, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-      if (e != cudaSuccess) return record_cuda_error(e);
-      attribute_set[1] = true;
-    }
-    decode2_kernel<T, TY, RW, MT, true><<<grid, block, Shape::SMEM_BYTES, stream>>>(
-        W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
-  } else {
-    if (!attribute_set[0]) {
-      cudaError_t e = cudaFuncSetAttribute(decode2_kernel<T, TY, RW, MT, false>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::SMEM_BYTES);
-      if (e != cudaSuccess) return record_cuda_error(e);
-      attribute_set[0] = true;
-    }
-    decode2_kernel<T, TY, RW, MT, false><<<grid, block, Shape::SMEM_BYTES, stream>>>(
-        W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
-  }
+  static bool attribute_set[2] = {false, false};  // per VEC instantiation
+  auto kernel = vec ? decode2_kernel<T, TY, RW, MT, true> : decode2_kernel<T, TY, RW, MT, false>;
+  const cudaError_t e = set_smem_limit(kernel, Shape::SMEM_BYTES, &attribute_set[vec]);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  kernel<<<dim3(unsigned((M + Shape::BM - 1) / Shape::BM)), dim3(256), Shape::SMEM_BYTES, stream>>>(
+      W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }

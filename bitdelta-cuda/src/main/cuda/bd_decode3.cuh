@@ -425,11 +425,8 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
         const int mm = mi * 16 + g + 8 * h;
         const int64_t m = m0 + mm;
         if (m >= M) continue;
-        float v = s_base[mm][r];
-        if (ten >= 0) {
-          if (ten < num_tenants) v = fmaf(tenant_scales[ten][scale_per_row ? m : 0], xs * float(part[h]), v);
-          else v = __int_as_float(0x7fc00000);
-        }
+        const float v = tenant_output(s_base[mm][r], ten, num_tenants,
+                                      [&] { return tenant_scales[ten][scale_per_row ? m : 0]; }, xs * float(part[h]));
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
     }
@@ -735,15 +732,9 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
         const int mm = g + 8 * h;
         const int64_t m = m0 + mm;
         if (m >= M) continue;
-        float v = s_base[mm][r];
-        if (ten >= 0) {
-          if (ten < num_tenants) {
-            const float scale = first ? s_scale[r][scale_per_row ? mm : 0] : __ldg(s_scales[r] + (scale_per_row ? m : 0));
-            v = fmaf(scale, xs * float(part[h]), v);
-          } else {
-            v = __int_as_float(0x7fc00000);
-          }
-        }
+        const float v = tenant_output(s_base[mm][r], ten, num_tenants, [&] {
+          return first ? s_scale[r][scale_per_row ? mm : 0] : __ldg(s_scales[r] + (scale_per_row ? m : 0));
+        }, xs * float(part[h]));
         y[int64_t(r) * M + m] = store_cast<TY>(v);
       }
     }

@@ -272,19 +272,12 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
   const int64_t grid_y = (R + PF_BN - 1) / PF_BN + S;  // upper bound of sum over segments of ceil(len/128)
   if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
   const dim3 grid(unsigned((M + PF_BM - 1) / PF_BM), unsigned(grid_y)), block(PF_WARPS * 32);
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    for (cudaError_t e : {cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES),
-                          cudaFuncSetAttribute(prefill_kernel<T, TY, WITH_BASE, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, PF_SMEM_BYTES)})
-      if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
-  if (vec)
-    prefill_kernel<T, TY, WITH_BASE, true><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants,
-                                                                       per_row, accumulate, y, M, K);
-  else
-    prefill_kernel<T, TY, WITH_BASE, false><<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales,
-                                                                        num_tenants, per_row, accumulate, y, M, K);
+  static bool attribute_set[2] = {false, false};  // per VEC instantiation
+  auto kernel = vec ? prefill_kernel<T, TY, WITH_BASE, true> : prefill_kernel<T, TY, WITH_BASE, false>;
+  const cudaError_t e = set_smem_limit(kernel, PF_SMEM_BYTES, &attribute_set[vec]);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  kernel<<<grid, block, PF_SMEM_BYTES, stream>>>(W, x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate,
+                                                 y, M, K);
   BD_CHECK_LAUNCH();
   return BD_OK;
 }
@@ -295,12 +288,9 @@ static bool use_wgmma() {
 #ifdef BD_HAVE_SM90A
   const char* force = std::getenv("BD_PREFILL_KERNEL");
   if (force != nullptr && std::strcmp(force, "mma_sync") == 0) return false;
-  int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
-    return false;
-  return major == 9 && minor == 0;
+  DeviceInfo device;
+  if (device_info(&device) != cudaSuccess) return false;
+  return device.major == 9 && device.minor == 0;
 #else
   return false;
 #endif
@@ -313,13 +303,9 @@ static int launch_prefill_wgmma_ws(const T* W, const T* x, int64_t R, const int3
   const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
   if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
   const dim3 grid(unsigned((M + 255) / 256), unsigned(grid_y)), block(PWS_THREADS);
-  static bool attribute_set = false;  // idempotent; a benign race
-  if (!attribute_set) {
-    const cudaError_t e = cudaFuncSetAttribute(prefill_wgmma_ws_kernel<T, TY, BASE>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, PwCfg<256>::SMEM_BYTES);
-    if (e != cudaSuccess) return record_cuda_error(e);
-    attribute_set = true;
-  }
+  static bool attribute_set = false;
+  const cudaError_t e = set_smem_limit(prefill_wgmma_ws_kernel<T, TY, BASE>, PwCfg<256>::SMEM_BYTES, &attribute_set);
+  if (e != cudaSuccess) return record_cuda_error(e);
   prefill_wgmma_ws_kernel<T, TY, BASE><<<grid, block, PwCfg<256>::SMEM_BYTES, stream>>>(
       W, x, offs, tens, S, signs, scales, num_tenants, per_row, accumulate, y, M, K);
   BD_CHECK_LAUNCH();

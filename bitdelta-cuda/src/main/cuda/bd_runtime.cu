@@ -6,6 +6,25 @@
 #include "bitdelta_cuda_runtime.h"
 #include "bd_common.cuh"
 
+namespace bd {
+cudaError_t device_info(DeviceInfo* out) {
+  constexpr int MAX_DEVICES = 64;
+  static DeviceInfo cache[MAX_DEVICES];  // benign race: every writer stores the same values
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < MAX_DEVICES && cache[dev].sms > 0) { *out = cache[dev]; return cudaSuccess; }
+  DeviceInfo info;
+  e = cudaDeviceGetAttribute(&info.major, cudaDevAttrComputeCapabilityMajor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&info.minor, cudaDevAttrComputeCapabilityMinor, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&info.sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e != cudaSuccess) return e;
+  if (dev >= 0 && dev < MAX_DEVICES) cache[dev] = info;
+  *out = info;
+  return cudaSuccess;
+}
+}  // namespace bd
+
 namespace {
 // Every wrapper funnels its cudaError_t through here, so that bd_last_cuda_error() names the failure.
 // A failed call (an allocation too large) also sets cudart's per-thread "last error"; it is read and cleared here,
