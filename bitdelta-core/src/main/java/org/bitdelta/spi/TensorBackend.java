@@ -3,6 +3,7 @@ package org.bitdelta.spi;
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.tensor.Tensor;
 
+import java.lang.foreign.MemorySegment;
 import java.util.List;
 
 /**
@@ -40,6 +41,21 @@ public interface TensorBackend extends AutoCloseable {
      * @param y           F32 [rows, m], overwritten
      */
     void deltaMatmul(float[] x, int rows, Tensor base, List<BinaryDelta> deltas, int[] tenantOfRow, float[] y);
+
+    /**
+     * Optional: compresses one matrix on this backend's device. Writes the packed signs of
+     * {@code finetuned − base} (computed in F32) into {@code signs} (U8 [rows, ceil(cols/8)], the .bitdelta layout:
+     * bit i, LSB first, of byte b of a row is the sign of column 8b+i, 1 for Δ >= 0, padding bits 0) and returns
+     * the mean |Δ| scales, bit-identical to the CPU compressor: F32 [rows] (per row) or F32 [1] (per matrix).
+     * Returns null where this backend does not compress this pair (the caller then compresses on the CPU).
+     *
+     * @param base      F32/F16/BF16 [rows, cols]
+     * @param finetuned same dtype and shape as {@code base}
+     * @param signs     U8 [rows, ceil(cols / 8)], overwritten
+     */
+    default float[] compressMatrix(Tensor base, Tensor finetuned, MemorySegment signs, boolean perRowScales) {
+        return null;
+    }
 
     /** Releases what the backend holds (device memory, threads). The default holds nothing. */
     @Override
