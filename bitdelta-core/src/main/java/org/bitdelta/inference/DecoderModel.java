@@ -7,6 +7,7 @@ import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.internal.format.Fingerprint;
 import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.internal.model.ModelConfig;
+import org.bitdelta.internal.model.Sequence;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.tensor.Tensor;
@@ -147,17 +148,21 @@ public final class DecoderModel implements AutoCloseable {
         if (tenants.size() != sequences.size()) {
             throw new IllegalArgumentException(tenants.size() + " tenants for " + sequences.size() + " sequences");
         }
-        List<Decoder.Sequence> states = new ArrayList<>();
-        for (String tenant : tenants) {
-            states.add(decoder.newSequence(tenant));
-        }
-        List<float[]> logits = decoder.forward(states, sequences, true);
-        for (int i = 0; i < logits.size(); i++) {
-            if (logits.get(i) == null) {
-                throw new BitDeltaException("tenant '" + tenants.get(i) + "' was removed while its sequence was running");
+        List<Sequence> states = new ArrayList<>();
+        try {
+            for (String tenant : tenants) {
+                states.add(decoder.newSequence(tenant));
             }
+            List<float[]> logits = decoder.forward(states, sequences, true);
+            for (int i = 0; i < logits.size(); i++) {
+                if (logits.get(i) == null) {
+                    throw new BitDeltaException("tenant '" + tenants.get(i) + "' was removed while its sequence was running");
+                }
+            }
+            return logits;
+        } finally {
+            states.forEach(Sequence::close);
         }
-        return logits;
     }
 
     /** The folder's tokenizer.json, loaded on first use. */
