@@ -8,6 +8,7 @@ import org.bitdelta.internal.format.Fingerprint;
 import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.internal.model.ModelConfig;
 import org.bitdelta.internal.model.Sequence;
+import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.tensor.Tensor;
@@ -163,6 +164,26 @@ public final class DecoderModel implements AutoCloseable {
         } finally {
             states.forEach(Sequence::close);
         }
+    }
+
+    /**
+     * What the backend's device holds for this model, by purpose: the base weights, each resident tenant (by
+     * slot), the KV cache and the workspace, with the device's own total and free figures where it has them.
+     */
+    public MemoryUse memory() {
+        return decoder.memory();
+    }
+
+    /**
+     * Per loaded tenant (the base excluded, in the order added): the device bytes it holds while resident (0 when
+     * it was never used or was evicted).
+     */
+    public Map<String, Long> tenantDeviceBytes() {
+        Map<String, Long> bytes = new LinkedHashMap<>();
+        for (Decoder.TenantMemory tenant : decoder.tenantMemory()) {
+            bytes.put(tenant.name(), tenant.deviceBytes());
+        }
+        return bytes;
     }
 
     /** The folder's tokenizer.json, loaded on first use. */
