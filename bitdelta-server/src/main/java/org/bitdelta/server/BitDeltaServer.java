@@ -64,8 +64,10 @@ public final class BitDeltaServer implements AutoCloseable {
                 // Errors Helidon answers before any route runs (a body over the limit, a malformed request line)
                 // get OpenAI's error shape too.
                 .directHandlers(handlers -> {
-                    handlers.addHandler(DirectHandler.EventType.PAYLOAD_TOO_LARGE, BitDeltaServer::directError);
-                    handlers.addHandler(DirectHandler.EventType.BAD_REQUEST, BitDeltaServer::directError);
+                    DirectHandler handler = (request, eventType, status, headers, message) ->
+                            directError(options.maxRequestBytes(), status, headers, message);
+                    handlers.addHandler(DirectHandler.EventType.PAYLOAD_TOO_LARGE, handler);
+                    handlers.addHandler(DirectHandler.EventType.BAD_REQUEST, handler);
                 })
                 .routing(routing -> {
                     routing.addFilter(new AccessFilter(options.apiKey(), metrics));
@@ -79,14 +81,15 @@ public final class BitDeltaServer implements AutoCloseable {
         return server;
     }
 
-    private static DirectHandler.TransportResponse directError(DirectHandler.TransportRequest request, DirectHandler.EventType eventType,
-                                                               io.helidon.http.Status status, io.helidon.http.ServerResponseHeaders headers,
-                                                               String message) {
-        String type = "invalid_request_error";
-        String code = eventType == DirectHandler.EventType.PAYLOAD_TOO_LARGE ? "request_too_large" : null;
-        String text = eventType == DirectHandler.EventType.PAYLOAD_TOO_LARGE
-                ? "The request body is larger than this server accepts (ServerOptions.maxRequestBytes, --max-request-bytes)"
-                : "Bad request: " + message;
+    private static DirectHandler.TransportResponse directError(long maxRequestBytes, io.helidon.http.Status status,
+                                                               io.helidon.http.ServerResponseHeaders headers, String message) {
+        // Helidon reports a body over maxPayloadSize as BAD_REQUEST with status 413: go by the status.
+        boolean tooLarge = status.code() == 413;
+        String text = tooLarge
+                ? "The request body is larger than this server accepts (" + maxRequestBytes + " bytes; ServerOptions.maxRequestBytes, --max-request-bytes)"
+                : "Bad request" + (message == null || message.isBlank() ? "" : ": " + message);
+        String type = status.code() >= 500 ? "server_error" : "invalid_request_error";
+        String code = tooLarge ? "request_too_large" : null;
         headers.set(HeaderNames.CONTENT_TYPE, "application/json");
         return DirectHandler.TransportResponse.builder()
                 .status(status)

@@ -230,7 +230,9 @@ public final class OpenAiRoutes {
             if (e.field().equals("tenant")) {
                 throw ApiError.modelNotFound(parsed.model(), engine.tenants());
             }
-            throw ApiError.invalid(e.field(), e.getMessage());
+            // The engine names a chat's rendered prompt "prompt"; the client sent "messages".
+            String param = e.field().equals("prompt") && parsed.kind() == OpenAiRequests.Kind.CHAT ? "messages" : e.field();
+            throw ApiError.invalid(param, e.getMessage());
         } catch (EngineBusyException e) {
             throw new ApiError(503, "server_error", null, "engine_overloaded", e.getMessage());
         } catch (BitDeltaException e) {
