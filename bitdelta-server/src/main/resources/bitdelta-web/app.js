@@ -77,7 +77,7 @@ async function loadModels() {
     name.textContent = id;
     const bytes = document.createElement("span");
     bytes.className = "bytes";
-    bytes.textContent = tenant ? (isBase ? "base weights " : "+") + formatBytes(tenant.bytes) : "";
+    bytes.textContent = tenant ? (isBase ? formatBytes(tenant.bytes) + " weights" : "+" + formatBytes(tenant.bytes) + " delta") : "";
     label.append(box, name, bytes);
     list.append(label);
   }
