@@ -32,8 +32,8 @@ class DistillationTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path SHAKESPEARE = TestData.bundledModel("stories260K-ft-shakespeare");
     private static final Path ALICE = TestData.bundledModel("stories260K-ft-alice");
-    private static final Path CALIBRATION = TestData.shared("text/calibration/tinystories-train-head-197k.txt");
-    private static final Path HELDOUT = TestData.shared("text/eval/shakespeare.heldout.txt");
+    private static final Path CALIBRATION = TestData.bundledText("tinystories-train-head-32k.txt");
+    private static final Path HELDOUT = TestData.bundledText("shakespeare.heldout.txt");
 
     @Test
     void serviceLoaderFindsTheNd4jDistiller() {
@@ -118,8 +118,14 @@ class DistillationTest {
     }
 
     @Test
-    void aFineTuneOfAnotherArchitectureIsRefused() {
-        Path otherArchitecture = TestData.shared("models/tinyllama-shakespeare-finetuned");
+    void aFineTuneOfAnotherArchitectureIsRefused(@TempDir Path otherArchitecture) throws IOException {
+        // The Shakespeare fine-tune's weights under a config of another width: a llama like the base, hidden_size differs.
+        JsonObject config = JsonParser.parseString(Files.readString(SHAKESPEARE.resolve("config.json"))).getAsJsonObject();
+        config.addProperty("hidden_size", 128);
+        Files.writeString(otherArchitecture.resolve("config.json"), config.toString());
+        Files.copy(SHAKESPEARE.resolve("model.safetensors"), otherArchitecture.resolve("model.safetensors"));
+        Files.copy(SHAKESPEARE.resolve("tokenizer.json"), otherArchitecture.resolve("tokenizer.json"));
+        Files.copy(SHAKESPEARE.resolve("tokenizer_config.json"), otherArchitecture.resolve("tokenizer_config.json"));
         try (DeltaModel delta = BitDelta.compress(BASE, SHAKESPEARE)) {
             BitDeltaException error = assertThrows(BitDeltaException.class, () -> ScaleDistiller.load()
                     .distill(BASE, otherArchitecture, delta, CALIBRATION, DistillOptions.defaults().steps(1)));
