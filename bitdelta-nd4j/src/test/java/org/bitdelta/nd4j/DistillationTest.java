@@ -65,6 +65,8 @@ class DistillationTest {
             assertTrue(lossAfter < lossBefore, "seed " + seed + ": loss on fixed windows " + lossBefore + " -> " + lossAfter);
             double perplexityBefore = PerplexityOnNd4j.evaluate(BASE, SHAKESPEARE, delta, HELDOUT, 256, 16);
             double perplexityAfter = PerplexityOnNd4j.evaluate(BASE, SHAKESPEARE, distilled, HELDOUT, 256, 16);
+            System.out.printf("short distillation, seed %d, %d steps on %s: loss on fixed windows %.5f -> %.5f, perplexity %.4f -> %.4f%n",
+                    seed, steps, CALIBRATION.getFileName(), lossBefore, lossAfter, perplexityBefore, perplexityAfter);
             assertTrue(perplexityAfter < perplexityBefore, "seed " + seed + ": perplexity " + perplexityBefore + " -> " + perplexityAfter);
 
             JsonObject record = JsonParser.parseString(distilled.metadata().get(ScaleDistiller.METADATA_KEY)).getAsJsonObject();
