@@ -23,8 +23,8 @@ final class MemoryReport {
         line(out, "KV cache", Sizes.bytes(memory.kvCacheBytes()));
         line(out, "workspace", Sizes.bytes(memory.workspaceBytes()));
         line(out, "total", Sizes.bytes(memory.total()));
-        line(out, "device total", memory.deviceTotal() < 0 ? "not reported" : Sizes.bytes(memory.deviceTotal()));
-        line(out, "device free", memory.deviceFree() < 0 ? "not reported" : Sizes.bytes(memory.deviceFree()));
+        line(out, "device total", memory.deviceTotal() < 0 ? "not reported by the backend" : Sizes.bytes(memory.deviceTotal()));
+        line(out, "device free", memory.deviceFree() < 0 ? "not reported by the backend" : Sizes.bytes(memory.deviceFree()));
     }
 
     private static void line(PrintWriter out, String what, String amount) {
