@@ -18,7 +18,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** {@code --backend} (compress, eval, generate, demo) and {@code --verbose} (eval, generate) as a user runs them. */
+/**
+ * {@code --backend} (compress, eval, generate, demo), {@code --verbose} (eval, generate) and what {@code inspect}
+ * reads through DeltaModel's typed accessors, as a user runs them.
+ */
 class BackendAndVerboseCliTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path TEXT = TestData.bundledModel("stories260K").getParent().resolveSibling("text").resolve("alice.heldout.txt");
@@ -115,6 +118,25 @@ class BackendAndVerboseCliTest {
         for (String what : new String[]{"base", "tenant alice", "tenant shakespeare", "KV cache", "workspace", "total"}) {
             assertTrue(Pattern.compile("(?m)^  " + Pattern.quote(what) + " +" + AMOUNT + "$").matcher(out).find(), what + " in:\n" + out);
         }
+    }
+
+    @Test
+    void inspectShowsWhatTheFileRecordsTyped() {
+        Path file = folder.resolve("distilled.bitdelta");
+        String record = "{\"steps\":3,\"batch\":2,\"seq\":32,\"lr\":1.0E-4,\"weight_decay\":0.01,\"seed\":8,"
+                + "\"loss_first\":0.5,\"loss_last\":0.25}";
+        try (DeltaModel delta = BitDelta.compress(BASE, TestData.bundledModel("stories260K-ft-alice"));
+             DeltaModel distilled = delta.withScales(java.util.Map.of(), java.util.Map.of(org.bitdelta.ScaleDistiller.METADATA_KEY, record))) {
+            distilled.save(file);
+        }
+        CliTest.Result result = CliTest.run("inspect", file.toString());
+        assertEquals(0, result.code(), result.err());
+        String out = result.out();
+        assertTrue(out.contains("format version:    1\n"), out);
+        assertTrue(out.contains("library version:   " + BitDelta.version() + "\n"), out);
+        assertTrue(out.contains("fine-tune:         stories260K-ft-alice\n"), out);
+        assertTrue(out.contains("scales:            per_matrix\n"), out);
+        assertTrue(out.contains("distilled:         3 steps of 2 x 32 tokens, lr 1.0E-4, weight decay 0.01, seed 8; loss 0.500000 -> 0.250000\n"), out);
     }
 
     private static String perplexityText(String out) {
