@@ -46,6 +46,8 @@ import java.util.concurrent.TimeUnit;
  *       (the BitDelta way to serve N fine-tunes);</li>
  *   <li>{@code binaryProductMaskedAdd}: the same product on a backend whose sign product stays on the masked-add
  *       kernels (the path before the table-lookup kernel), so one run gives both;</li>
+ *   <li>{@code binaryProductBatchInvariant}: the same product on the batch-invariant kernels the decoder runs on
+ *       (one summation order for every row count);</li>
  *   <li>{@code baseProduct}: the N tokens times the BF16 base alone (F32 multiply-adds, no deltas): the compute
  *       that no sign kernel removes;</li>
  *   <li>{@code fmaPeak}: 512-bit (or preferred-width) F32 FMAs from registers on every thread, the machine's FMA
@@ -106,6 +108,24 @@ public class CpuBackendBenchmark {
         @TearDown(Level.Trial)
         public void close() {
             backend.close();
+        }
+    }
+
+    /** The batch-invariant form of the "cpu" backend, which the decoder runs on: one summation order for every row count. */
+    @State(Scope.Benchmark)
+    public static class BatchInvariantBackend {
+        VectorCpuBackend owner;
+        TensorBackend backend;
+
+        @Setup(Level.Trial)
+        public void create() {
+            owner = new VectorCpuBackend();
+            backend = owner.batchInvariant();
+        }
+
+        @TearDown(Level.Trial)
+        public void close() {
+            owner.close();
         }
     }
 
@@ -249,6 +269,14 @@ public class CpuBackendBenchmark {
 
     @Benchmark
     public float[] binaryProductMaskedAdd(MaskedAddBackend backend, Tokens tokens, BitDeltaWeights weights) {
+        int layer = weights.nextLayer();
+        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
+        return tokens.y;
+    }
+
+    /** {@code binaryProduct} on the batch-invariant kernels (what the decoder's device runs). */
+    @Benchmark
+    public float[] binaryProductBatchInvariant(BatchInvariantBackend backend, Tokens tokens, BitDeltaWeights weights) {
         int layer = weights.nextLayer();
         backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
         return tokens.y;

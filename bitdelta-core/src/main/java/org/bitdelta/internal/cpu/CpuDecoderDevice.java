@@ -12,7 +12,6 @@ import org.bitdelta.spi.TenantWeights;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.Tensor;
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 import java.util.ArrayList;
@@ -345,6 +344,7 @@ public final class CpuDecoderDevice implements DecoderDevice {
         float[] keys = keyCache[layer];
         float[] values = valueCache[layer];
         float[] scores = new float[count];
+        float[] laneSums = new float[LANES.length()];
         for (int head = 0; head < spec.headCount(); head++) {
             int query = queryOffset + head * headDimension;
             int rowBase = (head / group) * headDimension; // first cache row of this head's kv head
@@ -402,7 +402,12 @@ public final class CpuDecoderDevice implements DecoderDevice {
                         for (; done + LANES.length() <= run; done += LANES.length()) {
                             lanes = FloatVector.fromArray(LANES, values, base + done).fma(FloatVector.fromArray(LANES, scores, j + done), lanes);
                         }
-                        sum += lanes.reduceLanes(VectorOperators.ADD);
+                        // Lanes summed in lane order: reduceLanes(ADD) sums in another order once C2 compiles it,
+                        // and a row's result must not depend on when it runs.
+                        lanes.intoArray(laneSums, 0);
+                        for (float lane : laneSums) {
+                            sum += lane;
+                        }
                     }
                     for (; done < run; done++) {
                         sum += scores[j + done] * values[base + done];
@@ -423,15 +428,9 @@ public final class CpuDecoderDevice implements DecoderDevice {
             int gate = row * 2 * intermediate;
             int up = gate + intermediate;
             int target = row * intermediate;
-            int done = 0;
-            if (vectorized) {
-                for (; done + LANES.length() <= intermediate; done += LANES.length()) {
-                    FloatVector g = FloatVector.fromArray(LANES, input, gate + done);
-                    g.div(g.neg().lanewise(VectorOperators.EXP).add(1f)).mul(FloatVector.fromArray(LANES, input, up + done))
-                            .intoArray(output, target + done);
-                }
-            }
-            for (; done < intermediate; done++) {
+            // Scalar Math.exp, not the Vector API's EXP: that one's intrinsic (SVML) and its Java fallback round
+            // differently, so a row's result would depend on the JIT tier.
+            for (int done = 0; done < intermediate; done++) {
                 float g = input[gate + done];
                 output[target + done] = g / (1.0f + (float) Math.exp(-g)) * input[up + done];
             }

@@ -3,6 +3,8 @@ package org.bitdelta.internal.cpu;
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.internal.cpu.VectorKernels.WeightType;
+import org.bitdelta.spi.DecoderDevice;
+import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.Tensor;
 
@@ -28,6 +30,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * 4 inputs, a shift, an and, one permute and one add ({@link VectorKernels#lookup16x1}). Other batches: rows are
  * grouped by tenant so that each tenant's packed signs are read once per call, and the sign bits become lane
  * masks directly (see {@link VectorKernels#positiveSum4x1}).
+ *
+ * <p>{@link #batchInvariant()} is the same backend with one summation order for every row count
+ * ({@link OrderedKernels}); the decoder's device ({@link #openDecoder}) runs on it.
  */
 public final class VectorCpuBackend implements TensorBackend {
     /**
@@ -55,8 +60,14 @@ public final class VectorCpuBackend implements TensorBackend {
     private final ForkJoinPool pool;
     private final int threads;
     private final boolean signLookup;
+    /** Whether every product runs the {@link OrderedKernels} (see {@link #batchInvariant()}). */
+    private final boolean ordered;
+    /** This backend's batch-invariant form (itself when {@link #ordered}); it shares the pool. */
+    private final VectorCpuBackend batchInvariant;
+    /** The backend that owns the pool: this one, or the fast one a batch-invariant form came from. */
+    private final VectorCpuBackend owner;
     /** Re-laid-out sign copies for the lookup kernel, per delta (weakly held; dropped on close). */
-    private final SignBlocks signBlocks = new SignBlocks();
+    private final SignBlocks signBlocks;
     private volatile boolean closed;
 
     /** A backend using every available processor. */
@@ -86,6 +97,41 @@ public final class VectorCpuBackend implements TensorBackend {
             thread.setName("bitdelta-cpu-" + poolNumber + "-" + threadNumber.incrementAndGet());
             return thread;
         }, null, false);
+        this.ordered = false;
+        this.owner = this;
+        this.signBlocks = new SignBlocks();
+        this.batchInvariant = new VectorCpuBackend(this);
+    }
+
+    /** The batch-invariant form of {@code fast}: same threads, ordered kernels, closed with it. */
+    private VectorCpuBackend(VectorCpuBackend fast) {
+        this.pool = fast.pool;
+        this.threads = fast.threads;
+        this.signLookup = false;
+        this.ordered = true;
+        this.batchInvariant = this;
+        this.owner = fast;
+        this.signBlocks = fast.signBlocks;
+    }
+
+    /**
+     * This backend with batch-invariant products (sharing its threads; closing this backend ends both): every
+     * output row is bitwise the same whatever the other rows of the call, their number, the thread split and the
+     * JIT tier, because every row count runs the same kernels with one fixed summation order: the dense part on
+     * converted weight tiles ({@link OrderedKernels}), the sign sums by table lookup where the lanes allow it
+     * (16 floats: AVX-512; its sums are per row by construction), else by ordered masked adds. The fast kernels pick
+     * a kernel by row count (fused below 4 rows, sign table lookup for 4 to 31, tiles from 32), each with its own
+     * order, and sum vector lanes with {@code reduceLanes}, whose order differs between the interpreter and C2. The decoder's device uses this form
+     * ({@link #openDecoder}) so that a greedy request's tokens do not depend on the batch it runs in.
+     */
+    public TensorBackend batchInvariant() {
+        return batchInvariant;
+    }
+
+    /** The decoder runs on the batch-invariant products (see {@link #batchInvariant()}). */
+    @Override
+    public DecoderDevice openDecoder(DecoderSpec spec) {
+        return new CpuDecoderDevice(spec, batchInvariant, true);
     }
 
     @Override
@@ -103,6 +149,11 @@ public final class VectorCpuBackend implements TensorBackend {
         Shape shape = Shape.of(weight, x, rows, y);
         WeightType type = shape.type;
         MemorySegment data = weight.data();
+        if (ordered) {
+            forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
+                    (start, end) -> orderedDense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
+            return;
+        }
         forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
                 (start, end) -> dense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
     }
@@ -119,6 +170,29 @@ public final class VectorCpuBackend implements TensorBackend {
         MemorySegment data = base.data();
         WeightType type = shape.type;
         long work = (long) rows * outputs * inputs * 2;
+        if (ordered && VectorKernels.LOOKUP_SUPPORTED) {
+            // The lookup kernel's sign sums are per row already (lanes are output rows, no lane reduction), so
+            // only the dense part needs the ordered kernels.
+            lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
+            return;
+        }
+        if (ordered) {
+            float[] scratch = new float[OrderedKernels.SCRATCH_FLOATS];
+            float[] rowSums = new float[rows];
+            for (int r = 0; r < rows; r++) {
+                if (tenantOfRow[r] >= 0) {
+                    rowSums[r] = OrderedKernels.sum(x, r * inputs, inputs, scratch);
+                }
+            }
+            forEachOutputRange(outputs, work, 4, (start, end) -> {
+                orderedDense(x, rows, data, type, inputs, outputs, start, end, y);
+                float[] rangeScratch = new float[OrderedKernels.SCRATCH_FLOATS];
+                for (int group = 0; group < groups.count(); group++) {
+                    orderedBinary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y, rangeScratch);
+                }
+            });
+            return;
+        }
         if (signLookup && rows >= LOOKUP_ROWS_MIN && rows < DIRECT_ROWS_LIMIT) {
             lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
             return;
@@ -154,6 +228,9 @@ public final class VectorCpuBackend implements TensorBackend {
 
     @Override
     public void close() {
+        if (owner != this) {
+            return; // a batch-invariant form closes with the backend it came from
+        }
         closed = true;
         signBlocks.clear();
         if (pool != null) {
@@ -249,6 +326,80 @@ public final class VectorCpuBackend implements TensorBackend {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /**
+     * The batch-invariant dense product for output rows [start, end): {@link #denseTiled}'s blocking (4-row weight
+     * tiles converted to floats, K blocks of {@link #K_BLOCK}) with the {@link OrderedKernels}, for every row count.
+     */
+    private static void orderedDense(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+                                     int start, int end, float[] y) {
+        int block = Math.min(K_BLOCK, inputs);
+        float[] tile = new float[4 * block];
+        float[] scratch = new float[OrderedKernels.SCRATCH_FLOATS];
+        for (int k0 = 0; k0 < inputs; k0 += block) {
+            int length = Math.min(block, inputs - k0);
+            boolean accumulate = k0 > 0;
+            for (int m = start; m < end; m += 4) {
+                int tileRows = Math.min(4, end - m);
+                for (int j = 0; j < tileRows; j++) {
+                    VectorKernels.convertRow(weight, type, (long) (m + j) * inputs, k0, length, tile, j * block);
+                }
+                if (tileRows == 4) {
+                    int r = 0;
+                    for (; r + 4 <= rows; r += 4) {
+                        int x0 = r * inputs + k0;
+                        int y0 = r * outputs + m;
+                        OrderedKernels.tile4x4(tile, block, length, x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs,
+                                y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs, accumulate, scratch);
+                    }
+                    for (; r < rows; r++) {
+                        OrderedKernels.tile4x1(tile, block, length, x, r * inputs + k0, y, r * outputs + m, accumulate, scratch);
+                    }
+                } else {
+                    for (int j = 0; j < tileRows; j++) {
+                        for (int r = 0; r < rows; r++) {
+                            float partial = OrderedKernels.dot1x1(tile, j * block, length, x, r * inputs + k0, scratch);
+                            int index = r * outputs + m + j;
+                            y[index] = accumulate ? y[index] + partial : partial;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /** {@link #binary} with the {@link OrderedKernels}: the same sign sums per row whatever the rows' grouping. */
+    private static void orderedBinary(float[] x, BinaryDelta delta, int[] tenantRows, float[] rowSums, int inputs, int outputs,
+                                      int start, int end, float[] y, float[] scratch) {
+        MemorySegment signs = delta.signs();
+        long bytesPerRow = delta.bytesPerRow();
+        int count = tenantRows.length;
+        float[] positive = new float[16];
+        int m = start;
+        for (; m + 4 <= end; m += 4) {
+            long signRow = m * bytesPerRow;
+            int i = 0;
+            for (; i + 4 <= count; i += 4) {
+                int r0 = tenantRows[i], r1 = tenantRows[i + 1], r2 = tenantRows[i + 2], r3 = tenantRows[i + 3];
+                OrderedKernels.positiveSum4x4(signs, signRow, bytesPerRow, inputs, x,
+                        r0 * inputs, r1 * inputs, r2 * inputs, r3 * inputs, positive, 0, 4, 8, 12, scratch);
+                for (int row = 0; row < 4; row++) {
+                    applyDelta(delta, tenantRows[i + row], m, 4, positive, row * 4, rowSums, outputs, y);
+                }
+            }
+            for (; i < count; i++) {
+                int r = tenantRows[i];
+                OrderedKernels.positiveSum4x1(signs, signRow, bytesPerRow, inputs, x, r * inputs, positive, 0, scratch);
+                applyDelta(delta, r, m, 4, positive, 0, rowSums, outputs, y);
+            }
+        }
+        for (; m < end; m++) {
+            for (int r : tenantRows) {
+                positive[0] = OrderedKernels.positiveSum1x1(signs, m * bytesPerRow, inputs, x, r * inputs, scratch);
+                applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
             }
         }
     }
@@ -358,7 +509,11 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         });
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
-            dense(x, rows, data, type, inputs, outputs, start, end, y);
+            if (ordered) {
+                orderedDense(x, rows, data, type, inputs, outputs, start, end, y);
+            } else {
+                dense(x, rows, data, type, inputs, outputs, start, end, y);
+            }
             lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
         });
     }
@@ -464,7 +619,7 @@ public final class VectorCpuBackend implements TensorBackend {
      * calling thread when the work is too small to be worth a fork.
      */
     private void forEachOutputRange(int outputs, long work, int unit, OutputRange body) {
-        if (closed) {
+        if (owner.closed) {
             throw new IllegalStateException("the cpu backend is closed");
         }
         int tiles = (outputs + unit - 1) / unit;
