@@ -6,23 +6,40 @@ import org.bitdelta.cuda.internal.DeviceBuffer;
 import org.bitdelta.cuda.internal.DeviceScope;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.Test;
+import org.bitdelta.cuda.internal.NativeLibraryLocator;
 
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.List;
 
-import static org.bitdelta.cuda.GpuTestSupport.assumeGpu;
-import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertTrue;
+/**
+ * What Java and FFM add to a call (a benchmark, not a test: timings belong here, not in {@code mvn test}): a no-op
+ * ABI call, the enqueue of a tiny decode launch, one cudaMemsetAsync, and a whole tiny deltaMatmul round trip.
+ *
+ * <pre>java ... org.bitdelta.cuda.CudaOverheadBenchmark [--c-launch-us=X]</pre>
+ *
+ * {@code --c-launch-us}: the median that {@code bd_harness --launch-overhead} printed for the same tiny bd_decode
+ * enqueued from C (same shape, stream kind and loop), printed beside this one with the difference
+ * (bench/check-device.sh passes it).
+ */
+public final class CudaOverheadBenchmark {
+    private CudaOverheadBenchmark() {
+    }
 
-/** FFM call overhead: a no-op ABI call, a tiny decode launch (enqueue only), and a whole tiny deltaMatmul. */
-class CudaOverheadTest {
-    static final double GOAL_MICROS = 5.0;
-
-    @Test
-    void ffmCallOverheadPerLaunch() {
-        assumeGpu();
+    public static void main(String[] args) {
+        double cLaunchMicros = Double.NaN;
+        for (String arg : args) {
+            if (arg.startsWith("--c-launch-us=")) {
+                cLaunchMicros = Double.parseDouble(arg.substring("--c-launch-us=".length()));
+            } else {
+                throw new IllegalArgumentException("unknown argument " + arg + " (usage: [--c-launch-us=X])");
+            }
+        }
+        String reason = NativeLibraryLocator.unavailableReason();
+        if (reason != null) {
+            System.out.println("CudaOverheadBenchmark: no GPU here (" + reason + "), nothing measured");
+            return;
+        }
         try (CudaBackend backend = new CudaBackend()) {
             CudaLibrary library = backend.library();
             int sink = 0;
@@ -35,7 +52,9 @@ class CudaOverheadTest {
                 sink += library.abiVersion();
             }
             double abiNanos = (System.nanoTime() - start) / (double) calls;
-            assertEquals(CudaLibrary.EXPECTED_ABI_VERSION * (calls + 200_000), sink, "bd_abi_version answered something else");
+            if (sink != CudaLibrary.EXPECTED_ABI_VERSION * (calls + 200_000)) {
+                throw new IllegalStateException("bd_abi_version answered something else than " + CudaLibrary.EXPECTED_ABI_VERSION);
+            }
 
             // Tiny decode, 1 row x [16, 64], no tenants: times the enqueue of a launch through FFM (GPU work hidden).
             double[] launchMicros = new double[50];
@@ -95,6 +114,7 @@ class CudaOverheadTest {
             // Whole deltaMatmul of 1 row, [64, 64], 1 tenant: copies in and out and a synchronize included.
             double[] roundTripMicros = new double[500];
             try (Arena arena = Arena.ofShared()) {
+                // Fixed inputs: only the time is measured here.
                 Tensor base = GpuTestSupport.randomWeight(arena, DType.F16, 64, 64, 5, 0.05f);
                 List<BinaryDelta> deltas = List.of(GpuTestSupport.randomDelta(arena, "t", 64, 64, 6, true));
                 float[] xs = GpuTestSupport.randomActivations(DType.F16, 1, 64, 7);
@@ -115,12 +135,14 @@ class CudaOverheadTest {
             System.out.printf("  bd_abi_version (no-op downcall):            %.1f ns per call (%d calls)%n", abiNanos, calls);
             System.out.printf("  bd_decode tiny launch, enqueue through FFM: %.2f us median per launch (min %.2f, max %.2f; 50 x 100 launches)%n",
                     launchMedian, launchMicros[0], launchMicros[launchMicros.length - 1]);
+            if (!Double.isNaN(cLaunchMicros)) {
+                System.out.printf("  bd_decode tiny launch, enqueue from C:      %.2f us median (bd_harness --launch-overhead): "
+                        + "Java and FFM add %.2f us%n", cLaunchMicros, launchMedian - cLaunchMicros);
+            }
             System.out.printf("  bd_memset (one cudaMemsetAsync) enqueue:    %.2f us median per call (min %.2f)%n",
                     memsetMicros[memsetMicros.length / 2], memsetMicros[0]);
             System.out.printf("  deltaMatmul 1 row [64x64] round trip:       %.1f us median (min %.1f; copies, launch, synchronize)%n",
                     roundTripMicros[roundTripMicros.length / 2], roundTripMicros[0]);
-            assertTrue(abiNanos / 1000 < GOAL_MICROS, "FFM no-op call " + abiNanos + " ns exceeds the " + GOAL_MICROS + " us goal");
-            assertTrue(launchMedian < 4 * GOAL_MICROS, "a tiny decode launch takes " + launchMedian + " us to enqueue");
         }
     }
 }
