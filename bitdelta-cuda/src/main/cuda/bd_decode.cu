@@ -418,13 +418,17 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 #include "bd_decode3.cuh"
 namespace bd {
 
+// ------------------------------------------------------------------------------------------------------
+// Host side: the workspace, the launchers, and run_decode (the automatic choice).
+
 // The forced kernel version (bd_debug_set_decode_variant; benchmarks and checks only).
 static int g_decode_variant = BD_DECODE_AUTO;
 
+// The pre-pass's output in the workspace, each part 256-byte aligned (decode3_workspace).
 struct XPlanes {
-  uint32_t* xb;
-  float* scale;
-  long long* q_sums;  // [R][XP_PARTS]
+  uint32_t* xb;       // U32 [R][K256][128]  bit-plane B fragments
+  float* scale;       // F32 [R]             max|x_r| / 32767
+  long long* q_sums;  // I64 [R][XP_PARTS]   part sums of the quantized rows
 };
 static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 static size_t decode3_workspace(int64_t K, int64_t R) {
@@ -480,6 +484,19 @@ static cudaError_t blocks_per_sm(Kernel kernel, int threads, size_t smem, int* c
   return e;
 }
 
+// Whether `kernel` with `dynamic_smem` bytes fits a block of the current device, its static shared arrays included
+// (cudaFuncGetAttributes, once per kernel: *cache -1 = not asked yet). Every decode form fits on cc 8.0 and 9.0; on
+// GPUs that give a block 99 KB (cc 8.6, 8.9, 12.x) the lean form with RW = 2 does not (96 KB of stages and 3.4 KB
+// of arrays), and version 3 runs instead.
+template <typename Kernel>
+static cudaError_t fits_device(Kernel kernel, int dynamic_smem, const DeviceInfo& device, int* cache) {
+  if (*cache >= 0) return cudaSuccess;
+  cudaFuncAttributes attributes;
+  const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel);
+  if (e == cudaSuccess) *cache = attributes.sharedSizeBytes + size_t(dynamic_smem) <= size_t(device.smem_optin) ? 1 : 0;
+  return e;
+}
+
 template <typename T>
 static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   const int smem = xplanes_smem_bytes(K);
@@ -515,9 +532,13 @@ static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = LeanShape<RW>;
   static bool attribute_set[2] = {false, false};
-  static int occupancy = 0;
+  static int occupancy = 0, fits = -1;
   auto straight = decode3_lean_kernel<T, TY, RW, false>;
-  cudaError_t e = set_smem_limit(straight, Shape::SMEM_BYTES, &attribute_set[0]);
+  cudaError_t e = fits_device(straight, Shape::SMEM_BYTES, device, &fits);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  if (!fits)  // the same pre-pass output, read by version 3 (M16)
+    return launch_decode3<T, TY, RW, 1>(device, true, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  e = set_smem_limit(straight, Shape::SMEM_BYTES, &attribute_set[0]);
   if (e == cudaSuccess) e = blocks_per_sm(straight, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
   // Persistent blocks for up to 16 rows: measured on an H100 at 11008x4096 with 8 / 16 rows, 60.6 / 83.3 us back

@@ -54,10 +54,12 @@
  *
  * GPU targets (bench/build.sh): sm_80 SASS, sm_90a SASS and compute_90 PTX.
  *   - sm_80 SASS also runs on every other cc 8.x GPU (sm_86, sm_89) by binary compatibility, so separate sm_86 /
- *     sm_89 SASS would only repeat it. Nothing depends on a per-arch compile-time constant: every kernel's shared
- *     memory fits the smallest 8.x opt-in limit (99 KB on sm_86/sm_89), the limits are raised at run time
- *     (cudaFuncSetAttribute), resident blocks per SM are queried at run time (cudaOccupancy*), and the only
- *     __CUDA_ARCH__ tests (griddepcontrol, wgmma) match host decisions made from the device's compute capability.
+ *     sm_89 SASS would only repeat it. Nothing depends on a per-arch compile-time constant: the shared-memory
+ *     limits are raised at run time (cudaFuncSetAttribute), resident blocks per SM are queried at run time
+ *     (cudaOccupancy*), the one form that exceeds the 99 KB a block gets on cc 8.6, 8.9 and 12.x (the lean decode
+ *     with RW = 2: 96 KB of stages plus its static arrays) is checked against the device's limit at run time and
+ *     replaced by version 3 there, and the only __CUDA_ARCH__ tests (griddepcontrol, wgmma) match host decisions
+ *     made from the device's compute capability.
  *   - sm_90a SASS (runs on cc 9.0 only) holds the wgmma prefill kernel; BD_HAVE_SM90A tells the host code so.
  *   - compute_90 PTX is JIT-compiled by the driver for newer GPUs (cc 10.x, 12.x); they take the mma.sync paths.
  *   Only Hopper (H100) has run these kernels; the sm_80 code is compiled, not run.
