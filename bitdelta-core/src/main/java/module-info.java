@@ -4,7 +4,7 @@
  * through qualified exports.
  */
 module org.bitdelta.core {
-    requires java.logging;
+    requires org.slf4j;
     requires jdk.incubator.vector;
     requires com.google.gson;
     requires ai.djl.api;

@@ -7,6 +7,8 @@ import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.internal.format.Fingerprint;
 import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.internal.model.ModelConfig;
+import org.bitdelta.internal.model.Sequence;
+import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.tensor.Tensor;
@@ -147,17 +149,41 @@ public final class DecoderModel implements AutoCloseable {
         if (tenants.size() != sequences.size()) {
             throw new IllegalArgumentException(tenants.size() + " tenants for " + sequences.size() + " sequences");
         }
-        List<Decoder.Sequence> states = new ArrayList<>();
-        for (String tenant : tenants) {
-            states.add(decoder.newSequence(tenant));
-        }
-        List<float[]> logits = decoder.forward(states, sequences, true);
-        for (int i = 0; i < logits.size(); i++) {
-            if (logits.get(i) == null) {
-                throw new BitDeltaException("tenant '" + tenants.get(i) + "' was removed while its sequence was running");
+        List<Sequence> states = new ArrayList<>();
+        try {
+            for (String tenant : tenants) {
+                states.add(decoder.newSequence(tenant));
             }
+            List<float[]> logits = decoder.forward(states, sequences, true);
+            for (int i = 0; i < logits.size(); i++) {
+                if (logits.get(i) == null) {
+                    throw new BitDeltaException("tenant '" + tenants.get(i) + "' was removed while its sequence was running");
+                }
+            }
+            return logits;
+        } finally {
+            states.forEach(Sequence::close);
         }
-        return logits;
+    }
+
+    /**
+     * What the backend's device holds for this model, by purpose: the base weights, each resident tenant (by
+     * slot), the KV cache and the workspace, with the device's own total and free figures where it has them.
+     */
+    public MemoryUse memory() {
+        return decoder.memory();
+    }
+
+    /**
+     * Per loaded tenant (the base excluded, in the order added): the device bytes it holds while resident (0 when
+     * it was never used or was evicted).
+     */
+    public Map<String, Long> tenantDeviceBytes() {
+        Map<String, Long> bytes = new LinkedHashMap<>();
+        for (Decoder.TenantMemory tenant : decoder.tenantMemory()) {
+            bytes.put(tenant.name(), tenant.deviceBytes());
+        }
+        return bytes;
     }
 
     /** The folder's tokenizer.json, loaded on first use. */

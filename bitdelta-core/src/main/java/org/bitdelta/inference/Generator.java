@@ -2,6 +2,7 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.internal.model.Decoder;
+import org.bitdelta.internal.model.Sequence;
 
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -97,76 +98,84 @@ public final class Generator {
         int context = model.contextLength();
         int vocabulary = model.vocabularySize();
         int count = requests.size();
-        Decoder.Sequence[] sequences = new Decoder.Sequence[count];
-        for (int i = 0; i < count; i++) {
-            Request request = requests.get(i);
-            if (request.prompt.length == 0) {
-                throw new BitDeltaException("request " + i + " (tenant '" + request.tenant + "') has an empty prompt");
-            }
-            if (request.prompt.length > context) {
-                throw new BitDeltaException("request " + i + " (tenant '" + request.tenant + "') has a prompt of " + request.prompt.length
-                        + " tokens, longer than the model's context of " + context + " (max_position_embeddings)");
-            }
-            for (int token : request.prompt) {
-                if (token < 0 || token >= vocabulary) {
-                    throw new BitDeltaException("request " + i + " has token id " + token + " outside the vocabulary [0, " + vocabulary + ")");
-                }
-            }
-            sequences[i] = decoder.newSequence(request.tenant); // throws, naming the loaded ones, for an unknown tenant
-        }
-        int[] endTokens = model.eosTokenIds();
-        SplittableRandom[] samplers = new SplittableRandom[count];
-        int[][] generated = new int[count][];
-        int[] generatedCount = new int[count];
-        FinishReason[] finish = new FinishReason[count];
-        int[][] nextInput = new int[count][];
-        for (int i = 0; i < count; i++) {
-            Request request = requests.get(i);
-            samplers[i] = new SplittableRandom(request.seed);
-            generated[i] = new int[request.maxNewTokens];
-            nextInput[i] = request.prompt;
-            if (request.maxNewTokens == 0) {
-                finish[i] = FinishReason.LENGTH;
-            }
-        }
-        while (true) {
-            List<Integer> active = new ArrayList<>();
+        Sequence[] sequences = new Sequence[count];
+        try {
             for (int i = 0; i < count; i++) {
-                if (finish[i] == null) {
-                    active.add(i);
+                Request request = requests.get(i);
+                if (request.prompt.length == 0) {
+                    throw new BitDeltaException("request " + i + " (tenant '" + request.tenant + "') has an empty prompt");
                 }
-            }
-            if (active.isEmpty()) {
-                break;
-            }
-            List<Decoder.Sequence> batch = active.stream().map(i -> sequences[i]).toList();
-            List<int[]> inputs = active.stream().map(i -> nextInput[i]).toList();
-            List<float[]> logits = decoder.forward(batch, inputs, false);
-            for (int a = 0; a < active.size(); a++) {
-                int i = active.get(a);
-                if (logits.get(a) == null) {
-                    finish[i] = FinishReason.TENANT_REMOVED;
-                    continue;
+                if (request.prompt.length > context) {
+                    throw new BitDeltaException("request " + i + " (tenant '" + request.tenant + "') has a prompt of " + request.prompt.length
+                            + " tokens, longer than the model's context of " + context + " (max_position_embeddings)");
                 }
-                int token = sample(logits.get(a), requests.get(i).temperature, samplers[i]);
-                generated[i][generatedCount[i]++] = token;
-                listener.onToken(i, token);
-                if (contains(endTokens, token)) {
-                    finish[i] = FinishReason.END_OF_SEQUENCE;
-                } else if (generatedCount[i] == requests.get(i).maxNewTokens) {
+                for (int token : request.prompt) {
+                    if (token < 0 || token >= vocabulary) {
+                        throw new BitDeltaException("request " + i + " has token id " + token + " outside the vocabulary [0, " + vocabulary + ")");
+                    }
+                }
+                sequences[i] = decoder.newSequence(request.tenant); // throws, naming the loaded ones, for an unknown tenant
+            }
+            int[] endTokens = model.eosTokenIds();
+            SplittableRandom[] samplers = new SplittableRandom[count];
+            int[][] generated = new int[count][];
+            int[] generatedCount = new int[count];
+            FinishReason[] finish = new FinishReason[count];
+            int[][] nextInput = new int[count][];
+            for (int i = 0; i < count; i++) {
+                Request request = requests.get(i);
+                samplers[i] = new SplittableRandom(request.seed);
+                generated[i] = new int[request.maxNewTokens];
+                nextInput[i] = request.prompt;
+                if (request.maxNewTokens == 0) {
                     finish[i] = FinishReason.LENGTH;
-                } else if (sequences[i].length() >= context) {
-                    finish[i] = FinishReason.CONTEXT_FULL;
-                } else {
-                    nextInput[i] = new int[]{token};
+                }
+            }
+            while (true) {
+                List<Integer> active = new ArrayList<>();
+                for (int i = 0; i < count; i++) {
+                    if (finish[i] == null) {
+                        active.add(i);
+                    }
+                }
+                if (active.isEmpty()) {
+                    break;
+                }
+                List<Sequence> batch = active.stream().map(i -> sequences[i]).toList();
+                List<int[]> inputs = active.stream().map(i -> nextInput[i]).toList();
+                List<float[]> logits = decoder.forward(batch, inputs, false);
+                for (int a = 0; a < active.size(); a++) {
+                    int i = active.get(a);
+                    if (logits.get(a) == null) {
+                        finish[i] = FinishReason.TENANT_REMOVED;
+                        continue;
+                    }
+                    int token = sample(logits.get(a), requests.get(i).temperature, samplers[i]);
+                    generated[i][generatedCount[i]++] = token;
+                    listener.onToken(i, token);
+                    if (contains(endTokens, token)) {
+                        finish[i] = FinishReason.END_OF_SEQUENCE;
+                    } else if (generatedCount[i] == requests.get(i).maxNewTokens) {
+                        finish[i] = FinishReason.LENGTH;
+                    } else if (sequences[i].length() >= context) {
+                        finish[i] = FinishReason.CONTEXT_FULL;
+                    } else {
+                        nextInput[i] = new int[]{token};
+                    }
+                }
+            }
+            List<Result> results = new ArrayList<>();
+            for (int i = 0; i < count; i++) {
+                results.add(new Result(requests.get(i).tenant, Arrays.copyOf(generated[i], generatedCount[i]), finish[i]));
+            }
+            return results;
+        } finally {
+            for (Sequence sequence : sequences) {
+                if (sequence != null) {
+                    sequence.close();
                 }
             }
         }
-        List<Result> results = new ArrayList<>();
-        for (int i = 0; i < count; i++) {
-            results.add(new Result(requests.get(i).tenant, Arrays.copyOf(generated[i], generatedCount[i]), finish[i]));
-        }
-        return results;
     }
 
     private static boolean contains(int[] values, int value) {

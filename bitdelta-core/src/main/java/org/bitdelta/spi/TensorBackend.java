@@ -1,16 +1,16 @@
 package org.bitdelta.spi;
 
 import org.bitdelta.BinaryDelta;
+import org.bitdelta.internal.cpu.CpuDecoderDevice;
 import org.bitdelta.tensor.Tensor;
 
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 
 /**
- * The few primitives the decoder needs from a compute backend. Activations are row-major float32 arrays on the
- * heap; weights are {@link Tensor}s (F32, F16 or BF16, HF layout [out, in]) that the backend may cache on its
- * device. Everything else a decoder layer does (norms, RoPE, attention) is cheap next to these products and
- * runs in the model code.
+ * A compute backend: the multi-tenant products on heap arrays (what {@link org.bitdelta.DeltaLinear} calls), and
+ * {@link #openDecoder}, the device side of a whole decoder step ({@link DecoderDevice}). Weights are
+ * {@link Tensor}s (F32, F16 or BF16, HF layout [out, in]) that the backend may cache on its device.
  */
 public interface TensorBackend extends AutoCloseable {
 
@@ -55,6 +55,14 @@ public interface TensorBackend extends AutoCloseable {
      */
     default float[] compressMatrix(Tensor base, Tensor finetuned, MemorySegment signs, boolean perRowScales) {
         return null;
+    }
+
+    /**
+     * Opens the device side of a decoder over {@code spec}'s weights: the buffers and operations of its steps.
+     * The default runs every operation on the Java heap ({@code CpuDecoderDevice}) with this backend's products.
+     */
+    default DecoderDevice openDecoder(DecoderSpec spec) {
+        return new CpuDecoderDevice(spec, this, true);
     }
 
     /** Releases what the backend holds (device memory, threads). The default holds nothing. */

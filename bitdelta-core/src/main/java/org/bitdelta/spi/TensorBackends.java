@@ -1,12 +1,13 @@
 package org.bitdelta.spi;
 
 import org.bitdelta.BitDeltaException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.ServiceLoader;
-import java.util.logging.Logger;
 import java.util.stream.Collectors;
 
 /**
@@ -15,7 +16,7 @@ import java.util.stream.Collectors;
  */
 public final class TensorBackends {
     public static final String PROPERTY = "bitdelta.backend";
-    private static final Logger LOG = Logger.getLogger(TensorBackends.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(TensorBackends.class);
     private static volatile String loggedChoice;
 
     private TensorBackends() {
@@ -34,25 +35,50 @@ public final class TensorBackends {
         return create(System.getProperty(PROPERTY));
     }
 
-    /** The backend named {@code name} (null or blank: the best available). */
+    /**
+     * The backend named {@code name} (null or blank: the best available). A named backend that is unknown,
+     * unavailable or fails to start is an error; without a name, a provider that reports itself available but
+     * fails to start (a driver without a usable device, say) is passed over for the next one, with one log line.
+     */
     public static TensorBackend create(String name) {
         List<TensorBackendProvider> providers = providers();
         String known = providers.stream().map(TensorBackendProvider::name).collect(Collectors.joining(", "));
-        TensorBackendProvider chosen;
         if (name != null && !name.isBlank()) {
-            chosen = providers.stream().filter(provider -> provider.name().equals(name.trim())).findFirst()
+            TensorBackendProvider chosen = providers.stream().filter(provider -> provider.name().equals(name.trim())).findFirst()
                     .orElseThrow(() -> new BitDeltaException("unknown backend '" + name + "' (-D" + PROPERTY + "); known: " + known));
             if (!chosen.isAvailable()) {
                 throw new BitDeltaException("backend '" + name + "' is not available here: " + chosen.unavailableReason());
             }
-        } else {
-            chosen = providers.stream().filter(TensorBackendProvider::isAvailable).findFirst()
-                    .orElseThrow(() -> new BitDeltaException("no tensor backend is available; providers found: " + known));
+            TensorBackend backend = chosen.create();
+            logChoice(chosen.name() + " (chosen by name)");
+            return backend;
         }
-        if (!chosen.name().equals(loggedChoice)) {
-            loggedChoice = chosen.name();
-            LOG.info("bitdelta backend: " + chosen.name() + (name == null || name.isBlank() ? " (highest priority available)" : " (chosen by name)"));
+        List<String> passedOver = new ArrayList<>();
+        for (TensorBackendProvider provider : providers) {
+            if (!provider.isAvailable()) {
+                if (provider.priority() > 100) {
+                    passedOver.add(provider.name() + ": " + provider.unavailableReason());
+                }
+                continue;
+            }
+            TensorBackend backend;
+            try {
+                backend = provider.create();
+            } catch (RuntimeException | LinkageError e) {
+                passedOver.add(provider.name() + ": failed to start: " + e.getMessage());
+                continue;
+            }
+            logChoice(provider.name() + " (highest priority available" + (passedOver.isEmpty() ? "" : "; passed over " + passedOver) + ")");
+            return backend;
         }
-        return chosen.create();
+        throw new BitDeltaException("no tensor backend is available; providers found: " + known
+                + (passedOver.isEmpty() ? "" : "; " + passedOver));
+    }
+
+    private static void logChoice(String choice) {
+        if (!choice.equals(loggedChoice)) {
+            loggedChoice = choice;
+            LOG.info("bitdelta backend: {}", choice);
+        }
     }
 }

@@ -106,16 +106,24 @@ public record Tensor(String name, DType dtype, long[] shape, MemorySegment data)
         return new Tensor(newName, dtype, shape, data);
     }
 
+    /**
+     * Same name, dtype, shape and the very same memory (segment base object, address and size). Cheap: a tensor
+     * may be gigabytes of mapped weights, so equality never reads the data; {@link #contentEquals} does.
+     */
     @Override
     public boolean equals(Object other) {
         return other instanceof Tensor that && name.equals(that.name) && dtype == that.dtype
-                && Arrays.equals(shape, that.shape) && data.byteSize() == that.data.byteSize()
-                && data.mismatch(that.data) == -1;
+                && Arrays.equals(shape, that.shape) && data.equals(that.data);
     }
 
     @Override
     public int hashCode() {
-        return Objects.hash(name, dtype, Arrays.hashCode(shape));
+        return Objects.hash(name, dtype, Arrays.hashCode(shape), data.address(), data.byteSize());
+    }
+
+    /** Whether {@code other} has the same dtype, shape and data bytes (names may differ). Reads every byte of both. */
+    public boolean contentEquals(Tensor other) {
+        return dtype == other.dtype && Arrays.equals(shape, other.shape) && data.mismatch(other.data) == -1;
     }
 
     @Override

@@ -5,7 +5,7 @@ import org.bitdelta.BitDeltaException;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.format.Fingerprint;
 import org.bitdelta.internal.model.ModelConfig;
-import org.bitdelta.internal.model.Projection;
+import org.bitdelta.spi.Projection;
 import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.tensor.Tensor;
 import org.nd4j.autodiff.samediff.api.OutAndGrad;
@@ -124,7 +124,7 @@ final class DistillationModel implements AutoCloseable {
         fields.put("head_dim", new Object[]{base.headDimension(), finetuned.headDimension()});
         fields.put("vocab_size", new Object[]{base.vocabularySize(), finetuned.vocabularySize()});
         fields.put("rms_norm_eps", new Object[]{base.normEpsilon(), finetuned.normEpsilon()});
-        fields.put("rope_theta", new Object[]{base.ropeTheta(), finetuned.ropeTheta()});
+        fields.put("rope_theta and rope scaling", new Object[]{base.rotary(), finetuned.rotary()});
         fields.put("tie_word_embeddings", new Object[]{base.tiedEmbeddings(), finetuned.tiedEmbeddings()});
         fields.put("sliding_window", new Object[]{base.slidingWindow(), finetuned.slidingWindow()});
         for (Map.Entry<String, Object[]> field : fields.entrySet()) {

@@ -1,7 +1,7 @@
 package org.bitdelta.nd4j;
 
 import org.bitdelta.internal.model.ModelConfig;
-import org.bitdelta.internal.model.Projection;
+import org.bitdelta.spi.Projection;
 import org.nd4j.autodiff.samediff.SDIndex;
 import org.nd4j.autodiff.samediff.SDVariable;
 import org.nd4j.autodiff.samediff.SameDiff;
@@ -257,12 +257,11 @@ final class LlamaGraph {
         int half = headDimension / 2;
         int width = heads * headDimension;
         double[] table = new double[rows * width];
+        float[] inverseFrequencies = config.rotary().inverseFrequencies(headDimension);
         for (int row = 0; row < rows; row++) {
             int position = row % sequence;
             for (int i = 0; i < half; i++) {
-                float exponent = (float) (2 * i) / headDimension;
-                float inverseFrequency = (float) (1.0 / (float) Math.pow(config.ropeTheta(), exponent));
-                float angle = position * inverseFrequency;
+                float angle = position * inverseFrequencies[i];
                 double value = factor * (cosine ? (float) Math.cos(angle) : (float) Math.sin(angle));
                 for (int head = 0; head < heads; head++) {
                     table[row * width + head * headDimension + i] = value;

@@ -1,6 +1,8 @@
 package org.bitdelta.internal.cpu;
 
 import org.bitdelta.BinaryDelta;
+import org.bitdelta.spi.DecoderDevice;
+import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.Tensor;
 
@@ -16,6 +18,12 @@ public final class ScalarCpuBackend implements TensorBackend {
     @Override
     public void matmul(float[] x, int rows, Tensor weight, float[] y) {
         ScalarKernels.matmul(x, rows, weight, y);
+    }
+
+    /** The decoder with every operation as a plain loop: the oracle of the other devices. */
+    @Override
+    public DecoderDevice openDecoder(DecoderSpec spec) {
+        return new CpuDecoderDevice(spec, this, false);
     }
 
     @Override

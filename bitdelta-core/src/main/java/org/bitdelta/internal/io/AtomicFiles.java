@@ -1,6 +1,8 @@
 package org.bitdelta.internal.io;
 
 import org.bitdelta.BitDeltaException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.nio.channels.FileChannel;
@@ -18,6 +20,8 @@ import java.util.stream.Stream;
  * rename it over the target, fsync the directory. A failure removes the temporary and keeps what was there.
  */
 public final class AtomicFiles {
+    private static final Logger LOG = LoggerFactory.getLogger(AtomicFiles.class);
+
     private AtomicFiles() {
     }
 
@@ -135,7 +139,7 @@ public final class AtomicFiles {
             deleteRecursively(temporary);
         } catch (IOException e) {
             // The original failure matters more; say where the leftover is.
-            System.err.println("bitdelta: could not remove temporary " + temporary + ": " + e);
+            LOG.warn("could not remove the temporary {}: {}", temporary, e.toString());
         }
     }
 

@@ -22,6 +22,7 @@ import java.util.Set;
  * @param modelType         "llama" or "mistral"
  * @param headDimension     per-head width (config head_dim, else hidden_size / num_attention_heads)
  * @param contextLength     max_position_embeddings: the longest sequence accepted
+ * @param rotary            rope_theta and rope scaling
  * @param slidingWindow     Mistral's attention window in tokens (a query sees itself and the window − 1 keys
  *                          before it); 0 when attention is fully causal
  * @param bosTokenId        −1 when the config names none
@@ -29,7 +30,7 @@ import java.util.Set;
  */
 public record ModelConfig(Path configFile, String modelType, int hiddenSize, int intermediateSize, int layerCount,
                           int headCount, int keyValueHeadCount, int headDimension, int vocabularySize,
-                          int contextLength, float normEpsilon, double ropeTheta, boolean tiedEmbeddings,
+                          int contextLength, float normEpsilon, RotaryEmbedding rotary, boolean tiedEmbeddings,
                           int slidingWindow, int bosTokenId, int[] eosTokenIds) {
 
     private static final Set<String> MODEL_TYPES = Set.of("llama", "mistral");
@@ -49,6 +50,10 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
     @Override
     public int[] eosTokenIds() {
         return eosTokenIds.clone();
+    }
+
+    public double ropeTheta() {
+        return rotary.theta();
     }
 
     /** Reads and checks {@code folder/config.json}. */
@@ -114,7 +119,7 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
         int vocabularySize = reader.positiveInt("vocab_size");
         int contextLength = reader.positiveInt("max_position_embeddings");
         float normEpsilon = (float) reader.optionalDouble("rms_norm_eps", 1e-6);
-        double ropeTheta = readRope(json, reader);
+        RotaryEmbedding rotary = readRope(json, reader);
         // LlamaConfig and MistralConfig both default to untied embeddings.
         boolean tied = reader.optionalBoolean("tie_word_embeddings", false);
 
@@ -132,29 +137,36 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
         int bos = reader.isSet("bos_token_id") ? reader.nonNegativeInt("bos_token_id") : -1;
         int[] eos = reader.tokenIds("eos_token_id");
         return new ModelConfig(file, modelType, hiddenSize, intermediateSize, layerCount, headCount, keyValueHeadCount,
-                headDimension, vocabularySize, contextLength, normEpsilon, ropeTheta, tied, slidingWindow, bos, eos);
+                headDimension, vocabularySize, contextLength, normEpsilon, rotary, tied, slidingWindow, bos, eos);
     }
 
-    /** rope_theta from the top level (transformers 4) or rope_parameters (transformers 5); only the default rope. */
-    private static double readRope(JsonObject json, Reader reader) {
-        if (reader.isSet("rope_scaling")) {
-            JsonElement scaling = json.get("rope_scaling");
-            if (!scaling.isJsonObject() || !isDefaultRopeType(scaling.getAsJsonObject()) || hasScalingFactor(scaling.getAsJsonObject())) {
-                throw reader.refuse("rope_scaling", "is " + scaling + "; only unscaled rotary embeddings (null) are supported");
-            }
-        }
+    /**
+     * rope_theta and the rope scaling, from the top level (transformers 4: rope_theta, rope_scaling) or
+     * rope_parameters (transformers 5). Supported: the default rope, and rope_type llama3; every other scaling is
+     * refused with the field named.
+     */
+    private static RotaryEmbedding readRope(JsonObject json, Reader reader) {
         if (reader.isSet("partial_rotary_factor") && reader.optionalDouble("partial_rotary_factor", 1.0) != 1.0) {
             throw reader.refuse("partial_rotary_factor", "is " + json.get("partial_rotary_factor") + "; only full rotary embeddings (1.0) are supported");
         }
         double theta = reader.optionalDouble("rope_theta", 10000.0);
+        RotaryEmbedding.Llama3Scaling scaling = null;
+        if (reader.isSet("rope_scaling")) {
+            if (!json.get("rope_scaling").isJsonObject()) {
+                throw reader.refuse("rope_scaling", "must be an object or null");
+            }
+            scaling = readScaling(json.getAsJsonObject("rope_scaling"), "rope_scaling", reader);
+        }
         if (reader.isSet("rope_parameters")) {
             if (!json.get("rope_parameters").isJsonObject()) {
                 throw reader.refuse("rope_parameters", "must be an object");
             }
             JsonObject parameters = json.getAsJsonObject("rope_parameters");
-            if (!isDefaultRopeType(parameters) || hasScalingFactor(parameters)) {
-                throw reader.refuse("rope_parameters", "is " + parameters + "; only rope_type 'default' without scaling is supported");
+            RotaryEmbedding.Llama3Scaling nestedScaling = readScaling(parameters, "rope_parameters", reader);
+            if (scaling != null && !scaling.equals(nestedScaling)) {
+                throw reader.refuse("rope_parameters", "contradicts rope_scaling " + json.get("rope_scaling"));
             }
+            scaling = nestedScaling;
             if (parameters.has("partial_rotary_factor") && !parameters.get("partial_rotary_factor").isJsonNull()
                     && parameters.get("partial_rotary_factor").getAsDouble() != 1.0) {
                 throw reader.refuse("rope_parameters.partial_rotary_factor", "is " + parameters.get("partial_rotary_factor") + "; only 1.0 is supported");
@@ -170,20 +182,43 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
         if (!(theta > 0) || Double.isInfinite(theta)) {
             throw reader.refuse("rope_theta", theta + " must be a positive number");
         }
-        return theta;
+        return new RotaryEmbedding(theta, scaling);
     }
 
-    private static boolean isDefaultRopeType(JsonObject rope) {
+    /** Null for the default rope; the llama3 parameters; refuses every other rope_type or a bare factor. */
+    private static RotaryEmbedding.Llama3Scaling readScaling(JsonObject rope, String field, Reader reader) {
+        String type = "default";
         for (String key : List.of("rope_type", "type")) {
-            if (rope.has(key) && !rope.get(key).isJsonNull() && !rope.get(key).getAsString().equals("default")) {
-                return false;
+            if (rope.has(key) && !rope.get(key).isJsonNull()) {
+                type = rope.get(key).getAsString();
             }
         }
-        return true;
+        if (type.equals("default")) {
+            if (rope.has("factor") && !rope.get("factor").isJsonNull() && rope.get("factor").getAsDouble() != 1.0) {
+                throw reader.refuse(field, "is " + rope + ": a scaling factor without a supported rope_type (supported: default, llama3)");
+            }
+            return null;
+        }
+        if (!type.equals("llama3")) {
+            throw reader.refuse(field, "is " + rope + "; rope_type '" + type + "' is not supported (supported: default, llama3)");
+        }
+        float factor = requiredFloat(rope, "factor", field, reader);
+        float low = requiredFloat(rope, "low_freq_factor", field, reader);
+        float high = requiredFloat(rope, "high_freq_factor", field, reader);
+        float original = requiredFloat(rope, "original_max_position_embeddings", field, reader);
+        if (!(factor > 0) || !(low > 0) || !(high > low) || original < 1 || original != Math.rint(original)) {
+            throw reader.refuse(field, "is " + rope + ": llama3 scaling needs factor > 0, 0 < low_freq_factor < high_freq_factor"
+                    + " and a positive integer original_max_position_embeddings");
+        }
+        return new RotaryEmbedding.Llama3Scaling(factor, low, high, (int) original);
     }
 
-    private static boolean hasScalingFactor(JsonObject rope) {
-        return rope.has("factor") && !rope.get("factor").isJsonNull() && rope.get("factor").getAsDouble() != 1.0;
+    private static float requiredFloat(JsonObject object, String key, String field, Reader reader) {
+        if (!object.has(key) || object.get(key).isJsonNull() || !object.get(key).isJsonPrimitive()
+                || !object.get(key).getAsJsonPrimitive().isNumber()) {
+            throw reader.refuse(field + "." + key, "is missing or not a number (rope_type llama3 needs it)");
+        }
+        return object.get(key).getAsFloat();
     }
 
     /** Typed access to config fields; every failure names the file and the field. */

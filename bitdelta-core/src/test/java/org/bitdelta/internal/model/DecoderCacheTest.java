@@ -32,13 +32,13 @@ class DecoderCacheTest {
             for (int i = 1; i < tokens.length; i++) {
                 tokens[i] = 3 + random.nextInt(vocabulary - 3);
             }
-            Decoder.Sequence whole = decoder.newSequence("base");
+            Sequence whole = decoder.newSequence("base");
             float[] expected = decoder.forward(List.of(whole), List.of(tokens), true).getFirst();
             assertEquals(tokens.length, whole.length());
 
             // Chunks 7, 1, 1, ..., 1, 20, 1, ... with a second sequence in the same batches at other positions.
-            Decoder.Sequence chunked = decoder.newSequence("base");
-            Decoder.Sequence other = decoder.newSequence("base");
+            Sequence chunked = decoder.newSequence("base");
+            Sequence other = decoder.newSequence("base");
             List<float[]> rows = new ArrayList<>();
             int position = 0;
             while (position < tokens.length) {
@@ -50,6 +50,7 @@ class DecoderCacheTest {
                 rows.add(out.get(1));
                 position += length;
                 if (other.length() + 2 > decoder.config().contextLength()) {
+                    other.close();
                     other = decoder.newSequence("base");
                 }
             }
