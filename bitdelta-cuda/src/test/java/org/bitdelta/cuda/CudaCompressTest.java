@@ -4,6 +4,7 @@ import org.bitdelta.BinaryDelta;
 import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.DeviceBuffer;
 import org.bitdelta.cuda.internal.DeviceScope;
+import org.bitdelta.internal.format.Compressor;
 import org.bitdelta.internal.format.SignCompressor;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
@@ -31,7 +32,8 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 
 /**
  * {@link CudaBackend#compressMatrix} (bd_compress) against the CPU compressor: {@link SignCompressor#compress} and
- * the scale arithmetic of BitDelta.compress. Sign bytes must be identical and scales bit-identical.
+ * the scale arithmetic of BitDelta.compress ({@link Compressor#cpuScales}). Sign bytes must be identical and scales
+ * bit-identical.
  */
 class CudaCompressTest {
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -119,7 +121,7 @@ class CudaCompressTest {
                         .fill((byte) 0x5A);
                 float[] gpu = backend.compressMatrix(base, finetuned, gpuSigns, perRow);
                 assertNotNull(gpu, what + ": the GPU declined a pair it takes");
-                float[] cpu = cpuScales(rowSums, testCase.cols(), perRow);
+                float[] cpu = Compressor.cpuScales(rowSums, testCase.rows(), testCase.cols(), perRow);
                 long mismatch = gpuSigns.mismatch(cpuSigns);
                 assertEquals(-1, mismatch, () -> what + ": sign byte " + mismatch + " (row " + mismatch / BinaryDelta.bytesPerRow(testCase.cols())
                         + ", " + kindOf((int) (mismatch / BinaryDelta.bytesPerRow(testCase.cols())), testCase.rows()) + ") differs: GPU "
@@ -175,22 +177,6 @@ class CudaCompressTest {
                 assertEquals(-1, mismatch, () -> what + ": byte " + mismatch + " differs after repack + unpack");
             }
         }
-    }
-
-    /** The scales as BitDelta.compress computes them from the CPU row sums. */
-    static float[] cpuScales(double[] rowSums, int cols, boolean perRow) {
-        if (perRow) {
-            float[] scales = new float[rowSums.length];
-            for (int row = 0; row < rowSums.length; row++) {
-                scales[row] = (float) (rowSums[row] / cols);
-            }
-            return scales;
-        }
-        double total = 0;
-        for (double rowSum : rowSums) {
-            total += rowSum;
-        }
-        return new float[] {(float) (total / ((double) rowSums.length * cols))};
     }
 
     /** Fills a pair row by row according to {@link #kindOf}. */
