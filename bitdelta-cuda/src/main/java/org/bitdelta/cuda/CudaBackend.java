@@ -27,6 +27,9 @@ import java.util.Objects;
  * uploaded and repacked once per sign matrix, its scales once per {@link BinaryDelta}. Activations are converted
  * to the weight's 16-bit type on upload; results come back as F32.
  *
+ * <p>{@link #compressMatrix} compresses F16/BF16 pairs on the GPU (bd_compress, bit-identical to the CPU compressor);
+ * its uploads are freed when it returns, never cached.
+ *
  * <p>Caches are keyed by the memory behind a tensor (its segment's base object or address and size): the bytes of
  * a tensor or delta must not change while this backend has it cached; {@link #clearCaches()} drops everything.
  * Calls are serialized on one stream per backend. All device memory is owned by one {@link DeviceScope} and
@@ -118,6 +121,85 @@ public final class CudaBackend implements TensorBackend {
             int count = Math.min(MAX_ROWS_PER_CHUNK, rows - start);
             runChunk(x, start, count, weight, tenantDeltas, tenantOfRow, y);
         }
+    }
+
+    /**
+     * Compresses one F16 or BF16 pair on the GPU: uploads both matrices, runs bd_compress, fetches the packed signs
+     * into {@code signs} and returns the scales (F32 [rows] per row, F32 [1] per matrix), bit-identical to the CPU
+     * compressor (bitdelta_cuda.h states the arithmetic). The device memory is freed before returning. Returns null,
+     * so that the caller compresses on the CPU, for pairs the kernel does not take (F32 or other dtypes, different
+     * dtypes or shapes, not 2-D) and for pairs holding NaN or infinity (the CPU compressor then names the element).
+     */
+    @Override
+    public synchronized float[] compressMatrix(Tensor base, Tensor finetuned, MemorySegment signs, boolean perRowScales) {
+        ensureOpen();
+        Objects.requireNonNull(signs, "signs");
+        if (!compressible(base, finetuned)) {
+            return null;
+        }
+        int rows = Math.toIntExact(base.dimension(0));
+        int cols = Math.toIntExact(base.dimension(1));
+        long signBytes = (long) rows * BinaryDelta.bytesPerRow(cols);
+        if (signs.byteSize() != signBytes) {
+            throw new IllegalArgumentException(base.name() + ": sign buffer of " + signs.byteSize() + " bytes for " + rows + "x" + cols
+                    + ", needs rows * ceil(cols / 8) = " + signBytes);
+        }
+        selectDevice();
+        long matrixBytes = 2L * rows * cols;
+        int scaleCount = perRowScales ? rows : 1;
+        String what = "bd_compress(" + base.name() + " [" + rows + ", " + cols + "] " + base.dtype() + ")";
+        try (DeviceScope uploads = new DeviceScope(library); Arena host = Arena.ofConfined()) {
+            DeviceBuffer deviceBase = uploads.allocate(matrixBytes, "base of " + what);
+            DeviceBuffer deviceFinetuned = uploads.allocate(matrixBytes, "fine-tune of " + what);
+            DeviceBuffer deviceSigns = uploads.allocate(signBytes, "signs of " + what);
+            DeviceBuffer deviceScales = uploads.allocate(4L * scaleCount, "scales of " + what);
+            long workspaceBytes = library.compressWorkspaceBytes(rows, cols);
+            DeviceBuffer workspace = uploads.allocate(workspaceBytes, "workspace of " + what);
+            upload(deviceBase, base.data(), matrixBytes, host, "uploading the base of " + what);
+            upload(deviceFinetuned, finetuned.data(), matrixBytes, host, "uploading the fine-tune of " + what);
+            library.check(library.compress(base.dtype() == DType.F16 ? CudaLibrary.DTYPE_F16 : CudaLibrary.DTYPE_BF16,
+                    deviceBase.address(), deviceFinetuned.address(), rows, cols, deviceSigns.address(),
+                    perRowScales ? deviceScales.address() : 0, perRowScales ? 0 : deviceScales.address(), 0,
+                    workspace.address(), workspaceBytes, stream), what);
+            library.check(library.streamSynchronize(stream), what);
+            MemorySegment hostScales = host.allocate(4L * scaleCount, 4);
+            library.check(library.copyDeviceToHost(hostScales, deviceScales.address(), 4L * scaleCount), "fetching the scales of " + what);
+            float[] scales = new float[scaleCount];
+            MemorySegment.copy(hostScales, FLOAT, 0, scales, 0, scaleCount);
+            for (float scale : scales) {
+                // A NaN or infinite |ft - base| sum: the CPU compressor rejects the pair and names the element.
+                if (!Float.isFinite(scale)) {
+                    return null;
+                }
+            }
+            MemorySegment hostSigns = signs.isNative() ? signs : host.allocate(signBytes, 16);
+            library.check(library.copyDeviceToHost(hostSigns, deviceSigns.address(), signBytes), "fetching the signs of " + what);
+            if (hostSigns != signs) {
+                MemorySegment.copy(hostSigns, 0, signs, 0, signBytes);
+            }
+            return scales;
+        }
+    }
+
+    /** Whether bd_compress takes this pair: both 2-D, the same shape and dtype, F16 or BF16, each side below 2^31. */
+    static boolean compressible(Tensor base, Tensor finetuned) {
+        Objects.requireNonNull(base, "base");
+        Objects.requireNonNull(finetuned, "finetuned");
+        if (base.rank() != 2 || finetuned.rank() != 2 || base.dtype() != finetuned.dtype()
+                || (base.dtype() != DType.F16 && base.dtype() != DType.BF16)) {
+            return false;
+        }
+        long rows = base.dimension(0);
+        long cols = base.dimension(1);
+        return rows == finetuned.dimension(0) && cols == finetuned.dimension(1)
+                && rows > 0 && cols > 0 && rows < Integer.MAX_VALUE && cols < Integer.MAX_VALUE
+                && base.data().byteSize() >= 2 * rows * cols && finetuned.data().byteSize() >= 2 * rows * cols;
+    }
+
+    /** Copies {@code bytes} of {@code source} to the device, through a native copy when it lives on the Java heap. */
+    private void upload(DeviceBuffer target, MemorySegment source, long bytes, Arena host, String what) {
+        MemorySegment from = source.isNative() ? source : host.allocate(bytes, 64).copyFrom(source.asSlice(0, bytes));
+        library.check(library.copyHostToDevice(target.address(), from, bytes), what);
     }
 
     /** Frees every cached weight and delta (scratch buffers stay). */
