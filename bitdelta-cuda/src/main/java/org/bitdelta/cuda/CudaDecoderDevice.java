@@ -55,8 +55,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
     static final int MAX_GRAPHS = 16;
     /** Pinned transfer buffer for uploads and host reads. */
     static final long TRANSFER_BYTES = 8L << 20;
-    /** Rows sampled per bd_step_sample launch (its workspace grows with rows x vocabulary). */
-    static final int SAMPLE_ROWS_PER_LAUNCH = 64;
+    /** Rows sampled per bd_step_sample launch: its workspace is 16 bytes x rows x vocabulary (33 MB at 16 x 128K). */
+    static final int SAMPLE_ROWS_PER_LAUNCH = 16;
     private static final int HEADER_INTS = 16;
     private static final int GROUPS = Projection.Group.values().length;
 
