@@ -8,6 +8,8 @@
 // order of the double additions differs (block scans instead of left-to-right loops).
 #include "bd_step_common.cuh"
 
+#include <algorithm>
+
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
@@ -67,7 +69,7 @@ __global__ void sort_key_kernel(const float* __restrict__ logits,  // F32 [rows,
                                 int32_t* __restrict__ ids,         // I32 [rows * vocab]
                                 int32_t* __restrict__ offsets) {   // I32 [rows + 1]
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i <= rows) offsets[i] = int32_t(i * vocab);
+  if (i <= rows) offsets[i] = int32_t(i * vocab);  // the grid covers max(rows * vocab, rows + 1) threads
   if (i >= rows * vocab) return;
   const float value = logits[i];
   const uint32_t bits = isnan(value) ? 0x7fc00000u : __float_as_uint(value);
@@ -243,7 +245,7 @@ int bd_step_sample(int64_t rows, const float* d_logits, int64_t vocab, const flo
   argmax_kernel<<<unsigned(rows), ARGMAX_THREADS, 0, stream>>>(d_logits, vocab, d_tokens);
   BD_STEP_CHECK_LAUNCH("argmax_kernel<<<%lld, %d>>> (vocab %lld)", (long long)rows, ARGMAX_THREADS, (long long)vocab);
   const int64_t items = rows * vocab;
-  const unsigned key_blocks = unsigned((items + 255) / 256);
+  const unsigned key_blocks = unsigned((std::max(items, rows + 1) + 255) / 256);  // also every one of the rows + 1 offsets
   sort_key_kernel<<<key_blocks, 256, 0, stream>>>(d_logits, rows, vocab, keys_in, ids_in, offsets);
   BD_STEP_CHECK_LAUNCH("sort_key_kernel<<<%u, 256>>> (rows %lld, vocab %lld)", key_blocks, (long long)rows, (long long)vocab);
   size_t temp_bytes = layout.temp_bytes;

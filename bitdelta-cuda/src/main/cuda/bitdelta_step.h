@@ -49,7 +49,7 @@
  *   bd_step_gather_rows:   gather_kernel, grid launch_rows, 256 threads.
  *   bd_step_lm_head:       lm_head_kernel, grid (ceil(vocab / 8), ceil(launch_rows / 4)), 256 threads, as project.
  *   bd_step_argmax:        argmax_kernel, grid rows, 1024 threads.
- *   bd_step_sample:        argmax_kernel, then sort_key_kernel (grid ceil(rows * vocab / 256), 256 threads), CUB
+ *   bd_step_sample:        argmax_kernel, then sort_key_kernel (grid ceil(max(rows * vocab, rows + 1) / 256), 256 threads), CUB
  *                          DeviceSegmentedRadixSort::SortPairsDescending (its own kernels), sample_kernel
  *                          (grid rows, 1024 threads).
  */

@@ -126,13 +126,8 @@ class CudaDecoderFaultTest {
     }
 
     private static void addBoth(Decoder decoder, DeltaModel alice, DeltaModel shakespeare) {
-        for (var entry : Map.of("alice", alice, "shakespeare", shakespeare).entrySet()) {
-            Map<String, BinaryDelta> deltas = new java.util.LinkedHashMap<>();
-            for (BinaryDelta matrix : entry.getValue().matrices()) {
-                deltas.put(matrix.name(), matrix);
-            }
-            decoder.addTenant(entry.getKey(), entry.getKey(), deltas, entry.getValue().tensors());
-        }
+        DecoderTestSupport.addTenant(decoder, "alice", alice);
+        DecoderTestSupport.addTenant(decoder, "shakespeare", shakespeare);
     }
 
     private static long tenantBytes(DeltaModel delta) {

@@ -21,6 +21,8 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -30,6 +32,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -40,8 +43,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The whole decoder on the GPU against the CPU backend (F32 throughout): greedy generations of 64 tokens are
  * identical and perplexities agree within 1e-4 (relative) for every tenant of the bundled stories260K family (F32,
  * tied embeddings, GQA 8/4: the base, the fine-tunes themselves, and both fine-tunes compressed as tenants, mixed in
- * one batch), for the F16 mistral-tiny fixture (sliding window, untied) with synthetic tenants, and for a synthetic
- * BF16 Llama written here. Generation runs through DecoderModel/Generator/Perplexity (host sampling of logits) and
+ * one batch), for every fixture model of the repository (mistral-tiny F16 with its sliding window, and the other
+ * F16/BF16/F32 Llamas as they arrive) with synthetic tenants and its compressed fine-tune, and for a synthetic BF16
+ * Llama written here. Generation runs through DecoderModel/Generator/Perplexity (host sampling of logits) and
  * through Decoder.step (sampling on the device).
  */
 class CudaDecoderModelTest {
@@ -177,26 +181,52 @@ class CudaDecoderModelTest {
         }
     }
 
-    @Test
-    void mistralTinyF16WithSyntheticTenantsMatchesTheCpu() {
-        long seed = DecoderTestSupport.seed("mistral-tiny F16");
-        checkDecoders(DecoderTestSupport.bundledModel("mistral-tiny"), seed, "mistral-tiny");
+    /**
+     * The repository's fixture models (F16/BF16/F32 Llama and Mistral folders beside stories260K; NAME-ft, where
+     * present, is NAME's fine-tune): each with synthetic tenants and its fine-tune compressed as a tenant, and the
+     * fine-tune on its own.
+     */
+    static Stream<String> fixtureModels() throws IOException {
+        Path models = DecoderTestSupport.bundledModel("stories260K").getParent();
+        try (Stream<Path> folders = Files.list(models)) {
+            List<String> names = folders.filter(folder -> Files.isRegularFile(folder.resolve("config.json")))
+                    .map(folder -> folder.getFileName().toString())
+                    .filter(name -> !name.startsWith("stories260K") && !name.endsWith("-ft"))
+                    .sorted().toList();
+            assertFalse(names.isEmpty(), "no fixture models beside stories260K in " + models);
+            return names.stream();
+        }
+    }
+
+    @ParameterizedTest
+    @MethodSource("fixtureModels")
+    void fixtureModelsWithTenantsMatchTheCpu(String name) {
+        long seed = DecoderTestSupport.seed("fixture " + name);
+        Path folder = DecoderTestSupport.bundledModel(name);
+        Path fineTune = folder.resolveSibling(name + "-ft");
+        boolean tuned = Files.isDirectory(fineTune);
+        checkDecoders(folder, seed, name, tuned ? fineTune : null);
+        if (tuned) {
+            checkDecoders(fineTune, seed + 1, name + "-ft", null);
+        }
     }
 
     @Test
     void syntheticBf16LlamaWithTenantsMatchesTheCpu(@TempDir Path folder) throws IOException {
         long seed = DecoderTestSupport.seed("synthetic BF16 Llama");
         writeLlama(folder, DType.BF16, 300, seed);
-        checkDecoders(folder, seed, "BF16 Llama");
+        checkDecoders(folder, seed, "BF16 Llama", null);
     }
 
     /**
-     * Both backends' decoders over one folder with three synthetic tenants: greedy continuations through Decoder.step
-     * (argmax on the device), sampled ones (temperature, top-k, top-p on the device), and perplexities from
-     * Decoder.forward logits.
+     * Both backends' decoders over one folder with three synthetic tenants (and {@code fineTune}, when given,
+     * compressed against the folder as tenant "ft"): greedy continuations through Decoder.step (argmax on the
+     * device), sampled ones (temperature, top-k, top-p on the device), and perplexities from Decoder.forward logits.
      */
-    static void checkDecoders(Path folder, long seed, String name) {
-        try (Decoder onCpu = Decoder.load(folder, cpu, false); Decoder onGpu = Decoder.load(folder, gpu, false)) {
+    static void checkDecoders(Path folder, long seed, String name, Path fineTune) {
+        try (Decoder onCpu = Decoder.load(folder, cpu, false); Decoder onGpu = Decoder.load(folder, gpu, false);
+             DeltaModel compressed = fineTune == null ? null
+                     : BitDelta.compress(folder, fineTune, CompressOptions.defaults().perRowScales(true).backend(cpu))) {
             for (int t = 1; t <= 3; t++) {
                 Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
                 Map<String, Tensor> replaced = new LinkedHashMap<>();
@@ -204,9 +234,19 @@ class CudaDecoderModelTest {
                 onCpu.addTenant("t" + t, "synthetic tenant " + t, deltas, replaced);
                 onGpu.addTenant("t" + t, "synthetic tenant " + t, deltas, replaced);
             }
+            List<String> tenants = new ArrayList<>(List.of("base", "t1", "t2", "t3", "t1", "base"));
+            if (compressed != null) {
+                DecoderTestSupport.addTenant(onCpu, "ft", compressed);
+                DecoderTestSupport.addTenant(onGpu, "ft", compressed);
+                tenants.addAll(List.of("ft", "ft"));
+            }
             int vocabulary = onCpu.config().vocabularySize();
-            List<String> tenants = List.of("base", "t1", "t2", "t3", "t1", "base");
-            List<int[]> prompts = prompts(seed, vocabulary, 1, 5, 17, 3, 1, 40);
+            int longest = Math.max(1, onCpu.config().contextLength() - NEW_TOKENS);  // prompt + continuation fit the context
+            List<int[]> prompts = new ArrayList<>();
+            int[] lengths = {1, 5, 17, 3, 1, 40, 9, 2};
+            for (int i = 0; i < tenants.size(); i++) {
+                prompts.add(prompts(seed + i, vocabulary, Math.min(lengths[i], longest)).getFirst());
+            }
             int[][] expected = generate(onCpu, tenants, prompts, 0);
             int[][] actual = generate(onGpu, tenants, prompts, 0);
             for (int i = 0; i < tenants.size(); i++) {
@@ -221,8 +261,12 @@ class CudaDecoderModelTest {
             for (int i = 0; i < tenants.size(); i++) {
                 assertArrayEquals(sampledCpu[i], sampledGpu[i], name + " sampled sequence " + i + " (" + tenants.get(i) + ", seed " + seed + ")");
             }
-            List<int[]> texts = prompts(seed + 7, vocabulary, 100, 100, 100, 100);
-            List<String> textTenants = List.of("base", "t1", "t2", "t3");
+            int textLength = Math.min(100, onCpu.config().contextLength());
+            List<String> textTenants = compressed != null ? List.of("base", "t1", "t2", "t3", "ft") : List.of("base", "t1", "t2", "t3");
+            List<int[]> texts = new ArrayList<>();
+            for (int i = 0; i < textTenants.size(); i++) {
+                texts.add(prompts(seed + 7 + i, vocabulary, textLength).getFirst());
+            }
             double[] lossCpu = meanLosses(onCpu, textTenants, texts);
             double[] lossGpu = meanLosses(onGpu, textTenants, texts);
             for (int i = 0; i < textTenants.size(); i++) {

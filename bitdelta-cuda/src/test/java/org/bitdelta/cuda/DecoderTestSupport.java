@@ -359,6 +359,15 @@ final class DecoderTestSupport {
         return scale == 0 ? difference : difference / scale;
     }
 
+    /** Adds {@code delta} (compressed against the decoder's base) as tenant {@code name}. */
+    static void addTenant(org.bitdelta.internal.model.Decoder decoder, String name, org.bitdelta.DeltaModel delta) {
+        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
+        for (BinaryDelta matrix : delta.matrices()) {
+            deltas.put(matrix.name(), matrix);
+        }
+        decoder.addTenant(name, "compressed fine-tune '" + name + "'", deltas, delta.tensors());
+    }
+
     /** The folder of a bundled test model of bitdelta-core (stories260K, stories260K-ft-alice, mistral-tiny, ...). */
     static Path bundledModel(String name) {
         Path here = Path.of("").toAbsolutePath();
