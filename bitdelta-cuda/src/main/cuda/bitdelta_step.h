@@ -11,9 +11,10 @@
  *
  * PRECISION (what the Java CPU decoder does, reproduced): activations, the residual stream, the KV cache and every
  * accumulation are F32; weights are read in their own dtype (F32, F16, BF16) and widened to F32 in registers. The
- * CPU computes the same way, so the GPU's results differ from it only by summation order in the dot products (and
- * not at all in the element-wise operations, which use the CPU's exact operation order with no FMA contraction:
- * __fmul_rn/__fadd_rn, exp in double rounded to float as Java's (float) Math.exp). 16-bit activations would give
+ * CPU computes the same way, so the GPU's results differ from it only by summation order in the dot products and in
+ * RMSNorm's double sum of squares; the element-wise operations use the CPU's exact operation order with no FMA
+ * contraction (__fmul_rn/__fadd_rn, exp in double rounded to float as Java's (float) Math.exp), and attention sums its
+ * weights and values in position order as the CPU's scalar path does. 16-bit activations would give
  * about 1e-3 relative error in the logits, enough to flip greedy near-ties and to move perplexities by more than
  * 1e-4; F32 keeps the GPU within float rounding of the CPU.
  *
