@@ -6,22 +6,25 @@
 #  2. SASS of the decoder-step kernels (cuobjdump): local-memory loads/stores counted
 #  3. step_check: each bd_step_* kernel against a CPU reference (fast feedback), exit status per check
 #  4. the Java GPU tests: the decoder device (conformance, whole models, faults), then the module's other tests
-# Logs go to $OUT; a short summary table comes last (also $OUT/summary.txt). Every stage runs even if one before failed.
+# Every stage runs even if one before failed; the whole script keeps within BUDGET seconds (default 560: the device
+# tool stops a command at 600). At most 8 files go to $OUT (what the device tool brings back): summary.txt (the table,
+# also printed last), step-check.log, four java-*.log, sass-and-resources.txt and junit-reports.tar.gz.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 out="${OUT:-/tmp/step-device-out}"
+budget="${BUDGET:-560}"
 mkdir -p "$out"
 carry=bitdelta-cuda/target/step-device
 work=/tmp/bitdelta-step-device
 rm -rf "$work"
-mkdir -p "$work/lib"
+mkdir -p "$work/lib" "$work/logs"
 rows=()
 row() { rows+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
+left() { echo $((budget - SECONDS)); }
 
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$out/nvidia-smi.txt" 2>&1
-cat "$out/nvidia-smi.txt"
-[[ -f $carry/MANIFEST.txt ]] && cp "$carry/MANIFEST.txt" "$out/"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$work/logs/nvidia-smi.txt" 2>&1
+cat "$work/logs/nvidia-smi.txt"
 
 unpack_xz() {  # unpack_xz SOURCE TARGET: xz, else Python's lzma
   xz -dc "$1" > "$2" 2>/dev/null || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"
@@ -31,24 +34,24 @@ unpack_xz() {  # unpack_xz SOURCE TARGET: xz, else Python's lzma
 lib="$work/lib/libbitdelta_cuda.so"
 if [[ -f $carry/libbitdelta_cuda.so.xz ]]; then
   unpack_xz "$carry/libbitdelta_cuda.so.xz" "$lib" && row "library" "ok" "carried ($(du -h "$lib" | cut -f1))"
-  cp "$carry"/*.ptxas.txt "$out/" 2>/dev/null
+  cat "$carry"/*.ptxas.txt > "$work/logs/ptxas.txt" 2>/dev/null
 else
   start=$SECONDS
-  if JOBS=16 bash bitdelta-cuda/bench/build.sh --sm90-only --lib-only > "$out/build.log" 2>&1; then
+  if JOBS=16 bash bitdelta-cuda/bench/build.sh --sm90-only --lib-only > "$work/logs/build.log" 2>&1; then
     cp bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so "$lib"
-    cp bitdelta-cuda/target/native-sm90/*.ptxas.txt "$out/"
+    cat bitdelta-cuda/target/native-sm90/*.ptxas.txt > "$work/logs/ptxas.txt"
     row "library" "ok" "built here in $((SECONDS - start)) s"
   else
-    row "library" "FAIL" "build failed: build.log"
+    row "library" "FAIL" "build failed: sass-and-resources.txt has the log"
   fi
 fi
 
 # ---- 2. SASS: local memory (LDL/STL) in the step kernels
 if [[ -f $lib ]] && command -v cuobjdump > /dev/null; then
   cuobjdump -sass -arch sm_90a "$lib" > "$work/all.sass" 2>&1
-  awk '/Function : /{name=$3} /Function : _ZN2bd4step/{keep=1} /Function : /&&!/_ZN2bd4step/{keep=0} keep' "$work/all.sass" > "$out/sass-step-kernels.txt"
-  kernels=$(grep -c "Function : " "$out/sass-step-kernels.txt")
-  local_ops=$(grep -cE "\b(LDL|STL)\b" "$out/sass-step-kernels.txt")
+  awk '/Function : _ZN2bd4step/{keep=1} /Function : /&&!/_ZN2bd4step/{keep=0} keep' "$work/all.sass" > "$work/logs/sass-step.txt"
+  kernels=$(grep -c "Function : " "$work/logs/sass-step.txt")
+  local_ops=$(grep -cE "\b(LDL|STL)\b" "$work/logs/sass-step.txt")
   [[ $kernels -gt 0 && $local_ops -eq 0 ]] && status=ok || status=FAIL
   row "SASS of step kernels" "$status" "$kernels kernels, $local_ops local-memory instructions"
 else
@@ -58,13 +61,14 @@ fi
 # ---- 3. step_check
 if [[ -f $lib ]]; then
   if nvcc -std=c++17 -O2 -gencode arch=compute_90a,code=sm_90a -I bitdelta-cuda/src/main/cuda bitdelta-cuda/bench/step_check.cu \
-       -L "$work/lib" -lbitdelta_cuda -Xlinker -rpath -Xlinker "$work/lib" -o "$work/step_check" > "$out/step-check-build.log" 2>&1; then
-    timeout 600 "$work/step_check" > "$out/step-check.log" 2>&1
+       -L "$work/lib" -lbitdelta_cuda -Xlinker -rpath -Xlinker "$work/lib" -o "$work/step_check" > "$work/logs/step-check-build.log" 2>&1; then
+    timeout 120 "$work/step_check" > "$out/step-check.log" 2>&1
     code=$?
     line=$(grep "step_check summary" "$out/step-check.log" | sed 's/== step_check summary: //')
     [[ $code -eq 0 ]] && row "step_check (C++ vs CPU)" "ok" "$line" || row "step_check (C++ vs CPU)" "FAIL" "exit $code: ${line:-see step-check.log}"
   else
-    row "step_check (C++ vs CPU)" "FAIL" "did not compile: step-check-build.log"
+    cp "$work/logs/step-check-build.log" "$out/step-check.log"
+    row "step_check (C++ vs CPU)" "FAIL" "did not compile: step-check.log"
   fi
 fi
 
@@ -75,32 +79,45 @@ if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
   cp_=$(ls "$root/$carry"/jars/*.jar | grep -v junit-console | tr '\n' ':')
   java=("$work/jre/bin/java" -Xmx48g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector
         -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work")
-  "${java[@]}" -version > "$out/java-version.txt" 2>&1
-  junit() {  # junit NAME SELECTORS...: one JVM, tree log and XML reports
-    local name=$1; shift
-    timeout 1500 "${java[@]}" -jar "$root/$carry/jars/junit-console.jar" execute --disable-banner --disable-ansi-colors \
-      --details=tree --details-theme=ascii -cp "$cp_" --reports-dir "$out/junit-$name" "$@" > "$out/java-$name.log" 2>&1
+  junit() {  # junit NAME SHARE SELECTORS...: one JVM with at most SHARE seconds (and what is left), tree log, XML reports
+    local name=$1 share=$2; shift 2
+    local limit
+    limit=$(left)
+    (( limit > share )) && limit=$share
+    if (( limit < 20 )); then row "Java $name" "skip" "no time left in the ${budget} s budget"; return; fi
+    timeout "$limit" "${java[@]}" -jar "$root/$carry/jars/junit-console.jar" execute --disable-banner --disable-ansi-colors \
+      --details=tree --details-theme=ascii -cp "$cp_" --reports-dir "$work/junit/$name" "$@" > "$out/java-$name.log" 2>&1
     local code=$?
     count() { grep -oE "[0-9]+ tests $1" "$out/java-$name.log" | grep -oE "^[0-9]+" || echo "?"; }
-    local found ok failed aborted skipped
-    found=$(count found); ok=$(count successful); failed=$(count failed); aborted=$(count aborted); skipped=$(count skipped)
-    # Aborted tests are skipped ones (an assumption failed: no GPU): never counted as passing.
+    local found ok failed aborted
+    found=$(count found); ok=$(count successful); failed=$(count failed); aborted=$(count aborted)
+    # Aborted tests are skipped ones (an assumption failed: no GPU): never counted as passing. 124: out of time.
     if [[ $code -eq 0 && $failed == 0 && $aborted == 0 && $ok != "?" && $ok -gt 0 ]]; then status=ok; else status=FAIL; fi
-    row "Java $name" "$status" "$ok/$found passed, $failed failed, $aborted aborted, $skipped skipped (exit $code): java-$name.log"
+    row "Java $name" "$status" "$ok/$found passed, $failed failed, $aborted aborted (exit $code$([[ $code -eq 124 ]] && echo ', timed out')): java-$name.log"
   }
-  junit decoder-conformance --select-class org.bitdelta.cuda.CudaDecoderDeviceConformanceTest
-  junit decoder-models --select-class org.bitdelta.cuda.CudaDecoderModelTest
-  junit decoder-faults --select-class org.bitdelta.cuda.CudaDecoderFaultTest
-  junit backend --select-class org.bitdelta.cuda.CudaBackendCorrectnessTest --select-class org.bitdelta.cuda.CudaBackendErrorsTest \
+  junit decoder-conformance 150 --select-class org.bitdelta.cuda.CudaDecoderDeviceConformanceTest
+  junit decoder-models 200 --select-class org.bitdelta.cuda.CudaDecoderModelTest
+  junit decoder-faults 120 --select-class org.bitdelta.cuda.CudaDecoderFaultTest
+  junit backend 150 --select-class org.bitdelta.cuda.CudaBackendCorrectnessTest --select-class org.bitdelta.cuda.CudaBackendErrorsTest \
     --select-class org.bitdelta.cuda.CudaBackendProviderTest --select-class org.bitdelta.cuda.CudaHostSideTest \
     --select-class org.bitdelta.cuda.CudaOverheadTest
-  grep -hE "seed|perplexity|GPU memory|refused|hog" "$out"/java-decoder-*.log > "$out/java-notes.txt" 2>/dev/null
+  tar -C "$work" -czf "$out/junit-reports.tar.gz" junit 2>/dev/null
 else
   row "Java tests" "skip" "no carried runtime ($carry/jre.tar.xz) or no library"
 fi
 
 {
-  echo
-  echo "== check-step-device summary ($(head -2 "$out/nvidia-smi.txt" | tail -1); $(head -1 "$out/MANIFEST.txt" 2>/dev/null))"
+  for f in nvidia-smi.txt build.log step-check-build.log ptxas.txt sass-step.txt; do
+    [[ -f $work/logs/$f ]] && { echo "==== $f"; cat "$work/logs/$f"; }
+  done
+} > "$out/sass-and-resources.txt"
+{
+  echo "== check-step-device summary ($(sed -n 2p "$work/logs/nvidia-smi.txt"); $(head -1 "$carry/MANIFEST.txt" 2>/dev/null); ${SECONDS} s)"
   printf '%s\n' "${rows[@]}"
-} | tee "$out/summary.txt"
+  echo "== notes from the Java tests (seeds, perplexities, memory)"
+  grep -hE "seed|perplexity|GPU memory|refused|hog" "$out"/java-decoder-*.log 2>/dev/null | head -60
+} > "$out/summary.txt"
+echo
+sed -n '/== notes/,$p' "$out/summary.txt"
+echo
+sed -n '1,/== notes/p' "$out/summary.txt" | head -n -1
