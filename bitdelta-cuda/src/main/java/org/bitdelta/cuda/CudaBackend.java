@@ -6,6 +6,9 @@ import org.bitdelta.cuda.internal.CudaException;
 import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.DeviceBuffer;
 import org.bitdelta.cuda.internal.DeviceScope;
+import org.bitdelta.cuda.internal.WeakIdentityCache;
+import org.bitdelta.spi.DecoderDevice;
+import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
@@ -14,6 +17,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
@@ -30,10 +34,15 @@ import java.util.Objects;
  * <p>{@link #compressMatrix} compresses F16/BF16 pairs on the GPU (bd_compress, bit-identical to the CPU compressor);
  * its uploads are freed when it returns, never cached.
  *
- * <p>Caches are keyed by the memory behind a tensor (its segment's base object or address and size): the bytes of
- * a tensor or delta must not change while this backend has it cached; {@link #clearCaches()} drops everything.
+ * <p>Caches are keyed by the objects the data came from, weakly and by identity (a weight by its {@link Tensor}, signs
+ * by their {@link MemorySegment}, scales by their {@link BinaryDelta}), never by a memory address that a later tensor
+ * could reuse: an entry's device memory is freed once its key object is garbage (at the next product call), by
+ * {@link #clearCaches()} or by {@link #close()}. The bytes of a cached tensor or delta must not change.
  * Calls are serialized on one stream per backend. All device memory is owned by one {@link DeviceScope} and
  * freed by {@link #close()}.
+ *
+ * <p>{@link #openDecoder} opens a {@link CudaDecoderDevice}: the whole decoder step on the GPU, with its own stream
+ * and device memory (closed with this backend at the latest).
  */
 public final class CudaBackend implements TensorBackend {
     /** Up to this many rows the fused decode kernel runs; above it the prefill kernel, when segments are long. */
@@ -51,9 +60,13 @@ public final class CudaBackend implements TensorBackend {
     private final String deviceName;
     private final long stream;
     private final DeviceScope scope;
-    private final Map<MemoryKey, DeviceWeight> weights = new HashMap<>();
-    private final Map<MemoryKey, DeviceBuffer> signs = new HashMap<>();
-    private final Map<BinaryDelta, DeviceDelta> deltas = new IdentityHashMap<>();
+    private final WeakIdentityCache<Tensor, DeviceWeight> weights = new WeakIdentityCache<>();
+    private final WeakIdentityCache<MemorySegment, DeviceBuffer> signs = new WeakIdentityCache<>();
+    private final WeakIdentityCache<BinaryDelta, DeviceDelta> deltas = new WeakIdentityCache<>();
+    /** Open decoder devices, closed with the backend. */
+    private final Map<CudaDecoderDevice, Boolean> decoders = new IdentityHashMap<>();
+    /** -Dbitdelta.cuda.graphs=false runs decode steps eagerly instead of as CUDA graphs (for comparison and debugging). */
+    private final boolean graphs = !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.graphs", "true"));
     /** Page-locked, so that the copies in and out of each call are DMA transfers without a staging copy. */
     private MemorySegment hostStaging;
     private MemorySegment hostOutput;
@@ -96,6 +109,28 @@ public final class CudaBackend implements TensorBackend {
         return library;
     }
 
+    int deviceIndex() {
+        return device;
+    }
+
+    String deviceName() {
+        return deviceName + " (device " + device + ")";
+    }
+
+    /** The decoder step on this GPU: see {@link CudaDecoderDevice}. */
+    @Override
+    public synchronized DecoderDevice openDecoder(DecoderSpec spec) {
+        ensureOpen();
+        CudaDecoderDevice decoder = new CudaDecoderDevice(this, spec, graphs);
+        decoders.put(decoder, Boolean.TRUE);
+        return decoder;
+    }
+
+    /** Called by a decoder device as it closes. */
+    synchronized void forget(CudaDecoderDevice decoder) {
+        decoders.remove(decoder);
+    }
+
     /** Device bytes held by this backend (cached weights, deltas and scratch). */
     public synchronized long deviceBytes() {
         return scope.liveBytes();
@@ -116,6 +151,7 @@ public final class CudaBackend implements TensorBackend {
             return;
         }
         selectDevice();
+        expungeCollected();
         DeviceWeight weight = deviceWeight(base);
         for (int start = 0; start < rows; start += MAX_ROWS_PER_CHUNK) {
             int count = Math.min(MAX_ROWS_PER_CHUNK, rows - start);
@@ -205,18 +241,22 @@ public final class CudaBackend implements TensorBackend {
     /** Frees every cached weight and delta (scratch buffers stay). */
     public synchronized void clearCaches() {
         ensureOpen();
-        for (DeviceWeight weight : weights.values()) {
+        for (DeviceWeight weight : weights.clear()) {
             scope.release(weight.buffer());
         }
-        weights.clear();
-        for (DeviceBuffer buffer : signs.values()) {
+        for (DeviceBuffer buffer : signs.clear()) {
             scope.release(buffer);
         }
-        signs.clear();
-        for (DeviceDelta delta : deltas.values()) {
+        for (DeviceDelta delta : deltas.clear()) {
             scope.release(delta.scales());
         }
-        deltas.clear();
+    }
+
+    /** Frees the device copies of tensors and deltas that are garbage now. */
+    private void expungeCollected() {
+        weights.expunge(weight -> scope.release(weight.buffer()));
+        deltas.expunge(delta -> scope.release(delta.scales()));
+        signs.expunge(scope::release);
     }
 
     @Override
@@ -228,7 +268,23 @@ public final class CudaBackend implements TensorBackend {
         weights.clear();
         signs.clear();
         deltas.clear();
+        RuntimeException decoderFailure = null;
+        for (CudaDecoderDevice decoder : new ArrayList<>(decoders.keySet())) {
+            try {
+                decoder.close();
+            } catch (RuntimeException e) {
+                if (decoderFailure == null) {
+                    decoderFailure = e;
+                } else {
+                    decoderFailure.addSuppressed(e);
+                }
+            }
+        }
+        decoders.clear();
         try {
+            if (decoderFailure != null) {
+                throw decoderFailure;
+            }
             library.check(library.streamSynchronize(stream), "synchronizing the stream at close");
         } finally {
             try {
@@ -471,27 +527,7 @@ public final class CudaBackend implements TensorBackend {
         return workspace.address();
     }
 
-    // ---- caches: weights and deltas are uploaded once ----
-
-    /** Identity of the memory behind a tensor: heap array (by identity) or native address, plus size. */
-    private record MemoryKey(Object heapBase, long address, long bytes) {
-        static MemoryKey of(MemorySegment segment) {
-            return new MemoryKey(segment.heapBase().map(IdentityBox::new).orElse(null), segment.address(), segment.byteSize());
-        }
-    }
-
-    /** Compares heap arrays by identity inside a record key. */
-    private record IdentityBox(Object value) {
-        @Override
-        public boolean equals(Object other) {
-            return other instanceof IdentityBox box && box.value == value;
-        }
-
-        @Override
-        public int hashCode() {
-            return System.identityHashCode(value);
-        }
-    }
+    // ---- caches: weights and deltas are uploaded once per object ----
 
     private record DeviceWeight(DeviceBuffer buffer, DType dtype, int outputs, int inputs, DType sourceDtype) {
         int code() {
@@ -507,9 +543,8 @@ public final class CudaBackend implements TensorBackend {
     }
 
     private DeviceWeight deviceWeight(Tensor base) {
-        MemoryKey key = MemoryKey.of(base.data());
-        DeviceWeight cached = weights.get(key);
-        if (cached != null && cached.sourceDtype() == base.dtype() && cached.outputs() == base.dimension(0)) {
+        DeviceWeight cached = weights.get(base);
+        if (cached != null) {
             return cached;
         }
         int outputs = Math.toIntExact(base.dimension(0));
@@ -545,11 +580,8 @@ public final class CudaBackend implements TensorBackend {
                 scope.release(buffer);
                 throw library.failure(status, "uploading weight " + base);
             }
-            if (cached != null) {
-                scope.release(cached.buffer());
-            }
             DeviceWeight weight = new DeviceWeight(buffer, deviceDtype, outputs, inputs, base.dtype());
-            weights.put(key, weight);
+            weights.put(base, weight);
             return weight;
         }
     }
@@ -581,8 +613,8 @@ public final class CudaBackend implements TensorBackend {
     }
 
     private long deviceSigns(BinaryDelta delta) {
-        MemoryKey key = MemoryKey.of(delta.signs());
-        DeviceBuffer cached = signs.get(key);
+        // Keyed by the signs' segment object: deltas that share their signs (withScales) share one upload.
+        DeviceBuffer cached = signs.get(delta.signs());
         long deviceBytes = library.signsDeviceBytes(delta.rows(), delta.cols());
         if (cached != null && cached.bytes() == deviceBytes) {
             return cached.address();
@@ -604,7 +636,10 @@ public final class CudaBackend implements TensorBackend {
                 scope.release(repacked);
                 throw e;
             }
-            signs.put(key, repacked);
+            if (cached != null) {
+                scope.release(cached); // the same signs read as another shape: replaced
+            }
+            signs.put(delta.signs(), repacked);
             return repacked.address();
         } finally {
             scope.release(packed);
