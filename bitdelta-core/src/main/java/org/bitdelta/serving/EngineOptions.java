@@ -166,7 +166,7 @@ public final class EngineOptions {
     }
 
     /** The base alias for a base folder: the one set, or the folder's name by default; null for none. */
-    public String baseAlias(Path baseFolder) {
+    public String baseAliasFor(Path baseFolder) {
         if (FOLDER_NAME.equals(baseAlias)) {
             Path name = baseFolder.toAbsolutePath().normalize().getFileName();
             return name == null ? null : name.toString();

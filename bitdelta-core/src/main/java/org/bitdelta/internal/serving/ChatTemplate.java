@@ -90,7 +90,9 @@ final class ChatTemplate {
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
                 .withLstripBlocks(true)
-                .withLegacyOverrides(LegacyOverrides.ALL) // Jinja's whitespace control and operator precedence
+                // Jinja's whitespace control and operator precedence; but tags like "{%- if" must parse, which
+                // whitespaceRequiredWithinTokens refuses.
+                .withLegacyOverrides(LegacyOverrides.Builder.from(LegacyOverrides.ALL).withWhitespaceRequiredWithinTokens(false).build())
                 .withElResolver(resolver)
                 .build();
         Jinjava jinjava = new Jinjava(config);

@@ -100,7 +100,7 @@ public final class EngineCore implements AutoCloseable {
         this.options = options;
         this.decoder = decoder;
         this.tokenizer = tokenizer;
-        String alias = options.baseAlias(folder);
+        String alias = options.baseAliasFor(folder);
         this.baseAlias = alias == null || alias.equals(TenantTable.BASE) ? null : alias;
         int[] endTokens = ModelFiles.eosTokenIds(folder, decoder.config().eosTokenIds());
         this.inputs = new InputProcessor(decoder, tokenizer, template, baseAlias, endTokens, folder.toString());

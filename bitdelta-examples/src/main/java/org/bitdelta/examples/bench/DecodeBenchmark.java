@@ -5,7 +5,6 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Generator;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.tensor.Tensor;
 
 import java.io.IOException;
@@ -16,9 +15,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.stream.IntStream;
+import java.util.stream.Stream;
 
 /**
  * Multi-tenant decoding on the CPU: N tenants of one base in one batch (each a 1-bit delta) against N separately
@@ -41,7 +42,15 @@ public final class DecodeBenchmark {
             }
             run(base, finetuned, deltaFile, tenants, newTokens, repetitions);
         } finally {
-            AtomicFiles.deleteRecursively(folder);
+            deleteRecursively(folder);
+        }
+    }
+
+    private static void deleteRecursively(Path folder) throws IOException {
+        try (Stream<Path> walk = Files.walk(folder)) {
+            for (Path each : (Iterable<Path>) walk.sorted(Comparator.reverseOrder())::iterator) {
+                Files.delete(each);
+            }
         }
     }
 

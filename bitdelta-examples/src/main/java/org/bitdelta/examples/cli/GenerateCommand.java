@@ -4,7 +4,9 @@ import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Generator;
 import org.bitdelta.inference.Tokenizer;
+import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -45,11 +47,18 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--no-base", description = "leave the base model itself out of the batch")
     boolean noBase;
 
+    @Mixin
+    BackendOption backend;
+
+    @Option(names = "--verbose", description = "also print the memory the backend holds: base, each tenant, KV cache, workspace")
+    boolean verbose;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         List<DeltaModel> opened = new ArrayList<>();
-        try (DecoderModel model = DecoderModel.load(base)) {
+        try (TensorBackend tensorBackend = backend.open();
+             DecoderModel model = DecoderModel.load(base, tensorBackend)) {
             List<String> tenants = new ArrayList<>();
             if (!noBase) {
                 tenants.add(DecoderModel.BASE);
@@ -84,6 +93,9 @@ final class GenerateCommand implements Callable<Integer> {
             }
             out.printf(Locale.ROOT, "%d tenants in one batch: %d tokens in %.2f s (%.1f tokens/s)%n",
                     tenants.size(), generated, seconds, generated / seconds);
+            if (verbose) {
+                MemoryReport.print(out, model, tensorBackend.name());
+            }
         } finally {
             opened.forEach(DeltaModel::close);
         }
