@@ -8,6 +8,12 @@ import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Perplexity;
 import org.bitdelta.spi.TensorBackend;
+import org.bitdelta.server.ServerOptions;
+import org.bitdelta.serving.Completion;
+import org.bitdelta.serving.CompletionResult;
+import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
+import org.bitdelta.serving.Request;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
@@ -27,8 +33,10 @@ import java.util.concurrent.Callable;
 
 @Command(name = "demo", mixinStandardHelpOptions = true,
         description = {"Run the whole pipeline on the bundled stories260K family (no arguments needed):",
-                "compress both fine-tunes, serve them as tenants of one loaded base, and compare perplexities of the "
-                        + "base, each fine-tune and its 1-bit compression on the bundled texts."})
+                "compress both fine-tunes, serve them as tenants of one loaded base, compare perplexities of the "
+                        + "base, each fine-tune and its 1-bit compression on the bundled texts, and show each model's answer "
+                        + "to the same prompt.",
+                "With --serve it ends by starting the OpenAI-compatible server and its side-by-side page on them."})
 final class DemoCommand implements Callable<Integer> {
     static final String BASE = "stories260K";
     /** Fine-tune → the held-out text of what it was tuned on. */
@@ -58,6 +66,24 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--max-windows", defaultValue = "64", paramLabel = "N",
             description = "perplexity windows of 256 tokens per text, at most (default: ${DEFAULT-VALUE})")
     int maxWindows;
+
+    @Option(names = "--prompt", defaultValue = "Once upon a time", paramLabel = "TEXT",
+            description = "the prompt every model continues in step 3 (default: \"${DEFAULT-VALUE}\")")
+    String prompt;
+
+    @Option(names = "--max-tokens", defaultValue = "48", paramLabel = "N",
+            description = "tokens each model generates in step 3 at most (default: ${DEFAULT-VALUE})")
+    int maxTokens;
+
+    @Option(names = "--serve", description = "end by serving the base and both deltas over HTTP (see `bitdelta serve`) until interrupted")
+    boolean serve;
+
+    @Option(names = "--port", defaultValue = "8000", paramLabel = "P", description = "the port for --serve (default: ${DEFAULT-VALUE})")
+    int port;
+
+    @Option(names = "--api-key", paramLabel = "KEY",
+            description = "with --serve, require this API key (default: the environment variable BITDELTA_API_KEY, else none)")
+    String apiKey;
 
     @Mixin
     BackendOption backend;
@@ -113,6 +139,8 @@ final class DemoCommand implements Callable<Integer> {
                     out.printf(Locale.ROOT, "%-28s %-44s %10.4f %8d%n", row.text(), row.model(), row.perplexity(), row.windows()));
             out.println();
             out.println("A 1-bit delta should land near its full fine-tune on the text it was tuned for, far below the base.");
+            out.println();
+            generateAndServe(out, base, workFolder, tensorBackend);
             out.println(this.out != null ? "the .bitdelta files are in " + workFolder
                     : "(the .bitdelta files were written to a temporary folder and removed; keep them with --out DIR)");
         } finally {
@@ -121,6 +149,53 @@ final class DemoCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** The tenant name a bundled fine-tune is served under: "stories260K-ft-alice" as "alice". */
+    static String tenantName(String finetune) {
+        String marker = "-ft-";
+        int at = finetune.indexOf(marker);
+        return at < 0 ? finetune : finetune.substring(at + marker.length());
+    }
+
+    /** Step 3: every model answers the same prompt, all in one batch of the serving engine; then --serve. */
+    private void generateAndServe(PrintWriter out, Path base, Path workFolder, TensorBackend tensorBackend) {
+        try (Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend))) {
+            List<String> models = new ArrayList<>();
+            models.add(engine.baseAlias() != null ? engine.baseAlias() : Engine.BASE);
+            for (String finetune : FINETUNES.keySet()) {
+                engine.addTenant(tenantName(finetune), workFolder.resolve(finetune + ".bitdelta"));
+                models.add(tenantName(finetune));
+            }
+            out.printf("3. generate: each model continues the same prompt (greedy, up to %d tokens), all in one batch on one loaded base%n",
+                    maxTokens);
+            out.printf("   prompt: \"%s\"%n", prompt);
+            List<Completion> completions = new ArrayList<>();
+            for (String model : models) {
+                completions.add(engine.submit(Request.text(model, prompt).maxTokens(maxTokens).temperature(0)));
+            }
+            for (int i = 0; i < models.size(); i++) {
+                CompletionResult result = completions.get(i).result();
+                if (result.error() != null) {
+                    throw new BitDeltaException("generating with " + models.get(i) + " failed: " + result.error());
+                }
+                String label = i == 0 ? models.get(i) + " (the base)" : models.get(i) + " (1-bit delta of " + FINETUNES.keySet().toArray()[i - 1] + ")";
+                out.printf(Locale.ROOT, "%n   [%s] %d tokens, %s%n", label, result.usage().completionTokens(), result.finishDetail());
+                out.println(indent(prompt + result.text()));
+            }
+            out.println();
+            if (serve) {
+                String key = apiKey != null ? apiKey : System.getenv(ServeCommand.API_KEY_VARIABLE);
+                out.println("4. serve them: open the page, tick the models, and compare their answers side by side");
+                ServeCommand.serve(engine, ServerOptions.defaults().port(port).apiKey(key), tensorBackend.name(), out);
+            } else {
+                out.println("Serve them over an OpenAI-compatible API with a side-by-side web page: bitdelta demo --serve");
+            }
+        }
+    }
+
+    private static String indent(String text) {
+        return "   " + text.strip().replace("\n", "\n   ");
     }
 
     private static void compress(PrintWriter out, Path base, Path finetuned, Path file, TensorBackend backend) {

@@ -9,7 +9,7 @@ import java.io.PrintWriter;
 /** The {@code bitdelta} command line: one subcommand per job. */
 @Command(name = "bitdelta", mixinStandardHelpOptions = true, versionProvider = Main.Version.class,
         description = "BitDelta for the JVM: 1-bit fine-tune deltas.",
-        subcommands = {CompressCommand.class, DistillCommand.class, MergeCommand.class, InspectCommand.class, EvalCommand.class, GenerateCommand.class, DemoCommand.class})
+        subcommands = {CompressCommand.class, DistillCommand.class, MergeCommand.class, InspectCommand.class, EvalCommand.class, GenerateCommand.class, ServeCommand.class, DemoCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;

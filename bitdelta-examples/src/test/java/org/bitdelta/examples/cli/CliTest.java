@@ -139,6 +139,21 @@ class CliTest {
         assertTableRow(demo.out(), "shakespeare.heldout.txt", "stories260K-ft-shakespeare (full)", "13.3410", 64);
         assertTableRow(demo.out(), "shakespeare.heldout.txt", "stories260K-ft-shakespeare (1-bit delta)", "19.8939", 64);
         assertTableRow(demo.out(), "tinystories-valid-30k.txt", "stories260K-ft-shakespeare (1-bit delta)", "10.8893", 60);
+        // Then each model's own text for the same prompt, labelled, after the table.
+        String output = demo.out();
+        int table = output.indexOf("text                         model");
+        int generated = output.indexOf("3. generate");
+        assertTrue(table > 0 && generated > table, output);
+        java.util.List<String> answers = new java.util.ArrayList<>();
+        for (String label : new String[]{"[stories260K (the base)]", "[alice (1-bit delta of stories260K-ft-alice)]",
+                "[shakespeare (1-bit delta of stories260K-ft-shakespeare)]"}) {
+            int at = output.indexOf(label, generated);
+            assertTrue(at > 0, "no " + label + " in:\n" + output);
+            String answer = output.substring(output.indexOf('\n', at) + 1).lines().findFirst().orElseThrow().strip();
+            assertTrue(answer.startsWith("Once upon a time") && answer.length() > 40, label + ": " + answer);
+            answers.add(answer);
+        }
+        assertEquals(3, answers.stream().distinct().count(), "three different answers: " + answers);
     }
 
     private static void assertTableRow(String output, String text, String model, String perplexity, int windows) {
