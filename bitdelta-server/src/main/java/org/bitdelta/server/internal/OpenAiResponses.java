@@ -1,10 +1,13 @@
 package org.bitdelta.server.internal;
 
+import com.fasterxml.jackson.core.io.JsonStringEncoder;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.FinishReason;
 import org.bitdelta.serving.Usage;
+
+import java.nio.charset.StandardCharsets;
 
 /**
  * OpenAI's response bodies for one completion: the whole answer ("text_completion" / "chat.completion") and the
@@ -80,6 +83,24 @@ final class OpenAiResponses {
         choice.putNull("logprobs");
         choice.putNull("finish_reason");
         return chunk;
+    }
+
+    /** A text chunk's bytes around its text, rendered once per completion: a stream's tokens only fill the gap. */
+    private byte[][] textChunkFrame;
+
+    /**
+     * The text chunk as bytes: the frame rendered once by Jackson around a marker, the text escaped by Jackson's
+     * string encoder, so that each token costs an escape and a copy rather than building and writing a JSON tree.
+     */
+    byte[][] textChunkParts(String text, boolean includeUsage) {
+        if (textChunkFrame == null) {
+            String marker = "@@bitdelta-text@@";
+            String rendered = Json.string(textChunk(marker, includeUsage));
+            int at = rendered.indexOf(marker);
+            textChunkFrame = new byte[][]{rendered.substring(0, at).getBytes(StandardCharsets.UTF_8),
+                    rendered.substring(at + marker.length()).getBytes(StandardCharsets.UTF_8)};
+        }
+        return new byte[][]{textChunkFrame[0], JsonStringEncoder.getInstance().quoteAsUTF8(text), textChunkFrame[1]};
     }
 
     ObjectNode textChunk(String text, boolean includeUsage) {

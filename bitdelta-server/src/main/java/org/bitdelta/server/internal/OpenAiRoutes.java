@@ -274,7 +274,7 @@ public final class OpenAiRoutes {
                 // Send what is there now in one write: a consumer that fell behind catches up at once.
                 for (; piece != null && !ended; piece = ended ? null : completion.poll()) {
                     if (!piece.text().isEmpty()) {
-                        sse.data(shapes.textChunk(piece.text(), parsed.includeUsage()));
+                        sse.data(shapes.textChunkParts(piece.text(), parsed.includeUsage()));
                     }
                     if (piece.last()) {
                         ended = true;

@@ -2,6 +2,7 @@ package org.bitdelta.server.internal;
 
 import com.fasterxml.jackson.databind.JsonNode;
 
+import java.io.BufferedOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -21,13 +22,23 @@ final class SseWriter {
 
     private final OutputStream out;
 
+    /** Buffers up to a flush: an event is several small writes, which should leave as one. */
     SseWriter(OutputStream out) {
-        this.out = out;
+        this.out = new BufferedOutputStream(out, 8192);
     }
 
     void data(JsonNode event) {
         write(DATA);
         write(Json.bytes(event));
+        write(END);
+    }
+
+    /** An event whose JSON comes in parts (see {@link OpenAiResponses#textChunkParts}). */
+    void data(byte[][] parts) {
+        write(DATA);
+        for (byte[] part : parts) {
+            write(part);
+        }
         write(END);
     }
 

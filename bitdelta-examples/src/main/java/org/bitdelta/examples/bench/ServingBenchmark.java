@@ -1,0 +1,282 @@
+package org.bitdelta.examples.bench;
+
+import org.bitdelta.BitDelta;
+import org.bitdelta.CompressOptions;
+import org.bitdelta.DeltaModel;
+import org.bitdelta.server.BitDeltaServer;
+import org.bitdelta.server.ServerOptions;
+import org.bitdelta.serving.Completion;
+import org.bitdelta.serving.CompletionResult;
+import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
+import org.bitdelta.serving.Request;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * The server under load on loopback: N concurrent streaming requests over four models (the base and three tenants
+ * of the bundled stories260K family), each generating exactly M tokens (ignore_eos), against the same requests
+ * submitted to the engine in-process at once, in the same run. Reports requests/s, time to first token and latency
+ * (p50, p99) and tokens/s for both, and what HTTP costs: 1 - (server tokens/s / engine tokens/s). Runs alternate
+ * (engine, server) R times after a warm-up of each, and every server answer is checked against the engine's.
+ *
+ * <pre>
+ * java --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+ *   -cp "bitdelta-examples/target/classes:bitdelta-examples/target/lib/*" org.bitdelta.examples.bench.ServingBenchmark \
+ *   [MODELS_DIR=bitdelta-core/src/test/resources/models] [REQUESTS=64] [TOKENS=128] [ROUNDS=3]
+ * </pre>
+ */
+public final class ServingBenchmark {
+    private static final List<String> PROMPTS = List.of("Once upon a time", "The little dog", "Lily wanted to", "One day, a big",
+            "Tom and Sue went", "The sun was", "She looked at the", "In the park there");
+    private static final Pattern CONTENT = Pattern.compile("\"text\":\"((?:[^\"\\\\]|\\\\.)*)\"");
+
+    private ServingBenchmark() {
+    }
+
+    record Job(String model, String prompt) {
+    }
+
+    /** One request's measurements: nanoseconds from its start to its first token and to its end, its tokens and text. */
+    record Measured(long firstTokenNanos, long totalNanos, int tokens, String text) {
+    }
+
+    record Round(String what, double seconds, List<Measured> requests) {
+        int tokens() {
+            return requests.stream().mapToInt(Measured::tokens).sum();
+        }
+
+        double tokensPerSecond() {
+            return tokens() / seconds;
+        }
+
+        String row() {
+            long[] firstToken = requests.stream().mapToLong(Measured::firstTokenNanos).sorted().toArray();
+            long[] total = requests.stream().mapToLong(Measured::totalNanos).sorted().toArray();
+            return String.format(Locale.ROOT, "| %s | %.1f | %.0f / %.0f | %.0f / %.0f | %.0f |", what, requests.size() / seconds,
+                    percentile(firstToken, 50) / 1e6, percentile(firstToken, 99) / 1e6, percentile(total, 50) / 1e6, percentile(total, 99) / 1e6,
+                    tokensPerSecond());
+        }
+    }
+
+    static long percentile(long[] sorted, int percent) {
+        int index = (int) Math.ceil(percent / 100.0 * sorted.length) - 1;
+        return sorted[Math.max(0, Math.min(sorted.length - 1, index))];
+    }
+
+    public static void main(String[] args) throws Exception {
+        Path models = Path.of(args.length > 0 ? args[0] : "bitdelta-core/src/test/resources/models");
+        int requests = args.length > 1 ? Integer.parseInt(args[1]) : 64;
+        int tokens = args.length > 2 ? Integer.parseInt(args[2]) : 128;
+        int rounds = args.length > 3 ? Integer.parseInt(args[3]) : 3;
+        Path base = models.resolve("stories260K");
+        Path folder = Files.createTempDirectory("bitdelta-serving-benchmark-");
+        try {
+            Path alice = folder.resolve("alice.bitdelta");
+            Path shakespeare = folder.resolve("shakespeare.bitdelta");
+            Path aliceRows = folder.resolve("alice-rows.bitdelta");
+            save(BitDelta.compress(base, models.resolve("stories260K-ft-alice")), alice);
+            save(BitDelta.compress(base, models.resolve("stories260K-ft-shakespeare")), shakespeare);
+            save(BitDelta.compress(base, models.resolve("stories260K-ft-alice"), CompressOptions.defaults().perRowScales(true)), aliceRows);
+            try (Engine engine = Engine.open(base, EngineOptions.defaults().maxRunning(Math.max(64, requests)))) {
+                engine.addTenant("alice", alice);
+                engine.addTenant("shakespeare", shakespeare);
+                engine.addTenant("alice-rows", aliceRows);
+                List<String> modelNames = List.of("stories260K", "alice", "shakespeare", "alice-rows");
+                List<Job> jobs = new ArrayList<>();
+                for (int i = 0; i < requests; i++) {
+                    jobs.add(new Job(modelNames.get(i % modelNames.size()), PROMPTS.get(i / modelNames.size() % PROMPTS.size())));
+                }
+                run(engine, jobs, tokens, rounds);
+            }
+        } finally {
+            try (Stream<Path> files = Files.walk(folder)) {
+                for (Path file : files.sorted(Comparator.reverseOrder()).toList()) {
+                    Files.delete(file);
+                }
+            }
+        }
+    }
+
+    private static void save(DeltaModel delta, Path file) {
+        try (delta) {
+            delta.save(file);
+        }
+    }
+
+    private static void run(Engine engine, List<Job> jobs, int tokens, int rounds) throws Exception {
+        System.out.printf(Locale.ROOT, "%d concurrent requests over %s, %d tokens each (ignore_eos, greedy), after 2 warm-up rounds; %d cores, Java %s%n", jobs.size(),
+                jobs.stream().map(Job::model).distinct().toList(), tokens, Runtime.getRuntime().availableProcessors(), Runtime.version());
+        try (BitDeltaServer server = BitDeltaServer.start(engine, ServerOptions.defaults().port(0));
+             HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).connectTimeout(Duration.ofSeconds(10)).build()) {
+            URI completions = server.url().resolve("/v1/completions");
+            for (int warmUp = 0; warmUp < 2; warmUp++) {
+                inProcess(engine, jobs, tokens);
+                overHttp(client, completions, jobs, tokens);
+            }
+            List<Round> engineRounds = new ArrayList<>();
+            List<Round> serverRounds = new ArrayList<>();
+            for (int round = 0; round < rounds; round++) {
+                Round direct = inProcess(engine, jobs, tokens);
+                Round http = overHttp(client, completions, jobs, tokens);
+                for (int i = 0; i < jobs.size(); i++) {
+                    if (!direct.requests().get(i).text().equals(http.requests().get(i).text())) {
+                        throw new AssertionError("request " + i + " " + jobs.get(i) + ": the server's text differs from the engine's:\n  "
+                                + http.requests().get(i).text() + "\n  " + direct.requests().get(i).text());
+                    }
+                }
+                engineRounds.add(direct);
+                serverRounds.add(http);
+            }
+            System.out.println();
+            System.out.println("| run | requests/s | time to first token p50 / p99 (ms) | latency p50 / p99 (ms) | tokens/s |");
+            System.out.println("| --- | --- | --- | --- | --- |");
+            for (int round = 0; round < rounds; round++) {
+                System.out.println(rename(engineRounds.get(round), "engine in-process, round " + (round + 1)).row());
+                System.out.println(rename(serverRounds.get(round), "HTTP server (SSE), round " + (round + 1)).row());
+            }
+            double[] overhead = new double[rounds];
+            for (int round = 0; round < rounds; round++) {
+                overhead[round] = 1 - serverRounds.get(round).tokensPerSecond() / engineRounds.get(round).tokensPerSecond();
+            }
+            double[] sorted = overhead.clone();
+            Arrays.sort(sorted);
+            System.out.println();
+            System.out.printf(Locale.ROOT, "server cost (1 - server tokens/s / engine tokens/s), per round: %s; median %.1f%%%n",
+                    Arrays.stream(overhead).mapToObj(value -> String.format(Locale.ROOT, "%.1f%%", 100 * value)).toList(), 100 * sorted[rounds / 2]);
+            System.out.println("every server answer equals the engine's in-process answer");
+        }
+    }
+
+    private static Round rename(Round round, String what) {
+        return new Round(what, round.seconds(), round.requests());
+    }
+
+    private static Round inProcess(Engine engine, List<Job> jobs, int tokens) {
+        long start = System.nanoTime();
+        List<Completion> completions = new ArrayList<>();
+        for (Job job : jobs) {
+            completions.add(engine.submit(Request.text(job.model(), job.prompt()).maxTokens(tokens).ignoreEos(true).temperature(0)));
+        }
+        List<Measured> measured = new ArrayList<>();
+        for (Completion completion : completions) {
+            CompletionResult result = completion.result();
+            if (result.error() != null) {
+                throw new IllegalStateException("request failed: " + result.error());
+            }
+            long[] tokenNanos = result.timings().tokenNanos();
+            measured.add(new Measured(tokenNanos[0] - result.timings().submittedNanos(), result.timings().finishedNanos() - result.timings().submittedNanos(),
+                    result.usage().completionTokens(), result.text()));
+        }
+        return new Round("engine", (System.nanoTime() - start) / 1e9, measured);
+    }
+
+    private static Round overHttp(HttpClient client, URI completions, List<Job> jobs, int tokens) throws Exception {
+        long start = System.nanoTime();
+        List<Future<Measured>> futures = new ArrayList<>();
+        try (ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor()) {
+            for (Job job : jobs) {
+                String body = String.format(Locale.ROOT, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d, \"ignore_eos\": true, "
+                        + "\"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}}", job.model(), job.prompt(), tokens);
+                futures.add(threads.submit(() -> stream(client, completions, body)));
+            }
+        }
+        List<Measured> measured = new ArrayList<>();
+        for (Future<Measured> future : futures) {
+            measured.add(future.get());
+        }
+        return new Round("server", (System.nanoTime() - start) / 1e9, measured);
+    }
+
+    /** One streamed request, timed from before it is sent; tokens from the usage chunk. */
+    private static Measured stream(HttpClient client, URI completions, String body) {
+        long start = System.nanoTime();
+        HttpRequest request = HttpRequest.newBuilder(completions).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
+        try {
+            HttpResponse<Stream<String>> response = client.send(request, HttpResponse.BodyHandlers.ofLines());
+            if (response.statusCode() != 200) {
+                throw new IllegalStateException("status " + response.statusCode());
+            }
+            long firstToken = -1;
+            int tokens = 0;
+            StringBuilder text = new StringBuilder();
+            try (Stream<String> lines = response.body()) {
+                for (String line : (Iterable<String>) lines::iterator) {
+                    if (!line.startsWith("data: ") || line.equals("data: [DONE]")) {
+                        continue;
+                    }
+                    Matcher content = CONTENT.matcher(line);
+                    if (content.find() && !content.group(1).isEmpty()) {
+                        if (firstToken < 0) {
+                            firstToken = System.nanoTime() - start;
+                        }
+                        text.append(unescape(content.group(1)));
+                    }
+                    int usage = line.indexOf("\"completion_tokens\":");
+                    if (usage >= 0) {
+                        tokens = Integer.parseInt(line.substring(usage + 20).split("[,}]")[0].trim());
+                    }
+                    if (line.contains("\"error\"")) {
+                        throw new IllegalStateException("error event: " + line);
+                    }
+                }
+            }
+            return new Measured(firstToken, System.nanoTime() - start, tokens, text.toString());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted", e);
+        }
+    }
+
+    /**
+     * JSON string escapes as the server writes them (hand-written: this module uses the public API alone, without a
+     * JSON library, and the benchmark's client should cost as little as it can) (Jackson: \", \\, \n, \t,
+     * \\uXXXX for other control characters).
+     */
+    private static String unescape(String json) {
+        StringBuilder text = new StringBuilder(json.length());
+        for (int i = 0; i < json.length(); i++) {
+            char c = json.charAt(i);
+            if (c != '\\') {
+                text.append(c);
+                continue;
+            }
+            char next = json.charAt(++i);
+            switch (next) {
+                case 'n' -> text.append('\n');
+                case 't' -> text.append('\t');
+                case 'r' -> text.append('\r');
+                case 'b' -> text.append('\b');
+                case 'f' -> text.append('\f');
+                case 'u' -> {
+                    text.append((char) Integer.parseInt(json.substring(i + 1, i + 5), 16));
+                    i += 4;
+                }
+                default -> text.append(next);
+            }
+        }
+        return text.toString();
+    }
+}
