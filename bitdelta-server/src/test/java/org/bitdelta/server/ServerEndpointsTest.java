@@ -3,7 +3,6 @@ package org.bitdelta.server;
 import com.fasterxml.jackson.databind.JsonNode;
 import org.bitdelta.serving.Completion;
 import org.bitdelta.serving.Engine;
-import org.bitdelta.serving.EngineStats;
 import org.bitdelta.serving.Request;
 import org.junit.jupiter.api.Test;
 
@@ -93,39 +92,42 @@ class ServerEndpointsTest {
 
     @Test
     void aWaitingStreamSendsHeartbeatsAndIsCancelledWhenItsClientLeaves() throws Exception {
-        Engine engine = TestServer.engine();
-        StreamLifecycleTest.waitFor("an idle engine", 30_000, () -> engine.stats().running() == 0 && engine.stats().waiting() == 0);
-        // Fill every batch slot with long requests so that the HTTP request has to wait.
-        List<Completion> fillers = new ArrayList<>();
-        EngineStats before = engine.stats();
-        for (int i = 0; i < before.maxRunning(); i++) {
-            fillers.add(engine.submit(Request.text("alice", "Lily wanted to").maxTokens(480).ignoreEos(true).temperature(0)));
-        }
-        try (BitDeltaServer server = TestServer.start(ServerOptions.defaults().streamHeartbeat(Duration.ofMillis(20)));
-             HttpTestClient client = new HttpTestClient(server)) {
-            HttpResponse<Stream<String>> response = client.open("/v1/completions", HttpTestClient.json("model", "base", "prompt", "Hi",
-                    "max_tokens", 5, "stream", true));
-            assertEquals(200, response.statusCode());
-            Stream<String> lines = response.body();
-            Iterator<String> iterator = lines.iterator();
-            int heartbeats = 0;
-            while (heartbeats < 3 && iterator.hasNext()) {
-                String line = iterator.next();
-                assertTrue(line.isEmpty() || line.startsWith(": "), "nothing but heartbeats while it waits: " + line);
-                if (line.startsWith(": ")) {
-                    heartbeats++;
-                }
+        // An engine of its own with two batch slots, taken by long requests with more queued, so that the HTTP
+        // request (for a tenant of its own, to count it apart) waits.
+        try (Engine engine = Engine.open(org.bitdelta.testing.TestData.bundledModel("stories260K"),
+                org.bitdelta.serving.EngineOptions.defaults().backend("cpu").maxRunning(2))) {
+            engine.addTenant("alice", TestServer.deltaFolder().resolve("alice.bitdelta"));
+            List<Completion> fillers = new ArrayList<>();
+            for (int i = 0; i < 12; i++) {
+                fillers.add(engine.submit(Request.text("base", "Lily wanted to").maxTokens(480).ignoreEos(true).temperature(0)));
             }
-            assertEquals(3, heartbeats);
-            EngineStats.TenantStats base = StreamLifecycleTest.tenant(engine, "base");
-            assertNotNull(base);
-            assertEquals(1, base.waiting(), "the HTTP request waits for a slot");
-            lines.close();
-            long freed = StreamLifecycleTest.waitFor("the waiting request to go", 5_000,
-                    () -> StreamLifecycleTest.tenant(engine, "base").waiting() == 0 && StreamLifecycleTest.tenant(engine, "base").running() == 0);
-            System.out.println("heartbeat: a waiting request left the queue " + freed + " ms after its client hung up");
-        } finally {
-            fillers.forEach(Completion::cancel);
+            StreamLifecycleTest.waitFor("both slots taken", 10_000, () -> engine.stats().running() == 2);
+            try (BitDeltaServer server = BitDeltaServer.start(engine, ServerOptions.defaults().port(0).streamHeartbeat(Duration.ofMillis(20)));
+                 HttpTestClient client = new HttpTestClient(server)) {
+                HttpResponse<Stream<String>> response = client.open("/v1/completions", HttpTestClient.json("model", "alice", "prompt",
+                        "Hi", "max_tokens", 5, "stream", true));
+                assertEquals(200, response.statusCode());
+                Stream<String> lines = response.body();
+                Iterator<String> iterator = lines.iterator();
+                int heartbeats = 0;
+                while (heartbeats < 3 && iterator.hasNext()) {
+                    String line = iterator.next();
+                    assertTrue(line.isEmpty() || line.startsWith(": "), "nothing but heartbeats while it waits: " + line);
+                    if (line.startsWith(": ")) {
+                        heartbeats++;
+                    }
+                }
+                assertEquals(3, heartbeats);
+                assertEquals(1, StreamLifecycleTest.tenant(engine, "alice").waiting(), "the HTTP request waits for a slot");
+                lines.close();
+                long freed = StreamLifecycleTest.waitFor("the waiting request to go", 5_000,
+                        () -> StreamLifecycleTest.tenant(engine, "alice").waiting() == 0);
+                assertEquals(0, StreamLifecycleTest.tenant(engine, "alice").running(), "it left without ever running");
+                assertTrue(engine.stats().waiting() > 0, "it left while requests still queued before it, not when its turn came");
+                System.out.println("heartbeat: a waiting request left the queue " + freed + " ms after its client hung up");
+            } finally {
+                fillers.forEach(Completion::cancel);
+            }
         }
     }
 }
