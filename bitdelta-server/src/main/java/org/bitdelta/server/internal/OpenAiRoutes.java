@@ -68,6 +68,7 @@ public final class OpenAiRoutes {
                     .delete("/v1/tenants/{name}", this::unloadTenant);
         }
         routing.error(ApiError.class, (request, response, error) -> sendError(response, error));
+        routing.error(RuntimeException.class, (request, response, error) -> sendError(response, unexpected(request, error)));
     }
 
     // ------------------------------------------------------------------ small endpoints
@@ -219,8 +220,13 @@ public final class OpenAiRoutes {
             if (!completion.isDone()) {
                 completion.cancel();
             }
-            completion.future().thenAccept(result -> metrics.record(parsed.model(), result));
+            // Recorded on this thread or a virtual one of its own, never on the engine thread that completes it.
+            completion.future().thenAcceptAsync(result -> metrics.record(parsed.model(), result), OpenAiRoutes::startVirtual);
         }
+    }
+
+    private static void startVirtual(Runnable task) {
+        Thread.ofVirtual().name("bitdelta-metrics").start(task);
     }
 
     private Completion submit(OpenAiRequests.Parsed parsed) {
@@ -331,9 +337,26 @@ public final class OpenAiRoutes {
         }
     }
 
+    /** Anything a handler did not expect, in OpenAI's shape: Helidon's own request errors keep their status. */
+    private static ApiError unexpected(ServerRequest request, RuntimeException error) {
+        if (error instanceof io.helidon.http.RequestException helidon) {
+            int status = helidon.status().code();
+            return status == 413 ? tooLarge(-1) : new ApiError(status, status >= 500 ? "server_error" : "invalid_request_error", null, null,
+                    helidon.getMessage());
+        }
+        if (error instanceof UncheckedIOException) {
+            // The connection broke (a client that went away): nothing to answer, nothing wrong with the server.
+            LOG.debug("{} {}: {}", request.prologue().method().text(), request.path().path(), error.toString());
+        } else {
+            LOG.error("{} {} failed", request.prologue().method().text(), request.path().path(), error);
+        }
+        return new ApiError(500, "server_error", null, null, "internal server error: " + error);
+    }
+
     static ApiError tooLarge(long limit) {
         return new ApiError(413, "invalid_request_error", null, "request_too_large",
-                "The request body is larger than this server accepts (" + limit + " bytes; ServerOptions.maxRequestBytes, --max-request-bytes)");
+                "The request body is larger than this server accepts (" + (limit < 0 ? "" : limit + " bytes; ")
+                        + "ServerOptions.maxRequestBytes, --max-request-bytes)");
     }
 
     static void sendError(ServerResponse response, ApiError error) {
