@@ -12,6 +12,8 @@ module org.bitdelta.examples {
     requires java.net.http;
     requires info.picocli;
     requires java.management;
+    // The serving benchmark reads the process's CPU time (com.sun.management).
+    requires jdk.management;
 
     // picocli fills the commands' annotated fields by reflection.
     opens org.bitdelta.examples.cli to info.picocli;

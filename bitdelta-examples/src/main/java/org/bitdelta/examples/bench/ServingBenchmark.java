@@ -11,8 +11,14 @@ import org.bitdelta.serving.Engine;
 import org.bitdelta.serving.EngineOptions;
 import org.bitdelta.serving.Request;
 
+import java.io.BufferedInputStream;
+import java.io.DataInputStream;
 import java.io.IOException;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
@@ -36,7 +42,8 @@ import java.util.stream.Stream;
  * The server under load on loopback: N concurrent streaming requests over four models (the base and three tenants
  * of the bundled stories260K family), each generating exactly M tokens (ignore_eos), against the same requests
  * submitted to the engine in-process at once, in the same run. Reports requests/s, time to first token and latency
- * (p50, p99) and tokens/s for both, and what HTTP costs: 1 - (server tokens/s / engine tokens/s). Runs alternate
+ * (p50, p99), tokens/s and the process's CPU time per token for both, and what HTTP costs: 1 - (server tokens/s /
+ * engine tokens/s), and the extra CPU per token (the HTTP client runs in this process too, so it counts). Runs alternate
  * (engine, server) R times after a warm-up of each, and every server answer is checked against the engine's.
  *
  * <pre>
@@ -60,7 +67,8 @@ public final class ServingBenchmark {
     record Measured(long firstTokenNanos, long totalNanos, int tokens, String text) {
     }
 
-    record Round(String what, double seconds, List<Measured> requests) {
+    /** One round: its wall time, the CPU time the whole process spent in it (engine, server and client), its requests. */
+    record Round(String what, double seconds, long cpuNanos, long systemNanos, List<Measured> requests) {
         int tokens() {
             return requests.stream().mapToInt(Measured::tokens).sum();
         }
@@ -72,9 +80,13 @@ public final class ServingBenchmark {
         String row() {
             long[] firstToken = requests.stream().mapToLong(Measured::firstTokenNanos).sorted().toArray();
             long[] total = requests.stream().mapToLong(Measured::totalNanos).sorted().toArray();
-            return String.format(Locale.ROOT, "| %s | %.1f | %.0f / %.0f | %.0f / %.0f | %.0f |", what, requests.size() / seconds,
-                    percentile(firstToken, 50) / 1e6, percentile(firstToken, 99) / 1e6, percentile(total, 50) / 1e6, percentile(total, 99) / 1e6,
-                    tokensPerSecond());
+            return String.format(Locale.ROOT, "| %s | %.1f | %.0f / %.0f | %.0f / %.0f | %.0f | %.0f (%.0f in the kernel) |", what,
+                    requests.size() / seconds, percentile(firstToken, 50) / 1e6, percentile(firstToken, 99) / 1e6, percentile(total, 50) / 1e6,
+                    percentile(total, 99) / 1e6, tokensPerSecond(), cpuMillisPerThousandTokens(), systemNanos / 1e6 / (tokens() / 1000.0));
+        }
+
+        double cpuMillisPerThousandTokens() {
+            return cpuNanos / 1e6 / (tokens() / 1000.0);
         }
     }
 
@@ -131,15 +143,17 @@ public final class ServingBenchmark {
             URI completions = server.url().resolve("/v1/completions");
             for (int warmUp = 0; warmUp < 2; warmUp++) {
                 inProcess(engine, jobs, tokens);
-                overHttp(client, completions, jobs, tokens);
+                overHttp(client, completions, jobs, tokens, true);
             }
+            Round jdkClient = overHttp(client, completions, jobs, tokens, false);
             List<Round> engineRounds = new ArrayList<>();
             List<Round> serverRounds = new ArrayList<>();
             for (int round = 0; round < rounds; round++) {
                 Round direct = inProcess(engine, jobs, tokens);
-                Round http = overHttp(client, completions, jobs, tokens);
+                Round http = overHttp(client, completions, jobs, tokens, true);
                 for (int i = 0; i < jobs.size(); i++) {
-                    if (!direct.requests().get(i).text().equals(http.requests().get(i).text())) {
+                    if (!direct.requests().get(i).text().equals(http.requests().get(i).text())
+                            || !direct.requests().get(i).text().equals(jdkClient.requests().get(i).text())) {
                         throw new AssertionError("request " + i + " " + jobs.get(i) + ": the server's text differs from the engine's:\n  "
                                 + http.requests().get(i).text() + "\n  " + direct.requests().get(i).text());
                     }
@@ -148,30 +162,63 @@ public final class ServingBenchmark {
                 serverRounds.add(http);
             }
             System.out.println();
-            System.out.println("| run | requests/s | time to first token p50 / p99 (ms) | latency p50 / p99 (ms) | tokens/s |");
-            System.out.println("| --- | --- | --- | --- | --- |");
+            System.out.println("| run | requests/s | time to first token p50 / p99 (ms) | latency p50 / p99 (ms) | tokens/s | CPU ms per 1000 tokens |");
+            System.out.println("| --- | --- | --- | --- | --- | --- |");
             for (int round = 0; round < rounds; round++) {
                 System.out.println(rename(engineRounds.get(round), "engine in-process, round " + (round + 1)).row());
-                System.out.println(rename(serverRounds.get(round), "HTTP server (SSE), round " + (round + 1)).row());
+                System.out.println(rename(serverRounds.get(round), "HTTP server (SSE, socket client), round " + (round + 1)).row());
             }
             double[] overhead = new double[rounds];
             for (int round = 0; round < rounds; round++) {
                 overhead[round] = 1 - serverRounds.get(round).tokensPerSecond() / engineRounds.get(round).tokensPerSecond();
             }
-            double[] sorted = overhead.clone();
-            Arrays.sort(sorted);
+            double[] cpuOverhead = new double[rounds];
+            for (int round = 0; round < rounds; round++) {
+                cpuOverhead[round] = serverRounds.get(round).cpuMillisPerThousandTokens() / engineRounds.get(round).cpuMillisPerThousandTokens() - 1;
+            }
             System.out.println();
-            System.out.printf(Locale.ROOT, "server cost (1 - server tokens/s / engine tokens/s), per round: %s; median %.1f%%%n",
-                    Arrays.stream(overhead).mapToObj(value -> String.format(Locale.ROOT, "%.1f%%", 100 * value)).toList(), 100 * sorted[rounds / 2]);
-            System.out.println("every server answer equals the engine's in-process answer");
+            System.out.printf(Locale.ROOT, "server cost in throughput (1 - server tokens/s / engine tokens/s), per round: %s; median %.1f%%%n",
+                    percentages(overhead), 100 * median(overhead));
+            System.out.printf(Locale.ROOT, "server cost in CPU (server CPU per token / engine CPU per token - 1; HTTP client included), per round: %s;"
+                    + " median %.1f%%%n", percentages(cpuOverhead), 100 * median(cpuOverhead));
+            System.out.println(rename(jdkClient, "for comparison: HTTP server through the JDK's HttpClient (one round)").row());
+            System.out.println("every server answer (socket client and JDK client) equals the engine's in-process answer");
         }
     }
 
     private static Round rename(Round round, String what) {
-        return new Round(what, round.seconds(), round.requests());
+        return new Round(what, round.seconds(), round.cpuNanos(), round.systemNanos(), round.requests());
+    }
+
+    private static double median(double[] values) {
+        double[] sorted = values.clone();
+        Arrays.sort(sorted);
+        return sorted[sorted.length / 2];
+    }
+
+    private static List<String> percentages(double[] values) {
+        return Arrays.stream(values).mapToObj(value -> String.format(Locale.ROOT, "%.1f%%", 100 * value)).toList();
+    }
+
+    /** The process's CPU time in the kernel so far, from /proc/self/stat (0 where there is none). */
+    private static long systemCpuNanos() {
+        try {
+            String stat = Files.readString(Path.of("/proc/self/stat"));
+            String[] fields = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+            return Long.parseLong(fields[12]) * 10_000_000L; // stime, field 15, in clock ticks of 10 ms (USER_HZ 100)
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+    }
+
+    /** CPU time of the whole process so far (all threads, also those that ended). */
+    private static long processCpuNanos() {
+        return ((com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
     }
 
     private static Round inProcess(Engine engine, List<Job> jobs, int tokens) {
+        long cpu = processCpuNanos();
+        long system = systemCpuNanos();
         long start = System.nanoTime();
         List<Completion> completions = new ArrayList<>();
         for (Job job : jobs) {
@@ -187,27 +234,110 @@ public final class ServingBenchmark {
             measured.add(new Measured(tokenNanos[0] - result.timings().submittedNanos(), result.timings().finishedNanos() - result.timings().submittedNanos(),
                     result.usage().completionTokens(), result.text()));
         }
-        return new Round("engine", (System.nanoTime() - start) / 1e9, measured);
+        return new Round("engine", (System.nanoTime() - start) / 1e9, processCpuNanos() - cpu, systemCpuNanos() - system, measured);
     }
 
     private static Round overHttp(HttpClient client, URI completions, List<Job> jobs, int tokens) throws Exception {
+        return overHttp(client, completions, jobs, tokens, false);
+    }
+
+    /** The jobs at once over HTTP, through the JDK client or ({@code sockets}) plain sockets. */
+    private static Round overHttp(HttpClient client, URI completions, List<Job> jobs, int tokens, boolean sockets) throws Exception {
+        long cpu = processCpuNanos();
+        long system = systemCpuNanos();
         long start = System.nanoTime();
         List<Future<Measured>> futures = new ArrayList<>();
         try (ExecutorService threads = Executors.newVirtualThreadPerTaskExecutor()) {
             for (Job job : jobs) {
                 String body = String.format(Locale.ROOT, "{\"model\": \"%s\", \"prompt\": \"%s\", \"max_tokens\": %d, \"ignore_eos\": true, "
                         + "\"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}}", job.model(), job.prompt(), tokens);
-                futures.add(threads.submit(() -> stream(client, completions, body)));
+                futures.add(threads.submit(() -> sockets ? streamOverSocket(completions, body) : stream(client, completions, body)));
             }
         }
         List<Measured> measured = new ArrayList<>();
         for (Future<Measured> future : futures) {
             measured.add(future.get());
         }
-        return new Round("server", (System.nanoTime() - start) / 1e9, measured);
+        return new Round("server", (System.nanoTime() - start) / 1e9, processCpuNanos() - cpu, systemCpuNanos() - system, measured);
     }
 
-    /** One streamed request, timed from before it is sent; tokens from the usage chunk. */
+    /**
+     * One streamed request over a plain socket: HTTP/1.1 written and its chunked body read by hand. Hand-written
+     * because the JDK's HTTP client spends more CPU per streamed line than the server does per token, and in a
+     * benchmark on the server's own cores that cost would be charged to the server; the JDK client still checks the
+     * answers once ({@link #stream(HttpClient, URI, String)}).
+     */
+    private static Measured streamOverSocket(URI completions, String body) {
+        long start = System.nanoTime();
+        byte[] payload = body.getBytes(StandardCharsets.UTF_8);
+        try (Socket socket = new Socket(completions.getHost(), completions.getPort())) {
+            socket.setTcpNoDelay(true);
+            OutputStream out = socket.getOutputStream();
+            out.write(("POST " + completions.getPath() + " HTTP/1.1\r\nHost: " + completions.getHost() + "\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: " + payload.length + "\r\nConnection: close\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            out.write(payload);
+            out.flush();
+            DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream(), 16384));
+            String status = line(in);
+            if (!status.startsWith("HTTP/1.1 200")) {
+                throw new IllegalStateException(status);
+            }
+            while (!line(in).isEmpty()) {
+                // headers: the body is chunked (the server streams)
+            }
+            long firstToken = -1;
+            int tokens = 0;
+            StringBuilder text = new StringBuilder();
+            StringBuilder pending = new StringBuilder();
+            for (int size = Integer.parseInt(line(in).trim(), 16); size > 0; size = Integer.parseInt(line(in).trim(), 16)) {
+                byte[] chunk = new byte[size];
+                in.readFully(chunk);
+                line(in);
+                pending.append(new String(chunk, StandardCharsets.UTF_8));
+                int end;
+                while ((end = pending.indexOf("\n")) >= 0) {
+                    String event = pending.substring(0, end);
+                    pending.delete(0, end + 1);
+                    if (!event.startsWith("data: ") || event.equals("data: [DONE]")) {
+                        continue;
+                    }
+                    Matcher content = CONTENT.matcher(event);
+                    if (content.find() && !content.group(1).isEmpty()) {
+                        if (firstToken < 0) {
+                            firstToken = System.nanoTime() - start;
+                        }
+                        text.append(unescape(content.group(1)));
+                    }
+                    int usage = event.indexOf("\"completion_tokens\":");
+                    if (usage >= 0) {
+                        tokens = Integer.parseInt(event.substring(usage + 20).split("[,}]")[0].trim());
+                    }
+                    if (event.contains("\"error\"")) {
+                        throw new IllegalStateException("error event: " + event);
+                    }
+                }
+            }
+            return new Measured(firstToken, System.nanoTime() - start, tokens, text.toString());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** A CRLF-terminated line of the response head or of the chunk framing. */
+    private static String line(DataInputStream in) throws IOException {
+        StringBuilder line = new StringBuilder();
+        for (int c = in.read(); c != '\n'; c = in.read()) {
+            if (c < 0) {
+                throw new IOException("the connection ended mid-line: " + line);
+            }
+            if (c != '\r') {
+                line.append((char) c);
+            }
+        }
+        return line.toString();
+    }
+
+    /** One streamed request through the JDK's HTTP client, timed from before it is sent; tokens from the usage chunk. */
     private static Measured stream(HttpClient client, URI completions, String body) {
         long start = System.nanoTime();
         HttpRequest request = HttpRequest.newBuilder(completions).header("Content-Type", "application/json")
