@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Maven runs this (generate-resources) to put libbitdelta_cuda.so into the jar under native/linux-x86_64/,
-# with bitdelta-cuda.properties naming the CUDA version and the SM list. Where nvcc is missing, the module is
-# built without its native library and the CUDA backend reports itself unavailable (it never fails the build).
+# Maven runs this (generate-resources) to put the release libbitdelta_cuda.so (bench/build.sh --lib-only) into the
+# jar under native/linux-x86_64/, with bitdelta-cuda.properties naming the CUDA version, the GPU targets and the
+# library's sha256. Where nvcc is missing, the module is built without its native library and the CUDA backend
+# reports itself unavailable (it never fails the build).
 # Usage: package-native.sh OUTPUT_CLASSES_DIR
 set -euo pipefail
 module="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -18,8 +19,9 @@ if [[ $(uname -s)-$(uname -m) != Linux-x86_64 ]]; then
   exit 0
 fi
 library="$module/target/native/libbitdelta_cuda.so"
-# Rebuild only when a kernel source is newer than the library (the full build for 5 targets takes minutes).
-if [[ ! -f $library ]] || [[ -n $(find "$module/src/main/cuda" -newer "$library" -type f -print -quit) ]]; then
+# Rebuild only when a kernel source or the build script is newer than the library (a full build takes minutes).
+if [[ ! -f $library ]] || [[ ! -f $module/target/native/targets.txt ]] \
+   || [[ -n $(find "$module/src/main/cuda" "$module/bench/build.sh" -newer "$library" -type f -print -quit) ]]; then
   NVCC="$nvcc" bash "$module/bench/build.sh" --lib-only
 fi
 mkdir -p "$target"
@@ -28,7 +30,7 @@ cuda_version=$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
 {
   echo "# written by bitdelta-cuda/src/build/package-native.sh"
   echo "cuda.version=$cuda_version"
-  echo "sm.list=sm_80,sm_86,sm_89,sm_90a,compute_90"
+  echo "sm.list=$(cat "$module/target/native/targets.txt")"
   echo "cudart=static"
   echo "library.sha256=$(sha256sum "$library" | cut -d' ' -f1)"
 } > "$target/bitdelta-cuda.properties"

@@ -1,18 +1,19 @@
 // bd_compress.cu -- GPU compression: packed signs (host/file layout) and mean |ft - base| scales,
 // bit-identical to the CPU compressor's left-to-right double sums (see bitdelta_cuda.h for the argument).
 //
-// compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row
-//   (8 elements each: one 16-byte load of base and of ft on the fast path; the fast path issues the loads of
-//   6 bytes per thread, 192 bytes, before using any, so a row of K <= 12288 is one round of loads), computes d = (float)ft - (float)base,
-//   sets bit (d >= 0), and adds |d| to a double (branch-free per element, see add_abs_fast) (exact additions while every |d| is on the 2^-40 grid and the
-//   sum stays below 2^13). Flags per row: OFFGRID (some |d| has bits below 2^-40), HUGE (some |d| >= 1024),
-//   NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals the CPU's left-to-right sum
-//   bit for bit; with one the row is marked for the serial path. The row sum, as an integer of 2^-40 units,
-//   goes into the matrix total (two 64-bit atomics with carry, exact) and the last block to finish finalizes:
+// compress_rows_kernel: one block of 256 threads per row m. Each thread takes bytes b of the packed row (8 elements
+//   each: one 16-byte load of base and of ft on the fast path, which issues the loads of 6 bytes per thread, 192
+//   bytes, before using any, so a row of K <= 12288 is one round of loads), computes d = (float)ft - (float)base,
+//   sets bit (d >= 0), and adds |d| to a double without branches (add_abs_fast). The additions are exact while
+//   every |d| is on the 2^-40 grid and the sum stays below 2^13. Flags per row: OFFGRID (some |d| has bits below
+//   2^-40), HUGE (some |d| >= 1024), NONFINITE (Inf/NaN), BIGSUM (sum >= 2^13). Without a flag the row sum equals
+//   the CPU's left-to-right sum bit for bit; with one the row is marked for the serial path. The row sum, as an
+//   integer of 2^-40 units, goes into the matrix total (two 64-bit atomics with carry, exact) and the last block to
+//   finish finalizes:
 //     - rows marked serial: recomputed by one thread each, strictly k = 0..K-1 in double (slow, rare);
-//     - matrix total: exact integer when no row had OFFGRID/HUGE/NONFINITE; if < 2^53 units the double sum is
-//       exact; otherwise the float answer is taken when the whole error interval
-//       T * (1 +- (M + K + 8) * 2^-53) rounds to one float, and else one thread sums the row sums in order.
+//     - matrix total: exact integer when no row had a flag; if < 2^53 units the double sum is exact; otherwise the
+//       float answer is taken when the whole error interval T * (1 +- (M + K + 8) * 2^-53) rounds to one float,
+//       and else one thread sums the row sums in order.
 #include <type_traits>
 
 #include "bd_common.cuh"
@@ -106,13 +107,15 @@ __device__ void finalize(const T* base, const T* ft, int64_t M, int64_t K, float
 
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(CP_THREADS, 4) compress_rows_kernel(
-    const T* __restrict__ base, const T* __restrict__ ft,  // [M, K]
-    int64_t M, int64_t K,
-    uint8_t* __restrict__ signs,                          // [M, ceil(K/8)]
-    float* __restrict__ row_scales,                       // [M] or NULL
-    float* __restrict__ matrix_scale,                     // [1] or NULL
-    double* __restrict__ row_sums_out,                    // [M] or NULL
-    CompressHeader* __restrict__ hdr, uint32_t* __restrict__ row_flags, double* __restrict__ row_sums) {
+    const T* __restrict__ base, const T* __restrict__ ft,  // T [M, K] each (VEC: 16-byte aligned, K % 8 == 0)
+    int64_t M, int64_t K,                                 // grid: M blocks of 256 threads, no dynamic smem
+    uint8_t* __restrict__ signs,                          // U8 [M, ceil(K/8)] output, host/file layout
+    float* __restrict__ row_scales,                       // F32 [M] output, or NULL
+    float* __restrict__ matrix_scale,                     // F32 [1] output, or NULL
+    double* __restrict__ row_sums_out,                    // F64 [M] output, or NULL
+    CompressHeader* __restrict__ hdr,                     // workspace: header, zeroed before the launch
+    uint32_t* __restrict__ row_flags,                     // workspace: U32 [M]
+    double* __restrict__ row_sums) {                      // workspace: F64 [M]
   __shared__ uint32_t s_flags[CP_THREADS / 32];
   __shared__ bool s_last;
   const int64_t m = blockIdx.x;

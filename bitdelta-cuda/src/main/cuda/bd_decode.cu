@@ -1,7 +1,16 @@
-// bd_decode.cu -- multi-tenant W1A16 decode: a few rows (one token per tenant), base product fused.
+// bd_decode.cu -- multi-tenant W1A16 decode: a few rows of x (one token per tenant), base product fused, so W is
+// read once per launch for all rows. Three kernel versions (bitdelta_cuda.h lists the instantiations):
+//   version 1  decode_kernel (this file): 8 warps split K; the delta on f16/bf16 tensor cores, signs expanded to ±1
+//              in registers. One launch, no workspace: the automatic choice for up to 8 rows.
+//   version 2  decode2_kernel (this file): a cp.async pipeline of W, x and sign tiles; warps split the rows. The
+//              fallback for more than 8 rows when the caller gives no (large enough) workspace.
+//   version 3  xplanes_kernel + decode3_kernel / decode3_lean_kernel (bd_decode3.cuh): the delta on the binary
+//              tensor cores against bit-planes of x. The automatic choice for more than 8 rows.
+// run_decode (end of this file) picks the version. The forms that only bd_debug_set_decode_variant selects (M32
+// blocks, version 1 above 8 rows) are compiled only with -DBD_EXPERIMENTS=1 (bench/build.sh, harness build).
 //
-// Work split: one block per 16 rows of M (an m16 mma tile); its 8 warps split K into 8 contiguous ranges of
-// k64 blocks; every warp covers all R (<= 32) rows of x. Per k64 block a lane loads
+// Version 1 work split: one block per 16 rows of M (an m16 mma tile); its 8 warps split K into 8 contiguous ranges
+// of k64 blocks; every warp covers all R (<= 8 * NT) rows of x. Per k64 block a lane loads
 //   W:     rows m0+g and m0+g+8, columns k0+8t .. k0+8t+7 of both k32 halves: 4 x 16 B  (streaming, read once)
 //   x:     row 8n+g of every n8 tile, same columns: 2 x 16 B per tile (L2-resident, read by every block)
 //   signs: one 32-bit device-layout word per row (tenant), holding its 32 A-fragment signs (streaming)
@@ -12,31 +21,36 @@
 // writes y = base + a_t[m] * delta.
 #include "bd_common.cuh"
 
+#ifndef BD_EXPERIMENTS
+#define BD_EXPERIMENTS 0  // 1: also the forms only bd_debug_set_decode_variant selects (bench/build.sh --harness-only)
+#endif
+
 namespace bd {
 
 constexpr int DECODE_WARPS = 8;
-constexpr int DECODE_MAX_ROWS = 32;  // rows per launch (NT <= 4)
+constexpr int DECODE_MAX_ROWS = 32;  // rows of x per launch of any version (NT, RW <= 4)
+// Rows of x per launch of version 1: the release build instantiates NT = 1 only (the automatic choice's range).
+constexpr int SPLIT_K_MAX_ROWS = BD_EXPERIMENTS ? 32 : 8;
 
-// The block's fixed costs overlap the stream (from run 31: 0.4-2.2 us less per call at 1-8 rows, but for 0.1-0.4 us
-// more at 4096x4096 with one row): each warp prefetches its first W lines to L2 before the dependent tenant
-// lookups, the epilogue's scales are loaded before the main loop, and the 8 warps' partial sums meet in one
-// shared-memory pass (one barrier instead of eight).
-// (Run 31 also tried k64 blocks interleaved over the warps and W in a tiled layout with each warp's 16 x 64
-// piece contiguous: no faster, removed; docs/benchmarks-cuda.md.)
+// The block's fixed costs overlap the stream: each warp prefetches its first W lines to L2 before the dependent
+// tenant lookups, the epilogue's scales are loaded before the main loop, and the 8 warps' partial sums meet in one
+// shared-memory pass (one barrier instead of eight). Measured on an H100: 0.4-2.2 us less per call at 1-8 rows,
+// 0.1-0.4 us more at 4096x4096 with one row. (Also measured and removed: k64 blocks interleaved over the warps, W
+// in a tiled layout with each warp's 16 x 64 piece contiguous -- no faster; 16 warps per block at two blocks per
+// SM, 64 registers -- 6-20% slower at 1-8 rows.)
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
 
-// (Run 39 also tried 16 warps per block at two blocks per SM, 64 registers: 6-20% slower at 1-8 rows, removed.)
 template <typename T, typename TY, int NT, bool VEC>
 __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
-    const T* __restrict__ W,                       // [M, K]
-    const T* __restrict__ x,                       // [R, K]   (R <= 8*NT rows of this launch)
-    const int32_t* __restrict__ row_tenant,        // [R]
-    int R,
-    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const T* __restrict__ W,                       // T [M, K]   (VEC: 16-byte aligned, K % 8 == 0)
+    const T* __restrict__ x,                       // T [R, K]   rows of this launch, R <= 8 * NT
+    const int32_t* __restrict__ row_tenant,        // I32 [R]    tenant of each row; < 0: base only
+    int R,                                         //            1 .. 8 * NT
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout of [M, K]
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
-    int num_tenants, int scale_per_row,
-    TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    int num_tenants, int scale_per_row,            //            scale_per_row: BD_SCALE_PER_MATRIX / _ROW
+    TY* __restrict__ y,                            // TY [R, M]  every element written
+    int64_t M, int64_t K) {                        //            grid: ceil(M / 16) blocks of 256 threads
   constexpr int ROWS = NT * 8;
   constexpr int EPI = (16 * ROWS + DECODE_WARPS * 32 - 1) / (DECODE_WARPS * 32);  // epilogue items per thread
   __shared__ const uint32_t* s_signs[ROWS];
@@ -187,13 +201,15 @@ __global__ void __launch_bounds__(DECODE_WARPS * 32) decode_kernel(
 
 
 // ------------------------------------------------------------------------------------------------------
-// Version 2 (default): block-cooperative cp.async pipeline, warps split the ROWS (tenants), not K.
+// Version 2: block-cooperative cp.async pipeline, warps split the ROWS (tenants), not K.
 //
-// Block: MT m16 tiles (BM = 16*MT rows of M), up to 32 rows of x, all of K, 8 warps. Per stage (k128):
-//   Ws [BM][128]  T      the base tile       (16-byte chunks XOR-swizzled by row parity: conflict-free LDS.128)
-//   Xs [ROWS][128] T     x rows              (same swizzle)
+// Block: MT m16 tiles (BM = 16*MT rows of M; MT = 1 in the release build), ROWS = 8*RW rows of x, all of K,
+// 8 warps. Per stage (k128):
+//   Ws [BM][128]  T      the base tile  (the 16 16-byte chunks of a 256-byte row XOR-swizzled by row parity,
+//                                        ch ^ 4*(row & 1): conflict-free LDS.128)
+//   Xs [ROWS][128] T     x rows         (same swizzle)
 //   Ss [ROWS][MT][2][32] U32  sign words of each row's tenant, exactly the device layout's 128-byte lines
-// 3 stages in flight, every load a 16-byte cp.async.cg (L2 only: each byte is used once by this block).
+// STAGES - 1 stages in flight, every load a 16-byte cp.async.cg (L2 only: each byte is used once by this block).
 // Warp w owns rows w*RW .. w*RW+RW-1 (one n8 tile), one accumulator per (row, m16 tile): no masking and short
 // mma dependency chains. The base product of n8 tile j is computed by the first MT warps owning rows of j.
 // Epilogue: base accumulators -> shared memory -> the row's warp adds a_t[m] * delta and writes y.
@@ -202,8 +218,8 @@ struct Decode2Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 128;
   static constexpr int W_BYTES = BM * KC * 2, X_BYTES = ROWS * KC * 2, S_BYTES = ROWS * MT * 2 * 128;
   static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES;
-  // As many stages as fit in ~96 KB (two blocks per SM): few rows -> small stages -> a deep pipeline, so that
-  // enough bytes are in flight per SM (about 40-60 KB) for the memory system to run at full rate.
+  // As many stages as fit in 96 KB (3 to 12; two blocks per SM on Hopper): few rows -> small stages -> a deep
+  // pipeline, so that enough bytes are in flight per SM (about 40-60 KB) for the memory system to run at full rate.
   static constexpr int STAGES = (98304 / STAGE_BYTES) < 3 ? 3 : (98304 / STAGE_BYTES) > 12 ? 12 : (98304 / STAGE_BYTES);
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
@@ -219,15 +235,16 @@ __device__ __forceinline__ int swz(int ch, int row) { return ch ^ ((row & 1) << 
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
 __global__ void __launch_bounds__(256) decode2_kernel(
-    const T* __restrict__ W,                       // [M, K]
-    const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
-    const int32_t* __restrict__ row_tenant,        // [R]
-    int R,
+    const T* __restrict__ W,                       // T [M, K]   (VEC: 16-byte aligned, K % 8 == 0)
+    const T* __restrict__ x,                       // T [R, K]   rows of this launch (VEC: 16-byte aligned)
+    const int32_t* __restrict__ row_tenant,        // I32 [R]    tenant of each row; < 0: base only
+    int R,                                         //            1 .. 8 * RW
     const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
     int num_tenants, int scale_per_row,
-    TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    TY* __restrict__ y,                            // TY [R, M]  every element written
+    int64_t M, int64_t K) {                        //            grid: ceil(M / (16 * MT)) blocks of 256 threads,
+                                                   //            Decode2Shape::SMEM_BYTES dynamic shared memory
   using Shape = Decode2Shape<RW, MT>;
   constexpr int ROWS = Shape::ROWS, BM = Shape::BM, KC = Shape::KC, STAGES = Shape::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -401,15 +418,17 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 #include "bd_decode3.cuh"
 namespace bd {
 
-// 0 = automatic; 1 = version 1; 2 = version 2 with MT = 1; 3 = version 2 with MT = 2; 4 = version 3 with MT = 1;
-// 5 = version 3 with MT = 2; 6 = version 3's lean form (decode3_lean_kernel; version 3 with MT = 1 where it does
-// not apply: K % 256 != 0 or unaligned W, x). Benchmarks only.
-static int g_decode_variant = 0;
+// ------------------------------------------------------------------------------------------------------
+// Host side: the workspace, the launchers, and run_decode (the automatic choice).
 
+// The forced kernel version (bd_debug_set_decode_variant; benchmarks and checks only).
+static int g_decode_variant = BD_DECODE_AUTO;
+
+// The pre-pass's output in the workspace, each part 256-byte aligned (decode3_workspace).
 struct XPlanes {
-  uint32_t* xb;
-  float* scale;
-  long long* q_sums;  // [R][XP_PARTS]
+  uint32_t* xb;       // U32 [R][K256][128]  bit-plane B fragments
+  float* scale;       // F32 [R]             max|x_r| / 32767
+  long long* q_sums;  // I64 [R][XP_PARTS]   part sums of the quantized rows
 };
 static size_t align256(size_t v) { return (v + 255) / 256 * 256; }
 static size_t decode3_workspace(int64_t K, int64_t R) {
@@ -465,6 +484,19 @@ static cudaError_t blocks_per_sm(Kernel kernel, int threads, size_t smem, int* c
   return e;
 }
 
+// Whether `kernel` with `dynamic_smem` bytes fits a block of the current device, its static shared arrays included
+// (cudaFuncGetAttributes, once per kernel: *cache -1 = not asked yet). Every decode form fits on cc 8.0 and 9.0; on
+// GPUs that give a block 99 KB (cc 8.6, 8.9, 12.x) the lean form with RW = 2 does not (96 KB of stages and 3.4 KB
+// of arrays), and version 3 runs instead.
+template <typename Kernel>
+static cudaError_t fits_device(Kernel kernel, int dynamic_smem, const DeviceInfo& device, int* cache) {
+  if (*cache >= 0) return cudaSuccess;
+  cudaFuncAttributes attributes;
+  const cudaError_t e = cudaFuncGetAttributes(&attributes, kernel);
+  if (e == cudaSuccess) *cache = attributes.sharedSizeBytes + size_t(dynamic_smem) <= size_t(device.smem_optin) ? 1 : 0;
+  return e;
+}
+
 template <typename T>
 static int launch_xplanes(bool vec, const T* x, int64_t R, int64_t K, const XPlanes& xp, cudaStream_t stream) {
   const int smem = xplanes_smem_bytes(K);
@@ -500,14 +532,18 @@ static int launch_decode3_lean(const DeviceInfo& device, const T* W, const T* x,
                                const XPlanes& xp, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
   using Shape = LeanShape<RW>;
   static bool attribute_set[2] = {false, false};
-  static int occupancy = 0;
+  static int occupancy = 0, fits = -1;
   auto straight = decode3_lean_kernel<T, TY, RW, false>;
-  cudaError_t e = set_smem_limit(straight, Shape::SMEM_BYTES, &attribute_set[0]);
+  cudaError_t e = fits_device(straight, Shape::SMEM_BYTES, device, &fits);
+  if (e != cudaSuccess) return record_cuda_error(e);
+  if (!fits)  // the same pre-pass output, read by version 3 (M16)
+    return launch_decode3<T, TY, RW, 1>(device, true, W, x, row_tenant, R, signs, scales, num_tenants, per_row, xp, y, M, K, stream);
+  e = set_smem_limit(straight, Shape::SMEM_BYTES, &attribute_set[0]);
   if (e == cudaSuccess) e = blocks_per_sm(straight, 256, Shape::SMEM_BYTES, &occupancy);
   if (e != cudaSuccess) return record_cuda_error(e);
-  // Persistent blocks for up to 16 rows: at 11008x4096 with 8 / 16 rows 60.6 / 83.3 us back to back (run 44) against
-  // 65.1 / 87.3 with a block per tile (run 40). With 32 rows they were 1.2% (back to back) and 1.6% (one by one)
-  // slower there (run 44), so those keep a block per tile.
+  // Persistent blocks for up to 16 rows: measured on an H100 at 11008x4096 with 8 / 16 rows, 60.6 / 83.3 us back
+  // to back against 65.1 / 87.3 with a block per tile. With 32 rows they were 1.2% (back to back) and 1.6% (one by
+  // one) slower there, so RW = 4 keeps a block per tile.
   const int64_t tiles = (M + 15) / 16, grid = RW <= 2 ? persistent_grid(device, occupancy, tiles) : tiles;
   auto kernel = straight;
   if constexpr (RW <= 2) {
@@ -578,6 +614,18 @@ static int launch_decode_nt(const DeviceInfo& device, bool vec, const T* W, cons
   return BD_OK;
 }
 
+// R <= SPLIT_K_MAX_ROWS: 8 in the release build (NT = 1), 32 in the experiment build.
+template <typename T, typename TY>
+static int launch_decode_split_k(const DeviceInfo& device, bool vec, const T* W, const T* x, const int32_t* row_tenant,
+                                 int R, const uint32_t* const* signs, const float* const* scales, int num_tenants,
+                                 int per_row, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
+#if BD_EXPERIMENTS
+  if (R > 16) return launch_decode_nt<T, TY, 4>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+  if (R > 8) return launch_decode_nt<T, TY, 2>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+#endif
+  return launch_decode_nt<T, TY, 1>(device, vec, W, x, row_tenant, R, signs, scales, num_tenants, per_row, y, M, K, stream);
+}
+
 template <typename T, typename TY>
 static int run_decode(const void* W, const void* x, const int32_t* row_tenant, int64_t R,
                       const uint32_t* const* signs, const float* const* scales, int num_tenants, int per_row,
@@ -586,55 +634,70 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
   DeviceInfo device;
   const cudaError_t device_error = device_info(&device);
   if (device_error != cudaSuccess) return record_cuda_error(device_error);
-  int variant = g_decode_variant;
+  // Versions 3 need the bit-plane workspace; the pre-pass keeps a part of a row in at most 24 KB (K <= 98304).
   const bool ws_ok = ws != nullptr && ws_bytes >= decode3_workspace(K, R) && (reinterpret_cast<uintptr_t>(ws) & 255) == 0 &&
                      K <= 98304;
-  // Automatic choice (runs 36-44 on an H100, docs/benchmarks-cuda.md): up to 8 rows version 1 (one launch: no
-  // pre-pass, no workspace; the lean form is 0.4-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one
-  // by one, run 41, and CudaBackend waits for every product); 9-16 rows version 3 with 16-row blocks; more rows
-  // version 3's lean form (where it applies); versions 3 need the workspace, else version 2. Exception: with more
-  // 16-row tiles than two blocks per SM (every version here runs two per SM), the lean form's persistent blocks
-  // from 5 rows up (run 44, 11008x4096: at 8 / 16 rows 6.6 / 6.3 us faster than versions 1 / 3 back to back, 8.4 /
-  // 4.8 us one by one; at 1 and 4 rows 2.1 / 3.0 us faster back to back but 0.5 / 1.7 us slower one by one).
   const bool lean_applies = vec && K % 256 == 0 && ws_ok;
-  if (variant == 0) {
+  int variant = g_decode_variant;
+  // The automatic choice, measured on an H100: up to 8 rows version 1 (one launch, no pre-pass, no workspace; the
+  // lean form is 0.4-1.1 us faster at 8 rows back to back but 0.4-4 us slower timed one by one, and CudaBackend
+  // waits for every product); 9-16 rows version 3; more rows version 3's lean form (where it applies). Exception:
+  // with more 16-row tiles than two blocks per SM (every version here runs two per SM), the lean form's persistent
+  // blocks from 5 rows up (11008x4096: at 8 / 16 rows 6.6 / 6.3 us faster than versions 1 / 3 back to back, 8.4 /
+  // 4.8 us one by one; at 1 and 4 rows 2.1 / 3.0 us faster back to back but 0.5 / 1.7 us slower one by one).
+  if (variant == BD_DECODE_AUTO) {
     const bool many_tiles = (M + 15) / 16 > int64_t(2) * device.sms;
-    variant = R > 16 || (lean_applies && many_tiles && R > 4) ? 6 : R <= 8 ? 1 : 4;
+    variant = R > 16 || (lean_applies && many_tiles && R > 4) ? BD_DECODE_BINARY_LEAN
+              : R <= 8                                        ? BD_DECODE_SPLIT_K
+                                                              : BD_DECODE_BINARY;
   }
-  if ((variant == 4 || variant == 5 || variant == 6) && !ws_ok) variant = 2;
-  const bool v3 = variant == 4 || variant == 5 || variant == 6;
-  const bool lean = variant == 6 && lean_applies;
+  bool binary = variant == BD_DECODE_BINARY || variant == BD_DECODE_BINARY_M32 || variant == BD_DECODE_BINARY_LEAN;
+  if (binary && !ws_ok) {
+    variant = BD_DECODE_PIPELINED;
+    binary = false;
+  }
+  const bool lean = variant == BD_DECODE_BINARY_LEAN && lean_applies;
   XPlanes xp{nullptr, nullptr, nullptr};
-  if (v3) {
+  if (binary) {
     xp = decode3_carve(ws, K, R);
     const int status = launch_xplanes<T>(vec, static_cast<const T*>(x), R, K, xp, stream);
     if (status != BD_OK) return status;
   }
-  for (int64_t r0 = 0; r0 < R; r0 += DECODE_MAX_ROWS) {
-    const int rows = int(R - r0 < DECODE_MAX_ROWS ? R - r0 : DECODE_MAX_ROWS);
-    const T* xch = static_cast<const T*>(x) + r0 * K;
+  const int64_t rows_per_launch = variant == BD_DECODE_SPLIT_K ? SPLIT_K_MAX_ROWS : DECODE_MAX_ROWS;
+  for (int64_t r0 = 0; r0 < R; r0 += rows_per_launch) {
+    const int rows = int(R - r0 < rows_per_launch ? R - r0 : rows_per_launch);
+    const T* xc = static_cast<const T*>(x) + r0 * K;
     TY* yc = static_cast<TY*>(y) + r0 * M;
+    const int32_t* tc = row_tenant + r0;
     const T* Wc = static_cast<const T*>(W);
-    int status;
-    if (v3) {
-      const size_t K256 = size_t((K + 255) / 256);
-      const XPlanes xpc{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS};
-      if (lean)
-        status = launch_decode3_lean_rows<T, TY>(device, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else if (variant == 5)
-        status = launch_decode3_rows<T, TY, 2>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-      else
-        status = launch_decode3_rows<T, TY, 1>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
-    } else if (variant == 2) {
-      status = launch_decode2_rows<T, TY, 1>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    } else if (variant == 3) {
-      status = launch_decode2_rows<T, TY, 2>(vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    } else if (rows <= 8)
-      status = launch_decode_nt<T, TY, 1>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    else if (rows <= 16)
-      status = launch_decode_nt<T, TY, 2>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
-    else
-      status = launch_decode_nt<T, TY, 4>(device, vec, Wc, xch, row_tenant + r0, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+    const size_t K256 = size_t((K + 255) / 256);
+    const XPlanes xpc = binary ? XPlanes{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS} : xp;
+    int status = BD_ERR_NOT_BUILT;
+    switch (variant) {
+      case BD_DECODE_SPLIT_K:
+        status = launch_decode_split_k<T, TY>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        break;
+      case BD_DECODE_PIPELINED:
+        status = launch_decode2_rows<T, TY, 1>(vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        break;
+      case BD_DECODE_BINARY:
+        status = launch_decode3_rows<T, TY, 1>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        break;
+      case BD_DECODE_BINARY_LEAN:
+        status = lean ? launch_decode3_lean_rows<T, TY>(device, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream)
+                      : launch_decode3_rows<T, TY, 1>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        break;
+#if BD_EXPERIMENTS
+      case BD_DECODE_PIPELINED_M32:
+        status = launch_decode2_rows<T, TY, 2>(vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        break;
+      case BD_DECODE_BINARY_M32:
+        status = launch_decode3_rows<T, TY, 2>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        break;
+#endif
+      default:  // bd_debug_set_decode_variant admits only the variants compiled in
+        break;
+    }
     if (status != BD_OK) return status;
   }
   return BD_OK;
@@ -651,7 +714,20 @@ size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R) {
 }
 
 int bd_debug_set_decode_variant(int variant) {
-  if (variant < 0 || variant > 6) return BD_ERR_BAD_SHAPE;
+  switch (variant) {
+    case BD_DECODE_AUTO:
+    case BD_DECODE_SPLIT_K:
+    case BD_DECODE_PIPELINED:
+    case BD_DECODE_BINARY:
+    case BD_DECODE_BINARY_LEAN:
+      break;
+    case BD_DECODE_PIPELINED_M32:
+    case BD_DECODE_BINARY_M32:
+      if (!BD_EXPERIMENTS) return BD_ERR_NOT_BUILT;
+      break;
+    default:
+      return BD_ERR_BAD_SHAPE;
+  }
   bd::g_decode_variant = variant;
   return BD_OK;
 }

@@ -31,9 +31,9 @@ __host__ __device__ __forceinline__ int xb_column(int t, int reg, int P) {
 
 // Grid (R, XP_PARTS = 8): block (r, part) reads the whole row r to find max|x_r| (every block of the row computes
 // the same max, bit for bit), then quantizes only its own part of the row -- k256 blocks [K256 * part / 8,
-// K256 * (part + 1) / 8) -- and writes all 16 planes of that part, and the part's sum of q. (Until run 39 each of
-// the 8 blocks quantized the whole row and wrote 2 of the planes, with per-plane popcounts: 6.1-6.3 us at 32 rows
-// of 4096, about 1000 instructions per warp.) The decode epilogue needs only Q = sum_k q_k, since
+// K256 * (part + 1) / 8) -- and writes all 16 planes of that part, and the part's sum of q. (Each of the 8 blocks
+// quantizing the whole row and writing 2 of the planes, with per-plane popcounts, took 6.1-6.3 us at 32 rows of
+// 4096 on an H100, about 1000 instructions per warp.) The decode epilogue needs only Q = sum_k q_k, since
 // sum_p w_p popc(plane_p) = sum_k sum_p w_p bit_p(q_k) = sum_k q_k (two's complement). Fast path (VEC: x 16-byte
 // aligned, K % 8 == 0, K <= 12288): the row is read once with 16-byte loads, kept in registers.
 // Workspace per row: [K256][2 groups][32 lanes][2] U32 B fragments, then (after all rows) F32 scale [R] and
@@ -44,8 +44,13 @@ constexpr int XP_NV = 6;     // 16-byte chunks per thread (fast path)
 // K <= 98304 that decode allows, under the 48 KB that needs no opt-in).
 inline int xplanes_smem_bytes(int64_t K) { return int(((K + 255) / 256 + XP_PARTS - 1) / XP_PARTS * 512); }
 template <typename T, bool VEC>
-__global__ void __launch_bounds__(256) xplanes_kernel(const T* __restrict__ x, int64_t K, uint32_t* __restrict__ xb,
-                                                      float* __restrict__ row_scale, long long* __restrict__ q_sums) {
+__global__ void __launch_bounds__(256) xplanes_kernel(
+    const T* __restrict__ x,               // T [R, K]            (VEC: 16-byte aligned, K % 8 == 0)
+    int64_t K,                             //                     grid (R, XP_PARTS) of 256 threads,
+                                           //                     xplanes_smem_bytes(K) dynamic shared memory
+    uint32_t* __restrict__ xb,             // U32 [R][K256][128]  B fragments of the 16 bit-planes (output)
+    float* __restrict__ row_scale,         // F32 [R]             max|x_r| / 32767 (output)
+    long long* __restrict__ q_sums) {      // I64 [R][XP_PARTS]   sums of q over each part (output)
   extern __shared__ __align__(16) short q_s[];  // [xplanes_part_k256(K) * 256] this block's part of the quantized row
   __shared__ float s_max[8];
   __shared__ long long s_sum[8];
@@ -192,12 +197,21 @@ __device__ __forceinline__ void plane_sums(const int (&acc)[2][4], long long q_t
   }
 }
 
+// decode3_kernel: a block takes MT m16 tiles (BM = 16*MT rows of M), ROWS = 8*RW rows of x and all of K, 8 warps,
+// in k256 stages of a cp.async pipeline:
+//   Ws  [BM][256] T               the base tile (16-byte chunks swizzled by row parity, as in version 2)
+//   Ss  [ROWS][MT][4][32] U32     each row's tenant's sign words: the device layout's four 128-byte lines
+//   XBs [ROWS][128] U32           each row's bit-plane B fragments (the pre-pass's output)
+// Warp w owns rows w*RW .. w*RW+RW-1: per row and m16 tile two binary mma per stage (plane groups 0-7, 8-15). The
+// base product of n8 tile nt is split over its NW = 8/RW warps by k32 steps; their x fragments come straight from
+// global memory (L2-resident), one stage ahead.
 template <int RW, int MT>
 struct Decode3Shape {
   static constexpr int ROWS = 8 * RW, BM = 16 * MT, KC = 256;
   static constexpr int W_BYTES = BM * KC * 2, X_BYTES = 0, S_BYTES = ROWS * MT * 4 * 128, XB_BYTES = ROWS * 512;
   static constexpr int STAGE_BYTES = W_BYTES + X_BYTES + S_BYTES + XB_BYTES;
-  // 32-row blocks: one block per SM with up to 200 KB of stages; 16-row blocks: two blocks per SM.
+  // MT = 1 (16 rows of M): two blocks per SM, up to 96 KB of stages. MT = 2 (experiment build only): one block per
+  // SM with up to 200 KB of stages, more than any 8.x GPU gives a block (Hopper only).
   static constexpr int BUDGET = MT == 2 ? 200 * 1024 : 100 * 1024;
   static constexpr int MIN_BLOCKS = MT == 2 ? 1 : 2;
   static constexpr int STAGES = (BUDGET / STAGE_BYTES) < 2 ? 2 : (BUDGET / STAGE_BYTES) > 6 ? 6 : (BUDGET / STAGE_BYTES);
@@ -208,18 +222,19 @@ struct Decode3Shape {
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
 __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3_kernel(
-    const T* __restrict__ W,                       // [M, K]
-    const T* __restrict__ x,                       // [R, K]   R <= 8*RW rows in this launch
-    const int32_t* __restrict__ row_tenant,        // [R]
-    int R,
+    const T* __restrict__ W,                       // T [M, K]   (VEC: 16-byte aligned, K % 8 == 0)
+    const T* __restrict__ x,                       // T [R, K]   rows of this launch (VEC: 16-byte aligned)
+    const int32_t* __restrict__ row_tenant,        // I32 [R]    tenant of each row; < 0: base only
+    int R,                                         //            1 .. 8 * RW
     const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
     int num_tenants, int scale_per_row,
-    const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
-    const float* __restrict__ x_scale,             // [R]
-    const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
-    TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    const uint32_t* __restrict__ xb,               // U32 [R][K256][128]  the pre-pass's bit-plane B fragments
+    const float* __restrict__ x_scale,             // F32 [R]             max|x_r| / 32767
+    const long long* __restrict__ q_sums,          // I64 [R][XP_PARTS]   part sums of the rows' quantized x
+    TY* __restrict__ y,                            // TY [R, M]  every element written
+    int64_t M, int64_t K) {                        //            grid: ceil(M / (16 * MT)) blocks of 256 threads,
+                                                   //            Decode3Shape::SMEM_BYTES dynamic shared memory
   using Sh = Decode3Shape<RW, MT>;
   constexpr int ROWS = Sh::ROWS, BM = Sh::BM, KC = Sh::KC, STAGES = Sh::STAGES;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -434,21 +449,20 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
 }
 
 // ------------------------------------------------------------------------------------------------------
-// Version 3, lean form (decode3_lean_kernel; what bd_decode runs for more than 16 rows when K % 256 == 0 and W,
-// x are 16-byte aligned, and from 5 rows up when M has more tiles than the GPU holds at once, with persistent
-// blocks up to 16 rows): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written for few
-// instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
+// Version 3, lean form (decode3_lean_kernel; the automatic choice for more than 16 rows when K % 256 == 0 and W,
+// x are 16-byte aligned, and from 5 rows up when M also has more than 2 x (SM count) 16-row tiles, with persistent
+// blocks up to 16 rows): the data path and arithmetic of decode3_kernel with 16-row blocks (two per SM), written for
+// few instructions per stage, and with the block's fixed costs overlapped: W and the first stages' sign lines
 // are requested BEFORE griddepcontrol.wait, so they stream while the bit-plane pre-pass still runs (only the
 // planes, their sums of q and the x scales depend on it), and the epilogue's operands (tenant scales, sums of q,
 // x scales) are copied to shared memory in the prologue instead of being loaded pointer after pointer at the end.
-// Run 32's SASS of decode3_kernel (RW = 4; bench/results/run32-0e57e38-sass-decode3.txt) has 646 instructions in
-// its k256 stage loop, 16 of them MMAs: under the 128-register cap the compiler re-derived every copy's 64-bit source
-// (multiplies), every shared-memory address (thread index, CTA window) and every bounds check at each stage.
-// Here every copy source is a running pointer advanced once per stage (thread tid copies chunks tid + 256 i, so
-// that a warp's copy instructions stay coalesced; run 33 gave each thread adjacent chunks of one row instead, and
-// the half-coalesced copies made 32 rows twice as slow), shared memory is read through 32-bit shared-window
-// addresses with constant offsets, and the stage loop has no bounds checks (K % 256 == 0; rows past M are fixed
-// per thread).
+// Why: the SASS of decode3_kernel (RW = 4) has 646 instructions in its k256 stage loop, 16 of them MMAs: under the
+// 128-register cap the compiler re-derives every copy's 64-bit source (multiplies), every shared-memory address
+// (thread index, CTA window) and every bounds check at each stage. Here every copy source is a running pointer
+// advanced once per stage (thread tid copies chunks tid + 256 i, so that a warp's copy instructions stay coalesced;
+// giving each thread adjacent chunks of one row instead made 32 rows twice as slow), shared memory is read through
+// 32-bit shared-window addresses with constant offsets, and the stage loop has no bounds checks (K % 256 == 0; rows
+// past M are fixed per thread).
 __device__ __forceinline__ void cp_async4(void* smem, const void* gmem) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(s), "l"(gmem));
@@ -488,21 +502,22 @@ struct LeanShape {
 };
 
 // PERSISTENT compiles the tile loop in. Without it (one tile per block) the kernel is the straight form: with the
-// loop compiled in but never looping, runs 45 and 47 were 1-2.7% slower at 32 rows than run 42.
+// loop compiled in but never looping, 32 rows were 1-2.7% slower on an H100.
 template <typename T, typename TY, int RW, bool PERSISTENT>
 __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
-    const T* __restrict__ W,                       // [M, K], 16-byte aligned, K % 256 == 0
-    const T* __restrict__ x,                       // [R, K], 16-byte aligned; R <= 8*RW rows in this launch
-    const int32_t* __restrict__ row_tenant,        // [R]
-    int R,
+    const T* __restrict__ W,                       // T [M, K]   16-byte aligned, K % 256 == 0
+    const T* __restrict__ x,                       // T [R, K]   16-byte aligned; rows of this launch
+    const int32_t* __restrict__ row_tenant,        // I32 [R]    tenant of each row; < 0: base only
+    int R,                                         //            1 .. 8 * RW
     const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout (16-byte aligned)
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
     int num_tenants, int scale_per_row,
-    const uint32_t* __restrict__ xb,               // [R][K256][128] B fragments of the rows' bit-planes
-    const float* __restrict__ x_scale,             // [R]
-    const long long* __restrict__ q_sums,          // [R][XP_PARTS] part sums of the rows' quantized x
-    TY* __restrict__ y,                            // [R, M]
-    int64_t M, int64_t K) {
+    const uint32_t* __restrict__ xb,               // U32 [R][K256][128]  the pre-pass's bit-plane B fragments
+    const float* __restrict__ x_scale,             // F32 [R]             max|x_r| / 32767
+    const long long* __restrict__ q_sums,          // I64 [R][XP_PARTS]   part sums of the rows' quantized x
+    TY* __restrict__ y,                            // TY [R, M]  every element written
+    int64_t M, int64_t K) {                        //            grid: ceil(M / 16) blocks, or (PERSISTENT) fewer,
+                                                   //            256 threads, LeanShape::SMEM_BYTES dynamic smem
   using Sh = LeanShape<RW>;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
   constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
@@ -520,10 +535,10 @@ __global__ void __launch_bounds__(256, 2) decode3_lean_kernel(
   const int KCH = int(K256);
   // PERSISTENT: this block's tiles are blockIdx.x + i * gridDim.x, i < tiles; its stages run as one
   // sequence of tiles * KCH (stage j = k256 block j % KCH of tile j / KCH), so that the next tile's copies are in
-  // flight while a tile's partial sums meet and are written. (Run 43 tried the opposite, each tile's K split over a
-  // cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory: slower in every cell, e.g.
-  // 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed costs are paid again by every wave of blocks. Run 44
-  // made version 1 persistent too, prefetching the next tile's first lines: 0.7-3.1 us slower back to back there.)
+  // flight while a tile's partial sums meet and are written. (Measured and removed: the opposite, each tile's K split
+  // over a cluster of 2-4 blocks with the partial sums meeting in block 0's shared memory, was slower in every cell,
+  // e.g. 67.3 -> 78.6 us at 11008x4096 with 8 rows: a block's fixed costs are paid again by every wave of blocks;
+  // version 1 made persistent, prefetching the next tile's first lines, was 0.7-3.1 us slower back to back.)
   const int tiles = PERSISTENT ? int((M16 - 1 - blockIdx.x) / gridDim.x + 1) : 1, total = tiles * KCH;
 
   if (tid < ROWS) {

@@ -1,25 +1,33 @@
 // bd_prefill.cu -- multi-tenant W1A16 prefill: many rows (tokens) per tenant, on tensor cores.
 //
-// Block tile: 128 (M) x 128 (rows of ONE segment, i.e. one tenant) x 32 (K) per step. 8 warps as 4 (M) x 2 (N);
-// warp tile 32 x 64 = 2 m16 tiles x 8 n8 tiles, 16 mma.sync per k16.
-//   x tile [128 rows][32 k] in shared memory, 4-stage cp.async pipeline (16-byte cp.async.cg, zero fill past
-//     the segment's rows and past K). Rows are 64 bytes, so a lane's 16-byte read of row g, bytes 16t..16t+15,
-//     is conflict-free (each quarter warp covers 128 distinct bytes).
-//   signs: per warp and m16 tile one 32-bit device-layout word per k64 (already the A fragment's bit order),
-//     loaded from global one k64 block ahead, expanded to ±1 pairs in registers (shift + LOP3 per pair):
-//     16 pair expansions per k16 feed 16 mma, so the expansion costs 2 ALU instructions per mma.
-//   W (only when d_W != NULL): A fragments straight from global (16-byte loads of W[m][k0+8t..]), one k32 step
-//     ahead; a second set of accumulators.
+// run_prefill (end of this file) picks the kernel: on cc 9.0 with sm_90a code in the library, W and x 16-byte
+// aligned and K % 8 == 0, the wgmma kernel of bd_prefill_wgmma.cuh (delta only; base + delta with F32 y as two
+// passes); everything else runs prefill_kernel below (the path of cc 8.x and of newer GPUs through the PTX).
+//
+// prefill_kernel: block tile 128 (M) x 128 (rows of ONE segment, i.e. one tenant) x 64 (K) per stage; 8 warps as
+// 4 (M) x 2 (rows); warp tile 32 x 64 = 2 m16 tiles x 8 n8 tiles, 16 mma.sync per k16 step and product.
+//   x tile [128 rows][64 k] in shared memory, 4-stage cp.async pipeline (16-byte cp.async.cg, zero fill past the
+//     segment's rows and past K; 16 KB a stage). Rows are 128 bytes; the 8 16-byte chunks of a row are XOR-swizzled
+//     by row parity (ch ^ 4*(row & 1)), so a lane's 16-byte B-fragment read of row g is conflict-free.
+//   signs: per warp and m16 tile one 32-bit device-layout word per k64 block (already the A fragment's bit order),
+//     loaded from global one stage ahead, expanded to ±1 pairs in registers (shift + LOP3 per pair): per k32 step a
+//     tile's 8 pair expansions feed 16 mma (8 n8 tiles x 2 k16), one ALU instruction per mma.
+//   W (only when d_W != NULL): A fragments straight from global (16-byte loads of W[m][k0+8t..]) at each k32 step;
+//     a second set of accumulators.
 #include <cstdlib>
 #include <cstring>
 
 #include "bd_common.cuh"
 #include "bd_prefill_wgmma.cuh"
 
+#ifndef BD_EXPERIMENTS
+#define BD_EXPERIMENTS 0  // 1: BD_PREFILL_KERNEL=mma_sync may force prefill_kernel (bench/build.sh --harness-only)
+#endif
+
 namespace bd {
 
 constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_STAGES = 4, PF_WARPS = 8;
-constexpr int PF_SMEM_BYTES = PF_STAGES * PF_BN * PF_BK * 2;  // 64 KB dynamic: two blocks per SM
+constexpr int PF_SMEM_BYTES = PF_STAGES * PF_BN * PF_BK * 2;  // 64 KB dynamic (two blocks per SM on sm_80, sm_90)
 // 16-byte chunk ch (0..7) of a 128-byte smem row, XOR-swizzled by row parity (conflict-free LDS.128 pattern).
 __device__ __forceinline__ int pswz(int ch, int row) { return ch ^ ((row & 1) << 2); }
 
@@ -32,16 +40,17 @@ template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile(
 
 template <typename T, typename TY, bool WITH_BASE, bool VEC>
 __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
-    const T* __restrict__ W,                        // [M, K] or unused (WITH_BASE = false)
-    const T* __restrict__ x,                        // [R, K]
-    const int32_t* __restrict__ seg_offsets,        // [S + 1]
-    const int32_t* __restrict__ seg_tenant,         // [S]
-    int S,
-    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const T* __restrict__ W,                        // T [M, K] (WITH_BASE; VEC: 16-byte aligned), else unused
+    const T* __restrict__ x,                        // T [R, K] (VEC: 16-byte aligned, K % 8 == 0)
+    const int32_t* __restrict__ seg_offsets,        // I32 [S + 1] nondecreasing row offsets of the segments
+    const int32_t* __restrict__ seg_tenant,         // I32 [S]     tenant of each segment; < 0: no delta
+    int S,                                          //             1 .. 65535
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout of [M, K]
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
-    int num_tenants, int scale_per_row, int accumulate,
-    TY* __restrict__ y,                             // [R, M]
-    int64_t M, int64_t K) {
+    int num_tenants, int scale_per_row, int accumulate,  //        accumulate: y += product (y read in TY)
+    TY* __restrict__ y,                             // TY [R, M]   rows of the segments written, others untouched
+    int64_t M, int64_t K) {                         //             grid (ceil(M / 128), ceil(R / 128) + S), 256
+                                                    //             threads, PF_SMEM_BYTES dynamic shared memory
   extern __shared__ __align__(16) unsigned char pf_smem[];
   T (*xs)[PF_BN][PF_BK] = reinterpret_cast<T (*)[PF_BN][PF_BK]>(pf_smem);  // [PF_STAGES][BN][BK]; reused by the epilogue
 
@@ -95,7 +104,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
       w_row[mi][h] = WITH_BASE ? W + (m < M ? m : 0) * K : nullptr;
     }
 
-  // Producer: stage `st` <- x rows [row0, row0+rows) x columns [kt*32, kt*32+32). 512 chunks of 16 B.
+  // Stage `st` <- x rows [row0, row0+rows) x columns [kt*64, kt*64+64): 1024 chunks of 16 B, 4 per thread.
   auto load_stage = [&](int st, int64_t kt) {
 #pragma unroll
     for (int c = 0; c < 4; ++c) {
@@ -283,11 +292,14 @@ static int launch_prefill(bool vec, const T* W, const T* x, int64_t R, const int
 }
 
 // The wgmma kernel runs when the library holds sm_90a code (BD_HAVE_SM90A, set by build.sh) and the current
-// device is cc 9.0 (Hopper). BD_PREFILL_KERNEL=mma_sync in the environment forces prefill_kernel (benchmarks).
+// device is cc 9.0 (Hopper). In the experiment build, BD_PREFILL_KERNEL=mma_sync in the environment forces
+// prefill_kernel (the path of cc 8.x), so that the harness checks and times it on a Hopper GPU.
 static bool use_wgmma() {
 #ifdef BD_HAVE_SM90A
+#if BD_EXPERIMENTS
   const char* force = std::getenv("BD_PREFILL_KERNEL");
   if (force != nullptr && std::strcmp(force, "mma_sync") == 0) return false;
+#endif
   DeviceInfo device;
   if (device_info(&device) != cudaSuccess) return false;
   return device.major == 9 && device.minor == 0;
@@ -300,7 +312,7 @@ template <typename T, typename TY, bool BASE>
 static int launch_prefill_wgmma_ws(const T* W, const T* x, int64_t R, const int32_t* offs, const int32_t* tens, int S,
                                    const uint32_t* const* signs, const float* const* scales, int num_tenants,
                                    int per_row, int accumulate, TY* y, int64_t M, int64_t K, cudaStream_t stream) {
-  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of sum over segments of ceil(len/128)
+  const int64_t grid_y = (R + PW_BR - 1) / PW_BR + S;  // upper bound of the sum over segments of ceil(len / 128)
   if (grid_y > 65535) return BD_ERR_BAD_SHAPE;
   const dim3 grid(unsigned((M + 255) / 256), unsigned(grid_y)), block(PWS_THREADS);
   static bool attribute_set = false;

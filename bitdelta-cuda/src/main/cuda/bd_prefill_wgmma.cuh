@@ -21,9 +21,9 @@
 //     block-wide barrier in the main loop: the consumers keep one wgmma group in flight (wait_group 1).
 //   Epilogue straight from the accumulator layout (row g / g+8 of each warp's 16 x rows, columns 8i + 2t, +1)
 //     with 4-byte (16-bit y) or 8-byte (F32 y) stores.
-// (Measured against it and removed: the same tiles with all 8 warps loading and computing in lockstep behind one
-// __syncthreads per stage, 81-83 us against 71.6 us, runs 10-15; 128-row blocks two per SM, 94-96 us; the signs
-// as register A operands with 4-byte permuted x copies, 181 us, run 13.)
+// (Measured against it on an H100, 8 segments x 128 rows of 4096x4096, and removed: the same tiles with all 8 warps
+// loading and computing in lockstep behind one __syncthreads per stage, 81-83 us against 71.6 us; 128-row blocks
+// two per SM, 94-96 us; the signs as register A operands with 4-byte permuted x copies, 181 us.)
 #pragma once
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -121,16 +121,17 @@ __device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
 // kernel writes its ±1 tile (bd_prefill runs it, then the delta with accumulate, for F32 y; see run_prefill).
 template <typename T, typename TY, bool BASE>
 __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
-    const T* __restrict__ W,                        // [M, K], 16-byte aligned (BASE only; else unused)
-    const T* __restrict__ x,                        // [R, K], 16-byte aligned, K % 8 == 0
-    const int32_t* __restrict__ seg_offsets,        // [S + 1]
-    const int32_t* __restrict__ seg_tenant,         // [S]
-    int S,
-    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout [M, K]
+    const T* __restrict__ W,                        // T [M, K], 16-byte aligned (BASE only; else unused)
+    const T* __restrict__ x,                        // T [R, K], 16-byte aligned, K % 8 == 0
+    const int32_t* __restrict__ seg_offsets,        // I32 [S + 1] nondecreasing row offsets of the segments
+    const int32_t* __restrict__ seg_tenant,         // I32 [S]     tenant of each segment; < 0: no delta
+    int S,                                          //             1 .. 65535
+    const uint32_t* const* __restrict__ tenant_signs,  // [num_tenants] -> U32 device layout of [M, K]
     const float* const* __restrict__ tenant_scales,    // [num_tenants] -> F32 [1] or [M]
-    int num_tenants, int scale_per_row, int accumulate,
-    TY* __restrict__ y,                             // [R, M]
-    int64_t M, int64_t K) {
+    int num_tenants, int scale_per_row, int accumulate,  //        accumulate: y += product (y read in TY)
+    TY* __restrict__ y,                             // TY [R, M]   rows of the segments written, others untouched
+    int64_t M, int64_t K) {                         //             grid (ceil(M / 256), ceil(R / 128) + S), 384
+                                                    //             threads, PwCfg<256>::SMEM_BYTES dynamic smem
 #ifdef BD_WGMMA_BODY
   using C = PwCfg<256>;
   constexpr int STAGES = C::STAGES;

@@ -20,7 +20,8 @@ __device__ __forceinline__ void word_coords(int64_t mt, int64_t kb, int lane, in
   k = 64 * kb + 32 * s + 8 * t + 4 * j + 2 * (h >> 1) + e;
 }
 
-// d_packed: U8 [M, ceil(K/8)]; d_signs: U32 [M16 * K64 * 32]. One thread per device word.
+// d_packed: U8 [M, ceil(K/8)]; d_signs: U32 [M16 * K64 * 32] (every word written). One thread per device word;
+// grid: ceil(M16 * K64 * 32 / 256) blocks of 256.
 __global__ void repack_signs_kernel(const uint8_t* __restrict__ d_packed, uint32_t* __restrict__ d_signs, int64_t M,
                                     int64_t K) {
   const int64_t K64 = (K + 63) / 64, M16 = (M + 15) / 16;
@@ -45,7 +46,8 @@ __global__ void repack_signs_kernel(const uint8_t* __restrict__ d_packed, uint32
   d_signs[word] = out;
 }
 
-// One thread per packed byte: gathers its 8 bits from the device layout.
+// d_signs: U32 [M16 * K64 * 32]; d_packed: U8 [M, ceil(K/8)] (padding bits 0). One thread per packed byte, which
+// gathers its 8 bits from the device layout; grid: ceil(M * ceil(K/8) / 256) blocks of 256.
 __global__ void unpack_signs_kernel(const uint32_t* __restrict__ d_signs, uint8_t* __restrict__ d_packed, int64_t M,
                                     int64_t K) {
   const int64_t row_bytes = (K + 7) / 8, K64 = (K + 63) / 64;
@@ -56,7 +58,7 @@ __global__ void unpack_signs_kernel(const uint32_t* __restrict__ d_signs, uint8_
   for (int i = 0; i < 8; ++i) {
     const int64_t k = 8 * b + i;
     if (k >= K) break;
-    // invert word_coords
+    // word_coords inverted: (m, k) -> word (mt, kb, lane) and bit (q, e)
     const int64_t mt = m / 16, kb = k / 64;
     const int r = int(m % 16), c = int(k % 64);
     const int g = r & 7, hl = r >> 3;
@@ -83,6 +85,7 @@ const char* bd_status_string(int status) {
     case BD_ERR_WORKSPACE: return "workspace is NULL or smaller than the *_workspace_bytes() answer";
     case BD_ERR_MISALIGNED: return "a pointer lacks the alignment this function requires";
     case BD_ERR_CUDA: return "a CUDA launch or call failed (see bd_last_cuda_error())";
+    case BD_ERR_NOT_BUILT: return "this library was built without that code path (an experiment-build form)";
     default: return "unknown bitdelta status code";
   }
 }

@@ -52,53 +52,61 @@
  * device current then); a process using several GPUs is not supported yet (the other devices would not get the
  * raised limit and those launches fail with BD_ERR_CUDA).
  *
- * Instantiated launch configurations (all for sm_80, sm_86, sm_89, sm_90a SASS + compute_90 PTX; the Hopper SASS
- * is built for sm_90a, which runs on cc 9.0 devices only, for the wgmma prefill kernel):
- *   bd_repack_signs:  repack_signs_kernel, 256 threads, one thread per device word.
- *   bd_decode:        version 1: decode_kernel<T, TY, NT, VEC>, 256 threads (8 warps split K), one block per
- *                       16 rows of M; NT (n8 tiles of rows) in {1, 2, 4} = 24 kernels.
- *                     version 2: decode2_kernel<T, TY, RW, MT, VEC>, 256 threads (warps split rows), one block per
- *                       16*MT rows of M, RW (rows per warp) in {1, 2, 4}, MT in {1, 2}, 3..12-stage pipeline of
- *                       k128 = 48 kernels.
- *                     version 3: xplanes_kernel<T, VEC> (256 threads, 8 blocks per row: each finds the row's
- *                       max, quantizes its eighth of the row and transposes all 16 bit-planes of it, in at most
- *                       24 KB of shared memory; 4 kernels), then
- *                       decode3_kernel<T, TY, RW, MT, VEC> (256 threads, one block per 16*MT rows of M, k256
- *                       stages, 1 block per SM for MT = 2, 2 for MT = 1; launched with programmatic dependent
- *                       launch on cc >= 9.0: its block setup overlaps the pre-pass, griddepcontrol.wait comes
- *                       before the first bit-plane load) = 48 kernels. MT = 1 (the automatic
- *                       choice) stays under 99 KB of shared memory (sm_86/sm_89 limit); MT = 2 takes up to
- *                       200 KB and so runs on sm_90 only (benchmark variant 5).
- *                     version 3, lean form (K % 256 == 0, W and x 16-byte aligned; chosen for more than 16 rows,
- *                       and from 5 rows up when M has more 16-row tiles than 2 x the SM count): the same pre-pass,
- *                       then decode3_lean_kernel<T, TY, RW, PERSISTENT> (256 threads, two blocks per SM, k256
- *                       stages in up to 100 KB, few instructions per stage; W and the first stages' sign lines
- *                       requested before griddepcontrol.wait, so they stream while the pre-pass runs) = 20 kernels
- *                       (PERSISTENT only for RW <= 2). Grid: one block per 16 rows of M; for up to 16 rows with more
- *                       tiles than resident blocks, PERSISTENT: one block per resident slot, each taking every
- *                       gridDim.x-th tile, its copy pipeline running on from one tile into the next.
- *                     Only Hopper (sm_90, from run 10 sm_90a) has been run; sm_80/86/89 are compiled, not tested.
- *                     T in {half, bf16}, TY in {T, float}, VEC in {true, false} throughout; R > 32 rows run in
- *                     launches of 32 rows (W re-read per launch).
- *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 256 threads (8 warps as 4 m x 2 n), block tile
- *                     128 (M) x 128 (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB),
- *                     T in {half, bf16}, TY in {T, float}, WITH_BASE in {false, true}, VEC in {true, false}
- *                     = 16 kernels. On sm_90a (cc 9.0, library built with BD_HAVE_SM90A) the delta-only VEC case
- *                     (d_W == NULL, x 16-byte aligned, K % 8 == 0) runs prefill_wgmma_ws_kernel<T, TY, false>
- *                     instead: 384 threads (warp-specialized: warpgroup 0 loads x and expands the sign tile to ±1 in
- *                     shared memory, never in global memory; warpgroups 1, 2 run wgmma.m64n256k16 with F32
- *                     accumulators on 64 rows of the segment each), block tile 256 (M) x 128 (rows of one segment) x
- *                     64 (K), 4 stages of 48 KB with full/empty mbarriers (193 KB dynamic shared memory, 1 block per
- *                     SM) = 4 kernels. The VEC base + delta case with F32 y (W 16-byte aligned too) runs two passes
- *                     there: prefill_wgmma_ws_kernel<T, float, true> (the producer copies the W tile instead of
- *                     expanding signs) writes the base product, then the delta kernel adds to it (2 more kernels).
- *                     16-bit y keeps the fused mma.sync kernel: two passes would round it twice. The mma.sync kernel
- *                     stays the path of sm_80/86/89 (and can be forced with BD_PREFILL_KERNEL=mma_sync in the
- *                     environment, for benchmarks).
- *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>
- *                     (256 threads, one block per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the
- *                     last block to finish finalizes), T in {half, bf16},
- *                     VEC in {true, false} = 4 kernels.
+ * GPU targets (bench/build.sh): sm_80 SASS, sm_90a SASS and compute_90 PTX.
+ *   - sm_80 SASS also runs on every other cc 8.x GPU (sm_86, sm_89) by binary compatibility, so separate sm_86 /
+ *     sm_89 SASS would only repeat it. Nothing depends on a per-arch compile-time constant: the shared-memory
+ *     limits are raised at run time (cudaFuncSetAttribute), resident blocks per SM are queried at run time
+ *     (cudaOccupancy*), the one form that exceeds the 99 KB a block gets on cc 8.6, 8.9 and 12.x (the lean decode
+ *     with RW = 2: 96 KB of stages plus its static arrays) is checked against the device's limit at run time and
+ *     replaced by version 3 there, and the only __CUDA_ARCH__ tests (griddepcontrol, wgmma) match host decisions
+ *     made from the device's compute capability.
+ *   - sm_90a SASS (runs on cc 9.0 only) holds the wgmma prefill kernel; BD_HAVE_SM90A tells the host code so.
+ *   - compute_90 PTX is JIT-compiled by the driver for newer GPUs (cc 10.x, 12.x); they take the mma.sync paths.
+ *   Only Hopper (H100) has run these kernels; the sm_80 code is compiled, not run.
+ *
+ * Instantiated launch configurations of the release library (what Maven packages: only what the automatic choice
+ * can reach). T in {half, bf16}, TY in {T, float}, VEC in {true, false} (VEC: W and x 16-byte aligned, K % 8 == 0)
+ * throughout; every block has 256 threads unless stated.
+ *   bd_repack_signs:  repack_signs_kernel, one thread per device word.                                    1 kernel
+ *   bd_unpack_signs:  unpack_signs_kernel, one thread per packed byte.                                    1 kernel
+ *   bd_decode (rows are processed in launches of at most 32; W is read once per launch):
+ *     version 1  decode_kernel<T, TY, NT = 1, VEC>: 8 warps split K, one block per 16 rows of M, up to 8 rows
+ *                of x (the automatic choice for R <= 8).                                                 8 kernels
+ *     version 2  decode2_kernel<T, TY, RW, MT = 1, VEC>, RW (rows of x per warp) in {1, 2, 4}: cp.async pipeline
+ *                of k128 stages (3..12 stages in 96 KB), warps split the rows, one block per 16 rows of M (the
+ *                automatic choice for R > 8 without a large enough workspace).                          24 kernels
+ *     version 3  xplanes_kernel<T, VEC> (the pre-pass: 8 blocks per row of x, at most 24 KB of shared memory),
+ *                                                                                                        4 kernels
+ *                then decode3_kernel<T, TY, RW, MT = 1, VEC>, RW in {1, 2, 4}: k256 stages in up to 96 KB, two
+ *                blocks per SM, one block per 16 rows of M; launched with programmatic dependent launch on cc >= 9.0
+ *                (its block setup overlaps the pre-pass; griddepcontrol.wait precedes the first bit-plane read).
+ *                                                                                                       24 kernels
+ *                or, lean form (K % 256 == 0 and VEC), decode3_lean_kernel<T, TY, RW, PERSISTENT>, RW in {1, 2, 4},
+ *                PERSISTENT only for RW <= 2: the same pre-pass and arithmetic, k256 stages in up to 96 KB, two
+ *                blocks per SM; one block per 16 rows of M, or (PERSISTENT, up to 16 rows of x, more 16-row tiles
+ *                than resident blocks) one block per resident slot, each taking every gridDim.x-th tile.   20 kernels
+ *   bd_prefill:       prefill_kernel<T, TY, WITH_BASE, VEC>, 8 warps as 4 (M) x 2 (rows), block tile 128 (M) x 128
+ *                     (rows of one segment) x 64 (K), 4-stage cp.async pipeline for x (64 KB).          16 kernels
+ *                     On cc 9.0 (sm_90a SASS), with VEC: prefill_wgmma_ws_kernel<T, TY, BASE = false> for the
+ *                     delta-only product (d_W == NULL), 384 threads: warpgroup 0 copies x and expands the sign tile to
+ *                     ±1 in shared memory, warpgroups 1 and 2 run wgmma.m64n256k16 (F32 accumulators) on 64 rows each;
+ *                     block tile 256 (M) x 128 (rows) x 64 (K), 4 stages of 48 KB with full/empty mbarriers (193 KB,
+ *                     one block per SM).                                                                  4 kernels
+ *                     Base + delta with F32 y runs two passes there: prefill_wgmma_ws_kernel<T, float, BASE = true>
+ *                     (the producer copies the W tile instead of expanding signs) writes W x, then the delta kernel
+ *                     adds to it. 16-bit y keeps the fused prefill_kernel (two passes would round twice).  2 kernels
+ *   bd_compress:      a 64-byte cudaMemsetAsync of the workspace header, then compress_rows_kernel<T, VEC>, one block
+ *                     per row, loads issued in rounds of 6 x 2 x 16 bytes per thread; the last block to finish
+ *                     finalizes.                                                                           4 kernels
+ *   Total: 108 kernels.
+ * The experiment build (-DBD_EXPERIMENTS=1; bench/build.sh sets it for the harness only) adds the forms that only
+ * bd_debug_set_decode_variant can select, and BD_PREFILL_KERNEL=mma_sync in the environment to force prefill_kernel
+ * on cc 9.0:
+ *     version 1  decode_kernel<T, TY, NT, VEC>, NT in {2, 4} (9..32 rows of x per launch).             16 kernels
+ *     version 2  decode2_kernel<T, TY, RW, MT = 2, VEC> (32 rows of M per block).                       24 kernels
+ *     version 3  decode3_kernel<T, TY, RW, MT = 2, VEC> (32 rows of M per block, up to 200 KB of shared memory, one
+ *                block per SM: Hopper only).                                                            24 kernels
+ *   Total: 172 kernels.
  */
 #ifndef BITDELTA_CUDA_H
 #define BITDELTA_CUDA_H
@@ -111,7 +119,7 @@
 extern "C" {
 #endif
 
-#define BD_ABI_VERSION 1
+#define BD_ABI_VERSION 2   /* 2: BD_ERR_NOT_BUILT, enum bd_decode_variant */
 
 /* ---- status codes ---- */
 #define BD_OK                      0
@@ -121,6 +129,7 @@ extern "C" {
 #define BD_ERR_WORKSPACE           4  /* workspace NULL or smaller than the *_workspace_bytes() answer */
 #define BD_ERR_MISALIGNED          5  /* a pointer lacks the alignment the function requires (documented) */
 #define BD_ERR_CUDA                6  /* a CUDA call or launch failed: see bd_last_cuda_error() */
+#define BD_ERR_NOT_BUILT           7  /* this library was built without that code path (an experiment form) */
 
 /* ---- dtype codes ---- */
 #define BD_DTYPE_F32   0
@@ -158,14 +167,15 @@ int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64
 /* ====================================================================================================== */
 
 /* Workspace bytes for the fastest path: R * ceil(K/256) * 512 bytes of x bit-planes, plus 68 * R, each part
- * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace bd_decode
- * still works, through a slower kernel version (the result differs only by rounding).
- * Kernel versions (bd_debug_set_decode_variant): 1 = warps split K, f16/bf16 tensor cores with signs expanded
- * to ±1 in registers (chosen for R <= 8); 2 = cp.async pipeline, same arithmetic (no workspace); 3 = the delta
- * on binary tensor cores (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to
- * 16-bit fixed point relative to max|x_r| (error <= 2^-16 max|x_r| per element; chosen for R > 8, in its lean
- * form for R > 16 when K % 256 == 0 and W, x are 16-byte aligned, and for R > 4 when M also has more than
- * 2 x (SM count) 16-row tiles). The base product W x is always f16/bf16 tensor cores with F32 accumulation. */
+ * rounded up to 256 bytes. The workspace must be 256-byte aligned. With a NULL or smaller workspace (or K > 98304)
+ * bd_decode still works: R > 8 then takes version 2 instead of 3 (the result differs only by rounding).
+ * Kernel versions (see enum bd_decode_variant below): 1 = warps split K, f16/bf16 tensor cores with signs expanded
+ * to ±1 in registers; 2 = cp.async pipeline, same arithmetic, no workspace; 3 = the delta on binary tensor cores
+ * (mma.m16n8k256.b1, AND + popcount) against 16 bit-planes of x quantized per row to 16-bit fixed point relative to
+ * max|x_r| (error <= 2^-16 max|x_r| per element). The base product W x is always f16/bf16 tensor cores with F32
+ * accumulation. The automatic choice: version 1 for R <= 8; version 3 for 9 <= R <= 16; version 3's lean form for
+ * R > 16 (where it applies: K % 256 == 0, W and x 16-byte aligned; else version 3), and from R = 5 up when it applies
+ * and M has more than 2 x (SM count) 16-row tiles; version 2 instead of 3 without a large enough workspace. */
 size_t bd_decode_workspace_bytes(int64_t M, int64_t K, int64_t R);
 
 /* dtype:            BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_W and d_x
@@ -187,10 +197,23 @@ int bd_decode(int dtype, int y_dtype,
               int scale_per_row, void* d_y, int64_t M, int64_t K,
               void* d_workspace, size_t workspace_bytes, cudaStream_t stream);
 
-/* For benchmarks only (not thread-safe, process-wide): force a decode kernel version. 0 = automatic (default),
- * 1 = version 1, 2 / 3 = version 2 with 16- / 32-row blocks, 4 / 5 = version 3 with 16- / 32-row blocks
- * (versions 3 fall back to 2 without a large enough workspace), 6 = version 3's lean form (version 3 with 16-row
- * blocks where it does not apply). */
+/* Decode kernel versions that benchmarks and checks can force (bd_debug_set_decode_variant). "M16" / "M32": one
+ * block per 16 / 32 rows of M. The _M32 forms exist only in the experiment build (-DBD_EXPERIMENTS=1). */
+typedef enum bd_decode_variant {
+  BD_DECODE_AUTO = 0,          /* the automatic choice (default), see bd_decode_workspace_bytes */
+  BD_DECODE_SPLIT_K = 1,       /* version 1; the release build has it for up to 8 rows of x per launch, so more
+                                  rows run in launches of 8 there (32 in the experiment build) */
+  BD_DECODE_PIPELINED = 2,     /* version 2, M16 */
+  BD_DECODE_PIPELINED_M32 = 3, /* version 2, M32: experiment build only */
+  BD_DECODE_BINARY = 4,        /* version 3, M16 */
+  BD_DECODE_BINARY_M32 = 5,    /* version 3, M32 (up to 200 KB of shared memory: Hopper): experiment build only */
+  BD_DECODE_BINARY_LEAN = 6    /* version 3's lean form; version 3 (M16) where it does not apply */
+} bd_decode_variant;
+/* Versions 3 fall back to version 2 (M16) without a large enough workspace. */
+
+/* For benchmarks and checks only (not thread-safe, process-wide): force a decode kernel version (a
+ * bd_decode_variant). Returns BD_OK, BD_ERR_NOT_BUILT for a form this library was built without (the variant in
+ * force is then unchanged), BD_ERR_BAD_SHAPE for a number outside the enum. */
 int bd_debug_set_decode_variant(int variant);
 
 /* Benchmarks only: 1 (the default) = version 3's lean form runs persistent blocks for up to 16 rows (one per
@@ -240,7 +263,7 @@ int bd_prefill(int dtype, int y_dtype,
 /* the CPU's rounded left-to-right total, rounds to one float; else one thread sums the row sums in order.      */
 /* ====================================================================================================== */
 
-/* Workspace: 64 + 12 * M bytes (rounded up to 16), 16-byte aligned. */
+/* Workspace: 64 + (4 * M rounded up to 16) + 8 * M bytes, 16-byte aligned. */
 size_t bd_compress_workspace_bytes(int64_t M, int64_t K);
 
 /* dtype:          BD_DTYPE_F16 or BD_DTYPE_BF16: dtype of d_base and d_ft

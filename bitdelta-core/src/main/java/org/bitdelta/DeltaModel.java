@@ -22,6 +22,8 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
+import java.util.OptionalLong;
 
 /**
  * A compressed fine-tune: a {@link BinaryDelta} for every compressed matrix, the fine-tune's other tensors that
@@ -201,6 +203,76 @@ public final class DeltaModel implements AutoCloseable {
     /** "per_matrix" or "per_row". */
     public String scaleGranularity() {
         return metadata.get(BitDeltaFormat.KEY_SCALE_GRANULARITY);
+    }
+
+    /** The .bitdelta format version of the file (loading accepts only the one this library writes). */
+    public int formatVersion() {
+        return Integer.parseInt(metadata.get(BitDeltaFormat.KEY_FORMAT_VERSION));
+    }
+
+    /** The version of the library that compressed the fine-tune, where the file records it. */
+    public Optional<String> libraryVersion() {
+        return Optional.ofNullable(metadata.get(BitDeltaFormat.KEY_LIBRARY_VERSION));
+    }
+
+    /** The fine-tune's folder name at compression time, where the file records it. */
+    public Optional<String> finetunedName() {
+        return Optional.ofNullable(metadata.get(BitDeltaFormat.KEY_FINETUNED_NAME));
+    }
+
+    /** The bytes of the fine-tune's weight files the delta was compressed from, where the file records them. */
+    public OptionalLong finetunedWeightBytes() {
+        String value = metadata.get(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES);
+        if (value == null) {
+            return OptionalLong.empty();
+        }
+        try {
+            return OptionalLong.of(Long.parseLong(value));
+        } catch (NumberFormatException e) {
+            throw new BitDeltaException("metadata " + BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES + " is not a byte count: '" + value + "'", e);
+        }
+    }
+
+    /**
+     * How the scales were distilled ({@link ScaleDistiller}), or empty where they are the compression's own
+     * mean |W_ft − W_base|.
+     *
+     * @throws BitDeltaException where the metadata {@value ScaleDistiller#METADATA_KEY} is neither "false" nor a
+     *                           record with the fields of {@link Distillation}
+     */
+    public Optional<Distillation> distillation() {
+        String value = metadata.get(ScaleDistiller.METADATA_KEY);
+        if (value == null || value.equals("false")) {
+            return Optional.empty();
+        }
+        try {
+            JsonObject record = JsonParser.parseString(value).getAsJsonObject();
+            return Optional.of(new Distillation(record.get("steps").getAsInt(), record.get("batch").getAsInt(),
+                    record.get("seq").getAsInt(), record.get("lr").getAsDouble(), record.get("weight_decay").getAsDouble(),
+                    record.get("seed").getAsLong(), record.get("loss_first").getAsDouble(), record.get("loss_last").getAsDouble()));
+        } catch (RuntimeException e) {
+            // Gson reports a missing field as a NullPointerException and a wrong one as an exception of its own.
+            throw new BitDeltaException("metadata " + ScaleDistiller.METADATA_KEY + " is not a distillation record "
+                    + "(steps, batch, seq, lr, weight_decay, seed, loss_first, loss_last): " + value, e);
+        }
+    }
+
+    /**
+     * The settings and the loss of a scale distillation, as the {@link ScaleDistiller} recorded them in the
+     * metadata {@value ScaleDistiller#METADATA_KEY} (a JSON object with the fields steps, batch, seq, lr,
+     * weight_decay, seed, loss_first and loss_last; implementations may add more).
+     *
+     * @param steps          optimizer steps
+     * @param batchSize      windows per step
+     * @param sequenceLength tokens per window
+     * @param learningRate   the peak learning rate
+     * @param weightDecay    AdamW's decoupled weight decay
+     * @param seed           the seed of the window choice
+     * @param firstLoss      the loss of the first step
+     * @param lastLoss       the loss of the last step
+     */
+    public record Distillation(int steps, int batchSize, int sequenceLength, double learningRate, double weightDecay,
+                               long seed, double firstLoss, double lastLoss) {
     }
 
     /** Bytes the .bitdelta file's tensors take (signs, scales, whole tensors), without the header. */

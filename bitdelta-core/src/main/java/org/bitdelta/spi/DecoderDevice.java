@@ -16,8 +16,7 @@ import org.bitdelta.internal.model.Sampler;
  * {@link #rotaryAndCache} writes row r's key and value at {@code cacheSlots[r]}; {@link #attention} reads, for row
  * r, the positions its sequence's block table covers up to {@code positions[r]} (within the sliding window).
  *
- * <p>Not thread-safe: one step at a time. Results reach the host only through {@link #readLogits} and
- * {@link #sample}.
+ * <p>Not thread-safe: one step at a time. Results reach the host only through {@link #read} and {@link #sample}.
  */
 public interface DecoderDevice extends AutoCloseable {
 
@@ -96,10 +95,13 @@ public interface DecoderDevice extends AutoCloseable {
     /** logits[i] = in[i] · lm_headᵀ of output row i's tenant ([outputRows, vocab]). */
     void lmHead(Activations in, Activations logits);
 
-    // ---- results (after run) ----
+    // ---- host transfers (between steps: the logits after a step, or any buffer in tests and tools) ----
 
-    /** Copies the logits of the output rows to the host: [outputRows, vocab], row-major. */
-    void readLogits(Activations logits, float[] destination);
+    /** Copies the first {@code rows} rows of {@code source} to the host: [rows, columns] as floats, row-major. */
+    void read(Activations source, int rows, float[] destination);
+
+    /** Copies [rows, columns] floats from the host into the first {@code rows} rows of {@code target}. */
+    void write(float[] source, int rows, Activations target);
 
     /**
      * Picks each output row's next token ({@link Sampling}); the host reads only the tokens. The default reads
@@ -108,7 +110,7 @@ public interface DecoderDevice extends AutoCloseable {
     default void sample(Activations logits, Sampling sampling, int outputRows, int[] tokens) {
         int vocabulary = spec().vocabularySize();
         float[] values = new float[outputRows * vocabulary];
-        readLogits(logits, values);
+        read(logits, outputRows, values);
         for (int row = 0; row < outputRows; row++) {
             tokens[row] = Sampler.sample(values, row * vocabulary, vocabulary, sampling.temperature()[row], sampling.topK()[row],
                     sampling.topP()[row], Sampling.uniform(sampling.seed()[row], sampling.draw()[row]));

@@ -32,7 +32,16 @@ public final class TensorBackends {
 
     /** The backend chosen by {@code -Dbitdelta.backend}, or the best available one. */
     public static TensorBackend createDefault() {
-        return create(System.getProperty(PROPERTY));
+        String name = System.getProperty(PROPERTY);
+        try {
+            return create(name);
+        } catch (BitDeltaException e) {
+            if (name == null || name.isBlank()) {
+                throw e;
+            }
+            // Say where the name came from: the caller passed none.
+            throw new BitDeltaException("-D" + PROPERTY + "=" + name + ": " + e.getMessage(), e);
+        }
     }
 
     /**
@@ -45,7 +54,7 @@ public final class TensorBackends {
         String known = providers.stream().map(TensorBackendProvider::name).collect(Collectors.joining(", "));
         if (name != null && !name.isBlank()) {
             TensorBackendProvider chosen = providers.stream().filter(provider -> provider.name().equals(name.trim())).findFirst()
-                    .orElseThrow(() -> new BitDeltaException("unknown backend '" + name + "' (-D" + PROPERTY + "); known: " + known));
+                    .orElseThrow(() -> new BitDeltaException("unknown backend '" + name + "'; known: " + known));
             if (!chosen.isAvailable()) {
                 throw new BitDeltaException("backend '" + name + "' is not available here: " + chosen.unavailableReason());
             }

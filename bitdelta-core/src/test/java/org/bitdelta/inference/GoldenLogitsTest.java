@@ -12,34 +12,43 @@ import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The decoder's logits against PyTorch + transformers' (fp32) on the same weights and tokens. */
+/**
+ * The decoder's logits against PyTorch + transformers' (fp32) on the same weights and tokens, on the bundled models
+ * (the tinyllama pair: {@link GoldenLogitsAcceptanceTest}).
+ */
 class GoldenLogitsTest {
     private static final double TOLERANCE = 1e-4;
 
     @ParameterizedTest(name = "{0}: base and fine-tune")
     @CsvSource({
-            "stories260K-ft-alice, models/stories260K, models/stories260K-ft-alice",
-            "stories260K-ft-shakespeare, models/stories260K, models/stories260K-ft-shakespeare",
-            "tinyllama-shakespeare, models/tinyllama-shakespeare-base, models/tinyllama-shakespeare-finetuned"})
+            "stories260K-ft-alice, stories260K, stories260K-ft-alice",
+            "stories260K-ft-shakespeare, stories260K, stories260K-ft-shakespeare"})
     void baseAndFinetuneMatchTransformers(String pair, String base, String finetuned) {
-        Golden golden = Golden.read(TestData.shared("golden/" + pair + ".safetensors"));
-        try (DecoderModel model = DecoderModel.load(TestData.shared(base))) {
-            assertClose(pair + " base", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_base"));
-        }
-        try (DecoderModel model = DecoderModel.load(TestData.shared(finetuned))) {
-            assertClose(pair + " fine-tune", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_finetuned"));
-        }
+        checkBaseAndFinetune(pair, Golden.read(TestData.bundled("golden/" + pair + ".safetensors")),
+                TestData.bundledModel(base), TestData.bundledModel(finetuned));
     }
 
     @ParameterizedTest(name = "{0}: BitDelta initial scales through DeltaLinear")
     @CsvSource({
-            "stories260K-ft-alice, models/stories260K, models/stories260K-ft-alice",
-            "stories260K-ft-shakespeare, models/stories260K, models/stories260K-ft-shakespeare",
-            "tinyllama-shakespeare, models/tinyllama-shakespeare-base, models/tinyllama-shakespeare-finetuned"})
+            "stories260K-ft-alice, stories260K, stories260K-ft-alice",
+            "stories260K-ft-shakespeare, stories260K, stories260K-ft-shakespeare"})
     void bitDeltaOnTheFlyMatchesTransformersOnMergedWeights(String pair, String base, String finetuned) {
-        Golden golden = Golden.read(TestData.shared("golden/" + pair + ".safetensors"));
-        try (DeltaModel delta = BitDelta.compress(TestData.shared(base), TestData.shared(finetuned));
-             DecoderModel model = DecoderModel.load(TestData.shared(base))) {
+        checkBitDelta(pair, Golden.read(TestData.bundled("golden/" + pair + ".safetensors")),
+                TestData.bundledModel(base), TestData.bundledModel(finetuned));
+    }
+
+    static void checkBaseAndFinetune(String pair, Golden golden, Path base, Path finetuned) {
+        try (DecoderModel model = DecoderModel.load(base)) {
+            assertClose(pair + " base", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_base"));
+        }
+        try (DecoderModel model = DecoderModel.load(finetuned)) {
+            assertClose(pair + " fine-tune", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_finetuned"));
+        }
+    }
+
+    static void checkBitDelta(String pair, Golden golden, Path base, Path finetuned) {
+        try (DeltaModel delta = BitDelta.compress(base, finetuned);
+             DecoderModel model = DecoderModel.load(base)) {
             model.addTenant("bitdelta", delta);
             assertClose(pair + " bitdelta initial", model.logits("bitdelta", golden.inputIds()), golden.logits("logits_bitdelta_initial"));
             // The base is still the base with a tenant loaded beside it.
@@ -50,7 +59,7 @@ class GoldenLogitsTest {
     @Test
     void mistralWithSlidingWindowAndGroupedQueryAttentionMatchesTransformers() {
         Path folder = TestData.bundledModel("mistral-tiny");
-        Golden golden = Golden.read(TestData.repositoryRoot().resolve("bitdelta-core/src/test/resources/golden/mistral-tiny.safetensors"));
+        Golden golden = Golden.read(TestData.bundled("golden/mistral-tiny.safetensors"));
         try (DecoderModel model = DecoderModel.load(folder)) {
             assertClose("mistral-tiny", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits"));
         }

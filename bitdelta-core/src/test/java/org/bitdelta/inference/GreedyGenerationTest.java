@@ -20,7 +20,7 @@ class GreedyGenerationTest {
 
     @Test
     void stories260KFromBosReproducesKarpathysSample() throws IOException {
-        JsonArray expectedJson = JsonParser.parseString(Files.readString(TestData.shared("reference.json")))
+        JsonArray expectedJson = JsonParser.parseString(Files.readString(TestData.bundled("reference.json")))
                 .getAsJsonObject().getAsJsonArray("stories260K_greedy_ids");
         int[] expected = new int[expectedJson.size()];
         for (int i = 0; i < expected.length; i++) {

@@ -17,6 +17,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.Function;
 import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -24,7 +25,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Perplexities of reference.json (PyTorch, fp32), reproduced to within 0.05%: for every pair and eval text, the
- * base, the fine-tune, and BitDelta with initial scales (per matrix and per row) served through DeltaLinear.
+ * base, the fine-tune, and BitDelta with initial scales (per matrix and per row) served through DeltaLinear. This
+ * class checks the pairs of bundled models on the bundled texts, with the bundled copy of reference.json; the
+ * tinyllama pair is {@link PerplexityReferenceAcceptanceTest}'s.
  */
 class PerplexityReferenceTest {
     private static final double RELATIVE_TOLERANCE = 5e-4;
@@ -33,33 +36,58 @@ class PerplexityReferenceTest {
     /** Token ids per (tokenizer folder, text): base and fine-tune share a tokenizer. */
     private static final Map<String, int[]> TOKENS = new ConcurrentHashMap<>();
 
-    static JsonObject reference() throws IOException {
-        return JsonParser.parseString(Files.readString(TestData.shared("reference.json"))).getAsJsonObject();
+    static JsonObject reference(Path file) throws IOException {
+        return JsonParser.parseString(Files.readString(file)).getAsJsonObject();
     }
 
-    static Stream<Arguments> pairsAndTexts() throws IOException {
+    /** Whether reference.json's pair names models that are bundled (models/NAME with NAME in the test resources). */
+    static boolean bundled(JsonObject pair) {
+        return Stream.of("base", "finetuned").map(key -> pair.get(key).getAsString())
+                .allMatch(model -> model.startsWith("models/") && Files.isDirectory(TestData.bundledResources().resolve(model)));
+    }
+
+    /** (pair, eval) of every pair of reference.json that is (or is not) bundled. */
+    static List<Arguments> cases(JsonObject reference, boolean bundled) {
         List<Arguments> cases = new ArrayList<>();
-        JsonObject pairs = reference().getAsJsonObject("pairs");
+        JsonObject pairs = reference.getAsJsonObject("pairs");
         for (String pair : pairs.keySet()) {
+            if (bundled(pairs.getAsJsonObject(pair)) != bundled) {
+                continue;
+            }
             JsonObject evals = pairs.getAsJsonObject(pair).getAsJsonObject("evals");
             for (String eval : evals.keySet()) {
                 cases.add(Arguments.of(pair, eval));
             }
         }
-        assertEquals(7, cases.size(), "pairs x eval texts in reference.json");
+        return cases;
+    }
+
+    static Stream<Arguments> bundledPairsAndTexts() throws IOException {
+        List<Arguments> cases = cases(reference(TestData.bundled("reference.json")), true);
+        assertEquals(List.of("stories260K-ft-alice/heldout_finetune_text", "stories260K-ft-alice/tinystories_valid",
+                        "stories260K-ft-shakespeare/heldout_finetune_text", "stories260K-ft-shakespeare/tinystories_valid"),
+                cases.stream().map(arguments -> arguments.get()[0] + "/" + arguments.get()[1]).toList(),
+                "the bundled pairs x eval texts of reference.json");
         return cases.stream();
     }
 
     @ParameterizedTest(name = "{0} on {1}")
-    @MethodSource("pairsAndTexts")
+    @MethodSource("bundledPairsAndTexts")
     void matchesTheReference(String pair, String eval) throws IOException {
-        JsonObject entry = reference().getAsJsonObject("pairs").getAsJsonObject(pair);
+        // models/NAME and text/eval/FILE of the data folder are bundled as models/NAME and text/FILE.
+        check(reference(TestData.bundled("reference.json")), pair, eval, TestData::bundled,
+                text -> TestData.bundledText(Path.of(text).getFileName().toString()));
+    }
+
+    /** One (pair, eval) of {@code reference}, with its models and texts found by the given functions. */
+    static void check(JsonObject reference, String pair, String eval, Function<String, Path> models, Function<String, Path> texts) throws IOException {
+        JsonObject entry = reference.getAsJsonObject("pairs").getAsJsonObject(pair);
         JsonObject expected = entry.getAsJsonObject("numbers").getAsJsonObject(eval);
-        String text = entry.getAsJsonObject("evals").get(eval).getAsString();
+        Path text = texts.apply(entry.getAsJsonObject("evals").get(eval).getAsString());
         int expectedWindows = expected.get("windows").getAsInt();
 
-        Path basePath = TestData.shared(entry.get("base").getAsString());
-        Path finetunedPath = TestData.shared(entry.get("finetuned").getAsString());
+        Path basePath = models.apply(entry.get("base").getAsString());
+        Path finetunedPath = models.apply(entry.get("finetuned").getAsString());
         // Both compressed fine-tunes are tenants of one loaded base, beside the base itself.
         try (DeltaModel perMatrix = BitDelta.compress(basePath, finetunedPath);
              DeltaModel perRow = BitDelta.compress(basePath, finetunedPath, CompressOptions.defaults().perRowScales(true));
@@ -77,10 +105,10 @@ class PerplexityReferenceTest {
         }
     }
 
-    private static int[] tokens(DecoderModel model, String text) {
+    private static int[] tokens(DecoderModel model, Path text) {
         return TOKENS.computeIfAbsent(model.folder() + "|" + text, key -> {
             try {
-                return model.tokenizer().encode(Files.readString(TestData.shared(text)));
+                return model.tokenizer().encode(Files.readString(text));
             } catch (IOException e) {
                 throw new IllegalStateException("cannot read " + text, e);
             }

@@ -6,6 +6,9 @@ import org.bitdelta.cuda.internal.CudaException;
 import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.DeviceBuffer;
 import org.bitdelta.cuda.internal.DeviceScope;
+import org.bitdelta.cuda.internal.WeakIdentityCache;
+import org.bitdelta.spi.DecoderDevice;
+import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
@@ -14,6 +17,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
@@ -27,10 +31,18 @@ import java.util.Objects;
  * uploaded and repacked once per sign matrix, its scales once per {@link BinaryDelta}. Activations are converted
  * to the weight's 16-bit type on upload; results come back as F32.
  *
- * <p>Caches are keyed by the memory behind a tensor (its segment's base object or address and size): the bytes of
- * a tensor or delta must not change while this backend has it cached; {@link #clearCaches()} drops everything.
+ * <p>{@link #compressMatrix} compresses F16/BF16 pairs on the GPU (bd_compress, bit-identical to the CPU compressor);
+ * its uploads are freed when it returns, never cached.
+ *
+ * <p>Caches are keyed by the objects the data came from, weakly and by identity (a weight by its {@link Tensor}, signs
+ * by their {@link MemorySegment}, scales by their {@link BinaryDelta}), never by a memory address that a later tensor
+ * could reuse: an entry's device memory is freed once its key object is garbage (at the next product call), by
+ * {@link #clearCaches()} or by {@link #close()}. The bytes of a cached tensor or delta must not change.
  * Calls are serialized on one stream per backend. All device memory is owned by one {@link DeviceScope} and
  * freed by {@link #close()}.
+ *
+ * <p>{@link #openDecoder} opens a {@link CudaDecoderDevice}: the whole decoder step on the GPU, with its own stream
+ * and device memory (closed with this backend at the latest).
  */
 public final class CudaBackend implements TensorBackend {
     /** Up to this many rows the fused decode kernel runs; above it the prefill kernel, when segments are long. */
@@ -48,9 +60,13 @@ public final class CudaBackend implements TensorBackend {
     private final String deviceName;
     private final long stream;
     private final DeviceScope scope;
-    private final Map<MemoryKey, DeviceWeight> weights = new HashMap<>();
-    private final Map<MemoryKey, DeviceBuffer> signs = new HashMap<>();
-    private final Map<BinaryDelta, DeviceDelta> deltas = new IdentityHashMap<>();
+    private final WeakIdentityCache<Tensor, DeviceWeight> weights = new WeakIdentityCache<>();
+    private final WeakIdentityCache<MemorySegment, DeviceBuffer> signs = new WeakIdentityCache<>();
+    private final WeakIdentityCache<BinaryDelta, DeviceDelta> deltas = new WeakIdentityCache<>();
+    /** Open decoder devices, closed with the backend. */
+    private final Map<CudaDecoderDevice, Boolean> decoders = new IdentityHashMap<>();
+    /** -Dbitdelta.cuda.graphs=false runs decode steps eagerly instead of as CUDA graphs (for comparison and debugging). */
+    private final boolean graphs = !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.graphs", "true"));
     /** Page-locked, so that the copies in and out of each call are DMA transfers without a staging copy. */
     private MemorySegment hostStaging;
     private MemorySegment hostOutput;
@@ -93,6 +109,28 @@ public final class CudaBackend implements TensorBackend {
         return library;
     }
 
+    int deviceIndex() {
+        return device;
+    }
+
+    String deviceName() {
+        return deviceName + " (device " + device + ")";
+    }
+
+    /** The decoder step on this GPU: see {@link CudaDecoderDevice}. */
+    @Override
+    public synchronized DecoderDevice openDecoder(DecoderSpec spec) {
+        ensureOpen();
+        CudaDecoderDevice decoder = new CudaDecoderDevice(this, spec, graphs);
+        decoders.put(decoder, Boolean.TRUE);
+        return decoder;
+    }
+
+    /** Called by a decoder device as it closes. */
+    synchronized void forget(CudaDecoderDevice decoder) {
+        decoders.remove(decoder);
+    }
+
     /** Device bytes held by this backend (cached weights, deltas and scratch). */
     public synchronized long deviceBytes() {
         return scope.liveBytes();
@@ -113,6 +151,7 @@ public final class CudaBackend implements TensorBackend {
             return;
         }
         selectDevice();
+        expungeCollected();
         DeviceWeight weight = deviceWeight(base);
         for (int start = 0; start < rows; start += MAX_ROWS_PER_CHUNK) {
             int count = Math.min(MAX_ROWS_PER_CHUNK, rows - start);
@@ -120,21 +159,104 @@ public final class CudaBackend implements TensorBackend {
         }
     }
 
+    /**
+     * Compresses one F16 or BF16 pair on the GPU: uploads both matrices, runs bd_compress, fetches the packed signs
+     * into {@code signs} and returns the scales (F32 [rows] per row, F32 [1] per matrix), bit-identical to the CPU
+     * compressor (bitdelta_cuda.h states the arithmetic). The device memory is freed before returning. Returns null,
+     * so that the caller compresses on the CPU, for pairs the kernel does not take (F32 or other dtypes, different
+     * dtypes or shapes, not 2-D) and for pairs holding NaN or infinity (the CPU compressor then names the element).
+     */
+    @Override
+    public synchronized float[] compressMatrix(Tensor base, Tensor finetuned, MemorySegment signs, boolean perRowScales) {
+        ensureOpen();
+        Objects.requireNonNull(signs, "signs");
+        if (!compressible(base, finetuned)) {
+            return null;
+        }
+        int rows = Math.toIntExact(base.dimension(0));
+        int cols = Math.toIntExact(base.dimension(1));
+        long signBytes = (long) rows * BinaryDelta.bytesPerRow(cols);
+        if (signs.byteSize() != signBytes) {
+            throw new IllegalArgumentException(base.name() + ": sign buffer of " + signs.byteSize() + " bytes for " + rows + "x" + cols
+                    + ", needs rows * ceil(cols / 8) = " + signBytes);
+        }
+        selectDevice();
+        long matrixBytes = 2L * rows * cols;
+        int scaleCount = perRowScales ? rows : 1;
+        String what = "bd_compress(" + base.name() + " [" + rows + ", " + cols + "] " + base.dtype() + ")";
+        try (DeviceScope uploads = new DeviceScope(library); Arena host = Arena.ofConfined()) {
+            DeviceBuffer deviceBase = uploads.allocate(matrixBytes, "base of " + what);
+            DeviceBuffer deviceFinetuned = uploads.allocate(matrixBytes, "fine-tune of " + what);
+            DeviceBuffer deviceSigns = uploads.allocate(signBytes, "signs of " + what);
+            DeviceBuffer deviceScales = uploads.allocate(4L * scaleCount, "scales of " + what);
+            long workspaceBytes = library.compressWorkspaceBytes(rows, cols);
+            DeviceBuffer workspace = uploads.allocate(workspaceBytes, "workspace of " + what);
+            upload(deviceBase, base.data(), matrixBytes, host, "uploading the base of " + what);
+            upload(deviceFinetuned, finetuned.data(), matrixBytes, host, "uploading the fine-tune of " + what);
+            library.check(library.compress(base.dtype() == DType.F16 ? CudaLibrary.DTYPE_F16 : CudaLibrary.DTYPE_BF16,
+                    deviceBase.address(), deviceFinetuned.address(), rows, cols, deviceSigns.address(),
+                    perRowScales ? deviceScales.address() : 0, perRowScales ? 0 : deviceScales.address(), 0,
+                    workspace.address(), workspaceBytes, stream), what);
+            library.check(library.streamSynchronize(stream), what);
+            MemorySegment hostScales = host.allocate(4L * scaleCount, 4);
+            library.check(library.copyDeviceToHost(hostScales, deviceScales.address(), 4L * scaleCount), "fetching the scales of " + what);
+            float[] scales = new float[scaleCount];
+            MemorySegment.copy(hostScales, FLOAT, 0, scales, 0, scaleCount);
+            for (float scale : scales) {
+                // A NaN or infinite |ft - base| sum: the CPU compressor rejects the pair and names the element.
+                if (!Float.isFinite(scale)) {
+                    return null;
+                }
+            }
+            MemorySegment hostSigns = signs.isNative() ? signs : host.allocate(signBytes, 16);
+            library.check(library.copyDeviceToHost(hostSigns, deviceSigns.address(), signBytes), "fetching the signs of " + what);
+            if (hostSigns != signs) {
+                MemorySegment.copy(hostSigns, 0, signs, 0, signBytes);
+            }
+            return scales;
+        }
+    }
+
+    /** Whether bd_compress takes this pair: both 2-D, the same shape and dtype, F16 or BF16, each side below 2^31. */
+    static boolean compressible(Tensor base, Tensor finetuned) {
+        Objects.requireNonNull(base, "base");
+        Objects.requireNonNull(finetuned, "finetuned");
+        if (base.rank() != 2 || finetuned.rank() != 2 || base.dtype() != finetuned.dtype()
+                || (base.dtype() != DType.F16 && base.dtype() != DType.BF16)) {
+            return false;
+        }
+        long rows = base.dimension(0);
+        long cols = base.dimension(1);
+        return rows == finetuned.dimension(0) && cols == finetuned.dimension(1)
+                && rows > 0 && cols > 0 && rows < Integer.MAX_VALUE && cols < Integer.MAX_VALUE
+                && base.data().byteSize() >= 2 * rows * cols && finetuned.data().byteSize() >= 2 * rows * cols;
+    }
+
+    /** Copies {@code bytes} of {@code source} to the device, through a native copy when it lives on the Java heap. */
+    private void upload(DeviceBuffer target, MemorySegment source, long bytes, Arena host, String what) {
+        MemorySegment from = source.isNative() ? source : host.allocate(bytes, 64).copyFrom(source.asSlice(0, bytes));
+        library.check(library.copyHostToDevice(target.address(), from, bytes), what);
+    }
+
     /** Frees every cached weight and delta (scratch buffers stay). */
     public synchronized void clearCaches() {
         ensureOpen();
-        for (DeviceWeight weight : weights.values()) {
+        for (DeviceWeight weight : weights.clear()) {
             scope.release(weight.buffer());
         }
-        weights.clear();
-        for (DeviceBuffer buffer : signs.values()) {
+        for (DeviceBuffer buffer : signs.clear()) {
             scope.release(buffer);
         }
-        signs.clear();
-        for (DeviceDelta delta : deltas.values()) {
+        for (DeviceDelta delta : deltas.clear()) {
             scope.release(delta.scales());
         }
-        deltas.clear();
+    }
+
+    /** Frees the device copies of tensors and deltas that are garbage now. */
+    private void expungeCollected() {
+        weights.expunge(weight -> scope.release(weight.buffer()));
+        deltas.expunge(delta -> scope.release(delta.scales()));
+        signs.expunge(scope::release);
     }
 
     @Override
@@ -146,7 +268,23 @@ public final class CudaBackend implements TensorBackend {
         weights.clear();
         signs.clear();
         deltas.clear();
+        RuntimeException decoderFailure = null;
+        for (CudaDecoderDevice decoder : new ArrayList<>(decoders.keySet())) {
+            try {
+                decoder.close();
+            } catch (RuntimeException e) {
+                if (decoderFailure == null) {
+                    decoderFailure = e;
+                } else {
+                    decoderFailure.addSuppressed(e);
+                }
+            }
+        }
+        decoders.clear();
         try {
+            if (decoderFailure != null) {
+                throw decoderFailure;
+            }
             library.check(library.streamSynchronize(stream), "synchronizing the stream at close");
         } finally {
             try {
@@ -389,27 +527,7 @@ public final class CudaBackend implements TensorBackend {
         return workspace.address();
     }
 
-    // ---- caches: weights and deltas are uploaded once ----
-
-    /** Identity of the memory behind a tensor: heap array (by identity) or native address, plus size. */
-    private record MemoryKey(Object heapBase, long address, long bytes) {
-        static MemoryKey of(MemorySegment segment) {
-            return new MemoryKey(segment.heapBase().map(IdentityBox::new).orElse(null), segment.address(), segment.byteSize());
-        }
-    }
-
-    /** Compares heap arrays by identity inside a record key. */
-    private record IdentityBox(Object value) {
-        @Override
-        public boolean equals(Object other) {
-            return other instanceof IdentityBox box && box.value == value;
-        }
-
-        @Override
-        public int hashCode() {
-            return System.identityHashCode(value);
-        }
-    }
+    // ---- caches: weights and deltas are uploaded once per object ----
 
     private record DeviceWeight(DeviceBuffer buffer, DType dtype, int outputs, int inputs, DType sourceDtype) {
         int code() {
@@ -425,9 +543,8 @@ public final class CudaBackend implements TensorBackend {
     }
 
     private DeviceWeight deviceWeight(Tensor base) {
-        MemoryKey key = MemoryKey.of(base.data());
-        DeviceWeight cached = weights.get(key);
-        if (cached != null && cached.sourceDtype() == base.dtype() && cached.outputs() == base.dimension(0)) {
+        DeviceWeight cached = weights.get(base);
+        if (cached != null) {
             return cached;
         }
         int outputs = Math.toIntExact(base.dimension(0));
@@ -463,11 +580,8 @@ public final class CudaBackend implements TensorBackend {
                 scope.release(buffer);
                 throw library.failure(status, "uploading weight " + base);
             }
-            if (cached != null) {
-                scope.release(cached.buffer());
-            }
             DeviceWeight weight = new DeviceWeight(buffer, deviceDtype, outputs, inputs, base.dtype());
-            weights.put(key, weight);
+            weights.put(base, weight);
             return weight;
         }
     }
@@ -499,8 +613,8 @@ public final class CudaBackend implements TensorBackend {
     }
 
     private long deviceSigns(BinaryDelta delta) {
-        MemoryKey key = MemoryKey.of(delta.signs());
-        DeviceBuffer cached = signs.get(key);
+        // Keyed by the signs' segment object: deltas that share their signs (withScales) share one upload.
+        DeviceBuffer cached = signs.get(delta.signs());
         long deviceBytes = library.signsDeviceBytes(delta.rows(), delta.cols());
         if (cached != null && cached.bytes() == deviceBytes) {
             return cached.address();
@@ -522,7 +636,10 @@ public final class CudaBackend implements TensorBackend {
                 scope.release(repacked);
                 throw e;
             }
-            signs.put(key, repacked);
+            if (cached != null) {
+                scope.release(cached); // the same signs read as another shape: replaced
+            }
+            signs.put(delta.signs(), repacked);
             return repacked.address();
         } finally {
             scope.release(packed);

@@ -7,7 +7,8 @@ import org.bitdelta.spi.TensorBackendProvider;
 /**
  * ServiceLoader entry point of the CUDA backend ({@code -Dbitdelta.backend=cuda}). Priority 200: above the CPU
  * backends, so it wins wherever it is available. {@link #isAvailable()} looks for the packaged (or configured)
- * library and an NVIDIA driver without loading any native code.
+ * library and a usable GPU (listed by the NVIDIA driver under /proc/driver/nvidia/gpus, not hidden by
+ * CUDA_VISIBLE_DEVICES) without loading any native code; {@link #unavailableReason()} says in one line why not.
  */
 public final class CudaBackendProvider implements TensorBackendProvider {
     public static final String NAME = "cuda";

@@ -129,9 +129,10 @@ class CudaBackendErrorsTest {
 
     @Test
     void closedBackendRefusesWorkAndFreesItsMemory() {
+        long seed = freshSeed("closed backend");
         CudaBackend second = new CudaBackend();
         try (Arena arena = Arena.ofShared()) {
-            Tensor base = randomWeight(arena, DType.F16, 256, 256, 1, 0.05f);
+            Tensor base = randomWeight(arena, DType.F16, 256, 256, seed, 0.05f);
             float[] y = new float[256];
             second.matmul(new float[256], 1, base, y);
             assertTrue(second.deviceBytes() >= 256 * 256 * 2, "the weight should be cached on the device: " + second.deviceBytes());

@@ -1,33 +1,25 @@
 package org.bitdelta.cuda;
 
-import org.bitdelta.cuda.internal.NativeLibraryLocator;
+import org.bitdelta.tensor.DType;
+import org.bitdelta.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
-import java.nio.file.Files;
-import java.nio.file.Path;
-
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** Host-only checks that run everywhere (no GPU needed): the library locator and the BF16 conversion. */
+/** Host-only checks that run everywhere (no GPU needed): which pairs compressMatrix takes, the BF16 conversion. */
 class CudaHostSideTest {
     @Test
-    void configuredLibraryPathThatNamesNoFileIsReported() throws Exception {
-        String previous = System.getProperty(NativeLibraryLocator.LIBRARY_PROPERTY);
-        Path missing = Files.createTempDirectory("bitdelta-cuda-test").resolve("absent.so");
-        try {
-            System.setProperty(NativeLibraryLocator.LIBRARY_PROPERTY, missing.toString());
-            String reason = NativeLibraryLocator.unavailableReason();
-            assertTrue(reason != null && reason.contains("names no file") && reason.contains(missing.toString()), String.valueOf(reason));
-            assertTrue(!new CudaBackendProvider().isAvailable());
-        } finally {
-            if (previous == null) {
-                System.clearProperty(NativeLibraryLocator.LIBRARY_PROPERTY);
-            } else {
-                System.setProperty(NativeLibraryLocator.LIBRARY_PROPERTY, previous);
-            }
-            Files.deleteIfExists(missing.getParent());
-        }
+    void compressMatrixTakesOnlyPairsTheKernelTakes() {
+        Tensor f16 = Tensor.zeros("a", DType.F16, 3, 5);
+        Tensor bf16 = Tensor.zeros("b", DType.BF16, 3, 5);
+        assertTrue(CudaBackend.compressible(f16, Tensor.zeros("a2", DType.F16, 3, 5)));
+        assertTrue(CudaBackend.compressible(bf16, Tensor.zeros("b2", DType.BF16, 3, 5)));
+        assertFalse(CudaBackend.compressible(Tensor.zeros("f", DType.F32, 3, 5), Tensor.zeros("f2", DType.F32, 3, 5)), "F32");
+        assertFalse(CudaBackend.compressible(f16, bf16), "different dtypes");
+        assertFalse(CudaBackend.compressible(f16, Tensor.zeros("a3", DType.F16, 5, 3)), "different shapes");
+        assertFalse(CudaBackend.compressible(Tensor.zeros("v", DType.F16, 15), Tensor.zeros("v2", DType.F16, 15)), "1-D");
     }
 
     @Test

@@ -12,6 +12,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.List;
+import java.util.SplittableRandom;
 import java.util.stream.IntStream;
 
 /** Shared helpers of the GPU tests: the skip rule, random inputs in F16/BF16, and the parallel scalar oracle. */
@@ -21,7 +22,7 @@ final class GpuTestSupport {
     private GpuTestSupport() {
     }
 
-    /** Skips (never passes) the calling test where there is no NVIDIA driver or no library, naming the reason. */
+    /** Skips (never passes) the calling test where there is no usable GPU or no library, naming the reason. */
     static void assumeGpu() {
         String reason = NativeLibraryLocator.unavailableReason();
         Assumptions.assumeTrue(reason == null, () -> "SKIPPED, no GPU here: " + reason);
@@ -35,10 +36,26 @@ final class GpuTestSupport {
         return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend();
     }
 
-    /** A fresh seed per run, printed so that a failure can be replayed. */
+    /** The system property that replays a run's random inputs: -Dbitdelta.test.seed=N. */
+    static final String SEED_PROPERTY = "bitdelta.test.seed";
+
+    /**
+     * The seed of a randomized test: -Dbitdelta.test.seed when given (to replay a failure), else a fresh one per
+     * call. Always printed with the property that replays it.
+     */
     static long freshSeed(String test) {
-        long seed = System.nanoTime() ^ Thread.currentThread().threadId() * 0x9E3779B97F4A7C15L;
-        System.out.println(test + ": seed " + seed);
+        String given = System.getProperty(SEED_PROPERTY);
+        long seed;
+        if (given != null && !given.isBlank()) {
+            try {
+                seed = Long.parseLong(given.trim());
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("-D" + SEED_PROPERTY + "=" + given + " is not a long", e);
+            }
+        } else {
+            seed = new SplittableRandom().nextLong();
+        }
+        System.out.println(test + ": seed " + seed + " (replay with -D" + SEED_PROPERTY + "=" + seed + ")");
         return seed;
     }
 

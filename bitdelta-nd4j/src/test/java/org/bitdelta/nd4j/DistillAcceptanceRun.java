@@ -16,7 +16,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /**
  * The acceptance runs of docs/quality.md: the reference protocol (200 steps, batch 4, 128 tokens, lr 1e-4) on a
  * model pair, perplexity on text/eval/shakespeare.heldout.txt (64 windows of 256) before and after, against the
- * issue's bound. Minutes each, so not part of `mvn test` (the class name does not end in Test); run one with
+ * bound. Minutes each, so part of neither `mvn test` nor the acceptance suite `mvn test -Pacceptance` (the class name
+ * does not end in Test); it reads the acceptance data folder (-Dbitdelta.acceptance.data, default ../shared/data).
+ * Run one with
  * <pre>
  * mvn -q -pl bitdelta-nd4j -am test -Dsurefire.failIfNoSpecifiedTests=false -Dtest=DistillAcceptanceRun \
  *     -Dacceptance.pair=tinyllama-shakespeare -Dacceptance.scales=per-row -Dacceptance.seed=1
@@ -32,10 +34,10 @@ class DistillAcceptanceRun {
         long seed = Long.getLong("acceptance.seed", 1L);
         boolean tinyllama = pair.equals("tinyllama-shakespeare");
         double bound = tinyllama ? (scales.equals("per-row") ? 36.5 : 37.0) : 16.5;
-        Path base = tinyllama ? TestData.shared("models/tinyllama-shakespeare-base") : TestData.bundledModel("stories260K");
-        Path finetuned = tinyllama ? TestData.shared("models/tinyllama-shakespeare-finetuned") : TestData.bundledModel(pair);
-        Path calibration = TestData.shared(tinyllama ? "text/calibration/pretrain.heldout.txt" : "text/calibration/tinystories-train-head-197k.txt");
-        Path eval = TestData.shared("text/eval/shakespeare.heldout.txt");
+        Path base = tinyllama ? TestData.acceptance("models/tinyllama-shakespeare-base") : TestData.bundledModel("stories260K");
+        Path finetuned = tinyllama ? TestData.acceptance("models/tinyllama-shakespeare-finetuned") : TestData.bundledModel(pair);
+        Path calibration = TestData.acceptance(tinyllama ? "text/calibration/pretrain.heldout.txt" : "text/calibration/tinystories-train-head-197k.txt");
+        Path eval = TestData.acceptance("text/eval/shakespeare.heldout.txt");
         try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults().perRowScales(scales.equals("per-row")))) {
             double before = PerplexityOnNd4j.evaluate(base, finetuned, delta, eval, 256, 64);
             long[] peakRss = {0};

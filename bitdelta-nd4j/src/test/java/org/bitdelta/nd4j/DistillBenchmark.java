@@ -25,9 +25,9 @@ import java.util.SplittableRandom;
 public final class DistillBenchmark {
     public static void main(String[] args) {
         int steps = args.length > 0 ? Integer.parseInt(args[0]) : 200;
-        Path base = TestData.shared("models/tinyllama-shakespeare-base");
-        Path finetuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
-        Path calibration = TestData.shared("text/calibration/pretrain.heldout.txt");
+        Path base = TestData.acceptance("models/tinyllama-shakespeare-base");
+        Path finetuned = TestData.acceptance("models/tinyllama-shakespeare-finetuned");
+        Path calibration = TestData.acceptance("text/calibration/pretrain.heldout.txt");
         System.out.printf(Locale.ROOT, "machine: %d cores, Java %s, max heap %d MB, OMP_WAIT_POLICY=%s, load average at start %.2f%n",
                 Runtime.getRuntime().availableProcessors(), Runtime.version(), Runtime.getRuntime().maxMemory() >> 20,
                 System.getenv("OMP_WAIT_POLICY"), ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage());

@@ -32,8 +32,8 @@ class DistillationTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path SHAKESPEARE = TestData.bundledModel("stories260K-ft-shakespeare");
     private static final Path ALICE = TestData.bundledModel("stories260K-ft-alice");
-    private static final Path CALIBRATION = TestData.shared("text/calibration/tinystories-train-head-197k.txt");
-    private static final Path HELDOUT = TestData.shared("text/eval/shakespeare.heldout.txt");
+    private static final Path CALIBRATION = TestData.bundledText("tinystories-train-head-32k.txt");
+    private static final Path HELDOUT = TestData.bundledText("shakespeare.heldout.txt");
 
     @Test
     void serviceLoaderFindsTheNd4jDistiller() {
@@ -65,6 +65,8 @@ class DistillationTest {
             assertTrue(lossAfter < lossBefore, "seed " + seed + ": loss on fixed windows " + lossBefore + " -> " + lossAfter);
             double perplexityBefore = PerplexityOnNd4j.evaluate(BASE, SHAKESPEARE, delta, HELDOUT, 256, 16);
             double perplexityAfter = PerplexityOnNd4j.evaluate(BASE, SHAKESPEARE, distilled, HELDOUT, 256, 16);
+            System.out.printf("short distillation, seed %d, %d steps on %s: loss on fixed windows %.5f -> %.5f, perplexity %.4f -> %.4f%n",
+                    seed, steps, CALIBRATION.getFileName(), lossBefore, lossAfter, perplexityBefore, perplexityAfter);
             assertTrue(perplexityAfter < perplexityBefore, "seed " + seed + ": perplexity " + perplexityBefore + " -> " + perplexityAfter);
 
             JsonObject record = JsonParser.parseString(distilled.metadata().get(ScaleDistiller.METADATA_KEY)).getAsJsonObject();
@@ -118,8 +120,14 @@ class DistillationTest {
     }
 
     @Test
-    void aFineTuneOfAnotherArchitectureIsRefused() {
-        Path otherArchitecture = TestData.shared("models/tinyllama-shakespeare-finetuned");
+    void aFineTuneOfAnotherArchitectureIsRefused(@TempDir Path otherArchitecture) throws IOException {
+        // The Shakespeare fine-tune's weights under a config of another width: a llama like the base, hidden_size differs.
+        JsonObject config = JsonParser.parseString(Files.readString(SHAKESPEARE.resolve("config.json"))).getAsJsonObject();
+        config.addProperty("hidden_size", 128);
+        Files.writeString(otherArchitecture.resolve("config.json"), config.toString());
+        Files.copy(SHAKESPEARE.resolve("model.safetensors"), otherArchitecture.resolve("model.safetensors"));
+        Files.copy(SHAKESPEARE.resolve("tokenizer.json"), otherArchitecture.resolve("tokenizer.json"));
+        Files.copy(SHAKESPEARE.resolve("tokenizer_config.json"), otherArchitecture.resolve("tokenizer_config.json"));
         try (DeltaModel delta = BitDelta.compress(BASE, SHAKESPEARE)) {
             BitDeltaException error = assertThrows(BitDeltaException.class, () -> ScaleDistiller.load()
                     .distill(BASE, otherArchitecture, delta, CALIBRATION, DistillOptions.defaults().steps(1)));

@@ -21,23 +21,20 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The SameDiff graphs against PyTorch's golden logits, and the autodiff gradients against finite differences. */
+/**
+ * The SameDiff graphs against PyTorch's golden logits, and the autodiff gradients against finite differences, on
+ * the bundled models (the tinyllama pair: {@link GraphCorrectnessAcceptanceTest}).
+ */
 class GraphCorrectnessTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path SHAKESPEARE = TestData.bundledModel("stories260K-ft-shakespeare");
 
     @Test
     void teacherAndStudentMatchGoldenLogitsOfStories260K() {
-        checkGolden(BASE, SHAKESPEARE, TestData.shared("golden/stories260K-ft-shakespeare.safetensors"));
+        checkGolden(BASE, SHAKESPEARE, TestData.bundled("golden/stories260K-ft-shakespeare.safetensors"));
     }
 
-    @Test
-    void teacherAndStudentMatchGoldenLogitsOfTinyllama() {
-        checkGolden(TestData.shared("models/tinyllama-shakespeare-base"), TestData.shared("models/tinyllama-shakespeare-finetuned"),
-                TestData.shared("golden/tinyllama-shakespeare.safetensors"));
-    }
-
-    private static void checkGolden(Path base, Path finetuned, Path goldenFile) {
+    static void checkGolden(Path base, Path finetuned, Path goldenFile) {
         int[] ids;
         float[] finetunedLogits;
         float[] initialLogits;
@@ -62,7 +59,7 @@ class GraphCorrectnessTest {
     @Test
     void mistralSlidingWindowAndGroupedQueryAttentionMatchTransformers() {
         Path mistral = TestData.bundledModel("mistral-tiny");
-        Path goldenFile = TestData.repositoryRoot().resolve("bitdelta-core/src/test/resources/golden/mistral-tiny.safetensors");
+        Path goldenFile = TestData.bundled("golden/mistral-tiny.safetensors");
         int[] ids;
         float[] expected;
         try (SafetensorsFile golden = SafetensorsFile.open(goldenFile)) {
@@ -89,7 +86,7 @@ class GraphCorrectnessTest {
         try (DeltaModel delta = BitDelta.compress(BASE, SHAKESPEARE);
              DistillationModel model = DistillationModel.open(BASE, SHAKESPEARE, delta, DataType.DOUBLE, 2, 32)) {
             assertTrue(model.gramLoss(), "teacher and student share the lm_head, so the Gram-matrix loss should be used");
-            int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.shared("text/calibration/tinystories-train-head-197k.txt"), 32);
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.bundledText("tinystories-train-head-32k.txt"), 32);
             int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, 2, 32, new SplittableRandom(seed));
             double[] teacher = model.teacherLogits(windows).data().asDouble();
             double[] student = model.studentLogits(windows).data().asDouble();
@@ -135,16 +132,19 @@ class GraphCorrectnessTest {
      * The distiller runs the gradient function with the session's array recycling on (SameDiff's own
      * calculateGradientsAndOutputs switches it off): a recycled array handed out while still in use would corrupt
      * a later value. Several steps in a row, with new windows and new scales each time, must give the reference's
-     * loss and gradients.
+     * loss and gradients. On the bundled Shakespeare pair here; on the larger tinyllama pair in
+     * {@link GraphCorrectnessAcceptanceTest}.
      */
     @Test
     void recycledArraysGiveTheSameLossAndGradientsAsSameDiffsOwnPath() {
-        long seed = 42L;
-        Path base = TestData.shared("models/tinyllama-shakespeare-base");
-        Path finetuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        checkRecycledArrays(BASE, SHAKESPEARE, TestData.bundledText("tinystories-train-head-32k.txt"), 42L);
+    }
+
+    static void checkRecycledArrays(Path base, Path finetuned, Path calibration, long seed) {
+        System.err.printf(Locale.ROOT, "recycled arrays: %s, seed %d%n", finetuned.getFileName(), seed);
         try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults().perRowScales(true));
              DistillationModel model = DistillationModel.open(base, finetuned, delta, DataType.FLOAT, 2, 64)) {
-            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, TestData.shared("text/calibration/pretrain.heldout.txt"), 64);
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, calibration, 64);
             SplittableRandom random = new SplittableRandom(seed);
             for (int step = 0; step < 4; step++) {
                 int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, 2, 64, random);
@@ -175,7 +175,7 @@ class GraphCorrectnessTest {
 
     /** Each (matrix index, scale index) of {@code checked}: autodiff gradient vs (L(a+h) − L(a−h)) / 2h in double. */
     private static void checkGradients(DistillationModel model, List<int[]> checked, long seed) {
-        int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.shared("text/calibration/tinystories-train-head-197k.txt"), 24);
+        int[] tokens = Nd4jScaleDistiller.calibrationTokens(SHAKESPEARE, TestData.bundledText("tinystories-train-head-32k.txt"), 24);
         int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, 2, 24, new SplittableRandom(seed));
         // Perturb the initial scales so that no gradient is accidentally near zero at the compression optimum.
         SplittableRandom random = new SplittableRandom(seed + 1);

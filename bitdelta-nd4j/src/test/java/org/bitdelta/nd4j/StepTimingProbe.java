@@ -13,8 +13,8 @@ import java.util.SplittableRandom;
 public final class StepTimingProbe {
     public static void main(String[] args) {
         boolean stories = args.length > 3 && args[3].equals("stories");
-        Path base = stories ? TestData.bundledModel("stories260K") : TestData.shared("models/tinyllama-shakespeare-base");
-        Path finetuned = stories ? TestData.bundledModel("stories260K-ft-shakespeare") : TestData.shared("models/tinyllama-shakespeare-finetuned");
+        Path base = stories ? TestData.bundledModel("stories260K") : TestData.acceptance("models/tinyllama-shakespeare-base");
+        Path finetuned = stories ? TestData.bundledModel("stories260K-ft-shakespeare") : TestData.acceptance("models/tinyllama-shakespeare-finetuned");
         int batch = Integer.parseInt(args.length > 0 ? args[0] : "4");
         int seq = Integer.parseInt(args.length > 1 ? args[1] : "128");
         int steps = Integer.parseInt(args.length > 2 ? args[2] : "5");
@@ -22,7 +22,7 @@ public final class StepTimingProbe {
         try (DeltaModel delta = BitDelta.compress(base, finetuned);
              DistillationModel model = DistillationModel.open(base, finetuned, delta, DataType.FLOAT, batch, seq)) {
             System.err.printf("build %.2f s%n", (System.nanoTime() - t0) / 1e9);
-            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, TestData.shared("text/calibration/pretrain.heldout.txt"), seq);
+            int[] tokens = Nd4jScaleDistiller.calibrationTokens(finetuned, stories ? TestData.bundledText("tinystories-train-head-32k.txt") : TestData.acceptance("text/calibration/pretrain.heldout.txt"), seq);
             SplittableRandom random = new SplittableRandom(1);
             for (int i = 0; i < steps; i++) {
                 int[][] windows = Nd4jScaleDistiller.sampleWindows(tokens, batch, seq, random);

@@ -475,8 +475,21 @@ public final class CpuDecoderDevice implements DecoderDevice {
     }
 
     @Override
-    public void readLogits(Activations logits, float[] destination) {
-        System.arraycopy(data(logits), 0, destination, 0, inputs.outputRows() * spec.vocabularySize());
+    public void read(Activations source, int rows, float[] destination) {
+        checkRows(source, rows);
+        System.arraycopy(data(source), 0, destination, 0, rows * source.columns());
+    }
+
+    @Override
+    public void write(float[] source, int rows, Activations target) {
+        checkRows(target, rows);
+        System.arraycopy(source, 0, data(target), 0, rows * target.columns());
+    }
+
+    private static void checkRows(Activations buffer, int rows) {
+        if (rows < 0 || rows > buffer.rows()) {
+            throw new IllegalArgumentException(buffer.name() + ": " + rows + " rows of " + buffer.rows());
+        }
     }
 
     @Override

@@ -292,7 +292,7 @@ public final class Decoder implements AutoCloseable {
                 StepInputs inputs = prepare(batch, chunks, wantAll, wantLast, requireResident(batch));
                 step.run(inputs);
                 float[] values = new float[inputs.outputRows() * vocabulary];
-                device.readLogits(step.logits(), values);
+                device.read(step.logits(), inputs.outputRows(), values);
                 int outputRow = 0;
                 for (int b = 0; b < batch.size(); b++) {
                     int s = owners.get(b);

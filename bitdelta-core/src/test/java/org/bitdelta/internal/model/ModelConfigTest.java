@@ -47,8 +47,60 @@ class ModelConfigTest {
         assertEquals(1e6, mistral.ropeTheta());
         assertTrue(!mistral.tiedEmbeddings());
 
-        ModelConfig transformers5 = ModelConfig.read(TestData.shared("models/tinyllama-shakespeare-base"));
+    }
+
+    /** config.json of the data folder's models/tinyllama-shakespeare-base, as transformers 5.17 wrote it (rope_parameters, no rope_theta). */
+    static final String TRANSFORMERS5_CONFIG = """
+            {
+              "architectures": [
+                "LlamaForCausalLM"
+              ],
+              "attention_bias": false,
+              "attention_dropout": 0.0,
+              "bos_token_id": 0,
+              "dtype": "bfloat16",
+              "eos_token_id": 1,
+              "head_dim": 32,
+              "hidden_act": "silu",
+              "hidden_size": 256,
+              "initializer_range": 0.02,
+              "intermediate_size": 688,
+              "max_position_embeddings": 512,
+              "mlp_bias": false,
+              "model_type": "llama",
+              "num_attention_heads": 8,
+              "num_hidden_layers": 6,
+              "num_key_value_heads": 4,
+              "pad_token_id": 2,
+              "pretraining_tp": 1,
+              "rms_norm_eps": 1e-05,
+              "rope_parameters": {
+                "rope_theta": 10000.0,
+                "rope_type": "default"
+              },
+              "tie_word_embeddings": false,
+              "transformers_version": "5.17.0",
+              "use_cache": true,
+              "vocab_size": 4096
+            }
+            """;
+
+    @Test
+    void readsATransformers5ConfigWithRopeParameters(@TempDir Path folder) throws IOException {
+        Files.writeString(folder.resolve("config.json"), TRANSFORMERS5_CONFIG);
+        ModelConfig transformers5 = ModelConfig.read(folder);
         assertEquals(10000.0, transformers5.ropeTheta(), "rope_parameters.rope_theta");
+        assertEquals("llama", transformers5.modelType());
+        assertEquals(32, transformers5.headDimension());
+        assertEquals(4, transformers5.keyValueHeadCount());
+        assertTrue(!transformers5.tiedEmbeddings());
+        assertEquals(0, transformers5.bosTokenId());
+        assertArrayEquals(new int[]{1}, transformers5.eosTokenIds());
+
+        // 10000 is also the default: a theta other than the default shows that rope_parameters is what was read.
+        JsonObject json = JsonParser.parseString(TRANSFORMERS5_CONFIG).getAsJsonObject();
+        json.getAsJsonObject("rope_parameters").addProperty("rope_theta", 500000.0);
+        assertEquals(500000.0, ModelConfig.parse(json, FILE).ropeTheta(), "rope_parameters.rope_theta");
     }
 
     @Test

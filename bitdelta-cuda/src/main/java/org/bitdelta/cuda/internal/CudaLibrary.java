@@ -19,15 +19,33 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * {@code long} (linux-x86_64 only).
  */
 public final class CudaLibrary {
+    // Status codes (BD_OK, BD_ERR_*).
     public static final int OK = 0;
+    public static final int ERROR_NULL_POINTER = 1;
+    public static final int ERROR_BAD_SHAPE = 2;
+    public static final int ERROR_BAD_DTYPE = 3;
+    public static final int ERROR_WORKSPACE = 4;
+    public static final int ERROR_MISALIGNED = 5;
     public static final int ERROR_CUDA = 6;
+    public static final int ERROR_NOT_BUILT = 7;
+    // Dtype codes (BD_DTYPE_*) and scale granularity (BD_SCALE_*).
     public static final int DTYPE_F32 = 0;
     public static final int DTYPE_F16 = 1;
     public static final int DTYPE_BF16 = 2;
     public static final int SCALE_PER_MATRIX = 0;
     public static final int SCALE_PER_ROW = 1;
+    // Decode kernel versions (enum bd_decode_variant) for {@link #debugSetDecodeVariant}: benchmarks and checks only.
+    public static final int DECODE_AUTO = 0;
+    public static final int DECODE_SPLIT_K = 1;
+    public static final int DECODE_PIPELINED = 2;
+    /** Experiment build only: the release library answers {@link #ERROR_NOT_BUILT}. */
+    public static final int DECODE_PIPELINED_M32 = 3;
+    public static final int DECODE_BINARY = 4;
+    /** Experiment build only: the release library answers {@link #ERROR_NOT_BUILT}. */
+    public static final int DECODE_BINARY_M32 = 5;
+    public static final int DECODE_BINARY_LEAN = 6;
     /** The ABI version these bindings were written for (BD_ABI_VERSION). */
-    public static final int EXPECTED_ABI_VERSION = 1;
+    public static final int EXPECTED_ABI_VERSION = 2;
 
     private static volatile CudaLibrary instance;
 
@@ -37,6 +55,10 @@ public final class CudaLibrary {
     private final MethodHandle lastCudaError;
     private final MethodHandle signsDeviceBytes;
     private final MethodHandle repackSigns;
+    private final MethodHandle unpackSigns;
+    private final MethodHandle compressWorkspaceBytes;
+    private final MethodHandle compress;
+    private final MethodHandle debugSetDecodeVariant;
     private final MethodHandle decodeWorkspaceBytes;
     private final MethodHandle decode;
     private final MethodHandle prefillWorkspaceBytes;
@@ -69,6 +91,14 @@ public final class CudaLibrary {
         lastCudaError = bind.handle("bd_last_cuda_error", FunctionDescriptor.of(ADDRESS));
         signsDeviceBytes = bind.critical("bd_signs_device_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
         repackSigns = bind.handle("bd_repack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        unpackSigns = bind.handle("bd_unpack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        compressWorkspaceBytes = bind.critical("bd_compress_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        compress = bind.handle("bd_compress", FunctionDescriptor.of(JAVA_INT,
+                JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // Sets a process-wide int, no CUDA work.
+        debugSetDecodeVariant = bind.critical("bd_debug_set_decode_variant", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
         decodeWorkspaceBytes = bind.critical("bd_decode_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         decode = bind.handle("bd_decode", FunctionDescriptor.of(JAVA_INT,
                 JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
@@ -103,16 +133,32 @@ public final class CudaLibrary {
         }
     }
 
-    /** Loads the library (once per process): -Dbitdelta.cuda.library, else the jar's copy via the cache folder. */
+    /**
+     * Loads the library (once per process) for a backend: -Dbitdelta.cuda.library, else the jar's copy via the cache
+     * folder. Throws naming the reason where no GPU is usable ({@link NativeLibraryLocator#unavailableReason()}).
+     */
     public static CudaLibrary load() {
+        String reason = NativeLibraryLocator.unavailableReason();
+        if (reason != null) {
+            throw new CudaException("the CUDA backend is not available: " + reason, -1);
+        }
+        return loadForHostCalls();
+    }
+
+    /**
+     * Loads the library (once per process) for the calls that touch no GPU (ABI version, status strings, sizes,
+     * {@link #debugSetDecodeVariant}): also where no GPU is usable, since the library links the CUDA runtime
+     * statically and reaches the driver only when a CUDA call is made. Throws where the library cannot be found.
+     */
+    public static CudaLibrary loadForHostCalls() {
         CudaLibrary loaded = instance;
         if (loaded == null) {
             synchronized (CudaLibrary.class) {
                 loaded = instance;
                 if (loaded == null) {
-                    String reason = NativeLibraryLocator.unavailableReason();
+                    String reason = NativeLibraryLocator.libraryUnavailableReason();
                     if (reason != null) {
-                        throw new CudaException("the CUDA backend is not available: " + reason, -1);
+                        throw new CudaException("the CUDA library is not available: " + reason, -1);
                     }
                     loaded = new CudaLibrary(NativeLibraryLocator.locate());
                     instance = loaded;
@@ -201,6 +247,51 @@ public final class CudaLibrary {
             return (int) repackSigns.invokeExact(devicePacked, deviceSigns, rows, columns, stream);
         } catch (Throwable e) {
             throw rethrow("bd_repack_signs", e);
+        }
+    }
+
+    public int unpackSigns(long deviceSigns, long devicePacked, long rows, long columns, long stream) {
+        try {
+            return (int) unpackSigns.invokeExact(deviceSigns, devicePacked, rows, columns, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_unpack_signs", e);
+        }
+    }
+
+    /** Device bytes of bd_compress's workspace for a [rows, columns] matrix (0 for rows <= 0). */
+    public long compressWorkspaceBytes(long rows, long columns) {
+        try {
+            return (long) compressWorkspaceBytes.invokeExact(rows, columns);
+        } catch (Throwable e) {
+            throw rethrow("bd_compress_workspace_bytes", e);
+        }
+    }
+
+    /**
+     * bd_compress: signs (U8 [rows, ceil(columns/8)], host/file layout) and mean |ft − base| scales of a F16/BF16
+     * pair, bit-identical to the CPU compressor. Any of rowScales (F32 [rows]), matrixScale (F32 [1]) and rowSums
+     * (F64 [rows]) may be 0. Device pointers; enqueued on {@code stream}.
+     */
+    public int compress(int dtype, long base, long finetuned, long rows, long columns, long signsPacked, long rowScales,
+                        long matrixScale, long rowSums, long workspace, long workspaceBytes, long stream) {
+        try {
+            return (int) compress.invokeExact(dtype, base, finetuned, rows, columns, signsPacked, rowScales, matrixScale,
+                    rowSums, workspace, workspaceBytes, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_compress", e);
+        }
+    }
+
+    /**
+     * Forces a decode kernel version process-wide ({@link #DECODE_AUTO} .. {@link #DECODE_BINARY_LEAN}); for
+     * benchmarks and checks only, not thread-safe. Returns {@link #ERROR_NOT_BUILT} for a form the library was built
+     * without (the experiment-only M32 forms in a release library).
+     */
+    public int debugSetDecodeVariant(int variant) {
+        try {
+            return (int) debugSetDecodeVariant.invokeExact(variant);
+        } catch (Throwable e) {
+            throw rethrow("bd_debug_set_decode_variant", e);
         }
     }
 

@@ -12,8 +12,9 @@ import java.nio.file.StandardCopyOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.HexFormat;
-import java.util.List;
+import java.util.Locale;
 import java.util.Properties;
+import java.util.stream.Stream;
 
 /**
  * Finds libbitdelta_cuda.so without loading it: {@code -Dbitdelta.cuda.library=PATH}, else the copy packaged in
@@ -25,17 +26,32 @@ public final class NativeLibraryLocator {
     static final String RESOURCE_FOLDER = "/native/linux-x86_64/";
     static final String LIBRARY_FILE = "libbitdelta_cuda.so";
     static final String PROPERTIES_FILE = "bitdelta-cuda.properties";
-    /** Where the NVIDIA kernel driver announces itself; present on every Linux host with a loaded driver. */
-    static final Path DRIVER_VERSION_FILE = Path.of("/proc/driver/nvidia/version");
-    private static final List<String> DRIVER_LIBRARY_FOLDERS = List.of("/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib",
-            "/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/wsl/lib", "/run/opengl-driver/lib");
+    /** The NVIDIA kernel driver lists one folder per GPU it drives here (also inside containers given GPUs). */
+    static final Path PROC_GPUS = Path.of("/proc/driver/nvidia/gpus");
+    /** WSL 2 has no /proc/driver/nvidia: its GPU is /dev/dxg, its driver library lives here. */
+    static final Path WSL_DEVICE = Path.of("/dev/dxg");
+    static final Path WSL_DRIVER_LIBRARY = Path.of("/usr/lib/wsl/lib/libcuda.so.1");
 
     private NativeLibraryLocator() {
     }
 
-    /** Null when the library can be found and a driver is present, else the reason why not (cheap, loads nothing). */
+    /**
+     * Null when the library can be found and a GPU is usable, else a one-line reason why not. Cheap and loads no
+     * native code: files and the environment only.
+     */
     public static String unavailableReason() {
-        String configured = System.getProperty(LIBRARY_PROPERTY);
+        String library = libraryUnavailableReason();
+        return library != null ? library : deviceUnavailableReason(PROC_GPUS, System.getenv("CUDA_VISIBLE_DEVICES"),
+                Files.exists(WSL_DEVICE) && Files.exists(WSL_DRIVER_LIBRARY));
+    }
+
+    /** Null when the library can be found for this platform (whether or not a GPU is usable), else why not. */
+    public static String libraryUnavailableReason() {
+        return libraryUnavailableReason(System.getProperty(LIBRARY_PROPERTY));
+    }
+
+    /** As {@link #libraryUnavailableReason()}, {@code configured} standing for -Dbitdelta.cuda.library. */
+    static String libraryUnavailableReason(String configured) {
         if (configured != null && !configured.isBlank()) {
             if (!Files.isRegularFile(Path.of(configured))) {
                 return "-D" + LIBRARY_PROPERTY + "=" + configured + " names no file";
@@ -44,27 +60,43 @@ public final class NativeLibraryLocator {
             return "this bitdelta-cuda jar has no native library (" + RESOURCE_FOLDER + LIBRARY_FILE
                     + "; it was built without nvcc) and -D" + LIBRARY_PROPERTY + " is not set";
         }
-        if (!System.getProperty("os.name", "").toLowerCase(java.util.Locale.ROOT).contains("linux")
-                || !System.getProperty("os.arch", "").matches("amd64|x86_64")) {
-            return "the CUDA library is built for linux-x86_64 only, this is " + System.getProperty("os.name") + "-" + System.getProperty("os.arch");
-        }
-        if (!driverPresent()) {
-            return "no NVIDIA driver: " + DRIVER_VERSION_FILE + " missing and libcuda.so.1 not found in " + DRIVER_LIBRARY_FOLDERS
-                    + " or LD_LIBRARY_PATH";
+        String os = System.getProperty("os.name", "");
+        String arch = System.getProperty("os.arch", "");
+        if (!os.toLowerCase(Locale.ROOT).contains("linux") || !arch.matches("amd64|x86_64")) {
+            return "the CUDA library is built for linux-x86_64 only, this is " + os + "-" + arch;
         }
         return null;
     }
 
-    static boolean driverPresent() {
-        if (Files.isReadable(DRIVER_VERSION_FILE)) {
-            return true;
+    /**
+     * Null when a GPU is there for this process, else why not.
+     *
+     * @param procGpus           the driver's GPU folder (one entry per GPU), normally {@link #PROC_GPUS}
+     * @param cudaVisibleDevices the CUDA_VISIBLE_DEVICES variable, or null when unset
+     * @param wsl                whether this is WSL 2 with a GPU (no /proc/driver/nvidia there)
+     */
+    static String deviceUnavailableReason(Path procGpus, String cudaVisibleDevices, boolean wsl) {
+        if (cudaVisibleDevices != null) {
+            String first = cudaVisibleDevices.split(",", -1)[0].trim();
+            // CUDA stops at the first invalid entry: an empty list, a negative index or NoDevFiles hides every GPU.
+            if (first.isEmpty() || first.startsWith("-") || first.equals("NoDevFiles")) {
+                return "CUDA_VISIBLE_DEVICES=\"" + cudaVisibleDevices + "\" hides every GPU";
+            }
         }
-        String libraryPath = System.getenv("LD_LIBRARY_PATH");
-        List<String> folders = new java.util.ArrayList<>(DRIVER_LIBRARY_FOLDERS);
-        if (libraryPath != null) {
-            folders.addAll(List.of(libraryPath.split(":")));
+        if (wsl) {
+            return null;
         }
-        return folders.stream().filter(folder -> !folder.isBlank()).anyMatch(folder -> Files.exists(Path.of(folder, "libcuda.so.1")));
+        if (!Files.isDirectory(procGpus)) {
+            return "no NVIDIA GPU: " + procGpus + " is missing (no NVIDIA kernel driver loaded)";
+        }
+        try (Stream<Path> gpus = Files.list(procGpus)) {
+            if (gpus.findAny().isEmpty()) {
+                return "no NVIDIA GPU: " + procGpus + " lists none";
+            }
+        } catch (IOException e) {
+            return "no NVIDIA GPU found: cannot list " + procGpus + " (" + e + ")";
+        }
+        return null;
     }
 
     /** The path of the library to load: the configured one, or the jar's copy extracted into the cache. */

@@ -2,9 +2,6 @@ package org.bitdelta.examples.bench;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.format.FloatRounding;
-import org.bitdelta.internal.safetensors.SafetensorsWriter;
-import org.bitdelta.tensor.DType;
 
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -15,15 +12,16 @@ import java.lang.management.MemoryPoolMXBean;
 import java.lang.management.MemoryType;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.stream.IntStream;
 
 /**
@@ -140,31 +138,47 @@ public final class CompressionBenchmark {
         Files.writeString(base.resolve("config.json"), config);
         Files.writeString(tuned.resolve("config.json"), config);
         for (boolean finetuned : new boolean[]{false, true}) {
-            List<SafetensorsWriter.Source> sources = new ArrayList<>();
-            for (int index = 0; index < shapes.size(); index++) {
-                Shape shape = shapes.get(index);
-                long seed = index * 0x9E3779B97F4A7C15L + 1;
-                long[] dimensions = shape.rows() == 1 ? new long[]{shape.cols()} : new long[]{shape.rows(), shape.cols()};
-                sources.add(new SafetensorsWriter.Source() {
-                    public String name() {
-                        return shape.name();
-                    }
-
-                    public DType dtype() {
-                        return DType.BF16;
-                    }
-
-                    public long[] shape() {
-                        return dimensions;
-                    }
-
-                    public void writeTo(MemorySegment target) {
-                        fill(target, seed, finetuned);
-                    }
-                });
-            }
-            SafetensorsWriter.write((finetuned ? tuned : base).resolve("model.safetensors"), Map.of("format", "pt"), sources, true);
+            writeSafetensors((finetuned ? tuned : base).resolve("model.safetensors"), shapes, finetuned);
         }
+    }
+
+    /**
+     * Writes one synthetic model as a safetensors file (an 8-byte little-endian header length, the JSON header,
+     * then every tensor's bytes), filling the tensors in place through a mapping of the file, so that the heap
+     * stays small. The benchmark writes its input itself: that is no part of what it measures.
+     */
+    private static void writeSafetensors(Path file, List<Shape> shapes, boolean finetuned) throws IOException {
+        StringBuilder header = new StringBuilder("{\"__metadata__\":{\"format\":\"pt\"}");
+        long[] offsets = new long[shapes.size() + 1];
+        for (int index = 0; index < shapes.size(); index++) {
+            Shape shape = shapes.get(index);
+            offsets[index + 1] = offsets[index] + shape.rows() * shape.cols() * 2;
+            String dimensions = shape.rows() == 1 ? "[" + shape.cols() + "]" : "[" + shape.rows() + "," + shape.cols() + "]";
+            header.append(",\"").append(shape.name()).append("\":{\"dtype\":\"BF16\",\"shape\":").append(dimensions)
+                    .append(",\"data_offsets\":[").append(offsets[index]).append(',').append(offsets[index + 1]).append("]}");
+        }
+        header.append('}');
+        // Spaces pad the header so that the data starts 8-byte aligned, as the format allows.
+        while ((8 + header.length()) % 8 != 0) {
+            header.append(' ');
+        }
+        byte[] headerBytes = header.toString().getBytes(StandardCharsets.UTF_8);
+        long dataStart = 8 + headerBytes.length;
+        // Written under another name first: an interrupted run must not leave a file that a later run takes as done.
+        Path partial = file.resolveSibling(file.getFileName() + ".partial");
+        try (FileChannel channel = FileChannel.open(partial, StandardOpenOption.CREATE, StandardOpenOption.READ,
+                StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+             Arena arena = Arena.ofShared()) {
+            MemorySegment mapped = channel.map(FileChannel.MapMode.READ_WRITE, 0, dataStart + offsets[shapes.size()], arena);
+            mapped.set(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0, headerBytes.length);
+            MemorySegment.copy(headerBytes, 0, mapped, ValueLayout.JAVA_BYTE, 8, headerBytes.length);
+            for (int index = 0; index < shapes.size(); index++) {
+                long seed = index * 0x9E3779B97F4A7C15L + 1;
+                fill(mapped.asSlice(dataStart + offsets[index], offsets[index + 1] - offsets[index]), seed, finetuned);
+            }
+            mapped.force();
+        }
+        Files.move(partial, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     }
 
     /** Base ~ U(−0.05, 0.05); fine-tune = base + U(−0.004, 0.004); same seed, so the pair is consistent. */
@@ -183,9 +197,15 @@ public final class CompressionBenchmark {
                 if (finetuned) {
                     value += (((state >>> 8) & 0xFFFF) / 65536f - 0.5f) * 0.008f;
                 }
-                target.set(SHORT_LE, i * 2, FloatRounding.toBfloat16(value));
+                target.set(SHORT_LE, i * 2, toBfloat16(value));
             }
         });
+    }
+
+    /** Round to nearest even, as PyTorch's {@code tensor.to(torch.bfloat16)}; the values here are never NaN. */
+    private static short toBfloat16(float value) {
+        int bits = Float.floatToRawIntBits(value);
+        return (short) ((bits + 0x7FFF + ((bits >>> 16) & 1)) >>> 16);
     }
 
     /** Writes {@code bytes} bytes of non-zero data and fsyncs them: what saving a file of that size must cost. */

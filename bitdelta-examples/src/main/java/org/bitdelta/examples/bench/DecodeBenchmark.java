@@ -4,7 +4,6 @@ import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.Tokenizer;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.serving.Completion;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
@@ -20,9 +19,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.stream.IntStream;
+import java.util.stream.Stream;
 
 /**
  * Multi-tenant decoding on the CPU through the serving engine: N tenants of one base in one batch (each a 1-bit
@@ -46,7 +47,15 @@ public final class DecodeBenchmark {
             }
             run(base, finetuned, deltaFile, tenants, newTokens, repetitions);
         } finally {
-            AtomicFiles.deleteRecursively(folder);
+            deleteRecursively(folder);
+        }
+    }
+
+    private static void deleteRecursively(Path folder) throws IOException {
+        try (Stream<Path> walk = Files.walk(folder)) {
+            for (Path each : (Iterable<Path>) walk.sorted(Comparator.reverseOrder())::iterator) {
+                Files.delete(each);
+            }
         }
     }
 

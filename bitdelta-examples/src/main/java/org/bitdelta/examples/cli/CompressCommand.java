@@ -3,9 +3,9 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.format.BitDeltaFormat;
-import org.bitdelta.internal.io.AtomicFiles;
+import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.Model.CommandSpec;
@@ -40,25 +40,32 @@ final class CompressCommand implements Callable<Integer> {
     @Option(names = "--force", description = "overwrite FILE if it exists")
     boolean force;
 
+    @Mixin
+    BackendOption backend;
+
     @Override
     public Integer call() {
         var out = spec.commandLine().getOut();
-        AtomicFiles.checkTarget(this.out, force);
+        CliFiles.refuseExisting(this.out, force);
         CompressOptions options = CompressOptions.defaults().perRowScales(perRowScales)
                 .progress(new ProgressBar(spec.commandLine().getErr()));
         if (matrixPatterns != null && !matrixPatterns.isEmpty()) {
             options = options.matrixPatterns(matrixPatterns);
         }
         long start = System.nanoTime();
-        try (DeltaModel delta = BitDelta.compress(base, finetuned, options)) {
+        try (TensorBackend tensorBackend = backend.open();
+             DeltaModel delta = BitDelta.compress(base, finetuned, options.backend(tensorBackend))) {
             delta.save(this.out, force);
             double seconds = (System.nanoTime() - start) / 1e9;
             long fileBytes = Sizes.fileBytes(this.out);
-            long finetunedBytes = Long.parseLong(delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES, "0"));
             out.printf(Locale.ROOT, "compressed %d matrices to 1 bit (%s scales), kept %d other tensors whole%n",
                     delta.matrices().size(), perRowScales ? "per-row" : "per-matrix", delta.tensors().size());
-            out.printf(Locale.ROOT, "wrote %s: %s (fine-tune weights %s, %.1fx smaller) in %.2f s%n", this.out,
-                    Sizes.bytes(fileBytes), Sizes.bytes(finetunedBytes), (double) finetunedBytes / fileBytes, seconds);
+            out.printf(Locale.ROOT, "wrote %s: %s", this.out, Sizes.bytes(fileBytes));
+            if (delta.finetunedWeightBytes().isPresent()) {
+                long finetunedBytes = delta.finetunedWeightBytes().getAsLong();
+                out.printf(Locale.ROOT, " (fine-tune weights %s, %.1fx smaller)", Sizes.bytes(finetunedBytes), (double) finetunedBytes / fileBytes);
+            }
+            out.printf(Locale.ROOT, " in %.2f s%n", seconds);
         }
         return 0;
     }

@@ -5,11 +5,11 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Perplexity;
-import org.bitdelta.internal.io.AtomicFiles;
+import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -59,6 +59,9 @@ final class DemoCommand implements Callable<Integer> {
             description = "perplexity windows of 256 tokens per text, at most (default: ${DEFAULT-VALUE})")
     int maxWindows;
 
+    @Mixin
+    BackendOption backend;
+
     record Row(String text, String model, double perplexity, int windows) {
     }
 
@@ -69,16 +72,17 @@ final class DemoCommand implements Callable<Integer> {
         Path textFolder = texts != null ? texts : bundled("text", GENERAL_TEXT);
         Path workFolder = this.out != null ? Files.createDirectories(this.out) : Files.createTempDirectory("bitdelta-demo-");
         List<Row> rows = new ArrayList<>();
-        try {
-            out.printf("bitdelta demo: base %s, fine-tunes %s (from %s)%n%n", BASE, String.join(", ", FINETUNES.keySet()), modelFolder);
+        try (TensorBackend tensorBackend = backend.open()) {
+            out.printf("bitdelta demo: base %s, fine-tunes %s (from %s), on the %s backend%n%n", BASE,
+                    String.join(", ", FINETUNES.keySet()), modelFolder, tensorBackend.name());
             Path base = modelFolder.resolve(BASE);
             out.println("1. compress each fine-tune against the base");
             for (String name : FINETUNES.keySet()) {
-                compress(out, base, modelFolder.resolve(name), workFolder.resolve(name + ".bitdelta"));
+                compress(out, base, modelFolder.resolve(name), workFolder.resolve(name + ".bitdelta"), tensorBackend);
             }
             out.println();
             out.println("2. serve both deltas as tenants of one loaded base, and each full fine-tune on its own, and measure perplexity");
-            try (DecoderModel served = DecoderModel.load(base)) {
+            try (DecoderModel served = DecoderModel.load(base, tensorBackend)) {
                 List<DeltaModel> deltas = new ArrayList<>();
                 try {
                     for (String name : FINETUNES.keySet()) {
@@ -92,7 +96,7 @@ final class DemoCommand implements Callable<Integer> {
                         String name = finetune.getKey();
                         int[] heldout = served.tokenizer().encode(CliFiles.readText(textFolder.resolve(finetune.getValue())));
                         rows.add(evaluate(served, DecoderModel.BASE, finetune.getValue(), "base", heldout));
-                        try (DecoderModel full = DecoderModel.load(modelFolder.resolve(name))) {
+                        try (DecoderModel full = DecoderModel.load(modelFolder.resolve(name), tensorBackend)) {
                             rows.add(evaluate(full, DecoderModel.BASE, finetune.getValue(), name + " (full)", heldout));
                             rows.add(evaluate(full, DecoderModel.BASE, GENERAL_TEXT, name + " (full)", general));
                         }
@@ -113,19 +117,19 @@ final class DemoCommand implements Callable<Integer> {
                     : "(the .bitdelta files were written to a temporary folder and removed; keep them with --out DIR)");
         } finally {
             if (this.out == null) {
-                AtomicFiles.deleteRecursively(workFolder);
+                CliFiles.deleteRecursively(workFolder);
             }
         }
         return 0;
     }
 
-    private static void compress(PrintWriter out, Path base, Path finetuned, Path file) {
+    private static void compress(PrintWriter out, Path base, Path finetuned, Path file, TensorBackend backend) {
         long start = System.nanoTime();
-        try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults())) {
+        try (DeltaModel delta = BitDelta.compress(base, finetuned, CompressOptions.defaults().backend(backend))) {
             delta.save(file, true);
             double milliseconds = (System.nanoTime() - start) / 1e6;
             long fileBytes = Sizes.fileBytes(file);
-            long finetunedBytes = Long.parseLong(delta.metadata().get(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES));
+            long finetunedBytes = delta.finetunedWeightBytes().orElseThrow();
             BinaryDelta first = delta.matrices().iterator().next();
             out.printf(Locale.ROOT, "   %s: %d matrices -> 1 bit, %d tensors kept whole; %s -> %s (%.1fx smaller) in %.0f ms%n",
                     finetuned.getFileName(), delta.matrices().size(), delta.tensors().size(), Sizes.bytes(finetunedBytes),

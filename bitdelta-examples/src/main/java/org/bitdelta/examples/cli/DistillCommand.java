@@ -4,7 +4,6 @@ import org.bitdelta.DeltaModel;
 import org.bitdelta.DistillListener;
 import org.bitdelta.DistillOptions;
 import org.bitdelta.ScaleDistiller;
-import org.bitdelta.internal.io.AtomicFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -66,7 +65,7 @@ final class DistillCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        AtomicFiles.checkTarget(this.out, force);
+        CliFiles.refuseExisting(this.out, force);
         DistillOptions options = DistillOptions.defaults().steps(steps).batchSize(batch).sequenceLength(sequence)
                 .learningRate(learningRate).weightDecay(weightDecay).seed(seed)
                 .listener(new StepBar(spec.commandLine().getErr()));

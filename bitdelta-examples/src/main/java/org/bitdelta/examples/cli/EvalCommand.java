@@ -3,7 +3,9 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Perplexity;
+import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -37,11 +39,18 @@ final class EvalCommand implements Callable<Integer> {
     @Option(names = "--max-windows", defaultValue = "64", paramLabel = "N", description = "windows at most (default: ${DEFAULT-VALUE})")
     int maxWindows;
 
+    @Mixin
+    BackendOption backend;
+
+    @Option(names = "--verbose", description = "also print the memory the backend holds: base, each tenant, KV cache, workspace")
+    boolean verbose;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         long start = System.nanoTime();
-        try (DecoderModel model = DecoderModel.load(base);
+        try (TensorBackend tensorBackend = backend.open();
+             DecoderModel model = DecoderModel.load(base, tensorBackend);
              DeltaModel deltaModel = delta != null ? DeltaModel.load(delta) : null) {
             String tenant = DecoderModel.BASE;
             if (deltaModel != null) {
@@ -53,6 +62,9 @@ final class EvalCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "model: %s%s%n", base, delta != null ? " + " + delta : "");
             out.printf(Locale.ROOT, "text: %s, %d windows of %d tokens, %d tokens scored, mean loss %.6f nats, %.1f s%n",
                     text, result.windows(), window, result.scoredTokens(), result.meanLoss(), (System.nanoTime() - start) / 1e9);
+            if (verbose) {
+                MemoryReport.print(out, model, tensorBackend.name());
+            }
             out.printf(Locale.ROOT, "ppl=%.4f%n", result.perplexity());
         }
         return 0;

@@ -3,8 +3,11 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.serving.Completion;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
 import org.bitdelta.serving.Request;
+import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -45,10 +48,17 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--no-base", description = "leave the base model itself out of the batch")
     boolean noBase;
 
+    @Mixin
+    BackendOption backend;
+
+    @Option(names = "--verbose", description = "also print the memory the backend holds: base, each tenant, KV cache, workspace")
+    boolean verbose;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        try (Engine engine = Engine.open(base)) {
+        try (TensorBackend tensorBackend = backend.open();
+             Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend))) {
             List<String> tenants = new ArrayList<>();
             if (!noBase) {
                 tenants.add(Engine.BASE);
@@ -76,6 +86,9 @@ final class GenerateCommand implements Callable<Integer> {
             double seconds = (System.nanoTime() - start) / 1e9;
             out.printf(Locale.ROOT, "%d tenants in one batch: %d tokens in %.2f s (%.1f tokens/s)%n",
                     tenants.size(), generated, seconds, generated / seconds);
+            if (verbose) {
+                MemoryReport.print(out, engine.stats(), tensorBackend.name());
+            }
         }
         return 0;
     }

@@ -2,7 +2,6 @@ package org.bitdelta.examples.cli;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.format.BitDeltaFormat;
 import org.bitdelta.tensor.Tensor;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
@@ -12,7 +11,6 @@ import picocli.CommandLine.Spec;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
@@ -35,11 +33,13 @@ final class InspectCommand implements Callable<Integer> {
     }
 
     static void print(PrintWriter out, Path file, DeltaModel delta) {
-        var metadata = delta.metadata();
         out.printf("file:              %s%n", file);
-        for (String key : List.of("format_version", "library_version", "finetuned_name", "scale_granularity", "distilled", "base_fingerprint")) {
-            out.printf("%-18s %s%n", key + ":", metadata.getOrDefault(key, "-"));
-        }
+        out.printf("format version:    %d%n", delta.formatVersion());
+        out.printf("library version:   %s%n", delta.libraryVersion().orElse("-"));
+        out.printf("fine-tune:         %s%n", delta.finetunedName().orElse("-"));
+        out.printf("scales:            %s%n", delta.scaleGranularity());
+        out.printf("distilled:         %s%n", delta.distillation().map(InspectCommand::describe).orElse("no"));
+        out.printf("base fingerprint:  %s%n", delta.baseFingerprint());
         out.println();
         out.printf("%-52s %-7s %-16s %-30s %12s%n", "tensor", "kind", "shape", "scale", "bytes");
         long signBytes = 0;
@@ -71,7 +71,7 @@ final class InspectCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "%-52s %-7s %-16s %-30s %12d%n", tensor.name(), tensor.dtype(), shape(tensor.shape()), "-", tensor.byteSize());
         }
         long fileBytes = Sizes.fileBytes(file);
-        long finetunedBytes = Long.parseLong(metadata.getOrDefault(BitDeltaFormat.KEY_FINETUNED_WEIGHT_BYTES, "0"));
+        long finetunedBytes = delta.finetunedWeightBytes().orElse(0);
         out.println();
         out.printf(Locale.ROOT, "1-bit matrices:    %d, signs %s, scales %s%n", delta.matrices().size(), Sizes.bytes(signBytes), Sizes.bytes(scaleBytes));
         out.printf(Locale.ROOT, "whole tensors:     %d, %s%n", delta.tensors().size(), Sizes.bytes(wholeBytes));
@@ -81,6 +81,12 @@ final class InspectCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "fine-tune weights: %s (%d bytes): the delta is %.1fx smaller (%.2f%% of it)%n",
                     Sizes.bytes(finetunedBytes), finetunedBytes, (double) finetunedBytes / fileBytes, 100.0 * fileBytes / finetunedBytes);
         }
+    }
+
+    private static String describe(DeltaModel.Distillation distillation) {
+        return String.format(Locale.ROOT, "%d steps of %d x %d tokens, lr %s, weight decay %s, seed %d; loss %.6g -> %.6g",
+                distillation.steps(), distillation.batchSize(), distillation.sequenceLength(), distillation.learningRate(),
+                distillation.weightDecay(), distillation.seed(), distillation.firstLoss(), distillation.lastLoss());
     }
 
     private static String shape(long[] shape) {

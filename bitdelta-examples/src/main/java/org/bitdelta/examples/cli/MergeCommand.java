@@ -2,7 +2,6 @@ package org.bitdelta.examples.cli;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.io.AtomicFiles;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -32,7 +31,7 @@ final class MergeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        AtomicFiles.checkTarget(out, force);
+        CliFiles.refuseExisting(out, force);
         long start = System.nanoTime();
         try (DeltaModel model = DeltaModel.load(delta)) {
             BitDelta.merge(base, model, out, force, new ProgressBar(spec.commandLine().getErr()));

@@ -19,7 +19,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The command line as a user runs it: compress, inspect, merge, the demo, and its errors. */
+/**
+ * The command line as a user runs it: compress, inspect, merge, the demo, and its errors, on the bundled models
+ * (compress, inspect and merge of the tinyllama pair: {@link CliAcceptanceTest}).
+ */
 class CliTest {
     private Path folder;
 
@@ -45,12 +48,25 @@ class CliTest {
 
     @Test
     void compressInspectMerge() throws IOException {
-        Path base = TestData.shared("models/tinyllama-shakespeare-base");
-        Path tuned = TestData.shared("models/tinyllama-shakespeare-finetuned");
-        Path file = folder.resolve("shakespeare.bitdelta");
+        // The Alice fine-tune with a generation config of its own (the base has none): merge must restore both the
+        // files equal to the base's (recorded by hash) and this one (recorded whole).
+        Path tuned = folder.resolve("stories260K-ft-alice");
+        Files.createDirectories(tuned);
+        try (var files = Files.list(TestData.bundledModel("stories260K-ft-alice"))) {
+            for (Path file : files.toList()) {
+                Files.copy(file, tuned.resolve(file.getFileName()));
+            }
+        }
+        Files.writeString(tuned.resolve("generation_config.json"), "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"temperature\": 0.7\n}\n");
+        checkCompressInspectMerge(folder, TestData.bundledModel("stories260K"), tuned, 35);
+    }
+
+    /** compress, inspect and merge through the command line; {@code matrices} projections are compressed. */
+    static void checkCompressInspectMerge(Path folder, Path base, Path tuned, int matrices) throws IOException {
+        Path file = folder.resolve("compressed.bitdelta");
         Result compress = run("compress", "--base", base.toString(), "--finetuned", tuned.toString(), "--out", file.toString());
         assertEquals(0, compress.code(), compress.err());
-        assertTrue(compress.out().contains("compressed 42 matrices to 1 bit"), compress.out());
+        assertTrue(compress.out().contains("compressed " + matrices + " matrices to 1 bit"), compress.out());
 
         Result inspect = run("inspect", file.toString());
         assertEquals(0, inspect.code(), inspect.err());
@@ -94,7 +110,7 @@ class CliTest {
     @Test
     void badInputIsAClearErrorAndWritesNothing() {
         Path base = TestData.bundledModel("stories260K");
-        Path other = TestData.shared("models/tinyllama-shakespeare-finetuned");
+        Path other = TestData.bundledModel("mistral-tiny"); // another architecture
         Path file = folder.resolve("mixed.bitdelta");
         Result mixed = run("compress", "--base", base.toString(), "--finetuned", other.toString(), "--out", file.toString());
         assertEquals(1, mixed.code());

@@ -21,7 +21,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class DistillCommandTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path TUNED = TestData.bundledModel("stories260K-ft-alice");
-    private static final Path CALIBRATION = TestData.shared("text/calibration/tinystories-train-head-197k.txt");
+    private static final Path CALIBRATION = TestData.bundledText("tinystories-train-head-32k.txt");
     private Path folder;
 
     @BeforeEach

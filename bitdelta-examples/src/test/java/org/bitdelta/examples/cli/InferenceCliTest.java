@@ -45,7 +45,7 @@ class InferenceCliTest {
     @Test
     void evalPrintsTheReferencePerplexityAsItsLastLine() {
         Path base = TestData.bundledModel("stories260K");
-        Path text = TestData.shared("text/eval/alice.heldout.txt");
+        Path text = TestData.bundledText("alice.heldout.txt");
         CliTest.Result plain = CliTest.run("eval", "--base", base.toString(), "--text", text.toString());
         assertEquals(0, plain.code(), plain.err());
         assertEquals("ppl=40.0134", lastLine(plain.out()), plain.out());
@@ -64,7 +64,7 @@ class InferenceCliTest {
             delta.save(foreign);
         }
         CliTest.Result result = CliTest.run("eval", "--base", TestData.bundledModel("stories260K").toString(), "--delta", foreign.toString(),
-                "--text", TestData.shared("text/eval/alice.heldout.txt").toString());
+                "--text", TestData.bundledText("alice.heldout.txt").toString());
         assertEquals(1, result.code(), result.out());
         assertTrue(result.err().contains("another base model"), result.err());
     }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Prepares, on the build machine, what check-step-device.sh needs on a GPU host that has no JDK, no Maven and no
+# network: one folder, bitdelta-cuda/target/step-device/ (git-ignored), to carry there.
+#   jre.tar.xz                  a jlink'd Java runtime (../shared/tools/device-jre.sh), xz-compressed (~24 MB)
+#   libbitdelta_cuda.so.xz      the sm_90a library of target/native-sm90 (built here if missing or older than a kernel)
+#   *.ptxas.txt                 its register / spill reports
+#   jars/                       bitdelta-core and bitdelta-cuda classes and test classes as jars, the JUnit console
+#                               launcher, slf4j and gson
+#   MANIFEST.txt                commit, dates, sizes
+# Usage (repository root): bash bitdelta-cuda/bench/prepare-step-device.sh
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+dest=bitdelta-cuda/target/step-device
+rm -rf "$dest"
+mkdir -p "$dest/jars"
+
+jdk=""
+for c in "${JAVA_HOME:-}" /usr/lib/jvm/*; do
+  [[ -n $c && -x $c/bin/jar ]] || continue
+  v=$("$c/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
+  if [[ ${v%%.*} -ge 22 ]]; then jdk=$c; break; fi
+done
+[[ -n $jdk ]] || { echo "prepare-step-device: no JDK >= 22 found" >&2; exit 1; }
+
+# 1. The sm_90a library (the device script builds it itself when this is absent).
+lib=bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so
+if [[ ! -f $lib ]] || [[ -n $(find bitdelta-cuda/src/main/cuda -newer "$lib" -type f -print -quit) ]]; then
+  JOBS="${JOBS:-2}" bash bitdelta-cuda/bench/build.sh --sm90-only --lib-only
+fi
+xz -T2 -6 -c "$lib" > "$dest/libbitdelta_cuda.so.xz"
+cp bitdelta-cuda/target/native-sm90/*.ptxas.txt "$dest/"
+
+# 2. Classes (the Maven build without the native packaging step: the library travels on its own).
+mvn -B -q -o test-compile dependency:build-classpath -pl bitdelta-cuda -am -Dexec.skip=true \
+    -Dmdep.includeScope=test -Dmdep.outputFile="$root/$dest/classpath.txt"
+"$jdk/bin/jar" cf "$dest/jars/bitdelta-core.jar" -C bitdelta-core/target/classes .
+"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda.jar" -C bitdelta-cuda/target/classes .
+"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda-tests.jar" -C bitdelta-cuda/target/test-classes .
+for pattern in gson- slf4j-api- slf4j-simple-; do
+  jar=$(tr ':' '\n' < "$dest/classpath.txt" | grep "/$pattern[0-9]" | head -1)
+  [[ -n $jar ]] || { echo "prepare-step-device: no $pattern jar on the test class path" >&2; exit 1; }
+  cp "$jar" "$dest/jars/"
+done
+console=$HOME/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.14.0/junit-platform-console-standalone-1.14.0.jar
+if [[ ! -f $console ]]; then
+  mvn -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.0
+fi
+cp "$console" "$dest/jars/junit-console.jar"
+rm "$dest/classpath.txt"
+
+# 3. The Java runtime.
+jre_dir=$(mktemp -d)
+bash "$root/../shared/tools/device-jre.sh" "$jre_dir/jre" > /dev/null
+tar -C "$jre_dir" -cf - jre | xz -T2 -6 > "$dest/jre.tar.xz"
+rm -rf "$jre_dir"
+
+{
+  echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD -- bitdelta-core bitdelta-cuda || echo ' (with uncommitted changes)')"
+  echo "prepared $(date -u +%Y-%m-%dT%H:%M:%SZ) with $("$jdk/bin/java" -version 2>&1 | head -1)"
+  (cd "$dest" && du -ab . | sort -k2)
+} > "$dest/MANIFEST.txt"
+echo "prepare-step-device: $(du -sh "$dest" | cut -f1) in $dest"

@@ -1,0 +1,82 @@
+// bd_step_common.cuh -- helpers of the decoder-step kernels (bd_step_*.cu); not part of the ABI.
+#pragma once
+
+#include "bd_common.cuh"
+#include "bitdelta_step.h"
+
+#include <cstdio>
+
+namespace bd {
+namespace step {
+
+// An element of a weight whose dtype is known only at run time (per-slot tables may mix dtypes).
+__device__ __forceinline__ float load_any(const void* base, int dtype, int64_t index) {
+  switch (dtype) {
+    case BD_DTYPE_F32: return __ldg(static_cast<const float*>(base) + index);
+    case BD_DTYPE_F16: return __half2float(__ldg(static_cast<const __half*>(base) + index));
+    default: return __bfloat162float(__ldg(static_cast<const __nv_bfloat16*>(base) + index));
+  }
+}
+
+template <typename T> __device__ __forceinline__ float widen(T v);
+template <> __device__ __forceinline__ float widen<float>(float v) { return v; }
+template <> __device__ __forceinline__ float widen<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float widen<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// Bit of sign (m, k) in the device layout of bitdelta_cuda.h: word ((m/16) * K64 + k/64) * 32 + lane, where row
+// m % 16 = g + 8 * hl and column k % 64 = 32 s + 8 t + 4 j + 2 hh + e give lane = 4 g + t and q = 8 s + 4 j + 2 hh + hl,
+// element e of the half2 at bit (e ? 31 - q : 15 - q). (The inverse of word_coords in bd_repack.cu.)
+__device__ __forceinline__ int sign_bit(const uint32_t* __restrict__ words, int64_t K64, int64_t m, int64_t k) {
+  const int r16 = int(m & 15), c = int(k & 63);
+  const int g = r16 & 7, hl = r16 >> 3;
+  const int s = c >> 5, cc = c & 31, t = cc >> 3, j = (cc & 7) >> 2, hh = (cc & 3) >> 1, e = cc & 1;
+  const int q = 8 * s + 4 * j + 2 * hh + hl;
+  const uint32_t word = __ldg(words + ((m >> 4) * K64 + (k >> 6)) * 32 + 4 * g + t);
+  return int((word >> (e ? 31 - q : 15 - q)) & 1u);
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ double warp_sum(double v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+// Grid dimensions: a launch with more blocks than CUDA allows in a dimension is refused before it is made.
+constexpr int64_t MAX_GRID_X = 0x7fffffff;
+constexpr int64_t MAX_GRID_YZ = 65535;
+
+inline bool valid_dtype(int dtype) { return dtype == BD_DTYPE_F32 || dtype == BD_DTYPE_F16 || dtype == BD_DTYPE_BF16; }
+
+// Failure reporting (bd_step_runtime.cu): the message, printf-formatted with the function and its shapes, goes to
+// the thread-local text of bd_step_last_error(); fail() appends the CUDA error's name and string and also records it
+// for bd_last_cuda_error().
+int fail(cudaError_t error, const char* format, ...) __attribute__((format(printf, 2, 3)));
+int refuse(int status, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+}  // namespace step
+}  // namespace bd
+
+// After every launch: a failed launch returns BD_ERR_CUDA with a message naming the kernel and its shapes.
+#define BD_STEP_CHECK_LAUNCH(...)                                                          \
+  do {                                                                                     \
+    cudaError_t bd_step_error_ = cudaGetLastError();                                       \
+    if (bd_step_error_ != cudaSuccess) return bd::step::fail(bd_step_error_, __VA_ARGS__); \
+  } while (0)
+
+namespace bd {
+namespace step {
+
+}  // namespace step
+}  // namespace bd

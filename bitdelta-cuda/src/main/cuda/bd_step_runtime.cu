@@ -1,0 +1,130 @@
+// bd_step_runtime.cu -- the decoder step's runtime calls (bitdelta_step.h): ABI version, failure text, CUDA graph capture
+// and replay, events.
+#include "bd_step_common.cuh"
+
+#include <cstdarg>
+#include <cstring>
+
+namespace bd {
+namespace step {
+
+static thread_local char last_error[1024] = "";
+
+int fail(cudaError_t error, const char* format, ...) {
+  char message[768];
+  va_list arguments;
+  va_start(arguments, format);
+  std::vsnprintf(message, sizeof(message), format, arguments);
+  va_end(arguments);
+  std::snprintf(last_error, sizeof(last_error), "%s: %s: %s", message, cudaGetErrorName(error), cudaGetErrorString(error));
+  return record_cuda_error(error);
+}
+
+int refuse(int status, const char* format, ...) {
+  va_list arguments;
+  va_start(arguments, format);
+  std::vsnprintf(last_error, sizeof(last_error), format, arguments);
+  va_end(arguments);
+  return status;
+}
+
+}  // namespace step
+}  // namespace bd
+
+using namespace bd::step;
+
+extern "C" {
+
+int bd_step_abi_version(void) { return BD_STEP_ABI_VERSION; }
+
+const char* bd_step_last_error(void) { return last_error; }
+
+int bd_step_graph_begin(cudaStream_t stream) {
+  if (stream == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_begin: the legacy default stream cannot be captured");
+  // Thread-local mode: only this thread's unsafe calls (cudaMalloc, synchronous copies) are refused while capturing.
+  const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess) return fail(e, "cudaStreamBeginCapture");
+  return BD_OK;
+}
+
+int bd_step_graph_end(cudaStream_t stream, void** graph_exec) {
+  if (stream == nullptr || graph_exec == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_end: NULL stream or output");
+  *graph_exec = nullptr;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(stream, &graph);
+  if (e != cudaSuccess) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return fail(e, "cudaStreamEndCapture");
+  }
+  size_t nodes = 0;
+  cudaGraphGetNodes(graph, nullptr, &nodes);
+  cudaGraphExec_t exec = nullptr;
+  e = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) return fail(e, "cudaGraphInstantiate of a captured step (%zu nodes)", nodes);
+  *graph_exec = exec;
+  return BD_OK;
+}
+
+int bd_step_graph_abort(cudaStream_t stream) {
+  if (stream == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_abort: NULL stream");
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  cudaError_t e = cudaStreamIsCapturing(stream, &status);
+  if (e == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream, &graph);  // fails for an invalidated capture: what it recorded is discarded either way
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    e = cudaStreamIsCapturing(stream, &status);
+  }
+  cudaGetLastError();  // the failed launch that made the caller abort is reported already; do not pin it on the next one
+  if (e != cudaSuccess) return fail(e, "cudaStreamIsCapturing after aborting a capture");
+  if (status != cudaStreamCaptureStatusNone) return refuse(BD_ERR_CUDA, "bd_step_graph_abort: the stream is still capturing");
+  return BD_OK;
+}
+
+int bd_step_graph_launch(void* graph_exec, cudaStream_t stream) {
+  if (graph_exec == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_launch: NULL graph");
+  const cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph_exec), stream);
+  if (e != cudaSuccess) return fail(e, "cudaGraphLaunch of a captured step");
+  return BD_OK;
+}
+
+int bd_step_graph_destroy(void* graph_exec) {
+  if (graph_exec == nullptr) return BD_OK;
+  const cudaError_t e = cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph_exec));
+  if (e != cudaSuccess) return fail(e, "cudaGraphExecDestroy");
+  return BD_OK;
+}
+
+int bd_step_event_create(void** event) {
+  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_create: NULL output");
+  *event = nullptr;
+  cudaEvent_t created = nullptr;
+  const cudaError_t e = cudaEventCreateWithFlags(&created, cudaEventDisableTiming);
+  if (e != cudaSuccess) return fail(e, "cudaEventCreateWithFlags");
+  *event = created;
+  return BD_OK;
+}
+
+int bd_step_event_record(void* event, cudaStream_t stream) {
+  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_record: NULL event");
+  const cudaError_t e = cudaEventRecord(static_cast<cudaEvent_t>(event), stream);
+  if (e != cudaSuccess) return fail(e, "cudaEventRecord");
+  return BD_OK;
+}
+
+int bd_step_event_synchronize(void* event) {
+  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_synchronize: NULL event");
+  const cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(event));
+  if (e != cudaSuccess) return fail(e, "cudaEventSynchronize");
+  return BD_OK;
+}
+
+int bd_step_event_destroy(void* event) {
+  if (event == nullptr) return BD_OK;
+  const cudaError_t e = cudaEventDestroy(static_cast<cudaEvent_t>(event));
+  if (e != cudaSuccess) return fail(e, "cudaEventDestroy");
+  return BD_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,204 @@
+/*
+ * bitdelta_step.h -- the C ABI of the GPU decoder step (libbitdelta_cuda.so): the operations of one
+ * Llama/Mistral decoder step over a batch whose rows belong to different tenants, CUDA graph capture of a step,
+ * events, and sampling on the device. The Java side (org.bitdelta.cuda.CudaDecoderDevice through
+ * org.bitdelta.cuda.internal.StepLibrary) is its only caller; the product kernels of bitdelta_cuda.h stay as they are.
+ *
+ * Conventions (as bitdelta_cuda.h): extern "C", status codes BD_OK / BD_ERR_* of bitdelta_cuda.h, d_* are device
+ * pointers, nothing here allocates, frees or synchronizes (except the graph and event calls, which say so), work is
+ * enqueued on `stream`, every launch is followed by cudaGetLastError() (a failed launch returns BD_ERR_CUDA,
+ * bd_last_cuda_error() names the CUDA error).
+ *
+ * PRECISION (what the Java CPU decoder does, reproduced): activations, the residual stream, the KV cache and every
+ * accumulation are F32; weights are read in their own dtype (F32, F16, BF16) and widened to F32 in registers. The
+ * CPU computes the same way, so the GPU's results differ from it only by summation order in the dot products and in
+ * RMSNorm's double sum of squares; the element-wise operations use the CPU's exact operation order with no FMA
+ * contraction (__fmul_rn/__fadd_rn, exp in double rounded to float as Java's (float) Math.exp), and attention sums its
+ * weights and values in position order as the CPU's scalar path does. 16-bit activations would give
+ * about 1e-3 relative error in the logits, enough to flip greedy near-ties and to move perplexities by more than
+ * 1e-4; F32 keeps the GPU within float rounding of the CPU.
+ *
+ * ROW BOUNDS. A step runs `R` active rows; the kernels are launched for `launch_rows` >= R (a CUDA graph is
+ * captured once per batch-size bucket, launch_rows = the bucket) and read R at run time from `d_active` (a device
+ * int32): rows R .. launch_rows-1 are skipped (their outputs are not written). The per-row arrays (tokens, slots,
+ * positions, ...) are I32 [launch_rows]; only the first R entries are read.
+ *
+ * TENANT SLOTS. Slot 0 is the base model, slots 1 .. S-1 loaded tenants. Per-slot tables are DEVICE arrays
+ * indexed by slot: for tensors every slot points at the tensor it uses (the base's where the tenant does not
+ * replace it), so every lookup of an active row's slot is a valid pointer; for deltas a NULL entry means "no delta".
+ *
+ * SIGNS. Delta sign matrices are in the device layout of bitdelta_cuda.h (bd_repack_signs), scales are F32 per row.
+ * The q|k|v and gate|up matrices of a layer are stacked along the outputs ([q+k+v, K], [2I, K]) for the base
+ * weights and for every tenant's signs, with per-row scales (a per-matrix scale is repeated over its rows; a part
+ * the tenant has no delta for has signs 0 and scales 0, so it adds exactly 0).
+ *
+ * KV CACHE. Per layer, keys and values separately: F32 [num_blocks, kv_heads, block_size, head_dim]; the token of
+ * cache slot c = block * block_size + offset lives at [block, h, offset, :]. A sequence's block table lists its
+ * blocks in position order: position p is in block table[p / block_size] at offset p % block_size.
+ *
+ * Launch configurations (phase 1: simple SIMT kernels, correct for every shape; every dimension is a loop):
+ *   bd_step_embed:         embed_kernel, grid launch_rows, 256 threads (threads stride over hidden).
+ *   bd_step_rmsnorm:       rmsnorm_kernel, grid launch_rows, 256 threads (double sum of squares, block reduced).
+ *   bd_step_project:       project_kernel<T>, T in {float, half, bf16} = 3 kernels; grid (ceil(M / 8),
+ *                          ceil(launch_rows / 4)), 256 threads: warp w computes output m = 8 * blockIdx.x + w for
+ *                          4 rows, lanes stride over K, warp-shuffle reduction.
+ *   bd_step_rotary_cache:  rotary_cache_kernel, grid launch_rows, 256 threads (threads stride over head pairs).
+ *   bd_step_attention:     attention_kernel, grid (launch_rows, heads), 128 threads, dynamic shared memory
+ *                          4 * (head_dim + 128) bytes: pass 1 the max score, pass 2 in chunks of 128 positions the
+ *                          exp weights, their sum and the weighted values (each in the CPU's sequential order).
+ *   bd_step_swiglu:        swiglu_kernel, grid (launch_rows, ceil(I / 256)), 256 threads.
+ *   bd_step_gather_rows:   gather_kernel, grid launch_rows, 256 threads.
+ *   bd_step_lm_head:       lm_head_kernel, grid (ceil(vocab / 8), ceil(launch_rows / 4)), 256 threads, as project.
+ *   bd_step_argmax:        argmax_kernel, grid rows, 1024 threads.
+ *   bd_step_sample:        argmax_kernel, then sort_key_kernel (grid ceil(max(rows * vocab, rows + 1) / 256), 256 threads), CUB
+ *                          DeviceSegmentedRadixSort::SortPairsDescending (its own kernels), sample_kernel
+ *                          (grid rows, 1024 threads).
+ */
+#ifndef BITDELTA_STEP_H
+#define BITDELTA_STEP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BD_STEP_ABI_VERSION 1
+
+int bd_step_abi_version(void);   /* BD_STEP_ABI_VERSION of the library */
+
+/* Thread-local text of the last failure of a bd_step_* call on this thread: the function, its shapes and, for
+ * BD_ERR_CUDA, the CUDA error's name and string ("" if none). */
+const char* bd_step_last_error(void);
+
+/* ---- the operations of a step ---- */
+
+/* out[r, :] = table_of_slot[slot[r]][token[r], :] widened to F32.
+ * d_active:        I32 [1] active rows R <= launch_rows
+ * d_tokens:        I32 [launch_rows] token ids (0 <= id < vocab: checked by the caller)
+ * d_slots:         I32 [launch_rows]
+ * d_table_of_slot: device array [slots] of const void*, each dtype [vocab, hidden]
+ * d_dtype_of_slot: I32 [slots] BD_DTYPE_F32 / F16 / BF16 of each table
+ * d_out:           F32 [launch_rows, hidden] */
+int bd_step_embed(const int32_t* d_active, int64_t launch_rows, const int32_t* d_tokens, const int32_t* d_slots,
+                  const void* const* d_table_of_slot, const int32_t* d_dtype_of_slot, int64_t hidden, float* d_out,
+                  cudaStream_t stream);
+
+/* out[r, k] = w[k] * (in[r, k] * inv_r), inv_r = (float)(1 / sqrt((double)((float)(sumsq_r / hidden) + eps))),
+ * sumsq_r = sum_k (float)(in[r,k] * in[r,k]) in double (HF LlamaRMSNorm, as the CPU decoder computes it).
+ * d_row_index:      I32 [launch_rows] or NULL: the slot of row r is d_slots[d_row_index ? d_row_index[r] : r]
+ *                   (the final norm runs over output rows, whose slots are those of the rows they come from)
+ * d_weight_of_slot: device array [slots] of const float*, each F32 [hidden]
+ * d_in, d_out:      F32 [launch_rows, hidden] (may not alias) */
+int bd_step_rmsnorm(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, const int32_t* d_row_index,
+                    const float* const* d_weight_of_slot, const float* d_in, float* d_out, int64_t hidden, float eps,
+                    cudaStream_t stream);
+
+/* y[r, m] (+)= sum_k x[r,k] W[m,k]  +  a_s[m] * sum_k x[r,k] S_s[m,k],  s = slot[r]; no delta term where
+ * d_signs_of_slot[s] is NULL. Computed as the CPU does: p = base + (float)(a * delta), then y = y + p (accumulate).
+ * w_dtype:          BD_DTYPE_F32 / F16 / BF16 of d_W
+ * d_W:              w_dtype [M, K]
+ * d_signs_of_slot:  device array [slots] of const U32* (device sign layout [M, K]) or NULL
+ * d_scales_of_slot: device array [slots] of const float* (F32 [M]); read only where the signs are not NULL
+ * d_x:              F32 [launch_rows, K]
+ * d_y:              F32 [launch_rows, M] (may not alias d_x)
+ * accumulate:       0: y = product; 1: y += product */
+int bd_step_project(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int w_dtype, const void* d_W,
+                    const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const float* d_x,
+                    float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);
+
+/* RoPE (HF rotate_half: element i pairs with i + head_dim/2 in every head) on the q and k parts of qkv, in place, by
+ * each row's position; then the row's rotated key and its value are written to the cache at d_cache_slots[r]
+ * (a negative slot writes nothing).
+ * d_positions:       I32 [launch_rows], 0 <= p < context (rows of the tables)
+ * d_cache_slots:     I32 [launch_rows], block * block_size + offset
+ * d_cos, d_sin:      F32 [context, head_dim / 2]
+ * d_qkv:             F32 [launch_rows, (heads + 2 * kv_heads) * head_dim]
+ * d_key_cache, d_value_cache: F32 [num_blocks, kv_heads, block_size, head_dim] of this layer */
+int bd_step_rotary_cache(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
+                         const int32_t* d_cache_slots, const float* d_cos, const float* d_sin, float* d_qkv, int64_t heads,
+                         int64_t kv_heads, int64_t head_dim, float* d_key_cache, float* d_value_cache, int64_t block_size,
+                         cudaStream_t stream);
+
+/* Causal grouped-query attention over the paged cache: row r's query head h attends to kv head
+ * h / (heads / kv_heads) at positions first .. p of its sequence, p = d_positions[r], first = max(0, p - window + 1)
+ * (window > 0) or 0; scores scaled by `scale`, softmax in F32 with the max subtracted.
+ * d_sequence_of_row:      I32 [launch_rows]
+ * d_block_tables:         I32 [sequences, *d_blocks_per_sequence] block ids (entries up to p / block_size are read)
+ * d_blocks_per_sequence:  I32 [1] width of the block tables this step
+ * d_qkv:                  F32 [launch_rows, (heads + 2 * kv_heads) * head_dim] (the q part is read)
+ * d_out:                  F32 [launch_rows, heads * head_dim]
+ * head_dim:               2 .. 512 */
+int bd_step_attention(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
+                      const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
+                      const int32_t* d_blocks_per_sequence, const float* d_qkv, const float* d_key_cache,
+                      const float* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      int64_t window, float scale, float* d_out, cudaStream_t stream);
+
+/* out[r, i] = g / (1 + (float)exp(-g)) * u,  g = gate_up[r, i], u = gate_up[r, I + i].
+ * d_gate_up: F32 [launch_rows, 2 * intermediate];  d_out: F32 [launch_rows, intermediate] */
+int bd_step_swiglu(const int32_t* d_active, int64_t launch_rows, const float* d_gate_up, float* d_out,
+                   int64_t intermediate, cudaStream_t stream);
+
+/* out[i, :] = in[d_row_index[i], :] for the active output rows i < *d_active.
+ * d_row_index: I32 [launch_rows];  d_in: F32 [*, columns];  d_out: F32 [launch_rows, columns] */
+int bd_step_gather_rows(const int32_t* d_active, int64_t launch_rows, const int32_t* d_row_index, const float* d_in,
+                        float* d_out, int64_t columns, cudaStream_t stream);
+
+/* logits[i, v] = sum_k x[i, k] * head[v, k], head = d_head_of_slot[slot of output row i] (the slot of output row i
+ * is d_slots[d_row_index[i]]).
+ * d_head_of_slot:  device array [slots] of const void*, each dtype [vocab, hidden]
+ * d_dtype_of_slot: I32 [slots]
+ * d_x:             F32 [launch_rows, hidden];  d_logits: F32 [launch_rows, vocab] */
+int bd_step_lm_head(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, const int32_t* d_row_index,
+                    const void* const* d_head_of_slot, const int32_t* d_dtype_of_slot, const float* d_x,
+                    float* d_logits, int64_t vocab, int64_t hidden, cudaStream_t stream);
+
+/* ---- sampling (after a step, launched eagerly for exactly `rows` output rows) ---- */
+
+/* tokens[i] = the index of the largest logit of row i, ties to the lowest index (org.bitdelta.internal.model
+ * .Sampler.argmax exactly: NaN never wins, except that a NaN at index 0 gives 0).
+ * d_logits: F32 [rows, vocab];  d_tokens: I32 [rows] */
+int bd_step_argmax(int64_t rows, const float* d_logits, int64_t vocab, int32_t* d_tokens, cudaStream_t stream);
+
+/* Workspace bytes of bd_step_sample for up to `rows` rows (sort keys and values, segment offsets, CUB's storage). */
+size_t bd_step_sample_workspace_bytes(int64_t rows, int64_t vocab);
+
+/* Sampler.sample of org.bitdelta.internal.model for every row: temperature 0 is greedy (bd_step_argmax); otherwise
+ * the candidates in descending logit order (ties: lower id first, Java's Float.compare order), the first top_k
+ * (0: all), weights exp((logit - max) / temperature) in double, the smallest prefix whose probability reaches
+ * top_p (1: all), and the first candidate whose cumulative weight exceeds uniform * (sum of kept weights), with
+ * uniform = org.bitdelta.spi.Sampling.uniform(seed, draw) (SplitMix64, identical bits). The sums are in double in
+ * parallel order (the CPU's are sequential): a different token needs uniform within about 1e-16 of a boundary.
+ * d_temperature, d_top_p: F32 [rows];  d_top_k, d_draw: I32 [rows];  d_seed: I64 [rows]
+ * d_tokens:  I32 [rows] output
+ * d_workspace: >= bd_step_sample_workspace_bytes(rows, vocab) bytes, 256-byte aligned */
+int bd_step_sample(int64_t rows, const float* d_logits, int64_t vocab, const float* d_temperature,
+                   const int32_t* d_top_k, const float* d_top_p, const int64_t* d_seed, const int32_t* d_draw,
+                   int32_t* d_tokens, void* d_workspace, size_t workspace_bytes, cudaStream_t stream);
+
+/* ---- CUDA graphs and events ---- */
+
+/* Starts capturing `stream` (cudaStreamCaptureModeThreadLocal): the launches that follow on this thread are recorded,
+ * not run, until bd_step_graph_end or bd_step_graph_abort. */
+int bd_step_graph_begin(cudaStream_t stream);
+/* Ends the capture and instantiates it: *graph_exec receives a cudaGraphExec_t (NULL on failure). */
+int bd_step_graph_end(cudaStream_t stream, void** graph_exec);
+/* Ends a capture that failed (a launch error inside it) and discards what was recorded; the stream is usable again. */
+int bd_step_graph_abort(cudaStream_t stream);
+/* Enqueues one replay of an instantiated graph on `stream`. */
+int bd_step_graph_launch(void* graph_exec, cudaStream_t stream);
+int bd_step_graph_destroy(void* graph_exec);
+
+/* Events (cudaEventDisableTiming): record after an upload, synchronize before the host buffer is reused. */
+int bd_step_event_create(void** event);
+int bd_step_event_record(void* event, cudaStream_t stream);
+int bd_step_event_synchronize(void* event);
+int bd_step_event_destroy(void* event);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BITDELTA_STEP_H */
