@@ -92,6 +92,15 @@ class EngineRequestsTest {
     }
 
     @Test
+    void optionsThatCannotWorkAreRefusedWhenTheEngineOpens() {
+        IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
+                () -> Engine.open(BASE, EngineOptions.defaults().maxRunning(100).maxRowsPerStep(64)));
+        assertTrue(error.getMessage().contains("maxRunning (100)") && error.getMessage().contains("maxRowsPerStep (64)"), error.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> EngineOptions.defaults().prefillChunkTokens(0));
+        assertThrows(IllegalArgumentException.class, () -> EngineOptions.defaults().baseAlias(" "));
+    }
+
+    @Test
     void aPromptAndMaxTokensBeyondTheKvCacheAreRefused() {
         try (Engine small = Engine.open(BASE, EngineOptions.defaults().kvCacheTokens(48).kvBlockSize(16))) {
             assertRefused("max_tokens", () -> small.submit(Request.tokens("base", 1, 403).maxTokens(60)), "(2 tokens)", "max_tokens 60",
