@@ -101,7 +101,10 @@ public final class Engine implements AutoCloseable {
         return new Completion(core.submit(Objects.requireNonNull(request, "request")));
     }
 
-    /** Running and waiting requests, the batch, the KV cache, per-tenant memory and counters. */
+    /**
+     * Running and waiting requests, the batch, the KV cache, per-tenant memory and counters. Cheap, but it reads the
+     * decoder's tables, so it may wait for the step in flight (milliseconds).
+     */
     public EngineStats stats() {
         return core.stats();
     }

@@ -24,7 +24,7 @@ import java.util.Map;
  * @param promptTokens        prompt tokens of admitted requests so far, recomputed ones not counted again (counter)
  * @param generatedTokens     tokens generated so far (counter)
  * @param tenants             per tenant, the base first
- * @param memory              what the device holds, by purpose
+ * @param memory              what the device holds, by purpose; null once the engine is closed
  * @param closed              whether the engine is closed (or stopped after an internal error)
  */
 public record EngineStats(int running, int waiting, int maxRunning, int maxWaiting, int lastStepSequences, int lastStepRows, long steps,

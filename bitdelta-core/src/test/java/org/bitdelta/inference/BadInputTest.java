@@ -68,10 +68,6 @@ class BadInputTest {
     void aTenantThatIsNotLoadedIsAClearError() {
         BitDeltaException error = assertThrows(BitDeltaException.class, () -> model.logits("bob", PROBE));
         assertMessage(error, "'bob'", "not loaded", "alice");
-        Generator generator = new Generator(model);
-        error = assertThrows(BitDeltaException.class, () -> generator.generate(List.of(
-                Generator.Request.greedy("alice", PROBE, 5), Generator.Request.greedy("bob", PROBE, 5))));
-        assertMessage(error, "'bob'", "not loaded");
         error = assertThrows(BitDeltaException.class, () -> model.removeTenant("bob"));
         assertMessage(error, "'bob'", "not loaded");
         error = assertThrows(BitDeltaException.class, () -> model.removeTenant(DecoderModel.BASE));
@@ -94,21 +90,6 @@ class BadInputTest {
         tooLong[0] = 1;
         BitDeltaException error = assertThrows(BitDeltaException.class, () -> model.logits("alice", tooLong));
         assertMessage(error, String.valueOf(model.contextLength() + 1), "max_position_embeddings");
-        error = assertThrows(BitDeltaException.class, () -> new Generator(model).generate(List.of(
-                Generator.Request.greedy("base", PROBE, 5), Generator.Request.greedy("alice", tooLong, 5))));
-        assertMessage(error, "request 1", "longer than the model's context", "max_position_embeddings");
-        assertOthersUntouched();
-    }
-
-    @Test
-    void generationStopsAtTheContextInsteadOfRunningPastIt() {
-        int[] prompt = new int[model.contextLength() - 3];
-        Arrays.fill(prompt, 300);
-        prompt[0] = 1;
-        Generator.Result result = new Generator(model).generate(List.of(Generator.Request.greedy("alice", prompt, 50))).getFirst();
-        // Positions ctx-3 .. ctx-1 are fed; the token sampled at the last position ends it.
-        assertEquals(Generator.FinishReason.CONTEXT_FULL, result.finishReason(), "tokens " + Arrays.toString(result.tokens()));
-        assertEquals(4, result.tokens().length);
         assertOthersUntouched();
     }
 

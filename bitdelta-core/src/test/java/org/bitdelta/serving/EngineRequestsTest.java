@@ -92,6 +92,15 @@ class EngineRequestsTest {
     }
 
     @Test
+    void optionsThatCannotWorkAreRefusedWhenTheEngineOpens() {
+        IllegalArgumentException error = assertThrows(IllegalArgumentException.class,
+                () -> Engine.open(BASE, EngineOptions.defaults().maxRunning(100).maxRowsPerStep(64)));
+        assertTrue(error.getMessage().contains("maxRunning (100)") && error.getMessage().contains("maxRowsPerStep (64)"), error.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> EngineOptions.defaults().prefillChunkTokens(0));
+        assertThrows(IllegalArgumentException.class, () -> EngineOptions.defaults().baseAlias(" "));
+    }
+
+    @Test
     void aPromptAndMaxTokensBeyondTheKvCacheAreRefused() {
         try (Engine small = Engine.open(BASE, EngineOptions.defaults().kvCacheTokens(48).kvBlockSize(16))) {
             assertRefused("max_tokens", () -> small.submit(Request.tokens("base", 1, 403).maxTokens(60)), "(2 tokens)", "max_tokens 60",
@@ -200,6 +209,14 @@ class EngineRequestsTest {
         try (Engine plain = Engine.open(folder)) {
             assertEquals(FinishReason.LENGTH, await(plain.submit(Request.tokens("base", 1).maxTokens(30))).finishReason());
         }
+        // config.json may name several (an int or a list), as generation_config.json may.
+        Path config = folder.resolve("config.json");
+        String original = Files.readString(config);
+        Files.writeString(config, original.replace("\"eos_token_id\": 2", "\"eos_token_id\": [2, 376]"));
+        try (Engine listed = Engine.open(folder)) {
+            assertEquals("eos token 376", await(listed.submit(Request.tokens("base", 1).maxTokens(30))).finishDetail());
+        }
+        Files.writeString(config, original);
         // generation_config.json overrides it with a list; its 376 comes 9th.
         Files.writeString(folder.resolve("generation_config.json"), "{\"bos_token_id\": 1, \"eos_token_id\": [2, 376], \"do_sample\": false}");
         try (Engine configured = Engine.open(folder)) {

@@ -5,13 +5,17 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
-import org.bitdelta.inference.Generator;
 import org.bitdelta.inference.Perplexity;
 import org.bitdelta.internal.cpu.VectorCpuBackend;
 import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.internal.model.ModelLoader;
 import org.bitdelta.internal.model.Sequence;
 import org.bitdelta.internal.safetensors.SafetensorsWriter;
+import org.bitdelta.serving.Completion;
+import org.bitdelta.serving.CompletionResult;
+import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
+import org.bitdelta.serving.Request;
 import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.Projection;
 import org.bitdelta.tensor.DType;
@@ -45,8 +49,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * tied embeddings, GQA 8/4: the base, the fine-tunes themselves, and both fine-tunes compressed as tenants, mixed in
  * one batch), for every fixture model of the repository (mistral-tiny F16 with its sliding window, and the other
  * F16/BF16/F32 Llamas as they arrive) with synthetic tenants and its compressed fine-tune, and for a synthetic BF16
- * Llama written here. Generation runs through DecoderModel/Generator/Perplexity (host sampling of logits) and
- * through Decoder.step (sampling on the device).
+ * Llama written here. Generation runs through the serving engine (Decoder.step, sampling on the device), perplexity
+ * through DecoderModel (host logits).
  */
 class CudaDecoderModelTest {
     static final int NEW_TOKENS = 64;
@@ -93,6 +97,16 @@ class CudaDecoderModelTest {
         return prompts;
     }
 
+    /** Greedy generations of {@code requests}, all in one batch on an engine over {@code folder} on {@code backend}. */
+    private static List<CompletionResult> generate(Path folder, org.bitdelta.spi.TensorBackend backend, Map<String, DeltaModel> tenants,
+                                                   List<Request> requests) {
+        try (Engine engine = Engine.open(folder, EngineOptions.defaults().backend(backend))) {
+            tenants.forEach(engine::addTenant);
+            List<Completion> completions = requests.stream().map(engine::submit).toList();
+            return completions.stream().map(Completion::result).toList();
+        }
+    }
+
     private static void assertPerplexitiesAgree(double expected, double actual, String what) {
         double relative = Math.abs(actual - expected) / expected;
         System.out.printf("  %s: perplexity CPU %.6f, GPU %.6f, relative difference %.2e%n", what, expected, actual, relative);
@@ -115,12 +129,15 @@ class CudaDecoderModelTest {
             }
             List<int[]> prompts = prompts(seed, onCpu.vocabularySize(), 1, 1, 1, 9, 9, 30, 4);
             List<String> tenants = List.of("base", "alice", "shakespeare", "base", "alice", "shakespeare", "alice");
-            List<Generator.Request> requests = new ArrayList<>();
+            List<Request> requests = new ArrayList<>();
             for (int i = 0; i < tenants.size(); i++) {
-                requests.add(Generator.Request.greedy(tenants.get(i), prompts.get(i), NEW_TOKENS));
+                requests.add(Request.tokens(tenants.get(i), prompts.get(i)).maxTokens(NEW_TOKENS));
             }
-            List<Generator.Result> expected = new Generator(onCpu).generate(requests);
-            List<Generator.Result> actual = new Generator(onGpu).generate(requests);
+            Map<String, DeltaModel> deltas = new LinkedHashMap<>();
+            deltas.put("alice", alice);
+            deltas.put("shakespeare", shakespeare);
+            List<CompletionResult> expected = generate(base, cpu, deltas, requests);
+            List<CompletionResult> actual = generate(base, gpu, deltas, requests);
             for (int i = 0; i < requests.size(); i++) {
                 assertArrayEquals(expected.get(i).tokens(), actual.get(i).tokens(), "request " + i + " (" + tenants.get(i) + ", seed " + seed + ")");
                 assertEquals(expected.get(i).finishReason(), actual.get(i).finishReason());
@@ -141,11 +158,11 @@ class CudaDecoderModelTest {
     }
 
     /** Generated text (natural for the model) followed by random tokens: 8 windows of 128. */
-    private static int[] textFor(int vocabulary, List<Generator.Result> generated, long seed) {
+    private static int[] textFor(int vocabulary, List<CompletionResult> generated, long seed) {
         int[] text = new int[8 * 128];
         SplittableRandom random = new SplittableRandom(seed);
         int at = 0;
-        for (Generator.Result result : generated) {
+        for (CompletionResult result : generated) {
             text[at++] = 1;
             for (int token : result.tokens()) {
                 if (at < text.length / 2) {
@@ -165,12 +182,12 @@ class CudaDecoderModelTest {
         for (String name : List.of("stories260K-ft-alice", "stories260K-ft-shakespeare")) {
             Path folder = DecoderTestSupport.bundledModel(name);
             try (DecoderModel onCpu = DecoderModel.load(folder, cpu); DecoderModel onGpu = DecoderModel.load(folder, gpu)) {
-                List<Generator.Request> requests = new ArrayList<>();
+                List<Request> requests = new ArrayList<>();
                 for (int[] prompt : prompts(seed, onCpu.vocabularySize(), 1, 12)) {
-                    requests.add(Generator.Request.greedy("base", prompt, NEW_TOKENS));
+                    requests.add(Request.tokens("base", prompt).maxTokens(NEW_TOKENS));
                 }
-                List<Generator.Result> expected = new Generator(onCpu).generate(requests);
-                List<Generator.Result> actual = new Generator(onGpu).generate(requests);
+                List<CompletionResult> expected = generate(folder, cpu, Map.of(), requests);
+                List<CompletionResult> actual = generate(folder, gpu, Map.of(), requests);
                 for (int i = 0; i < requests.size(); i++) {
                     assertArrayEquals(expected.get(i).tokens(), actual.get(i).tokens(), name + " request " + i + " (seed " + seed + ")");
                 }

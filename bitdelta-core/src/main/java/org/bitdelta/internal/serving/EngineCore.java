@@ -397,6 +397,10 @@ public final class EngineCore implements AutoCloseable {
      */
     private void finish(RequestState state, FinishReason reason, String detail, String stopString, int stopToken, String text,
                         int lastToken) {
+        if (state.finished) {
+            return; // ended already (a failure while ending it): one last piece only
+        }
+        state.finished = true;
         boolean wasRunning = scheduler.remove(state);
         state.releaseSequence();
         AtomicInteger[] counts = counts(state.request.tenant());

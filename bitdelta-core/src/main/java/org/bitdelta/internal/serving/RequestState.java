@@ -30,6 +30,8 @@ final class RequestState {
     long scheduledNanos = -1;
     /** Whether it was admitted before (its prompt tokens are counted once). */
     boolean admittedBefore;
+    /** Whether it ended (its last piece is out). */
+    boolean finished;
 
     RequestState(CompletionStream stream, PreparedRequest request, String requestedTenant, Tokenizer tokenizer, long submittedNanos,
                  Instant submittedAt) {

@@ -87,4 +87,44 @@ class ChatTemplateTest {
         assertEquals("[SYS 1/4] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER] Speak of the ocean. 4 words\n[ASSISTANT] {\"role\": \"assistant\", \"content\": \"The sea is “deep” — 深い.\"}\n[USER last] More! 1 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}<start>", template.render(MESSAGES, true).text());
         assertEquals("[SYS 1/2] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER last] Speak of the ocean. 4 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}", template.render(MESSAGES.subList(0, 2), false).text());
     }
+
+    @Test
+    void aListOfTemplatesUsesTheOneNamedDefault(@TempDir Path folder) throws IOException {
+        Files.writeString(folder.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\", \"chat_template\": ["
+                + "{\"name\": \"tool_use\", \"template\": \"TOOLS\"}, {\"name\": \"default\", \"template\": \"{{ messages[0].content }}!\"}]}");
+        ChatTemplate template = ChatTemplate.load(folder, null);
+        assertEquals("Hi!", template.render(List.of(ChatMessage.user("Hi")), true).text());
+        assertTrue(template.origin().contains("\"default\""), template.origin());
+        Files.writeString(folder.resolve("tokenizer_config.json"), "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}]}");
+        BitDeltaException error = assertThrows(BitDeltaException.class, () -> ChatTemplate.load(folder, null));
+        assertTrue(error.getMessage().contains("tool_use") && error.getMessage().contains("\"default\""), error.getMessage());
+    }
+
+    @Test
+    void chatTemplateJinjaBesideTakesPrecedenceAndAnOverrideOverBoth(@TempDir Path folder) throws IOException {
+        template(folder, CHATML);
+        Files.writeString(folder.resolve("chat_template.jinja"), "jinja file: {{ messages | length }}");
+        assertEquals("jinja file: 4", ChatTemplate.load(folder, null).render(MESSAGES, true).text());
+        Path override = Files.writeString(folder.resolve("override.jinja"), "override: {{ messages[-1]['content'] }}");
+        assertEquals("override: More!", ChatTemplate.load(folder, override).render(MESSAGES, true).text());
+    }
+
+    @Test
+    void aModelWithoutATemplateJoinsTheContentsWithNewlinesAndAddsSpecialTokens() {
+        ChatTemplate template = ChatTemplate.load(TestData.bundledModel("stories260K"), null);
+        assertTrue(template.isPlain());
+        ChatTemplate.Rendered rendered = template.render(MESSAGES, true);
+        assertEquals(" You are a helpful bard. \nSpeak of the sea.\nThe sea is “deep” — 深い.\nMore!", rendered.text());
+        assertTrue(rendered.addSpecialTokens(), "tokenized like a text prompt: the tokenizer adds BOS");
+    }
+
+    @Test
+    void aBrokenTemplateIsAnErrorNamingWhereItCameFrom(@TempDir Path folder) throws IOException {
+        ChatTemplate template = template(folder, "{% for message in messages %}{{ message['content'] }");
+        BitDeltaException error = assertThrows(BitDeltaException.class, () -> template.render(MESSAGES, true));
+        assertTrue(error.getMessage().contains("tokenizer_config.json") && error.getMessage().contains("chat template failed"), error.getMessage());
+        Files.writeString(folder.resolve("tokenizer_config.json"), "{\"chat_template\": 42}");
+        error = assertThrows(BitDeltaException.class, () -> ChatTemplate.load(folder, null));
+        assertTrue(error.getMessage().contains("chat_template must be a string"), error.getMessage());
+    }
 }

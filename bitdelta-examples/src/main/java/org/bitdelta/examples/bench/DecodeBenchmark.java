@@ -3,8 +3,12 @@ package org.bitdelta.examples.bench;
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.inference.DecoderModel;
-import org.bitdelta.inference.Generator;
+import org.bitdelta.inference.Tokenizer;
+import org.bitdelta.serving.Completion;
+import org.bitdelta.serving.CompletionResult;
+import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
+import org.bitdelta.serving.Request;
 import org.bitdelta.tensor.Tensor;
 
 import java.io.IOException;
@@ -22,8 +26,9 @@ import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /**
- * Multi-tenant decoding on the CPU: N tenants of one base in one batch (each a 1-bit delta) against N separately
- * loaded full fine-tunes decoding one after another, greedy, same prompt, in one run. The floor is the bytes one
+ * Multi-tenant decoding on the CPU through the serving engine: N tenants of one base in one batch (each a 1-bit
+ * delta) against N separately loaded full fine-tunes (an engine each) decoding one after another, greedy, same
+ * prompt, in one run. The floor is the bytes one
  * decode step must read (the base once, plus each tenant's signs and whole tensors) over the memory bandwidth
  * measured in the same run.
  */
@@ -56,36 +61,38 @@ public final class DecodeBenchmark {
 
     private static void run(Path base, Path finetuned, Path deltaFile, int tenants, int newTokens, int repetitions) {
         List<DeltaModel> deltas = new ArrayList<>();
-        try (DecoderModel served = DecoderModel.load(base)) {
-            int[] prompt = Arrays.copyOf(served.tokenizer().encode("ROMEO:\nWhat light through yonder window breaks? It is the east,"), 16);
-            List<Generator.Request> requests = new ArrayList<>();
+        EngineOptions options = EngineOptions.defaults().maxRunning(Math.max(64, tenants)).maxRowsPerStep(Math.max(512, tenants));
+        try (Engine served = Engine.open(base, options); Tokenizer tokenizer = Tokenizer.load(base)) {
+            int[] prompt = Arrays.copyOf(tokenizer.encode("ROMEO:\nWhat light through yonder window breaks? It is the east,"), 16);
+            List<Request> requests = new ArrayList<>();
             for (int tenant = 0; tenant < tenants; tenant++) {
                 DeltaModel delta = DeltaModel.load(deltaFile);
                 deltas.add(delta);
                 served.addTenant("tenant-" + tenant, delta);
-                requests.add(Generator.Request.greedy("tenant-" + tenant, prompt, newTokens));
+                // ignoreEos: every tenant generates exactly newTokens, so the token count below is exact.
+                requests.add(Request.tokens("tenant-" + tenant, prompt).maxTokens(newTokens).ignoreEos(true));
             }
-            Generator generator = new Generator(served);
-            generator.generate(requests); // warm-up: JIT, page cache
+            generate(served, requests); // warm-up: JIT, page cache
             double[] batched = new double[repetitions];
             int[] firstTokens = null;
             for (int repetition = 0; repetition < repetitions; repetition++) {
                 long start = System.nanoTime();
-                List<Generator.Result> results = generator.generate(requests);
+                List<CompletionResult> results = generate(served, requests);
                 batched[repetition] = (System.nanoTime() - start) / 1e9;
                 firstTokens = results.getFirst().tokens();
             }
 
-            List<DecoderModel> separate = new ArrayList<>();
+            List<Engine> separate = new ArrayList<>();
             try {
                 for (int tenant = 0; tenant < tenants; tenant++) {
-                    separate.add(DecoderModel.load(finetuned));
+                    separate.add(Engine.open(finetuned));
                 }
+                Request alone = Request.tokens(Engine.BASE, prompt).maxTokens(newTokens).ignoreEos(true);
                 double[] sequential = new double[repetitions];
                 for (int repetition = -1; repetition < repetitions; repetition++) { // -1: warm-up
                     long start = System.nanoTime();
-                    for (DecoderModel model : separate) {
-                        new Generator(model).generate(List.of(Generator.Request.greedy(DecoderModel.BASE, prompt, newTokens)));
+                    for (Engine engine : separate) {
+                        engine.submit(alone).result();
                     }
                     if (repetition >= 0) {
                         sequential[repetition] = (System.nanoTime() - start) / 1e9;
@@ -120,11 +127,17 @@ public final class DecodeBenchmark {
                 System.out.printf(Locale.ROOT, "%nbatched / separate speed-up: %.2fx; first tenant's tokens: %s%n",
                         sequentialSeconds / batchedSeconds, Arrays.toString(Arrays.copyOf(firstTokens, Math.min(12, firstTokens.length))));
             } finally {
-                separate.forEach(DecoderModel::close);
+                separate.forEach(Engine::close);
             }
         } finally {
             deltas.forEach(DeltaModel::close);
         }
+    }
+
+    /** Submits every request at once (one batch on the engine) and waits for all. */
+    private static List<CompletionResult> generate(Engine engine, List<Request> requests) {
+        List<Completion> completions = requests.stream().map(engine::submit).toList();
+        return completions.stream().map(Completion::result).toList();
     }
 
     private static long weightBytes(Path folder) {

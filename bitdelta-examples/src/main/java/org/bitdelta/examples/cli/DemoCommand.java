@@ -162,10 +162,13 @@ final class DemoCommand implements Callable<Integer> {
     private void generateAndServe(PrintWriter out, Path base, Path workFolder, TensorBackend tensorBackend) {
         try (Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend))) {
             List<String> models = new ArrayList<>();
+            List<String> labels = new ArrayList<>();
             models.add(engine.baseAlias() != null ? engine.baseAlias() : Engine.BASE);
+            labels.add(models.getFirst() + " (the base)");
             for (String finetune : FINETUNES.keySet()) {
                 engine.addTenant(tenantName(finetune), workFolder.resolve(finetune + ".bitdelta"));
                 models.add(tenantName(finetune));
+                labels.add(tenantName(finetune) + " (1-bit delta of " + finetune + ")");
             }
             out.printf("3. generate: each model continues the same prompt (greedy, up to %d tokens), all in one batch on one loaded base%n",
                     maxTokens);
@@ -179,8 +182,7 @@ final class DemoCommand implements Callable<Integer> {
                 if (result.error() != null) {
                     throw new BitDeltaException("generating with " + models.get(i) + " failed: " + result.error());
                 }
-                String label = i == 0 ? models.get(i) + " (the base)" : models.get(i) + " (1-bit delta of " + FINETUNES.keySet().toArray()[i - 1] + ")";
-                out.printf(Locale.ROOT, "%n   [%s] %d tokens, %s%n", label, result.usage().completionTokens(), result.finishDetail());
+                out.printf(Locale.ROOT, "%n   [%s] %d tokens, %s%n", labels.get(i), result.usage().completionTokens(), result.finishDetail());
                 out.println(indent(prompt + result.text()));
             }
             out.println();

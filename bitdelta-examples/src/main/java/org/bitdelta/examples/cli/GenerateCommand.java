@@ -1,9 +1,10 @@
 package org.bitdelta.examples.cli;
 
-import org.bitdelta.DeltaModel;
-import org.bitdelta.inference.DecoderModel;
-import org.bitdelta.inference.Generator;
-import org.bitdelta.inference.Tokenizer;
+import org.bitdelta.serving.Completion;
+import org.bitdelta.serving.CompletionResult;
+import org.bitdelta.serving.Engine;
+import org.bitdelta.serving.EngineOptions;
+import org.bitdelta.serving.Request;
 import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -20,8 +21,8 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
-        description = {"Continue a prompt with the base and every given fine-tune at once: one loaded base, one batch,"
-                + " each sequence through its own 1-bit delta.", "Prints each tenant's text under its name."})
+        description = {"Continue a prompt with the base and every given fine-tune at once: one loaded base, one batch on the"
+                + " serving engine, each sequence through its own 1-bit delta.", "Prints each tenant's text under its name."})
 final class GenerateCommand implements Callable<Integer> {
     @Spec
     CommandSpec spec;
@@ -38,7 +39,7 @@ final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--max-tokens", defaultValue = "64", paramLabel = "N", description = "tokens to generate per tenant at most (default: ${DEFAULT-VALUE})")
     int maxTokens;
 
-    @Option(names = "--temperature", defaultValue = "0", paramLabel = "T", description = "0 for greedy decoding (default), else the sampling temperature")
+    @Option(names = "--temperature", defaultValue = "0", paramLabel = "T", description = "0 for greedy decoding (default), else the sampling temperature, at most 2")
     double temperature;
 
     @Option(names = "--seed", defaultValue = "0", paramLabel = "S", description = "seed of every tenant's sampler (default: ${DEFAULT-VALUE})")
@@ -56,48 +57,38 @@ final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
-        List<DeltaModel> opened = new ArrayList<>();
         try (TensorBackend tensorBackend = backend.open();
-             DecoderModel model = DecoderModel.load(base, tensorBackend)) {
+             Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend))) {
             List<String> tenants = new ArrayList<>();
             if (!noBase) {
-                tenants.add(DecoderModel.BASE);
+                tenants.add(Engine.BASE);
             }
             for (var entry : deltas.entrySet()) {
-                DeltaModel delta = DeltaModel.load(entry.getValue());
-                opened.add(delta);
-                model.addTenant(entry.getKey(), delta);
+                engine.addTenant(entry.getKey(), entry.getValue()); // the engine closes the files it loads
                 tenants.add(entry.getKey());
             }
             if (tenants.isEmpty()) {
                 throw new org.bitdelta.BitDeltaException("nothing to generate: --no-base and no --delta NAME=FILE");
             }
-            Tokenizer tokenizer = model.tokenizer();
-            int[] promptIds = tokenizer.encode(prompt);
-            List<Generator.Request> requests = new ArrayList<>();
-            for (String tenant : tenants) {
-                requests.add(new Generator.Request(tenant, promptIds, maxTokens, temperature, seed));
-            }
+            List<Completion> completions = new ArrayList<>();
             long start = System.nanoTime();
-            List<Generator.Result> results = new Generator(model).generate(requests);
-            double seconds = (System.nanoTime() - start) / 1e9;
-            long generated = 0;
-            for (Generator.Result result : results) {
-                int[] tokens = result.tokens();
-                generated += tokens.length;
-                int[] all = new int[promptIds.length + tokens.length];
-                System.arraycopy(promptIds, 0, all, 0, promptIds.length);
-                System.arraycopy(tokens, 0, all, promptIds.length, tokens.length);
-                out.printf(Locale.ROOT, "=== %s (%d tokens, %s)%n%s%n%n", result.tenant(), tokens.length,
-                        result.finishReason().name().toLowerCase(Locale.ROOT), tokenizer.decode(all));
+            for (String tenant : tenants) {
+                Request request = Request.text(tenant, prompt).maxTokens(maxTokens).temperature(temperature);
+                completions.add(engine.submit(temperature > 0 ? request.seed(seed) : request)); // all in one batch
             }
+            long generated = 0;
+            for (Completion completion : completions) {
+                CompletionResult result = completion.result();
+                generated += result.tokens().length;
+                out.printf(Locale.ROOT, "=== %s (%d tokens, %s)%n%s%s%n%n", result.tenant(), result.tokens().length,
+                        result.finishReason().name().toLowerCase(Locale.ROOT), prompt, result.text());
+            }
+            double seconds = (System.nanoTime() - start) / 1e9;
             out.printf(Locale.ROOT, "%d tenants in one batch: %d tokens in %.2f s (%.1f tokens/s)%n",
                     tenants.size(), generated, seconds, generated / seconds);
             if (verbose) {
-                MemoryReport.print(out, model, tensorBackend.name());
+                MemoryReport.print(out, engine.stats(), tensorBackend.name());
             }
-        } finally {
-            opened.forEach(DeltaModel::close);
         }
         return 0;
     }
