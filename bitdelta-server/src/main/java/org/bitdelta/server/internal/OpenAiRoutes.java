@@ -298,7 +298,7 @@ public final class OpenAiRoutes {
         } catch (InterruptedException e) {
             completion.cancel();
             Thread.currentThread().interrupt();
-        } catch (IOException e) {
+        } catch (IOException | UncheckedIOException e) {
             // Closing the stream failed: the client is gone after its last event; nothing is left to cancel.
             LOG.debug("completion {}: closing the stream failed: {}", completion.id(), e.toString());
         }
