@@ -49,7 +49,7 @@ public final class OpenAiRequests {
 
     public static Parsed chat(ObjectNode body) {
         String model = Json.requiredString(body, "model");
-        Request request = engine(() -> Request.chat(model, messages(body)));
+        Request request = checked(() -> Request.chat(model, messages(body)));
         return finish(Kind.CHAT, model, request, body);
     }
 
@@ -80,14 +80,14 @@ public final class OpenAiRequests {
             throw ApiError.invalid("prompt", "'prompt' is required");
         }
         if (prompt.isTextual()) {
-            return engine(() -> Request.text(model, prompt.textValue()));
+            return checked(() -> Request.text(model, prompt.textValue()));
         }
         if (prompt.isArray()) {
             if (prompt.isEmpty()) {
                 throw ApiError.invalid("prompt", "'prompt' is an empty list");
             }
             if (prompt.get(0).isIntegralNumber()) {
-                return engine(() -> Request.tokens(model, tokenIds(prompt, "prompt")));
+                return checked(() -> Request.tokens(model, tokenIds(prompt, "prompt")));
             }
             if (prompt.size() > 1) {
                 throw ApiError.invalid("prompt", "'prompt' holds " + prompt.size() + " prompts; this server takes one prompt per request: send "
@@ -95,10 +95,10 @@ public final class OpenAiRequests {
             }
             JsonNode only = prompt.get(0);
             if (only.isTextual()) {
-                return engine(() -> Request.text(model, only.textValue()));
+                return checked(() -> Request.text(model, only.textValue()));
             }
             if (only.isArray()) {
-                return engine(() -> Request.tokens(model, tokenIds(only, "prompt")));
+                return checked(() -> Request.tokens(model, tokenIds(only, "prompt")));
             }
         }
         throw ApiError.invalid("prompt", "'prompt' must be a string, a list of token ids, or a list of one of those; got " + Json.describe(prompt));
@@ -187,14 +187,14 @@ public final class OpenAiRequests {
                 throw ApiError.invalid(maxTokensField, "'" + maxTokensField + "' must be at least 1, got " + maxTokens);
             }
             int tokens = maxTokens.intValue();
-            request = engine(request, maxTokensField, r -> r.maxTokens(tokens));
+            request = checked(request, maxTokensField, r -> r.maxTokens(tokens));
         }
         Double temperature = Json.optionalNumber(body, "temperature");
         double temperatureValue = temperature == null ? DEFAULT_TEMPERATURE : temperature;
-        request = engine(request, "temperature", r -> r.temperature(temperatureValue));
+        request = checked(request, "temperature", r -> r.temperature(temperatureValue));
         Double topP = Json.optionalNumber(body, "top_p");
         if (topP != null) {
-            request = engine(request, "top_p", r -> r.topP(topP));
+            request = checked(request, "top_p", r -> r.topP(topP));
         }
         Long topK = Json.optionalInteger(body, "top_k");
         if (topK != null) {
@@ -202,7 +202,7 @@ public final class OpenAiRequests {
                 throw ApiError.invalid("top_k", "'top_k' must be >= 0 (0 or -1: all tokens), got " + topK);
             }
             int k = (int) Math.max(0, topK);
-            request = engine(request, "top_k", r -> r.topK(k));
+            request = checked(request, "top_k", r -> r.topK(k));
         }
         Long seed = Json.optionalInteger(body, "seed");
         if (seed != null) {
@@ -211,7 +211,7 @@ public final class OpenAiRequests {
         JsonNode stop = Json.field(body, "stop");
         if (stop != null) {
             String[] strings = stopStrings(stop);
-            request = engine(request, "stop", r -> r.stop(strings));
+            request = checked(request, "stop", r -> r.stop(strings));
         }
         JsonNode stopTokenIds = Json.field(body, "stop_token_ids");
         if (stopTokenIds != null) {
@@ -219,7 +219,7 @@ public final class OpenAiRequests {
                 throw ApiError.invalid("stop_token_ids", "'stop_token_ids' must be a list of token ids, got " + Json.describe(stopTokenIds));
             }
             int[] ids = tokenIds(stopTokenIds, "stop_token_ids");
-            request = engine(request, "stop_token_ids", r -> r.stopTokenIds(ids));
+            request = checked(request, "stop_token_ids", r -> r.stopTokenIds(ids));
         }
         Boolean ignoreEos = Json.optionalBoolean(body, "ignore_eos");
         if (ignoreEos != null) {
@@ -306,7 +306,7 @@ public final class OpenAiRequests {
         Request apply(Request request);
     }
 
-    private static Request engine(Request request, String param, RequestStep step) {
+    private static Request checked(Request request, String param, RequestStep step) {
         try {
             return step.apply(request);
         } catch (InvalidRequestException e) {
@@ -314,7 +314,7 @@ public final class OpenAiRequests {
         }
     }
 
-    private static Request engine(java.util.function.Supplier<Request> make) {
+    private static Request checked(java.util.function.Supplier<Request> make) {
         try {
             return make.get();
         } catch (InvalidRequestException e) {
