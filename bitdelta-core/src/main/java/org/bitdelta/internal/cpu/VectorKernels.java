@@ -18,8 +18,11 @@ import java.nio.ByteOrder;
  * threads. Tails (a K that is not a multiple of the lane count) run with masked loads or in scalar code, so
  * every K from 1 up is exact.
  *
- * <p>Naming: "4x1" means 4 weight (output) rows times 1 activation row; "Segment" kernels read the weight
- * where it lies (F32 or BF16 bytes), "Array" kernels read a weight tile already converted to floats.
+ * <p>Naming: "4x1" means 4 weight (output) rows times 1 activation row. {@code dot*} and {@code fused*} read the
+ * weight where it lies (F32 or BF16 bytes in a MemorySegment; {@code fused*} adds the sign product in the same
+ * pass); {@code tile*} and {@code dot1x1} read a weight tile already converted to floats ({@link #convertRow});
+ * {@code positiveSum*} sum the activations whose sign bit is set (masked adds); {@code buildTables} and
+ * {@code lookup*} are the table-lookup sign product over {@link SignBlocks}.
  */
 final class VectorKernels {
     /** 16 lanes on AVX-512, 8 on AVX2; never fewer than 8 (the sign masks take a 32-bit word in at most 4 parts). */
