@@ -8,7 +8,6 @@ import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.DecoderModel;
 import org.bitdelta.inference.Perplexity;
 import org.bitdelta.spi.TensorBackend;
-import org.bitdelta.server.ServerOptions;
 import org.bitdelta.serving.Completion;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
@@ -16,9 +15,7 @@ import org.bitdelta.serving.EngineOptions;
 import org.bitdelta.serving.Request;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -29,7 +26,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
 @Command(name = "demo", mixinStandardHelpOptions = true,
         description = {"Run the whole pipeline on the bundled stories260K family (no arguments needed):",
@@ -37,7 +33,7 @@ import java.util.concurrent.Callable;
                         + "base, each fine-tune and its 1-bit compression on the bundled texts, and show each model's answer "
                         + "to the same prompt.",
                 "With --serve it ends by starting the OpenAI-compatible server and its side-by-side page on them."})
-final class DemoCommand implements Callable<Integer> {
+final class DemoCommand extends CliCommand {
     static final String BASE = "stories260K";
     /** Fine-tune → the held-out text of what it was tuned on. */
     static final Map<String, String> FINETUNES = new LinkedHashMap<>();
@@ -47,9 +43,6 @@ final class DemoCommand implements Callable<Integer> {
         FINETUNES.put("stories260K-ft-alice", "alice.heldout.txt");
         FINETUNES.put("stories260K-ft-shakespeare", "shakespeare.heldout.txt");
     }
-
-    @Spec
-    CommandSpec spec;
 
     @Option(names = "--models", paramLabel = "DIR",
             description = "folder holding stories260K and its fine-tunes (default: the ones bundled with bitdelta)")
@@ -78,12 +71,9 @@ final class DemoCommand implements Callable<Integer> {
     @Option(names = "--serve", description = "end by serving the base and both deltas over HTTP (see `bitdelta serve`) until interrupted")
     boolean serve;
 
-    @Option(names = "--port", defaultValue = "8000", paramLabel = "P", description = "the port for --serve (default: ${DEFAULT-VALUE})")
-    int port;
-
-    @Option(names = "--api-key", paramLabel = "KEY",
-            description = "with --serve, require this API key (default: the environment variable BITDELTA_API_KEY, else none)")
-    String apiKey;
+    /** Where and how --serve serves. */
+    @Mixin
+    HttpOptions http;
 
     @Mixin
     BackendOption backend;
@@ -93,7 +83,7 @@ final class DemoCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = out();
         Path modelFolder = models != null ? models : bundled("models", BASE);
         Path textFolder = texts != null ? texts : bundled("text", GENERAL_TEXT);
         Path workFolder = this.out != null ? Files.createDirectories(this.out) : Files.createTempDirectory("bitdelta-demo-");
@@ -187,9 +177,8 @@ final class DemoCommand implements Callable<Integer> {
             }
             out.println();
             if (serve) {
-                String key = apiKey != null ? apiKey : System.getenv(ServeCommand.API_KEY_VARIABLE);
                 out.println("4. serve them: open the page, tick the models, and compare their answers side by side");
-                ServeCommand.serve(engine, ServerOptions.defaults().port(port).apiKey(key), tensorBackend.name(), out);
+                ServeCommand.serve(engine, http.serverOptions(), tensorBackend.name(), out);
             } else {
                 out.println("Serve them over an OpenAI-compatible API with a side-by-side web page: bitdelta demo --serve");
             }

@@ -5,9 +5,8 @@ import org.bitdelta.DistillListener;
 import org.bitdelta.DistillOptions;
 import org.bitdelta.ScaleDistiller;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.io.ByteArrayOutputStream;
 import java.io.OutputStream;
@@ -16,21 +15,15 @@ import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 
 @Command(name = "distill", mixinStandardHelpOptions = true,
         description = {"Refine a .bitdelta's scales by distillation: the compressed model's logits are fitted to the "
                 + "fine-tune's on random windows of a calibration text (AdamW on the scales alone, signs frozen).",
                 "Tip: on small machines set OMP_WAIT_POLICY=PASSIVE (the bitdelta launcher does unless it is set)."})
-final class DistillCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "--base", required = true, paramLabel = "DIR", description = "Hugging Face folder of the base model")
-    Path base;
-
-    @Option(names = "--finetuned", required = true, paramLabel = "DIR", description = "Hugging Face folder of the fine-tune (the teacher)")
-    Path finetuned;
+final class DistillCommand extends CliCommand {
+    /** The fine-tune is the teacher. */
+    @Mixin
+    ModelPairOptions models;
 
     @Option(names = "--delta", required = true, paramLabel = "FILE", description = "the .bitdelta to refine (left unchanged)")
     Path delta;
@@ -38,8 +31,8 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--calibration", required = true, paramLabel = "TEXTFILE", description = "UTF-8 text whose token windows are the training data")
     Path calibration;
 
-    @Option(names = "--out", required = true, paramLabel = "FILE", description = "the distilled .bitdelta to write")
-    Path out;
+    @Mixin
+    OutputFileOptions output;
 
     @Option(names = "--steps", paramLabel = "N", defaultValue = "200", description = "optimizer steps (default: ${DEFAULT-VALUE})")
     int steps;
@@ -59,25 +52,22 @@ final class DistillCommand implements Callable<Integer> {
     @Option(names = "--seed", paramLabel = "S", defaultValue = "0", description = "seed of the window choice (default: ${DEFAULT-VALUE})")
     long seed;
 
-    @Option(names = "--force", description = "overwrite FILE if it exists")
-    boolean force;
-
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
-        CliFiles.refuseExisting(this.out, force);
+        PrintWriter out = out();
+        output.refuseExisting();
         DistillOptions options = DistillOptions.defaults().steps(steps).batchSize(batch).sequenceLength(sequence)
                 .learningRate(learningRate).weightDecay(weightDecay).seed(seed)
-                .listener(new StepBar(spec.commandLine().getErr()));
+                .listener(new StepBar(err()));
         ScaleDistiller distiller = ScaleDistiller.load();
         long start = System.nanoTime();
         try (DeltaModel input = DeltaModel.load(delta)) {
-            DeltaModel distilled = withoutNd4jDebugPrints(() -> distiller.distill(base, finetuned, input, calibration, options));
-            distilled.save(this.out, force);
+            DeltaModel distilled = withoutNd4jDebugPrints(() -> distiller.distill(models.base, models.finetuned, input, calibration, options));
+            distilled.save(output.file, output.force);
             out.printf(Locale.ROOT, "distilled %d scales of %d matrices (%s) in %d steps, seed %d: %s%n",
                     distilled.matrices().stream().mapToInt(m -> m.scales().length).sum(), distilled.matrices().size(),
                     input.scaleGranularity(), steps, seed, distilled.metadata().get(ScaleDistiller.METADATA_KEY));
-            out.printf(Locale.ROOT, "wrote %s in %.1f s%n", this.out, (System.nanoTime() - start) / 1e9);
+            out.printf(Locale.ROOT, "wrote %s in %.1f s%n", output.file, (System.nanoTime() - start) / 1e9);
         }
         return 0;
     }

@@ -6,26 +6,20 @@ import org.bitdelta.inference.Perplexity;
 import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = {"Perplexity of the base model, or of a BitDelta fine-tune served on it, on a text file.",
                 "Protocol: the whole file's token ids (BOS first), non-overlapping windows from the start, loss on "
                         + "tokens 1..window-1 of each window, the first --max-windows windows; ppl = exp(mean loss).",
                 "The last line is ppl=<value>."})
-final class EvalCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
-    @Option(names = "--base", required = true, paramLabel = "DIR", description = "Hugging Face folder of the base model (with tokenizer.json)")
-    Path base;
+final class EvalCommand extends CliCommand {
+    @Mixin
+    BaseModelOption base;
 
     @Option(names = "--delta", paramLabel = "FILE", description = "a .bitdelta compressed against the base; without it the base is evaluated")
     Path delta;
@@ -42,15 +36,15 @@ final class EvalCommand implements Callable<Integer> {
     @Mixin
     BackendOption backend;
 
-    @Option(names = "--verbose", description = "also print the memory the backend holds: base, each tenant, KV cache, workspace")
-    boolean verbose;
+    @Mixin
+    MemoryReportOption memoryReport;
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = out();
         long start = System.nanoTime();
         try (TensorBackend tensorBackend = backend.open();
-             DecoderModel model = DecoderModel.load(base, tensorBackend);
+             DecoderModel model = DecoderModel.load(base.folder, tensorBackend);
              DeltaModel deltaModel = delta != null ? DeltaModel.load(delta) : null) {
             String tenant = DecoderModel.BASE;
             if (deltaModel != null) {
@@ -58,13 +52,11 @@ final class EvalCommand implements Callable<Integer> {
                 model.addTenant(tenant, deltaModel);
             }
             Perplexity.Result result = Perplexity.evaluate(model, tenant, model.tokenizer().encode(CliFiles.readText(text)),
-                    window, maxWindows, new ProgressBar(spec.commandLine().getErr()));
-            out.printf(Locale.ROOT, "model: %s%s%n", base, delta != null ? " + " + delta : "");
+                    window, maxWindows, new ProgressBar(err()));
+            out.printf(Locale.ROOT, "model: %s%s%n", base.folder, delta != null ? " + " + delta : "");
             out.printf(Locale.ROOT, "text: %s, %d windows of %d tokens, %d tokens scored, mean loss %.6f nats, %.1f s%n",
                     text, result.windows(), window, result.scoredTokens(), result.meanLoss(), (System.nanoTime() - start) / 1e9);
-            if (verbose) {
-                MemoryReport.print(out, model, tensorBackend.name());
-            }
+            memoryReport.printIfAsked(out, model, tensorBackend.name());
             out.printf(Locale.ROOT, "ppl=%.4f%n", result.perplexity());
         }
         return 0;

@@ -8,30 +8,22 @@ import org.bitdelta.serving.Request;
 import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
-import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = {"Continue a prompt with the base and every given fine-tune at once: one loaded base, one batch on the"
                 + " serving engine, each sequence through its own 1-bit delta.", "Prints each tenant's text under its name."})
-final class GenerateCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
+final class GenerateCommand extends CliCommand {
+    @Mixin
+    BaseModelOption base;
 
-    @Option(names = "--base", required = true, paramLabel = "DIR", description = "Hugging Face folder of the base model (with tokenizer.json)")
-    Path base;
-
-    @Option(names = "--delta", paramLabel = "NAME=FILE", description = "a tenant: its name and its .bitdelta file (repeatable)")
-    LinkedHashMap<String, Path> deltas = new LinkedHashMap<>();
+    @Mixin
+    TenantOptions tenantFiles;
 
     @Option(names = "--prompt", required = true, paramLabel = "TEXT", description = "the text to continue (BOS is added as the tokenizer does)")
     String prompt;
@@ -51,19 +43,19 @@ final class GenerateCommand implements Callable<Integer> {
     @Mixin
     BackendOption backend;
 
-    @Option(names = "--verbose", description = "also print the memory the backend holds: base, each tenant, KV cache, workspace")
-    boolean verbose;
+    @Mixin
+    MemoryReportOption memoryReport;
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter out = out();
         try (TensorBackend tensorBackend = backend.open();
-             Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend))) {
+             Engine engine = Engine.open(base.folder, EngineOptions.defaults().backend(tensorBackend))) {
             List<String> tenants = new ArrayList<>();
             if (!noBase) {
                 tenants.add(Engine.BASE);
             }
-            for (var entry : deltas.entrySet()) {
+            for (var entry : tenantFiles.deltas.entrySet()) {
                 engine.addTenant(entry.getKey(), entry.getValue()); // the engine closes the files it loads
                 tenants.add(entry.getKey());
             }
@@ -86,9 +78,7 @@ final class GenerateCommand implements Callable<Integer> {
             double seconds = (System.nanoTime() - start) / 1e9;
             out.printf(Locale.ROOT, "%d tenants in one batch: %d tokens in %.2f s (%.1f tokens/s)%n",
                     tenants.size(), generated, seconds, generated / seconds);
-            if (verbose) {
-                MemoryReport.print(out, engine.stats(), tensorBackend.name());
-            }
+            memoryReport.printIfAsked(out, engine, tensorBackend.name());
         }
         return 0;
     }

@@ -4,30 +4,23 @@ import org.bitdelta.BinaryDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.tensor.Tensor;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Parameters;
-import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 
 @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = "Show what a .bitdelta file holds: tensors, scales, and its size against the fine-tune's.")
-final class InspectCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
+final class InspectCommand extends CliCommand {
     @Parameters(paramLabel = "FILE", description = "a .bitdelta file")
     Path file;
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
         try (DeltaModel delta = DeltaModel.load(file)) {
-            print(out, file, delta);
+            print(out(), file, delta);
         }
         return 0;
     }

@@ -3,20 +3,14 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.nio.file.Path;
 import java.util.Locale;
-import java.util.concurrent.Callable;
 
 @Command(name = "merge", mixinStandardHelpOptions = true,
         description = "Rebuild the full fine-tune (base + scale * signs) as a Hugging Face folder.")
-final class MergeCommand implements Callable<Integer> {
-    @Spec
-    CommandSpec spec;
-
+final class MergeCommand extends CliCommand {
     @Option(names = "--base", required = true, paramLabel = "DIR", description = "the base model the delta was made from")
     Path base;
 
@@ -34,9 +28,9 @@ final class MergeCommand implements Callable<Integer> {
         CliFiles.refuseExisting(out, force);
         long start = System.nanoTime();
         try (DeltaModel model = DeltaModel.load(delta)) {
-            BitDelta.merge(base, model, out, force, new ProgressBar(spec.commandLine().getErr()));
+            BitDelta.merge(base, model, out, force, new ProgressBar(err()));
         }
-        spec.commandLine().getOut().printf(Locale.ROOT, "wrote %s in %.2f s%n", out, (System.nanoTime() - start) / 1e9);
+        out().printf(Locale.ROOT, "wrote %s in %.2f s%n", out, (System.nanoTime() - start) / 1e9);
         return 0;
     }
 }

@@ -8,43 +8,30 @@ import org.bitdelta.serving.EngineOptions;
 import org.bitdelta.spi.TensorBackend;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
-import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
 
 import java.io.PrintWriter;
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.concurrent.Callable;
 
 @Command(name = "serve", mixinStandardHelpOptions = true,
         description = {"Serve a base model and its BitDelta fine-tunes over an OpenAI-compatible HTTP API, where \"model\" names the"
                 + " fine-tune (the base answers to \"base\" and to its folder's name), with a web page that streams several"
                 + " fine-tunes' answers side by side.",
                 "Runs until interrupted (Ctrl-C)."})
-final class ServeCommand implements Callable<Integer> {
-    static final String API_KEY_VARIABLE = "BITDELTA_API_KEY";
+final class ServeCommand extends CliCommand {
+    @Mixin
+    BaseModelOption base;
 
-    @Spec
-    CommandSpec spec;
+    @Mixin
+    TenantOptions tenantFiles;
 
-    @Option(names = "--base", required = true, paramLabel = "DIR", description = "Hugging Face folder of the base model (with tokenizer.json)")
-    Path base;
-
-    @Option(names = "--delta", paramLabel = "NAME=FILE", description = "a tenant: its name and its .bitdelta file (repeatable)")
-    LinkedHashMap<String, Path> deltas = new LinkedHashMap<>();
-
-    @Option(names = "--port", defaultValue = "8000", paramLabel = "P", description = "TCP port (default: ${DEFAULT-VALUE}; 0: any free one)")
-    int port;
+    @Mixin
+    HttpOptions http;
 
     @Option(names = "--host", defaultValue = "127.0.0.1", paramLabel = "ADDRESS",
             description = "address to listen on (default: ${DEFAULT-VALUE}, this machine only; 0.0.0.0 for every interface)")
     String host;
-
-    @Option(names = "--api-key", paramLabel = "KEY",
-            description = "require 'Authorization: Bearer KEY' on /v1/... (default: the environment variable " + API_KEY_VARIABLE + ", else none)")
-    String apiKey;
 
     @Option(names = "--max-request-bytes", defaultValue = "4194304", paramLabel = "N",
             description = "larger request bodies get 413 (default: ${DEFAULT-VALUE})")
@@ -62,13 +49,11 @@ final class ServeCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
-        String key = apiKey != null ? apiKey : System.getenv(API_KEY_VARIABLE);
-        ServerOptions options = ServerOptions.defaults().host(host).port(port).apiKey(key).maxRequestBytes(maxRequestBytes)
-                .adminEndpoints(!noAdmin);
+        PrintWriter out = out();
+        ServerOptions options = http.serverOptions().host(host).maxRequestBytes(maxRequestBytes).adminEndpoints(!noAdmin);
         try (TensorBackend tensorBackend = backend.open();
-             Engine engine = Engine.open(base, EngineOptions.defaults().backend(tensorBackend).maxRunning(maxRunning))) {
-            for (Map.Entry<String, Path> delta : deltas.entrySet()) {
+             Engine engine = Engine.open(base.folder, EngineOptions.defaults().backend(tensorBackend).maxRunning(maxRunning))) {
+            for (Map.Entry<String, Path> delta : tenantFiles.deltas.entrySet()) {
                 try {
                     engine.addTenant(delta.getKey(), delta.getValue());
                 } catch (BitDeltaException e) {
@@ -90,11 +75,11 @@ final class ServeCommand implements Callable<Integer> {
             out.printf("  web page   %s%n", url);
             out.printf("  API        %sv1  (OpenAI-compatible: /v1/models, /v1/completions, /v1/chat/completions; \"model\" picks the fine-tune)%n", url);
             out.printf("  metrics    %smetrics   health %shealth%n", url, url);
-            out.printf("  API key    %s%n", options.apiKey() == null ? "none (set --api-key or " + API_KEY_VARIABLE + " to require one)" : "required");
+            out.printf("  API key    %s%n", options.apiKey() == null ? "none (set --api-key or " + HttpOptions.API_KEY_VARIABLE + " to require one)" : "required");
             String model = engine.tenants().get(engine.tenants().size() - 1);
             out.printf("  try        curl %sv1/chat/completions -H 'Content-Type: application/json'%s \\%n"
                             + "               -d '{\"model\": \"%s\", \"messages\": [{\"role\": \"user\", \"content\": \"Once upon a time\"}], \"max_tokens\": 48}'%n",
-                    url, options.apiKey() == null ? "" : " -H \"Authorization: Bearer $" + API_KEY_VARIABLE + "\"", model);
+                    url, options.apiKey() == null ? "" : " -H \"Authorization: Bearer $" + HttpOptions.API_KEY_VARIABLE + "\"", model);
             out.println("Serving until interrupted (Ctrl-C).");
             out.flush();
             try {
