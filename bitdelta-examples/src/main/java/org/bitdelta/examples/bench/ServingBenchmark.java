@@ -285,9 +285,7 @@ public final class ServingBenchmark {
             while (!line(in).isEmpty()) {
                 // headers: the body is chunked (the server streams)
             }
-            long firstToken = -1;
-            int tokens = 0;
-            StringBuilder text = new StringBuilder();
+            EventTally tally = new EventTally(start);
             StringBuilder pending = new StringBuilder();
             for (int size = Integer.parseInt(line(in).trim(), 16); size > 0; size = Integer.parseInt(line(in).trim(), 16)) {
                 byte[] chunk = new byte[size];
@@ -296,28 +294,11 @@ public final class ServingBenchmark {
                 pending.append(new String(chunk, StandardCharsets.UTF_8));
                 int end;
                 while ((end = pending.indexOf("\n")) >= 0) {
-                    String event = pending.substring(0, end);
+                    tally.accept(pending.substring(0, end));
                     pending.delete(0, end + 1);
-                    if (!event.startsWith("data: ") || event.equals("data: [DONE]")) {
-                        continue;
-                    }
-                    Matcher content = CONTENT.matcher(event);
-                    if (content.find() && !content.group(1).isEmpty()) {
-                        if (firstToken < 0) {
-                            firstToken = System.nanoTime() - start;
-                        }
-                        text.append(unescape(content.group(1)));
-                    }
-                    int usage = event.indexOf("\"completion_tokens\":");
-                    if (usage >= 0) {
-                        tokens = Integer.parseInt(event.substring(usage + 20).split("[,}]")[0].trim());
-                    }
-                    if (event.contains("\"error\"")) {
-                        throw new IllegalStateException("error event: " + event);
-                    }
                 }
             }
-            return new Measured(firstToken, System.nanoTime() - start, tokens, text.toString());
+            return tally.measured();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -347,36 +328,55 @@ public final class ServingBenchmark {
             if (response.statusCode() != 200) {
                 throw new IllegalStateException("status " + response.statusCode());
             }
-            long firstToken = -1;
-            int tokens = 0;
-            StringBuilder text = new StringBuilder();
+            EventTally tally = new EventTally(start);
             try (Stream<String> lines = response.body()) {
-                for (String line : (Iterable<String>) lines::iterator) {
-                    if (!line.startsWith("data: ") || line.equals("data: [DONE]")) {
-                        continue;
-                    }
-                    Matcher content = CONTENT.matcher(line);
-                    if (content.find() && !content.group(1).isEmpty()) {
-                        if (firstToken < 0) {
-                            firstToken = System.nanoTime() - start;
-                        }
-                        text.append(unescape(content.group(1)));
-                    }
-                    int usage = line.indexOf("\"completion_tokens\":");
-                    if (usage >= 0) {
-                        tokens = Integer.parseInt(line.substring(usage + 20).split("[,}]")[0].trim());
-                    }
-                    if (line.contains("\"error\"")) {
-                        throw new IllegalStateException("error event: " + line);
-                    }
-                }
+                lines.forEach(tally::accept);
             }
-            return new Measured(firstToken, System.nanoTime() - start, tokens, text.toString());
+            return tally.measured();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
             throw new IllegalStateException("interrupted", e);
+        }
+    }
+
+    /** What the event stream of one request adds up to: its text, when its first token came, and its token count. */
+    private static final class EventTally {
+        private final long start;
+        private final StringBuilder text = new StringBuilder();
+        private long firstToken = -1;
+        private int tokens;
+
+        /** {@code start}: the request's {@link System#nanoTime()} before it was sent. */
+        EventTally(long start) {
+            this.start = start;
+        }
+
+        /** Takes one line of the stream; lines other than data events (blank separators, [DONE]) add nothing. */
+        void accept(String line) {
+            if (!line.startsWith("data: ") || line.equals("data: [DONE]")) {
+                return;
+            }
+            Matcher content = CONTENT.matcher(line);
+            if (content.find() && !content.group(1).isEmpty()) {
+                if (firstToken < 0) {
+                    firstToken = System.nanoTime() - start;
+                }
+                text.append(unescape(content.group(1)));
+            }
+            int usage = line.indexOf("\"completion_tokens\":");
+            if (usage >= 0) {
+                tokens = Integer.parseInt(line.substring(usage + 20).split("[,}]")[0].trim());
+            }
+            if (line.contains("\"error\"")) {
+                throw new IllegalStateException("error event: " + line);
+            }
+        }
+
+        /** The measurement, timed to now. */
+        Measured measured() {
+            return new Measured(firstToken, System.nanoTime() - start, tokens, text.toString());
         }
     }
 
