@@ -3,9 +3,8 @@ package org.bitdelta.examples.cli;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.testing.TestData;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -27,25 +26,8 @@ class BackendAndVerboseCliTest {
     private static final Path TEXT = TestData.bundledModel("stories260K").getParent().resolveSibling("text").resolve("alice.heldout.txt");
     /** A human-readable amount as the CLI prints it: "512 B", "1015.75 KiB", "5.00 MiB". */
     private static final String AMOUNT = "(\\d+ B|\\d+\\.\\d\\d [KMGT]iB)";
-    private Path folder;
-
-    @BeforeEach
-    void createFolder() throws IOException {
-        folder = Files.createTempDirectory("backend-cli-test-");
-    }
-
-    @AfterEach
-    void removeFolder() throws IOException {
-        CliFiles.deleteRecursively(folder);
-    }
-
-    private Path compress(String finetuned) {
-        Path file = folder.resolve(finetuned + ".bitdelta");
-        try (DeltaModel delta = BitDelta.compress(BASE, TestData.bundledModel(finetuned))) {
-            delta.save(file);
-        }
-        return file;
-    }
+    @TempDir
+    Path folder;
 
     @Test
     void anUnknownBackendIsAClearErrorNamingTheKnownOnes() {
@@ -88,7 +70,7 @@ class BackendAndVerboseCliTest {
 
     @Test
     void evalVerbosePrintsTheMemoryByPurposeBeforeThePerplexity() {
-        CliTest.Result result = CliTest.run("eval", "--base", BASE.toString(), "--delta", compress("stories260K-ft-alice").toString(),
+        CliTest.Result result = CliTest.run("eval", "--base", BASE.toString(), "--delta", CliTest.compressBundled(folder, "stories260K-ft-alice").toString(),
                 "--text", TEXT.toString(), "--max-windows", "2", "--backend", "cpu-scalar", "--verbose");
         assertEquals(0, result.code(), result.err());
         String out = result.out();
@@ -109,8 +91,8 @@ class BackendAndVerboseCliTest {
     @Test
     void generateVerboseNamesEveryTenant() {
         CliTest.Result result = CliTest.run("generate", "--base", BASE.toString(),
-                "--delta", "alice=" + compress("stories260K-ft-alice"),
-                "--delta", "shakespeare=" + compress("stories260K-ft-shakespeare"),
+                "--delta", "alice=" + CliTest.compressBundled(folder, "stories260K-ft-alice"),
+                "--delta", "shakespeare=" + CliTest.compressBundled(folder, "stories260K-ft-shakespeare"),
                 "--prompt", "Once upon a time", "--max-tokens", "4", "--verbose");
         assertEquals(0, result.code(), result.err());
         String out = result.out();

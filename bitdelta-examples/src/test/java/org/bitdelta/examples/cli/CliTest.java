@@ -1,11 +1,11 @@
 package org.bitdelta.examples.cli;
 
-import org.bitdelta.internal.io.AtomicFiles;
+import org.bitdelta.BitDelta;
+import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.testing.TestData;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -24,19 +24,19 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * (compress, inspect and merge of the tinyllama pair: {@link CliAcceptanceTest}).
  */
 class CliTest {
-    private Path folder;
+    @TempDir
+    Path folder;
 
     record Result(int code, String out, String err) {
     }
 
-    @BeforeEach
-    void createFolder() throws IOException {
-        folder = Files.createTempDirectory("cli-test-");
-    }
-
-    @AfterEach
-    void removeFolder() throws IOException {
-        AtomicFiles.deleteRecursively(folder);
+    /** Compresses the bundled fine-tune {@code finetuned} against stories260K into {@code folder}; returns the file. */
+    static Path compressBundled(Path folder, String finetuned) {
+        Path file = folder.resolve(finetuned + ".bitdelta");
+        try (DeltaModel delta = BitDelta.compress(TestData.bundledModel("stories260K"), TestData.bundledModel(finetuned))) {
+            delta.save(file);
+        }
+        return file;
     }
 
     static Result run(String... args) {

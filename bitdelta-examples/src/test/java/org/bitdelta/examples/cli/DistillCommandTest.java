@@ -3,11 +3,9 @@ package org.bitdelta.examples.cli;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.testing.TestData;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -22,17 +20,8 @@ class DistillCommandTest {
     private static final Path BASE = TestData.bundledModel("stories260K");
     private static final Path TUNED = TestData.bundledModel("stories260K-ft-alice");
     private static final Path CALIBRATION = TestData.bundledText("tinystories-train-head-32k.txt");
-    private Path folder;
-
-    @BeforeEach
-    void createFolder() throws IOException {
-        folder = Files.createTempDirectory("distill-cli-test-");
-    }
-
-    @AfterEach
-    void removeFolder() throws IOException {
-        AtomicFiles.deleteRecursively(folder);
-    }
+    @TempDir
+    Path folder;
 
     @Test
     void distillWritesANewDeltaWithTheSettingsAndLosses() throws IOException {

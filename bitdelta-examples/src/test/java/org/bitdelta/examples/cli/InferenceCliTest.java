@@ -2,14 +2,10 @@ package org.bitdelta.examples.cli;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.testing.TestData;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
-import java.io.IOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -17,25 +13,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** {@code bitdelta eval} and {@code bitdelta generate} as a user runs them. */
 class InferenceCliTest {
-    private Path folder;
-
-    @BeforeEach
-    void createFolder() throws IOException {
-        folder = Files.createTempDirectory("inference-cli-test-");
-    }
-
-    @AfterEach
-    void removeFolder() throws IOException {
-        AtomicFiles.deleteRecursively(folder);
-    }
-
-    private Path compress(String finetuned) {
-        Path file = folder.resolve(finetuned + ".bitdelta");
-        try (DeltaModel delta = BitDelta.compress(TestData.bundledModel("stories260K"), TestData.bundledModel(finetuned))) {
-            delta.save(file);
-        }
-        return file;
-    }
+    @TempDir
+    Path folder;
 
     private static String lastLine(String text) {
         String[] lines = text.strip().split("\n");
@@ -50,7 +29,7 @@ class InferenceCliTest {
         assertEquals(0, plain.code(), plain.err());
         assertEquals("ppl=40.0134", lastLine(plain.out()), plain.out());
 
-        CliTest.Result delta = CliTest.run("eval", "--base", base.toString(), "--delta", compress("stories260K-ft-alice").toString(),
+        CliTest.Result delta = CliTest.run("eval", "--base", base.toString(), "--delta", CliTest.compressBundled(folder, "stories260K-ft-alice").toString(),
                 "--text", text.toString(), "--window", "256", "--max-windows", "64");
         assertEquals(0, delta.code(), delta.err());
         assertEquals("ppl=14.8366", lastLine(delta.out()), delta.out()); // reference.json: bitdelta_initial
@@ -72,8 +51,8 @@ class InferenceCliTest {
     @Test
     void generateRunsEveryTenantInOneBatch() {
         CliTest.Result result = CliTest.run("generate", "--base", TestData.bundledModel("stories260K").toString(),
-                "--delta", "alice=" + compress("stories260K-ft-alice"),
-                "--delta", "shakespeare=" + compress("stories260K-ft-shakespeare"),
+                "--delta", "alice=" + CliTest.compressBundled(folder, "stories260K-ft-alice"),
+                "--delta", "shakespeare=" + CliTest.compressBundled(folder, "stories260K-ft-shakespeare"),
                 "--prompt", "Once upon a time", "--max-tokens", "20");
         assertEquals(0, result.code(), result.err());
         String out = result.out();
