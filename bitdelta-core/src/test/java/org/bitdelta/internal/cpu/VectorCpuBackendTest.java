@@ -379,6 +379,27 @@ class VectorCpuBackendTest {
             return new DeltaCase(seed, type, rows, outputs, inputs, base, deltas, tenantOfRow, gaussians(random, rows * inputs), perRowScales);
         }
 
+        /**
+         * Per output, the sum of the absolute values of its terms, Σ_k |x[r,k]| (|W[m,k]| + |a_t(m)|): two float
+         * sums of the same terms in different orders differ by at most about K·ε times it, so it scales the error
+         * bound of one output, which a relative L2 error misjudges when the outputs cancel to near zero.
+         */
+        float[] absoluteTermSums() {
+            float[] sums = new float[rows * outputs];
+            for (int r = 0; r < rows; r++) {
+                BinaryDelta delta = tenantOfRow[r] < 0 ? null : deltas.get(tenantOfRow[r]);
+                for (int m = 0; m < outputs; m++) {
+                    double sum = 0;
+                    for (int k = 0; k < inputs; k++) {
+                        sum += Math.abs(x[r * inputs + k]) * (Math.abs(base.getFloat((long) m * inputs + k))
+                                + (delta == null ? 0 : Math.abs(delta.scale(m))));
+                    }
+                    sums[r * outputs + m] = (float) sum;
+                }
+            }
+            return sums;
+        }
+
         String describe() {
             return type + " rows=" + rows + " M=" + outputs + " K=" + inputs + " tenants=" + (deltas.size() - 1)
                     + " perRowScales=" + perRowScales + " tenantOfRow=" + Arrays.toString(tenantOfRow);
@@ -474,6 +495,20 @@ class VectorCpuBackendTest {
         double error = Norms.relativeError(actual, expected);
         assertTrue(error <= TOLERANCE, () -> what + ": relative error " + error + " > " + TOLERANCE + "; case seed=" + seed
                 + rerunHint() + "; first mismatch " + firstMismatch(expected, actual));
+    }
+
+    /**
+     * Every output within {@code TOLERANCE} of the sum of its terms' magnitudes ({@link DeltaCase#absoluteTermSums}):
+     * the bound floating-point summation in another order obeys, whatever the cancellation.
+     */
+    static void assertCloseElementwise(float[] expected, float[] actual, float[] absoluteTermSums, long seed, String what) {
+        for (int i = 0; i < expected.length; i++) {
+            double allowed = TOLERANCE * absoluteTermSums[i];
+            int index = i;
+            assertTrue(Math.abs((double) actual[i] - expected[i]) <= allowed, () -> what + ": output " + index + " is " + actual[index]
+                    + ", the oracle's " + expected[index] + ", more than " + allowed + " apart (" + TOLERANCE + " x the sum of its"
+                    + " terms' magnitudes " + absoluteTermSums[index] + "); case seed=" + seed + rerunHint());
+        }
     }
 
     static String firstMismatch(float[] expected, float[] actual) {
