@@ -1,10 +1,7 @@
 package org.bitdelta.langchain4j;
 
-import dev.langchain4j.model.ModelProvider;
 import dev.langchain4j.model.chat.StreamingChatModel;
-import dev.langchain4j.model.chat.listener.ChatModelListener;
 import dev.langchain4j.model.chat.request.ChatRequest;
-import dev.langchain4j.model.chat.request.ChatRequestParameters;
 import dev.langchain4j.model.chat.response.PartialResponse;
 import dev.langchain4j.model.chat.response.PartialResponseContext;
 import dev.langchain4j.model.chat.response.StreamingChatResponseHandler;
@@ -14,8 +11,6 @@ import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
 import org.bitdelta.serving.FinishReason;
 import org.bitdelta.serving.Piece;
-
-import java.util.List;
 
 /**
  * A LangChain4j {@link StreamingChatModel} answered by an in-process BitDelta {@link Engine}, token by token: the
@@ -28,15 +23,9 @@ import java.util.List;
  * model.chat("Tell me a story", handler);
  * }</pre>
  */
-public final class BitDeltaStreamingChatModel implements StreamingChatModel {
-    private final Engine engine;
-    private final ChatRequestParameters defaults;
-    private final List<ChatModelListener> listeners;
-
+public final class BitDeltaStreamingChatModel extends EngineChatModel implements StreamingChatModel {
     private BitDeltaStreamingChatModel(Builder builder) {
-        this.engine = builder.engine;
-        this.defaults = builder.parameters();
-        this.listeners = List.copyOf(builder.listeners);
+        super(builder);
     }
 
     public static Builder builder(Engine engine) {
@@ -82,21 +71,6 @@ public final class BitDeltaStreamingChatModel implements StreamingChatModel {
         }
     }
 
-    @Override
-    public ChatRequestParameters defaultRequestParameters() {
-        return defaults;
-    }
-
-    @Override
-    public List<ChatModelListener> listeners() {
-        return listeners;
-    }
-
-    @Override
-    public ModelProvider provider() {
-        return ModelProvider.OTHER;
-    }
-
     private static final class Handle implements StreamingHandle {
         private final Completion completion;
         private volatile boolean cancelled;
@@ -118,7 +92,7 @@ public final class BitDeltaStreamingChatModel implements StreamingChatModel {
     }
 
     /** Defaults for every request; a request's own parameters override them. */
-    public static final class Builder extends BitDeltaChatModel.ParametersBuilder<Builder> {
+    public static final class Builder extends EngineChatModel.ParametersBuilder<Builder> {
         private Builder(Engine engine) {
             super(engine);
         }
