@@ -4,12 +4,10 @@ import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.io.AtomicFiles;
 import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.tensor.Tensor;
 import org.bitdelta.testing.TestData;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -32,17 +30,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The bundled stories260K pairs here; the tinyllama pair (BF16) in {@link RealModelsAcceptanceTest}.
  */
 class RealModelsTest {
-    private static Path folder;
-
-    @BeforeAll
-    static void createFolder() throws IOException {
-        folder = Files.createTempDirectory("real-models-");
-    }
-
-    @AfterAll
-    static void removeFolder() throws IOException {
-        AtomicFiles.deleteRecursively(folder);
-    }
+    @TempDir
+    static Path folder;
 
     static Stream<Arguments> pairs() {
         return Stream.of(
