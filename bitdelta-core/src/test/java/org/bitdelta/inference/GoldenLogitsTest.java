@@ -6,9 +6,11 @@ import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.nio.file.Path;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -19,22 +21,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class GoldenLogitsTest {
     private static final double TOLERANCE = 1e-4;
 
+    /** The bundled fine-tunes of stories260K, each with its golden logits: pair name, golden, base folder, fine-tune folder. */
+    static Stream<Arguments> bundledPairs() {
+        return Stream.of("stories260K-ft-alice", "stories260K-ft-shakespeare").map(pair -> Arguments.of(pair,
+                Golden.read(TestData.bundled("golden/" + pair + ".safetensors")), TestData.bundledModel("stories260K"), TestData.bundledModel(pair)));
+    }
+
     @ParameterizedTest(name = "{0}: base and fine-tune")
-    @CsvSource({
-            "stories260K-ft-alice, stories260K, stories260K-ft-alice",
-            "stories260K-ft-shakespeare, stories260K, stories260K-ft-shakespeare"})
-    void baseAndFinetuneMatchTransformers(String pair, String base, String finetuned) {
-        checkBaseAndFinetune(pair, Golden.read(TestData.bundled("golden/" + pair + ".safetensors")),
-                TestData.bundledModel(base), TestData.bundledModel(finetuned));
+    @MethodSource("bundledPairs")
+    void baseAndFinetuneMatchTransformers(String pair, Golden golden, Path base, Path finetuned) {
+        checkBaseAndFinetune(pair, golden, base, finetuned);
     }
 
     @ParameterizedTest(name = "{0}: BitDelta initial scales through DeltaLinear")
-    @CsvSource({
-            "stories260K-ft-alice, stories260K, stories260K-ft-alice",
-            "stories260K-ft-shakespeare, stories260K, stories260K-ft-shakespeare"})
-    void bitDeltaOnTheFlyMatchesTransformersOnMergedWeights(String pair, String base, String finetuned) {
-        checkBitDelta(pair, Golden.read(TestData.bundled("golden/" + pair + ".safetensors")),
-                TestData.bundledModel(base), TestData.bundledModel(finetuned));
+    @MethodSource("bundledPairs")
+    void bitDeltaOnTheFlyMatchesTransformersOnMergedWeights(String pair, Golden golden, Path base, Path finetuned) {
+        checkBitDelta(pair, golden, base, finetuned);
     }
 
     static void checkBaseAndFinetune(String pair, Golden golden, Path base, Path finetuned) {
