@@ -46,8 +46,17 @@ class PerplexityReferenceTest {
                 .allMatch(model -> model.startsWith("models/") && Files.isDirectory(TestData.bundledResources().resolve(model)));
     }
 
-    /** (pair, eval) of every pair of reference.json that is (or is not) bundled. */
-    static List<Arguments> cases(JsonObject reference, boolean bundled) {
+    /**
+     * (pair, eval) of every pair of reference.json that is (or is not) bundled, checked to be exactly {@code expected}
+     * ("pair/eval"): a case that reference.json gains or loses must show here, not be passed over.
+     */
+    static Stream<Arguments> cases(JsonObject reference, boolean bundled, List<String> expected, String what) {
+        List<Arguments> cases = cases(reference, bundled);
+        assertEquals(expected, cases.stream().map(arguments -> arguments.get()[0] + "/" + arguments.get()[1]).toList(), what);
+        return cases.stream();
+    }
+
+    private static List<Arguments> cases(JsonObject reference, boolean bundled) {
         List<Arguments> cases = new ArrayList<>();
         JsonObject pairs = reference.getAsJsonObject("pairs");
         for (String pair : pairs.keySet()) {
@@ -63,12 +72,10 @@ class PerplexityReferenceTest {
     }
 
     static Stream<Arguments> bundledPairsAndTexts() throws IOException {
-        List<Arguments> cases = cases(reference(TestData.bundled("reference.json")), true);
-        assertEquals(List.of("stories260K-ft-alice/heldout_finetune_text", "stories260K-ft-alice/tinystories_valid",
+        return cases(reference(TestData.bundled("reference.json")), true,
+                List.of("stories260K-ft-alice/heldout_finetune_text", "stories260K-ft-alice/tinystories_valid",
                         "stories260K-ft-shakespeare/heldout_finetune_text", "stories260K-ft-shakespeare/tinystories_valid"),
-                cases.stream().map(arguments -> arguments.get()[0] + "/" + arguments.get()[1]).toList(),
                 "the bundled pairs x eval texts of reference.json");
-        return cases.stream();
     }
 
     @ParameterizedTest(name = "{0} on {1}")
