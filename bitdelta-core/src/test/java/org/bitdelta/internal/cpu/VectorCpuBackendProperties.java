@@ -38,11 +38,7 @@ class VectorCpuBackendProperties {
         DType weightType = VectorCpuBackendTest.WEIGHT_TYPES[typeIndex];
         VectorCpuBackendTest.DeltaCase data = VectorCpuBackendTest.DeltaCase.random(dataSeed, weightType, rows, outputs, inputs,
                 tenants, perRowScales);
-        float[] expected = new float[rows * outputs];
-        float[] actual = VectorCpuBackendTest.filledWithNaN(rows * outputs);
-        oracle.deltaMatmul(data.x(), rows, data.base(), data.deltas(), data.tenantOfRow(), expected);
-        backend.deltaMatmul(data.x(), rows, data.base(), data.deltas(), data.tenantOfRow(), actual);
-        VectorCpuBackendTest.assertCloseElementwise(expected, actual, data.absoluteTermSums(), dataSeed,
+        VectorCpuBackendTest.assertCloseElementwise(data.product(oracle), data.product(backend), data.absoluteTermSums(), dataSeed,
                 "dataSeed=" + dataSeed + " " + data.describe());
     }
 

@@ -132,11 +132,7 @@ class VectorCpuBackendTest {
     void deltaMatchesOracle(DType type, int rows, int outputs, int inputs, int tenants, boolean perRowScales) {
         long seed = caseSeed(2, type.ordinal(), rows, outputs, inputs, tenants, perRowScales ? 1 : 0);
         DeltaCase data = DeltaCase.random(seed, type, rows, outputs, inputs, tenants, perRowScales);
-        float[] expected = new float[rows * outputs];
-        float[] actual = filledWithNaN(rows * outputs);
-        oracle.deltaMatmul(data.x, rows, data.base, data.deltas, data.tenantOfRow, expected);
-        backend.deltaMatmul(data.x, rows, data.base, data.deltas, data.tenantOfRow, actual);
-        assertClose(expected, actual, seed, data.describe());
+        assertClose(data.product(oracle), data.product(backend), seed, data.describe());
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -173,22 +169,21 @@ class VectorCpuBackendTest {
     void lookupPathIsTakenAndEqualsTheMaskedAddPath() {
         long seed = caseSeed(9);
         DeltaCase data = DeltaCase.random(seed, DType.BF16, 9, 301, 777, 3, true);
-        float[] lookup = filledWithNaN(9 * 301);
-        float[] masked = filledWithNaN(9 * 301);
+        float[] lookup;
+        float[] masked;
         try (VectorCpuBackend withLookup = new VectorCpuBackend(2, true); VectorCpuBackend withoutLookup = new VectorCpuBackend(2, false)) {
-            withLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, lookup);
-            withoutLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, masked);
+            lookup = data.product(withLookup);
+            masked = data.product(withoutLookup);
             long used = Arrays.stream(data.tenantOfRow).filter(tenant -> tenant >= 0).distinct().count();
             assertEquals(used, withLookup.cachedSignCopies(), "one re-laid-out copy per delta a row names");
             assertEquals(0, withoutLookup.cachedSignCopies());
             // Again, and with other scales on the same signs: the copies are reused, not rebuilt.
-            withLookup.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, lookup);
+            lookup = data.product(withLookup);
             List<BinaryDelta> rescaled = new ArrayList<>();
             for (BinaryDelta delta : data.deltas) {
                 rescaled.add(delta == null ? null : delta.withScales(delta.scales()));
             }
-            float[] again = filledWithNaN(9 * 301);
-            withLookup.deltaMatmul(data.x, 9, data.base, rescaled, data.tenantOfRow, again);
+            float[] again = data.product(withLookup, rescaled);
             assertEquals(used, withLookup.cachedSignCopies(), "withScales shares the signs, so it shares the copy");
             // Not bit-exact: interpreted and compiled kernels may reduce lanes in different orders.
             assertClose(lookup, again, seed, "same product with the copies cached, " + data.describe());
@@ -213,7 +208,7 @@ class VectorCpuBackendTest {
 
     private static void runOnce(VectorCpuBackend target, long seed) {
         DeltaCase data = DeltaCase.random(seed, DType.F32, 6, 40, 50, 2, false);
-        target.deltaMatmul(data.x, 6, data.base, data.deltas, data.tenantOfRow, new float[6 * 40]);
+        data.product(target);
     }
 
     @Test
@@ -221,8 +216,7 @@ class VectorCpuBackendTest {
         // The format says padding bits are 0; a writer that leaves garbage there must not change the product.
         long seed = caseSeed(3);
         DeltaCase data = DeltaCase.random(seed, DType.F32, 5, 9, 37, 2, true);
-        float[] clean = new float[5 * 9];
-        backend.deltaMatmul(data.x, 5, data.base, data.deltas, data.tenantOfRow, clean);
+        float[] clean = data.product(backend);
         List<BinaryDelta> dirty = new ArrayList<>();
         for (BinaryDelta delta : data.deltas) {
             if (delta == null) {
@@ -236,9 +230,7 @@ class VectorCpuBackendTest {
             }
             dirty.add(new BinaryDelta(delta.name(), delta.rows(), delta.cols(), signs, delta.scales()));
         }
-        float[] withPadding = new float[5 * 9];
-        backend.deltaMatmul(data.x, 5, data.base, dirty, data.tenantOfRow, withPadding);
-        assertArrayEquals(clean, withPadding, "seed=" + seed + rerunHint());
+        assertArrayEquals(clean, data.product(backend, dirty), "seed=" + seed + rerunHint());
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -256,11 +248,7 @@ class VectorCpuBackendTest {
         List<BinaryDelta> corrupted = new ArrayList<>(data.deltas);
         corrupted.set(data.tenantOfRow[row], new BinaryDelta(original.name(), original.rows(), original.cols(), signs, original.scales()));
 
-        float[] expected = new float[7 * 17];
-        float[] actual = new float[7 * 17];
-        oracle.deltaMatmul(data.x, 7, data.base, data.deltas, data.tenantOfRow, expected);
-        backend.deltaMatmul(data.x, 7, data.base, corrupted, data.tenantOfRow, actual);
-        double error = Norms.relativeError(actual, expected);
+        double error = Norms.relativeError(data.product(backend, corrupted), data.product(oracle));
         assertTrue(error > TOLERANCE, "one flipped sign bit moved the output by only " + error + " (tolerance " + TOLERANCE
                 + "): the conformance comparison could not see a wrong sign; seed=" + seed + rerunHint());
     }
@@ -291,30 +279,23 @@ class VectorCpuBackendTest {
         // and the interpreter and C2 do sum in different orders.
         long seed = caseSeed(6);
         DeltaCase data = DeltaCase.random(seed, DType.BF16, 9, 301, 777, 3, true);
-        float[] single = filledWithNaN(9 * 301);
-        float[] parallel = filledWithNaN(9 * 301);
+        float[] single;
         try (VectorCpuBackend oneThread = new VectorCpuBackend(1)) {
-            oneThread.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, single);
+            single = data.product(oneThread);
         }
-        backend.deltaMatmul(data.x, 9, data.base, data.deltas, data.tenantOfRow, parallel);
-        assertClose(single, parallel, seed, "1 thread against 2, " + data.describe());
+        assertClose(single, data.product(backend), seed, "1 thread against 2, " + data.describe());
     }
 
     @Test
     void concurrentCallersGetTheirOwnResults() throws Exception {
         long seed = caseSeed(7);
         DeltaCase data = DeltaCase.random(seed, DType.F32, 4, 200, 600, 3, false);
-        float[] expected = new float[4 * 200];
-        backend.deltaMatmul(data.x, 4, data.base, data.deltas, data.tenantOfRow, expected);
+        float[] expected = data.product(backend);
         ExecutorService callers = Executors.newFixedThreadPool(4);
         try {
             List<Future<float[]>> results = new ArrayList<>();
             for (int caller = 0; caller < 8; caller++) {
-                results.add(callers.submit(() -> {
-                    float[] y = new float[4 * 200];
-                    backend.deltaMatmul(data.x, 4, data.base, data.deltas, data.tenantOfRow, y);
-                    return y;
-                }));
+                results.add(callers.submit(() -> data.product(backend)));
             }
             for (Future<float[]> result : results) {
                 assertClose(expected, result.get(), seed, "concurrent caller, " + data.describe());
@@ -398,6 +379,18 @@ class VectorCpuBackendTest {
                 }
             }
             return sums;
+        }
+
+        /** The product on {@code backend} into a fresh output, NaN-filled so that an output it skips fails the comparison. */
+        float[] product(TensorBackend backend) {
+            return product(backend, deltas);
+        }
+
+        /** As {@link #product(TensorBackend)} with other deltas in the tenant slots. */
+        float[] product(TensorBackend backend, List<BinaryDelta> slots) {
+            float[] y = filledWithNaN(rows * outputs);
+            backend.deltaMatmul(x, rows, base, slots, tenantOfRow, y);
+            return y;
         }
 
         String describe() {
