@@ -72,16 +72,27 @@ class TenantResidencyTest {
         return Decoder.load(BASE, backend, false, options);
     }
 
+    /** A decoder with both fine-tunes added as tenants (neither uploaded yet). */
+    private static Decoder openWithBoth(long budget) {
+        Decoder decoder = open(budget);
+        add(decoder, "alice", alice);
+        add(decoder, "shakespeare", shakespeare);
+        return decoder;
+    }
+
+    /** A tenant budget with room for either fine-tune but not both. */
+    private static long roomForOne() {
+        long one = Math.max(tenantBytes(alice), tenantBytes(shakespeare));
+        return one + one / 2;
+    }
+
     private static int[] prompt() {
         return new int[]{1, 403, 407, 261, 378};
     }
 
     @Test
     void tenantsAreUploadedOnFirstUseAndTheLeastRecentlyUsedIdleOneIsEvicted() {
-        long one = Math.max(tenantBytes(alice), tenantBytes(shakespeare));
-        try (Decoder decoder = open(one + one / 2)) {
-            add(decoder, "alice", alice);
-            add(decoder, "shakespeare", shakespeare);
+        try (Decoder decoder = openWithBoth(roomForOne())) {
             assertTrue(decoder.memory().tenantBytes().isEmpty(), "nothing is uploaded before a step needs it");
 
             float[] aliceAlone = logits(decoder, "alice");
@@ -101,10 +112,7 @@ class TenantResidencyTest {
 
     @Test
     void aTenantThatDoesNotFitFailsItsOwnSequencesWhileOthersGoOn() {
-        long one = Math.max(tenantBytes(alice), tenantBytes(shakespeare));
-        try (Decoder decoder = open(one + one / 2)) {
-            add(decoder, "alice", alice);
-            add(decoder, "shakespeare", shakespeare);
+        try (Decoder decoder = openWithBoth(roomForOne())) {
             try (Sequence aliceSequence = decoder.newSequence("alice");
                  Sequence shakespeareSequence = decoder.newSequence("shakespeare");
                  Sequence baseSequence = decoder.newSequence("base")) {
@@ -131,9 +139,7 @@ class TenantResidencyTest {
 
     @Test
     void aRemovedTenantFreesItsDeviceMemoryAndItsOpenSequencesGetNoMoreResults() {
-        try (Decoder decoder = open(Long.MAX_VALUE)) {
-            add(decoder, "alice", alice);
-            add(decoder, "shakespeare", shakespeare);
+        try (Decoder decoder = openWithBoth(Long.MAX_VALUE)) {
             logits(decoder, "alice");
             logits(decoder, "shakespeare");
             assertEquals(2, decoder.memory().tenantBytes().size());
