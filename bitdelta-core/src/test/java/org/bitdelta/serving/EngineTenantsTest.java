@@ -58,8 +58,16 @@ class EngineTenantsTest {
     }
 
     private static void assertMessage(Throwable error, String... parts) {
+        assertNames("message", error.getMessage(), parts);
+    }
+
+    private static void assertMessage(CompletionResult result, String... parts) {
+        assertNames("error", result.finishDetail(), parts);
+    }
+
+    private static void assertNames(String what, String text, String... parts) {
         for (String part : parts) {
-            assertTrue(error.getMessage().contains(part), "message should name '" + part + "': " + error.getMessage());
+            assertTrue(text.contains(part), what + " should name '" + part + "': " + text);
         }
     }
 
@@ -95,12 +103,6 @@ class EngineTenantsTest {
             engine.addTenant("shakespeare-again", shakespeare);
             assertArrayEquals(shakespeareAlone.tokens(), await(engine.submit(Request.text("shakespeare-again", "Lily").maxTokens(5))).tokens());
             assertEquals(0, engine.stats().running());
-        }
-    }
-
-    private static void assertMessage(CompletionResult result, String... parts) {
-        for (String part : parts) {
-            assertTrue(result.finishDetail().contains(part), "error should name '" + part + "': " + result.finishDetail());
         }
     }
 
