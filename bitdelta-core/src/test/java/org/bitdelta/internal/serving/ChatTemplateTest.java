@@ -6,11 +6,15 @@ import org.bitdelta.serving.InvalidRequestException;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -59,11 +63,34 @@ class ChatTemplateTest {
         return ChatTemplate.load(folder, null);
     }
 
+    /**
+     * Each template with what Python renders for all four messages with the generation prompt, and for the first two
+     * without it.
+     */
+    static Stream<Arguments> templates() {
+        return Stream.of(
+                Arguments.of("ChatML", CHATML,
+                        "<s><|im_start|>system\nYou are a helpful bard.<|im_end|>\n<|im_start|>user\nSpeak of the sea.<|im_end|>\n<|im_start|>assistant\nThe sea is “deep” — 深い.<|im_end|>\n<|im_start|>user\nMore!<|im_end|>\n<|im_start|>assistant\n",
+                        "<s><|im_start|>system\nYou are a helpful bard.<|im_end|>\n<|im_start|>user\nSpeak of the sea.<|im_end|>\n"),
+                Arguments.of("Llama 2", LLAMA2,
+                        "<s>[INST] <<SYS>>\n You are a helpful bard. \n<</SYS>>\n\nSpeak of the sea. [/INST] The sea is “deep” — 深い. </s><s>[INST] More! [/INST]",
+                        "<s>[INST] <<SYS>>\n You are a helpful bard. \n<</SYS>>\n\nSpeak of the sea. [/INST]"),
+                Arguments.of("Python methods, loop variables and tojson", FEATURES,
+                        "[SYS 1/4] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER] Speak of the ocean. 4 words\n[ASSISTANT] {\"role\": \"assistant\", \"content\": \"The sea is “deep” — 深い.\"}\n[USER last] More! 1 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}<start>",
+                        "[SYS 1/2] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER last] Speak of the ocean. 4 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}"));
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("templates")
+    void rendersAsTransformersDoes(String name, String source, String conversation, String firstTwo, @TempDir Path folder) throws IOException {
+        ChatTemplate template = template(folder, source);
+        assertEquals(conversation, template.render(MESSAGES, true).text());
+        assertEquals(firstTwo, template.render(MESSAGES.subList(0, 2), false).text());
+    }
+
     @Test
-    void chatMlAsTransformersRendersIt(@TempDir Path folder) throws IOException {
+    void chatMlWritesBosItselfAndRefusesAnUnknownRole(@TempDir Path folder) throws IOException {
         ChatTemplate template = template(folder, CHATML);
-        assertEquals("<s><|im_start|>system\nYou are a helpful bard.<|im_end|>\n<|im_start|>user\nSpeak of the sea.<|im_end|>\n<|im_start|>assistant\nThe sea is “deep” — 深い.<|im_end|>\n<|im_start|>user\nMore!<|im_end|>\n<|im_start|>assistant\n", template.render(MESSAGES, true).text());
-        assertEquals("<s><|im_start|>system\nYou are a helpful bard.<|im_end|>\n<|im_start|>user\nSpeak of the sea.<|im_end|>\n", template.render(MESSAGES.subList(0, 2), false).text());
         assertFalse(template.render(MESSAGES, true).addSpecialTokens(), "the template writes BOS itself");
         InvalidRequestException error = assertThrows(InvalidRequestException.class,
                 () -> template.render(List.of(new ChatMessage("narrator", "Once")), true));
@@ -72,20 +99,11 @@ class ChatTemplateTest {
     }
 
     @Test
-    void llama2AsTransformersRendersIt(@TempDir Path folder) throws IOException {
+    void llama2RefusesRolesThatDoNotAlternate(@TempDir Path folder) throws IOException {
         ChatTemplate template = template(folder, LLAMA2);
-        assertEquals("<s>[INST] <<SYS>>\n You are a helpful bard. \n<</SYS>>\n\nSpeak of the sea. [/INST] The sea is “deep” — 深い. </s><s>[INST] More! [/INST]", template.render(MESSAGES, true).text());
-        assertEquals("<s>[INST] <<SYS>>\n You are a helpful bard. \n<</SYS>>\n\nSpeak of the sea. [/INST]", template.render(MESSAGES.subList(0, 2), false).text());
         InvalidRequestException error = assertThrows(InvalidRequestException.class,
                 () -> template.render(List.of(MESSAGES.get(1), MESSAGES.get(1)), true));
         assertTrue(error.getMessage().contains("Conversation roles must alternate user/assistant/user/assistant/..."), error.getMessage());
-    }
-
-    @Test
-    void pythonMethodsLoopVariablesAndToJsonAsTransformersRendersThem(@TempDir Path folder) throws IOException {
-        ChatTemplate template = template(folder, FEATURES);
-        assertEquals("[SYS 1/4] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER] Speak of the ocean. 4 words\n[ASSISTANT] {\"role\": \"assistant\", \"content\": \"The sea is “deep” — 深い.\"}\n[USER last] More! 1 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}<start>", template.render(MESSAGES, true).text());
-        assertEquals("[SYS 1/2] YOU ARE A HELPFUL BARD. |You are a helpful bard\n[USER last] Speak of the ocean. 4 words\n{\n  \"role\": \"system\",\n  \"content\": \" You are a helpful bard. \"\n}", template.render(MESSAGES.subList(0, 2), false).text());
     }
 
     @Test
