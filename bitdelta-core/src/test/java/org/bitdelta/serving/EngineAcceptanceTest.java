@@ -11,11 +11,9 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 
-import static org.bitdelta.serving.ServingFixtures.alone;
+import static org.bitdelta.serving.ServingFixtures.concurrently;
+import static org.bitdelta.serving.ServingFixtures.eachAlone;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -48,31 +46,13 @@ class EngineAcceptanceTest {
                 Request request = Request.text(tenants[i % tenants.length], prompts[random.nextInt(prompts.length)]).maxTokens(16 + random.nextInt(32));
                 requests.add(i % 3 == 2 ? request.temperature(0.8).topP(0.95).seed(random.nextLong()) : request);
             }
-            List<CompletionResult> expected = new ArrayList<>();
-            for (Request request : requests) {
-                expected.add(alone(engine, request));
-            }
-            ExecutorService clients = Executors.newFixedThreadPool(48);
-            try {
-                List<Future<CompletionResult>> results = new ArrayList<>();
-                for (Request request : requests) {
-                    results.add(clients.submit(() -> {
-                        Completion completion = engine.submit(request);
-                        StringBuilder streamed = new StringBuilder();
-                        completion.stream().forEach(piece -> streamed.append(piece.text()));
-                        CompletionResult result = completion.result();
-                        assertEquals(result.text(), streamed.toString(), "the pieces add up to the text");
-                        return result;
-                    }));
-                }
-                for (int i = 0; i < requests.size(); i++) {
-                    CompletionResult result = results.get(i).get();
-                    assertArrayEquals(expected.get(i).tokens(), result.tokens(), "request " + i + " " + requests.get(i) + " (seed " + SEED + ")");
-                    assertEquals(expected.get(i).text(), result.text());
-                    assertEquals(expected.get(i).finishReason(), result.finishReason());
-                }
-            } finally {
-                clients.shutdown();
+            List<CompletionResult> expected = eachAlone(engine, requests);
+            List<CompletionResult> results = concurrently(engine, requests);
+            for (int i = 0; i < requests.size(); i++) {
+                CompletionResult result = results.get(i);
+                assertArrayEquals(expected.get(i).tokens(), result.tokens(), "request " + i + " " + requests.get(i) + " (seed " + SEED + ")");
+                assertEquals(expected.get(i).text(), result.text());
+                assertEquals(expected.get(i).finishReason(), result.finishReason());
             }
             assertTrue(engine.stats().steps() > 0);
         }

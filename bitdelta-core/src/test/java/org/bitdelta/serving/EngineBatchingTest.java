@@ -12,15 +12,14 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
 
 import static org.bitdelta.serving.ServingFixtures.ALICE;
 import static org.bitdelta.serving.ServingFixtures.BASE;
 import static org.bitdelta.serving.ServingFixtures.SHAKESPEARE;
 import static org.bitdelta.serving.ServingFixtures.alone;
 import static org.bitdelta.serving.ServingFixtures.await;
+import static org.bitdelta.serving.ServingFixtures.concurrently;
+import static org.bitdelta.serving.ServingFixtures.eachAlone;
 import static org.bitdelta.serving.ServingFixtures.take;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -92,10 +91,7 @@ class EngineBatchingTest {
         Request second = Request.text("alice", "The little dog").maxTokens(30);
         Request third = Request.text("shakespeare", "Lily and Tom").maxTokens(30).temperature(0.9).seed(SEED);
         Request fourth = Request.text("alice", "One day").maxTokens(20).temperature(1.2).topK(40).topP(0.9).seed(SEED + 1);
-        List<CompletionResult> expected = new ArrayList<>();
-        for (Request request : List.of(first, second, third, fourth)) {
-            expected.add(alone(engine, request));
-        }
+        List<CompletionResult> expected = eachAlone(engine, List.of(first, second, third, fourth));
         Completion running = engine.submit(first);
         take(running, 5);
         Completion joining = engine.submit(second);
@@ -121,37 +117,21 @@ class EngineBatchingTest {
     @Test
     void manyConcurrentRequestsOfSeveralTenantsGetTheirAloneAnswers() throws Exception {
         List<Request> requests = requests(SEED, 64);
-        List<CompletionResult> expected = new ArrayList<>();
-        for (Request request : requests) {
-            expected.add(alone(engine, request));
-        }
-        ExecutorService clients = Executors.newFixedThreadPool(64);
-        try {
-            List<Future<CompletionResult>> results = new ArrayList<>();
-            for (Request request : requests) {
-                results.add(clients.submit(() -> {
-                    Completion completion = engine.submit(request);
-                    completion.stream().forEach(piece -> { }); // consume as a streaming client does
-                    return completion.result();
-                }));
-            }
-            int widestOverlap = 0;
-            for (int i = 0; i < requests.size(); i++) {
-                CompletionResult result = results.get(i).get();
-                assertSameAnswer(expected.get(i), result, "request " + i + " " + requests.get(i));
-                int overlapping = 0;
-                for (Future<CompletionResult> other : results) {
-                    CompletionResult o = other.get();
-                    if (o.timings().scheduledNanos() < result.timings().finishedNanos() && o.timings().finishedNanos() > result.timings().scheduledNanos()) {
-                        overlapping++;
-                    }
+        List<CompletionResult> expected = eachAlone(engine, requests);
+        List<CompletionResult> results = concurrently(engine, requests);
+        int widestOverlap = 0;
+        for (int i = 0; i < requests.size(); i++) {
+            CompletionResult result = results.get(i);
+            assertSameAnswer(expected.get(i), result, "request " + i + " " + requests.get(i));
+            int overlapping = 0;
+            for (CompletionResult o : results) {
+                if (o.timings().scheduledNanos() < result.timings().finishedNanos() && o.timings().finishedNanos() > result.timings().scheduledNanos()) {
+                    overlapping++;
                 }
-                widestOverlap = Math.max(widestOverlap, overlapping);
             }
-            assertTrue(widestOverlap > 16, "requests ran in one batch (" + widestOverlap + " overlapped)");
-        } finally {
-            clients.shutdown();
+            widestOverlap = Math.max(widestOverlap, overlapping);
         }
+        assertTrue(widestOverlap > 16, "requests ran in one batch (" + widestOverlap + " overlapped)");
     }
 
     @Test
@@ -192,10 +172,7 @@ class EngineBatchingTest {
             Request request = Request.text(TENANTS[i % 3], PROMPTS[i % PROMPTS.length]).maxTokens(40).ignoreEos(true);
             requests.add(i % 2 == 0 ? request : request.temperature(0.8).seed(SEED + i));
         }
-        List<CompletionResult> expected = new ArrayList<>();
-        for (Request request : requests) {
-            expected.add(alone(engine, request));
-        }
+        List<CompletionResult> expected = eachAlone(engine, requests);
         try (Engine tight = Engine.open(BASE, EngineOptions.defaults().kvCacheTokens(128).kvBlockSize(16))) {
             tight.addTenant("alice", alice);
             tight.addTenant("shakespeare", shakespeare);

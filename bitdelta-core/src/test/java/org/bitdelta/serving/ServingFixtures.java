@@ -6,10 +6,15 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 
-/** Shared by the engine tests: the bundled stories260K family and waiting with a limit. */
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/** Shared by the engine tests: the bundled stories260K family, waiting with a limit, and requests alone or all at once. */
 final class ServingFixtures {
     static final Path BASE = TestData.bundledModel("stories260K");
     static final Path ALICE = TestData.bundledModel("stories260K-ft-alice");
@@ -46,5 +51,42 @@ final class ServingFixtures {
     /** Runs one request on its own: nothing else is submitted meanwhile by the caller. */
     static CompletionResult alone(Engine engine, Request request) {
         return await(engine.submit(request));
+    }
+
+    /** Each request on its own, one after the other. */
+    static List<CompletionResult> eachAlone(Engine engine, List<Request> requests) {
+        List<CompletionResult> results = new ArrayList<>();
+        for (Request request : requests) {
+            results.add(alone(engine, request));
+        }
+        return results;
+    }
+
+    /**
+     * All requests at once, each from a client thread of its own that reads it piece by piece as a streaming client
+     * does; the pieces' text must add up to the result's. The results in the order of the requests.
+     */
+    static List<CompletionResult> concurrently(Engine engine, List<Request> requests) throws InterruptedException, ExecutionException {
+        ExecutorService clients = Executors.newFixedThreadPool(requests.size());
+        try {
+            List<Future<CompletionResult>> futures = new ArrayList<>();
+            for (Request request : requests) {
+                futures.add(clients.submit(() -> {
+                    Completion completion = engine.submit(request);
+                    StringBuilder streamed = new StringBuilder();
+                    completion.stream().forEach(piece -> streamed.append(piece.text()));
+                    CompletionResult result = completion.result();
+                    assertEquals(result.text(), streamed.toString(), "the pieces add up to the text");
+                    return result;
+                }));
+            }
+            List<CompletionResult> results = new ArrayList<>();
+            for (Future<CompletionResult> future : futures) {
+                results.add(future.get());
+            }
+            return results;
+        } finally {
+            clients.shutdown();
+        }
     }
 }
