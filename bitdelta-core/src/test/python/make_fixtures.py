@@ -19,6 +19,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+from fixture_weights import randomize
 try:
     from transformers import PreTrainedTokenizerFast
 except ImportError:  # transformers 5 renamed it
@@ -77,14 +78,7 @@ def train_tokenizer(folder):
 
 def initialize(model, seed):
     torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in sorted(model.named_parameters()):
-            if name.endswith("norm.weight"):
-                parameter.copy_(1.0 + 0.25 * torch.randn_like(parameter))
-            elif name.endswith("embed_tokens.weight"):
-                parameter.copy_(torch.randn_like(parameter))
-            else:  # [out, in]: unit-variance outputs, attention sharp enough to matter
-                parameter.copy_(torch.randn_like(parameter) * 1.5 / parameter.shape[-1] ** 0.5)
+    randomize(model)
 
 
 def stored(model, dtype):

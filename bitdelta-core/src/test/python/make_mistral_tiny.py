@@ -5,6 +5,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from transformers import MistralConfig, MistralForCausalLM
+from fixture_weights import randomize
 
 SEED = 20261122
 # Run on the GPU host as: OUT=DIR python3 make_mistral_tiny.py; expects mistral-tiny/config.json beside it.
@@ -19,14 +20,7 @@ torch.backends.cudnn.allow_tf32 = False
 torch.manual_seed(SEED)
 config = MistralConfig.from_pretrained(os.path.join(here, "mistral-tiny"))
 model = MistralForCausalLM(config)
-with torch.no_grad():
-    for name, parameter in sorted(model.named_parameters()):
-        if name.endswith("norm.weight"):
-            parameter.copy_(1.0 + 0.25 * torch.randn_like(parameter))
-        elif name.endswith("embed_tokens.weight"):
-            parameter.copy_(torch.randn_like(parameter))
-        else:  # [out, in] projections and lm_head: unit-variance outputs, sharp enough attention
-            parameter.copy_(torch.randn_like(parameter) * 1.5 / parameter.shape[-1] ** 0.5)
+randomize(model)  # after the constructor's own draws, as the bundled fixture was made
 state = {name: tensor.detach().to(torch.float16).contiguous() for name, tensor in model.state_dict().items()}
 print("tensors", {name: tuple(t.shape) for name, t in state.items()})
 save_file(state, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
