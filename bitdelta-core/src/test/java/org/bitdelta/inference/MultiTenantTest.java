@@ -4,6 +4,7 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
+import org.bitdelta.testing.TestTokens;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -46,12 +47,7 @@ class MultiTenantTest {
         SplittableRandom random = new SplittableRandom(seed);
         List<int[]> sequences = new ArrayList<>();
         for (int length : lengths) {
-            int[] tokens = new int[length];
-            tokens[0] = 1;
-            for (int i = 1; i < length; i++) {
-                tokens[i] = 3 + random.nextInt(model.vocabularySize() - 3);
-            }
-            sequences.add(tokens);
+            sequences.add(TestTokens.random(random, length, model.vocabularySize()));
         }
         return sequences;
     }

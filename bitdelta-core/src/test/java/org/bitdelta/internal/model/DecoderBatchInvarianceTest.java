@@ -5,6 +5,7 @@ import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.cpu.VectorCpuBackend;
 import org.bitdelta.testing.TestData;
+import org.bitdelta.testing.TestTokens;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -63,15 +64,6 @@ class DecoderBatchInvarianceTest {
         decoder.addTenant(name, name, deltas, delta.tensors());
     }
 
-    private static int[] randomTokens(SplittableRandom random, int length, int vocabulary) {
-        int[] tokens = new int[length];
-        tokens[0] = 1;
-        for (int i = 1; i < length; i++) {
-            tokens[i] = 3 + random.nextInt(vocabulary - 3);
-        }
-        return tokens;
-    }
-
     private static float[] alone(Decoder decoder, String tenant, int[] tokens) {
         try (Sequence sequence = decoder.newSequence(tenant)) {
             return decoder.forward(List.of(sequence), List.of(tokens), true).getFirst();
@@ -85,7 +77,7 @@ class DecoderBatchInvarianceTest {
             List<String> tenants = List.of("base", "alice", "shakespeare", "alice", "base", "shakespeare", "alice");
             List<int[]> tokens = new ArrayList<>();
             for (int length : new int[]{37, 64, 5, 64, 1, 100, 2}) {
-                tokens.add(randomTokens(random, length, decoder.config().vocabularySize()));
+                tokens.add(TestTokens.random(random, length, decoder.config().vocabularySize()));
             }
             List<Sequence> sequences = new ArrayList<>();
             for (String tenant : tenants) {
@@ -107,7 +99,7 @@ class DecoderBatchInvarianceTest {
             String tenant = model.equals("stories260K") ? "alice" : "base";
             try (Decoder whole = open(model, 1024); Decoder narrow = open(model, 7)) {
                 int vocabulary = whole.config().vocabularySize();
-                int[] tokens = randomTokens(random, 60, vocabulary);
+                int[] tokens = TestTokens.random(random, 60, vocabulary);
                 float[] expected = alone(whole, tenant, tokens);
                 // Steps of at most 7 rows (Decoder.forward splits the work), then one token at a time beside other
                 // sequences of other lengths and tenants.
@@ -119,7 +111,7 @@ class DecoderBatchInvarianceTest {
                 while (position < tokens.length) {
                     int length = Math.min(position == 0 ? 9 : position == 30 ? 13 : 1, tokens.length - position);
                     int[] chunk = Arrays.copyOfRange(tokens, position, position + length);
-                    int[] otherChunk = randomTokens(random, 1 + random.nextInt(3), vocabulary);
+                    int[] otherChunk = TestTokens.random(random, 1 + random.nextInt(3), vocabulary);
                     float[] logits = whole.forward(List.of(other, chunked), List.of(otherChunk, chunk), true).get(1);
                     System.arraycopy(logits, 0, actual, position * vocabulary, logits.length);
                     position += length;

@@ -3,6 +3,7 @@ package org.bitdelta.internal.model;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
 import org.bitdelta.testing.TestData;
+import org.bitdelta.testing.TestTokens;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -27,11 +28,7 @@ class DecoderCacheTest {
              Decoder decoder = Decoder.load(TestData.bundledModel(modelName), backend, false)) {
             int vocabulary = decoder.config().vocabularySize();
             SplittableRandom random = new SplittableRandom(SEED);
-            int[] tokens = new int[60];
-            tokens[0] = 1;
-            for (int i = 1; i < tokens.length; i++) {
-                tokens[i] = 3 + random.nextInt(vocabulary - 3);
-            }
+            int[] tokens = TestTokens.random(random, 60, vocabulary);
             Sequence whole = decoder.newSequence("base");
             float[] expected = decoder.forward(List.of(whole), List.of(tokens), true).getFirst();
             assertEquals(tokens.length, whole.length());
