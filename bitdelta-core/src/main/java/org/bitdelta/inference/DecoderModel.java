@@ -1,6 +1,5 @@
 package org.bitdelta.inference;
 
-import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.format.BitDeltaFormat;
@@ -11,7 +10,6 @@ import org.bitdelta.internal.model.Sequence;
 import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.spi.TensorBackends;
-import org.bitdelta.tensor.Tensor;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -104,11 +102,7 @@ public final class DecoderModel implements AutoCloseable {
     public void addTenant(String name, DeltaModel delta) {
         String source = "delta '" + name + "' (" + delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_NAME, "unnamed fine-tune") + ")";
         Fingerprint.requireMadeFrom(baseFingerprint(), folder, delta, source);
-        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
-        for (BinaryDelta matrix : delta.matrices()) {
-            deltas.put(matrix.name(), matrix);
-        }
-        addTenant(name, source, deltas, delta.tensors());
+        decoder.addTenant(name, source, delta);
     }
 
     /** The base model's fingerprint (as recorded in the deltas compressed against it); computed once, on first use. */
@@ -119,11 +113,6 @@ public final class DecoderModel implements AutoCloseable {
             fingerprint = value;
         }
         return value;
-    }
-
-    /** Adds a tenant from raw parts; the public entry takes a DeltaModel. */
-    void addTenant(String name, String source, Map<String, BinaryDelta> deltas, Map<String, Tensor> replacedTensors) {
-        decoder.addTenant(name, source, deltas, replacedTensors);
     }
 
     /** Removes a tenant; sequences of it that are being generated stop, the others go on. */

@@ -2,6 +2,7 @@ package org.bitdelta.internal.model;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
+import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.safetensors.ModelWeights;
 import org.bitdelta.spi.DecoderDevice;
 import org.bitdelta.spi.DecoderSpec;
@@ -15,6 +16,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
@@ -142,6 +144,15 @@ public final class Decoder implements AutoCloseable {
         } finally {
             lock.unlock();
         }
+    }
+
+    /** Adds the tenant of a compressed fine-tune: its 1-bit matrices by name, and the tensors it replaces whole. */
+    public void addTenant(String name, String source, DeltaModel delta) {
+        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
+        for (BinaryDelta matrix : delta.matrices()) {
+            deltas.put(matrix.name(), matrix);
+        }
+        addTenant(name, source, deltas, delta.tensors());
     }
 
     /** Removes a tenant between steps; its device memory is freed now, its sequences get no more results. */

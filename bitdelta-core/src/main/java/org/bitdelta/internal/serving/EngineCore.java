@@ -1,6 +1,5 @@
 package org.bitdelta.internal.serving;
 
-import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.inference.Tokenizer;
@@ -31,7 +30,6 @@ import java.time.Instant;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.EnumMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -181,11 +179,7 @@ public final class EngineCore implements AutoCloseable {
         }
         String source = "delta '" + name + "' (" + delta.metadata().getOrDefault(BitDeltaFormat.KEY_FINETUNED_NAME, "unnamed fine-tune") + ")";
         Fingerprint.requireMadeFrom(baseFingerprint(), folder, delta, source);
-        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
-        for (BinaryDelta matrix : delta.matrices()) {
-            deltas.put(matrix.name(), matrix);
-        }
-        decoder.addTenant(name, source, deltas, delta.tensors());
+        decoder.addTenant(name, source, delta);
         if (owns) {
             ownedDeltas.put(name, delta);
         }

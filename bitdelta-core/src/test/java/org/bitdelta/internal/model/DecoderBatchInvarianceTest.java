@@ -1,6 +1,5 @@
 package org.bitdelta.internal.model;
 
-import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.cpu.VectorCpuBackend;
@@ -12,9 +11,7 @@ import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -50,18 +47,10 @@ class DecoderBatchInvarianceTest {
         Decoder decoder = Decoder.load(TestData.bundledModel(model), backend, false,
                 DecoderOptions.defaults(ModelLoader.config(TestData.bundledModel(model)).contextLength()).withMaxRows(maxRows));
         if (model.equals("stories260K")) {
-            add(decoder, "alice", alice);
-            add(decoder, "shakespeare", shakespeare);
+            decoder.addTenant("alice", "alice", alice);
+            decoder.addTenant("shakespeare", "shakespeare", shakespeare);
         }
         return decoder;
-    }
-
-    private static void add(Decoder decoder, String name, DeltaModel delta) {
-        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
-        for (BinaryDelta matrix : delta.matrices()) {
-            deltas.put(matrix.name(), matrix);
-        }
-        decoder.addTenant(name, name, deltas, delta.tensors());
     }
 
     private static float[] alone(Decoder decoder, String tenant, int[] tokens) {

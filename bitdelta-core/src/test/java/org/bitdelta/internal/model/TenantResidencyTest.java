@@ -12,9 +12,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.nio.file.Path;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -48,14 +46,6 @@ class TenantResidencyTest {
         backend.close();
     }
 
-    private static void add(Decoder decoder, String name, DeltaModel delta) {
-        Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
-        for (BinaryDelta matrix : delta.matrices()) {
-            deltas.put(matrix.name(), matrix);
-        }
-        decoder.addTenant(name, name + ".bitdelta", deltas, delta.tensors());
-    }
-
     private static long tenantBytes(DeltaModel delta) {
         long bytes = 0;
         for (BinaryDelta matrix : delta.matrices()) {
@@ -75,8 +65,8 @@ class TenantResidencyTest {
     /** A decoder with both fine-tunes added as tenants (neither uploaded yet). */
     private static Decoder openWithBoth(long budget) {
         Decoder decoder = open(budget);
-        add(decoder, "alice", alice);
-        add(decoder, "shakespeare", shakespeare);
+        decoder.addTenant("alice", "alice.bitdelta", alice);
+        decoder.addTenant("shakespeare", "shakespeare.bitdelta", shakespeare);
         return decoder;
     }
 
@@ -159,7 +149,7 @@ class TenantResidencyTest {
     @Test
     void sequencesOfDifferentLengthsShareStepsJoinAndLeaveAndReturnTheirBlocks() {
         try (Decoder decoder = open(Long.MAX_VALUE)) {
-            add(decoder, "alice", alice);
+            decoder.addTenant("alice", "alice.bitdelta", alice);
             Sequence longOne = decoder.newSequence("alice");
             Sequence shortOne = decoder.newSequence("base");
             decoder.forward(List.of(longOne), List.of(new int[40]), false); // 40 tokens: 3 blocks of 16
