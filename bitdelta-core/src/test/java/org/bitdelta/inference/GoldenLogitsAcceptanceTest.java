@@ -1,5 +1,6 @@
 package org.bitdelta.inference;
 
+import org.bitdelta.testing.Golden;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 

@@ -2,6 +2,7 @@ package org.bitdelta.inference;
 
 import org.bitdelta.BitDelta;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.testing.Golden;
 import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;

@@ -1,6 +1,7 @@
 package org.bitdelta.inference;
 
 import org.bitdelta.BitDeltaException;
+import org.bitdelta.testing.Golden;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;

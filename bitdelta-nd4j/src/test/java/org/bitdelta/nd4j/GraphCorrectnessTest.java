@@ -3,16 +3,13 @@ package org.bitdelta.nd4j;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.safetensors.SafetensorsFile;
-import org.bitdelta.tensor.Tensor;
+import org.bitdelta.testing.Golden;
 import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.api.Test;
 import org.nd4j.linalg.api.buffer.DataType;
 import org.nd4j.linalg.api.ndarray.INDArray;
 
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -35,18 +32,10 @@ class GraphCorrectnessTest {
     }
 
     static void checkGolden(Path base, Path finetuned, Path goldenFile) {
-        int[] ids;
-        float[] finetunedLogits;
-        float[] initialLogits;
-        try (SafetensorsFile golden = SafetensorsFile.open(goldenFile)) {
-            Tensor idTensor = golden.tensor("input_ids");
-            ids = new int[Math.toIntExact(idTensor.elementCount())];
-            for (int i = 0; i < ids.length; i++) {
-                ids[i] = idTensor.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
-            }
-            finetunedLogits = golden.tensor("logits_finetuned").toFloatArray();
-            initialLogits = golden.tensor("logits_bitdelta_initial").toFloatArray();
-        }
+        Golden golden = Golden.read(goldenFile);
+        int[] ids = golden.inputIds();
+        float[] finetunedLogits = golden.logits("logits_finetuned");
+        float[] initialLogits = golden.logits("logits_bitdelta_initial");
         try (DeltaModel delta = BitDelta.compress(base, finetuned);
              DistillationModel model = DistillationModel.open(base, finetuned, delta, DataType.FLOAT, 1, ids.length)) {
             double teacherError = relativeError(model.teacherLogits(new int[][]{ids}), finetunedLogits);
@@ -60,16 +49,9 @@ class GraphCorrectnessTest {
     void mistralSlidingWindowAndGroupedQueryAttentionMatchTransformers() {
         Path mistral = TestData.bundledModel("mistral-tiny");
         Path goldenFile = TestData.bundled("golden/mistral-tiny.safetensors");
-        int[] ids;
-        float[] expected;
-        try (SafetensorsFile golden = SafetensorsFile.open(goldenFile)) {
-            Tensor idTensor = golden.tensor("input_ids");
-            ids = new int[Math.toIntExact(idTensor.elementCount())];
-            for (int i = 0; i < ids.length; i++) {
-                ids[i] = idTensor.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
-            }
-            expected = golden.tensor("logits").toFloatArray();
-        }
+        Golden golden = Golden.read(goldenFile);
+        int[] ids = golden.inputIds();
+        float[] expected = golden.logits("logits");
         // A delta of the model against itself: zero scales, so the student is the model too.
         try (DeltaModel delta = BitDelta.compress(mistral, mistral);
              DistillationModel model = DistillationModel.open(mistral, mistral, delta, DataType.FLOAT, 1, ids.length)) {

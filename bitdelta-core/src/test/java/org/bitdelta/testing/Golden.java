@@ -1,4 +1,4 @@
-package org.bitdelta.inference;
+package org.bitdelta.testing;
 
 import org.bitdelta.internal.safetensors.SafetensorsFile;
 import org.bitdelta.tensor.DType;
@@ -14,9 +14,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** A golden-logits file: input_ids (I32) and float32 logits arrays, read whole onto the heap. */
-record Golden(int[] inputIds, Map<String, float[]> logits) {
+public record Golden(int[] inputIds, Map<String, float[]> logits) {
 
-    static Golden read(Path file) {
+    public static Golden read(Path file) {
         try (SafetensorsFile safetensors = SafetensorsFile.open(file)) {
             Tensor ids = safetensors.tensor("input_ids");
             assertEquals(DType.I32, ids.dtype(), file + ": input_ids dtype");
@@ -34,7 +34,8 @@ record Golden(int[] inputIds, Map<String, float[]> logits) {
         }
     }
 
-    float[] logits(String name) {
+    /** The logits of that name; fails the test when the file has none. */
+    public float[] logits(String name) {
         float[] values = logits.get(name);
         assertTrue(values != null, "golden file has no " + name + " (has " + logits.keySet() + ")");
         return values;
