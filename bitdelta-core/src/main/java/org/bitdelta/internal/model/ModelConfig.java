@@ -3,6 +3,7 @@ package org.bitdelta.internal.model;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
+import com.google.gson.JsonPrimitive;
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.internal.safetensors.ModelWeights;
 
@@ -12,6 +13,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Predicate;
 
 /**
  * The part of a Hugging Face {@code config.json} that decides the decoder's arithmetic, for Llama and Mistral.
@@ -227,53 +229,49 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
             return new BitDeltaException(file + ": field '" + field + "' " + why);
         }
 
-        boolean isSet(String field) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
-                return false;
-            }
+        /** The field's value, or null where it is absent or JSON null. */
+        private JsonElement value(String field) {
             JsonElement value = json.get(field);
-            return !(value.isJsonPrimitive() && value.getAsJsonPrimitive().isBoolean() && !value.getAsBoolean());
+            return value == null || value.isJsonNull() ? null : value;
+        }
+
+        boolean isSet(String field) {
+            JsonElement value = value(field);
+            return value != null && !(value.isJsonPrimitive() && value.getAsJsonPrimitive().isBoolean() && !value.getAsBoolean());
         }
 
         String requiredString(String field) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
+            if (value(field) == null) {
                 throw refuse(field, "is missing");
             }
-            return stringOf(field);
+            return optionalString(field, null);
         }
 
         String optionalString(String field, String fallback) {
-            return json.has(field) && !json.get(field).isJsonNull() ? stringOf(field) : fallback;
-        }
-
-        private String stringOf(String field) {
-            JsonElement value = json.get(field);
-            if (!value.isJsonPrimitive() || !value.getAsJsonPrimitive().isString()) {
-                throw refuse(field, "must be a string, got " + value);
-            }
-            return value.getAsString();
+            JsonPrimitive value = optionalPrimitive(field, JsonPrimitive::isString, "a string");
+            return value == null ? fallback : value.getAsString();
         }
 
         boolean optionalBoolean(String field, boolean fallback) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
-                return fallback;
-            }
-            JsonElement value = json.get(field);
-            if (!value.isJsonPrimitive() || !value.getAsJsonPrimitive().isBoolean()) {
-                throw refuse(field, "must be true or false, got " + value);
-            }
-            return value.getAsBoolean();
+            JsonPrimitive value = optionalPrimitive(field, JsonPrimitive::isBoolean, "true or false");
+            return value == null ? fallback : value.getAsBoolean();
         }
 
         double optionalDouble(String field, double fallback) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
-                return fallback;
+            JsonPrimitive value = optionalPrimitive(field, JsonPrimitive::isNumber, "a number");
+            return value == null ? fallback : value.getAsDouble();
+        }
+
+        /** The field's value if it is set, refused unless it is a primitive of the {@code kind} described; else null. */
+        private JsonPrimitive optionalPrimitive(String field, Predicate<JsonPrimitive> kind, String description) {
+            JsonElement value = value(field);
+            if (value == null) {
+                return null;
             }
-            JsonElement value = json.get(field);
-            if (!value.isJsonPrimitive() || !value.getAsJsonPrimitive().isNumber()) {
-                throw refuse(field, "must be a number, got " + value);
+            if (!value.isJsonPrimitive() || !kind.test(value.getAsJsonPrimitive())) {
+                throw refuse(field, "must be " + description + ", got " + value);
             }
-            return value.getAsDouble();
+            return value.getAsJsonPrimitive();
         }
 
         int positiveInt(String field) {
@@ -285,10 +283,11 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
         }
 
         int nonNegativeInt(String field) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
+            JsonElement value = value(field);
+            if (value == null) {
                 throw refuse(field, "is missing");
             }
-            return intOf(field, json.get(field));
+            return intOf(field, value);
         }
 
         private int intOf(String field, JsonElement value) {
@@ -303,10 +302,10 @@ public record ModelConfig(Path configFile, String modelType, int hiddenSize, int
         }
 
         int[] tokenIds(String field) {
-            if (!json.has(field) || json.get(field).isJsonNull()) {
+            JsonElement value = value(field);
+            if (value == null) {
                 return new int[0];
             }
-            JsonElement value = json.get(field);
             if (value.isJsonArray()) {
                 JsonArray array = value.getAsJsonArray();
                 List<Integer> ids = new ArrayList<>();
