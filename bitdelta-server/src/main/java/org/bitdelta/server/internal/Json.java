@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.function.Predicate;
 
 /** One strict JSON mapper (trailing tokens and duplicate keys refused) and the typed reads a request needs. */
 public final class Json {
@@ -85,38 +86,34 @@ public final class Json {
     }
 
     public static String requiredString(ObjectNode body, String name) {
-        JsonNode node = field(body, name);
-        if (node == null) {
+        if (field(body, name) == null) {
             throw ApiError.invalid(name, "'" + name + "' is required");
         }
-        if (!node.isTextual()) {
-            throw ApiError.invalid(name, "'" + name + "' must be a string, got " + describe(node));
-        }
-        return node.textValue();
+        return optionalString(body, name);
     }
 
     public static String optionalString(ObjectNode body, String name) {
-        JsonNode node = field(body, name);
-        if (node != null && !node.isTextual()) {
-            throw ApiError.invalid(name, "'" + name + "' must be a string, got " + describe(node));
-        }
+        JsonNode node = field(body, name, JsonNode::isTextual, "a string");
         return node == null ? null : node.textValue();
     }
 
     public static Boolean optionalBoolean(ObjectNode body, String name) {
-        JsonNode node = field(body, name);
-        if (node != null && !node.isBoolean()) {
-            throw ApiError.invalid(name, "'" + name + "' must be true or false, got " + describe(node));
-        }
+        JsonNode node = field(body, name, JsonNode::isBoolean, "true or false");
         return node == null ? null : node.booleanValue();
     }
 
     public static Double optionalNumber(ObjectNode body, String name) {
-        JsonNode node = field(body, name);
-        if (node != null && !node.isNumber()) {
-            throw ApiError.invalid(name, "'" + name + "' must be a number, got " + describe(node));
-        }
+        JsonNode node = field(body, name, JsonNode::isNumber, "a number");
         return node == null ? null : node.doubleValue();
+    }
+
+    /** As {@link #field(ObjectNode, String)}, refused unless it is of the {@code kind} described. */
+    private static JsonNode field(ObjectNode body, String name, Predicate<JsonNode> kind, String description) {
+        JsonNode node = field(body, name);
+        if (node != null && !kind.test(node)) {
+            throw ApiError.invalid(name, "'" + name + "' must be " + description + ", got " + describe(node));
+        }
+        return node;
     }
 
     /** An integer field; a number with a fraction or beyond the long range is refused. */
