@@ -76,28 +76,14 @@ public final class Merger {
         Tensor replacement = delta.tensors().get(name);
         BinaryDelta matrix = delta.hasMatrix(name) ? delta.matrix(name) : null;
         Tensor shapeSource = replacement != null ? replacement : baseTensor;
-        return new SafetensorsWriter.Source() {
-            public String name() {
-                return name;
+        return SafetensorsWriter.Source.computed(name, shapeSource.dtype(), shapeSource.shape(), target -> {
+            if (matrix != null) {
+                applyDelta(baseTensor, matrix, target);
+            } else {
+                MemorySegment.copy(shapeSource.data(), 0, target, 0, target.byteSize());
             }
-
-            public DType dtype() {
-                return shapeSource.dtype();
-            }
-
-            public long[] shape() {
-                return shapeSource.shape();
-            }
-
-            public void writeTo(MemorySegment target) {
-                if (matrix != null) {
-                    applyDelta(baseTensor, matrix, target);
-                } else {
-                    MemorySegment.copy(shapeSource.data(), 0, target, 0, target.byteSize());
-                }
-                progress.onProgress("merge", done.addAndGet(baseTensor.byteSize()), total);
-            }
-        };
+            progress.onProgress("merge", done.addAndGet(baseTensor.byteSize()), total);
+        });
     }
 
     /** target = round_to_dtype(float(base) + (sign ? +scale : −scale)), row by row in parallel. */

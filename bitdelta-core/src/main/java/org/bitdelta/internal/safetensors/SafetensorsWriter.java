@@ -19,6 +19,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Consumer;
 
 /**
  * Writes a safetensors file atomically. Tensors are declared up front (name, dtype, shape); a copied tensor is
@@ -80,6 +81,18 @@ public final class SafetensorsWriter {
 
         static Source of(Tensor tensor) {
             return of(tensor.name(), tensor);
+        }
+
+        /** A source whose bytes {@code fill} computes as they are written. */
+        static Source computed(String name, DType dtype, long[] shape, Consumer<MemorySegment> fill) {
+            return new Computed(name, dtype, shape, fill);
+        }
+    }
+
+    private record Computed(String name, DType dtype, long[] shape, Consumer<MemorySegment> fill) implements Source {
+        @Override
+        public void writeTo(MemorySegment target) {
+            fill.accept(target);
         }
     }
 
