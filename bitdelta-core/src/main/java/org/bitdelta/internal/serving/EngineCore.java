@@ -244,9 +244,14 @@ public final class EngineCore implements AutoCloseable {
     }
 
     private void requestWake() {
+        signalAfter(() -> wakeRequested = true);
+    }
+
+    /** Makes {@code change} under the lock and wakes the engine thread, which waits for such changes under it. */
+    private void signalAfter(Runnable change) {
         lock.lock();
         try {
-            wakeRequested = true;
+            change.run();
             wake.signal();
         } finally {
             lock.unlock();
@@ -505,13 +510,7 @@ public final class EngineCore implements AutoCloseable {
     /** Ends every request (cancelled), stops the thread, frees the model. */
     @Override
     public void close() {
-        lock.lock();
-        try {
-            closing = true;
-            wake.signal();
-        } finally {
-            lock.unlock();
-        }
+        signalAfter(() -> closing = true);
         if (Thread.currentThread() != thread) {
             boolean interrupted = false;
             while (thread.isAlive()) {
