@@ -38,6 +38,7 @@ import java.util.SplittableRandom;
 import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.ForkJoinTask;
 import java.util.concurrent.TimeUnit;
+import java.util.function.BinaryOperator;
 
 /**
  * Decode-time products of the CPU backend against their floor, all in one run:
@@ -225,6 +226,13 @@ public class CpuBackendBenchmark {
             next = (next + 1) % bases.length;
             return layer;
         }
+
+        /** The N tokens, each through its tenant's delta, on the next layer's weights; into {@code tokens.y}. */
+        float[] productOfNextLayer(TensorBackend backend, Tokens tokens) {
+            int layer = nextLayer();
+            backend.deltaMatmul(tokens.x, tokens.tenants, bases[layer], deltas.get(layer), tokens.tenantOfRow, tokens.y);
+            return tokens.y;
+        }
     }
 
     /** Each tenant's own full BF16 weight, per layer: what serving N fine-tunes without BitDelta reads per token. */
@@ -262,24 +270,18 @@ public class CpuBackendBenchmark {
 
     @Benchmark
     public float[] binaryProduct(Backend backend, Tokens tokens, BitDeltaWeights weights) {
-        int layer = weights.nextLayer();
-        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
-        return tokens.y;
+        return weights.productOfNextLayer(backend.backend, tokens);
     }
 
     @Benchmark
     public float[] binaryProductMaskedAdd(MaskedAddBackend backend, Tokens tokens, BitDeltaWeights weights) {
-        int layer = weights.nextLayer();
-        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
-        return tokens.y;
+        return weights.productOfNextLayer(backend.backend, tokens);
     }
 
     /** {@code binaryProduct} on the batch-invariant kernels (what the decoder's device runs). */
     @Benchmark
     public float[] binaryProductBatchInvariant(BatchInvariantBackend backend, Tokens tokens, BitDeltaWeights weights) {
-        int layer = weights.nextLayer();
-        backend.backend.deltaMatmul(tokens.x, tokens.tenants, weights.bases[layer], weights.deltas.get(layer), tokens.tenantOfRow, tokens.y);
-        return tokens.y;
+        return weights.productOfNextLayer(backend.backend, tokens);
     }
 
     /** The N tokens times the shared base alone: the multiply-adds every path does, with no delta. */
@@ -339,14 +341,7 @@ public class CpuBackendBenchmark {
             long start = i * part;
             tasks.add(ForkJoinTask.adapt(() -> sumLongs(buffers.source, start, part)));
         }
-        return buffers.pool.invoke(ForkJoinTask.adapt(() -> {
-            ForkJoinTask.invokeAll(tasks);
-            long total = 0;
-            for (ForkJoinTask<Long> task : tasks) {
-                total += task.join();
-            }
-            return total;
-        }));
+        return joinAll(buffers.pool, tasks, 0L, Long::sum);
     }
 
     /** Copies a 1 GiB buffer, split over the threads: 1 GiB read + 1 GiB written per op. */
@@ -378,11 +373,16 @@ public class CpuBackendBenchmark {
             float seed = i + 1;
             tasks.add(ForkJoinTask.adapt(() -> fmaChains(seed)));
         }
-        return buffers.pool.invoke(ForkJoinTask.adapt(() -> {
+        return joinAll(buffers.pool, tasks, 0f, Float::sum);
+    }
+
+    /** Runs the threads' tasks on the pool and adds up their results, in task order: what a benchmark returns. */
+    private static <T> T joinAll(ForkJoinPool pool, List<ForkJoinTask<T>> tasks, T zero, BinaryOperator<T> add) {
+        return pool.invoke(ForkJoinTask.adapt(() -> {
             ForkJoinTask.invokeAll(tasks);
-            float total = 0;
-            for (ForkJoinTask<Float> task : tasks) {
-                total += task.join();
+            T total = zero;
+            for (ForkJoinTask<T> task : tasks) {
+                total = add.apply(total, task.join());
             }
             return total;
         }));
