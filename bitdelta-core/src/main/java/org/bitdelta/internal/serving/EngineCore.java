@@ -455,10 +455,7 @@ public final class EngineCore implements AutoCloseable {
     private final class SchedulerEvents implements Scheduler.Events {
         @Override
         public void admitted(RequestState state) {
-            AtomicInteger[] counts = counts(state.request.tenant());
-            counts[1].decrementAndGet();
-            counts[0].incrementAndGet();
-            running.incrementAndGet();
+            move(state, true);
             if (state.admittedBefore) {
                 waitingPreempted.decrementAndGet();
             } else {
@@ -471,10 +468,7 @@ public final class EngineCore implements AutoCloseable {
 
         @Override
         public void preempted(RequestState state) {
-            AtomicInteger[] counts = counts(state.request.tenant());
-            counts[0].decrementAndGet();
-            counts[1].incrementAndGet();
-            running.decrementAndGet();
+            move(state, false);
             waitingPreempted.incrementAndGet();
             preemptions.incrementAndGet();
         }
@@ -483,6 +477,14 @@ public final class EngineCore implements AutoCloseable {
         public void admissionFailed(RequestState state, RuntimeException error) {
             // Not in the scheduler any more: finish counts it as waiting.
             finish(state, FinishReason.ERROR, error.getMessage(), null, -1, "");
+        }
+
+        /** Moves the request from its tenant's waiting count to its running count ({@code toRunning}), or back. */
+        private void move(RequestState state, boolean toRunning) {
+            AtomicInteger[] counts = counts(state.request.tenant());
+            counts[toRunning ? 1 : 0].decrementAndGet();
+            counts[toRunning ? 0 : 1].incrementAndGet();
+            running.addAndGet(toRunning ? 1 : -1);
         }
     }
 
