@@ -312,7 +312,7 @@ void check_rotary_cache(std::mt19937_64& rng) {
   DeviceArray<float> d_qkv(qkv), d_cos(cosines), d_sin(sines), d_keys(keys), d_values(values);
   DeviceArray<int32_t> d_positions(positions), d_slots(slots), d_active(std::vector<int32_t>{rows});
   BD_OK_(bd_step_rotary_cache(d_active.p, rows, d_positions.p, d_slots.p, d_cos.p, d_sin.p, d_qkv.p, heads, kv_heads, head_dim,
-                              d_keys.p, d_values.p, cache.block_size, 0));
+                              BD_DTYPE_F32, d_keys.p, d_values.p, cache.block_size, 0));
   auto out = d_qkv.download(), out_keys = d_keys.download(), out_values = d_values.download();
   std::vector<float> expected = qkv;
   for (int r = 0; r < rows; ++r) {
@@ -359,8 +359,8 @@ void check_attention(std::mt19937_64& rng) {
     DeviceArray<int32_t> d_tables(tables), d_positions(positions), d_sequence(sequence_of_row), d_active(std::vector<int32_t>{c.rows}),
         d_width(std::vector<int32_t>{table_width});
     d_out.poison();
-    BD_OK_(bd_step_attention(d_active.p, c.rows, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, d_keys.p, d_values.p,
-                             c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, d_out.p, 0));
+    BD_OK_(bd_step_attention(d_active.p, c.rows, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, BD_DTYPE_F32, d_keys.p,
+                             d_values.p, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, d_out.p, 0));
     auto out = d_out.download();
     std::vector<float> expected(out.size());
     for (int r = 0; r < c.rows; ++r) {
@@ -606,7 +606,8 @@ void check_graph(std::mt19937_64& rng) {
   }
   // A capture whose launch fails is aborted and leaves the stream usable.
   BD_OK_(bd_step_graph_begin(stream));
-  const int refused = bd_step_attention(d_active.p, launch, d_tokens.p, d_tokens.p, d_tokens.p, d_tokens.p, d_x.p, d_x.p, d_x.p, 4, 4, 4,
+  const int refused = bd_step_attention(d_active.p, launch, d_tokens.p, d_tokens.p, d_tokens.p, d_tokens.p, d_x.p, BD_DTYPE_F32, d_x.p,
+                                        d_x.p, 4, 4, 4,
                                         1024, 0, 1.f, d_y.p, stream);
   BD_OK_(bd_step_graph_abort(stream));
   BD_OK_(bd_step_graph_launch(graph, stream));

@@ -65,7 +65,10 @@
 extern "C" {
 #endif
 
-#define BD_STEP_ABI_VERSION 1
+#define BD_STEP_ABI_VERSION 2   /* 2: the tensor-core path, KV caches of any dtype */
+
+/* The largest K of the tensor-core products (bd_step_split*, bd_step_project_tc, bd_step_project_prefill). */
+#define BD_STEP_TC_MAX_K 98304
 
 int bd_step_abi_version(void);   /* BD_STEP_ABI_VERSION of the library */
 
@@ -111,30 +114,33 @@ int bd_step_project(const int32_t* d_active, int64_t launch_rows, const int32_t*
 
 /* RoPE (HF rotate_half: element i pairs with i + head_dim/2 in every head) on the q and k parts of qkv, in place, by
  * each row's position; then the row's rotated key and its value are written to the cache at d_cache_slots[r]
- * (a negative slot writes nothing).
+ * (a negative slot writes nothing), rounded to the cache's dtype.
  * d_positions:       I32 [launch_rows], 0 <= p < context (rows of the tables)
  * d_cache_slots:     I32 [launch_rows], block * block_size + offset
  * d_cos, d_sin:      F32 [context, head_dim / 2]
  * d_qkv:             F32 [launch_rows, (heads + 2 * kv_heads) * head_dim]
- * d_key_cache, d_value_cache: F32 [num_blocks, kv_heads, block_size, head_dim] of this layer */
+ * kv_dtype:          BD_DTYPE_F32 / F16 / BF16 of the cache
+ * d_key_cache, d_value_cache: kv_dtype [num_blocks, kv_heads, block_size, head_dim] of this layer */
 int bd_step_rotary_cache(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
                          const int32_t* d_cache_slots, const float* d_cos, const float* d_sin, float* d_qkv, int64_t heads,
-                         int64_t kv_heads, int64_t head_dim, float* d_key_cache, float* d_value_cache, int64_t block_size,
-                         cudaStream_t stream);
+                         int64_t kv_heads, int64_t head_dim, int kv_dtype, void* d_key_cache, void* d_value_cache,
+                         int64_t block_size, cudaStream_t stream);
 
 /* Causal grouped-query attention over the paged cache: row r's query head h attends to kv head
  * h / (heads / kv_heads) at positions first .. p of its sequence, p = d_positions[r], first = max(0, p - window + 1)
- * (window > 0) or 0; scores scaled by `scale`, softmax in F32 with the max subtracted.
+ * (window > 0) or 0; scores scaled by `scale`, softmax in F32 with the max subtracted. The exact path: sums in the CPU's
+ * order (see PRECISION).
  * d_sequence_of_row:      I32 [launch_rows]
  * d_block_tables:         I32 [sequences, *d_blocks_per_sequence] block ids (entries up to p / block_size are read)
  * d_blocks_per_sequence:  I32 [1] width of the block tables this step
  * d_qkv:                  F32 [launch_rows, (heads + 2 * kv_heads) * head_dim] (the q part is read)
+ * kv_dtype, d_key_cache, d_value_cache: as bd_step_rotary_cache
  * d_out:                  F32 [launch_rows, heads * head_dim]
  * head_dim:               2 .. 512 */
 int bd_step_attention(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
                       const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
-                      const int32_t* d_blocks_per_sequence, const float* d_qkv, const float* d_key_cache,
-                      const float* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      const int32_t* d_blocks_per_sequence, const float* d_qkv, int kv_dtype, const void* d_key_cache,
+                      const void* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
                       int64_t window, float scale, float* d_out, cudaStream_t stream);
 
 /* out[r, i] = g / (1 + (float)exp(-g)) * u,  g = gate_up[r, i], u = gate_up[r, I + i].
@@ -155,6 +161,100 @@ int bd_step_gather_rows(const int32_t* d_active, int64_t launch_rows, const int3
 int bd_step_lm_head(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, const int32_t* d_row_index,
                     const void* const* d_head_of_slot, const int32_t* d_dtype_of_slot, const float* d_x,
                     float* d_logits, int64_t vocab, int64_t hidden, cudaStream_t stream);
+
+/* ---- the tensor-core path (16-bit models; see TENSOR-CORE PATH above) ---- */
+
+/* Bytes of the split form of F32 activations x [capacity, K] for products with dtype (F16 / BF16) weights:
+ *   parts   dtype [PARTS][capacity][K] at offset 0: x_r * s_r = sum of the parts (F16: hi, lo; BF16: hi, mid, lo),
+ *           s_r the row's power of two with max|x_r| s_r in [2^14, 2^15)
+ *   planes  U32 [capacity][ceil(K/256)][192] at up256(PARTS * capacity * K * 2): the 24 bit-planes of
+ *           q = rint(x_r s_r 2^8) (two's complement, |q| < 2^23) as mma.m16n8k256.b1 B fragments: word
+ *           [group (planes 8 group .. 8 group + 7)][lane (4 * plane in group + t)][register]
+ *   rscale  F32 [capacity]: 1 / s_r;   qsum  I64 [capacity][8]: sums of q over the eighths of the k256 blocks
+ * each piece 256-byte aligned (up256: rounded up to a multiple of 256). 0 for a bad argument. */
+size_t bd_step_split_bytes(int64_t capacity, int64_t K, int dtype);
+
+/* The split form of rows 0 .. *d_active - 1 of d_x (F32 [launch_rows, K]) into d_split (bd_step_split_bytes(capacity,
+ * K, dtype) bytes, 256-byte aligned). planes = 0 writes only the parts and rscale (what bd_step_project_prefill reads);
+ * planes = 1 everything (bd_step_project_tc). K: a multiple of 8 up to BD_STEP_TC_MAX_K. */
+int bd_step_split(const int32_t* d_active, int64_t launch_rows, const float* d_x, int64_t K, int dtype, int planes,
+                  void* d_split, int64_t capacity, cudaStream_t stream);
+
+/* bd_step_rmsnorm (d_row_index NULL), writing d_out as it does, and the split form of d_out. */
+int bd_step_rmsnorm_split(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots,
+                          const float* const* d_weight_of_slot, const float* d_in, float* d_out, int64_t hidden, float eps,
+                          int dtype, int planes, void* d_split, int64_t capacity, cudaStream_t stream);
+
+/* bd_step_swiglu, writing d_out as it does, and the split form of d_out. */
+int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const float* d_gate_up, float* d_out,
+                         int64_t intermediate, int dtype, int planes, void* d_split, int64_t capacity, cudaStream_t stream);
+
+/* bd_step_project for dtype (F16 / BF16) weights from the split form (planes = 1) of x:
+ *   y[r, m] (+)= (sum_parts x_part W^T)[r, m] / s_r + a_s[m] * ((S_s . q_r)[m] / (s_r 2^8)),  s = slot[r]
+ * d_W:    dtype [M, K], 16-byte aligned, K % 8 == 0, K <= BD_STEP_TC_MAX_K
+ * d_split: the split form of the step's x, capacity >= launch_rows rows;  d_y: F32 [launch_rows, M]
+ * Rows go in launches of 16 (8 when launch_rows <= 8): W and the signs are read once per launch. */
+int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
+                       const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const void* d_split,
+                       int64_t capacity, float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);
+
+/* Workspace of bd_step_project_prefill: up256(4 * segments) + up256(4 * rows * M) bytes. */
+size_t bd_step_project_prefill_workspace_bytes(int64_t rows, int64_t segments, int64_t M);
+
+/* The same product for many rows per tenant (eager steps; `rows` rows, not *d_active): bd_prefill (bitdelta_cuda.h)
+ * over each part of the split form (planes = 0 suffices) with F32 output, then y (+)= that / s_r.
+ * d_segment_offsets: I32 [segments + 1], 0 = first <= ... <= last = rows: runs of rows of one tenant slot
+ * d_segment_slots:   I32 [segments] their slots;  slots: entries of the slot tables
+ * d_workspace:       >= bd_step_project_prefill_workspace_bytes(rows, segments, M), 256-byte aligned
+ * rows, segments:    1 .. 65535 */
+int bd_step_project_prefill(int64_t rows, const int32_t* d_segment_offsets, const int32_t* d_segment_slots, int64_t segments,
+                            int dtype, const void* d_W, const uint32_t* const* d_signs_of_slot,
+                            const float* const* d_scales_of_slot, int64_t slots, const void* d_split, int64_t capacity,
+                            float* d_y, int64_t M, int64_t K, int accumulate, void* d_workspace, size_t workspace_bytes,
+                            cudaStream_t stream);
+
+/* Workspace of bd_step_attention_decode: launch_rows * heads * 16 * (head_dim + 2) * 4 bytes (the splits' partials). */
+size_t bd_step_attention_workspace_bytes(int64_t launch_rows, int64_t heads, int64_t head_dim);
+
+/* bd_step_attention's result for decode steps, computed in F32 with other summation orders (see the launch list):
+ * max_positions: the most positions a row attends to (min(context, window) or the context), fixing the splits;
+ * head_dim 1 .. 512; d_workspace: bd_step_attention_workspace_bytes(launch_rows, heads, head_dim) (NULL allowed when
+ * launch_rows * heads / group >= 2 * SMs: a single split). */
+int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
+                             const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
+                             const int32_t* d_blocks_per_sequence, const float* d_qkv, int kv_dtype, const void* d_key_cache,
+                             const void* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                             int64_t window, float scale, int64_t max_positions, float* d_out, void* d_workspace,
+                             size_t workspace_bytes, cudaStream_t stream);
+
+/* bd_step_attention's result for prefill steps (eager): d_tile_first / d_tile_rows (I32 [tiles]) cut the step's rows
+ * into tiles of 1 .. 32 consecutive rows of one sequence each; every row of the step is in one tile. head_dim 1 .. 256
+ * where the flash kernel's shared memory fits the device (else BD_ERR_BAD_SHAPE: use bd_step_attention). */
+int bd_step_attention_prefill(int64_t tiles, const int32_t* d_tile_first, const int32_t* d_tile_rows, const int32_t* d_positions,
+                              const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
+                              const int32_t* d_blocks_per_sequence, const float* d_qkv, int kv_dtype, const void* d_key_cache,
+                              const void* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                              int64_t window, float scale, float* d_out, cudaStream_t stream);
+
+/* bd_step_lm_head with the output rows grouped by tenant slot, so that each head is read once per step:
+ * d_groups:        I32 [1] groups G this step (<= launch_groups)
+ * d_group_slot:    I32 [launch_groups]; d_group_offsets: I32 [launch_groups + 1] (group g: entries
+ *                  d_group_offsets[g] .. d_group_offsets[g + 1] - 1 of d_group_rows)
+ * d_group_rows:    I32 [launch_groups] output rows (indices into d_x and d_logits), every output row once
+ * d_x:             F32 [*, hidden], 16-byte aligned, hidden % 8 == 0;  d_logits: F32 [*, vocab]
+ * heads:           16-byte aligned */
+int bd_step_lm_head_grouped(const int32_t* d_groups, int64_t launch_groups, const int32_t* d_group_slot,
+                            const int32_t* d_group_offsets, const int32_t* d_group_rows, const void* const* d_head_of_slot,
+                            const int32_t* d_dtype_of_slot, const float* d_x, float* d_logits, int64_t vocab, int64_t hidden,
+                            cudaStream_t stream);
+
+/* Raises the shared-memory limits of the step kernels on the current device; call once per device before the first
+ * step (outside graph capture). */
+int bd_step_prepare(void);
+
+/* Benchmarks: 1 (the default) launches bd_step_project_tc with programmatic dependent launch on cc >= 9.0 (its W and
+ * sign copies start while the split before it runs); 0 launches it plainly. Process-wide, not thread-safe. */
+int bd_step_set_pdl(int enabled);
 
 /* ---- sampling (after a step, launched eagerly for exactly `rows` output rows) ---- */
 
