@@ -100,7 +100,7 @@ if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
   junit decoder-faults 120 --select-class org.bitdelta.cuda.CudaDecoderFaultTest
   junit backend 150 --select-class org.bitdelta.cuda.CudaBackendCorrectnessTest --select-class org.bitdelta.cuda.CudaBackendErrorsTest \
     --select-class org.bitdelta.cuda.CudaBackendProviderTest --select-class org.bitdelta.cuda.CudaHostSideTest \
-    --select-class org.bitdelta.cuda.CudaOverheadTest
+    --select-class org.bitdelta.cuda.CudaCompressTest --select-class org.bitdelta.cuda.CudaLibraryHostTest
   tar -C "$work" -czf "$out/junit-reports.tar.gz" junit 2>/dev/null
 else
   row "Java tests" "skip" "no carried runtime ($carry/jre.tar.xz) or no library"

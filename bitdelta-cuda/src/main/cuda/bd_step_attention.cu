@@ -443,6 +443,12 @@ int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const
   return BD_OK;
 }
 
+int bd_step_attention_prefill_fits(int64_t head_dim) {
+  bd::DeviceInfo device;
+  if (bd::device_info(&device) != cudaSuccess) return 0;
+  return head_dim >= 1 && head_dim <= AP_MAX_HEAD_DIM && int64_t(ap_smem_bytes(head_dim)) <= device.smem_optin ? 1 : 0;
+}
+
 int bd_step_attention_prefill(int64_t tiles, const int32_t* d_tile_first, const int32_t* d_tile_rows, const int32_t* d_positions,
                               const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
                               const int32_t* d_blocks_per_sequence, const float* d_qkv, int kv_dtype, const void* d_key_cache,

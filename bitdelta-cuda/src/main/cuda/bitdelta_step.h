@@ -236,6 +236,9 @@ int bd_step_attention_prefill(int64_t tiles, const int32_t* d_tile_first, const 
                               const void* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
                               int64_t window, float scale, float* d_out, cudaStream_t stream);
 
+/* 1 when bd_step_attention_prefill takes this head dimension on the current device, else 0. */
+int bd_step_attention_prefill_fits(int64_t head_dim);
+
 /* bd_step_lm_head with the output rows grouped by tenant slot, so that each head is read once per step:
  * d_groups:        I32 [1] groups G this step (<= launch_groups)
  * d_group_slot:    I32 [launch_groups]; d_group_offsets: I32 [launch_groups + 1] (group g: entries
