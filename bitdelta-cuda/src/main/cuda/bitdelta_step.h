@@ -301,6 +301,17 @@ int bd_step_event_record(void* event, cudaStream_t stream);
 int bd_step_event_synchronize(void* event);
 int bd_step_event_destroy(void* event);
 
+/* ---- benchmarks ---- */
+
+/* An event that records time (bd_step_event_record records it, bd_step_event_destroy destroys it). */
+int bd_step_timer_create(void** event);
+/* Waits for `end` and gives the milliseconds from `start` to `end`. */
+int bd_step_timer_elapsed(void* start, void* end, float* milliseconds);
+/* The device-to-device copy bandwidth, bytes read + written per second: the median of `repetitions` cudaMemcpyAsync of
+ * `bytes` bytes each timed with events, after one warm-up copy, on a stream of its own. Allocates and frees 2 x bytes;
+ * synchronous. */
+int bd_step_copy_bandwidth(int64_t bytes, int repetitions, double* bytes_per_second);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1662,6 +1662,16 @@ public final class CudaDecoderDevice implements DecoderDevice {
         }
     }
 
+    /** The stream every operation of this device is enqueued on (for benchmarks that time steps with events). */
+    long stream() {
+        return stream;
+    }
+
+    /** The step bindings this device calls (for benchmarks). */
+    StepLibrary stepLibrary() {
+        return step;
+    }
+
     /** Graphs instantiated now (for tests: a decode step is captured once per bucket and replayed). */
     int graphCount() {
         return graphs.size();

@@ -62,6 +62,9 @@ public final class StepLibrary {
     private final MethodHandle lmHeadGrouped;
     private final MethodHandle prepare;
     private final MethodHandle setPdl;
+    private final MethodHandle timerCreate;
+    private final MethodHandle timerElapsed;
+    private final MethodHandle copyBandwidth;
 
     private StepLibrary(CudaLibrary cuda) {
         this.cuda = cuda;
@@ -159,6 +162,9 @@ public final class StepLibrary {
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         prepare = bind.apply("bd_step_prepare", FunctionDescriptor.of(JAVA_INT));
         setPdl = bind.apply("bd_step_set_pdl", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        timerCreate = bind.apply("bd_step_timer_create", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        timerElapsed = bind.apply("bd_step_timer_elapsed", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS));
+        copyBandwidth = bind.apply("bd_step_copy_bandwidth", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         int version = abiVersion();
         if (version != EXPECTED_ABI_VERSION) {
             throw new CudaException(cuda.path() + " has decoder-step ABI version " + version + ", these bindings expect "
@@ -546,6 +552,47 @@ public final class StepLibrary {
             return (int) eventDestroy.invokeExact(event);
         } catch (Throwable e) {
             throw rethrow("bd_step_event_destroy", e);
+        }
+    }
+
+    // ---- benchmarks ----
+
+    /** An event that records time (record it with {@link #eventRecord}, destroy it with {@link #eventDestroy}). */
+    public long timerCreate() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment event = arena.allocate(ADDRESS);
+            check((int) timerCreate.invokeExact(event), "bd_step_timer_create");
+            return event.get(JAVA_LONG, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_timer_create", e);
+        }
+    }
+
+    /** Waits for {@code end}; the milliseconds between two recorded timer events. */
+    public float timerElapsed(long start, long end) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment milliseconds = arena.allocate(JAVA_FLOAT);
+            check((int) timerElapsed.invokeExact(start, end, milliseconds), "bd_step_timer_elapsed");
+            return milliseconds.get(JAVA_FLOAT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_timer_elapsed", e);
+        }
+    }
+
+    /** Device-to-device copy bandwidth (bytes read + written per second), the median of {@code repetitions} copies. */
+    public double copyBandwidth(long bytes, int repetitions) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment result = arena.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            check((int) copyBandwidth.invokeExact(bytes, repetitions, result), "bd_step_copy_bandwidth of " + bytes + " bytes");
+            return result.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_copy_bandwidth", e);
         }
     }
 
