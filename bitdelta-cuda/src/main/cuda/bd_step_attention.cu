@@ -370,12 +370,17 @@ static cudaError_t launch_attention_prefill(int64_t tiles, const int32_t* tile_f
   return cudaGetLastError();
 }
 
+// The most dynamic shared memory the flash kernel is given: what AP_MAX_HEAD_DIM needs, or less on devices that give a
+// block less (1 KB is left for its static arrays). bd_step_attention_prefill takes the head dimensions that fit it.
+inline int ap_smem_limit(const DeviceInfo& device) {
+  return int(min(int64_t(ap_smem_bytes(AP_MAX_HEAD_DIM)), int64_t(device.smem_optin) - 1024));
+}
+
 cudaError_t prepare_attention_kernels() {
-  const int bytes = int(ap_smem_bytes(AP_MAX_HEAD_DIM));
   DeviceInfo device;
   cudaError_t e = device_info(&device);
   if (e != cudaSuccess) return e;
-  if (device.smem_optin < bytes) return cudaSuccess;  // bd_step_attention_prefill refuses head_dim that do not fit
+  const int bytes = ap_smem_limit(device);
   e = cudaFuncSetAttribute(attention_prefill_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e == cudaSuccess) e = cudaFuncSetAttribute(attention_prefill_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   if (e == cudaSuccess) e = cudaFuncSetAttribute(attention_prefill_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
@@ -446,7 +451,7 @@ int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const
 int bd_step_attention_prefill_fits(int64_t head_dim) {
   bd::DeviceInfo device;
   if (bd::device_info(&device) != cudaSuccess) return 0;
-  return head_dim >= 1 && head_dim <= AP_MAX_HEAD_DIM && int64_t(ap_smem_bytes(head_dim)) <= device.smem_optin ? 1 : 0;
+  return head_dim >= 1 && head_dim <= AP_MAX_HEAD_DIM && int64_t(ap_smem_bytes(head_dim)) <= ap_smem_limit(device) ? 1 : 0;
 }
 
 int bd_step_attention_prefill(int64_t tiles, const int32_t* d_tile_first, const int32_t* d_tile_rows, const int32_t* d_positions,
@@ -462,12 +467,13 @@ int bd_step_attention_prefill(int64_t tiles, const int32_t* d_tile_first, const 
   const cudaError_t device_error = bd::device_info(&device);
   if (device_error != cudaSuccess) return fail(device_error, "bd_step_attention_prefill: device properties");
   if (tiles <= 0 || tiles > MAX_GRID_X || heads <= 0 || heads > MAX_GRID_YZ || kv_heads <= 0 || heads % kv_heads != 0 ||
-      head_dim < 1 || head_dim > AP_MAX_HEAD_DIM || int64_t(ap_smem_bytes(head_dim)) > device.smem_optin || block_size <= 0 || window < 0)
+      head_dim < 1 || head_dim > AP_MAX_HEAD_DIM || int64_t(ap_smem_bytes(head_dim)) > ap_smem_limit(device) || block_size <= 0 ||
+      window < 0)
     return refuse(BD_ERR_BAD_SHAPE,
                   "bd_step_attention_prefill: tiles %lld, heads %lld, kv_heads %lld, head_dim %lld (up to %d and %zu bytes of shared "
                   "memory, %d on this device), block_size %lld, window %lld",
                   (long long)tiles, (long long)heads, (long long)kv_heads, (long long)head_dim, AP_MAX_HEAD_DIM, ap_smem_bytes(head_dim),
-                  device.smem_optin, (long long)block_size, (long long)window);
+                  ap_smem_limit(device), (long long)block_size, (long long)window);
   cudaError_t e;
   switch (kv_dtype) {
     case BD_DTYPE_F32:

@@ -1,11 +1,13 @@
 // bd_step_ops.cu -- the operations of one decoder step (bitdelta_step.h): embedding gather, RMSNorm, the multi-tenant
-// projections, RoPE with the KV-cache write, paged causal GQA attention, SwiGLU, the output-row gather, lm_head.
+// projections, RoPE with the KV-cache write, paged causal GQA attention, SwiGLU, the output-row gather, lm_head; and
+// the tensor-core path's grouped lm_head and bd_step_prepare.
 //
-// Phase-1 kernels: simple SIMT code, F32 throughout (see PRECISION in bitdelta_step.h), correct for every shape:
-// every dimension is a loop, nothing assumes a multiple of a tile. Element-wise operations reproduce the Java CPU
+// The exact path's kernels: simple SIMT code, F32 throughout (see PRECISION in bitdelta_step.h), correct for every
+// shape: every dimension is a loop, nothing assumes a multiple of a tile. Element-wise operations reproduce the Java CPU
 // decoder's operation order exactly (no FMA contraction, exp in double); dot products use FMA in a lane-strided order.
-// Each kernel skips rows at or beyond *active (the rows a CUDA graph bucket pads with), so its grid may be larger
-// than the step. Launch configurations: see bitdelta_step.h.
+// RoPE writes keys and values in the cache's dtype (F32 on the exact path; F16/BF16 on the tensor-core path of a model
+// of that dtype), attention_kernel reads any of them. Each kernel skips rows at or beyond *active (the rows a CUDA graph
+// bucket pads with), so its grid may be larger than the step. Launch configurations: see bitdelta_step.h.
 #include "bd_step_common.cuh"
 
 #include <cmath>

@@ -102,17 +102,19 @@ public final class CudaDecoderDevice implements DecoderDevice {
     private final long layerCacheBytes;
     private final int kvDtype;
 
-    // The tensor-core path (16-bit models): the weights' dtype, the split forms of projection inputs (per activation,
-    // allocated at first use), attention and prefill workspaces.
+    // The tensor-core path (16-bit models): the weights' dtype; one split form per width of a product's input (hidden,
+    // query width, intermediate), holding the split of one activation at a time; attention and prefill workspaces. All
+    // allocated at open: a step allocates nothing.
     private final boolean tensorCores;
     private final int weightDtype;
     private final boolean groupedLmHead;
     private final boolean flashPrefill;
     private final int decodeAttentionRows;
     private final DeviceBuffer attentionWorkspace;
+    private final DeviceBuffer prefillWorkspace;
     private final Map<Integer, DeviceBuffer> splitForms = new HashMap<>();
-    private boolean[] splitCurrent = new boolean[0];
-    private DeviceBuffer prefillWorkspace;
+    /** Width -> the activation whose values the split form of that width holds, within the present pass over a step. */
+    private final Map<Integer, Integer> splitHolder = new HashMap<>();
 
     // Per-slot pointer tables (device) and their host mirror.
     private final TableLayout tables;
@@ -297,6 +299,21 @@ public final class CudaDecoderDevice implements DecoderDevice {
             this.sampleWorkspace = allocateOrExplain(workspaceBytes, "the sampling workspace");
             this.attentionWorkspace = tensorCores ? allocateOrExplain(step.attentionWorkspaceBytes(decodeAttentionRows, spec.headCount(),
                     spec.headDimension()), "the attention workspace") : null;
+            this.prefillWorkspace = tensorCores ? allocateOrExplain(step.projectPrefillWorkspaceBytes(spec.maxRows(), spec.maxRows(),
+                    maxProductOutputs()), "the prefill product workspace") : null;
+            if (tensorCores) {
+                for (int width : new int[]{spec.hiddenSize(), spec.queryWidth(), spec.intermediateSize()}) {
+                    if (!splitForms.containsKey(width)) {
+                        long bytes = step.splitBytes(spec.maxRows(), width, weightDtype);
+                        if (bytes <= 0) {
+                            throw new BitDeltaException("bd_step_split_bytes(" + spec.maxRows() + ", " + width + ") gave no size: "
+                                    + step.lastError());
+                        }
+                        splitForms.put(width, allocateOrExplain(bytes, "the split form of products' inputs [" + spec.maxRows() + ", "
+                                + width + "]"));
+                    }
+                }
+            }
             cuda.check(cuda.streamSynchronize(stream), "opening the CUDA decoder");
         } catch (RuntimeException e) {
             release(e);
@@ -984,7 +1001,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         issued = new ArrayList<>();
         // Split forms are tracked within one pass over the step's operations: a recorded, a captured and an eager pass
         // of the same operations launch the same kernels.
-        java.util.Arrays.fill(splitCurrent, false);
+        splitHolder.clear();
     }
 
     /** Rows rounded up to a power of two, at most maxRows: the batch sizes a graph is captured for. */
@@ -1218,34 +1235,28 @@ public final class CudaDecoderDevice implements DecoderDevice {
 
     // ---- split forms (the tensor-core path) ----
 
-    /** The split form of {@code activations}, allocated at first use (outside any capture: the first pass records). */
+    /** The split form of the width of {@code activations} (one of the products' input widths). */
     private DeviceBuffer splitForm(DeviceActivations activations) {
-        DeviceBuffer buffer = splitForms.get(activations.id());
+        DeviceBuffer buffer = splitForms.get(activations.columns());
         if (buffer == null) {
-            if (mode == Mode.CAPTURE) {
-                throw new IllegalStateException("the split form of '" + activations.name() + "' was not allocated before the capture");
-            }
-            long bytes = step.splitBytes(spec.maxRows(), activations.columns(), weightDtype);
-            if (bytes <= 0) {
-                throw new BitDeltaException("bd_step_split_bytes(" + spec.maxRows() + ", " + activations.columns() + ") gave no size");
-            }
-            buffer = allocateOrExplain(bytes, "the split form of '" + activations.name() + "' [" + spec.maxRows() + ", "
-                    + activations.columns() + "]");
-            splitForms.put(activations.id(), buffer);
+            throw new IllegalArgumentException("'" + activations.name() + "' has " + activations.columns() + " columns, not the input width "
+                    + "of a product (" + splitForms.keySet() + ")");
         }
         return buffer;
     }
 
-    /** Marks whether {@code activations}' split form holds its present values (false: it was written since). */
+    /** Records that the split form of its width holds {@code activations}' present values, or that they were written since. */
     private void splitHolds(DeviceActivations activations, boolean current) {
-        if (activations.id() >= splitCurrent.length) {
-            splitCurrent = java.util.Arrays.copyOf(splitCurrent, Math.max(activations.id() + 1, 2 * splitCurrent.length));
+        if (current) {
+            splitHolder.put(activations.columns(), activations.id());
+        } else {
+            splitHolder.remove(activations.columns(), activations.id());
         }
-        splitCurrent[activations.id()] = current;
     }
 
     private boolean splitIsCurrent(DeviceActivations activations) {
-        return activations.id() < splitCurrent.length && splitCurrent[activations.id()];
+        Integer holder = splitHolder.get(activations.columns());
+        return holder != null && holder == activations.id();
     }
 
     // ---- operations ----
@@ -1335,10 +1346,6 @@ public final class CudaDecoderDevice implements DecoderDevice {
                     table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), splitForm.address(),
                     spec.maxRows(), target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what + " (tensor cores)");
             return;
-        }
-        long workspaceBytes = step.projectPrefillWorkspaceBytes(spec.maxRows(), spec.maxRows(), maxProductOutputs());
-        if (prefillWorkspace == null) {
-            prefillWorkspace = allocateOrExplain(workspaceBytes, "the prefill product workspace");
         }
         step.check(step.projectPrefill(launchRows, input(inputLayout.segmentOffsets()), input(inputLayout.segmentSlots()), segmentCount,
                 weight.dtype(), weight.address(), table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())),
