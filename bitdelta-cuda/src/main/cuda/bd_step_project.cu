@@ -1,10 +1,11 @@
 // bd_step_project.cu -- the tensor-core products of 16-bit models in the decoder step (bitdelta_step.h, "TENSOR-CORE
 // PATH"): F32 activations are split into 16-bit parts (the base product on f16/bf16 tensor cores) and 24 bit-planes
 // of a fixed-point copy (the delta on the binary tensor cores), so that the product keeps about F32's accuracy while
-// reading the weights and signs once per launch of up to 16 rows.
+// reading the weights and signs from memory once per step (decode: the 16-row chunks of one m16 tile of W run side by
+// side and share it through L2).
 //
 //   split_kernel<T, SOURCE>   the split form of x (bd_step_split, bd_step_rmsnorm_split, bd_step_swiglu_split)
-//   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), RW * 8 rows per launch (bd_step_project_tc)
+//   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows per block (bd_step_project_tc)
 //   bd_prefill (bd_prefill.cu) over each 16-bit part, then unscale_kernel: prefill chunks (bd_step_project_prefill)
 //
 // Accuracy, per output y[r, m] (x = x_r, s = the row's power-of-two scale, K inputs):
@@ -107,7 +108,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   const int blocks = gridDim.y, part = blockIdx.y;
   const int64_t K256 = (K + 255) / 256;
   const int64_t kb_begin = K256 * part / blocks, kb_end = K256 * (part + 1) / blocks;
-  const int64_t k_begin = kb_begin * 256, k_end = min(kb_end * 256, K);
+  const int64_t k_begin = kb_begin * 256;
 
   SourceRow<SOURCE> source{in + r * (SOURCE == SOURCE_SWIGLU ? 2 * K : K), nullptr, 0.f, K};
   if (SOURCE == SOURCE_RMSNORM) {  // rmsnorm_kernel's reduction, operation for operation
@@ -234,8 +235,9 @@ __device__ __forceinline__ void plane_sums24(const int (&acc)[3][4], long long q
   }
 }
 
-// One block per 16 rows of M (an m16 tile), 8 warps, rows row0 .. row0 + 8 RW - 1 of the step, k256 stages of a
-// cp.async pipeline (TcShape). Warp w: the delta of rows w RW .. w RW + RW - 1 (per row and stage one A fragment from
+// Block (c, mt): rows 8 RW c .. 8 RW c + 8 RW - 1 of the step and rows 16 mt .. 16 mt + 15 of M (an m16 tile), 8 warps,
+// k256 stages of a cp.async pipeline (TcShape). The row chunks are the grid's x so that the blocks of one m16 tile run
+// side by side: W comes from DRAM once per tile and from L2 for the tile's other chunks (more than 16 rows). Warp w: the delta of rows w RW .. w RW + RW - 1 (per row and stage one A fragment from
 // the sign lines, three binary mma against its plane groups), and k32 step w of every stage of the base product for
 // all rows and parts (A from the W tile, B straight from the parts in global memory, one stage ahead). W, the sign
 // lines and the epilogue's tenant scales are requested before griddepcontrol.wait, so that they stream while the
@@ -243,7 +245,6 @@ __device__ __forceinline__ void plane_sums24(const int (&acc)[3][4], long long q
 template <typename T, int RW>
 __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     const int32_t* __restrict__ active,                 // I32 [1] active rows of the step
-    int row0,                                           //         first row of this launch
     const int32_t* __restrict__ slots,                  // I32 [launch_rows]
     const T* __restrict__ W,                            // T [M, K], K % 8 == 0, 16-byte aligned
     const uint32_t* const* __restrict__ signs_of_slot,  // [slots] -> U32 device sign layout [M, K] or NULL
@@ -251,7 +252,8 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     const unsigned char* __restrict__ split,            // split form of x (capacity rows, K)
     int64_t capacity,
     float* __restrict__ y,                              // F32 [launch_rows, M]
-    int64_t M, int64_t K, int accumulate) {             // grid ceil(M / 16), 256 threads, TcShape::SMEM_BYTES
+    int64_t M, int64_t K, int accumulate) {             // grid (ceil(launch_rows / (8 RW)), ceil(M / 16)), 256 threads,
+                                                        // TcShape::SMEM_BYTES dynamic shared memory
   using Sh = TcShape<RW>;
   constexpr int PARTS = Split<T>::PARTS;
   constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
@@ -261,10 +263,11 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
   __shared__ const float* s_scales[ROWS];
   __shared__ float s_part[8][16][ROWS + 1];  // each warp's base sums: [warp][m in tile][row]
 
+  const int row0 = int(blockIdx.x) * ROWS;
   const int R = min(ROWS, *active - row0);
-  if (R <= 0) return;  // uniform: this launch's rows are all padding
+  if (R <= 0) return;  // uniform: this block's rows are all padding
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int64_t mt = blockIdx.x, m0 = mt * 16;
+  const int64_t mt = blockIdx.y, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64, K256 = (K + 255) / 256;
   const int KCH = int(K256);
 
@@ -581,28 +584,21 @@ static int run_split(const char* what, const int32_t* active, int64_t launch_row
 }
 
 template <typename T, int RW>
-static cudaError_t launch_project_tc(const int32_t* active, int row0, const int32_t* slots, const T* W,
+static cudaError_t launch_project_tc(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
                                      const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
-                                     int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream,
-                                     bool pdl) {
-  return launch_ex(project_tc_kernel<T, RW>, dim3(unsigned((M + 15) / 16)), dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl,
-                   active, row0, slots, W, signs, scales, split, capacity, y, M, K, accumulate);
+                                     int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
+  const dim3 grid(unsigned((launch_rows + 8 * RW - 1) / (8 * RW)), unsigned((M + 15) / 16));
+  return launch_ex(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl_enabled(), active, slots, W,
+                   signs, scales, split, capacity, y, M, K, accumulate);
 }
 
 template <typename T>
 static cudaError_t project_tc_rows(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
                                    const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
                                    int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
-  const bool pdl = pdl_enabled();
-  const int rows_per_launch = launch_rows <= 8 ? 8 : 16;
-  for (int64_t row0 = 0; row0 < launch_rows; row0 += rows_per_launch) {
-    // Only the first launch may overlap the split before it; the next ones follow their predecessor.
-    const cudaError_t e = rows_per_launch == 8
-        ? launch_project_tc<T, 1>(active, int(row0), slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream, pdl && row0 == 0)
-        : launch_project_tc<T, 2>(active, int(row0), slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream, pdl && row0 == 0);
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
+  return launch_rows <= 8
+      ? launch_project_tc<T, 1>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream)
+      : launch_project_tc<T, 2>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream);
 }
 
 }  // namespace step
@@ -643,10 +639,12 @@ int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32
     return refuse(BD_ERR_NULL_POINTER, "bd_step_project_tc: a required pointer is NULL");
   if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16)
     return refuse(BD_ERR_BAD_DTYPE, "bd_step_project_tc: weight dtype code %d (F16 or BF16)", dtype);
-  if (launch_rows <= 0 || launch_rows > capacity || launch_rows > 0x7fffffff || M <= 0 || M >= (int64_t(1) << 31) || K <= 0 ||
-      K % 8 != 0 || K > BD_STEP_TC_MAX_K || (M + 15) / 16 > MAX_GRID_X)
-    return refuse(BD_ERR_BAD_SHAPE, "bd_step_project_tc: W [%lld, %lld] (K a multiple of 8 up to %d), launch_rows %lld, capacity %lld",
-                  (long long)M, (long long)K, BD_STEP_TC_MAX_K, (long long)launch_rows, (long long)capacity);
+  if (launch_rows <= 0 || launch_rows > capacity || launch_rows > 0x7fffffff || M <= 0 || K <= 0 || K % 8 != 0 ||
+      K > BD_STEP_TC_MAX_K || (M + 15) / 16 > MAX_GRID_YZ)
+    return refuse(BD_ERR_BAD_SHAPE,
+                  "bd_step_project_tc: W [%lld, %lld] (M up to %lld, K a multiple of 8 up to %d), launch_rows %lld, capacity %lld",
+                  (long long)M, (long long)K, (long long)(MAX_GRID_YZ * 16), BD_STEP_TC_MAX_K, (long long)launch_rows,
+                  (long long)capacity);
   if (!bd::aligned16(d_W)) return refuse(BD_ERR_MISALIGNED, "bd_step_project_tc: W is not 16-byte aligned");
   const unsigned char* split = static_cast<const unsigned char*>(d_split);
   const cudaError_t e = dtype == BD_DTYPE_F16
@@ -655,8 +653,9 @@ int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32
       : project_tc_rows<__nv_bfloat16>(launch_rows, d_active, d_slots, static_cast<const __nv_bfloat16*>(d_W), d_signs_of_slot,
                                        d_scales_of_slot, split, capacity, d_y, M, K, accumulate, stream);
   if (e != cudaSuccess)
-    return fail(e, "bd_step_project_tc: project_tc_kernel<dtype %d, RW %d><<<%lld, 256, %d>>> (W [%lld, %lld], launch_rows %lld)",
-                dtype, launch_rows <= 8 ? 1 : 2, (long long)((M + 15) / 16),
+    return fail(e, "bd_step_project_tc: project_tc_kernel<dtype %d, RW %d><<<(%lld, %lld), 256, %d>>> (W [%lld, %lld], launch_rows %lld)",
+                dtype, launch_rows <= 8 ? 1 : 2, (long long)((launch_rows + (launch_rows <= 8 ? 7 : 15)) / (launch_rows <= 8 ? 8 : 16)),
+                (long long)((M + 15) / 16),
                 launch_rows <= 8 ? TcShape<1>::SMEM_BYTES : TcShape<2>::SMEM_BYTES, (long long)M, (long long)K, (long long)launch_rows);
   return BD_OK;
 }

@@ -33,8 +33,8 @@
  *   delta S x = (S . q) / (s 2^8): mma.m16n8k256.b1 (AND + popcount) on the packed signs against the planes, exact in
  *         integers; q holds x to 2^-23 max|x| per element.
  * so the product stays within about F32 rounding of the exact path's (conformance: 2e-5 of the largest output at the
- * tested shapes) while W and every tenant's signs are read once per launch of 16 rows (decode) or once per tile of the
- * prefill GEMMs. Per element, y = base + a (delta) is formed as the CPU forms it, then added to y where accumulating.
+ * tested shapes) while W and every tenant's signs are read from memory once per step (decode: blocks of 16 rows; the
+ * row chunks of an m16 tile of W run side by side and share it through L2) or once per tile of the prefill GEMMs. Per element, y = base + a (delta) is formed as the CPU forms it, then added to y where accumulating.
  * Attention computes in F32 with FMA and tree sums (F32 rounding from the CPU's order); its KV cache is F32 or the
  * model's dtype (keys and values then rounded to 16 bits: see CudaBackend.KvCachePrecision for the measured effect).
  *
@@ -85,13 +85,14 @@
  *                          32 columns for the planes), (launch_rows, 1) without; 256 threads. Triggers the dependent
  *                          launch at its start (griddepcontrol.launch_dependents).
  *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per launch: launch_rows <= 8 takes 1)
- *                          = 4 kernels; per launch of 8 RW rows grid ceil(M / 16) (one block per 16 rows of M), 256
+ *                          = 4 kernels; one launch, grid (ceil(launch_rows / (8 RW)), ceil(M / 16)) (block (c, mt): rows
+ *                          8 RW c .. of the step, rows 16 mt .. of M; chunks of one tile adjacent in launch order), 256
  *                          threads (8 warps), two blocks per SM; a cp.async pipeline of k256 stages in dynamic shared
  *                          memory (W tile 8 KB + 512 B of sign lines and 768 B of planes per row: RW 1 = 18 KB x 5
  *                          stages, RW 2 = 28 KB x 3 stages) plus 8 * 16 * (8 RW + 1) floats of static shared memory for
  *                          the warps' base sums. Warp w: the delta of rows w RW .. w RW + RW - 1 (3 binary mma per row
  *                          and stage), k32 step w of every stage of the base product (2 mma per row tile and part; x
- *                          parts read from global memory one stage ahead). The first launch uses programmatic dependent
+ *                          parts read from global memory one stage ahead). It is launched with programmatic dependent
  *                          launch on cc >= 9.0 (bd_step_set_pdl): W, the sign lines and the tenants' scales stream
  *                          before griddepcontrol.wait, the split form only after it.
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
@@ -265,7 +266,8 @@ int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const flo
  *   y[r, m] (+)= (sum_parts x_part W^T)[r, m] / s_r + a_s[m] * ((S_s . q_r)[m] / (s_r 2^8)),  s = slot[r]
  * d_W:    dtype [M, K], 16-byte aligned, K % 8 == 0, K <= BD_STEP_TC_MAX_K
  * d_split: the split form of the step's x, capacity >= launch_rows rows;  d_y: F32 [launch_rows, M]
- * Rows go in launches of 16 (8 when launch_rows <= 8): W and the signs are read once per launch. */
+ * Blocks of 16 rows (8 when launch_rows <= 8); the row chunks of one m16 tile of W run side by side, so W is read from
+ * memory about once. M up to 65535 * 16. */
 int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
                        const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const void* d_split,
                        int64_t capacity, float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);

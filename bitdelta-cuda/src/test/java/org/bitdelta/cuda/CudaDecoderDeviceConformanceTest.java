@@ -389,8 +389,8 @@ class CudaDecoderDeviceConformanceTest {
 
     /**
      * The tensor-core products on both of their paths, for every product of a layer: a prefill chunk of one tenant
-     * (bd_prefill over the 16-bit parts), three tenants' chunks in one step (the decode kernel in launches of 16 rows),
-     * and a decode step of 40 sequences captured for its bucket of 64 rows (four launches). Inputs of 64, 200 and 328
+     * (bd_prefill over the 16-bit parts), three tenants' chunks in one step (the decode kernel, chunks of 16 rows), and
+     * a decode step of 40 sequences captured for its bucket of 64 rows (four chunks of 16 rows per m16 tile). Inputs of 64, 200 and 328
      * columns: shorter than one k256 stage, and with a partial last stage.
      */
     @ParameterizedTest
