@@ -84,7 +84,7 @@
  *                          output, parts, quantized values in ceil(K/256/8) KB of dynamic shared memory, 24 ballots per
  *                          32 columns for the planes), (launch_rows, 1) without; 256 threads. Triggers the dependent
  *                          launch at its start (griddepcontrol.launch_dependents).
- *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per launch: launch_rows <= 8 takes 1)
+ *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per block: launch_rows <= 8 takes 1)
  *                          = 4 kernels; one launch, grid (ceil(launch_rows / (8 RW)), ceil(M / 16)) (block (c, mt): rows
  *                          8 RW c .. of the step, rows 16 mt .. of M; chunks of one tile adjacent in launch order), 256
  *                          threads (8 warps), two blocks per SM; a cp.async pipeline of k256 stages in dynamic shared
