@@ -31,6 +31,12 @@ constexpr int AP_KEYS = 32;         // positions per key/value tile
 constexpr int AP_MAX_HEAD_DIM = 256;
 
 template <typename T> __device__ __forceinline__ float kv_load(const T* p) { return widen<T>(*p); }
+// Two consecutive cache elements (p even-aligned: head_dim is even, so every (position, head) row starts even).
+__device__ __forceinline__ float2 kv_load2(const float* p) { return __ldg(reinterpret_cast<const float2*>(p)); }
+__device__ __forceinline__ float2 kv_load2(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+__device__ __forceinline__ float2 kv_load2(const __nv_bfloat16* p) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+}
 template <typename T> __device__ __forceinline__ T kv_store(float v);
 template <> __device__ __forceinline__ float kv_store<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half kv_store<__half>(float v) { return __float2half_rn(v); }
@@ -45,9 +51,9 @@ __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p,
 
 // Grid (launch_rows, heads / group, splits), AD_THREADS threads. Block (r, hb, split): query heads hb * group ..
 // + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p.
-// Dynamic shared memory: group * head_dim floats (the queries).
+// Dynamic shared memory: group * head_dim floats (the queries). head_dim even (RoPE pairs its halves).
 template <typename TKV>
-__global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
+__global__ void __launch_bounds__(AD_THREADS, 6) attention_decode_kernel(
     const int32_t* __restrict__ active,               // I32 [1]
     const int32_t* __restrict__ positions,            // I32 [launch_rows]
     const int32_t* __restrict__ sequence_of_row,      // I32 [launch_rows]
@@ -99,11 +105,17 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
       float dot[AD_MAX_GROUP];
 #pragma unroll
       for (int hg = 0; hg < AD_MAX_GROUP; ++hg) dot[hg] = 0.f;
-      for (int64_t d = lane; d < head_dim; d += 32) {
-        const float k = kv_load(key_cache + base + d);
+      for (int d = 2 * lane; d < int(head_dim); d += 64) {  // pairs: head_dim is even
+        const float2 k = kv_load2(key_cache + base + d);
+        const float* q = query + d;
 #pragma unroll
-        for (int hg = 0; hg < AD_MAX_GROUP; ++hg)
-          if (hg < group) dot[hg] = fmaf(query[hg * head_dim + d], k, dot[hg]);
+        for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+          if (hg < group) {
+            dot[hg] = fmaf(q[0], k.x, dot[hg]);
+            dot[hg] = fmaf(q[1], k.y, dot[hg]);
+          }
+          q += head_dim;
+        }
       }
 #pragma unroll
       for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
@@ -409,10 +421,10 @@ int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const
       !d_value_cache || !d_out)
     return refuse(BD_ERR_NULL_POINTER, "bd_step_attention_decode: a required pointer is NULL");
   if (!valid_dtype(kv_dtype)) return refuse(BD_ERR_BAD_DTYPE, "bd_step_attention_decode: KV dtype code %d", kv_dtype);
-  if (launch_rows <= 0 || launch_rows > MAX_GRID_X || heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 || head_dim < 1 ||
-      head_dim > AD_MAX_HEAD_DIM || block_size <= 0 || window < 0 || max_positions <= 0 || heads > MAX_GRID_YZ)
+  if (launch_rows <= 0 || launch_rows > MAX_GRID_X || heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 || head_dim < 2 ||
+      head_dim % 2 != 0 || head_dim > AD_MAX_HEAD_DIM || block_size <= 0 || window < 0 || max_positions <= 0 || heads > MAX_GRID_YZ)
     return refuse(BD_ERR_BAD_SHAPE,
-                  "bd_step_attention_decode: launch_rows %lld, heads %lld, kv_heads %lld, head_dim %lld (up to %d), block_size %lld, "
+                  "bd_step_attention_decode: launch_rows %lld, heads %lld, kv_heads %lld, head_dim %lld (even, up to %d), block_size %lld, "
                   "window %lld, max_positions %lld",
                   (long long)launch_rows, (long long)heads, (long long)kv_heads, (long long)head_dim, AD_MAX_HEAD_DIM,
                   (long long)block_size, (long long)window, (long long)max_positions);

@@ -99,7 +99,8 @@
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
  *   bd_step_attention_decode: attention_decode_kernel<TKV> = 3 kernels, grid (launch_rows, heads / group, splits), 128
- *                          threads, group * head_dim floats of dynamic shared memory; group = the largest divisor of
+ *                          threads (at most 80 registers: 6 blocks per SM), group * head_dim floats of dynamic shared
+ *                          memory, keys read in pairs of elements per lane; group = the largest divisor of
  *                          heads / kv_heads up to 8 (query heads sharing one read of their KV head's keys and values);
  *                          splits = enough blocks for two per SM, at most 16 and one per 32 positions of max_positions
  *                          (block (r, g, s) takes chunks s, s + splits, ... of 32 positions: scores by warps, an online
@@ -292,7 +293,7 @@ size_t bd_step_attention_workspace_bytes(int64_t launch_rows, int64_t heads, int
 
 /* bd_step_attention's result for decode steps, computed in F32 with other summation orders (see the launch list):
  * max_positions: the most positions a row attends to (min(context, window) or the context), fixing the splits;
- * head_dim 1 .. 512; d_workspace: bd_step_attention_workspace_bytes(launch_rows, heads, head_dim) (NULL allowed when
+ * head_dim even, 2 .. 512; d_workspace: bd_step_attention_workspace_bytes(launch_rows, heads, head_dim) (NULL allowed when
  * launch_rows * heads / group >= 2 * SMs: a single split). */
 int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
                              const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
