@@ -170,8 +170,8 @@ public final class StepBenchmark {
             DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed);
             SplittableRandom random = new SplittableRandom(seed ^ 0xA11CE);
 
-            // (e) prefill: a warm-up prompt (allocates the split forms and workspaces), then 16 prompts of 256 tokens
-            prefill(device, buffers, cache, List.of(new DecoderTestSupport.Cache.Sequence(0)), 8, random);
+            // (e) prefill: a warm-up prompt of 64 tokens (the prefill products' first launches), then 16 prompts of 256 tokens
+            prefill(device, buffers, cache, List.of(new DecoderTestSupport.Cache.Sequence(0)), 64, random);
             List<DecoderTestSupport.Cache.Sequence> sequences = new ArrayList<>();
             for (int tenant = 1; tenant <= 16; tenant++) {
                 sequences.add(new DecoderTestSupport.Cache.Sequence(tenant));
