@@ -198,6 +198,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
         this.decodeAttentionRows = Math.min(spec.maxRows(), DECODE_ATTENTION_ROWS);
         selectDevice();
         step.check(step.prepare(), "preparing the decoder-step kernels on " + backend.deviceName());
+        // -Dbitdelta.cuda.pdl=false launches the tensor-core products without programmatic dependent launch
+        // (process-wide; for comparison and diagnosis).
+        step.check(step.setProgrammaticDependentLaunch(!"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"))),
+                "setting programmatic dependent launch");
         this.flashPrefill = tensorCores && step.attentionPrefillFits(spec.headDimension());
         this.stream = cuda.streamCreate();
         this.scope = new DeviceScope(cuda);
