@@ -20,6 +20,7 @@
 // The 8 warps' partial sums meet in shared memory (added in a fixed warp order: deterministic), then the block
 // writes y = base + a_t[m] * delta.
 #include "bd_common.cuh"
+#include "bd_tile.cuh"
 
 #ifndef BD_EXPERIMENTS
 #define BD_EXPERIMENTS 0  // 1: also the forms only bd_debug_set_decode_variant selects (bench/build.sh --harness-only)
@@ -228,10 +229,6 @@ __device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, b
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
 }
-__device__ __forceinline__ void cp_async_commit_group() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-// 16-byte chunk `ch` (0..15) of a 256-byte smem row, swizzled by row parity.
-__device__ __forceinline__ int swz(int ch, int row) { return ch ^ ((row & 1) << 2); }
 
 template <typename T, typename TY, int RW, int MT, bool VEC>
 __global__ void __launch_bounds__(256) decode2_kernel(

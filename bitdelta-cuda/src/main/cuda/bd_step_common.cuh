@@ -47,6 +47,12 @@ __device__ __forceinline__ double warp_sum(double v) {
   return v;
 }
 
+__device__ __forceinline__ long long warp_sum(long long v) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
@@ -77,6 +83,10 @@ int refuse(int status, const char* format, ...) __attribute__((format(printf, 2,
 
 namespace bd {
 namespace step {
+
+// Raise the dynamic shared-memory limits of the step kernels that need more than 48 KB (bd_step_prepare).
+cudaError_t prepare_project_kernels();
+cudaError_t prepare_attention_kernels();
 
 }  // namespace step
 }  // namespace bd

@@ -1,11 +1,13 @@
 // bd_step_ops.cu -- the operations of one decoder step (bitdelta_step.h): embedding gather, RMSNorm, the multi-tenant
-// projections, RoPE with the KV-cache write, paged causal GQA attention, SwiGLU, the output-row gather, lm_head.
+// projections, RoPE with the KV-cache write, paged causal GQA attention, SwiGLU, the output-row gather, lm_head; and
+// the tensor-core path's grouped lm_head and bd_step_prepare.
 //
-// Phase-1 kernels: simple SIMT code, F32 throughout (see PRECISION in bitdelta_step.h), correct for every shape:
-// every dimension is a loop, nothing assumes a multiple of a tile. Element-wise operations reproduce the Java CPU
+// The exact path's kernels: simple SIMT code, F32 throughout (see PRECISION in bitdelta_step.h), correct for every
+// shape: every dimension is a loop, nothing assumes a multiple of a tile. Element-wise operations reproduce the Java CPU
 // decoder's operation order exactly (no FMA contraction, exp in double); dot products use FMA in a lane-strided order.
-// Each kernel skips rows at or beyond *active (the rows a CUDA graph bucket pads with), so its grid may be larger
-// than the step. Launch configurations: see bitdelta_step.h.
+// RoPE writes keys and values in the cache's dtype (F32 on the exact path; F16/BF16 on the tensor-core path of a model
+// of that dtype), attention_kernel reads any of them. Each kernel skips rows at or beyond *active (the rows a CUDA graph
+// bucket pads with), so its grid may be larger than the step. Launch configurations: see bitdelta_step.h.
 #include "bd_step_common.cuh"
 
 #include <cmath>
@@ -125,7 +127,14 @@ __global__ void __launch_bounds__(PROJECT_WARPS * 32) project_kernel(
   }
 }
 
-// RoPE on q and k of one row, then its key and value into the cache (see bitdelta_step.h for the layout).
+template <typename T> __device__ __forceinline__ T to_kv(float v);
+template <> __device__ __forceinline__ float to_kv<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half to_kv<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 to_kv<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// RoPE on q and k of one row, then its key and value into the cache (see bitdelta_step.h for the layout), rounded to
+// the cache's dtype TKV.
+template <typename TKV>
 __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
     const int32_t* __restrict__ active,       // I32 [1]
     const int32_t* __restrict__ positions,    // I32 [launch_rows]
@@ -134,8 +143,8 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
     const float* __restrict__ sines,          // F32 [context, head_dim / 2]
     float* __restrict__ qkv,                  // F32 [launch_rows, (heads + 2 kv_heads) * head_dim]
     int64_t heads, int64_t kv_heads, int64_t head_dim,
-    float* __restrict__ key_cache,            // F32 [blocks, kv_heads, block_size, head_dim]
-    float* __restrict__ value_cache,          // F32 [blocks, kv_heads, block_size, head_dim]
+    TKV* __restrict__ key_cache,              // TKV [blocks, kv_heads, block_size, head_dim]
+    TKV* __restrict__ value_cache,            // TKV [blocks, kv_heads, block_size, head_dim]
     int64_t block_size) {
   const int64_t r = blockIdx.x;
   if (r >= *active) return;
@@ -156,22 +165,24 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
     h[i] = a;
     h[i + half] = b;
     if (head >= heads && cache_slot >= 0) {
-      float* key = key_cache + ((block * kv_heads + (head - heads)) * block_size + offset) * head_dim;
-      key[i] = a;
-      key[i + half] = b;
+      TKV* key = key_cache + ((block * kv_heads + (head - heads)) * block_size + offset) * head_dim;
+      key[i] = to_kv<TKV>(a);
+      key[i + half] = to_kv<TKV>(b);
     }
   }
   if (cache_slot < 0) return;
   const float* values = row + (heads + kv_heads) * head_dim;
   for (int64_t e = threadIdx.x; e < kv_heads * head_dim; e += blockDim.x) {
     const int64_t head = e / head_dim, d = e % head_dim;
-    value_cache[((block * kv_heads + head) * block_size + offset) * head_dim + d] = values[e];
+    value_cache[((block * kv_heads + head) * block_size + offset) * head_dim + d] = to_kv<TKV>(values[e]);
   }
 }
 
 // Attention of one (row, query head): pass 1 finds the max score; pass 2, in chunks of 128 positions, turns scores into
 // exp weights (shared memory), adds them up in position order (thread 0) and accumulates the weighted values per
-// dimension in position order: the CPU decoder's scalar order, so results match it up to exp's last bit.
+// dimension in position order: the CPU decoder's scalar order, so results match it up to exp's last bit (with an F32
+// cache; TKV = half / bf16 only where bd_step_attention_prefill cannot take the head dimension).
+template <typename TKV>
 __global__ void __launch_bounds__(ATTENTION_THREADS) attention_kernel(
     const int32_t* __restrict__ active,              // I32 [1]
     const int32_t* __restrict__ positions,           // I32 [launch_rows]
@@ -179,8 +190,8 @@ __global__ void __launch_bounds__(ATTENTION_THREADS) attention_kernel(
     const int32_t* __restrict__ block_tables,        // I32 [sequences, *blocks_per_sequence]
     const int32_t* __restrict__ blocks_per_sequence, // I32 [1]
     const float* __restrict__ qkv,                   // F32 [launch_rows, (heads + 2 kv_heads) * head_dim]
-    const float* __restrict__ key_cache,             // F32 [blocks, kv_heads, block_size, head_dim]
-    const float* __restrict__ value_cache,           // F32 [blocks, kv_heads, block_size, head_dim]
+    const TKV* __restrict__ key_cache,               // TKV [blocks, kv_heads, block_size, head_dim]
+    const TKV* __restrict__ value_cache,             // TKV [blocks, kv_heads, block_size, head_dim]
     int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t window, float scale,
     float* __restrict__ out) {                       // F32 [launch_rows, heads * head_dim]
   extern __shared__ float shared[];
@@ -208,7 +219,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS) attention_kernel(
   };
   auto score = [&](int64_t base) {
     float sum = 0.f;
-    for (int64_t d = 0; d < head_dim; ++d) sum = __fadd_rn(sum, __fmul_rn(query[d], key_cache[base + d]));
+    for (int64_t d = 0; d < head_dim; ++d) sum = __fadd_rn(sum, __fmul_rn(query[d], widen<TKV>(key_cache[base + d])));
     return __fmul_rn(sum, scale);
   };
 
@@ -245,7 +256,7 @@ __global__ void __launch_bounds__(ATTENTION_THREADS) attention_kernel(
       const int64_t d = tid + int64_t(u) * ATTENTION_THREADS;
       if (d < head_dim) {
         float sum = accumulator[u];
-        for (int j = 0; j < n; ++j) sum = __fadd_rn(sum, __fmul_rn(weights[j], value_cache[cache_offset[j] + d]));
+        for (int j = 0; j < n; ++j) sum = __fadd_rn(sum, __fmul_rn(weights[j], widen<TKV>(value_cache[cache_offset[j] + d])));
         accumulator[u] = sum;
       }
     }
@@ -326,6 +337,109 @@ __global__ void __launch_bounds__(PROJECT_WARPS * 32) lm_head_kernel(
   }
 }
 
+// Grouped lm_head (16-bit models): the output rows of one tenant slot share one read of its head. Block (vocab tile,
+// group): 8 warps x 4 vocabulary rows; a warp reads 16 bytes of each of its 4 head rows per lane and step and
+// multiplies them with up to 8 of the group's rows of x at a time (F32 FMA, lane-strided, then a warp tree sum).
+constexpr int LMG_WARPS = 8, LMG_VOCAB_PER_WARP = 4, LMG_ROWS = 8;
+constexpr int LMG_VOCAB_PER_BLOCK = LMG_WARPS * LMG_VOCAB_PER_WARP;
+
+template <typename TH> struct HeadChunk;  // 8 consecutive head elements as F32
+template <> struct HeadChunk<float> {
+  __device__ static void load(const float* p, float (&v)[8]) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+  }
+};
+template <typename T16> struct HeadChunk16 {
+  __device__ static void load(const T16* p, float (&v)[8]) {
+    const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(p));  // each head element is read once per step
+    const T16* e = reinterpret_cast<const T16*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) v[i] = widen<T16>(e[i]);
+  }
+};
+template <> struct HeadChunk<__half> : HeadChunk16<__half> {};
+template <> struct HeadChunk<__nv_bfloat16> : HeadChunk16<__nv_bfloat16> {};
+
+template <typename TH>
+__device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const int32_t* __restrict__ rows, int count,
+                                              const float* __restrict__ x, float* __restrict__ logits, int64_t vocab,
+                                              int64_t hidden, int64_t v0, int lane) {
+  for (int first = 0; first < count; first += LMG_ROWS) {
+    const int n = min(LMG_ROWS, count - first);
+    int64_t row[LMG_ROWS];
+#pragma unroll
+    for (int i = 0; i < LMG_ROWS; ++i) row[i] = i < n ? rows[first + i] : rows[first];
+    float sum[LMG_VOCAB_PER_WARP][LMG_ROWS];
+#pragma unroll
+    for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v)
+#pragma unroll
+      for (int i = 0; i < LMG_ROWS; ++i) sum[v][i] = 0.f;
+    for (int64_t k = int64_t(lane) * 8; k < hidden; k += 256) {
+      float w[LMG_VOCAB_PER_WARP][8];
+#pragma unroll
+      for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
+        if (v0 + v < vocab) {
+          HeadChunk<TH>::load(head + (v0 + v) * hidden + k, w[v]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) w[v][e] = 0.f;
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < LMG_ROWS; ++i) {
+        if (i >= n) break;
+        float xv[8];
+        HeadChunk<float>::load(x + row[i] * hidden + k, xv);
+#pragma unroll
+        for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) sum[v][i] = fmaf(xv[e], w[v][e], sum[v][i]);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < LMG_ROWS; ++i) {
+      if (i >= n) break;
+#pragma unroll
+      for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
+        const float total = warp_sum(sum[v][i]);
+        if (lane == v && v0 + v < vocab) logits[row[i] * vocab + v0 + v] = total;
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(LMG_WARPS * 32) lm_head_grouped_kernel(
+    const int32_t* __restrict__ groups,            // I32 [1] groups this step
+    const int32_t* __restrict__ group_slot,        // I32 [launch_groups] tenant slot of each group
+    const int32_t* __restrict__ group_offsets,     // I32 [launch_groups + 1] its rows in group_rows
+    const int32_t* __restrict__ group_rows,        // I32 [launch_rows] output rows, grouped by slot
+    const void* const* __restrict__ head_of_slot,  // [slots] -> dtype [vocab, hidden], 16-byte aligned
+    const int32_t* __restrict__ dtype_of_slot,     // I32 [slots]
+    const float* __restrict__ x,                   // F32 [launch_rows, hidden], hidden % 8 == 0
+    float* __restrict__ logits,                    // F32 [launch_rows, vocab]
+    int64_t vocab, int64_t hidden) {
+  const int group = blockIdx.y;
+  if (group >= *groups) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t v0 = int64_t(blockIdx.x) * LMG_VOCAB_PER_BLOCK + warp * LMG_VOCAB_PER_WARP;
+  if (v0 >= vocab) return;  // no barrier in this kernel
+  const int slot = group_slot[group];
+  const int begin = group_offsets[group], count = group_offsets[group + 1] - begin;
+  const void* head = head_of_slot[slot];
+  switch (dtype_of_slot[slot]) {
+    case BD_DTYPE_F32:
+      lm_head_group(static_cast<const float*>(head), group_rows + begin, count, x, logits, vocab, hidden, v0, lane);
+      break;
+    case BD_DTYPE_F16:
+      lm_head_group(static_cast<const __half*>(head), group_rows + begin, count, x, logits, vocab, hidden, v0, lane);
+      break;
+    default:
+      lm_head_group(static_cast<const __nv_bfloat16*>(head), group_rows + begin, count, x, logits, vocab, hidden, v0, lane);
+      break;
+  }
+}
+
 inline unsigned blocks_for(int64_t n, int64_t per_block) { return unsigned((n + per_block - 1) / per_block); }
 
 }  // namespace step
@@ -398,29 +512,44 @@ int bd_step_project(const int32_t* d_active, int64_t launch_rows, const int32_t*
 
 int bd_step_rotary_cache(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
                          const int32_t* d_cache_slots, const float* d_cos, const float* d_sin, float* d_qkv, int64_t heads,
-                         int64_t kv_heads, int64_t head_dim, float* d_key_cache, float* d_value_cache, int64_t block_size,
-                         cudaStream_t stream) {
+                         int64_t kv_heads, int64_t head_dim, int kv_dtype, void* d_key_cache, void* d_value_cache,
+                         int64_t block_size, cudaStream_t stream) {
   if (!d_active || !d_positions || !d_cache_slots || !d_cos || !d_sin || !d_qkv || !d_key_cache || !d_value_cache)
     return refuse(BD_ERR_NULL_POINTER, "bd_step_rotary_cache: a required pointer is NULL");
+  if (!valid_dtype(kv_dtype)) return refuse(BD_ERR_BAD_DTYPE, "bd_step_rotary_cache: KV dtype code %d", kv_dtype);
   if (launch_rows <= 0 || launch_rows > MAX_GRID_X || heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 ||
       head_dim <= 0 || head_dim % 2 != 0 || block_size <= 0)
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_rotary_cache: launch_rows %lld, heads %lld, kv_heads %lld, head_dim %lld, block_size %lld",
                   (long long)launch_rows, (long long)heads, (long long)kv_heads, (long long)head_dim, (long long)block_size);
-  rotary_cache_kernel<<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin,
-      d_qkv, heads, kv_heads, head_dim, d_key_cache, d_value_cache, block_size);
-  BD_STEP_CHECK_LAUNCH("rotary_cache_kernel<<<%lld, %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", (long long)launch_rows,
-                       ROW_THREADS, (long long)heads, (long long)kv_heads, (long long)head_dim);
+  switch (kv_dtype) {
+    case BD_DTYPE_F32:
+      rotary_cache_kernel<float><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos,
+          d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<float*>(d_key_cache), static_cast<float*>(d_value_cache), block_size);
+      break;
+    case BD_DTYPE_F16:
+      rotary_cache_kernel<__half><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos,
+          d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__half*>(d_key_cache), static_cast<__half*>(d_value_cache), block_size);
+      break;
+    default:
+      rotary_cache_kernel<__nv_bfloat16><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots,
+          d_cos, d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__nv_bfloat16*>(d_key_cache),
+          static_cast<__nv_bfloat16*>(d_value_cache), block_size);
+      break;
+  }
+  BD_STEP_CHECK_LAUNCH("rotary_cache_kernel<kv dtype %d><<<%lld, %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", kv_dtype,
+                       (long long)launch_rows, ROW_THREADS, (long long)heads, (long long)kv_heads, (long long)head_dim);
   return BD_OK;
 }
 
 int bd_step_attention(const int32_t* d_active, int64_t launch_rows, const int32_t* d_positions,
                       const int32_t* d_sequence_of_row, const int32_t* d_block_tables,
-                      const int32_t* d_blocks_per_sequence, const float* d_qkv, const float* d_key_cache,
-                      const float* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                      const int32_t* d_blocks_per_sequence, const float* d_qkv, int kv_dtype, const void* d_key_cache,
+                      const void* d_value_cache, int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim,
                       int64_t window, float scale, float* d_out, cudaStream_t stream) {
   if (!d_active || !d_positions || !d_sequence_of_row || !d_block_tables || !d_blocks_per_sequence || !d_qkv ||
       !d_key_cache || !d_value_cache || !d_out)
     return refuse(BD_ERR_NULL_POINTER, "bd_step_attention: a required pointer is NULL");
+  if (!valid_dtype(kv_dtype)) return refuse(BD_ERR_BAD_DTYPE, "bd_step_attention: KV dtype code %d", kv_dtype);
   if (launch_rows <= 0 || launch_rows > MAX_GRID_X || heads <= 0 || heads > MAX_GRID_YZ || kv_heads <= 0 ||
       heads % kv_heads != 0 || head_dim < 2 || head_dim > ATTENTION_MAX_HEAD_DIM || block_size <= 0 || window < 0)
     return refuse(BD_ERR_BAD_SHAPE,
@@ -428,11 +557,26 @@ int bd_step_attention(const int32_t* d_active, int64_t launch_rows, const int32_
                   (long long)launch_rows, (long long)heads, (long long)kv_heads, (long long)head_dim, ATTENTION_MAX_HEAD_DIM,
                   (long long)block_size, (long long)window);
   const size_t shared = sizeof(float) * size_t(head_dim + ATTENTION_THREADS);
-  attention_kernel<<<dim3(unsigned(launch_rows), unsigned(heads)), ATTENTION_THREADS, shared, stream>>>(
-      d_active, d_positions, d_sequence_of_row, d_block_tables, d_blocks_per_sequence, d_qkv, d_key_cache, d_value_cache,
-      block_size, heads, kv_heads, head_dim, window, scale, d_out);
-  BD_STEP_CHECK_LAUNCH("attention_kernel<<<(%lld, %lld), %d, %zu>>> (kv_heads %lld, head_dim %lld, block_size %lld)",
-                       (long long)launch_rows, (long long)heads, ATTENTION_THREADS, shared, (long long)kv_heads,
+  const dim3 grid{unsigned(launch_rows), unsigned(heads)};
+  switch (kv_dtype) {
+    case BD_DTYPE_F32:
+      attention_kernel<float><<<grid, ATTENTION_THREADS, shared, stream>>>(d_active, d_positions, d_sequence_of_row, d_block_tables,
+          d_blocks_per_sequence, d_qkv, static_cast<const float*>(d_key_cache), static_cast<const float*>(d_value_cache), block_size,
+          heads, kv_heads, head_dim, window, scale, d_out);
+      break;
+    case BD_DTYPE_F16:
+      attention_kernel<__half><<<grid, ATTENTION_THREADS, shared, stream>>>(d_active, d_positions, d_sequence_of_row, d_block_tables,
+          d_blocks_per_sequence, d_qkv, static_cast<const __half*>(d_key_cache), static_cast<const __half*>(d_value_cache), block_size,
+          heads, kv_heads, head_dim, window, scale, d_out);
+      break;
+    default:
+      attention_kernel<__nv_bfloat16><<<grid, ATTENTION_THREADS, shared, stream>>>(d_active, d_positions, d_sequence_of_row,
+          d_block_tables, d_blocks_per_sequence, d_qkv, static_cast<const __nv_bfloat16*>(d_key_cache),
+          static_cast<const __nv_bfloat16*>(d_value_cache), block_size, heads, kv_heads, head_dim, window, scale, d_out);
+      break;
+  }
+  BD_STEP_CHECK_LAUNCH("attention_kernel<kv dtype %d><<<(%lld, %lld), %d, %zu>>> (kv_heads %lld, head_dim %lld, block_size %lld)",
+                       kv_dtype, (long long)launch_rows, (long long)heads, ATTENTION_THREADS, shared, (long long)kv_heads,
                        (long long)head_dim, (long long)block_size);
   return BD_OK;
 }
@@ -477,6 +621,31 @@ int bd_step_lm_head(const int32_t* d_active, int64_t launch_rows, const int32_t*
       d_active, d_slots, d_row_index, d_head_of_slot, d_dtype_of_slot, d_x, d_logits, vocab, hidden);
   BD_STEP_CHECK_LAUNCH("lm_head_kernel<<<(%lld, %lld), %d>>> (vocab %lld, hidden %lld)", (long long)grid_x, (long long)grid_y,
                        PROJECT_WARPS * 32, (long long)vocab, (long long)hidden);
+  return BD_OK;
+}
+
+int bd_step_lm_head_grouped(const int32_t* d_groups, int64_t launch_groups, const int32_t* d_group_slot,
+                            const int32_t* d_group_offsets, const int32_t* d_group_rows, const void* const* d_head_of_slot,
+                            const int32_t* d_dtype_of_slot, const float* d_x, float* d_logits, int64_t vocab, int64_t hidden,
+                            cudaStream_t stream) {
+  if (!d_groups || !d_group_slot || !d_group_offsets || !d_group_rows || !d_head_of_slot || !d_dtype_of_slot || !d_x || !d_logits)
+    return refuse(BD_ERR_NULL_POINTER, "bd_step_lm_head_grouped: a required pointer is NULL");
+  const int64_t grid_x = (vocab + LMG_VOCAB_PER_BLOCK - 1) / LMG_VOCAB_PER_BLOCK;
+  if (launch_groups <= 0 || launch_groups > MAX_GRID_YZ || vocab <= 0 || hidden <= 0 || hidden % 8 != 0 || grid_x > MAX_GRID_X)
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_lm_head_grouped: vocab %lld, hidden %lld (a multiple of 8), launch_groups %lld",
+                  (long long)vocab, (long long)hidden, (long long)launch_groups);
+  if (!bd::aligned16(d_x)) return refuse(BD_ERR_MISALIGNED, "bd_step_lm_head_grouped: x is not 16-byte aligned");
+  lm_head_grouped_kernel<<<dim3(unsigned(grid_x), unsigned(launch_groups)), LMG_WARPS * 32, 0, stream>>>(
+      d_groups, d_group_slot, d_group_offsets, d_group_rows, d_head_of_slot, d_dtype_of_slot, d_x, d_logits, vocab, hidden);
+  BD_STEP_CHECK_LAUNCH("lm_head_grouped_kernel<<<(%lld, %lld), %d>>> (vocab %lld, hidden %lld)", (long long)grid_x,
+                       (long long)launch_groups, LMG_WARPS * 32, (long long)vocab, (long long)hidden);
+  return BD_OK;
+}
+
+int bd_step_prepare(void) {
+  cudaError_t e = prepare_project_kernels();
+  if (e == cudaSuccess) e = prepare_attention_kernels();
+  if (e != cudaSuccess) return fail(e, "bd_step_prepare: raising the shared-memory limits of the step kernels");
   return BD_OK;
 }
 

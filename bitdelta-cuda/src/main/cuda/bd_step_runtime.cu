@@ -127,4 +127,67 @@ int bd_step_event_destroy(void* event) {
   return BD_OK;
 }
 
+// ---- benchmarks ----
+
+int bd_step_timer_create(void** event) {
+  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_timer_create: NULL output");
+  *event = nullptr;
+  cudaEvent_t created = nullptr;
+  const cudaError_t e = cudaEventCreate(&created);
+  if (e != cudaSuccess) return fail(e, "cudaEventCreate");
+  *event = created;
+  return BD_OK;
+}
+
+int bd_step_timer_elapsed(void* start, void* end, float* milliseconds) {
+  if (start == nullptr || end == nullptr || milliseconds == nullptr)
+    return refuse(BD_ERR_NULL_POINTER, "bd_step_timer_elapsed: NULL event or output");
+  cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(end));
+  if (e != cudaSuccess) return fail(e, "cudaEventSynchronize (bd_step_timer_elapsed)");
+  e = cudaEventElapsedTime(milliseconds, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end));
+  if (e != cudaSuccess) return fail(e, "cudaEventElapsedTime");
+  return BD_OK;
+}
+
+int bd_step_copy_bandwidth(int64_t bytes, int repetitions, double* bytes_per_second) {
+  if (bytes_per_second == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_copy_bandwidth: NULL output");
+  if (bytes <= 0 || repetitions <= 0 || repetitions > 1000)
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_copy_bandwidth: %lld bytes, %d repetitions", (long long)bytes, repetitions);
+  void *source = nullptr, *target = nullptr;
+  cudaEvent_t start = nullptr, end = nullptr;
+  cudaStream_t stream = nullptr;
+  float* times = new float[repetitions];
+  cudaError_t e = cudaMalloc(&source, size_t(bytes));
+  if (e == cudaSuccess) e = cudaMalloc(&target, size_t(bytes));
+  if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+  if (e == cudaSuccess) e = cudaEventCreate(&start);
+  if (e == cudaSuccess) e = cudaEventCreate(&end);
+  if (e == cudaSuccess) e = cudaMemsetAsync(source, 0x5A, size_t(bytes), stream);
+  if (e == cudaSuccess) e = cudaMemcpyAsync(target, source, size_t(bytes), cudaMemcpyDeviceToDevice, stream);  // warm-up
+  for (int i = 0; i < repetitions && e == cudaSuccess; ++i) {
+    e = cudaEventRecord(start, stream);
+    if (e == cudaSuccess) e = cudaMemcpyAsync(target, source, size_t(bytes), cudaMemcpyDeviceToDevice, stream);
+    if (e == cudaSuccess) e = cudaEventRecord(end, stream);
+    if (e == cudaSuccess) e = cudaEventSynchronize(end);
+    if (e == cudaSuccess) e = cudaEventElapsedTime(&times[i], start, end);
+  }
+  if (e == cudaSuccess) {
+    for (int i = 1; i < repetitions; ++i)  // insertion sort: the median
+      for (int j = i; j > 0 && times[j] < times[j - 1]; --j) {
+        const float swap = times[j];
+        times[j] = times[j - 1];
+        times[j - 1] = swap;
+      }
+    *bytes_per_second = 2.0 * double(bytes) / (double(times[repetitions / 2]) * 1e-3);
+  }
+  delete[] times;
+  if (start) cudaEventDestroy(start);
+  if (end) cudaEventDestroy(end);
+  if (stream) cudaStreamDestroy(stream);
+  if (source) cudaFree(source);
+  if (target) cudaFree(target);
+  if (e != cudaSuccess) return fail(e, "bd_step_copy_bandwidth (%lld bytes)", (long long)bytes);
+  return BD_OK;
+}
+
 }  // extern "C"

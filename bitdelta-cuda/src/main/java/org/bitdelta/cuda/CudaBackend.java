@@ -67,6 +67,32 @@ public final class CudaBackend implements TensorBackend {
     private final Map<CudaDecoderDevice, Boolean> decoders = new IdentityHashMap<>();
     /** -Dbitdelta.cuda.graphs=false runs decode steps eagerly instead of as CUDA graphs (for comparison and debugging). */
     private final boolean graphs = !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.graphs", "true"));
+    private final KvCachePrecision kvCache;
+
+    /**
+     * How the decoder of a 16-bit model (F16 or BF16 projections) holds its KV cache; F32 models always hold F32.
+     * {@code -Dbitdelta.cuda.kvCache=model|f32} sets the default of the constructors without this argument.
+     */
+    public enum KvCachePrecision {
+        /**
+         * Keys and values in the model's 16-bit dtype: half the bytes of F32 in memory and in every decode step's reads,
+         * as 16-bit inference stacks keep them. Attention then reads keys and values rounded to 16 bits (relative error
+         * 2^-12 for F16, 2^-9 for BF16), so results move off the CPU decoder's (which keeps F32) by more than F32
+         * rounding. The default.
+         */
+        MODEL,
+        /** F32, as the CPU decoder: the GPU's results stay within F32 rounding of the CPU's. */
+        F32;
+
+        static KvCachePrecision fromProperty() {
+            String value = System.getProperty("bitdelta.cuda.kvCache", "model");
+            return switch (value.toLowerCase(java.util.Locale.ROOT)) {
+                case "model" -> MODEL;
+                case "f32" -> F32;
+                default -> throw new BitDeltaException("-Dbitdelta.cuda.kvCache=" + value + " is not one of model, f32");
+            };
+        }
+    }
     /** Page-locked, so that the copies in and out of each call are DMA transfers without a staging copy. */
     private MemorySegment hostStaging;
     private MemorySegment hostOutput;
@@ -80,8 +106,14 @@ public final class CudaBackend implements TensorBackend {
         this(0);
     }
 
-    /** A backend on CUDA device {@code device}. */
+    /** A backend on CUDA device {@code device} (the KV cache precision of -Dbitdelta.cuda.kvCache, default MODEL). */
     public CudaBackend(int device) {
+        this(device, KvCachePrecision.fromProperty());
+    }
+
+    /** A backend on CUDA device {@code device} whose decoders keep a 16-bit model's KV cache as {@code kvCache} says. */
+    public CudaBackend(int device, KvCachePrecision kvCache) {
+        this.kvCache = java.util.Objects.requireNonNull(kvCache, "kvCache");
         this.library = CudaLibrary.load();
         int count = library.deviceCount();
         if (device < 0 || device >= count) {
@@ -113,6 +145,11 @@ public final class CudaBackend implements TensorBackend {
         return device;
     }
 
+    /** How this backend's decoders keep a 16-bit model's KV cache. */
+    public KvCachePrecision kvCachePrecision() {
+        return kvCache;
+    }
+
     String deviceName() {
         return deviceName + " (device " + device + ")";
     }
@@ -121,7 +158,7 @@ public final class CudaBackend implements TensorBackend {
     @Override
     public synchronized DecoderDevice openDecoder(DecoderSpec spec) {
         ensureOpen();
-        CudaDecoderDevice decoder = new CudaDecoderDevice(this, spec, graphs);
+        CudaDecoderDevice decoder = new CudaDecoderDevice(this, spec, graphs, kvCache);
         decoders.put(decoder, Boolean.TRUE);
         return decoder;
     }

@@ -37,8 +37,19 @@ import java.util.Map;
  * repeated, zeros for a member without delta), and its replaced embeddings, lm_head and norms. Per-slot pointer
  * tables (slot 0 the base) let every kernel find each row's tenant's tensors without the host.
  *
- * <p>Precision: everything is computed in F32 from weights widened in registers, as the CPU decoder does (see
- * bitdelta_step.h), so greedy generations match the CPU's token for token.
+ * <p>Two paths (bitdelta_step.h, PRECISION and TENSOR-CORE PATH), chosen once per model at open:
+ * <ul>
+ * <li>the exact path, for every model whose projections are not all of one 16-bit dtype (F32 models: the tiny test
+ * models): every operation in F32 from weights widened in registers, in the CPU decoder's operation order where it
+ * has one, so greedy generations match the CPU's token for token;</li>
+ * <li>the tensor-core path, for models whose projections are all F16 or all BF16 (inputs a multiple of 8 up to
+ * 98304): activations and the residual stream stay F32; each projection input is split into 16-bit parts (the base
+ * product on f16/bf16 tensor cores) and 24 bit-planes (the delta on the binary tensor cores), which keeps the
+ * products within about F32 rounding of the exact ones while each weight and sign is read from memory once per
+ * step (decode: chunks of 16 rows of one m16 tile of W share it through L2; prefill: once per GEMM tile); RMSNorm and SwiGLU write that split form as they write their output; decode attention splits the positions
+ * over blocks that serve all query heads of a KV head, prefill attention is flash-style; lm_head reads each tenant's
+ * head once for all of its rows. The KV cache holds the model's dtype or F32 ({@link CudaBackend.KvCachePrecision}).</li>
+ * </ul>
  *
  * <p>Steps. {@link #run} uploads the step's per-row values (tokens, slots, positions, KV slots, block tables, output
  * rows) in one copy; a decode step (one row per sequence) is captured as a CUDA graph per batch-size bucket (rows
@@ -86,9 +97,24 @@ public final class CudaDecoderDevice implements DecoderDevice {
     private final long rotaryCos;
     private final long rotarySin;
 
-    // KV cache: one allocation, per layer keys then values, each F32 [blocks, kvHeads, blockSize, headDim].
+    // KV cache: one allocation, per layer keys then values, each kvDtype [blocks, kvHeads, blockSize, headDim].
     private final DeviceBuffer kvBuffer;
     private final long layerCacheBytes;
+    private final int kvDtype;
+
+    // The tensor-core path (16-bit models): the weights' dtype; one split form per width of a product's input (hidden,
+    // query width, intermediate), holding the split of one activation at a time; attention and prefill workspaces. All
+    // allocated at open: a step allocates nothing.
+    private final boolean tensorCores;
+    private final int weightDtype;
+    private final boolean groupedLmHead;
+    private final boolean flashPrefill;
+    private final int decodeAttentionRows;
+    private final DeviceBuffer attentionWorkspace;
+    private final DeviceBuffer prefillWorkspace;
+    private final Map<Integer, DeviceBuffer> splitForms = new HashMap<>();
+    /** Width -> the activation whose values the split form of that width holds, within the present pass over a step. */
+    private final Map<Integer, Integer> splitHolder = new HashMap<>();
 
     // Per-slot pointer tables (device) and their host mirror.
     private final TableLayout tables;
@@ -113,6 +139,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
     private StepInputs current;
     private int launchRows;
     private int launchOutputRows;
+    /** This step's products run the decode kernel (planes in the split forms) rather than the prefill GEMMs. */
+    private boolean decodeProducts;
+    private int segmentCount;
+    private int tileCount;
     private List<Op> issued;
     private String failure;
     private boolean closed;
@@ -142,7 +172,18 @@ public final class CudaDecoderDevice implements DecoderDevice {
     private record TenantSlot(String name, DeviceBuffer buffer) {
     }
 
+    /** Rows of a decode step up to which attention runs the split decode kernel (its workspace is sized for them). */
+    static final int DECODE_ATTENTION_ROWS = 256;
+    /** Eager steps of at most this many rows run the decode products; longer runs of one tenant run the prefill GEMMs. */
+    static final int DECODE_PRODUCT_ROWS = 16;
+    /** Rows per prefill attention tile (bd_step_attention_prefill). */
+    static final int ATTENTION_TILE_ROWS = 32;
+
     CudaDecoderDevice(CudaBackend backend, DecoderSpec spec, boolean graphsEnabled) {
+        this(backend, spec, graphsEnabled, backend.kvCachePrecision());
+    }
+
+    CudaDecoderDevice(CudaBackend backend, DecoderSpec spec, boolean graphsEnabled, CudaBackend.KvCachePrecision kvCache) {
         this.backend = backend;
         this.cuda = backend.library();
         this.step = StepLibrary.load(cuda);
@@ -150,7 +191,18 @@ public final class CudaDecoderDevice implements DecoderDevice {
         this.spec = spec;
         this.graphsEnabled = graphsEnabled;
         checkSpec(spec);
+        this.weightDtype = tensorCoreDtype(spec);
+        this.tensorCores = weightDtype >= 0;
+        this.kvDtype = tensorCores && kvCache == CudaBackend.KvCachePrecision.MODEL ? weightDtype : CudaLibrary.DTYPE_F32;
+        this.groupedLmHead = tensorCores && spec.hiddenSize() % 8 == 0;
+        this.decodeAttentionRows = Math.min(spec.maxRows(), DECODE_ATTENTION_ROWS);
         selectDevice();
+        step.check(step.prepare(), "preparing the decoder-step kernels on " + backend.deviceName());
+        // -Dbitdelta.cuda.pdl=false launches the tensor-core products without programmatic dependent launch
+        // (process-wide; for comparison and diagnosis).
+        step.check(step.setProgrammaticDependentLaunch(!"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"))),
+                "setting programmatic dependent launch");
+        this.flashPrefill = tensorCores && step.attentionPrefillFits(spec.headDimension());
         this.stream = cuda.streamCreate();
         this.scope = new DeviceScope(cuda);
         int layers = spec.layerCount();
@@ -215,9 +267,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
             uploadFloats(spec.rotarySin(), rotarySin);
 
             // ---- KV cache ----
-            this.layerCacheBytes = 4L * spec.kvBlocks() * spec.keyValueHeadCount() * spec.kvBlockSize() * spec.headDimension();
+            this.layerCacheBytes = (long) bytesOf(kvDtype) * spec.kvBlocks() * spec.keyValueHeadCount() * spec.kvBlockSize()
+                    * spec.headDimension();
             this.kvBuffer = allocateOrExplain(2L * layers * layerCacheBytes, "the KV cache (" + spec.kvBlocks() + " blocks of "
-                    + spec.kvBlockSize() + " tokens, " + layers + " layers, F32 keys and values)");
+                    + spec.kvBlockSize() + " tokens, " + layers + " layers, " + dtypeName(kvDtype) + " keys and values)");
             // Never read before written by a step, but zeroed so that a bug reads zeros rather than old data.
             cuda.check(cuda.memset(kvBuffer.address(), 0, kvBuffer.bytes(), stream), "clearing the KV cache");
 
@@ -248,6 +301,23 @@ public final class CudaDecoderDevice implements DecoderDevice {
                         + ") gave no size: " + step.lastError());
             }
             this.sampleWorkspace = allocateOrExplain(workspaceBytes, "the sampling workspace");
+            this.attentionWorkspace = tensorCores ? allocateOrExplain(step.attentionWorkspaceBytes(decodeAttentionRows, spec.headCount(),
+                    spec.headDimension()), "the attention workspace") : null;
+            this.prefillWorkspace = tensorCores ? allocateOrExplain(step.projectPrefillWorkspaceBytes(spec.maxRows(), spec.maxRows(),
+                    maxProductOutputs()), "the prefill product workspace") : null;
+            if (tensorCores) {
+                for (int width : new int[]{spec.hiddenSize(), spec.queryWidth(), spec.intermediateSize()}) {
+                    if (!splitForms.containsKey(width)) {
+                        long bytes = step.splitBytes(spec.maxRows(), width, weightDtype);
+                        if (bytes <= 0) {
+                            throw new BitDeltaException("bd_step_split_bytes(" + spec.maxRows() + ", " + width + ") gave no size: "
+                                    + step.lastError());
+                        }
+                        splitForms.put(width, allocateOrExplain(bytes, "the split form of products' inputs [" + spec.maxRows() + ", "
+                                + width + "]"));
+                    }
+                }
+            }
             cuda.check(cuda.streamSynchronize(stream), "opening the CUDA decoder");
         } catch (RuntimeException e) {
             release(e);
@@ -272,6 +342,54 @@ public final class CudaDecoderDevice implements DecoderDevice {
                 }
             }
         }
+    }
+
+    /**
+     * The weights' dtype code when the model takes the tensor-core path: every projection F16, or every one BF16, and
+     * every product's input width a multiple of 8 up to 98304; else -1 (the exact path).
+     */
+    static int tensorCoreDtype(DecoderSpec spec) {
+        DType common = null;
+        for (DecoderSpec.LayerWeights layer : spec.layers()) {
+            for (Projection projection : Projection.values()) {
+                DType dtype = layer.weight(projection).dtype();
+                if (dtype != DType.F16 && dtype != DType.BF16 || (common != null && dtype != common)) {
+                    return -1;
+                }
+                common = dtype;
+            }
+        }
+        for (int width : new int[]{spec.hiddenSize(), spec.queryWidth(), spec.intermediateSize()}) {
+            if (width % 8 != 0 || width > TENSOR_CORE_MAX_INPUTS) {
+                return -1;
+            }
+        }
+        return common == null ? -1 : dtypeCode(common);
+    }
+
+    /** BD_STEP_TC_MAX_K of bitdelta_step.h. */
+    static final int TENSOR_CORE_MAX_INPUTS = 98304;
+
+    private static int bytesOf(int dtypeCode) {
+        return dtypeCode == CudaLibrary.DTYPE_F32 ? 4 : 2;
+    }
+
+    private static String dtypeName(int dtypeCode) {
+        return switch (dtypeCode) {
+            case CudaLibrary.DTYPE_F32 -> "F32";
+            case CudaLibrary.DTYPE_F16 -> "F16";
+            default -> "BF16";
+        };
+    }
+
+    /** Whether this device runs the tensor-core path (for tests and benchmarks). */
+    boolean tensorCores() {
+        return tensorCores;
+    }
+
+    /** The KV cache's dtype name (for tests and benchmarks). */
+    String kvCacheDtype() {
+        return dtypeName(kvDtype);
     }
 
     /** The most blocks a sequence's table holds: its context in blocks, at most the whole cache. */
@@ -380,11 +498,16 @@ public final class CudaDecoderDevice implements DecoderDevice {
         }
     }
 
-    /** Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence), six per-row arrays, block tables. */
+    /**
+     * Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence, lm_head groups), six per-row arrays, the
+     * runs of one tenant slot (segments), the attention tiles, the output rows grouped by slot, block tables.
+     */
     private record InputLayout(int capacity, int tableWidth) {
         static final int ROWS = 0;
         static final int OUTPUT_ROWS = 1;
+        static final int SEQUENCES = 2;
         static final int BLOCKS_PER_SEQUENCE = 3;
+        static final int LM_HEAD_GROUPS = 4;
 
         long header(int field) {
             return 4L * field;
@@ -414,8 +537,39 @@ public final class CudaDecoderDevice implements DecoderDevice {
             return cacheSlots() + 4L * capacity;
         }
 
-        long blockTables() {
+        /** I32 [capacity + 1]: row offsets of the runs of rows of one slot. */
+        long segmentOffsets() {
             return outputRowIndex() + 4L * capacity;
+        }
+
+        long segmentSlots() {
+            return segmentOffsets() + 4L * (capacity + 1);
+        }
+
+        /** I32 [capacity]: first row of each attention tile (up to 32 consecutive rows of one sequence). */
+        long tileFirst() {
+            return segmentSlots() + 4L * capacity;
+        }
+
+        long tileRows() {
+            return tileFirst() + 4L * capacity;
+        }
+
+        /** I32 [capacity]: the output rows ordered by slot. */
+        long groupRows() {
+            return tileRows() + 4L * capacity;
+        }
+
+        long groupOffsets() {
+            return groupRows() + 4L * capacity;
+        }
+
+        long groupSlots() {
+            return groupOffsets() + 4L * (capacity + 1);
+        }
+
+        long blockTables() {
+            return groupSlots() + 4L * capacity;
         }
 
         long bytes() {
@@ -820,6 +974,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         try {
             uploadInputs(inputs);
             current = inputs;
+            decodeProducts = inputs.isDecode() || inputs.rows() <= DECODE_PRODUCT_ROWS
+                    || (long) segmentCount * DECODE_PRODUCT_ROWS > inputs.rows();
             if (!captured) {
                 begin(Mode.EAGER, inputs.rows(), inputs.outputRows());
                 operations.run();
@@ -847,6 +1003,9 @@ public final class CudaDecoderDevice implements DecoderDevice {
         launchRows = rows;
         launchOutputRows = outputRows;
         issued = new ArrayList<>();
+        // Split forms are tracked within one pass over the step's operations: a recorded, a captured and an eager pass
+        // of the same operations launch the same kernels.
+        splitHolder.clear();
     }
 
     /** Rows rounded up to a power of two, at most maxRows: the batch sizes a graph is captured for. */
@@ -959,7 +1118,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         int rows = inputs.rows();
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.ROWS), rows);
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.OUTPUT_ROWS), inputs.outputRows());
-        host.set(ValueLayout.JAVA_INT, inputLayout.header(2), inputs.sequences());
+        host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.SEQUENCES), inputs.sequences());
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE), inputs.blocksPerSequence());
         MemorySegment.copy(inputs.tokens(), 0, host, ValueLayout.JAVA_INT, inputLayout.tokens(), rows);
         MemorySegment.copy(inputs.slots(), 0, host, ValueLayout.JAVA_INT, inputLayout.slots(), rows);
@@ -967,6 +1126,51 @@ public final class CudaDecoderDevice implements DecoderDevice {
         MemorySegment.copy(inputs.sequenceOfRow(), 0, host, ValueLayout.JAVA_INT, inputLayout.sequenceOfRow(), rows);
         MemorySegment.copy(inputs.cacheSlots(), 0, host, ValueLayout.JAVA_INT, inputLayout.cacheSlots(), rows);
         MemorySegment.copy(inputs.outputRowIndex(), 0, host, ValueLayout.JAVA_INT, inputLayout.outputRowIndex(), inputs.outputRows());
+        // Runs of rows of one slot (the prefill products' segments) and of one sequence in tiles of 32 (prefill attention).
+        segmentCount = 0;
+        tileCount = 0;
+        for (int row = 0; row < rows; row++) {
+            if (row == 0 || inputs.slots()[row] != inputs.slots()[row - 1]) {
+                host.set(ValueLayout.JAVA_INT, inputLayout.segmentOffsets() + 4L * segmentCount, row);
+                host.set(ValueLayout.JAVA_INT, inputLayout.segmentSlots() + 4L * segmentCount, inputs.slots()[row]);
+                segmentCount++;
+            }
+            if (row == 0 || inputs.sequenceOfRow()[row] != inputs.sequenceOfRow()[row - 1]
+                    || row - host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * (tileCount - 1)) == ATTENTION_TILE_ROWS) {
+                host.set(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * tileCount, row);
+                tileCount++;
+            }
+        }
+        host.set(ValueLayout.JAVA_INT, inputLayout.segmentOffsets() + 4L * segmentCount, rows);
+        for (int tile = 0; tile < tileCount; tile++) {
+            int first = host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * tile);
+            int end = tile + 1 < tileCount ? host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * (tile + 1)) : rows;
+            host.set(ValueLayout.JAVA_INT, inputLayout.tileRows() + 4L * tile, end - first);
+        }
+        // The output rows grouped by slot (slots in order of first appearance), for the grouped lm_head.
+        int outputs = inputs.outputRows();
+        int[] order = new int[outputs];
+        int groups = 0;
+        boolean[] placed = new boolean[outputs];
+        int filled = 0;
+        for (int i = 0; i < outputs; i++) {
+            if (placed[i]) {
+                continue;
+            }
+            int slot = inputs.outputSlot(i);
+            host.set(ValueLayout.JAVA_INT, inputLayout.groupOffsets() + 4L * groups, filled);
+            host.set(ValueLayout.JAVA_INT, inputLayout.groupSlots() + 4L * groups, slot);
+            for (int j = i; j < outputs; j++) {
+                if (!placed[j] && inputs.outputSlot(j) == slot) {
+                    placed[j] = true;
+                    order[filled++] = j;
+                }
+            }
+            groups++;
+        }
+        host.set(ValueLayout.JAVA_INT, inputLayout.groupOffsets() + 4L * groups, filled);
+        MemorySegment.copy(order, 0, host, ValueLayout.JAVA_INT, inputLayout.groupRows(), outputs);
+        host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.LM_HEAD_GROUPS), groups);
         int tableEntries = inputs.sequences() * inputs.blocksPerSequence();
         MemorySegment.copy(inputs.blockTables(), 0, host, ValueLayout.JAVA_INT, inputLayout.blockTables(), tableEntries);
         long bytes = inputLayout.blockTables() + 4L * tableEntries;
@@ -1033,9 +1237,38 @@ public final class CudaDecoderDevice implements DecoderDevice {
         return buffer;
     }
 
+    // ---- split forms (the tensor-core path) ----
+
+    /** The split form of the width of {@code activations} (one of the products' input widths). */
+    private DeviceBuffer splitForm(DeviceActivations activations) {
+        DeviceBuffer buffer = splitForms.get(activations.columns());
+        if (buffer == null) {
+            throw new IllegalArgumentException("'" + activations.name() + "' has " + activations.columns() + " columns, not the input width "
+                    + "of a product (" + splitForms.keySet() + ")");
+        }
+        return buffer;
+    }
+
+    /** Records that the split form of its width holds {@code activations}' present values, or that they were written since. */
+    private void splitHolds(DeviceActivations activations, boolean current) {
+        if (current) {
+            splitHolder.put(activations.columns(), activations.id());
+        } else {
+            splitHolder.remove(activations.columns(), activations.id());
+        }
+    }
+
+    private boolean splitIsCurrent(DeviceActivations activations) {
+        Integer holder = splitHolder.get(activations.columns());
+        return holder != null && holder == activations.id();
+    }
+
+    // ---- operations ----
+
     @Override
     public void embed(Activations out) {
         DeviceActivations target = rows(own(out, spec.hiddenSize(), "embedding output"), false);
+        splitHolds(target, false);
         if (!issue(new Op(OP_EMBED, 0, target.id(), 0, 0, false))) {
             return;
         }
@@ -1054,6 +1287,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (!outputRows) {
             checkLayer(layer);
         }
+        // On the tensor-core path the norm before a product also writes its output's split form.
+        boolean split = tensorCores && !outputRows;
+        DeviceBuffer splitForm = split ? splitForm(target) : null;
+        splitHolds(target, split);
         if (!issue(new Op(OP_NORM, outputRows ? 0 : layer, source.id(), target.id(), norm.ordinal(), false))) {
             return;
         }
@@ -1066,9 +1303,16 @@ public final class CudaDecoderDevice implements DecoderDevice {
             case POST_ATTENTION -> table(tables.postAttentionNorm(layer));
             case FINAL -> table(tables.finalNorm());
         };
+        String what = "RMSNorm " + norm + " layer " + layer + " of " + rows + " rows";
+        if (split) {
+            step.check(step.rmsNormSplit(activeRows(), rows, input(inputLayout.slots()), weights, source.address(), target.address(),
+                    spec.hiddenSize(), spec.normEpsilon(), weightDtype, decodeProducts, splitForm.address(), spec.maxRows(), stream), what
+                    + " with its split form");
+            return;
+        }
         step.check(step.rmsNorm(outputRows ? activeOutputRows() : activeRows(), rows, input(inputLayout.slots()),
                 outputRows ? input(inputLayout.outputRowIndex()) : 0, weights, source.address(), target.address(), spec.hiddenSize(),
-                spec.normEpsilon(), stream), "RMSNorm " + norm + " layer " + layer + " of " + rows + " rows");
+                spec.normEpsilon(), stream), what);
     }
 
     @Override
@@ -1079,27 +1323,60 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (source == target) {
             throw new IllegalArgumentException(group + ": input and output are the same buffer '" + source.name() + "'");
         }
+        GroupWeight weight = groupWeights[layer][group.ordinal()];
+        DeviceBuffer splitForm = tensorCores ? splitForm(source) : null;
+        boolean splitNeeded = tensorCores && !splitIsCurrent(source);
+        if (tensorCores) {
+            splitHolds(source, true);
+        }
+        splitHolds(target, false);
         if (!issue(new Op(OP_PROJECT, layer, source.id(), target.id(), group.ordinal(), accumulate))) {
             return;
         }
-        GroupWeight weight = groupWeights[layer][group.ordinal()];
-        step.check(step.project(activeRows(), launchRows, input(inputLayout.slots()), weight.dtype(), weight.address(),
-                table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), source.address(),
-                target.address(), weight.outputs(), weight.inputs(), accumulate, stream),
-                "layer " + layer + " " + group + " product W [" + weight.outputs() + ", " + weight.inputs() + "] of " + launchRows + " rows");
+        String what = "layer " + layer + " " + group + " product W [" + weight.outputs() + ", " + weight.inputs() + "] of " + launchRows
+                + " rows";
+        if (!tensorCores) {
+            step.check(step.project(activeRows(), launchRows, input(inputLayout.slots()), weight.dtype(), weight.address(),
+                    table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), source.address(),
+                    target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what);
+            return;
+        }
+        if (splitNeeded) {
+            step.check(step.split(activeRows(), launchRows, source.address(), source.columns(), weightDtype, decodeProducts,
+                    splitForm.address(), spec.maxRows(), stream), "the split form of '" + source.name() + "' for " + what);
+        }
+        if (decodeProducts) {
+            step.check(step.projectTc(activeRows(), launchRows, input(inputLayout.slots()), weight.dtype(), weight.address(),
+                    table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), splitForm.address(),
+                    spec.maxRows(), target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what + " (tensor cores)");
+            return;
+        }
+        step.check(step.projectPrefill(launchRows, input(inputLayout.segmentOffsets()), input(inputLayout.segmentSlots()), segmentCount,
+                weight.dtype(), weight.address(), table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())),
+                spec.tenantSlots(), splitForm.address(), spec.maxRows(), target.address(), weight.outputs(), weight.inputs(), accumulate,
+                prefillWorkspace.address(), prefillWorkspace.bytes(), stream), what + " (prefill GEMMs over " + segmentCount + " segments)");
+    }
+
+    private int maxProductOutputs() {
+        int widest = 0;
+        for (Projection.Group group : Projection.Group.values()) {
+            widest = Math.max(widest, spec.width(group));
+        }
+        return widest;
     }
 
     @Override
     public void rotaryAndCache(int layer, Activations qkv) {
         checkLayer(layer);
         DeviceActivations buffer = rows(own(qkv, spec.width(Projection.Group.QKV), "q|k|v"), false);
+        splitHolds(buffer, false);
         if (!issue(new Op(OP_ROTARY, layer, buffer.id(), 0, 0, false))) {
             return;
         }
         long keys = kvBuffer.address() + 2L * layer * layerCacheBytes;
         step.check(step.rotaryCache(activeRows(), launchRows, input(inputLayout.positions()), input(inputLayout.cacheSlots()), rotaryCos,
-                rotarySin, buffer.address(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(), keys, keys + layerCacheBytes,
-                spec.kvBlockSize(), stream), "RoPE and KV write, layer " + layer + ", " + launchRows + " rows");
+                rotarySin, buffer.address(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(), kvDtype, keys,
+                keys + layerCacheBytes, spec.kvBlockSize(), stream), "RoPE and KV write, layer " + layer + ", " + launchRows + " rows");
     }
 
     @Override
@@ -1107,22 +1384,51 @@ public final class CudaDecoderDevice implements DecoderDevice {
         checkLayer(layer);
         DeviceActivations source = rows(own(qkv, spec.width(Projection.Group.QKV), "q|k|v"), false);
         DeviceActivations target = rows(own(out, spec.queryWidth(), "attention output"), false);
+        splitHolds(target, false);
         if (!issue(new Op(OP_ATTENTION, layer, source.id(), target.id(), 0, false))) {
             return;
         }
         long keys = kvBuffer.address() + 2L * layer * layerCacheBytes;
         float scale = (float) (1.0 / Math.sqrt(spec.headDimension()));
+        String what = "attention, layer " + layer + ", " + launchRows + " rows";
+        // Decode steps launch the split kernel for their bucket's rows, eager or captured: the splits of the positions depend
+        // on the launch's rows, so an eager step computes exactly what the graph of its bucket does.
+        int bucket = current.isDecode() ? bucketFor(current.rows()) : launchRows;
+        if (tensorCores && current.isDecode() && bucket <= decodeAttentionRows) {
+            long maxPositions = spec.slidingWindow() > 0 ? Math.min(spec.slidingWindow(), spec.contextLength()) : spec.contextLength();
+            step.check(step.attentionDecode(activeRows(), bucket, input(inputLayout.positions()), input(inputLayout.sequenceOfRow()),
+                    input(inputLayout.blockTables()), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
+                    keys, keys + layerCacheBytes, spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(),
+                    spec.slidingWindow(), scale, maxPositions, target.address(), attentionWorkspace.address(), attentionWorkspace.bytes(),
+                    stream), what + " (split decode kernel)");
+            return;
+        }
+        if (tensorCores && flashPrefill && mode == Mode.EAGER) {
+            step.check(step.attentionPrefill(tileCount, input(inputLayout.tileFirst()), input(inputLayout.tileRows()),
+                    input(inputLayout.positions()), input(inputLayout.sequenceOfRow()), input(inputLayout.blockTables()),
+                    input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype, keys, keys + layerCacheBytes,
+                    spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(), spec.slidingWindow(), scale,
+                    target.address(), stream), what + " (flash prefill kernel, " + tileCount + " tiles)");
+            return;
+        }
         step.check(step.attention(activeRows(), launchRows, input(inputLayout.positions()), input(inputLayout.sequenceOfRow()),
-                input(inputLayout.blockTables()), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), keys,
-                keys + layerCacheBytes, spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(),
-                spec.slidingWindow(), scale, target.address(), stream), "attention, layer " + layer + ", " + launchRows + " rows");
+                input(inputLayout.blockTables()), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
+                keys, keys + layerCacheBytes, spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(),
+                spec.slidingWindow(), scale, target.address(), stream), what);
     }
 
     @Override
     public void swiGlu(Activations gateUp, Activations out) {
         DeviceActivations source = rows(own(gateUp, 2 * spec.intermediateSize(), "gate|up"), false);
         DeviceActivations target = rows(own(out, spec.intermediateSize(), "SwiGLU output"), false);
+        DeviceBuffer splitForm = tensorCores ? splitForm(target) : null;
+        splitHolds(target, tensorCores);
         if (!issue(new Op(OP_SWIGLU, 0, source.id(), target.id(), 0, false))) {
+            return;
+        }
+        if (tensorCores) {
+            step.check(step.swiGluSplit(activeRows(), launchRows, source.address(), target.address(), spec.intermediateSize(), weightDtype,
+                    decodeProducts, splitForm.address(), spec.maxRows(), stream), "SwiGLU of " + launchRows + " rows with its split form");
             return;
         }
         step.check(step.swiGlu(activeRows(), launchRows, source.address(), target.address(), spec.intermediateSize(), stream),
@@ -1136,6 +1442,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (source == target) {
             throw new IllegalArgumentException("gathering rows in place ('" + source.name() + "') is not supported");
         }
+        splitHolds(target, false);
         if (!issue(new Op(OP_GATHER, 0, source.id(), target.id(), 0, false)) || launchOutputRows == 0) {
             return;
         }
@@ -1147,12 +1454,21 @@ public final class CudaDecoderDevice implements DecoderDevice {
     public void lmHead(Activations in, Activations logits) {
         DeviceActivations source = rows(own(in, spec.hiddenSize(), "lm_head input"), true);
         DeviceActivations target = rows(own(logits, spec.vocabularySize(), "logits"), true);
+        splitHolds(target, false);
         if (!issue(new Op(OP_LM_HEAD, 0, source.id(), target.id(), 0, false)) || launchOutputRows == 0) {
+            return;
+        }
+        String what = "lm_head of " + launchOutputRows + " output rows, vocab " + spec.vocabularySize();
+        if (groupedLmHead) {
+            step.check(step.lmHeadGrouped(input(inputLayout.header(InputLayout.LM_HEAD_GROUPS)), launchOutputRows,
+                    input(inputLayout.groupSlots()), input(inputLayout.groupOffsets()), input(inputLayout.groupRows()), table(tables.lmHead()),
+                    dtypeTable(tables.lmHeadDtype()), source.address(), target.address(), spec.vocabularySize(), spec.hiddenSize(), stream),
+                    what + " (grouped by tenant)");
             return;
         }
         step.check(step.lmHead(activeOutputRows(), launchOutputRows, input(inputLayout.slots()), input(inputLayout.outputRowIndex()),
                 table(tables.lmHead()), dtypeTable(tables.lmHeadDtype()), source.address(), target.address(), spec.vocabularySize(),
-                spec.hiddenSize(), stream), "lm_head of " + launchOutputRows + " output rows, vocab " + spec.vocabularySize());
+                spec.hiddenSize(), stream), what);
     }
 
     private void checkLayer(int layer) {
@@ -1355,6 +1671,16 @@ public final class CudaDecoderDevice implements DecoderDevice {
         } catch (RuntimeException e) {
             failures.add(e);
         }
+    }
+
+    /** The stream every operation of this device is enqueued on (for benchmarks that time steps with events). */
+    long stream() {
+        return stream;
+    }
+
+    /** The step bindings this device calls (for benchmarks). */
+    StepLibrary stepLibrary() {
+        return step;
     }
 
     /** Graphs instantiated now (for tests: a decode step is captured once per bucket and replayed). */

@@ -41,19 +41,45 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * longer than the context, KV blocks partly filled, tenants with and without each replaced tensor, base and tenant
  * rows mixed in one step. Operations are checked one at a time (each from identical inputs: after every comparison
  * the oracle's output is written into both devices), then whole decode steps (captured as CUDA graphs) end to end.
+ * F32 models (and 16-bit ones whose widths the tensor cores do not take) run the exact path, F16 and BF16 models the
+ * tensor-core path; each path has its tolerances ({@link Tolerances}).
  */
 class CudaDecoderDeviceConformanceTest {
-    /** Element-wise operations follow the oracle's operation order: only exp's last bit may differ. */
-    static final double ELEMENTWISE = 1e-6;
-    /** Dot products: F32 accumulation in another order. */
-    static final double PRODUCT = 2e-5;
-    /** Logits after whole steps through every layer. */
-    static final double STEP = 2e-4;
+    /**
+     * Tolerances: max |device - oracle| over max |oracle| of an operation's whole output.
+     *
+     * @param elementwise RMSNorm and SwiGLU: the oracle's operation order on both paths, only exp's last bit may differ
+     * @param product     the projections and lm_head. Exact path: F32 products summed in another order. Tensor-core
+     *                    path: x split into 16-bit parts to 2^-22 (F16) or 2^-25 (BF16) relative per element and
+     *                    quantized to 2^-23 max|x| for the delta, products exact, summed 32 at a time in the tensor cores
+     *                    (truncating) then in F32: at K <= 256 about sqrt(K) 2^-22 = 4e-6 of the largest output, so the
+     *                    same 2e-5 holds; dropping the low part (2^-12) or the delta (1e-2) fails it by 10x and more
+     * @param attention   attention. Exact path: the oracle's order (exp in double); tensor-core path with an F32 cache:
+     *                    exp in F32 and tree sums; with a 16-bit cache the keys and values are rounded (2^-11 relative
+     *                    for F16, 2^-8 for BF16) and the output, a convex combination of values with perturbed weights,
+     *                    moves by up to about twice that of the largest value: 2e-3 (F16), 1.6e-2 (BF16)
+     * @param step        logits after whole steps through every layer (F32 caches only)
+     */
+    record Tolerances(double elementwise, double product, double attention, double step) {
+        static final Tolerances EXACT = new Tolerances(1e-6, 2e-5, 1e-5, 2e-4);
+        static final Tolerances TENSOR_CORES = new Tolerances(1e-6, 2e-5, 2e-5, 2e-4);
+
+        static Tolerances of(CudaDecoderDevice device) {
+            if (!device.tensorCores()) {
+                return EXACT;
+            }
+            return switch (device.kvCacheDtype()) {
+                case "F16" -> new Tolerances(1e-6, 2e-5, 2e-3, Double.NaN);
+                case "BF16" -> new Tolerances(1e-6, 2e-5, 1.6e-2, Double.NaN);
+                default -> TENSOR_CORES;
+            };
+        }
+    }
 
     private static CudaBackend backend;
-    /** The device under test over a spec (graphs on or off): a CudaDecoderDevice on {@link #backend}. */
+    /** The device under test over a spec (graphs on or off) with F32 KV caches. */
     static java.util.function.BiFunction<DecoderSpec, Boolean, DecoderDevice> openDevice =
-            (spec, graphs) -> new CudaDecoderDevice(backend, spec, graphs);
+            (spec, graphs) -> new CudaDecoderDevice(backend, spec, graphs, CudaBackend.KvCachePrecision.F32);
 
     @BeforeAll
     static void open() {
@@ -88,13 +114,24 @@ class CudaDecoderDeviceConformanceTest {
                 // F16, vocab 1, head dimension 8, no GQA (ratio 1)
                 new Shape(DType.F16, 64, 96, 2, 2, 8, 1, 2, 32, 0, false, 9, 5, 40, 3),
                 // BF16, head dimension 64, GQA 4, window 8 at blocks of 4
-                new Shape(DType.BF16, 96, 160, 4, 1, 64, 300, 1, 48, 8, true, 16, 4, 80, 4));
+                new Shape(DType.BF16, 96, 160, 4, 1, 64, 300, 1, 48, 8, true, 16, 4, 80, 4),
+                // F16, hidden 60 (not a multiple of 8: the exact path with 16-bit weights), GQA 2
+                new Shape(DType.F16, 60, 84, 4, 2, 10, 50, 2, 40, 0, false, 12, 4, 60, 4));
+    }
+
+    /** The 16-bit shapes of {@link #shapes} that take the tensor-core path. */
+    static Stream<Shape> tensorCoreShapes() {
+        return shapes().filter(shape -> shape.dtype() != DType.F32 && shape.hidden() % 8 == 0);
     }
 
     static Twin twin(DecoderSpec spec, boolean graphs) {
+        return twin(spec, () -> openDevice.apply(spec, graphs));
+    }
+
+    static Twin twin(DecoderSpec spec, java.util.function.Supplier<DecoderDevice> device) {
         CpuDecoderDevice oracle = new CpuDecoderDevice(spec, new ScalarCpuBackend(), false);
         try {
-            return new Twin(oracle, openDevice.apply(spec, graphs));
+            return new Twin(oracle, device.get());
         } catch (RuntimeException e) {
             oracle.close();
             throw e;
@@ -118,11 +155,27 @@ class CudaDecoderDeviceConformanceTest {
         checkEveryOperation(shape);
     }
 
+    /** The same with the caches of the model's dtype: operations one at a time, attention within the rounding of the keys. */
+    @ParameterizedTest
+    @MethodSource("tensorCoreShapes")
+    void sixteenBitKvCachesStayWithinTheirRounding(Shape shape) {
+        checkEveryOperation(shape, CudaBackend.KvCachePrecision.MODEL);
+    }
+
     static void checkEveryOperation(Shape shape) {
-        long seed = DecoderTestSupport.seed("conformance " + shape);
+        checkEveryOperation(shape, CudaBackend.KvCachePrecision.F32);
+    }
+
+    static void checkEveryOperation(Shape shape, CudaBackend.KvCachePrecision kvCache) {
+        long seed = DecoderTestSupport.seed("conformance " + shape + ", KV cache " + kvCache);
         DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
         SplittableRandom random = new SplittableRandom(seed ^ 0x1234);
-        try (Twin twin = twin(spec, true)) {
+        try (Twin twin = twin(spec, () -> new CudaDecoderDevice(backend, spec, true, kvCache))) {
+            CudaDecoderDevice device = (CudaDecoderDevice) twin.device;
+            Tolerances tolerances = Tolerances.of(device);
+            assertEquals(shape.dtype() != DType.F32 && shape.hidden() % 8 == 0, device.tensorCores(), "the path of " + shape);
+            System.out.println("  " + (device.tensorCores() ? "tensor-core" : "exact") + " path, KV cache " + device.kvCacheDtype()
+                    + ", tolerances " + tolerances);
             loadTenants(twin, spec, seed);
             DecoderTestSupport.allocateStepBuffers(twin, spec);
             Cache cache = new Cache(spec, seed);
@@ -139,7 +192,7 @@ class CudaDecoderDeviceConformanceTest {
                 rows += length;
             }
             StepInputs prefill = cache.step(sequences, chunks, true);
-            checkOperations(twin, spec, prefill, "prefill of " + prefill.rows() + " rows, seed " + seed);
+            checkOperations(twin, spec, prefill, tolerances, "prefill of " + prefill.rows() + " rows, seed " + seed);
 
             // Decode steps over the same sequences and new ones, captured as graphs, then whole steps compared.
             for (int s = 0; s < 3; s++) {
@@ -159,14 +212,14 @@ class CudaDecoderDeviceConformanceTest {
                     continue;
                 }
                 StepInputs decode = cache.step(batch, tokens, false);
-                if (step == 1) {
-                    checkOperations(twin, spec, decode, "decode step " + step + " of " + decode.rows() + " rows, seed " + seed);
+                if (step == 1 || Double.isNaN(tolerances.step())) {
+                    checkOperations(twin, spec, decode, tolerances, "decode step " + step + " of " + decode.rows() + " rows, seed " + seed);
                     continue;
                 }
                 twin.run(decode, DecoderTestSupport::decoderStep);
                 float[][] logits = twin.read("logits", decode.outputRows());
                 double error = relativeError(logits[0], logits[1], logits[0].length);
-                assertTrue(error < STEP, "decode step " + step + " (" + decode.rows() + " rows) logits: relative error " + error
+                assertTrue(error < tolerances.step(), "decode step " + step + " (" + decode.rows() + " rows) logits: relative error " + error
                         + " (seed " + seed + ")");
                 checkSampling(twin, spec, decode.outputRows(), seed + step);
             }
@@ -177,36 +230,36 @@ class CudaDecoderDeviceConformanceTest {
      * Each operation of one step alone, layer by layer, from identical inputs: after each comparison the oracle's
      * output goes into both devices. The KV cache is written once per layer, as in a real step.
      */
-    private static void checkOperations(Twin twin, DecoderSpec spec, StepInputs inputs, String what) {
+    private static void checkOperations(Twin twin, DecoderSpec spec, StepInputs inputs, Tolerances tolerances, String what) {
         int rows = inputs.rows();
         int outputs = inputs.outputRows();
         check(twin, inputs, (d, b) -> d.embed(b.apply("residual")), "residual", rows, 0, what + ": embed");
         for (int layer = 0; layer < spec.layerCount(); layer++) {
             int l = layer;
             String at = what + ": layer " + layer + " ";
-            check(twin, inputs, (d, b) -> d.rmsNorm(b.apply("residual"), Norm.INPUT, l, b.apply("normed")), "normed", rows, ELEMENTWISE,
+            check(twin, inputs, (d, b) -> d.rmsNorm(b.apply("residual"), Norm.INPUT, l, b.apply("normed")), "normed", rows, tolerances.elementwise(),
                     at + "input RMSNorm");
-            check(twin, inputs, (d, b) -> d.project(l, Group.QKV, b.apply("normed"), b.apply("qkv"), false), "qkv", rows, PRODUCT,
+            check(twin, inputs, (d, b) -> d.project(l, Group.QKV, b.apply("normed"), b.apply("qkv"), false), "qkv", rows, tolerances.product(),
                     at + "q|k|v product");
             check(twin, inputs, (d, b) -> d.rotaryAndCache(l, b.apply("qkv")), "qkv", rows, 0, at + "RoPE");
-            check(twin, inputs, (d, b) -> d.attention(l, b.apply("qkv"), b.apply("attended")), "attended", rows, ELEMENTWISE * 10,
+            check(twin, inputs, (d, b) -> d.attention(l, b.apply("qkv"), b.apply("attended")), "attended", rows, tolerances.attention(),
                     at + "attention");
             check(twin, inputs, (d, b) -> d.project(l, Group.ATTENTION_OUTPUT, b.apply("attended"), b.apply("residual"), true),
-                    "residual", rows, PRODUCT, at + "o product added to the residual");
+                    "residual", rows, tolerances.product(), at + "o product added to the residual");
             check(twin, inputs, (d, b) -> d.rmsNorm(b.apply("residual"), Norm.POST_ATTENTION, l, b.apply("normed")), "normed", rows,
-                    ELEMENTWISE, at + "post-attention RMSNorm");
+                    tolerances.elementwise(), at + "post-attention RMSNorm");
             check(twin, inputs, (d, b) -> d.project(l, Group.GATE_UP, b.apply("normed"), b.apply("gateUp"), false), "gateUp", rows,
-                    PRODUCT, at + "gate|up product");
-            check(twin, inputs, (d, b) -> d.swiGlu(b.apply("gateUp"), b.apply("feedForward")), "feedForward", rows, ELEMENTWISE,
+                    tolerances.product(), at + "gate|up product");
+            check(twin, inputs, (d, b) -> d.swiGlu(b.apply("gateUp"), b.apply("feedForward")), "feedForward", rows, tolerances.elementwise(),
                     at + "SwiGLU");
             check(twin, inputs, (d, b) -> d.project(l, Group.FEED_FORWARD_OUTPUT, b.apply("feedForward"), b.apply("residual"), true),
-                    "residual", rows, PRODUCT, at + "down product added to the residual");
+                    "residual", rows, tolerances.product(), at + "down product added to the residual");
         }
         check(twin, inputs, (d, b) -> d.gatherOutputRows(b.apply("residual"), b.apply("outputRows")), "outputRows", outputs, 0,
                 what + ": output rows");
         check(twin, inputs, (d, b) -> d.rmsNorm(b.apply("outputRows"), Norm.FINAL, 0, b.apply("outputNormed")), "outputNormed", outputs,
-                ELEMENTWISE, what + ": final RMSNorm");
-        check(twin, inputs, (d, b) -> d.lmHead(b.apply("outputNormed"), b.apply("logits")), "logits", outputs, PRODUCT,
+                tolerances.elementwise(), what + ": final RMSNorm");
+        check(twin, inputs, (d, b) -> d.lmHead(b.apply("outputNormed"), b.apply("logits")), "logits", outputs, tolerances.product(),
                 what + ": lm_head");
     }
 
@@ -332,5 +385,134 @@ class CudaDecoderDeviceConformanceTest {
                 }
             }
         }
+    }
+
+    /**
+     * The tensor-core products on both of their paths, for every product of a layer: a prefill chunk of one tenant
+     * (bd_prefill over the 16-bit parts), three tenants' chunks in one step (the decode kernel, chunks of 16 rows), and
+     * a decode step of 40 sequences captured for its bucket of 64 rows (four chunks of 16 rows per m16 tile). Inputs of 64, 200 and 328
+     * columns: shorter than one k256 stage, and with a partial last stage.
+     */
+    @ParameterizedTest
+    @MethodSource("sixteenBitTypes")
+    void tensorCoreProductsMatchTheOracleOnBothPaths(DType dtype) {
+        long seed = DecoderTestSupport.seed("tensor-core products " + dtype);
+        Shape shape = new Shape(dtype, 200, 328, 4, 2, 16, 100, 1, 128, 0, false, 64, 16, 64, 4);
+        DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
+        SplittableRandom random = new SplittableRandom(seed);
+        try (Twin twin = twin(spec, true)) {
+            assertTrue(((CudaDecoderDevice) twin.device).tensorCores(), shape + " takes the tensor-core path");
+            loadTenants(twin, spec, seed);
+            DecoderTestSupport.allocateStepBuffers(twin, spec);
+            Cache cache = new Cache(spec, seed);
+            List<Cache.Sequence> sequences = new ArrayList<>();
+            List<int[]> chunks = new ArrayList<>();
+            sequences.add(new Cache.Sequence(1));
+            chunks.add(DecoderTestSupport.randomTokens(random, 40, spec.vocabularySize()));
+            checkProducts(twin, spec, cache.step(sequences, chunks, false), random, "one tenant's prefill chunk of 40 rows, seed " + seed);
+
+            sequences.clear();
+            chunks.clear();
+            for (int slot = 0; slot < 3; slot++) {
+                sequences.add(new Cache.Sequence(slot));
+                chunks.add(DecoderTestSupport.randomTokens(random, 14, spec.vocabularySize()));
+            }
+            checkProducts(twin, spec, cache.step(sequences, chunks, false), random, "three tenants' chunks of 14 rows, seed " + seed);
+
+            sequences.clear();
+            chunks.clear();
+            for (int s = 0; s < 40; s++) {
+                sequences.add(new Cache.Sequence(s % spec.tenantSlots()));
+                chunks.add(DecoderTestSupport.randomTokens(random, 1, spec.vocabularySize()));
+            }
+            checkProducts(twin, spec, cache.step(sequences, chunks, false), random, "a decode step of 40 rows, seed " + seed);
+        }
+    }
+
+    static Stream<DType> sixteenBitTypes() {
+        return Stream.of(DType.F16, DType.BF16);
+    }
+
+    /** Every product of layer 0 from random inputs (and a random residual for the accumulating ones). */
+    private static void checkProducts(Twin twin, DecoderSpec spec, StepInputs inputs, SplittableRandom random, String what) {
+        Tolerances tolerances = Tolerances.of((CudaDecoderDevice) twin.device);
+        int rows = inputs.rows();
+        for (Group group : Group.values()) {
+            String in = switch (group) {
+                case QKV, GATE_UP -> "normed";
+                case ATTENTION_OUTPUT -> "attended";
+                case FEED_FORWARD_OUTPUT -> "feedForward";
+            };
+            String out = switch (group) {
+                case QKV -> "qkv";
+                case GATE_UP -> "gateUp";
+                case ATTENTION_OUTPUT, FEED_FORWARD_OUTPUT -> "residual";
+            };
+            boolean accumulate = out.equals("residual");
+            twin.write(in, rows, DecoderTestSupport.uniform(random, rows * columnsOf(spec, in), -2, 2));
+            twin.write(out, rows, DecoderTestSupport.uniform(random, rows * columnsOf(spec, out), -2, 2));
+            check(twin, inputs, (d, b) -> d.project(0, group, b.apply(in), b.apply(out), accumulate), out, rows, tolerances.product(),
+                    what + ": " + group + (accumulate ? " added to the residual" : ""));
+        }
+    }
+
+    private static int columnsOf(DecoderSpec spec, String buffer) {
+        return switch (buffer) {
+            case "normed", "residual" -> spec.hiddenSize();
+            case "attended" -> spec.queryWidth();
+            case "feedForward" -> spec.intermediateSize();
+            case "qkv" -> spec.width(Group.QKV);
+            case "gateUp" -> spec.width(Group.GATE_UP);
+            default -> throw new IllegalArgumentException(buffer);
+        };
+    }
+
+    /**
+     * Attention of the tensor-core path over long sequences: sequences of 280 and 140 positions filled in steps of 40 + 20
+     * rows (each step's attention through the flash prefill kernel: tiles of 32 + 8 and 20 rows), then decode steps of
+     * three rows attending to up to 283 positions (the split decode kernel: up to 9 chunks of 32 positions over its
+     * splits), GQA 4, without and with a sliding window of 100.
+     */
+    @ParameterizedTest
+    @MethodSource("attentionWindows")
+    void tensorCoreAttentionOverLongSequencesMatchesTheOracle(int window) {
+        long seed = DecoderTestSupport.seed("long attention, window " + window);
+        Shape shape = new Shape(DType.F16, 128, 256, 8, 2, 64, 50, 1, 320, window, false, 64, 16, 80, 2);
+        DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
+        SplittableRandom random = new SplittableRandom(seed);
+        try (Twin twin = twin(spec, true)) {
+            assertTrue(((CudaDecoderDevice) twin.device).tensorCores(), shape + " takes the tensor-core path");
+            Tolerances tolerances = Tolerances.of((CudaDecoderDevice) twin.device);
+            DecoderTestSupport.allocateStepBuffers(twin, spec);
+            Cache cache = new Cache(spec, seed);
+            Cache.Sequence longer = new Cache.Sequence(0);
+            Cache.Sequence shorter = new Cache.Sequence(0);
+            int width = spec.width(Group.QKV);
+            for (int step = 0; step < 7; step++) {
+                StepInputs prefill = cache.step(List.of(longer, shorter), List.of(DecoderTestSupport.randomTokens(random, 40,
+                        spec.vocabularySize()), DecoderTestSupport.randomTokens(random, 20, spec.vocabularySize())), false);
+                twin.write("qkv", prefill.rows(), DecoderTestSupport.uniform(random, prefill.rows() * width, -2, 2));
+                twin.run(prefill, (d, b) -> d.rotaryAndCache(0, b.apply("qkv")));
+                check(twin, prefill, (d, b) -> d.attention(0, b.apply("qkv"), b.apply("attended")), "attended", prefill.rows(),
+                        tolerances.attention(), "prefill step " + step + " (positions up to " + (longer.length - 1) + "), seed " + seed);
+            }
+            List<Cache.Sequence> batch = List.of(longer, shorter, new Cache.Sequence(0));
+            for (int step = 0; step < 3; step++) {
+                List<int[]> tokens = new ArrayList<>();
+                for (int i = 0; i < batch.size(); i++) {
+                    tokens.add(DecoderTestSupport.randomTokens(random, 1, spec.vocabularySize()));
+                }
+                StepInputs decode = cache.step(batch, tokens, false);
+                twin.write("qkv", decode.rows(), DecoderTestSupport.uniform(random, decode.rows() * width, -2, 2));
+                twin.run(decode, (d, b) -> d.rotaryAndCache(0, b.apply("qkv")));
+                check(twin, decode, (d, b) -> d.attention(0, b.apply("qkv"), b.apply("attended")), "attended", decode.rows(),
+                        tolerances.attention(), "decode step " + step + " at positions " + (longer.length - 1) + ", " + (shorter.length - 1)
+                                + ", seed " + seed);
+            }
+        }
+    }
+
+    static Stream<Integer> attentionWindows() {
+        return Stream.of(0, 100);
     }
 }

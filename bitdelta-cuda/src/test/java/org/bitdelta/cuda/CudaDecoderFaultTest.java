@@ -59,7 +59,8 @@ class CudaDecoderFaultTest {
 
     @BeforeAll
     static void open() {
-        gpu = GpuTestSupport.backendOrNull();
+        // F32 KV caches: the tests below compare greedy tokens with the CPU's (CudaDecoderModelTest says why)
+        gpu = GpuTestSupport.backendOrNull(CudaBackend.KvCachePrecision.F32);
         if (gpu != null) {
             cpu = new VectorCpuBackend();
         }
@@ -283,9 +284,20 @@ class CudaDecoderFaultTest {
         assertTrue(step.lastError().contains("bd_step_project") && step.lastError().contains("[0, 64]"), step.lastError());
         assertEquals(3, step.project(1, 1, 1, 7, 1, 1, 1, 1, 2, 8, 8, false, 0), "BD_ERR_BAD_DTYPE");
         assertEquals(1, step.embed(0, 1, 1, 1, 1, 1, 8, 1, 0), "BD_ERR_NULL_POINTER");
-        assertEquals(2, step.attention(1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 4, 4, 1024, 0, 1f, 1, 0), "head dimension over 512");
+        assertEquals(2, step.attention(1, 1, 1, 1, 1, 1, 1, CudaLibrary.DTYPE_F32, 1, 1, 4, 4, 4, 1024, 0, 1f, 1, 0),
+                "head dimension over 512");
         CudaException failure = step.failure(2, "a call");
         assertTrue(failure.getMessage().contains("head_dim 1024"), failure.getMessage());
+        assertEquals(3, step.attention(1, 1, 1, 1, 1, 1, 1, 9, 1, 1, 4, 4, 4, 64, 0, 1f, 1, 0), "BD_ERR_BAD_DTYPE: KV dtype code 9");
+        // The tensor-core path: K not a multiple of 8, a capacity below the launch, an F32 weight.
+        assertEquals(2, step.projectTc(1, 1, 1, CudaLibrary.DTYPE_F16, 16, 1, 1, 1, 1, 2, 8, 12, false, 0), "K 12");
+        assertTrue(step.lastError().contains("bd_step_project_tc") && step.lastError().contains("[8, 12]"), step.lastError());
+        assertEquals(2, step.split(1, 4, 1, 64, CudaLibrary.DTYPE_BF16, true, 1, 2, 0), "capacity 2 < launch_rows 4");
+        assertEquals(3, step.projectTc(1, 1, 1, CudaLibrary.DTYPE_F32, 16, 1, 1, 1, 1, 2, 8, 16, false, 0), "F32 weights");
+        assertEquals(5, step.projectTc(1, 1, 1, CudaLibrary.DTYPE_F16, 18, 1, 1, 1, 1, 2, 8, 16, false, 0), "W not 16-byte aligned");
+        assertEquals(4, step.projectPrefill(4, 1, 1, 1, CudaLibrary.DTYPE_F16, 16, 1, 1, 2, 1, 4, 1, 8, 16, false, 256, 16, 0),
+                "a prefill workspace too small");
+        assertEquals(2, step.lmHeadGrouped(1, 1, 1, 1, 1, 1, 1, 16, 1, 10, 12, 0), "hidden 12 (not a multiple of 8)");
     }
 
     /**

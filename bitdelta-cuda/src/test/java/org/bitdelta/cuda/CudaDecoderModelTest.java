@@ -50,21 +50,34 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * one batch), for every fixture model of the repository (mistral-tiny F16 with its sliding window, and the other
  * F16/BF16/F32 Llamas as they arrive) with synthetic tenants and its compressed fine-tune, and for a synthetic BF16
  * Llama written here. Generation runs through the serving engine (Decoder.step, sampling on the device), perplexity
- * through DecoderModel (host logits).
+ * through DecoderModel (host logits). The GPU keeps F32 KV caches here (as the CPU does), so that the 16-bit models'
+ * tensor-core path is compared at F32 rounding; {@link #sixteenBitKvCachesKeepPerplexitiesNearTheCpu} checks the
+ * default 16-bit caches at their own tolerance.
  */
 class CudaDecoderModelTest {
     static final int NEW_TOKENS = 64;
     static final double PERPLEXITY_TOLERANCE = 1e-4;
+    /**
+     * Relative perplexity differences with the KV cache in the model's dtype, by that dtype. A numpy model of the
+     * fixtures in F32 with keys and values rounded (bench/kv_cache_precision.py: five texts of 100 tokens) moved
+     * perplexities by 0.5e-4 .. 1.4e-4 with F16 (mistral-tiny) and 0.5e-4 .. 9.8e-4 with BF16 (the synthetic Llama);
+     * these bounds leave 7x and 5x to that, and a wrong attention moves perplexity by far more than 1e-2.
+     */
+    static final double F16_KV_PERPLEXITY_TOLERANCE = 1e-3;
+    static final double BF16_KV_PERPLEXITY_TOLERANCE = 5e-3;
     /** The backend under test (CUDA) and the reference (the vectorized CPU backend). */
     static org.bitdelta.spi.TensorBackend gpu;
     static org.bitdelta.spi.TensorBackend cpu;
+    /** The CUDA backend with its default KV caches: the model's dtype for 16-bit models. */
+    static CudaBackend gpuSixteenBitKv;
 
     @BeforeAll
     static void open() {
-        CudaBackend backend = GpuTestSupport.backendOrNull();
+        CudaBackend backend = GpuTestSupport.backendOrNull(CudaBackend.KvCachePrecision.F32);
         if (backend != null) {
             System.out.println("CUDA backend: " + backend.describe());
             gpu = backend;
+            gpuSixteenBitKv = new CudaBackend(0, CudaBackend.KvCachePrecision.MODEL);
             cpu = new VectorCpuBackend();
         }
     }
@@ -78,6 +91,7 @@ class CudaDecoderModelTest {
     static void close() {
         if (gpu != null) {
             gpu.close();
+            gpuSixteenBitKv.close();
             cpu.close();
         }
     }
@@ -233,6 +247,52 @@ class CudaDecoderModelTest {
         long seed = DecoderTestSupport.seed("synthetic BF16 Llama");
         writeLlama(folder, DType.BF16, 300, seed);
         checkDecoders(folder, seed, "BF16 Llama", null);
+    }
+
+    /**
+     * The default KV caches of 16-bit models (F16 for mistral-tiny, BF16 for the synthetic Llama): perplexities of the
+     * base and two tenants within the tolerance of their rounding (not 1e-4: 16-bit keys move logits by about 1e-4,
+     * enough to flip greedy near-ties, so generations are not compared), and the cache takes half the bytes of F32's.
+     */
+    @Test
+    void sixteenBitKvCachesKeepPerplexitiesNearTheCpu(@TempDir Path folder) throws IOException {
+        long seed = DecoderTestSupport.seed("16-bit KV caches");
+        writeLlama(folder, DType.BF16, 300, seed);
+        for (Path model : List.of(DecoderTestSupport.bundledModel("mistral-tiny"), folder)) {
+            try (Decoder onCpu = Decoder.load(model, cpu, false); Decoder onGpu = Decoder.load(model, gpuSixteenBitKv, false);
+                 Decoder onGpuF32 = Decoder.load(model, gpu, false)) {
+                DType dtype = onCpu.weights().tensor(Projection.QUERY.weightName(0)).dtype();
+                double tolerance = dtype == DType.F16 ? F16_KV_PERPLEXITY_TOLERANCE : BF16_KV_PERPLEXITY_TOLERANCE;
+                for (int t = 1; t <= 2; t++) {
+                    Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
+                    Map<String, Tensor> replaced = new LinkedHashMap<>();
+                    syntheticTenant(onCpu, seed + t, t, deltas, replaced);
+                    for (Decoder decoder : List.of(onCpu, onGpu, onGpuF32)) {
+                        decoder.addTenant("t" + t, "synthetic tenant " + t, deltas, replaced);
+                    }
+                }
+                List<String> tenants = List.of("base", "t1", "t2");
+                List<int[]> texts = new ArrayList<>();
+                int length = Math.min(100, onCpu.config().contextLength());
+                for (int i = 0; i < tenants.size(); i++) {
+                    texts.add(prompts(seed + 11 + i, onCpu.config().vocabularySize(), length).getFirst());
+                }
+                double[] lossCpu = meanLosses(onCpu, tenants, texts);
+                double[] lossGpu = meanLosses(onGpu, tenants, texts);
+                for (int i = 0; i < tenants.size(); i++) {
+                    double expected = Math.exp(lossCpu[i]);
+                    double actual = Math.exp(lossGpu[i]);
+                    double relative = Math.abs(actual - expected) / expected;
+                    System.out.printf("  %s %s KV cache, tenant %s: perplexity CPU %.6f, GPU %.6f, relative difference %.2e%n",
+                            model.getFileName(), dtype, tenants.get(i), expected, actual, relative);
+                    assertTrue(relative < tolerance, model + " tenant " + tenants.get(i) + ": perplexity CPU " + expected + " vs GPU "
+                            + actual + " with a " + dtype + " KV cache (relative " + relative + ", tolerance " + tolerance + ")");
+                }
+                long sixteen = onGpu.memory().kvCacheBytes();
+                long f32 = onGpuF32.memory().kvCacheBytes();
+                assertEquals(f32, 2 * sixteen, "a " + dtype + " KV cache takes half the bytes of an F32 one");
+            }
+        }
     }
 
     /**

@@ -36,6 +36,11 @@ final class GpuTestSupport {
         return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend();
     }
 
+    /** A backend on device 0 whose decoders keep 16-bit models' KV caches as {@code kvCache} says, or null without a GPU. */
+    static CudaBackend backendOrNull(CudaBackend.KvCachePrecision kvCache) {
+        return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend(0, kvCache);
+    }
+
     /** The system property that replays a run's random inputs: -Dbitdelta.test.seed=N. */
     static final String SEED_PROPERTY = "bitdelta.test.seed";
 

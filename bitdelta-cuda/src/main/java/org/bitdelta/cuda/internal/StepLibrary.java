@@ -20,7 +20,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class StepLibrary {
     /** BD_STEP_ABI_VERSION these bindings were written for. */
-    public static final int EXPECTED_ABI_VERSION = 1;
+    public static final int EXPECTED_ABI_VERSION = 2;
 
     private static volatile StepLibrary instance;
 
@@ -48,6 +48,23 @@ public final class StepLibrary {
     private final MethodHandle eventSynchronize;
     private final MethodHandle eventDestroy;
     private final MethodHandle repackSigns;
+    private final MethodHandle splitBytes;
+    private final MethodHandle split;
+    private final MethodHandle rmsNormSplit;
+    private final MethodHandle swiGluSplit;
+    private final MethodHandle projectTc;
+    private final MethodHandle projectPrefillWorkspaceBytes;
+    private final MethodHandle projectPrefill;
+    private final MethodHandle attentionWorkspaceBytes;
+    private final MethodHandle attentionDecode;
+    private final MethodHandle attentionPrefillFits;
+    private final MethodHandle attentionPrefill;
+    private final MethodHandle lmHeadGrouped;
+    private final MethodHandle prepare;
+    private final MethodHandle setPdl;
+    private final MethodHandle timerCreate;
+    private final MethodHandle timerElapsed;
+    private final MethodHandle copyBandwidth;
 
     private StepLibrary(CudaLibrary cuda) {
         this.cuda = cuda;
@@ -67,14 +84,14 @@ public final class StepLibrary {
         // (active, launch_rows, slots, w_dtype, W, signs_of_slot, scales_of_slot, x, y, M, K, accumulate, stream)
         project = bind.apply("bd_step_project", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
-        // (active, launch_rows, positions, cache_slots, cos, sin, qkv, heads, kv_heads, head_dim, key_cache, value_cache,
-        //  block_size, stream)
+        // (active, launch_rows, positions, cache_slots, cos, sin, qkv, heads, kv_heads, head_dim, kv_dtype, key_cache,
+        //  value_cache, block_size, stream)
         rotaryCache = bind.apply("bd_step_rotary_cache", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
-                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        // (active, launch_rows, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache,
-        //  block_size, heads, kv_heads, head_dim, window, scale, out, stream)
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (active, launch_rows, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, kv_dtype, key_cache,
+        //  value_cache, block_size, heads, kv_heads, head_dim, window, scale, out, stream)
         attention = bind.apply("bd_step_attention", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
-                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_FLOAT, JAVA_LONG, JAVA_LONG));
         // (active, launch_rows, gate_up, out, intermediate, stream)
         swiGlu = bind.apply("bd_step_swiglu", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
@@ -102,6 +119,52 @@ public final class StepLibrary {
         eventDestroy = bind.apply("bd_step_event_destroy", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
         // bd_repack_signs(d_packed, d_signs, M, K, stream) of bitdelta_cuda.h, for the tenants' stacked sign matrices.
         repackSigns = bind.apply("bd_repack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (capacity, K, dtype)
+        splitBytes = bind.apply("bd_step_split_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
+        // (active, launch_rows, x, K, dtype, planes, split, capacity, stream)
+        split = bind.apply("bd_step_split", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT,
+                JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (active, launch_rows, slots, weight_of_slot, in, out, hidden, eps, dtype, planes, split, capacity, stream)
+        rmsNormSplit = bind.apply("bd_step_rmsnorm_split", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_FLOAT, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (active, launch_rows, gate_up, out, intermediate, dtype, planes, split, capacity, stream)
+        swiGluSplit = bind.apply("bd_step_swiglu_split", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (active, launch_rows, slots, dtype, W, signs_of_slot, scales_of_slot, split, capacity, y, M, K, accumulate, stream)
+        projectTc = bind.apply("bd_step_project_tc", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
+        // (rows, segments, M)
+        projectPrefillWorkspaceBytes = bind.apply("bd_step_project_prefill_workspace_bytes", FunctionDescriptor.of(JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (rows, segment_offsets, segment_slots, segments, dtype, W, signs_of_slot, scales_of_slot, slots, split, capacity, y,
+        //  M, K, accumulate, workspace, workspace_bytes, stream)
+        projectPrefill = bind.apply("bd_step_project_prefill", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        // (launch_rows, heads, head_dim)
+        attentionWorkspaceBytes = bind.apply("bd_step_attention_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG));
+        // (active, launch_rows, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, kv_dtype, key_cache,
+        //  value_cache, block_size, heads, kv_heads, head_dim, window, scale, max_positions, out, workspace, workspace_bytes,
+        //  stream)
+        attentionDecode = bind.apply("bd_step_attention_decode", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_FLOAT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        attentionPrefillFits = bind.apply("bd_step_attention_prefill_fits", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        // (tiles, tile_first, tile_rows, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, kv_dtype, key_cache,
+        //  value_cache, block_size, heads, kv_heads, head_dim, window, scale, out, stream)
+        attentionPrefill = bind.apply("bd_step_attention_prefill", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_FLOAT, JAVA_LONG, JAVA_LONG));
+        // (groups, launch_groups, group_slot, group_offsets, group_rows, head_of_slot, dtype_of_slot, x, logits, vocab, hidden,
+        //  stream)
+        lmHeadGrouped = bind.apply("bd_step_lm_head_grouped", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        prepare = bind.apply("bd_step_prepare", FunctionDescriptor.of(JAVA_INT));
+        setPdl = bind.apply("bd_step_set_pdl", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        timerCreate = bind.apply("bd_step_timer_create", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        timerElapsed = bind.apply("bd_step_timer_elapsed", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, ADDRESS));
+        copyBandwidth = bind.apply("bd_step_copy_bandwidth", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, ADDRESS));
         int version = abiVersion();
         if (version != EXPECTED_ABI_VERSION) {
             throw new CudaException(cuda.path() + " has decoder-step ABI version " + version + ", these bindings expect "
@@ -191,22 +254,22 @@ public final class StepLibrary {
     }
 
     public int rotaryCache(long active, long launchRows, long positions, long cacheSlots, long cosines, long sines, long qkv,
-                           long heads, long keyValueHeads, long headDimension, long keyCache, long valueCache, long blockSize,
-                           long stream) {
+                           long heads, long keyValueHeads, long headDimension, int kvDtype, long keyCache, long valueCache,
+                           long blockSize, long stream) {
         try {
             return (int) rotaryCache.invokeExact(active, launchRows, positions, cacheSlots, cosines, sines, qkv, heads, keyValueHeads,
-                    headDimension, keyCache, valueCache, blockSize, stream);
+                    headDimension, kvDtype, keyCache, valueCache, blockSize, stream);
         } catch (Throwable e) {
             throw rethrow("bd_step_rotary_cache", e);
         }
     }
 
     public int attention(long active, long launchRows, long positions, long sequenceOfRow, long blockTables, long blocksPerSequence,
-                         long qkv, long keyCache, long valueCache, long blockSize, long heads, long keyValueHeads,
+                         long qkv, int kvDtype, long keyCache, long valueCache, long blockSize, long heads, long keyValueHeads,
                          long headDimension, long window, float scale, long out, long stream) {
         try {
             return (int) attention.invokeExact(active, launchRows, positions, sequenceOfRow, blockTables, blocksPerSequence, qkv,
-                    keyCache, valueCache, blockSize, heads, keyValueHeads, headDimension, window, scale, out, stream);
+                    kvDtype, keyCache, valueCache, blockSize, heads, keyValueHeads, headDimension, window, scale, out, stream);
         } catch (Throwable e) {
             throw rethrow("bd_step_attention", e);
         }
@@ -269,6 +332,143 @@ public final class StepLibrary {
             return (int) repackSigns.invokeExact(devicePacked, deviceSigns, rows, columns, stream);
         } catch (Throwable e) {
             throw rethrow("bd_repack_signs", e);
+        }
+    }
+
+    // ---- the tensor-core path of 16-bit models ----
+
+    public long splitBytes(long capacity, long columns, int dtype) {
+        try {
+            return (long) splitBytes.invokeExact(capacity, columns, dtype);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_split_bytes", e);
+        }
+    }
+
+    public int split(long active, long launchRows, long x, long columns, int dtype, boolean planes, long split, long capacity,
+                     long stream) {
+        try {
+            return (int) this.split.invokeExact(active, launchRows, x, columns, dtype, planes ? 1 : 0, split, capacity, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_split", e);
+        }
+    }
+
+    public int rmsNormSplit(long active, long launchRows, long slots, long weightOfSlot, long in, long out, long hidden, float epsilon,
+                            int dtype, boolean planes, long split, long capacity, long stream) {
+        try {
+            return (int) rmsNormSplit.invokeExact(active, launchRows, slots, weightOfSlot, in, out, hidden, epsilon, dtype,
+                    planes ? 1 : 0, split, capacity, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_rmsnorm_split", e);
+        }
+    }
+
+    public int swiGluSplit(long active, long launchRows, long gateUp, long out, long intermediate, int dtype, boolean planes,
+                           long split, long capacity, long stream) {
+        try {
+            return (int) swiGluSplit.invokeExact(active, launchRows, gateUp, out, intermediate, dtype, planes ? 1 : 0, split, capacity,
+                    stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_swiglu_split", e);
+        }
+    }
+
+    public int projectTc(long active, long launchRows, long slots, int dtype, long weight, long signsOfSlot, long scalesOfSlot,
+                         long split, long capacity, long y, long outputs, long inputs, boolean accumulate, long stream) {
+        try {
+            return (int) projectTc.invokeExact(active, launchRows, slots, dtype, weight, signsOfSlot, scalesOfSlot, split, capacity, y,
+                    outputs, inputs, accumulate ? 1 : 0, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_project_tc", e);
+        }
+    }
+
+    public long projectPrefillWorkspaceBytes(long rows, long segments, long outputs) {
+        try {
+            return (long) projectPrefillWorkspaceBytes.invokeExact(rows, segments, outputs);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_project_prefill_workspace_bytes", e);
+        }
+    }
+
+    public int projectPrefill(long rows, long segmentOffsets, long segmentSlots, long segments, int dtype, long weight,
+                              long signsOfSlot, long scalesOfSlot, long slots, long split, long capacity, long y, long outputs,
+                              long inputs, boolean accumulate, long workspace, long workspaceBytes, long stream) {
+        try {
+            return (int) projectPrefill.invokeExact(rows, segmentOffsets, segmentSlots, segments, dtype, weight, signsOfSlot,
+                    scalesOfSlot, slots, split, capacity, y, outputs, inputs, accumulate ? 1 : 0, workspace, workspaceBytes, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_project_prefill", e);
+        }
+    }
+
+    public long attentionWorkspaceBytes(long launchRows, long heads, long headDimension) {
+        try {
+            return (long) attentionWorkspaceBytes.invokeExact(launchRows, heads, headDimension);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_attention_workspace_bytes", e);
+        }
+    }
+
+    public int attentionDecode(long active, long launchRows, long positions, long sequenceOfRow, long blockTables,
+                               long blocksPerSequence, long qkv, int kvDtype, long keyCache, long valueCache, long blockSize, long heads,
+                               long keyValueHeads, long headDimension, long window, float scale, long maxPositions, long out,
+                               long workspace, long workspaceBytes, long stream) {
+        try {
+            return (int) attentionDecode.invokeExact(active, launchRows, positions, sequenceOfRow, blockTables, blocksPerSequence, qkv,
+                    kvDtype, keyCache, valueCache, blockSize, heads, keyValueHeads, headDimension, window, scale, maxPositions, out,
+                    workspace, workspaceBytes, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_attention_decode", e);
+        }
+    }
+
+    public boolean attentionPrefillFits(long headDimension) {
+        try {
+            return (int) attentionPrefillFits.invokeExact(headDimension) == 1;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_attention_prefill_fits", e);
+        }
+    }
+
+    public int attentionPrefill(long tiles, long tileFirst, long tileRows, long positions, long sequenceOfRow, long blockTables,
+                                long blocksPerSequence, long qkv, int kvDtype, long keyCache, long valueCache, long blockSize, long heads,
+                                long keyValueHeads, long headDimension, long window, float scale, long out, long stream) {
+        try {
+            return (int) attentionPrefill.invokeExact(tiles, tileFirst, tileRows, positions, sequenceOfRow, blockTables,
+                    blocksPerSequence, qkv, kvDtype, keyCache, valueCache, blockSize, heads, keyValueHeads, headDimension, window, scale,
+                    out, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_attention_prefill", e);
+        }
+    }
+
+    public int lmHeadGrouped(long groups, long launchGroups, long groupSlot, long groupOffsets, long groupRows, long headOfSlot,
+                             long dtypeOfSlot, long x, long logits, long vocabulary, long hidden, long stream) {
+        try {
+            return (int) lmHeadGrouped.invokeExact(groups, launchGroups, groupSlot, groupOffsets, groupRows, headOfSlot, dtypeOfSlot, x,
+                    logits, vocabulary, hidden, stream);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_lm_head_grouped", e);
+        }
+    }
+
+    /** Raises the step kernels' shared-memory limits on the current device (once per device, outside a capture). */
+    public int prepare() {
+        try {
+            return (int) prepare.invokeExact();
+        } catch (Throwable e) {
+            throw rethrow("bd_step_prepare", e);
+        }
+    }
+
+    /** Benchmarks: programmatic dependent launch of the tensor-core products on (the default) or off, process-wide. */
+    public int setProgrammaticDependentLaunch(boolean enabled) {
+        try {
+            return (int) setPdl.invokeExact(enabled ? 1 : 0);
+        } catch (Throwable e) {
+            throw rethrow("bd_step_set_pdl", e);
         }
     }
 
@@ -352,6 +552,47 @@ public final class StepLibrary {
             return (int) eventDestroy.invokeExact(event);
         } catch (Throwable e) {
             throw rethrow("bd_step_event_destroy", e);
+        }
+    }
+
+    // ---- benchmarks ----
+
+    /** An event that records time (record it with {@link #eventRecord}, destroy it with {@link #eventDestroy}). */
+    public long timerCreate() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment event = arena.allocate(ADDRESS);
+            check((int) timerCreate.invokeExact(event), "bd_step_timer_create");
+            return event.get(JAVA_LONG, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_timer_create", e);
+        }
+    }
+
+    /** Waits for {@code end}; the milliseconds between two recorded timer events. */
+    public float timerElapsed(long start, long end) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment milliseconds = arena.allocate(JAVA_FLOAT);
+            check((int) timerElapsed.invokeExact(start, end, milliseconds), "bd_step_timer_elapsed");
+            return milliseconds.get(JAVA_FLOAT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_timer_elapsed", e);
+        }
+    }
+
+    /** Device-to-device copy bandwidth (bytes read + written per second), the median of {@code repetitions} copies. */
+    public double copyBandwidth(long bytes, int repetitions) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment result = arena.allocate(java.lang.foreign.ValueLayout.JAVA_DOUBLE);
+            check((int) copyBandwidth.invokeExact(bytes, repetitions, result), "bd_step_copy_bandwidth of " + bytes + " bytes");
+            return result.get(java.lang.foreign.ValueLayout.JAVA_DOUBLE, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable e) {
+            throw rethrow("bd_step_copy_bandwidth", e);
         }
     }
 

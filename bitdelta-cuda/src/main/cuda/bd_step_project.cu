@@ -1,0 +1,730 @@
+// bd_step_project.cu -- the tensor-core products of 16-bit models in the decoder step (bitdelta_step.h, "TENSOR-CORE
+// PATH"): F32 activations are split into 16-bit parts (the base product on f16/bf16 tensor cores) and 24 bit-planes
+// of a fixed-point copy (the delta on the binary tensor cores), so that the product keeps about F32's accuracy while
+// reading the weights and signs from memory once per step (decode: the 16-row chunks of one m16 tile of W run side by
+// side and share it through L2).
+//
+//   split_kernel<T, SOURCE>   the split form of x (bd_step_split, bd_step_rmsnorm_split, bd_step_swiglu_split)
+//   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows per block (bd_step_project_tc)
+//   bd_prefill (bd_prefill.cu) over each 16-bit part, then unscale_kernel: prefill chunks (bd_step_project_prefill)
+//
+// Accuracy, per output y[r, m] (x = x_r, s = the row's power-of-two scale, K inputs):
+//   base: x s = hi + lo (F16: |x s| < 2^15, each part rounded to F16, |x s - hi - lo| <= 2^-11 |lo| <= 2^-22 |x s|,
+//         plus F16's subnormal step 2^-24 << 2^-38 max|x s|) or hi + mid + lo (BF16, the same to 2^-25 |x s|).
+//         Products of 16-bit values are exact; each k256 stage's two mma per part start from zero and are added to an
+//         F32 accumulator with round-to-nearest, so the tensor cores' truncating accumulation acts on 32 products at a
+//         time, not on a whole row of K.
+//   delta: q_k = rint(x_k s 2^8), |q_k| < 2^23 (24-bit two's complement, 24 bit-planes): |x_k - q_k / (s 2^8)| <=
+//         2^-9 / s <= 2^-23 max|x|; S . q is exact (integer popcounts).
+// Each is about F32 rounding (2^-24 relative per element); the phase-1 SIMT product is exact per product and differs
+// from the CPU only by summation order.
+#include "bd_step_common.cuh"
+#include "bd_tile.cuh"
+
+namespace bd {
+namespace step {
+
+constexpr int SPLIT_THREADS = 256;
+constexpr int SPLIT_BLOCKS_PER_ROW = 8;  // with planes: 8 blocks per row, each quantizes 1/8 of the k256 blocks
+constexpr int PLANE_WORDS_PER_K256 = 192;  // 3 groups of 8 planes x 32 lanes x 2 registers
+constexpr int Q_MAX = (1 << 23) - 1;
+
+template <typename T> struct Split;
+template <> struct Split<__half> { static constexpr int PARTS = 2; };
+template <> struct Split<__nv_bfloat16> { static constexpr int PARTS = 3; };
+
+inline int split_parts(int dtype) { return dtype == BD_DTYPE_BF16 ? 3 : 2; }
+
+// Byte offsets of the pieces of a split buffer (bitdelta_step.h: bd_step_split_bytes).
+struct SplitLayout {
+  int64_t parts, planes, rscale, qsum, total;
+};
+__host__ __device__ inline int64_t up256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
+__host__ __device__ inline SplitLayout split_layout(int64_t capacity, int64_t K, int parts) {
+  SplitLayout l;
+  l.parts = 0;
+  l.planes = up256(int64_t(parts) * capacity * K * 2);
+  l.rscale = l.planes + up256(capacity * ((K + 255) / 256) * PLANE_WORDS_PER_K256 * 4);
+  l.qsum = l.rscale + up256(capacity * 4);
+  l.total = l.qsum + up256(capacity * SPLIT_BLOCKS_PER_ROW * 8);
+  return l;
+}
+
+// s = 2^(15 - e) for max in [2^(e-1), 2^e): max * s in [2^14, 2^15). 1 for a row of zeros or with Inf/NaN.
+__device__ __forceinline__ float split_scale(float row_max) {
+  if (!(row_max > 0.f) || !isfinite(row_max)) return 1.f;
+  int e;
+  frexpf(row_max, &e);
+  const int shift = max(-126, min(126, 15 - e));
+  return ldexpf(1.f, shift);
+}
+
+enum SplitSource { SOURCE_COPY = 0, SOURCE_RMSNORM = 1, SOURCE_SWIGLU = 2 };
+
+// The value x_k of row r that the split form holds: the row itself (COPY), its RMSNorm with the row's tenant's weight
+// (computed exactly as rmsnorm_kernel), or silu(gate) * up (exactly as swiglu_kernel).
+template <int SOURCE>
+struct SourceRow {
+  const float* in;      // COPY / RMSNORM: F32 [*, K] row r; SWIGLU: F32 [*, 2K] row r
+  const float* weight;  // RMSNORM: F32 [K]
+  float inverse;        // RMSNORM: 1 / rms
+  int64_t K;
+  __device__ __forceinline__ float operator()(int64_t k) const {
+    if (SOURCE == SOURCE_COPY) return in[k];
+    if (SOURCE == SOURCE_RMSNORM) return __fmul_rn(weight[k], __fmul_rn(in[k], inverse));
+    const float g = in[k], u = in[K + k];
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, float(exp(double(-g))))), u);
+  }
+};
+
+// Grid (launch_rows, blocks_per_row), SPLIT_THREADS threads; with planes, ceil(K256 / 8) KB of dynamic shared memory.
+// Block (r, part): the whole row's max |x| (every block of the row computes the same value), then for its part of the
+// row -- k256 blocks [K256 * part / blocks, K256 * (part + 1) / blocks) -- the F32 output (RMSNORM, SWIGLU), the
+// 16-bit parts (zero past K only inside the row's part buffers: parts are [PARTS][capacity][K], dense), and with
+// planes the quantized values, their sum, and the 24 bit-planes as mma.m16n8k256.b1 B fragments (warp votes, as
+// xplanes_kernel of bd_decode3.cuh does for 16 planes).
+template <typename T, int SOURCE>
+__global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
+    const int32_t* __restrict__ active,               // I32 [1]
+    const int32_t* __restrict__ slots,                // RMSNORM: I32 [launch_rows]
+    const float* const* __restrict__ weight_of_slot,  // RMSNORM: [slots] -> F32 [K]
+    float eps,                                        // RMSNORM
+    const float* __restrict__ in,                     // F32 [launch_rows, K] (SWIGLU: [launch_rows, 2K])
+    float* __restrict__ out,                          // RMSNORM, SWIGLU: F32 [launch_rows, K]; COPY: unused
+    int64_t K, int planes,
+    unsigned char* __restrict__ split, int64_t capacity) {
+  constexpr int PARTS = Split<T>::PARTS;
+  extern __shared__ int q_s[];  // [part's k256 blocks * 256] quantized values of this block's part
+  __shared__ double partial_sum[SPLIT_THREADS / 32];
+  __shared__ float partial_max[SPLIT_THREADS / 32];
+  __shared__ long long partial_q[SPLIT_THREADS / 32];
+  __shared__ float s_inverse;
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // a product launched after this may start its copies
+#endif
+  const int64_t r = blockIdx.x;
+  if (r >= *active) return;  // uniform over the block
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int blocks = gridDim.y, part = blockIdx.y;
+  const int64_t K256 = (K + 255) / 256;
+  const int64_t kb_begin = K256 * part / blocks, kb_end = K256 * (part + 1) / blocks;
+  const int64_t k_begin = kb_begin * 256;
+
+  SourceRow<SOURCE> source{in + r * (SOURCE == SOURCE_SWIGLU ? 2 * K : K), nullptr, 0.f, K};
+  if (SOURCE == SOURCE_RMSNORM) {  // rmsnorm_kernel's reduction, operation for operation
+    source.weight = weight_of_slot[slots[r]];
+    double sum = 0;
+    for (int64_t k = tid; k < K; k += SPLIT_THREADS) {
+      const float v = source.in[k];
+      sum += double(__fmul_rn(v, v));
+    }
+    sum = warp_sum(sum);
+    if (lane == 0) partial_sum[warp] = sum;
+    __syncthreads();
+    if (tid == 0) {
+      double total = 0;
+      for (int w = 0; w < SPLIT_THREADS / 32; ++w) total += partial_sum[w];
+      const float mean = float(total / double(K));
+      s_inverse = float(1.0 / sqrt(double(__fadd_rn(mean, eps))));
+    }
+    __syncthreads();
+    source.inverse = s_inverse;
+  }
+
+  float mx = 0.f;
+  for (int64_t k = tid; k < K; k += SPLIT_THREADS) mx = fmaxf(mx, fabsf(source(k)));
+  mx = warp_max(mx);
+  if (lane == 0) partial_max[warp] = mx;
+  __syncthreads();
+  mx = partial_max[0];
+  for (int w = 1; w < SPLIT_THREADS / 32; ++w) mx = fmaxf(mx, partial_max[w]);
+  const float s = split_scale(mx);
+
+  const SplitLayout layout = split_layout(capacity, K, PARTS);
+  T* parts = reinterpret_cast<T*>(split + layout.parts);
+  long long q_sum = 0;
+  for (int64_t k = k_begin + tid; k < kb_end * 256; k += SPLIT_THREADS) {
+    int q = 0;
+    if (k < K) {
+      const float v = source(k);
+      if (SOURCE != SOURCE_COPY) out[r * K + k] = v;
+      const float y = __fmul_rn(v, s);  // exact: s is a power of two
+      const T hi = Dtype<T>::from_float(y);
+      const float r1 = __fsub_rn(y, Dtype<T>::to_float(hi));  // exact
+      const T second = Dtype<T>::from_float(r1);
+      parts[(0 * capacity + r) * K + k] = hi;
+      parts[(1 * capacity + r) * K + k] = second;
+      if (PARTS == 3) {
+        const float r2 = __fsub_rn(r1, Dtype<T>::to_float(second));  // exact
+        parts[(2 * capacity + r) * K + k] = Dtype<T>::from_float(r2);
+      }
+      q = max(-Q_MAX, min(Q_MAX, __float2int_rn(__fmul_rn(y, 256.f))));
+    }
+    if (planes) {
+      q_s[k - k_begin] = q;
+      q_sum += q;
+    }
+  }
+  if (!planes) {
+    if (part == 0 && tid == 0) reinterpret_cast<float*>(split + layout.rscale)[r] = 1.f / s;
+    return;
+  }
+  q_sum = warp_sum(q_sum);
+  if (lane == 0) partial_q[warp] = q_sum;
+  __syncthreads();
+  // Bit-plane transpose: for one (k256 block, lane position t, register) the 32 lanes take the 32 columns that the
+  // B register's bits stand for; one ballot per plane gives its word, which lane p keeps for plane p.
+  uint32_t* out_planes = reinterpret_cast<uint32_t*>(split + layout.planes) + r * K256 * PLANE_WORDS_PER_K256;
+  for (int64_t item = kb_begin * 8 + warp; item < kb_end * 8; item += SPLIT_THREADS / 32) {
+    const int64_t kb = item >> 3;
+    const int t = int(item & 7) >> 1, reg = int(item & 1);
+    const int q = q_s[kb * 256 - k_begin + xb_column(t, reg, lane)];
+    uint32_t mine = 0;
+#pragma unroll
+    for (int p = 0; p < 24; ++p) {
+      const uint32_t word = __ballot_sync(0xffffffffu, (q >> p) & 1);
+      if (lane == p) mine = word;
+    }
+    if (lane < 24) {
+      const int group = lane >> 3, column = lane & 7;
+      out_planes[kb * PLANE_WORDS_PER_K256 + group * 64 + (column * 4 + t) * 2 + reg] = mine;
+    }
+  }
+  if (tid == 0) {
+    long long total = 0;
+    for (int w = 0; w < SPLIT_THREADS / 32; ++w) total += partial_q[w];
+    reinterpret_cast<long long*>(split + layout.qsum)[r * SPLIT_BLOCKS_PER_ROW + part] = total;
+    if (part == 0) reinterpret_cast<float*>(split + layout.rscale)[r] = 1.f / s;
+  }
+}
+
+// ---- the decode product ----
+
+// Stages of k256: the W tile (16 rows of M), each row's tenant's four k64 sign lines, each row's 24 planes.
+template <int RW>
+struct TcShape {
+  static constexpr int ROWS = 8 * RW, KC = 256;
+  static constexpr int W_BYTES = 16 * KC * 2;  // 8 KB
+  static constexpr int S_BYTES = ROWS * 512;
+  static constexpr int XB_BYTES = ROWS * PLANE_WORDS_PER_K256 * 4;
+  static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
+  static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
+  static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;  // RW = 1: 5 stages (90 KB); RW = 2: 3 (84 KB)
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+};
+
+// S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from its three plane groups' accumulators: lane t holds
+// planes (group * 8 + 2t, + 1) for m = g (c0, c1) and m = g + 8 (c2, c3). 2 sum_p w_p C_p over the quad's lanes, minus
+// sum_k q_k; w_p = 2^p, w_23 = -2^23.
+__device__ __forceinline__ void plane_sums24(const int (&acc)[3][4], long long q_total, int t, long long (&part)[2]) {
+  part[0] = part[1] = 0;
+#pragma unroll
+  for (int group = 0; group < 3; ++group)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = group * 8 + 2 * t + e;
+      const long long weight = p == 23 ? -(1ll << 23) : (1ll << p);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) part[h] += weight * (2ll * acc[group][2 * h + e]);
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+    part[h] -= q_total;
+  }
+}
+
+// Block (c, mt): rows 8 RW c .. 8 RW c + 8 RW - 1 of the step and rows 16 mt .. 16 mt + 15 of M (an m16 tile), 8 warps,
+// k256 stages of a cp.async pipeline (TcShape). The row chunks are the grid's x so that the blocks of one m16 tile run
+// side by side: W comes from DRAM once per tile and from L2 for the tile's other chunks (more than 16 rows). Warp w: the delta of rows w RW .. w RW + RW - 1 (per row and stage one A fragment from
+// the sign lines, three binary mma against its plane groups), and k32 step w of every stage of the base product for
+// all rows and parts (A from the W tile, B straight from the parts in global memory, one stage ahead). W, the sign
+// lines and the epilogue's tenant scales are requested before griddepcontrol.wait, so that they stream while the
+// kernel before (the split) still runs; the planes, parts, scales and y only after it.
+template <typename T, int RW>
+__global__ void __launch_bounds__(256, 2) project_tc_kernel(
+    const int32_t* __restrict__ active,                 // I32 [1] active rows of the step
+    const int32_t* __restrict__ slots,                  // I32 [launch_rows]
+    const T* __restrict__ W,                            // T [M, K], K % 8 == 0, 16-byte aligned
+    const uint32_t* const* __restrict__ signs_of_slot,  // [slots] -> U32 device sign layout [M, K] or NULL
+    const float* const* __restrict__ scales_of_slot,    // [slots] -> F32 [M]
+    const unsigned char* __restrict__ split,            // split form of x (capacity rows, K)
+    int64_t capacity,
+    float* __restrict__ y,                              // F32 [launch_rows, M]
+    int64_t M, int64_t K, int accumulate) {             // grid (ceil(launch_rows / (8 RW)), ceil(M / 16)), 256 threads,
+                                                        // TcShape::SMEM_BYTES dynamic shared memory
+  using Sh = TcShape<RW>;
+  constexpr int PARTS = Split<T>::PARTS;
+  constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
+  constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ const uint32_t* s_signs[ROWS];
+  __shared__ const float* s_scales[ROWS];
+  __shared__ float s_part[8][16][ROWS + 1];  // each warp's base sums: [warp][m in tile][row]
+
+  const int row0 = int(blockIdx.x) * ROWS;
+  const int R = min(ROWS, *active - row0);
+  if (R <= 0) return;  // uniform: this block's rows are all padding
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+  const int64_t mt = blockIdx.y, m0 = mt * 16;
+  const int64_t K64 = (K + 63) / 64, K256 = (K + 255) / 256;
+  const int KCH = int(K256);
+
+  if (tid < ROWS) {
+    const uint32_t* signs = nullptr;
+    const float* scales = nullptr;
+    if (tid < R) {
+      const int slot = slots[row0 + tid];
+      signs = signs_of_slot[slot];
+      if (signs != nullptr) scales = scales_of_slot[slot];
+    }
+    s_signs[tid] = signs;
+    s_scales[tid] = scales;
+  }
+  __syncthreads();
+
+  // Copy roles: thread tid copies 16-byte chunk c_ch (0..31) of rows c_row and c_row + 8 of the W tile, and of the
+  // sign lines of rows c_row + 8 i (i < RW). A chunk outside the matrix copies zeros (src-size 0, W as a dummy source).
+  const uint32_t smem0 = smem_u32(smem);
+  const int c_row = tid >> 5, c_ch = tid & 31;
+  const void* dummy = W;
+  bool w_ok[2];
+  const T* w_src[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int64_t m = m0 + c_row + 8 * i;
+    w_ok[i] = m < M;
+    w_src[i] = W + (w_ok[i] ? m * K : 0) + c_ch * 8;
+  }
+  const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;
+  bool s_ok[RW];
+  const uint32_t* s_src[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const uint32_t* signs = s_signs[c_row + 8 * i];
+    s_ok[i] = signs != nullptr;
+    s_src[i] = s_ok[i] ? signs + mt * K64 * 32 + c_ch * 4 : static_cast<const uint32_t*>(dummy);
+  }
+  const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16;
+  const int s_line = c_ch >> 3;  // the k64 line (of four per stage) this chunk belongs to
+  auto load_ws = [&](uint32_t stage, int kc) {
+    const bool k_ok = int64_t(kc) * KC + c_ch * 8 < K;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const bool ok = w_ok[i] && k_ok;
+      cp16(stage + w_dst + i * 8 * KC * 2, ok ? static_cast<const void*>(w_src[i] + int64_t(kc) * KC) : dummy, ok);
+    }
+    const bool line_ok = int64_t(kc) * 4 + s_line < K64;
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      const bool ok = s_ok[i] && line_ok;
+      cp16(stage + s_dst + i * 8 * 512, ok ? static_cast<const void*>(s_src[i] + int64_t(kc) * 128) : dummy, ok);
+    }
+  };
+  const SplitLayout layout = split_layout(capacity, K, PARTS);
+  const uint32_t* planes = reinterpret_cast<const uint32_t*>(split + layout.planes);
+  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes (zeros for a row without delta)
+    for (int c = tid; c < ROWS * 48; c += 256) {
+      const int row = c / 48, ch = c - row * 48;
+      const bool ok = s_signs[row] != nullptr;
+      const uint32_t* src = planes + (int64_t(row0 + row) * K256 + kc) * PLANE_WORDS_PER_K256 + ch * 4;
+      cp16(stage + W_BYTES + S_BYTES + row * (PLANE_WORDS_PER_K256 * 4) + ch * 16, ok ? static_cast<const void*>(src) : dummy, ok);
+    }
+  };
+
+  // The epilogue's tenant scales (lanes t == 0: rows warp RW + i, m = g and g + 8), loaded now.
+  float pre_scale[RW][2];
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float* scales = s_scales[warp * RW + i];
+      const int64_t m = m0 + g + 8 * h;
+      pre_scale[i][h] = (t == 0 && scales != nullptr && m < M) ? __ldg(scales + m) : 0.f;
+    }
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st)
+    if (st < KCH) load_ws(smem0 + st * STAGE_BYTES, st);
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the split form of x is complete from here on
+#endif
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {  // group 0: W and signs of the first stages and stage 0's planes
+    if (st < KCH) load_xb(smem0 + st * STAGE_BYTES, st);
+    cp_async_commit_group();
+  }
+
+  // Base product operands of this warp: k32 step `warp` of each stage; B fragments of row nt * 8 + g, every part.
+  const T* parts = reinterpret_cast<const T*>(split + layout.parts);
+  const int64_t part_stride = capacity * K;
+  bool x_ok[RW];
+  const T* x_row[RW];
+#pragma unroll
+  for (int nt = 0; nt < RW; ++nt) {
+    x_ok[nt] = nt * 8 + g < R;
+    x_row[nt] = parts + (int64_t(row0) + (x_ok[nt] ? nt * 8 + g : 0)) * K + warp * 32 + t * 8;
+  }
+  auto load_x = [&](uint4 (&f)[RW][PARTS], int kc) {
+    const bool k_ok = int64_t(kc) * KC + warp * 32 + t * 8 < K;
+#pragma unroll
+    for (int nt = 0; nt < RW; ++nt)
+#pragma unroll
+      for (int p = 0; p < PARTS; ++p)
+        f[nt][p] = x_ok[nt] && k_ok ? __ldg(reinterpret_cast<const uint4*>(x_row[nt] + p * part_stride + int64_t(kc) * KC))
+                                    : make_uint4(0, 0, 0, 0);
+  };
+  const uint32_t a_off = g * (KC * 2) + swz(warp * 4 + t, g) * 16;  // row g + 8: + 8 rows (same parity)
+  bool row_on[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) row_on[i] = s_signs[warp * RW + i] != nullptr;
+  const uint32_t sign_off = W_BYTES + warp * RW * 512 + lane * 4;
+  const uint32_t plane_off = W_BYTES + S_BYTES + warp * RW * (PLANE_WORDS_PER_K256 * 4) + lane * 8;
+
+  float acc_b[RW][4];
+  int acc_d[RW][3][4];
+#pragma unroll
+  for (int i = 0; i < RW; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      acc_b[i][e] = 0.f;
+#pragma unroll
+      for (int group = 0; group < 3; ++group) acc_d[i][group][e] = 0;
+    }
+
+  uint4 xf_next[RW][PARTS];
+  load_x(xf_next, 0);
+  int st_read = 0, st_write = STAGES - 1;
+  for (int kc = 0; kc < KCH; ++kc) {
+    cp_async_wait_group<STAGES - 2>();
+    __syncthreads();
+    if (kc + STAGES - 1 < KCH) {
+      const uint32_t stage = smem0 + st_write * STAGE_BYTES;
+      load_ws(stage, kc + STAGES - 1);
+      load_xb(stage, kc + STAGES - 1);
+    }
+    cp_async_commit_group();
+    st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
+    const uint32_t stage = smem0 + st_read * STAGE_BYTES;
+    st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
+    uint4 xf[RW][PARTS];
+#pragma unroll
+    for (int nt = 0; nt < RW; ++nt)
+#pragma unroll
+      for (int p = 0; p < PARTS; ++p) xf[nt][p] = xf_next[nt][p];
+    if (kc + 1 < KCH) load_x(xf_next, kc + 1);
+
+    // Delta: binary tensor cores, one k256 step per row and plane group.
+#pragma unroll
+    for (int i = 0; i < RW; ++i) {
+      if (!row_on[i]) continue;  // warp-uniform
+      const uint32_t sa = stage + sign_off + i * 512, pa = stage + plane_off + i * (PLANE_WORDS_PER_K256 * 4);
+      uint32_t a[4];
+      binary_a_fragments(lds32(sa), lds32(sa + 128), lds32(sa + 256), lds32(sa + 384), a);
+#pragma unroll
+      for (int group = 0; group < 3; ++group) {
+        const uint2 b = lds64(pa + group * 256);
+        mma_b1(acc_d[i][group], a[0], a[1], a[2], a[3], b.x, b.y);
+      }
+    }
+    // Base: this warp's k32 step; each part's two mma start from zero and are added with round-to-nearest, smallest
+    // part first.
+    const uint4 a0 = lds128(stage + a_off), a1 = lds128(stage + a_off + 8 * KC * 2);
+#pragma unroll
+    for (int nt = 0; nt < RW; ++nt) {
+      if (nt * 8 >= R) continue;  // warp-uniform
+      float sum[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+      for (int p = PARTS - 1; p >= 0; --p) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+        mma16816<T>(c, a0.x, a1.x, a0.y, a1.y, xf[nt][p].x, xf[nt][p].y);
+        mma16816<T>(c, a0.z, a1.z, a0.w, a1.w, xf[nt][p].z, xf[nt][p].w);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) sum[e] = __fadd_rn(sum[e], c[e]);
+      }
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc_b[nt][e] = __fadd_rn(acc_b[nt][e], sum[e]);
+    }
+  }
+  cp_async_wait_group<0>();
+
+  // Accumulator fragment: c0, c1 -> (m = g, rows 2t, 2t + 1), c2, c3 -> (m = g + 8, ...).
+#pragma unroll
+  for (int nt = 0; nt < RW; ++nt)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s_part[warp][g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] = acc_b[nt][e];
+  __syncthreads();
+  const float* rscale = reinterpret_cast<const float*>(split + layout.rscale);
+  const long long* qsum = reinterpret_cast<const long long*>(split + layout.qsum);
+#pragma unroll
+  for (int i = 0; i < RW; ++i) {
+    const int r = warp * RW + i;
+    if (r >= R) continue;  // warp-uniform
+    long long part[2] = {0, 0};
+    if (row_on[i]) {
+      long long q_total = 0;
+#pragma unroll
+      for (int j = 0; j < SPLIT_BLOCKS_PER_ROW; ++j) q_total += qsum[int64_t(row0 + r) * SPLIT_BLOCKS_PER_ROW + j];
+      plane_sums24(acc_d[i], q_total, t, part);
+    }
+    if (t != 0) continue;
+    const float inverse = rscale[row0 + r];  // 1 / s, a power of two
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int mm = g + 8 * h;
+      const int64_t m = m0 + mm;
+      if (m >= M) continue;
+      float base = 0.f;
+#pragma unroll
+      for (int w = 0; w < 8; ++w) base = __fadd_rn(base, s_part[w][mm][r]);  // fixed warp order: deterministic
+      float value = __fmul_rn(base, inverse);
+      if (row_on[i]) {
+        const float delta = __fmul_rn(__ll2float_rn(part[h]), __fmul_rn(inverse, 1.f / 256.f));
+        value = __fadd_rn(value, __fmul_rn(pre_scale[i][h], delta));
+      }
+      float* target = y + int64_t(row0 + r) * M + m;
+      *target = accumulate ? __fadd_rn(*target, value) : value;
+    }
+  }
+}
+
+// ---- prefill: bd_prefill over the parts, then the unscaled sum into y ----
+
+__global__ void __launch_bounds__(256) segment_tenants_kernel(
+    const int32_t* __restrict__ segment_slots,          // I32 [segments]
+    const uint32_t* const* __restrict__ signs_of_slot,  // [slots] -> U32 or NULL
+    int64_t segments,
+    int32_t* __restrict__ segment_tenants) {            // I32 [segments]: the slot where it has signs, else -1
+  const int64_t s = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (s >= segments) return;
+  const int slot = segment_slots[s];
+  segment_tenants[s] = signs_of_slot[slot] != nullptr ? slot : -1;
+}
+
+// y[r, m] (+)= product[r, m] * rscale[r]; grid (rows, ceil(M / 1024)), 256 threads, 4 columns per thread.
+__global__ void __launch_bounds__(256) unscale_kernel(
+    const float* __restrict__ product,  // F32 [rows, M]
+    const float* __restrict__ rscale,   // F32 [rows]
+    float* __restrict__ y,              // F32 [rows, M]
+    int64_t M, int accumulate) {
+  const int64_t r = blockIdx.x;
+  const float inverse = rscale[r];
+  for (int u = 0; u < 4; ++u) {
+    const int64_t m = int64_t(blockIdx.y) * 1024 + u * 256 + threadIdx.x;
+    if (m >= M) return;
+    const float value = __fmul_rn(product[r * M + m], inverse);
+    float* target = y + r * M + m;
+    *target = accumulate ? __fadd_rn(*target, value) : value;
+  }
+}
+
+// ---- launches ----
+
+static int g_pdl = 1;  // bd_step_set_pdl
+
+template <typename... KArgs, typename... Args>
+static cudaError_t launch_ex(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                             Args... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
+}
+
+static bool pdl_enabled() {
+  if (!g_pdl) return false;
+  DeviceInfo device;
+  return device_info(&device) == cudaSuccess && device.major >= 9;
+}
+
+inline int split_smem_bytes(int64_t K, bool planes) {
+  return planes ? int(((K + 255) / 256 + SPLIT_BLOCKS_PER_ROW - 1) / SPLIT_BLOCKS_PER_ROW * 256 * 4) : 0;
+}
+
+template <typename T, int SOURCE>
+static cudaError_t launch_split_typed(const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                                      const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K,
+                                      int planes, unsigned char* split, int64_t capacity, cudaStream_t stream) {
+  const dim3 grid(unsigned(launch_rows), planes ? SPLIT_BLOCKS_PER_ROW : 1);
+  split_kernel<T, SOURCE><<<grid, SPLIT_THREADS, split_smem_bytes(K, planes), stream>>>(active, slots, weight_of_slot, eps, in,
+                                                                                      out, K, planes, split, capacity);
+  return cudaGetLastError();
+}
+
+template <int SOURCE>
+static int run_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                     const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
+                     int planes, void* split, int64_t capacity, cudaStream_t stream) {
+  if (!active || !in || !split || (SOURCE != SOURCE_COPY && !out) || (SOURCE == SOURCE_RMSNORM && (!slots || !weight_of_slot)))
+    return refuse(BD_ERR_NULL_POINTER, "%s: a required pointer is NULL", what);
+  if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16) return refuse(BD_ERR_BAD_DTYPE, "%s: dtype code %d (F16 or BF16)", what, dtype);
+  if (launch_rows <= 0 || launch_rows > capacity || launch_rows > MAX_GRID_X || K <= 0 || K % 8 != 0 || K > BD_STEP_TC_MAX_K ||
+      (planes != 0 && planes != 1))
+    return refuse(BD_ERR_BAD_SHAPE, "%s: launch_rows %lld, capacity %lld, K %lld (a multiple of 8 up to %d), planes %d", what,
+                  (long long)launch_rows, (long long)capacity, (long long)K, BD_STEP_TC_MAX_K, planes);
+  if (static_cast<const void*>(in) == static_cast<const void*>(out))
+    return refuse(BD_ERR_BAD_SHAPE, "%s: in and out alias", what);
+  unsigned char* bytes = static_cast<unsigned char*>(split);
+  const cudaError_t e = dtype == BD_DTYPE_F16
+      ? launch_split_typed<__half, SOURCE>(active, launch_rows, slots, weight_of_slot, eps, in, out, K, planes, bytes, capacity, stream)
+      : launch_split_typed<__nv_bfloat16, SOURCE>(active, launch_rows, slots, weight_of_slot, eps, in, out, K, planes, bytes, capacity,
+                                                  stream);
+  if (e != cudaSuccess)
+    return fail(e, "%s: split_kernel<dtype %d, source %d><<<(%lld, %d), %d, %d>>> (K %lld)", what, dtype, SOURCE,
+                (long long)launch_rows, planes ? SPLIT_BLOCKS_PER_ROW : 1, SPLIT_THREADS, split_smem_bytes(K, planes), (long long)K);
+  return BD_OK;
+}
+
+template <typename T, int RW>
+static cudaError_t launch_project_tc(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
+                                     const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
+                                     int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
+  const dim3 grid(unsigned((launch_rows + 8 * RW - 1) / (8 * RW)), unsigned((M + 15) / 16));
+  return launch_ex(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl_enabled(), active, slots, W,
+                   signs, scales, split, capacity, y, M, K, accumulate);
+}
+
+template <typename T>
+static cudaError_t project_tc_rows(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
+                                   const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
+                                   int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
+  return launch_rows <= 8
+      ? launch_project_tc<T, 1>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream)
+      : launch_project_tc<T, 2>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream);
+}
+
+}  // namespace step
+}  // namespace bd
+
+using namespace bd::step;
+
+extern "C" {
+
+size_t bd_step_split_bytes(int64_t capacity, int64_t K, int dtype) {
+  if (capacity <= 0 || K <= 0 || (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16)) return 0;
+  return size_t(split_layout(capacity, K, split_parts(dtype)).total);
+}
+
+int bd_step_split(const int32_t* d_active, int64_t launch_rows, const float* d_x, int64_t K, int dtype, int planes,
+                  void* d_split, int64_t capacity, cudaStream_t stream) {
+  return run_split<SOURCE_COPY>("bd_step_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_x, nullptr, K, dtype, planes,
+                                d_split, capacity, stream);
+}
+
+int bd_step_rmsnorm_split(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots,
+                          const float* const* d_weight_of_slot, const float* d_in, float* d_out, int64_t hidden, float eps,
+                          int dtype, int planes, void* d_split, int64_t capacity, cudaStream_t stream) {
+  return run_split<SOURCE_RMSNORM>("bd_step_rmsnorm_split", d_active, launch_rows, d_slots, d_weight_of_slot, eps, d_in, d_out,
+                                   hidden, dtype, planes, d_split, capacity, stream);
+}
+
+int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const float* d_gate_up, float* d_out,
+                         int64_t intermediate, int dtype, int planes, void* d_split, int64_t capacity, cudaStream_t stream) {
+  return run_split<SOURCE_SWIGLU>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_gate_up, d_out,
+                                  intermediate, dtype, planes, d_split, capacity, stream);
+}
+
+int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
+                       const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const void* d_split,
+                       int64_t capacity, float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
+  if (!d_active || !d_slots || !d_W || !d_signs_of_slot || !d_scales_of_slot || !d_split || !d_y)
+    return refuse(BD_ERR_NULL_POINTER, "bd_step_project_tc: a required pointer is NULL");
+  if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16)
+    return refuse(BD_ERR_BAD_DTYPE, "bd_step_project_tc: weight dtype code %d (F16 or BF16)", dtype);
+  if (launch_rows <= 0 || launch_rows > capacity || launch_rows > 0x7fffffff || M <= 0 || K <= 0 || K % 8 != 0 ||
+      K > BD_STEP_TC_MAX_K || (M + 15) / 16 > MAX_GRID_YZ)
+    return refuse(BD_ERR_BAD_SHAPE,
+                  "bd_step_project_tc: W [%lld, %lld] (M up to %lld, K a multiple of 8 up to %d), launch_rows %lld, capacity %lld",
+                  (long long)M, (long long)K, (long long)(MAX_GRID_YZ * 16), BD_STEP_TC_MAX_K, (long long)launch_rows,
+                  (long long)capacity);
+  if (!bd::aligned16(d_W)) return refuse(BD_ERR_MISALIGNED, "bd_step_project_tc: W is not 16-byte aligned");
+  const unsigned char* split = static_cast<const unsigned char*>(d_split);
+  const cudaError_t e = dtype == BD_DTYPE_F16
+      ? project_tc_rows<__half>(launch_rows, d_active, d_slots, static_cast<const __half*>(d_W), d_signs_of_slot, d_scales_of_slot,
+                                split, capacity, d_y, M, K, accumulate, stream)
+      : project_tc_rows<__nv_bfloat16>(launch_rows, d_active, d_slots, static_cast<const __nv_bfloat16*>(d_W), d_signs_of_slot,
+                                       d_scales_of_slot, split, capacity, d_y, M, K, accumulate, stream);
+  if (e != cudaSuccess)
+    return fail(e, "bd_step_project_tc: project_tc_kernel<dtype %d, RW %d><<<(%lld, %lld), 256, %d>>> (W [%lld, %lld], launch_rows %lld)",
+                dtype, launch_rows <= 8 ? 1 : 2, (long long)((launch_rows + (launch_rows <= 8 ? 7 : 15)) / (launch_rows <= 8 ? 8 : 16)),
+                (long long)((M + 15) / 16),
+                launch_rows <= 8 ? TcShape<1>::SMEM_BYTES : TcShape<2>::SMEM_BYTES, (long long)M, (long long)K, (long long)launch_rows);
+  return BD_OK;
+}
+
+size_t bd_step_project_prefill_workspace_bytes(int64_t rows, int64_t segments, int64_t M) {
+  if (rows <= 0 || segments <= 0 || M <= 0) return 0;
+  return size_t(up256(4 * segments) + up256(4 * rows * M));
+}
+
+int bd_step_project_prefill(int64_t rows, const int32_t* d_segment_offsets, const int32_t* d_segment_slots, int64_t segments,
+                            int dtype, const void* d_W, const uint32_t* const* d_signs_of_slot,
+                            const float* const* d_scales_of_slot, int64_t slots, const void* d_split, int64_t capacity,
+                            float* d_y, int64_t M, int64_t K, int accumulate, void* d_workspace, size_t workspace_bytes,
+                            cudaStream_t stream) {
+  if (!d_segment_offsets || !d_segment_slots || !d_W || !d_signs_of_slot || !d_scales_of_slot || !d_split || !d_y || !d_workspace)
+    return refuse(BD_ERR_NULL_POINTER, "bd_step_project_prefill: a required pointer is NULL");
+  if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16)
+    return refuse(BD_ERR_BAD_DTYPE, "bd_step_project_prefill: weight dtype code %d (F16 or BF16)", dtype);
+  if (rows <= 0 || rows > capacity || rows > 65535 || segments <= 0 || segments > 65535 || slots <= 0 || M <= 0 ||
+      M >= (int64_t(1) << 31) || K <= 0 || K % 8 != 0 || K > BD_STEP_TC_MAX_K)
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_project_prefill: W [%lld, %lld], rows %lld (capacity %lld), segments %lld, slots %lld",
+                  (long long)M, (long long)K, (long long)rows, (long long)capacity, (long long)segments, (long long)slots);
+  if (workspace_bytes < bd_step_project_prefill_workspace_bytes(rows, segments, M) || (reinterpret_cast<uintptr_t>(d_workspace) & 255))
+    return refuse(BD_ERR_WORKSPACE, "bd_step_project_prefill: workspace of %zu bytes, %zu needed (256-byte aligned)", workspace_bytes,
+                  bd_step_project_prefill_workspace_bytes(rows, segments, M));
+  int32_t* tenants = static_cast<int32_t*>(d_workspace);
+  float* product = reinterpret_cast<float*>(static_cast<unsigned char*>(d_workspace) + up256(4 * segments));
+  segment_tenants_kernel<<<unsigned((segments + 255) / 256), 256, 0, stream>>>(d_segment_slots, d_signs_of_slot, segments, tenants);
+  BD_STEP_CHECK_LAUNCH("bd_step_project_prefill: segment_tenants_kernel (%lld segments)", (long long)segments);
+  const int parts = split_parts(dtype);
+  const SplitLayout layout = split_layout(capacity, K, parts);
+  for (int p = 0; p < parts; ++p) {
+    const void* x = static_cast<const unsigned char*>(d_split) + layout.parts + int64_t(p) * capacity * K * 2;
+    const int status = bd_prefill(dtype, BD_DTYPE_F32, d_W, x, rows, d_segment_offsets, tenants, segments, d_signs_of_slot,
+                                  d_scales_of_slot, slots, BD_SCALE_PER_ROW, p > 0, product, M, K, nullptr, 0, stream);
+    if (status != BD_OK)
+      return refuse(status, "bd_step_project_prefill: bd_prefill of part %d (W [%lld, %lld], %lld rows, %lld segments): %s%s%s", p,
+                    (long long)M, (long long)K, (long long)rows, (long long)segments, bd_status_string(status),
+                    status == BD_ERR_CUDA ? ": " : "", status == BD_ERR_CUDA ? bd_last_cuda_error() : "");
+  }
+  const float* rscale = reinterpret_cast<const float*>(static_cast<const unsigned char*>(d_split) + layout.rscale);
+  unscale_kernel<<<dim3(unsigned(rows), unsigned((M + 1023) / 1024)), 256, 0, stream>>>(product, rscale, d_y, M, accumulate);
+  BD_STEP_CHECK_LAUNCH("bd_step_project_prefill: unscale_kernel<<<(%lld, %lld), 256>>>", (long long)rows, (long long)((M + 1023) / 1024));
+  return BD_OK;
+}
+
+int bd_step_set_pdl(int enabled) {
+  if (enabled != 0 && enabled != 1) return refuse(BD_ERR_BAD_SHAPE, "bd_step_set_pdl: %d (0 or 1)", enabled);
+  g_pdl = enabled;
+  return BD_OK;
+}
+
+}  // extern "C"
+
+namespace bd {
+namespace step {
+
+// Raises the dynamic shared-memory limits of this file's kernels on the current device (bd_step_prepare).
+cudaError_t prepare_project_kernels() {
+  cudaError_t e = cudaSuccess;
+  auto raise = [&](auto kernel, int bytes) {
+    if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  };
+  raise(project_tc_kernel<__half, 1>, TcShape<1>::SMEM_BYTES);
+  raise(project_tc_kernel<__half, 2>, TcShape<2>::SMEM_BYTES);
+  raise(project_tc_kernel<__nv_bfloat16, 1>, TcShape<1>::SMEM_BYTES);
+  raise(project_tc_kernel<__nv_bfloat16, 2>, TcShape<2>::SMEM_BYTES);
+  return e;
+}
+
+}  // namespace step
+}  // namespace bd
