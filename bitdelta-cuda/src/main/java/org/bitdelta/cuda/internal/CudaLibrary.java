@@ -1,14 +1,13 @@
 package org.bitdelta.cuda.internal;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.nio.file.Path;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_BYTE;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
@@ -18,7 +17,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * turns a failure into a {@link CudaException}. Device pointers travel as {@code long}; {@code size_t} is
  * {@code long} (linux-x86_64 only).
  */
-public final class CudaLibrary {
+public final class CudaLibrary extends LibraryBindings {
     // Status codes (BD_OK, BD_ERR_*).
     public static final int OK = 0;
     public static final int ERROR_NULL_POINTER = 1;
@@ -49,7 +48,6 @@ public final class CudaLibrary {
 
     private static volatile CudaLibrary instance;
 
-    private final Path path;
     private final MethodHandle abiVersion;
     private final MethodHandle statusString;
     private final MethodHandle lastCudaError;
@@ -81,56 +79,50 @@ public final class CudaLibrary {
     private final MethodHandle streamSynchronize;
 
     private CudaLibrary(Path path) {
-        this.path = path;
-        Linker linker = Linker.nativeLinker();
-        SymbolLookup lookup = SymbolLookup.libraryLookup(path, Arena.global());
-        Binder bind = new Binder(linker, lookup, path);
+        super(path);
         // bd_abi_version and the size queries do no CUDA work: "critical" skips the thread-state transition.
-        abiVersion = bind.critical("bd_abi_version", FunctionDescriptor.of(JAVA_INT));
-        statusString = bind.handle("bd_status_string", FunctionDescriptor.of(ADDRESS, JAVA_INT));
-        lastCudaError = bind.handle("bd_last_cuda_error", FunctionDescriptor.of(ADDRESS));
-        signsDeviceBytes = bind.critical("bd_signs_device_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        repackSigns = bind.handle("bd_repack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        unpackSigns = bind.handle("bd_unpack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        compressWorkspaceBytes = bind.critical("bd_compress_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        compress = bind.handle("bd_compress", FunctionDescriptor.of(JAVA_INT,
+        abiVersion = bindCritical("bd_abi_version", FunctionDescriptor.of(JAVA_INT));
+        statusString = bind("bd_status_string", FunctionDescriptor.of(ADDRESS, JAVA_INT));
+        lastCudaError = bind("bd_last_cuda_error", FunctionDescriptor.of(ADDRESS));
+        signsDeviceBytes = bindCritical("bd_signs_device_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        repackSigns = bind("bd_repack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        unpackSigns = bind("bd_unpack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        compressWorkspaceBytes = bindCritical("bd_compress_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        compress = bind("bd_compress", FunctionDescriptor.of(JAVA_INT,
                 JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG));
         // Sets a process-wide int, no CUDA work.
-        debugSetDecodeVariant = bind.critical("bd_debug_set_decode_variant", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-        decodeWorkspaceBytes = bind.critical("bd_decode_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        decode = bind.handle("bd_decode", FunctionDescriptor.of(JAVA_INT,
+        debugSetDecodeVariant = bindCritical("bd_debug_set_decode_variant", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        decodeWorkspaceBytes = bindCritical("bd_decode_workspace_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        decode = bind("bd_decode", FunctionDescriptor.of(JAVA_INT,
                 JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        prefillWorkspaceBytes = bind.critical("bd_prefill_workspace_bytes",
+        prefillWorkspaceBytes = bindCritical("bd_prefill_workspace_bytes",
                 FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        prefill = bind.handle("bd_prefill", FunctionDescriptor.of(JAVA_INT,
+        prefill = bind("bd_prefill", FunctionDescriptor.of(JAVA_INT,
                 JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        deviceCount = bind.handle("bd_device_count", FunctionDescriptor.of(JAVA_INT, ADDRESS));
-        setDevice = bind.handle("bd_set_device", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
-        deviceName = bind.handle("bd_device_name", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG));
-        memGetInfo = bind.handle("bd_mem_get_info", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
-        malloc = bind.handle("bd_malloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-        free = bind.handle("bd_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
-        hostAlloc = bind.handle("bd_host_alloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
-        hostFree = bind.handle("bd_host_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
-        memcpyHostToDevice = bind.handle("bd_memcpy_htod", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG));
-        memcpyDeviceToHost = bind.handle("bd_memcpy_dtoh", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
-        memcpyHostToDeviceAsync = bind.handle("bd_memcpy_htod_async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_LONG));
-        memcpyDeviceToHostAsync = bind.handle("bd_memcpy_dtoh_async", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG));
-        memset = bind.handle("bd_memset", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
-        streamCreate = bind.handle("bd_stream_create", FunctionDescriptor.of(JAVA_INT, ADDRESS));
-        streamDestroy = bind.handle("bd_stream_destroy", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
-        streamSynchronize = bind.handle("bd_stream_synchronize", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
-        int version = abiVersion();
-        if (version != EXPECTED_ABI_VERSION) {
-            throw new CudaException(path + " has ABI version " + version + ", these bindings expect " + EXPECTED_ABI_VERSION, -1);
-        }
+        deviceCount = bind("bd_device_count", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        setDevice = bind("bd_set_device", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+        deviceName = bind("bd_device_name", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_LONG));
+        memGetInfo = bind("bd_mem_get_info", FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+        malloc = bind("bd_malloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+        free = bind("bd_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        hostAlloc = bind("bd_host_alloc", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+        hostFree = bind("bd_host_free", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        memcpyHostToDevice = bind("bd_memcpy_htod", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG));
+        memcpyDeviceToHost = bind("bd_memcpy_dtoh", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG));
+        memcpyHostToDeviceAsync = bind("bd_memcpy_htod_async", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, ADDRESS, JAVA_LONG, JAVA_LONG));
+        memcpyDeviceToHostAsync = bind("bd_memcpy_dtoh_async", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_LONG, JAVA_LONG));
+        memset = bind("bd_memset", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_INT, JAVA_LONG, JAVA_LONG));
+        streamCreate = bind("bd_stream_create", FunctionDescriptor.of(JAVA_INT, ADDRESS));
+        streamDestroy = bind("bd_stream_destroy", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        streamSynchronize = bind("bd_stream_synchronize", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
+        requireVersion("ABI version", abiVersion(), EXPECTED_ABI_VERSION);
     }
 
     /**
@@ -168,34 +160,10 @@ public final class CudaLibrary {
         return loaded;
     }
 
-    public Path path() {
-        return path;
-    }
-
-    private record Binder(Linker linker, SymbolLookup lookup, Path path) {
-        MethodHandle handle(String name, FunctionDescriptor descriptor) {
-            return linker.downcallHandle(symbol(name), descriptor);
-        }
-
-        MethodHandle critical(String name, FunctionDescriptor descriptor) {
-            return linker.downcallHandle(symbol(name), descriptor, Linker.Option.critical(false));
-        }
-
-        private MemorySegment symbol(String name) {
-            return lookup.find(name).orElseThrow(() -> new CudaException(path + " lacks the symbol " + name
-                    + " (a library older than these bindings?)", -1));
-        }
-    }
-
     // ---- status and errors ----
 
-    /** Throws a {@link CudaException} naming {@code what}, the status text and, for BD_ERR_CUDA, the CUDA error. */
-    public void check(int status, String what) {
-        if (status != OK) {
-            throw failure(status, what);
-        }
-    }
-
+    /** A {@link CudaException} naming {@code what}, the status text and, for BD_ERR_CUDA, the CUDA error. */
+    @Override
     public CudaException failure(int status, String what) {
         String detail = statusString(status);
         if (status == ERROR_CUDA) {
@@ -205,66 +173,34 @@ public final class CudaLibrary {
     }
 
     public int abiVersion() {
-        try {
-            return (int) abiVersion.invokeExact();
-        } catch (Throwable e) {
-            throw rethrow("bd_abi_version", e);
-        }
+        return call("bd_abi_version", () -> (int) abiVersion.invokeExact());
     }
 
     public String statusString(int status) {
-        try {
-            return cString((MemorySegment) statusString.invokeExact(status));
-        } catch (Throwable e) {
-            throw rethrow("bd_status_string", e);
-        }
+        return callForString("bd_status_string", () -> (MemorySegment) statusString.invokeExact(status));
     }
 
     public String lastCudaError() {
-        try {
-            return cString((MemorySegment) lastCudaError.invokeExact());
-        } catch (Throwable e) {
-            throw rethrow("bd_last_cuda_error", e);
-        }
-    }
-
-    private static String cString(MemorySegment pointer) {
-        return pointer.equals(MemorySegment.NULL) ? "" : pointer.reinterpret(4096).getString(0);
+        return callForString("bd_last_cuda_error", () -> (MemorySegment) lastCudaError.invokeExact());
     }
 
     // ---- kernels ----
 
     public long signsDeviceBytes(long rows, long columns) {
-        try {
-            return (long) signsDeviceBytes.invokeExact(rows, columns);
-        } catch (Throwable e) {
-            throw rethrow("bd_signs_device_bytes", e);
-        }
+        return callLong("bd_signs_device_bytes", () -> (long) signsDeviceBytes.invokeExact(rows, columns));
     }
 
     public int repackSigns(long devicePacked, long deviceSigns, long rows, long columns, long stream) {
-        try {
-            return (int) repackSigns.invokeExact(devicePacked, deviceSigns, rows, columns, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_repack_signs", e);
-        }
+        return call("bd_repack_signs", () -> (int) repackSigns.invokeExact(devicePacked, deviceSigns, rows, columns, stream));
     }
 
     public int unpackSigns(long deviceSigns, long devicePacked, long rows, long columns, long stream) {
-        try {
-            return (int) unpackSigns.invokeExact(deviceSigns, devicePacked, rows, columns, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_unpack_signs", e);
-        }
+        return call("bd_unpack_signs", () -> (int) unpackSigns.invokeExact(deviceSigns, devicePacked, rows, columns, stream));
     }
 
     /** Device bytes of bd_compress's workspace for a [rows, columns] matrix (0 for rows <= 0). */
     public long compressWorkspaceBytes(long rows, long columns) {
-        try {
-            return (long) compressWorkspaceBytes.invokeExact(rows, columns);
-        } catch (Throwable e) {
-            throw rethrow("bd_compress_workspace_bytes", e);
-        }
+        return callLong("bd_compress_workspace_bytes", () -> (long) compressWorkspaceBytes.invokeExact(rows, columns));
     }
 
     /**
@@ -274,12 +210,8 @@ public final class CudaLibrary {
      */
     public int compress(int dtype, long base, long finetuned, long rows, long columns, long signsPacked, long rowScales,
                         long matrixScale, long rowSums, long workspace, long workspaceBytes, long stream) {
-        try {
-            return (int) compress.invokeExact(dtype, base, finetuned, rows, columns, signsPacked, rowScales, matrixScale,
-                    rowSums, workspace, workspaceBytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_compress", e);
-        }
+        return call("bd_compress", () -> (int) compress.invokeExact(dtype, base, finetuned, rows, columns, signsPacked, rowScales,
+                matrixScale, rowSums, workspace, workspaceBytes, stream));
     }
 
     /**
@@ -288,219 +220,110 @@ public final class CudaLibrary {
      * without (the experiment-only M32 forms in a release library).
      */
     public int debugSetDecodeVariant(int variant) {
-        try {
-            return (int) debugSetDecodeVariant.invokeExact(variant);
-        } catch (Throwable e) {
-            throw rethrow("bd_debug_set_decode_variant", e);
-        }
+        return call("bd_debug_set_decode_variant", () -> (int) debugSetDecodeVariant.invokeExact(variant));
     }
 
     public long decodeWorkspaceBytes(long outputs, long inputs, long rows) {
-        try {
-            return (long) decodeWorkspaceBytes.invokeExact(outputs, inputs, rows);
-        } catch (Throwable e) {
-            throw rethrow("bd_decode_workspace_bytes", e);
-        }
+        return callLong("bd_decode_workspace_bytes", () -> (long) decodeWorkspaceBytes.invokeExact(outputs, inputs, rows));
     }
 
     public int decode(int dtype, int yDtype, long weight, long x, long rowTenant, long rows, long tenantSigns, long tenantScales,
                       long tenantCount, int scalePerRow, long y, long outputs, long inputs, long workspace, long workspaceBytes, long stream) {
-        try {
-            return (int) decode.invokeExact(dtype, yDtype, weight, x, rowTenant, rows, tenantSigns, tenantScales, tenantCount,
-                    scalePerRow, y, outputs, inputs, workspace, workspaceBytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_decode", e);
-        }
+        return call("bd_decode", () -> (int) decode.invokeExact(dtype, yDtype, weight, x, rowTenant, rows, tenantSigns,
+                tenantScales, tenantCount, scalePerRow, y, outputs, inputs, workspace, workspaceBytes, stream));
     }
 
     public long prefillWorkspaceBytes(long outputs, long inputs, long rows, long segments) {
-        try {
-            return (long) prefillWorkspaceBytes.invokeExact(outputs, inputs, rows, segments);
-        } catch (Throwable e) {
-            throw rethrow("bd_prefill_workspace_bytes", e);
-        }
+        return callLong("bd_prefill_workspace_bytes", () -> (long) prefillWorkspaceBytes.invokeExact(outputs, inputs, rows,
+                segments));
     }
 
     public int prefill(int dtype, int yDtype, long weight, long x, long rows, long segmentOffsets, long segmentTenant, long segments,
                        long tenantSigns, long tenantScales, long tenantCount, int scalePerRow, int accumulate, long y,
                        long outputs, long inputs, long workspace, long workspaceBytes, long stream) {
-        try {
-            return (int) prefill.invokeExact(dtype, yDtype, weight, x, rows, segmentOffsets, segmentTenant, segments,
-                    tenantSigns, tenantScales, tenantCount, scalePerRow, accumulate, y, outputs, inputs, workspace, workspaceBytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_prefill", e);
-        }
+        return call("bd_prefill", () -> (int) prefill.invokeExact(dtype, yDtype, weight, x, rows, segmentOffsets, segmentTenant,
+                segments, tenantSigns, tenantScales, tenantCount, scalePerRow, accumulate, y, outputs, inputs, workspace,
+                workspaceBytes, stream));
     }
 
     // ---- runtime: devices, memory, streams ----
 
     /** Number of CUDA devices; throws with the driver's reason when there are none. */
     public int deviceCount() {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment count = arena.allocate(JAVA_INT);
+        return callWithOut("bd_device_count", JAVA_INT, count -> {
             check((int) deviceCount.invokeExact(count), "bd_device_count");
             return count.get(JAVA_INT, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_device_count", e);
-        }
+        });
     }
 
     public void setDevice(int device) {
-        try {
-            check((int) setDevice.invokeExact(device), "bd_set_device(" + device + ")");
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_set_device", e);
-        }
+        check(call("bd_set_device", () -> (int) setDevice.invokeExact(device)), "bd_set_device(" + device + ")");
     }
 
     public String deviceName(int device) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment name = arena.allocate(256);
+        return callWithOut("bd_device_name", MemoryLayout.sequenceLayout(256, JAVA_BYTE), name -> {
             check((int) deviceName.invokeExact(device, name, 256L), "bd_device_name(" + device + ")");
             return name.getString(0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_device_name", e);
-        }
+        });
     }
 
     /** {free, total} bytes of the current device. */
     public long[] memoryInfo() {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment free = arena.allocate(JAVA_LONG);
-            MemorySegment total = arena.allocate(JAVA_LONG);
-            check((int) memGetInfo.invokeExact(free, total), "bd_mem_get_info");
-            return new long[] {free.get(JAVA_LONG, 0), total.get(JAVA_LONG, 0)};
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_mem_get_info", e);
-        }
+        return callWithOut("bd_mem_get_info", MemoryLayout.sequenceLayout(2, JAVA_LONG), info -> {
+            check((int) memGetInfo.invokeExact(info, info.asSlice(8)), "bd_mem_get_info");
+            return new long[] {info.get(JAVA_LONG, 0), info.get(JAVA_LONG, 8)};
+        });
     }
 
     /** A device allocation of {@code bytes} bytes (256-byte aligned); use {@link DeviceScope} rather than this directly. */
     public long malloc(long bytes) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment pointer = arena.allocate(ADDRESS);
-            check((int) malloc.invokeExact(pointer, bytes), "bd_malloc(" + bytes + " bytes)");
-            return pointer.get(JAVA_LONG, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_malloc", e);
-        }
+        return callForPointer("bd_malloc", "bd_malloc(" + bytes + " bytes)", pointer -> (int) malloc.invokeExact(pointer, bytes));
     }
 
     public int free(long devicePointer) {
-        try {
-            return (int) free.invokeExact(devicePointer);
-        } catch (Throwable e) {
-            throw rethrow("bd_free", e);
-        }
+        return call("bd_free", () -> (int) free.invokeExact(devicePointer));
     }
 
     /** Page-locked host memory of {@code bytes} bytes, as a segment of that size; free it with {@link #hostFree}. */
     public MemorySegment hostAlloc(long bytes) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment pointer = arena.allocate(ADDRESS);
-            check((int) hostAlloc.invokeExact(pointer, bytes), "bd_host_alloc(" + bytes + " bytes)");
-            return MemorySegment.ofAddress(pointer.get(JAVA_LONG, 0)).reinterpret(bytes);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_host_alloc", e);
-        }
+        long address = callForPointer("bd_host_alloc", "bd_host_alloc(" + bytes + " bytes)",
+                pointer -> (int) hostAlloc.invokeExact(pointer, bytes));
+        return MemorySegment.ofAddress(address).reinterpret(bytes);
     }
 
     public int hostFree(MemorySegment host) {
-        try {
-            return (int) hostFree.invokeExact(host.address());
-        } catch (Throwable e) {
-            throw rethrow("bd_host_free", e);
-        }
+        return call("bd_host_free", () -> (int) hostFree.invokeExact(host.address()));
     }
 
     public int copyHostToDevice(long device, MemorySegment host, long bytes) {
-        try {
-            return (int) memcpyHostToDevice.invokeExact(device, host, bytes);
-        } catch (Throwable e) {
-            throw rethrow("bd_memcpy_htod", e);
-        }
+        return call("bd_memcpy_htod", () -> (int) memcpyHostToDevice.invokeExact(device, host, bytes));
     }
 
     public int copyDeviceToHost(MemorySegment host, long device, long bytes) {
-        try {
-            return (int) memcpyDeviceToHost.invokeExact(host, device, bytes);
-        } catch (Throwable e) {
-            throw rethrow("bd_memcpy_dtoh", e);
-        }
+        return call("bd_memcpy_dtoh", () -> (int) memcpyDeviceToHost.invokeExact(host, device, bytes));
     }
 
     public int copyHostToDeviceAsync(long device, MemorySegment host, long bytes, long stream) {
-        try {
-            return (int) memcpyHostToDeviceAsync.invokeExact(device, host, bytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_memcpy_htod_async", e);
-        }
+        return call("bd_memcpy_htod_async", () -> (int) memcpyHostToDeviceAsync.invokeExact(device, host, bytes, stream));
     }
 
     public int copyDeviceToHostAsync(MemorySegment host, long device, long bytes, long stream) {
-        try {
-            return (int) memcpyDeviceToHostAsync.invokeExact(host, device, bytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_memcpy_dtoh_async", e);
-        }
+        return call("bd_memcpy_dtoh_async", () -> (int) memcpyDeviceToHostAsync.invokeExact(host, device, bytes, stream));
     }
 
     public int memset(long device, int value, long bytes, long stream) {
-        try {
-            return (int) memset.invokeExact(device, value, bytes, stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_memset", e);
-        }
+        return call("bd_memset", () -> (int) memset.invokeExact(device, value, bytes, stream));
     }
 
     public long streamCreate() {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment stream = arena.allocate(ADDRESS);
-            check((int) streamCreate.invokeExact(stream), "bd_stream_create");
-            return stream.get(JAVA_LONG, 0);
-        } catch (CudaException e) {
-            throw e;
-        } catch (Throwable e) {
-            throw rethrow("bd_stream_create", e);
-        }
+        return callForPointer("bd_stream_create", "bd_stream_create", stream -> (int) streamCreate.invokeExact(stream));
     }
 
     public int streamDestroy(long stream) {
-        try {
-            return (int) streamDestroy.invokeExact(stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_stream_destroy", e);
-        }
+        return call("bd_stream_destroy", () -> (int) streamDestroy.invokeExact(stream));
     }
 
     public int streamSynchronize(long stream) {
-        try {
-            return (int) streamSynchronize.invokeExact(stream);
-        } catch (Throwable e) {
-            throw rethrow("bd_stream_synchronize", e);
-        }
-    }
-
-    /** invokeExact declares Throwable; a downcall throws only on a wrong call site, which is a bug here. */
-    private static RuntimeException rethrow(String function, Throwable e) {
-        if (e instanceof RuntimeException runtime) {
-            return runtime;
-        }
-        if (e instanceof Error error) {
-            throw error;
-        }
-        return new CudaException("calling " + function + " failed", e);
+        return call("bd_stream_synchronize", () -> (int) streamSynchronize.invokeExact(stream));
     }
 }
