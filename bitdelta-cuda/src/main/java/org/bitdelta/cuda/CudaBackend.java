@@ -187,7 +187,7 @@ public final class CudaBackend implements TensorBackend {
         if (rows == 0) {
             return;
         }
-        selectDevice();
+        library.selectDevice(device);
         expungeCollected();
         DeviceWeight weight = deviceWeight(base);
         for (int start = 0; start < rows; start += MAX_ROWS_PER_CHUNK) {
@@ -217,7 +217,7 @@ public final class CudaBackend implements TensorBackend {
             throw new IllegalArgumentException(base.name() + ": sign buffer of " + signs.byteSize() + " bytes for " + rows + "x" + cols
                     + ", needs rows * ceil(cols / 8) = " + signBytes);
         }
-        selectDevice();
+        library.selectDevice(device);
         long matrixBytes = 2L * rows * cols;
         int scaleCount = perRowScales ? rows : 1;
         String what = "bd_compress(" + base.name() + " [" + rows + ", " + cols + "] " + base.dtype() + ")";
@@ -680,13 +680,6 @@ public final class CudaBackend implements TensorBackend {
             return repacked.address();
         } finally {
             scope.release(packed);
-        }
-    }
-
-    private void selectDevice() {
-        // cudaSetDevice is per thread; device 0 is every thread's default, so only other devices need it.
-        if (device != 0) {
-            library.setDevice(device);
         }
     }
 

@@ -196,7 +196,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         this.kvDtype = tensorCores && kvCache == CudaBackend.KvCachePrecision.MODEL ? weightDtype : CudaLibrary.DTYPE_F32;
         this.groupedLmHead = tensorCores && spec.hiddenSize() % 8 == 0;
         this.decodeAttentionRows = Math.min(spec.maxRows(), DECODE_ATTENTION_ROWS);
-        selectDevice();
+        cuda.selectDevice(device);
         step.check(step.prepare(), "preparing the decoder-step kernels on " + backend.deviceName());
         // -Dbitdelta.cuda.pdl=false launches the tensor-core products without programmatic dependent launch
         // (process-wide; for comparison and diagnosis).
@@ -711,7 +711,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
     @Override
     public MemoryUse memory() {
         ensureUsable();
-        selectDevice();
+        cuda.selectDevice(device);
         Map<Integer, Long> tenantBytes = new HashMap<>();
         long tenantTotal = 0;
         for (int slot = 1; slot < tenants.length; slot++) {
@@ -732,7 +732,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (slot < 1 || slot >= tenants.length || tenants[slot] != null) {
             throw new IllegalArgumentException("slot " + slot + " is not an empty tenant slot (1 .. " + (tenants.length - 1) + ")");
         }
-        selectDevice();
+        cuda.selectDevice(device);
         int layers = spec.layerCount();
         checkTenant(weights);
         // Plan the tenant's one allocation.
@@ -933,7 +933,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (slot < 1 || slot >= tenants.length || tenants[slot] == null) {
             throw new IllegalArgumentException("slot " + slot + " holds no tenant");
         }
-        selectDevice();
+        cuda.selectDevice(device);
         try {
             resetSlot(slot);
             uploadTables(); // in stream order: steps enqueued before still read the old entries, later ones the base's
@@ -953,7 +953,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (rows < 1 || rows > spec.maxRows() || columns < 1) {
             throw new IllegalArgumentException(name + ": [" + rows + ", " + columns + "] (rows at most " + spec.maxRows() + ")");
         }
-        selectDevice();
+        cuda.selectDevice(device);
         // Graphs replay fixed row counts up to the bucket: every buffer holds maxRows rows whatever it was asked for.
         DeviceBuffer buffer = allocateOrExplain(4L * spec.maxRows() * columns, "activations '" + name + "' [" + rows + ", " + columns + "]");
         DeviceActivations activation = new DeviceActivations(this, activations.size(), name, rows, columns, buffer);
@@ -967,7 +967,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
     public void run(StepInputs inputs, Runnable operations) {
         ensureUsable();
         requireIdle("run");
-        selectDevice();
+        cuda.selectDevice(device);
         validate(inputs);
         boolean captured = graphsEnabled && inputs.isDecode();
         int bucket = captured ? bucketFor(inputs.rows()) : inputs.rows();
@@ -1485,7 +1485,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         requireIdle("read");
         DeviceActivations buffer = own(source, -1, "read source");
         checkTransfer(buffer, rows, destination.length, "read");
-        selectDevice();
+        cuda.selectDevice(device);
         long bytes = 4L * rows * buffer.columns();
         try {
             for (long done = 0; done < bytes; ) {
@@ -1507,7 +1507,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         requireIdle("write");
         DeviceActivations buffer = own(target, -1, "write target");
         checkTransfer(buffer, rows, source.length, "write");
-        selectDevice();
+        cuda.selectDevice(device);
         try {
             uploadBytes(MemorySegment.ofArray(source).asSlice(0, 4L * rows * buffer.columns()), buffer.address(), "'" + buffer.name() + "'");
         } catch (CudaException e) {
@@ -1539,7 +1539,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (outputRows == 0) {
             return;
         }
-        selectDevice();
+        cuda.selectDevice(device);
         int capacity = spec.maxRows();
         boolean greedy = true;
         for (int row = 0; row < outputRows; row++) {
@@ -1584,12 +1584,6 @@ public final class CudaDecoderDevice implements DecoderDevice {
 
     // ---------------------------------------------------------------- lifecycle and failures
 
-    private void selectDevice() {
-        if (device != 0) {
-            cuda.setDevice(device);
-        }
-    }
-
     private void ensureUsable() {
         if (closed) {
             throw new IllegalStateException("the CUDA decoder device is closed");
@@ -1620,7 +1614,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         backend.forget(this);
         RuntimeException failure = null;
         try {
-            selectDevice();
+            cuda.selectDevice(device);
             cuda.check(cuda.streamSynchronize(stream), "waiting for the stream at close");
         } catch (RuntimeException e) {
             failure = e;

@@ -260,6 +260,16 @@ public final class CudaLibrary extends LibraryBindings {
         check(call("bd_set_device", () -> (int) setDevice.invokeExact(device)), "bd_set_device(" + device + ")");
     }
 
+    /**
+     * Makes {@code device} current for this thread's CUDA calls. cudaSetDevice is per thread; device 0 is every
+     * thread's default, so only other devices need the call.
+     */
+    public void selectDevice(int device) {
+        if (device != 0) {
+            setDevice(device);
+        }
+    }
+
     public String deviceName(int device) {
         return callWithOut("bd_device_name", MemoryLayout.sequenceLayout(256, JAVA_BYTE), name -> {
             check((int) deviceName.invokeExact(device, name, 256L), "bd_device_name(" + device + ")");
