@@ -5,10 +5,8 @@ import org.bitdelta.DeltaLinear;
 import org.bitdelta.internal.cpu.ScalarCpuBackend;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -17,7 +15,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 
-import static org.bitdelta.cuda.GpuTestSupport.assumeGpu;
 import static org.bitdelta.cuda.GpuTestSupport.freshSeed;
 import static org.bitdelta.cuda.GpuTestSupport.oracle;
 import static org.bitdelta.cuda.GpuTestSupport.poisoned;
@@ -30,27 +27,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** CudaBackend against the scalar oracle on fresh random inputs, outputs poisoned with NaN first. */
 class CudaBackendCorrectnessTest {
     static final double TOLERANCE = 2e-3;
-    private static CudaBackend backend;
-
-    @BeforeAll
-    static void open() {
-        backend = GpuTestSupport.backendOrNull();
-        if (backend != null) {
-            System.out.println("CUDA backend: " + backend.describe());
-        }
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (backend != null) {
-            backend.close();
-        }
-    }
+    @RegisterExtension
+    static final GpuResources cuda = new GpuResources();
 
     /**
      * One case: weight [outputs, inputs] of dtype, {@code tenants} tenants with {@code rowsPerTenant} consecutive
@@ -103,13 +81,13 @@ class CudaBackendCorrectnessTest {
             float[] x = randomActivations(testCase.dtype(), rows, testCase.inputs(), seed + 7);
             float[] y = poisoned(rows * testCase.outputs());
             long start = System.nanoTime();
-            backend.deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
+            cuda.backend().deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
             long gpuMicros = (System.nanoTime() - start) / 1000;
             float[] expected = oracle(x, rows, base, deltas, tenantOfRow);
             double error = relativeError(y, expected, y.length);
             System.out.printf("  %s: rows %d, relative error %.3e, first call (uploads included) %d us%n", testCase, rows, error, gpuMicros);
             assertTrue(error < TOLERANCE, testCase + ": relative error " + error + " >= " + TOLERANCE + " (seed " + seed + ")");
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 
@@ -128,7 +106,7 @@ class CudaBackendCorrectnessTest {
             int rows = tenantOfRow.length;
             float[] x = randomActivations(DType.F16, rows, inputs, seed + 3);
             float[] y = poisoned(rows * outputs);
-            backend.deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
+            cuda.backend().deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
             double error = relativeError(y, oracle(x, rows, base, deltas, tenantOfRow), y.length);
             assertTrue(error < TOLERANCE, "mixed tenants: relative error " + error + " (seed " + seed + ")");
 
@@ -136,14 +114,14 @@ class CudaBackendCorrectnessTest {
             for (int matmulRows : new int[] {8, 200}) {
                 float[] xm = randomActivations(DType.F16, matmulRows, inputs, seed + matmulRows);
                 float[] ym = poisoned(matmulRows * outputs);
-                backend.matmul(xm, matmulRows, base, ym);
+                cuda.backend().matmul(xm, matmulRows, base, ym);
                 float[] expected = new float[matmulRows * outputs];
                 org.bitdelta.internal.cpu.ScalarKernels.matmul(xm, matmulRows, base, expected);
                 double matmulError = relativeError(ym, expected, ym.length);
                 System.out.printf("  matmul %d rows: relative error %.3e%n", matmulRows, matmulError);
                 assertTrue(matmulError < TOLERANCE, "matmul " + matmulRows + " rows: relative error " + matmulError + " (seed " + seed + ")");
             }
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 
@@ -162,10 +140,10 @@ class CudaBackendCorrectnessTest {
             int[] tenantOfRow = {0, -1, 0};
             float[] x = randomActivations(DType.F16, 3, inputs, seed + 2);
             float[] y = poisoned(3 * outputs);
-            backend.deltaMatmul(x, 3, base, deltas, tenantOfRow, y);
+            cuda.backend().deltaMatmul(x, 3, base, deltas, tenantOfRow, y);
             double error = relativeError(y, oracle(x, 3, base, deltas, tenantOfRow), y.length);
             assertTrue(error < TOLERANCE, "F32 weights: relative error " + error + " (seed " + seed + ")");
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 
@@ -180,7 +158,7 @@ class CudaBackendCorrectnessTest {
             for (int tenant = 0; tenant < 4; tenant++) {
                 deltas.add(randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, true));
             }
-            DeltaLinear onGpu = DeltaLinear.of(base, deltas, backend);
+            DeltaLinear onGpu = DeltaLinear.of(base, deltas, cuda.backend());
             DeltaLinear onCpu = DeltaLinear.of(base, deltas, new ScalarCpuBackend());
             int[] tenantOfRow = {3, 0, DeltaLinear.BASE, 1, 2, 2};
             float[] x = randomActivations(DType.BF16, tenantOfRow.length, inputs, seed + 9);
@@ -202,7 +180,7 @@ class CudaBackendCorrectnessTest {
             onCpu.forward(java.util.Arrays.copyOf(x, 2 * inputs), again, cpuAgain);
             double errorAgain = relativeError(gpuAgain, cpuAgain, gpuAgain.length);
             assertTrue(errorAgain < TOLERANCE, "DeltaLinear after addTenant: relative error " + errorAgain + " (seed " + seed + ")");
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 }

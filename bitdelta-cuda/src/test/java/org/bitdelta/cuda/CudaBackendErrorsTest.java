@@ -7,10 +7,8 @@ import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.DeviceScope;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.function.Executable;
 
 import java.lang.foreign.Arena;
@@ -18,7 +16,6 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
-import static org.bitdelta.cuda.GpuTestSupport.assumeGpu;
 import static org.bitdelta.cuda.GpuTestSupport.freshSeed;
 import static org.bitdelta.cuda.GpuTestSupport.oracle;
 import static org.bitdelta.cuda.GpuTestSupport.poisoned;
@@ -32,24 +29,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Bad input is rejected in Java before any kernel; CUDA failures surface as exceptions; the backend stays usable. */
 class CudaBackendErrorsTest {
-    private static CudaBackend backend;
-
-    @BeforeAll
-    static void open() {
-        backend = GpuTestSupport.backendOrNull();
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (backend != null) {
-            backend.close();
-        }
-    }
+    @RegisterExtension
+    static final GpuResources cuda = new GpuResources();
 
     /** Asserts a BitDeltaException whose message contains each fragment, and that y was not touched. */
     private static void assertRejected(Executable call, float[] y, String... fragments) {
@@ -72,34 +53,34 @@ class CudaBackendErrorsTest {
                     randomDelta(arena, "t1", 64, 128, seed + 2, false));
             float[] x = randomActivations(DType.F16, 2, 128, seed + 3);
             float[] y = poisoned(2 * 64);
-            assertRejected(() -> backend.deltaMatmul(Arrays.copyOf(x, 200), 2, base, deltas, new int[] {0, 1}, y), y, "x has 200 floats", "[64, 128]");
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, deltas, new int[] {0, 1}, new float[100]), y, "y has 100 floats");
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, deltas, new int[] {0, 2}, y), y, "row 1 names tenant 2", "outside [-1, 2)");
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, deltas, new int[] {-5, 0}, y), y, "row 0 names tenant -5");
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, deltas, new int[] {0}, y), y, "tenantOfRow has 1 entries for 2 rows");
+            assertRejected(() -> cuda.backend().deltaMatmul(Arrays.copyOf(x, 200), 2, base, deltas, new int[] {0, 1}, y), y, "x has 200 floats", "[64, 128]");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, deltas, new int[] {0, 1}, new float[100]), y, "y has 100 floats");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, deltas, new int[] {0, 2}, y), y, "row 1 names tenant 2", "outside [-1, 2)");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, deltas, new int[] {-5, 0}, y), y, "row 0 names tenant -5");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, deltas, new int[] {0}, y), y, "tenantOfRow has 1 entries for 2 rows");
             List<BinaryDelta> withNull = new ArrayList<>(deltas);
             withNull.set(1, null);
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, withNull, new int[] {0, 1}, y), y, "tenant 1, whose delta is null");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, withNull, new int[] {0, 1}, y), y, "tenant 1, whose delta is null");
             List<BinaryDelta> otherShape = List.of(randomDelta(arena, "wide", 64, 256, seed + 4, true));
-            assertRejected(() -> backend.deltaMatmul(x, 2, base, otherShape, new int[] {0, -1}, y), y, "wide is 64x256 but the base weight is 64x128");
+            assertRejected(() -> cuda.backend().deltaMatmul(x, 2, base, otherShape, new int[] {0, -1}, y), y, "wide is 64x256 but the base weight is 64x128");
             Tensor integers = Tensor.zeros("ints", DType.I32, 64, 128);
-            assertRejected(() -> backend.matmul(x, 2, integers, y), y, "not i32");
+            assertRejected(() -> cuda.backend().matmul(x, 2, integers, y), y, "not i32");
             Tensor flat = Tensor.zeros("flat", DType.F16, 64 * 128);
-            assertRejected(() -> backend.matmul(x, 2, flat, y), y, "2-D weight");
-            assertRejected(() -> backend.matmul(x, -1, base, y), y, "negative row count");
+            assertRejected(() -> cuda.backend().matmul(x, 2, flat, y), y, "2-D weight");
+            assertRejected(() -> cuda.backend().matmul(x, -1, base, y), y, "negative row count");
 
             // Still correct afterwards.
-            backend.deltaMatmul(x, 2, base, deltas, new int[] {1, 0}, y);
+            cuda.backend().deltaMatmul(x, 2, base, deltas, new int[] {1, 0}, y);
             double error = relativeError(y, oracle(x, 2, base, deltas, new int[] {1, 0}), y.length);
             assertTrue(error < 2e-3, "after rejections: relative error " + error + " (seed " + seed + ")");
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 
     @Test
     void cudaErrorsSurfaceAndTheBackendStaysUsable() {
         long seed = freshSeed("forced CUDA error");
-        CudaLibrary library = backend.library();
+        CudaLibrary library = cuda.backend().library();
         try (DeviceScope scope = new DeviceScope(library)) {
             CudaException error = assertThrows(CudaException.class, () -> scope.allocate(1L << 50, "an absurd 1 PiB buffer"));
             System.out.println("  forced allocation failure: " + error.getMessage());
@@ -120,10 +101,10 @@ class CudaBackendErrorsTest {
             float[] x = randomActivations(DType.BF16, 3, 256, seed + 2);
             float[] y = poisoned(3 * 512);
             int[] tenants = {0, -1, 0};
-            backend.deltaMatmul(x, 3, base, deltas, tenants, y);
+            cuda.backend().deltaMatmul(x, 3, base, deltas, tenants, y);
             double error = relativeError(y, oracle(x, 3, base, deltas, tenants), y.length);
             assertTrue(error < 2e-3, "after CUDA errors: relative error " + error + " (seed " + seed + ")");
-            backend.clearCaches();
+            cuda.backend().clearCaches();
         }
     }
 

@@ -8,10 +8,8 @@ import org.bitdelta.internal.format.Compressor;
 import org.bitdelta.internal.format.SignCompressor;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -23,7 +21,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 
-import static org.bitdelta.cuda.GpuTestSupport.assumeGpu;
 import static org.bitdelta.cuda.GpuTestSupport.freshSeed;
 import static org.bitdelta.cuda.GpuTestSupport.uniform;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -37,24 +34,8 @@ import static org.junit.jupiter.api.Assertions.assertNull;
  */
 class CudaCompressTest {
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
-    private static CudaBackend backend;
-
-    @BeforeAll
-    static void open() {
-        backend = GpuTestSupport.backendOrNull();
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (backend != null) {
-            backend.close();
-        }
-    }
+    @RegisterExtension
+    static final GpuResources cuda = new GpuResources();
 
     /**
      * What a row of a test pair holds. Every kind keeps its row's |d| sum exact in double whatever the order of
@@ -119,7 +100,7 @@ class CudaCompressTest {
                 String what = testCase + (perRow ? " per-row" : " per-matrix") + (heap ? ", heap" : ", native") + " (seed " + seed + ")";
                 MemorySegment gpuSigns = (heap ? MemorySegment.ofArray(new byte[Math.toIntExact(signBytes)]) : arena.allocate(signBytes, 64))
                         .fill((byte) 0x5A);
-                float[] gpu = backend.compressMatrix(base, finetuned, gpuSigns, perRow);
+                float[] gpu = cuda.backend().compressMatrix(base, finetuned, gpuSigns, perRow);
                 assertNotNull(gpu, what + ": the GPU declined a pair it takes");
                 float[] cpu = Compressor.cpuScales(rowSums, testCase.rows(), testCase.cols(), perRow);
                 long mismatch = gpuSigns.mismatch(cpuSigns);
@@ -145,17 +126,17 @@ class CudaCompressTest {
             fill(base, finetuned, seed);
             finetuned.data().set(SHORT, 2L * (40 + 7), (short) 0x7F80);  // +Inf at [1, 7]
             MemorySegment signs = arena.allocate(3L * BinaryDelta.bytesPerRow(40));
-            assertNull(backend.compressMatrix(base, finetuned, signs, true), "a pair holding +Inf, per-row scales");
-            assertNull(backend.compressMatrix(base, finetuned, signs, false), "a pair holding +Inf, per-matrix scale");
+            assertNull(cuda.backend().compressMatrix(base, finetuned, signs, true), "a pair holding +Inf, per-row scales");
+            assertNull(cuda.backend().compressMatrix(base, finetuned, signs, false), "a pair holding +Inf, per-matrix scale");
             Tensor f32 = Tensor.ofFloats("f32", new float[12], 3, 4);
-            assertNull(backend.compressMatrix(f32, f32, arena.allocate(3), true), "an F32 pair");
+            assertNull(cuda.backend().compressMatrix(f32, f32, arena.allocate(3), true), "an F32 pair");
         }
     }
 
     @Test
     void signsSurviveTheDeviceLayoutRoundTrip() {
         long seed = freshSeed("repack/unpack");
-        CudaLibrary library = backend.library();
+        CudaLibrary library = cuda.backend().library();
         for (int[] shape : new int[][] {{1, 1}, {17, 33}, {33, 4097}, {4097, 127}}) {
             int rows = shape[0];
             int cols = shape[1];

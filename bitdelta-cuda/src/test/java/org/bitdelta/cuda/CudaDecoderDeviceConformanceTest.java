@@ -15,10 +15,8 @@ import org.bitdelta.spi.Projection.Group;
 import org.bitdelta.spi.Sampling;
 import org.bitdelta.spi.StepInputs;
 import org.bitdelta.tensor.DType;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -76,30 +74,11 @@ class CudaDecoderDeviceConformanceTest {
         }
     }
 
-    private static CudaBackend backend;
+    @RegisterExtension
+    static final GpuResources cuda = new GpuResources();
     /** The device under test over a spec (graphs on or off) with F32 KV caches. */
     static java.util.function.BiFunction<DecoderSpec, Boolean, DecoderDevice> openDevice =
-            (spec, graphs) -> new CudaDecoderDevice(backend, spec, graphs, CudaBackend.KvCachePrecision.F32);
-
-    @BeforeAll
-    static void open() {
-        backend = GpuTestSupport.backendOrNull();
-        if (backend != null) {
-            System.out.println("CUDA backend: " + backend.describe());
-        }
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        GpuTestSupport.assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (backend != null) {
-            backend.close();
-        }
-    }
+            (spec, graphs) -> new CudaDecoderDevice(cuda.backend(), spec, graphs, CudaBackend.KvCachePrecision.F32);
 
     static Stream<Shape> shapes() {
         return Stream.of(
@@ -170,7 +149,7 @@ class CudaDecoderDeviceConformanceTest {
         long seed = DecoderTestSupport.seed("conformance " + shape + ", KV cache " + kvCache);
         DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
         SplittableRandom random = new SplittableRandom(seed ^ 0x1234);
-        try (Twin twin = twin(spec, () -> new CudaDecoderDevice(backend, spec, true, kvCache))) {
+        try (Twin twin = twin(spec, () -> new CudaDecoderDevice(cuda.backend(), spec, true, kvCache))) {
             CudaDecoderDevice device = (CudaDecoderDevice) twin.device;
             Tolerances tolerances = Tolerances.of(device);
             assertEquals(shape.dtype() != DType.F32 && shape.hidden() % 8 == 0, device.tensorCores(), "the path of " + shape);
@@ -314,7 +293,7 @@ class CudaDecoderDeviceConformanceTest {
         Shape shape = new Shape(DType.F16, 64, 128, 4, 2, 16, 97, 2, 64, 0, false, 16, 4, 128, 4);
         DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
         SplittableRandom random = new SplittableRandom(seed);
-        try (Twin twin = new Twin(new CudaDecoderDevice(backend, spec, false), new CudaDecoderDevice(backend, spec, true))) {
+        try (Twin twin = new Twin(new CudaDecoderDevice(cuda.backend(), spec, false), new CudaDecoderDevice(cuda.backend(), spec, true))) {
             loadTenants(twin, spec, seed);
             DecoderTestSupport.allocateStepBuffers(twin, spec);
             Cache cache = new Cache(spec, seed);
@@ -346,7 +325,7 @@ class CudaDecoderDeviceConformanceTest {
         for (int vocabulary : new int[]{1, 2, 7, 1000, 32000}) {
             Shape shape = new Shape(DType.F32, 32, 32, 2, 1, 8, vocabulary, 1, 8, 0, true, 70, 4, 4, 2);
             DecoderSpec spec = DecoderTestSupport.spec(shape, seed);
-            try (CudaDecoderDevice device = new CudaDecoderDevice(backend, spec, true)) {
+            try (CudaDecoderDevice device = new CudaDecoderDevice(cuda.backend(), spec, true)) {
                 int rows = 70;  // several sampling launches of 16 rows, the last one partial
                 Activations buffer = device.allocate("logits", rows, vocabulary);
                 float[] logits = new float[rows * vocabulary];

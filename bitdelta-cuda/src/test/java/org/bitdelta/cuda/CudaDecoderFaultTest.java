@@ -24,10 +24,9 @@ import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.StepInputs;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
@@ -54,29 +53,16 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class CudaDecoderFaultTest {
     private static final long MIB = 1L << 20;
+    /** F32 KV caches: the tests below compare greedy tokens with the CPU's (CudaDecoderModelTest says why). */
+    @RegisterExtension
+    static final GpuResources resources = new GpuResources(CudaBackend.KvCachePrecision.F32);
     private static CudaBackend gpu;
     private static VectorCpuBackend cpu;
 
     @BeforeAll
     static void open() {
-        // F32 KV caches: the tests below compare greedy tokens with the CPU's (CudaDecoderModelTest says why)
-        gpu = GpuTestSupport.backendOrNull(CudaBackend.KvCachePrecision.F32);
-        if (gpu != null) {
-            cpu = new VectorCpuBackend();
-        }
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        GpuTestSupport.assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-            cpu.close();
-        }
+        gpu = resources.backend();
+        cpu = resources.open(VectorCpuBackend::new);
     }
 
     /** Greedy tokens of one sequence through Decoder.step. */

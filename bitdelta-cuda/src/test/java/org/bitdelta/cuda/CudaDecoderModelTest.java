@@ -20,10 +20,9 @@ import org.bitdelta.spi.MemoryUse;
 import org.bitdelta.spi.Projection;
 import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -65,6 +64,8 @@ class CudaDecoderModelTest {
      */
     static final double F16_KV_PERPLEXITY_TOLERANCE = 1e-3;
     static final double BF16_KV_PERPLEXITY_TOLERANCE = 5e-3;
+    @RegisterExtension
+    static final GpuResources resources = new GpuResources(CudaBackend.KvCachePrecision.F32);
     /** The backend under test (CUDA) and the reference (the vectorized CPU backend). */
     static org.bitdelta.spi.TensorBackend gpu;
     static org.bitdelta.spi.TensorBackend cpu;
@@ -73,27 +74,9 @@ class CudaDecoderModelTest {
 
     @BeforeAll
     static void open() {
-        CudaBackend backend = GpuTestSupport.backendOrNull(CudaBackend.KvCachePrecision.F32);
-        if (backend != null) {
-            System.out.println("CUDA backend: " + backend.describe());
-            gpu = backend;
-            gpuSixteenBitKv = new CudaBackend(0, CudaBackend.KvCachePrecision.MODEL);
-            cpu = new VectorCpuBackend();
-        }
-    }
-
-    @BeforeEach
-    void requireGpu() {
-        GpuTestSupport.assumeGpu();
-    }
-
-    @AfterAll
-    static void close() {
-        if (gpu != null) {
-            gpu.close();
-            gpuSixteenBitKv.close();
-            cpu.close();
-        }
+        gpu = resources.backend();
+        gpuSixteenBitKv = resources.open(() -> new CudaBackend(0, CudaBackend.KvCachePrecision.MODEL));
+        cpu = resources.open(VectorCpuBackend::new);
     }
 
     /** Seeded prompts: BOS then random tokens, of the given lengths. */

@@ -28,19 +28,6 @@ final class GpuTestSupport {
         Assumptions.assumeTrue(reason == null, () -> "SKIPPED, no GPU here: " + reason);
     }
 
-    /**
-     * A backend for a test class's {@code @BeforeAll}, or null where there is no GPU: each test then calls
-     * {@link #assumeGpu} and is reported skipped with the reason (an assumption in {@code @BeforeAll} would hide them).
-     */
-    static CudaBackend backendOrNull() {
-        return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend();
-    }
-
-    /** A backend on device 0 whose decoders keep 16-bit models' KV caches as {@code kvCache} says, or null without a GPU. */
-    static CudaBackend backendOrNull(CudaBackend.KvCachePrecision kvCache) {
-        return NativeLibraryLocator.unavailableReason() != null ? null : new CudaBackend(0, kvCache);
-    }
-
     /** The system property that replays a run's random inputs: -Dbitdelta.test.seed=N. */
     static final String SEED_PROPERTY = "bitdelta.test.seed";
 
