@@ -87,7 +87,7 @@ class CudaDecoderFaultTest {
              DeltaModel shakespeare = BitDelta.compress(base, DecoderTestSupport.bundledModel("stories260K-ft-shakespeare"),
                      CompressOptions.defaults().backend(cpu));
              Decoder reference = Decoder.load(base, cpu, false)) {
-            long aliceBytes = tenantBytes(alice);
+            long aliceBytes = alice.tensorBytes();
             // Room for one of the two tenants at a time.
             DecoderOptions options = DecoderOptions.defaults(512).withTenantBudgetBytes(aliceBytes * 3 / 2);
             try (Decoder decoder = Decoder.load(base, gpu, false, options)) {
@@ -115,17 +115,6 @@ class CudaDecoderFaultTest {
     private static void addBoth(Decoder decoder, DeltaModel alice, DeltaModel shakespeare) {
         DecoderTestSupport.addTenant(decoder, "alice", alice);
         DecoderTestSupport.addTenant(decoder, "shakespeare", shakespeare);
-    }
-
-    private static long tenantBytes(DeltaModel delta) {
-        long bytes = 0;
-        for (BinaryDelta matrix : delta.matrices()) {
-            bytes += matrix.signs().byteSize() + 4L * matrix.scales().length;
-        }
-        for (Tensor tensor : delta.tensors().values()) {
-            bytes += tensor.byteSize();
-        }
-        return bytes;
     }
 
     /**
