@@ -11,7 +11,6 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.Arena;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.stream.Stream;
 
@@ -20,6 +19,7 @@ import static org.bitdelta.cuda.GpuTestSupport.oracle;
 import static org.bitdelta.cuda.GpuTestSupport.poisoned;
 import static org.bitdelta.cuda.GpuTestSupport.randomActivations;
 import static org.bitdelta.cuda.GpuTestSupport.randomDelta;
+import static org.bitdelta.cuda.GpuTestSupport.randomDeltas;
 import static org.bitdelta.cuda.GpuTestSupport.randomWeight;
 import static org.bitdelta.cuda.GpuTestSupport.relativeError;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -68,10 +68,8 @@ class CudaBackendCorrectnessTest {
         long seed = freshSeed("deltaMatmul " + testCase);
         try (Arena arena = Arena.ofShared()) {
             Tensor base = randomWeight(arena, testCase.dtype(), testCase.outputs(), testCase.inputs(), seed, 0.05f);
-            List<BinaryDelta> deltas = new ArrayList<>();
-            for (int tenant = 0; tenant < testCase.tenants(); tenant++) {
-                deltas.add(randomDelta(arena, "tenant" + tenant, testCase.outputs(), testCase.inputs(), seed + 1000 + tenant, testCase.perRowScales()));
-            }
+            List<BinaryDelta> deltas = randomDeltas(arena, testCase.tenants(), testCase.outputs(), testCase.inputs(), seed + 1000,
+                    tenant -> testCase.perRowScales());
             int rows = testCase.tenants() * testCase.rowsPerTenant() + testCase.baseRows();
             int[] tenantOfRow = new int[rows];
             for (int row = 0; row < rows; row++) {
@@ -98,10 +96,8 @@ class CudaBackendCorrectnessTest {
             int outputs = 1000;
             int inputs = 1024;
             Tensor base = randomWeight(arena, DType.F16, outputs, inputs, seed, 0.05f);
-            List<BinaryDelta> deltas = new ArrayList<>();
-            for (int tenant = 0; tenant < 5; tenant++) {
-                deltas.add(tenant == 2 ? null : randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, tenant % 2 == 0));
-            }
+            List<BinaryDelta> deltas = randomDeltas(arena, 5, outputs, inputs, seed, tenant -> tenant % 2 == 0);
+            deltas.set(2, null);
             int[] tenantOfRow = {4, -1, 0, 0, 3, 1, 4, -1, 3, 0, 1, 1, 1, 4, 0, 3, -1, 0, 4, 1};
             int rows = tenantOfRow.length;
             float[] x = randomActivations(DType.F16, rows, inputs, seed + 3);
@@ -154,10 +150,7 @@ class CudaBackendCorrectnessTest {
             int outputs = 2048;
             int inputs = 1536;
             Tensor base = randomWeight(arena, DType.BF16, outputs, inputs, seed, 0.05f);
-            List<BinaryDelta> deltas = new ArrayList<>();
-            for (int tenant = 0; tenant < 4; tenant++) {
-                deltas.add(randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, true));
-            }
+            List<BinaryDelta> deltas = randomDeltas(arena, 4, outputs, inputs, seed, tenant -> true);
             DeltaLinear onGpu = DeltaLinear.of(base, deltas, cuda.backend());
             DeltaLinear onCpu = DeltaLinear.of(base, deltas, new ScalarCpuBackend());
             int[] tenantOfRow = {3, 0, DeltaLinear.BASE, 1, 2, 2};

@@ -11,8 +11,10 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.SplittableRandom;
+import java.util.function.IntPredicate;
 import java.util.stream.IntStream;
 
 /** Shared helpers of the GPU tests: the skip rule, random inputs in F16/BF16, and the parallel scalar oracle. */
@@ -110,6 +112,18 @@ final class GpuTestSupport {
             scales[i] = 0.001f + 0.004f * Math.abs(uniform(seed ^ 0x5CA1E5L, i));
         }
         return new BinaryDelta(name, outputs, inputs, signs, scales);
+    }
+
+    /**
+     * {@code tenants} random deltas "tenant0", "tenant1", ... of [outputs, inputs] (a mutable list), tenant t's from
+     * {@code seed + t}, with per-row scales where {@code perRowScales} says so for t.
+     */
+    static List<BinaryDelta> randomDeltas(Arena arena, int tenants, int outputs, int inputs, long seed, IntPredicate perRowScales) {
+        List<BinaryDelta> deltas = new ArrayList<>();
+        for (int tenant = 0; tenant < tenants; tenant++) {
+            deltas.add(randomDelta(arena, "tenant" + tenant, outputs, inputs, seed + tenant, perRowScales.test(tenant)));
+        }
+        return deltas;
     }
 
     /** ScalarKernels.deltaMatmul, one row per task, in parallel (the oracle itself stays the scalar loop). */
