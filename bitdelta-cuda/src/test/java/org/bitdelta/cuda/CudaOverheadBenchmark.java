@@ -11,6 +11,7 @@ import org.bitdelta.cuda.internal.NativeLibraryLocator;
 import java.lang.foreign.Arena;
 import java.util.Arrays;
 import java.util.List;
+import java.util.function.IntSupplier;
 
 /**
  * What Java and FFM add to a call (a benchmark, not a test: timings belong here, not in {@code mvn test}): a no-op
@@ -57,8 +58,8 @@ public final class CudaOverheadBenchmark {
             }
 
             // Tiny decode, 1 row x [16, 64], no tenants: times the enqueue of a launch through FFM (GPU work hidden).
-            double[] launchMicros = new double[50];
-            double[] memsetMicros = new double[50];
+            double[] launchMicros;
+            double[] memsetMicros;
             try (DeviceScope scope = new DeviceScope(library)) {
                 DeviceBuffer weight = scope.allocate(16 * 64 * 2, "tiny W");
                 DeviceBuffer x = scope.allocate(64 * 2, "tiny x");
@@ -71,45 +72,16 @@ public final class CudaOverheadBenchmark {
                     library.check(library.memset(rowTenant.address(), 0xFF, 4, stream), "memset");
                     long workspaceBytes = library.decodeWorkspaceBytes(16, 64, 1);
                     DeviceBuffer workspace = scope.allocate(workspaceBytes, "tiny workspace");
-                    for (int round = 0; round < launchMicros.length + 10; round++) {
-                        int launches = 100;
-                        long begin = System.nanoTime();
-                        for (int i = 0; i < launches; i++) {
-                            int status = library.decode(CudaLibrary.DTYPE_F16, CudaLibrary.DTYPE_F32, weight.address(), x.address(),
-                                    rowTenant.address(), 1, 0, 0, 0, CudaLibrary.SCALE_PER_ROW, y.address(), 16, 64,
-                                    workspaceBytes == 0 ? 0 : workspace.address(), workspaceBytes, stream);
-                            if (status != CudaLibrary.OK) {
-                                library.check(status, "tiny bd_decode");
-                            }
-                        }
-                        double micros = (System.nanoTime() - begin) / 1000.0 / launches;
-                        library.check(library.streamSynchronize(stream), "tiny decode");
-                        if (round >= 10) {
-                            launchMicros[round - 10] = micros;
-                        }
-                    }
+                    launchMicros = microsPerCall(library, stream, "tiny bd_decode", () -> library.decode(CudaLibrary.DTYPE_F16,
+                            CudaLibrary.DTYPE_F32, weight.address(), x.address(), rowTenant.address(), 1, 0, 0, 0,
+                            CudaLibrary.SCALE_PER_ROW, y.address(), 16, 64, workspaceBytes == 0 ? 0 : workspace.address(),
+                            workspaceBytes, stream));
                     // One CUDA API call per downcall (cudaMemsetAsync), for comparison with bd_decode's host work.
-                    for (int round = 0; round < memsetMicros.length + 10; round++) {
-                        int memsetCalls = 100;
-                        long begin = System.nanoTime();
-                        for (int i = 0; i < memsetCalls; i++) {
-                            int status = library.memset(y.address(), 0, y.bytes(), stream);
-                            if (status != CudaLibrary.OK) {
-                                library.check(status, "bd_memset");
-                            }
-                        }
-                        double micros = (System.nanoTime() - begin) / 1000.0 / memsetCalls;
-                        library.check(library.streamSynchronize(stream), "memset");
-                        if (round >= 10) {
-                            memsetMicros[round - 10] = micros;
-                        }
-                    }
+                    memsetMicros = microsPerCall(library, stream, "bd_memset", () -> library.memset(y.address(), 0, y.bytes(), stream));
                 } finally {
                     library.check(library.streamDestroy(stream), "stream destroy");
                 }
             }
-            Arrays.sort(launchMicros);
-            Arrays.sort(memsetMicros);
 
             // Whole deltaMatmul of 1 row, [64, 64], 1 tenant: copies in and out and a synchronize included.
             double[] roundTripMicros = new double[500];
@@ -144,5 +116,30 @@ public final class CudaOverheadBenchmark {
             System.out.printf("  deltaMatmul 1 row [64x64] round trip:       %.1f us median (min %.1f; copies, launch, synchronize)%n",
                     roundTripMicros[roundTripMicros.length / 2], roundTripMicros[0]);
         }
+    }
+
+    /**
+     * Microseconds per call of {@code call} (a BD_* status, checked as {@code what}) in each of 50 rounds of 100 calls
+     * after 10 rounds of warm-up, sorted; the stream is synchronized after each round.
+     */
+    private static double[] microsPerCall(CudaLibrary library, long stream, String what, IntSupplier call) {
+        double[] micros = new double[50];
+        for (int round = 0; round < micros.length + 10; round++) {
+            int calls = 100;
+            long begin = System.nanoTime();
+            for (int i = 0; i < calls; i++) {
+                int status = call.getAsInt();
+                if (status != CudaLibrary.OK) {
+                    library.check(status, what);
+                }
+            }
+            double perCall = (System.nanoTime() - begin) / 1000.0 / calls;
+            library.check(library.streamSynchronize(stream), "synchronizing after " + what);
+            if (round >= 10) {
+                micros[round - 10] = perCall;
+            }
+        }
+        Arrays.sort(micros);
+        return micros;
     }
 }
