@@ -129,13 +129,16 @@ def make_model(model_class, config):
 
 
 def logits_of(model_class, config, state, ids):
-    model = make_model(model_class, config).eval()
+    # float32 parameters before loading: transformers builds the model in config.dtype (the stored 16-bit dtype once
+    # the folder is written), which would round BitDelta's merged weights and compute every activation in 16 bits.
+    model = make_model(model_class, config).to(torch.float32).eval()
     full = {name: tensor.float() for name, tensor in state.items()}
     if config.tie_word_embeddings:
         full["lm_head.weight"] = full["model.embed_tokens.weight"]
     missing, unexpected = model.load_state_dict(full, strict=False)
     assert not unexpected and all(name == "lm_head.weight" for name in missing), (missing, unexpected)
     print("attention:", model.config._attn_implementation, flush=True)
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
     with torch.no_grad():
         logits = model(ids[None]).logits[0].float().contiguous()
         # Greedy by hand (no cache, no stopping, argmax = first maximum): what the Java generator does.
