@@ -4,7 +4,7 @@
 #   jre.tar.xz                  a jlink'd Java runtime (../shared/tools/device-jre.sh), xz-compressed (~24 MB)
 #   libbitdelta_cuda.so.xz      the sm_90a library of target/native-sm90 (built here if missing or older than a kernel)
 #   *.ptxas.txt                 its register / spill reports
-#   jars/                       bitdelta-core and bitdelta-cuda classes and test classes as jars, the JUnit console
+#   jars/                       bitdelta-core and bitdelta-cuda classes and test classes as jars, their libraries, the JUnit console
 #                               launcher, slf4j and gson
 #   MANIFEST.txt                commit, dates, sizes
 # Usage (repository root): bash bitdelta-cuda/bench/prepare-step-device.sh
@@ -37,10 +37,15 @@ mvn -B -q -o test-compile dependency:build-classpath -pl bitdelta-cuda -am -Dexe
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-core.jar" -C bitdelta-core/target/classes .
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda.jar" -C bitdelta-cuda/target/classes .
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda-tests.jar" -C bitdelta-cuda/target/test-classes .
-for pattern in gson- slf4j-api- slf4j-simple-; do
-  jar=$(tr ':' '\n' < "$dest/classpath.txt" | grep "/$pattern[0-9]" | head -1)
-  [[ -n $jar ]] || { echo "prepare-step-device: no $pattern jar on the test class path" >&2; exit 1; }
+# Every library of the test class path (the engine's tokenizer and chat templates included), but the test engines,
+# which the console launcher brings; DJL's tokenizers jar keeps its linux-x86_64 native library alone (the others
+# would take 40 MB of the 64 MiB that travel).
+for jar in $(tr ':' '\n' < "$dest/classpath.txt" | grep '\.jar$' | grep -vE '/(junit|jqwik|opentest4j|apiguardian)'); do
   cp "$jar" "$dest/jars/"
+done
+for jar in "$dest"/jars/tokenizers-*.jar; do
+  [[ -f $jar ]] || { echo "prepare-step-device: DJL's tokenizers jar is not on the test class path" >&2; exit 1; }
+  zip -q -d "$jar" 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' > /dev/null
 done
 console=$HOME/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.14.0/junit-platform-console-standalone-1.14.0.jar
 if [[ ! -f $console ]]; then
