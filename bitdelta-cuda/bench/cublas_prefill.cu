@@ -18,30 +18,15 @@
 #include <random>
 #include <vector>
 
-#define CUDA_OK(call)                                                                          \
-  do {                                                                                         \
-    cudaError_t e_ = (call);                                                                   \
-    if (e_ != cudaSuccess) {                                                                   \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      std::exit(2);                                                                            \
-    }                                                                                          \
-  } while (0)
-#define CUBLAS_OK(call)                                                                 \
-  do {                                                                                  \
-    cublasStatus_t s_ = (call);                                                         \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                  \
-      std::fprintf(stderr, "%s:%d %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, int(s_)); \
-      std::exit(2);                                                                     \
-    }                                                                                   \
-  } while (0)
+#include "bench_check.h"
 
 static __half* random_halves(size_t count, float magnitude, std::mt19937& rng) {
   std::vector<__half> host(count);
   std::uniform_real_distribution<float> u(-magnitude, magnitude);
   for (auto& h : host) h = __float2half(u(rng));
   __half* device = nullptr;
-  CUDA_OK(cudaMalloc(&device, count * sizeof(__half)));
-  CUDA_OK(cudaMemcpy(device, host.data(), count * sizeof(__half), cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMalloc(&device, count * sizeof(__half)));
+  CUDA_CHECK(cudaMemcpy(device, host.data(), count * sizeof(__half), cudaMemcpyHostToDevice));
   return device;
 }
 
@@ -59,43 +44,43 @@ int main(int argc, char** argv) {
   for (int g = 0; g < 4; ++g) {
     weights[g] = random_halves(size_t(gemms[g].M) * gemms[g].K, 0.02f, rng);
     inputs[g] = random_halves(size_t(tokens) * gemms[g].K, 1.0f, rng);
-    CUDA_OK(cudaMalloc(&outputs[g], size_t(tokens) * gemms[g].M * sizeof(__half)));
+    CUDA_CHECK(cudaMalloc(&outputs[g], size_t(tokens) * gemms[g].M * sizeof(__half)));
     flops += 2.0 * tokens * gemms[g].M * gemms[g].K * layers;
   }
   cublasHandle_t handle;
-  CUBLAS_OK(cublasCreate(&handle));
+  CUBLAS_CHECK(cublasCreate(&handle));
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreate(&stream));
-  CUBLAS_OK(cublasSetStream(handle, stream));
+  CUDA_CHECK(cudaStreamCreate(&stream));
+  CUBLAS_CHECK(cublasSetStream(handle, stream));
   const float one = 1.f, zero = 0.f;
   auto model = [&]() {
     for (int layer = 0; layer < layers; ++layer)
       for (int g = 0; g < 4; ++g)
         // Column-major view: Y^T [M, tokens] = W [M, K] (W^T of the row-major [M, K] seen column-major) x X^T [K, tokens].
-        CUBLAS_OK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, gemms[g].M, tokens, gemms[g].K, &one, weights[g], CUDA_R_16F,
+        CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, gemms[g].M, tokens, gemms[g].K, &one, weights[g], CUDA_R_16F,
                                gemms[g].K, inputs[g], CUDA_R_16F, gemms[g].K, &zero, outputs[g], CUDA_R_16F, gemms[g].M,
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   };
   model();  // warm-up (heuristics, workspace)
-  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
   cudaEvent_t start, end;
-  CUDA_OK(cudaEventCreate(&start));
-  CUDA_OK(cudaEventCreate(&end));
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&end));
   std::vector<float> times;
   for (int i = 0; i < repetitions; ++i) {
-    CUDA_OK(cudaEventRecord(start, stream));
+    CUDA_CHECK(cudaEventRecord(start, stream));
     model();
-    CUDA_OK(cudaEventRecord(end, stream));
-    CUDA_OK(cudaEventSynchronize(end));
+    CUDA_CHECK(cudaEventRecord(end, stream));
+    CUDA_CHECK(cudaEventSynchronize(end));
     float ms = 0;
-    CUDA_OK(cudaEventElapsedTime(&ms, start, end));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, end));
     times.push_back(ms);
     std::printf("cublas_prefill repetition %d: %.2f ms (%.0f TFLOP/s)\n", i, ms, flops / (ms * 1e-3) / 1e12);
   }
   std::sort(times.begin(), times.end());
   const float median = times[times.size() / 2];
   cudaDeviceProp properties;
-  CUDA_OK(cudaGetDeviceProperties(&properties, 0));
+  CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
   std::printf("cublas_prefill device=\"%s\" tokens=%d median_ms=%.3f tflops=%.1f\n", properties.name, tokens, median,
               flops / (median * 1e-3) / 1e12);
   for (int g = 0; g < 4; ++g) cudaFree(weights[g]), cudaFree(inputs[g]), cudaFree(outputs[g]);

@@ -50,6 +50,7 @@ extern "C" cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t, cublasOpera
 #include <vector>
 
 #include "bitdelta_cuda.h"
+#include "bench_check.h"
 
 constexpr int DECODE_VARIANTS = BD_DECODE_BINARY_LEAN;  // the last bd_decode_variant (bitdelta_cuda.h)
 static const char* variant_name(int variant) {
@@ -64,33 +65,6 @@ static const char* variant_name(int variant) {
     default: return "?";
   }
 }
-
-#define CUDA_CHECK(call)                                                                              \
-  do {                                                                                                \
-    cudaError_t e_ = (call);                                                                          \
-    if (e_ != cudaSuccess) {                                                                          \
-      std::fprintf(stderr, "CUDA error %s at %s:%d: %s\n", cudaGetErrorName(e_), __FILE__, __LINE__,  \
-                   cudaGetErrorString(e_));                                                           \
-      std::exit(1);                                                                                   \
-    }                                                                                                 \
-  } while (0)
-#define BD_CHECK(call)                                                                                \
-  do {                                                                                                \
-    int s_ = (call);                                                                                  \
-    if (s_ != BD_OK) {                                                                                \
-      std::fprintf(stderr, "bitdelta error %d (%s; %s) at %s:%d\n", s_, bd_status_string(s_),        \
-                   bd_last_cuda_error(), __FILE__, __LINE__);                                         \
-      std::exit(1);                                                                                   \
-    }                                                                                                 \
-  } while (0)
-#define CUBLAS_CHECK(call)                                                                            \
-  do {                                                                                                \
-    int s_ = int(call);                                                                               \
-    if (s_ != 0) {                                                                                    \
-      std::fprintf(stderr, "cuBLAS error %d at %s:%d\n", s_, __FILE__, __LINE__);                     \
-      std::exit(1);                                                                                   \
-    }                                                                                                 \
-  } while (0)
 
 // ---------------------------------------------------------------------------------------------------- rng
 static uint64_t g_seed;

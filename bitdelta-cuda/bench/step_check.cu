@@ -24,30 +24,12 @@
 
 #include "bitdelta_cuda.h"
 #include "bitdelta_step.h"
+#include "bench_check.h"
 
 namespace {
 
 int failures = 0, checks = 0;
 std::vector<std::string> summary;
-
-#define CUDA_OK(call)                                                                              \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      std::printf("FATAL %s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));     \
-      std::exit(2);                                                                                \
-    }                                                                                              \
-  } while (0)
-
-#define BD_OK_(call)                                                                                   \
-  do {                                                                                                 \
-    int s_ = (call);                                                                                   \
-    if (s_ != BD_OK) {                                                                                 \
-      std::printf("FATAL %s:%d %s -> status %d: %s / %s\n", __FILE__, __LINE__, #call, s_, bd_step_last_error(), \
-                  bd_last_cuda_error());                                                               \
-      std::exit(2);                                                                                    \
-    }                                                                                                  \
-  } while (0)
 
 void report(const std::string& name, bool ok, const std::string& detail) {
   ++checks;
@@ -60,17 +42,17 @@ void report(const std::string& name, bool ok, const std::string& detail) {
 template <typename T> struct DeviceArray {
   T* p = nullptr;
   size_t n = 0;
-  explicit DeviceArray(size_t count) : n(count) { CUDA_OK(cudaMalloc(&p, std::max<size_t>(1, count) * sizeof(T))); }
+  explicit DeviceArray(size_t count) : n(count) { CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(1, count) * sizeof(T))); }
   DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { upload(host); }
   ~DeviceArray() { cudaFree(p); }
   DeviceArray(const DeviceArray&) = delete;
-  void upload(const std::vector<T>& host) { CUDA_OK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  void upload(const std::vector<T>& host) { CUDA_CHECK(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice)); }
   std::vector<T> download() const {
     std::vector<T> host(n);
-    CUDA_OK(cudaMemcpy(host.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(host.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
     return host;
   }
-  void poison() { CUDA_OK(cudaMemset(p, 0xFF, n * sizeof(T))); }  // NaN for floats
+  void poison() { CUDA_CHECK(cudaMemset(p, 0xFF, n * sizeof(T))); }  // NaN for floats
 };
 
 // Weights in a dtype, with their float values (what the kernels widen to).
@@ -81,8 +63,8 @@ struct Weights {
   const void* upload(std::vector<void*>& keep) const {
     void* p = nullptr;
     size_t bytes = dtype == BD_DTYPE_F32 ? values.size() * 4 : values.size() * 2;
-    CUDA_OK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
-    CUDA_OK(cudaMemcpy(p, dtype == BD_DTYPE_F32 ? static_cast<const void*>(values.data()) : static_cast<const void*>(bits16.data()),
+    CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 1)));
+    CUDA_CHECK(cudaMemcpy(p, dtype == BD_DTYPE_F32 ? static_cast<const void*>(values.data()) : static_cast<const void*>(bits16.data()),
                        bytes, cudaMemcpyHostToDevice));
     keep.push_back(p);
     return p;
@@ -166,7 +148,7 @@ void check_embed(std::mt19937_64& rng) {
   DeviceArray<int32_t> d_dtypes(dtypes), d_tokens(tokens), d_slots(slot), d_active(std::vector<int32_t>{active});
   DeviceArray<float> d_out(size_t(launch) * hidden);
   d_out.poison();
-  BD_OK_(bd_step_embed(d_active.p, launch, d_tokens.p, d_slots.p, d_pointers.p, d_dtypes.p, hidden, d_out.p, 0));
+  BD_CHECK(bd_step_embed(d_active.p, launch, d_tokens.p, d_slots.p, d_pointers.p, d_dtypes.p, hidden, d_out.p, 0));
   auto out = d_out.download();
   bool ok = true;
   for (int r = 0; r < launch; ++r)
@@ -193,7 +175,7 @@ void check_rmsnorm(std::mt19937_64& rng) {
     const float eps = 1e-5f;
     for (int with_index = 0; with_index < 2; ++with_index) {
       d_out.poison();
-      BD_OK_(bd_step_rmsnorm(d_active.p, rows, d_slots.p, with_index ? d_index.p : nullptr, d_weights.p, d_in.p, d_out.p, hidden, eps, 0));
+      BD_CHECK(bd_step_rmsnorm(d_active.p, rows, d_slots.p, with_index ? d_index.p : nullptr, d_weights.p, d_in.p, d_out.p, hidden, eps, 0));
       auto out = d_out.download();
       std::vector<float> expected(out.size());
       for (int r = 0; r < rows; ++r) {
@@ -237,12 +219,12 @@ void check_project(std::mt19937_64& rng) {
       uint8_t* d_packed;
       uint32_t* d_signs;
       float* d_scales;
-      CUDA_OK(cudaMalloc(&d_packed, packed[s].size()));
-      CUDA_OK(cudaMalloc(&d_signs, bd_signs_device_bytes(c.M, c.K)));
-      CUDA_OK(cudaMalloc(&d_scales, 4 * size_t(c.M)));
-      CUDA_OK(cudaMemcpy(d_packed, packed[s].data(), packed[s].size(), cudaMemcpyHostToDevice));
-      CUDA_OK(cudaMemcpy(d_scales, scales[s].data(), 4 * size_t(c.M), cudaMemcpyHostToDevice));
-      BD_OK_(bd_repack_signs(d_packed, d_signs, c.M, c.K, 0));
+      CUDA_CHECK(cudaMalloc(&d_packed, packed[s].size()));
+      CUDA_CHECK(cudaMalloc(&d_signs, bd_signs_device_bytes(c.M, c.K)));
+      CUDA_CHECK(cudaMalloc(&d_scales, 4 * size_t(c.M)));
+      CUDA_CHECK(cudaMemcpy(d_packed, packed[s].data(), packed[s].size(), cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemcpy(d_scales, scales[s].data(), 4 * size_t(c.M), cudaMemcpyHostToDevice));
+      BD_CHECK(bd_repack_signs(d_packed, d_signs, c.M, c.K, 0));
       keep.push_back(d_packed), keep.push_back(d_signs), keep.push_back(d_scales);
       signs[s] = d_signs, scale_pointers[s] = d_scales;
     }
@@ -256,7 +238,7 @@ void check_project(std::mt19937_64& rng) {
     DeviceArray<float> d_x(x), d_y(size_t(c.rows) * c.M);
     for (int accumulate = 0; accumulate < 2; ++accumulate) {
       if (accumulate) d_y.upload(y0); else d_y.poison();
-      BD_OK_(bd_step_project(d_active.p, c.rows, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_y.p, c.M, c.K, accumulate, 0));
+      BD_CHECK(bd_step_project(d_active.p, c.rows, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_y.p, c.M, c.K, accumulate, 0));
       auto y = d_y.download();
       std::vector<float> expected(y.size());
       for (int r = 0; r < c.rows; ++r)
@@ -311,7 +293,7 @@ void check_rotary_cache(std::mt19937_64& rng) {
   std::vector<float> keys(cache.size(), 7.f), values(cache.size(), 7.f);
   DeviceArray<float> d_qkv(qkv), d_cos(cosines), d_sin(sines), d_keys(keys), d_values(values);
   DeviceArray<int32_t> d_positions(positions), d_slots(slots), d_active(std::vector<int32_t>{rows});
-  BD_OK_(bd_step_rotary_cache(d_active.p, rows, d_positions.p, d_slots.p, d_cos.p, d_sin.p, d_qkv.p, heads, kv_heads, head_dim,
+  BD_CHECK(bd_step_rotary_cache(d_active.p, rows, d_positions.p, d_slots.p, d_cos.p, d_sin.p, d_qkv.p, heads, kv_heads, head_dim,
                               BD_DTYPE_F32, d_keys.p, d_values.p, cache.block_size, 0));
   auto out = d_qkv.download(), out_keys = d_keys.download(), out_values = d_values.download();
   std::vector<float> expected = qkv;
@@ -359,7 +341,7 @@ void check_attention(std::mt19937_64& rng) {
     DeviceArray<int32_t> d_tables(tables), d_positions(positions), d_sequence(sequence_of_row), d_active(std::vector<int32_t>{c.rows}),
         d_width(std::vector<int32_t>{table_width});
     d_out.poison();
-    BD_OK_(bd_step_attention(d_active.p, c.rows, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, BD_DTYPE_F32, d_keys.p,
+    BD_CHECK(bd_step_attention(d_active.p, c.rows, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, BD_DTYPE_F32, d_keys.p,
                              d_values.p, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, d_out.p, 0));
     auto out = d_out.download();
     std::vector<float> expected(out.size());
@@ -401,7 +383,7 @@ void check_swiglu_gather(std::mt19937_64& rng) {
   DeviceArray<float> d_gate_up(gate_up), d_out(size_t(rows) * intermediate);
   DeviceArray<int32_t> d_active(std::vector<int32_t>{rows});
   d_out.poison();
-  BD_OK_(bd_step_swiglu(d_active.p, rows, d_gate_up.p, d_out.p, intermediate, 0));
+  BD_CHECK(bd_step_swiglu(d_active.p, rows, d_gate_up.p, d_out.p, intermediate, 0));
   auto out = d_out.download();
   std::vector<float> expected(out.size());
   for (int r = 0; r < rows; ++r)
@@ -416,7 +398,7 @@ void check_swiglu_gather(std::mt19937_64& rng) {
   DeviceArray<int32_t> d_index(index), d_outputs(std::vector<int32_t>{3});
   DeviceArray<float> d_gathered(size_t(4) * intermediate);
   d_gathered.poison();
-  BD_OK_(bd_step_gather_rows(d_outputs.p, 4, d_index.p, d_out.p, d_gathered.p, intermediate, 0));
+  BD_CHECK(bd_step_gather_rows(d_outputs.p, 4, d_index.p, d_out.p, d_gathered.p, intermediate, 0));
   auto gathered = d_gathered.download();
   bool ok = true;
   for (int i = 0; i < 4; ++i)
@@ -442,7 +424,7 @@ void check_lm_head(std::mt19937_64& rng) {
     DeviceArray<int32_t> d_dtypes(dtypes), d_slots(slot), d_index(index), d_active(std::vector<int32_t>{rows});
     DeviceArray<float> d_x(x), d_logits(size_t(rows) * vocab);
     d_logits.poison();
-    BD_OK_(bd_step_lm_head(d_active.p, rows, d_slots.p, d_index.p, d_pointers.p, d_dtypes.p, d_x.p, d_logits.p, vocab, hidden, 0));
+    BD_CHECK(bd_step_lm_head(d_active.p, rows, d_slots.p, d_index.p, d_pointers.p, d_dtypes.p, d_x.p, d_logits.p, vocab, hidden, 0));
     auto logits = d_logits.download();
     std::vector<float> expected(logits.size());
     for (int i = 0; i < rows; ++i)
@@ -483,12 +465,12 @@ struct ProductTenants {
       uint8_t* d_packed;
       uint32_t* d_signs;
       float* d_scales;
-      CUDA_OK(cudaMalloc(&d_packed, packed[s].size()));
-      CUDA_OK(cudaMalloc(&d_signs, bd_signs_device_bytes(M, K)));
-      CUDA_OK(cudaMalloc(&d_scales, 4 * size_t(M)));
-      CUDA_OK(cudaMemcpy(d_packed, packed[s].data(), packed[s].size(), cudaMemcpyHostToDevice));
-      CUDA_OK(cudaMemcpy(d_scales, scales[s].data(), 4 * size_t(M), cudaMemcpyHostToDevice));
-      BD_OK_(bd_repack_signs(d_packed, d_signs, M, K, 0));
+      CUDA_CHECK(cudaMalloc(&d_packed, packed[s].size()));
+      CUDA_CHECK(cudaMalloc(&d_signs, bd_signs_device_bytes(M, K)));
+      CUDA_CHECK(cudaMalloc(&d_scales, 4 * size_t(M)));
+      CUDA_CHECK(cudaMemcpy(d_packed, packed[s].data(), packed[s].size(), cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemcpy(d_scales, scales[s].data(), 4 * size_t(M), cudaMemcpyHostToDevice));
+      BD_CHECK(bd_repack_signs(d_packed, d_signs, M, K, 0));
       keep.push_back(d_packed), keep.push_back(d_signs), keep.push_back(d_scales);
       signs[s] = d_signs, scale_pointers[s] = d_scales;
     }
@@ -565,10 +547,10 @@ void check_split_form(std::mt19937_64& rng) {
       auto x = product_inputs(rng, rows, K);
       const size_t bytes = bd_step_split_bytes(capacity, K, dtype);
       DeviceArray<uint8_t> d_split(bytes);
-      CUDA_OK(cudaMemset(d_split.p, 0xAB, bytes));
+      CUDA_CHECK(cudaMemset(d_split.p, 0xAB, bytes));
       DeviceArray<float> d_x(x);
       DeviceArray<int32_t> d_active(std::vector<int32_t>{rows});
-      BD_OK_(bd_step_split(d_active.p, 6, d_x.p, K, dtype, 1, d_split.p, capacity, 0));
+      BD_CHECK(bd_step_split(d_active.p, 6, d_x.p, K, dtype, 1, d_split.p, capacity, 0));
       auto split = d_split.download();
       SplitOffsets at(capacity, K, dtype);
       const int parts = dtype == BD_DTYPE_BF16 ? 3 : 2;
@@ -641,13 +623,13 @@ void check_fused_split(std::mt19937_64& rng) {
     DeviceArray<const float*> d_weights(std::vector<const float*>{d_weight.p});
     DeviceArray<int32_t> d_slots(slots), d_active(std::vector<int32_t>{rows});
     DeviceArray<uint8_t> s_a(norm_bytes), s_b(norm_bytes), f_a(ff_bytes), f_b(ff_bytes);
-    for (auto* p : {&s_a, &s_b, &f_a, &f_b}) CUDA_OK(cudaMemset(p->p, 0, p->n));
-    BD_OK_(bd_step_rmsnorm_split(d_active.p, rows, d_slots.p, d_weights.p, d_in.p, d_a.p, hidden, 1e-5f, dtype, 1, s_a.p, capacity, 0));
-    BD_OK_(bd_step_rmsnorm(d_active.p, rows, d_slots.p, nullptr, d_weights.p, d_in.p, d_b.p, hidden, 1e-5f, 0));
-    BD_OK_(bd_step_split(d_active.p, rows, d_b.p, hidden, dtype, 1, s_b.p, capacity, 0));
-    BD_OK_(bd_step_swiglu_split(d_active.p, rows, d_gate_up.p, d_fa.p, intermediate, dtype, 1, f_a.p, capacity, 0));
-    BD_OK_(bd_step_swiglu(d_active.p, rows, d_gate_up.p, d_fb.p, intermediate, 0));
-    BD_OK_(bd_step_split(d_active.p, rows, d_fb.p, intermediate, dtype, 1, f_b.p, capacity, 0));
+    for (auto* p : {&s_a, &s_b, &f_a, &f_b}) CUDA_CHECK(cudaMemset(p->p, 0, p->n));
+    BD_CHECK(bd_step_rmsnorm_split(d_active.p, rows, d_slots.p, d_weights.p, d_in.p, d_a.p, hidden, 1e-5f, dtype, 1, s_a.p, capacity, 0));
+    BD_CHECK(bd_step_rmsnorm(d_active.p, rows, d_slots.p, nullptr, d_weights.p, d_in.p, d_b.p, hidden, 1e-5f, 0));
+    BD_CHECK(bd_step_split(d_active.p, rows, d_b.p, hidden, dtype, 1, s_b.p, capacity, 0));
+    BD_CHECK(bd_step_swiglu_split(d_active.p, rows, d_gate_up.p, d_fa.p, intermediate, dtype, 1, f_a.p, capacity, 0));
+    BD_CHECK(bd_step_swiglu(d_active.p, rows, d_gate_up.p, d_fb.p, intermediate, 0));
+    BD_CHECK(bd_step_split(d_active.p, rows, d_fb.p, intermediate, dtype, 1, f_b.p, capacity, 0));
     auto a = d_a.download(), b = d_b.download(), fa = d_fa.download(), fb = d_fb.download();
     a.resize(size_t(rows) * hidden), b.resize(a.size()), fa.resize(size_t(rows) * intermediate), fb.resize(fa.size());
     report(fmt("rmsnorm_split %s: output and split form as rmsnorm then split", dtype_name(dtype)), a == b && s_a.download() == s_b.download(), "");
@@ -677,12 +659,12 @@ void check_project_tc(std::mt19937_64& rng) {
     DeviceArray<const float*> d_scales(tenants.scale_pointers);
     DeviceArray<int32_t> d_slots(slot), d_active(std::vector<int32_t>{c.rows});
     DeviceArray<float> d_x(x), d_y(size_t(c.launch) * c.M), d_exact(size_t(c.launch) * c.M);
-    BD_OK_(bd_step_split(d_active.p, c.launch, d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
+    BD_CHECK(bd_step_split(d_active.p, c.launch, d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
     for (int accumulate = 0; accumulate < 2; ++accumulate) {
       if (accumulate) d_y.upload(y0), d_exact.upload(y0); else d_y.poison(), d_exact.poison();
-      BD_OK_(bd_step_project_tc(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_split.p, capacity, d_y.p, c.M, c.K,
+      BD_CHECK(bd_step_project_tc(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_split.p, capacity, d_y.p, c.M, c.K,
                                 accumulate, 0));
-      BD_OK_(bd_step_project(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_exact.p, c.M, c.K, accumulate, 0));
+      BD_CHECK(bd_step_project(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_exact.p, c.M, c.K, accumulate, 0));
       auto y = d_y.download(), exact = d_exact.download();
       std::vector<float> expected(size_t(c.rows) * c.M);
       bool padding_untouched = true;
@@ -726,10 +708,10 @@ void check_project_prefill(std::mt19937_64& rng) {
     DeviceArray<const float*> d_scales(tenants.scale_pointers);
     DeviceArray<int32_t> d_offsets(offsets), d_segment_slots(segment_slots), d_active(std::vector<int32_t>{rows});
     DeviceArray<float> d_x(x), d_y(size_t(rows) * M);
-    BD_OK_(bd_step_split(d_active.p, rows, d_x.p, K, dtype, 0, d_split.p, rows, 0));
+    BD_CHECK(bd_step_split(d_active.p, rows, d_x.p, K, dtype, 0, d_split.p, rows, 0));
     for (int accumulate = 0; accumulate < 2; ++accumulate) {
       if (accumulate) d_y.upload(y0); else d_y.poison();
-      BD_OK_(bd_step_project_prefill(rows, d_offsets.p, d_segment_slots.p, 3, dtype, d_W, d_signs.p, d_scales.p, slots, d_split.p, rows, d_y.p,
+      BD_CHECK(bd_step_project_prefill(rows, d_offsets.p, d_segment_slots.p, 3, dtype, d_W, d_signs.p, d_scales.p, slots, d_split.p, rows, d_y.p,
                                      M, K, accumulate, d_workspace.p, workspace_bytes, 0));
       auto y = d_y.download();
       std::vector<float> expected(y.size());
@@ -822,8 +804,8 @@ void check_attention_fast(std::mt19937_64& rng) {
     auto upload_cache = [&](const std::vector<float>& f32, const std::vector<uint16_t>& b16) {
       void* p = nullptr;
       const size_t bytes = cache.size() * (c.kv_dtype == BD_DTYPE_F32 ? 4 : 2);
-      CUDA_OK(cudaMalloc(&p, bytes));
-      CUDA_OK(cudaMemcpy(p, c.kv_dtype == BD_DTYPE_F32 ? static_cast<const void*>(f32.data()) : static_cast<const void*>(b16.data()), bytes,
+      CUDA_CHECK(cudaMalloc(&p, bytes));
+      CUDA_CHECK(cudaMemcpy(p, c.kv_dtype == BD_DTYPE_F32 ? static_cast<const void*>(f32.data()) : static_cast<const void*>(b16.data()), bytes,
                          cudaMemcpyHostToDevice));
       keep.push_back(p);
       return p;
@@ -843,7 +825,7 @@ void check_attention_fast(std::mt19937_64& rng) {
       const size_t workspace_bytes = bd_step_attention_workspace_bytes(launch, c.heads, c.head_dim);
       DeviceArray<uint8_t> d_workspace(workspace_bytes);
       d_out.poison();
-      BD_OK_(bd_step_attention_decode(d_active.p, launch, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, c.kv_dtype, d_keys,
+      BD_CHECK(bd_step_attention_decode(d_active.p, launch, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, c.kv_dtype, d_keys,
                                       d_values, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, context, d_out.p,
                                       d_workspace.p, workspace_bytes, 0));
       auto out = d_out.download();
@@ -861,7 +843,7 @@ void check_attention_fast(std::mt19937_64& rng) {
       DeviceArray<float> d_qkv(qkv), d_out(size_t(rows) * c.heads * c.head_dim);
       DeviceArray<int32_t> d_positions(prefill_positions), d_sequence(prefill_sequence), d_first(tile_first), d_rows(tile_rows);
       d_out.poison();
-      BD_OK_(bd_step_attention_prefill(int64_t(tile_first.size()), d_first.p, d_rows.p, d_positions.p, d_sequence.p, d_tables.p, d_width.p,
+      BD_CHECK(bd_step_attention_prefill(int64_t(tile_first.size()), d_first.p, d_rows.p, d_positions.p, d_sequence.p, d_tables.p, d_width.p,
                                        d_qkv.p, c.kv_dtype, d_keys, d_values, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window,
                                        scale, d_out.p, 0));
       auto out = d_out.download();
@@ -909,7 +891,7 @@ void check_lm_head_grouped(std::mt19937_64& rng) {
         d_group_rows(group_rows);
     DeviceArray<float> d_x(x), d_logits(size_t(launch) * vocab);
     d_logits.poison();
-    BD_OK_(bd_step_lm_head_grouped(d_groups.p, launch, d_group_slot.p, d_group_offsets.p, d_group_rows.p, d_pointers.p, d_dtypes.p, d_x.p,
+    BD_CHECK(bd_step_lm_head_grouped(d_groups.p, launch, d_group_slot.p, d_group_offsets.p, d_group_rows.p, d_pointers.p, d_dtypes.p, d_x.p,
                                    d_logits.p, vocab, hidden, 0));
     auto logits = d_logits.download();
     std::vector<float> expected(size_t(rows) * vocab);
@@ -945,15 +927,15 @@ void check_tc_graph(std::mt19937_64& rng) {
     DeviceArray<int32_t> d_slots(launch), d_active(1);
     DeviceArray<uint8_t> d_split(bd_step_split_bytes(launch, K, BD_DTYPE_F16));
     cudaStream_t stream;
-    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    BD_OK_(bd_step_set_pdl(pdl));
-    BD_OK_(bd_step_graph_begin(stream));
-    BD_OK_(bd_step_rmsnorm_split(d_active.p, launch, d_slots.p, d_weights.p, d_in.p, d_normed.p, K, 1e-5f, BD_DTYPE_F16, 1, d_split.p, launch,
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    BD_CHECK(bd_step_set_pdl(pdl));
+    BD_CHECK(bd_step_graph_begin(stream));
+    BD_CHECK(bd_step_rmsnorm_split(d_active.p, launch, d_slots.p, d_weights.p, d_in.p, d_normed.p, K, 1e-5f, BD_DTYPE_F16, 1, d_split.p, launch,
                                  stream));
-    BD_OK_(bd_step_project_tc(d_active.p, launch, d_slots.p, BD_DTYPE_F16, d_W, d_signs.p, d_scales.p, d_split.p, launch, d_y.p, M, K, 0,
+    BD_CHECK(bd_step_project_tc(d_active.p, launch, d_slots.p, BD_DTYPE_F16, d_W, d_signs.p, d_scales.p, d_split.p, launch, d_y.p, M, K, 0,
                               stream));
     void* graph = nullptr;
-    BD_OK_(bd_step_graph_end(stream, &graph));
+    BD_CHECK(bd_step_graph_end(stream, &graph));
     double worst = 0;
     for (int active : {3, 12}) {
       auto in = random_floats(rng, size_t(launch) * K, -2, 2);
@@ -961,8 +943,8 @@ void check_tc_graph(std::mt19937_64& rng) {
       for (auto& s : slot) s = int(rng() % slots);
       d_in.upload(in), d_slots.upload(slot), d_active.upload(std::vector<int32_t>{active});
       d_y.poison();
-      BD_OK_(bd_step_graph_launch(graph, stream));
-      CUDA_OK(cudaStreamSynchronize(stream));
+      BD_CHECK(bd_step_graph_launch(graph, stream));
+      CUDA_CHECK(cudaStreamSynchronize(stream));
       auto normed = d_normed.download(), y = d_y.download();
       std::vector<float> expected(size_t(active) * M);
       for (int r = 0; r < active; ++r)
@@ -970,9 +952,9 @@ void check_tc_graph(std::mt19937_64& rng) {
       worst = std::max(worst, relative_error(expected, y, expected.size()));
       for (size_t i = expected.size(); i < y.size(); ++i) worst = std::isnan(y[i]) ? worst : INFINITY;
     }
-    BD_OK_(bd_step_graph_destroy(graph));
-    CUDA_OK(cudaStreamDestroy(stream));
-    BD_OK_(bd_step_set_pdl(1));
+    BD_CHECK(bd_step_graph_destroy(graph));
+    CUDA_CHECK(cudaStreamDestroy(stream));
+    BD_CHECK(bd_step_set_pdl(1));
     report(fmt("graph of rmsnorm_split + project_tc (PDL %s), replayed for 3 and 12 rows", pdl ? "on" : "off"), worst <= 2e-5,
            fmt("relative error %.2e", worst));
     for (void* p : keep) cudaFree(p);
@@ -1063,12 +1045,12 @@ void check_sampling(std::mt19937_64& rng) {
     DeviceArray<int64_t> d_seed(seed);
     const size_t workspace_bytes = bd_step_sample_workspace_bytes(rows, vocab);
     void* workspace = nullptr;
-    CUDA_OK(cudaMalloc(&workspace, workspace_bytes));
+    CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
     d_tokens.poison();
-    BD_OK_(bd_step_argmax(rows, d_logits.p, vocab, d_tokens.p, 0));
+    BD_CHECK(bd_step_argmax(rows, d_logits.p, vocab, d_tokens.p, 0));
     auto greedy = d_tokens.download();
     d_tokens.poison();
-    BD_OK_(bd_step_sample(rows, d_logits.p, vocab, d_temperature.p, d_top_k.p, d_top_p.p, d_seed.p, d_draw.p, d_tokens.p, workspace,
+    BD_CHECK(bd_step_sample(rows, d_logits.p, vocab, d_temperature.p, d_top_k.p, d_top_p.p, d_seed.p, d_draw.p, d_tokens.p, workspace,
                           workspace_bytes, 0));
     auto sampled = d_tokens.download();
     cudaFree(workspace);
@@ -1098,12 +1080,12 @@ void check_graph(std::mt19937_64& rng) {
   DeviceArray<int32_t> d_active(1), d_tokens(launch), d_slots(std::vector<int32_t>(launch, 0));
   DeviceArray<float> d_x(size_t(launch) * hidden), d_y(size_t(launch) * hidden);
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  BD_OK_(bd_step_graph_begin(stream));
-  BD_OK_(bd_step_embed(d_active.p, launch, d_tokens.p, d_slots.p, d_tables.p, d_dtypes.p, hidden, d_x.p, stream));
-  BD_OK_(bd_step_rmsnorm(d_active.p, launch, d_slots.p, nullptr, d_norms.p, d_x.p, d_y.p, hidden, 1e-5f, stream));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  BD_CHECK(bd_step_graph_begin(stream));
+  BD_CHECK(bd_step_embed(d_active.p, launch, d_tokens.p, d_slots.p, d_tables.p, d_dtypes.p, hidden, d_x.p, stream));
+  BD_CHECK(bd_step_rmsnorm(d_active.p, launch, d_slots.p, nullptr, d_norms.p, d_x.p, d_y.p, hidden, 1e-5f, stream));
   void* graph = nullptr;
-  BD_OK_(bd_step_graph_end(stream, &graph));
+  BD_CHECK(bd_step_graph_end(stream, &graph));
   bool ok = true;
   for (int active : {5, 8}) {
     std::vector<int32_t> tokens(launch);
@@ -1111,8 +1093,8 @@ void check_graph(std::mt19937_64& rng) {
     d_tokens.upload(tokens);
     d_active.upload(std::vector<int32_t>{active});
     d_y.poison();
-    BD_OK_(bd_step_graph_launch(graph, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
+    BD_CHECK(bd_step_graph_launch(graph, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
     auto y = d_y.download();
     for (int r = 0; r < launch; ++r) {
       const float* x = &table.values[size_t(tokens[r]) * hidden];
@@ -1127,15 +1109,15 @@ void check_graph(std::mt19937_64& rng) {
     }
   }
   // A capture whose launch fails is aborted and leaves the stream usable.
-  BD_OK_(bd_step_graph_begin(stream));
+  BD_CHECK(bd_step_graph_begin(stream));
   const int refused = bd_step_attention(d_active.p, launch, d_tokens.p, d_tokens.p, d_tokens.p, d_tokens.p, d_x.p, BD_DTYPE_F32, d_x.p,
                                         d_x.p, 4, 4, 4,
                                         1024, 0, 1.f, d_y.p, stream);
-  BD_OK_(bd_step_graph_abort(stream));
-  BD_OK_(bd_step_graph_launch(graph, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  BD_OK_(bd_step_graph_destroy(graph));
-  CUDA_OK(cudaStreamDestroy(stream));
+  BD_CHECK(bd_step_graph_abort(stream));
+  BD_CHECK(bd_step_graph_launch(graph, stream));
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  BD_CHECK(bd_step_graph_destroy(graph));
+  CUDA_CHECK(cudaStreamDestroy(stream));
   report("graph capture and replay (active rows from device memory)", ok, "");
   report("aborted capture leaves the stream usable", refused == BD_ERR_BAD_SHAPE, fmt("status %d: %s", refused, bd_step_last_error()));
   for (void* p : keep) cudaFree(p);
@@ -1148,7 +1130,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--seed=", 7) == 0) seed = std::strtoull(argv[i] + 7, nullptr, 10);
   cudaDeviceProp properties;
-  CUDA_OK(cudaGetDeviceProperties(&properties, 0));
+  CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
   std::printf("step_check: %s (cc %d.%d), seed %llu (replay with --seed=%llu), step ABI %d\n", properties.name, properties.major,
               properties.minor, (unsigned long long)seed, (unsigned long long)seed, bd_step_abi_version());
   std::mt19937_64 rng(seed);
@@ -1161,7 +1143,7 @@ int main(int argc, char** argv) {
   check_lm_head(rng);
   check_sampling(rng);
   check_graph(rng);
-  BD_OK_(bd_step_prepare());
+  BD_CHECK(bd_step_prepare());
   check_split_form(rng);
   check_fused_split(rng);
   check_project_tc(rng);
@@ -1169,7 +1151,7 @@ int main(int argc, char** argv) {
   check_attention_fast(rng);
   check_lm_head_grouped(rng);
   check_tc_graph(rng);
-  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaDeviceSynchronize());
   std::printf("\n== step_check summary: %d checks, %d failed (seed %llu)\n", checks, failures, (unsigned long long)seed);
   for (const auto& line : summary) std::printf("  %s\n", line.c_str());
   return failures == 0 ? 0 : 1;
