@@ -426,10 +426,46 @@ static CpuCompressed cpu_compress(const std::vector<uint16_t>& base, const std::
 }
 static bool same_float_bits(float a, float b) { uint32_t x, y; std::memcpy(&x, &a, 4); std::memcpy(&y, &b, 4); return x == y; }
 
-static void check_compress(int dtype, int64_t M, int64_t K, int special, Rng& rng) {
-  std::vector<uint16_t> base = random16(size_t(M * K), 0.05f, dtype, rng);
+// A fine-tune of `base`: each weight moved by a uniform amount in [-0.004, 0.004), rounded to dtype.
+static std::vector<uint16_t> random_finetune(const std::vector<uint16_t>& base, int dtype, Rng& rng) {
   std::vector<uint16_t> ft(base.size());
   for (size_t i = 0; i < ft.size(); ++i) ft[i] = f2h(h2f(base[i], dtype) + rng.sym(0.004f), dtype);
+  return ft;
+}
+
+// bd_compress's device outputs and workspace for an [M, K] pair (row sums only where asked for), freed with it.
+struct CompressBuffers {
+  const int64_t M, K;
+  const size_t workspace_bytes;
+  uint8_t* signs = nullptr;
+  float* row_scales = nullptr;
+  float* matrix_scale = nullptr;
+  double* row_sums = nullptr;
+  void* workspace = nullptr;
+  CompressBuffers(int64_t rows, int64_t cols, bool sums)
+      : M(rows), K(cols), workspace_bytes(bd_compress_workspace_bytes(rows, cols)) {
+    CUDA_CHECK(cudaMalloc(&signs, size_t(M * ((K + 7) / 8))));
+    CUDA_CHECK(cudaMalloc(&row_scales, size_t(M) * 4));
+    CUDA_CHECK(cudaMalloc(&matrix_scale, 4));
+    if (sums) CUDA_CHECK(cudaMalloc(&row_sums, size_t(M) * 8));
+    CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
+  }
+  CompressBuffers(const CompressBuffers&) = delete;
+  CompressBuffers& operator=(const CompressBuffers&) = delete;
+  ~CompressBuffers() {
+    for (void* p : {static_cast<void*>(signs), static_cast<void*>(row_scales), static_cast<void*>(matrix_scale),
+                    static_cast<void*>(row_sums), workspace})
+      cudaFree(p);
+  }
+  // bd_compress of the device pair (base, ft) of dtype into these buffers, on the default stream.
+  void compress(int dtype, const void* base, const void* ft) const {
+    BD_CHECK(bd_compress(dtype, base, ft, M, K, signs, row_scales, matrix_scale, row_sums, workspace, workspace_bytes, 0));
+  }
+};
+
+static void check_compress(int dtype, int64_t M, int64_t K, int special, Rng& rng) {
+  std::vector<uint16_t> base = random16(size_t(M * K), 0.05f, dtype, rng);
+  std::vector<uint16_t> ft = random_finetune(base, dtype, rng);
   std::string what = "random";
   if (special == 1) {  // rows that leave the exact fast path
     what = "special rows (|d|>=1024, tiny off-grid, equal, sum>=2^13, Inf)";
@@ -450,23 +486,17 @@ static void check_compress(int dtype, int64_t M, int64_t K, int special, Rng& rn
   uint16_t* d_b = to_device(base);
   uint16_t* d_f = to_device(ft);
   const int64_t rb = (K + 7) / 8;
-  uint8_t* d_s = nullptr; float* d_rs = nullptr; float* d_ms = nullptr; double* d_sums = nullptr; void* d_ws = nullptr;
-  const size_t wsb = bd_compress_workspace_bytes(M, K);
-  CUDA_CHECK(cudaMalloc(&d_s, size_t(M * rb)));
-  CUDA_CHECK(cudaMalloc(&d_rs, size_t(M) * 4));
-  CUDA_CHECK(cudaMalloc(&d_ms, 4));
-  CUDA_CHECK(cudaMalloc(&d_sums, size_t(M) * 8));
-  CUDA_CHECK(cudaMalloc(&d_ws, wsb));
-  CUDA_CHECK(cudaMemset(d_s, 0x5A, size_t(M * rb)));
-  CUDA_CHECK(cudaMemset(d_rs, 0xFF, size_t(M) * 4));
-  CUDA_CHECK(cudaMemset(d_ms, 0xFF, 4));
-  CUDA_CHECK(cudaMemset(d_ws, 0x77, wsb));
-  BD_CHECK(bd_compress(dtype, d_b, d_f, M, K, d_s, d_rs, d_ms, d_sums, d_ws, wsb, 0));
+  CompressBuffers out(M, K, true);
+  CUDA_CHECK(cudaMemset(out.signs, 0x5A, size_t(M * rb)));
+  CUDA_CHECK(cudaMemset(out.row_scales, 0xFF, size_t(M) * 4));
+  CUDA_CHECK(cudaMemset(out.matrix_scale, 0xFF, 4));
+  CUDA_CHECK(cudaMemset(out.workspace, 0x77, out.workspace_bytes));
+  out.compress(dtype, d_b, d_f);
   CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<uint8_t> s = to_host(d_s, size_t(M * rb));
-  std::vector<float> rs = to_host(d_rs, size_t(M));
-  std::vector<double> sums = to_host(d_sums, size_t(M));
-  float ms; CUDA_CHECK(cudaMemcpy(&ms, d_ms, 4, cudaMemcpyDeviceToHost));
+  std::vector<uint8_t> s = to_host(out.signs, size_t(M * rb));
+  std::vector<float> rs = to_host(out.row_scales, size_t(M));
+  std::vector<double> sums = to_host(out.row_sums, size_t(M));
+  float ms; CUDA_CHECK(cudaMemcpy(&ms, out.matrix_scale, 4, cudaMemcpyDeviceToHost));
   int64_t sign_diff = 0, scale_diff = 0, sum_diff = 0;
   for (size_t i = 0; i < s.size(); ++i) sign_diff += s[i] != ref.signs[i];
   for (int64_t m = 0; m < M; ++m) {
@@ -481,7 +511,7 @@ static void check_compress(int dtype, int64_t M, int64_t K, int special, Rng& rn
                 dname(dtype), (long long)M, (long long)K, what.c_str(), (long long)sign_diff, (long long)scale_diff,
                 (long long)sum_diff, ms, ref.matrix_scale);
   report(sign_diff == 0 && scale_diff == 0 && sum_diff == 0 && ms_ok, line);
-  cudaFree(d_b); cudaFree(d_f); cudaFree(d_s); cudaFree(d_rs); cudaFree(d_ms); cudaFree(d_sums); cudaFree(d_ws);
+  cudaFree(d_b); cudaFree(d_f);
 }
 
 // ---------------------------------------------------------------------------------------------------- timing
@@ -695,22 +725,15 @@ static void bench_compress(int dtype, int64_t M, int64_t K, Rng& rng, bool quick
   std::vector<uint16_t*> b(nsets), f(nsets);
   for (int i = 0; i < nsets; ++i) {
     std::vector<uint16_t> base = random16(size_t(M * K), 0.05f, dtype, rng);
-    std::vector<uint16_t> ft(base.size());
-    for (size_t j = 0; j < ft.size(); ++j) ft[j] = f2h(h2f(base[j], dtype) + rng.sym(0.004f), dtype);
     b[i] = to_device(base);
-    f[i] = to_device(ft);
+    f[i] = to_device(random_finetune(base, dtype, rng));
   }
-  uint8_t* d_s; float* d_rs; float* d_ms; void* d_ws;
-  const size_t wsb = bd_compress_workspace_bytes(M, K);
-  CUDA_CHECK(cudaMalloc(&d_s, size_t(M * ((K + 7) / 8))));
-  CUDA_CHECK(cudaMalloc(&d_rs, size_t(M) * 4));
-  CUDA_CHECK(cudaMalloc(&d_ms, 4));
-  CUDA_CHECK(cudaMalloc(&d_ws, wsb));
-  const double us = time_us(nsets, 5, quick ? 20 : 100, [&](int i) {
-    BD_CHECK(bd_compress(dtype, b[i], f[i], M, K, d_s, d_rs, d_ms, nullptr, d_ws, wsb, 0));
-  });
+  double us;
+  {
+    const CompressBuffers out(M, K, false);
+    us = time_us(nsets, 5, quick ? 20 : 100, [&](int i) { out.compress(dtype, b[i], f[i]); });
+  }
   for (int i = 0; i < nsets; ++i) { cudaFree(b[i]); cudaFree(f[i]); }
-  cudaFree(d_s); cudaFree(d_rs); cudaFree(d_ms); cudaFree(d_ws);
   const double bytes = 2.0 * double(M * K) * 2 + double(M) * double((K + 7) / 8) + double(M) * 4;
   char name[128], note[128];
   std::snprintf(name, sizeof(name), "compress %s %lldx%lld (signs + row & matrix scales)", dname(dtype), (long long)M, (long long)K);
@@ -822,18 +845,11 @@ int main(int argc, char** argv) {
                           ts.d_scale_table, T, BD_SCALE_PER_MATRIX, 0, d_y, M, K, nullptr, 0, 0));
     {  // compression, bf16 4096 x 11008
       const int64_t CM = 4096, CK = 11008;
-      std::vector<uint16_t> cb = random16(size_t(CM * CK), 0.05f, BD_DTYPE_BF16, rng), cf(cb.size());
-      for (size_t j = 0; j < cf.size(); ++j) cf[j] = f2h(h2f(cb[j], BD_DTYPE_BF16) + rng.sym(0.004f), BD_DTYPE_BF16);
+      std::vector<uint16_t> cb = random16(size_t(CM * CK), 0.05f, BD_DTYPE_BF16, rng);
       uint16_t* d_cb = to_device(cb);
-      uint16_t* d_cf = to_device(cf);
-      uint8_t* d_s; float* d_rs; float* d_ms; void* d_cws;
-      const size_t cwsb = bd_compress_workspace_bytes(CM, CK);
-      CUDA_CHECK(cudaMalloc(&d_s, size_t(CM * ((CK + 7) / 8))));
-      CUDA_CHECK(cudaMalloc(&d_rs, size_t(CM) * 4));
-      CUDA_CHECK(cudaMalloc(&d_ms, 4));
-      CUDA_CHECK(cudaMalloc(&d_cws, cwsb));
-      for (int i = 0; i < 2; ++i)
-        BD_CHECK(bd_compress(BD_DTYPE_BF16, d_cb, d_cf, CM, CK, d_s, d_rs, d_ms, nullptr, d_cws, cwsb, 0));
+      uint16_t* d_cf = to_device(random_finetune(cb, BD_DTYPE_BF16, rng));
+      const CompressBuffers out(CM, CK, false);
+      for (int i = 0; i < 2; ++i) out.compress(BD_DTYPE_BF16, d_cb, d_cf);
     }
     CUDA_CHECK(cudaDeviceSynchronize());
     std::printf("profile launches done\n");
