@@ -10,40 +10,25 @@
 # tool stops a command at 600). At most 8 files go to $OUT (what the device tool brings back): summary.txt (the table,
 # also printed last), step-check.log, four java-*.log, sass-and-resources.txt and junit-reports.tar.gz.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-out="${OUT:-/tmp/step-device-out}"
-budget="${BUDGET:-560}"
-mkdir -p "$out"
-carry=bitdelta-cuda/target/step-device
-work=/tmp/bitdelta-step-device
-rm -rf "$work"
-mkdir -p "$work/lib" "$work/logs"
+source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-device-out 560 /tmp/bitdelta-step-device
+mkdir -p "$work/logs"
 rows=()
 row() { rows+=("$(printf '%-34s %-6s %s' "$1" "$2" "$3")"); }
-left() { echo $((budget - SECONDS)); }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$work/logs/nvidia-smi.txt" 2>&1
 cat "$work/logs/nvidia-smi.txt"
 
-unpack_xz() {  # unpack_xz SOURCE TARGET: xz, else Python's lzma
-  xz -dc "$1" > "$2" 2>/dev/null || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"
-}
-
 # ---- 1. library
 lib="$work/lib/libbitdelta_cuda.so"
-if [[ -f $carry/libbitdelta_cuda.so.xz ]]; then
-  unpack_xz "$carry/libbitdelta_cuda.so.xz" "$lib" && row "library" "ok" "carried ($(du -h "$lib" | cut -f1))"
-  cat "$carry"/*.ptxas.txt > "$work/logs/ptxas.txt" 2>/dev/null
+start=$SECONDS
+if step_library "$lib" "$work/logs/build.log"; then
+  cat "$lib_ptxas"/*.ptxas.txt > "$work/logs/ptxas.txt" 2>/dev/null
+  if [[ $lib_from == carried ]]; then detail="carried ($(du -h "$lib" | cut -f1))"; else detail="built here in $((SECONDS - start)) s"; fi
+  row "library" "ok" "$detail"
 else
-  start=$SECONDS
-  if JOBS=16 bash bitdelta-cuda/bench/build.sh --sm90-only --lib-only > "$work/logs/build.log" 2>&1; then
-    cp bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so "$lib"
-    cat bitdelta-cuda/target/native-sm90/*.ptxas.txt > "$work/logs/ptxas.txt"
-    row "library" "ok" "built here in $((SECONDS - start)) s"
-  else
-    row "library" "FAIL" "build failed: sass-and-resources.txt has the log"
-  fi
+  rm -f "$lib"
+  if [[ $lib_from == carried ]]; then detail="the carried library did not unpack"; else detail="build failed: sass-and-resources.txt has the log"; fi
+  row "library" "FAIL" "$detail"
 fi
 
 # ---- 2. SASS: local memory (LDL/STL) in the step kernels
@@ -74,9 +59,7 @@ fi
 
 # ---- 4. Java tests
 if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
-  (cd "$work" && { tar -xJf "$root/$carry/jre.tar.xz" 2>/dev/null || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$carry/jre.tar.xz"; })
-  chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
-  cp_=$(ls "$root/$carry"/jars/*.jar | grep -v junit-console | tr '\n' ':')
+  unpack_jre
   java=("$work/jre/bin/java" -Xmx48g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector
         -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work")
   junit() {  # junit NAME SHARE SELECTORS...: one JVM with at most SHARE seconds (and what is left), tree log, XML reports

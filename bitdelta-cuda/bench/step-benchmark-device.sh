@@ -13,16 +13,7 @@
 # The whole script keeps within BUDGET seconds (default 570: the device tool stops a command at 600). What comes back
 # in $OUT: summary.txt (the tables), step-benchmark.log, cublas-prefill.log and pytorch-baseline.log.
 set -uo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-out="${OUT:-/tmp/step-benchmark-out}"
-budget="${BUDGET:-570}"
-mkdir -p "$out"
-carry=bitdelta-cuda/target/step-device
-work=/tmp/bitdelta-step-benchmark
-rm -rf "$work"
-mkdir -p "$work/lib"
-left() { echo $((budget - SECONDS)); }
+source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-benchmark-out 570 /tmp/bitdelta-step-benchmark
 
 java_args=(); pytorch=0; java=1
 for a in "$@"; do
@@ -40,20 +31,12 @@ echo "device: ${gpu:-no nvidia-smi}"
 : > "$out/summary.txt"
 echo "== step-benchmark-device on ${gpu:-unknown}; $(head -1 "$carry/MANIFEST.txt" 2>/dev/null || echo 'no MANIFEST')" >> "$out/summary.txt"
 
-unpack_xz() {  # unpack_xz SOURCE TARGET: xz, else Python's lzma
-  xz -dc "$1" > "$2" 2>/dev/null || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"
-}
-
 if [[ $java == 1 ]]; then
   # ---- 1. library
   lib="$work/lib/libbitdelta_cuda.so"
-  if [[ -f $carry/libbitdelta_cuda.so.xz ]]; then
-    unpack_xz "$carry/libbitdelta_cuda.so.xz" "$lib"
-  elif JOBS=16 bash bitdelta-cuda/bench/build.sh --sm90-only --lib-only > "$work/build.log" 2>&1; then
-    cp bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so "$lib"
-  else
-    tail -30 "$work/build.log"
-    echo "library build failed" >> "$out/summary.txt"
+  if ! step_library "$lib" "$work/build.log"; then
+    [[ $lib_from == built ]] && tail -30 "$work/build.log"
+    echo "no library ($lib_from)" >> "$out/summary.txt"
     exit 1
   fi
 
@@ -68,9 +51,7 @@ if [[ $java == 1 ]]; then
 
   # ---- 3. StepBenchmark
   if [[ -f $carry/jre.tar.xz ]]; then
-    (cd "$work" && { tar -xJf "$root/$carry/jre.tar.xz" 2>/dev/null || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$carry/jre.tar.xz"; })
-    chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
-    cp_=$(ls "$root/$carry"/jars/*.jar | grep -v junit-console | tr '\n' ':')
+    unpack_jre
     extra=()
     [[ -n $cublas_ms ]] && extra+=(--cublas-prefill-ms="$cublas_ms")
     limit=$(left)
