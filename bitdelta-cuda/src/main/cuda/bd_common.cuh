@@ -29,6 +29,24 @@ cudaError_t set_smem_limit(Kernel kernel, int bytes, bool* done) {
   return e;
 }
 
+// A launch through cudaLaunchKernelEx, `pdl`: with programmatic dependent launch (programmatic stream serialization:
+// the kernel may start while the one before it on the stream finishes; the callers ask for it on cc >= 9.0 only).
+template <typename... KArgs, typename... Args>
+cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
+                          Args... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = pdl ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
+}
+
 // Every launch goes through this: cudaGetLastError() right after the launch.
 #define BD_CHECK_LAUNCH()                                                        \
   do {                                                                           \

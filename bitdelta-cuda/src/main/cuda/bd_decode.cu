@@ -458,17 +458,7 @@ static int64_t persistent_grid(const DeviceInfo& device, int blocks_per_sm, int6
 template <typename... KArgs, typename... Args>
 static cudaError_t launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                           const DeviceInfo& device, bool pdl, Args... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = pdl && device.major >= 9 ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
+  return launch_kernel(kernel, grid, block, smem, stream, pdl && device.major >= 9, args...);
 }
 
 // Resident blocks per SM of `kernel` (for persistent_grid), queried once per kernel.

@@ -523,22 +523,6 @@ __global__ void __launch_bounds__(256) unscale_kernel(
 
 static int g_pdl = 1;  // bd_step_set_pdl
 
-template <typename... KArgs, typename... Args>
-static cudaError_t launch_ex(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, bool pdl,
-                             Args... args) {
-  cudaLaunchConfig_t config = {};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attribute[1];
-  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attribute;
-  config.numAttrs = pdl ? 1 : 0;
-  return cudaLaunchKernelEx(&config, kernel, static_cast<KArgs>(args)...);
-}
-
 static bool pdl_enabled() {
   if (!g_pdl) return false;
   DeviceInfo device;
@@ -588,8 +572,8 @@ static cudaError_t launch_project_tc(int64_t launch_rows, const int32_t* active,
                                      const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
                                      int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
   const dim3 grid(unsigned((launch_rows + 8 * RW - 1) / (8 * RW)), unsigned((M + 15) / 16));
-  return launch_ex(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl_enabled(), active, slots, W,
-                   signs, scales, split, capacity, y, M, K, accumulate);
+  return launch_kernel(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl_enabled(), active, slots,
+                       W, signs, scales, split, capacity, y, M, K, accumulate);
 }
 
 template <typename T>
