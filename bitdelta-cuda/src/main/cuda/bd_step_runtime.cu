@@ -28,6 +28,20 @@ int refuse(int status, const char* format, ...) {
   return status;
 }
 
+// BD_OK where a CUDA runtime call succeeded, else its failure (fail) naming `what`.
+static int cuda_status(cudaError_t e, const char* what) { return e == cudaSuccess ? BD_OK : fail(e, "%s", what); }
+
+// bd_step_event_create (timing false) and bd_step_timer_create (timing true): a new event in *event, NULL on failure.
+static int create_event(void** event, bool timing, const char* function) {
+  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "%s: NULL output", function);
+  *event = nullptr;
+  cudaEvent_t created = nullptr;
+  const cudaError_t e = timing ? cudaEventCreate(&created) : cudaEventCreateWithFlags(&created, cudaEventDisableTiming);
+  if (e != cudaSuccess) return fail(e, timing ? "cudaEventCreate" : "cudaEventCreateWithFlags");
+  *event = created;
+  return BD_OK;
+}
+
 }  // namespace step
 }  // namespace bd
 
@@ -42,9 +56,7 @@ const char* bd_step_last_error(void) { return last_error; }
 int bd_step_graph_begin(cudaStream_t stream) {
   if (stream == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_begin: the legacy default stream cannot be captured");
   // Thread-local mode: only this thread's unsafe calls (cudaMalloc, synchronous copies) are refused while capturing.
-  const cudaError_t e = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
-  if (e != cudaSuccess) return fail(e, "cudaStreamBeginCapture");
-  return BD_OK;
+  return cuda_status(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
 }
 
 int bd_step_graph_end(cudaStream_t stream, void** graph_exec) {
@@ -84,69 +96,42 @@ int bd_step_graph_abort(cudaStream_t stream) {
 
 int bd_step_graph_launch(void* graph_exec, cudaStream_t stream) {
   if (graph_exec == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_graph_launch: NULL graph");
-  const cudaError_t e = cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph_exec), stream);
-  if (e != cudaSuccess) return fail(e, "cudaGraphLaunch of a captured step");
-  return BD_OK;
+  return cuda_status(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph_exec), stream), "cudaGraphLaunch of a captured step");
 }
 
 int bd_step_graph_destroy(void* graph_exec) {
   if (graph_exec == nullptr) return BD_OK;
-  const cudaError_t e = cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph_exec));
-  if (e != cudaSuccess) return fail(e, "cudaGraphExecDestroy");
-  return BD_OK;
+  return cuda_status(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph_exec)), "cudaGraphExecDestroy");
 }
 
-int bd_step_event_create(void** event) {
-  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_create: NULL output");
-  *event = nullptr;
-  cudaEvent_t created = nullptr;
-  const cudaError_t e = cudaEventCreateWithFlags(&created, cudaEventDisableTiming);
-  if (e != cudaSuccess) return fail(e, "cudaEventCreateWithFlags");
-  *event = created;
-  return BD_OK;
-}
+int bd_step_event_create(void** event) { return create_event(event, false, "bd_step_event_create"); }
 
 int bd_step_event_record(void* event, cudaStream_t stream) {
   if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_record: NULL event");
-  const cudaError_t e = cudaEventRecord(static_cast<cudaEvent_t>(event), stream);
-  if (e != cudaSuccess) return fail(e, "cudaEventRecord");
-  return BD_OK;
+  return cuda_status(cudaEventRecord(static_cast<cudaEvent_t>(event), stream), "cudaEventRecord");
 }
 
 int bd_step_event_synchronize(void* event) {
   if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_event_synchronize: NULL event");
-  const cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(event));
-  if (e != cudaSuccess) return fail(e, "cudaEventSynchronize");
-  return BD_OK;
+  return cuda_status(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
 }
 
 int bd_step_event_destroy(void* event) {
   if (event == nullptr) return BD_OK;
-  const cudaError_t e = cudaEventDestroy(static_cast<cudaEvent_t>(event));
-  if (e != cudaSuccess) return fail(e, "cudaEventDestroy");
-  return BD_OK;
+  return cuda_status(cudaEventDestroy(static_cast<cudaEvent_t>(event)), "cudaEventDestroy");
 }
 
 // ---- benchmarks ----
 
-int bd_step_timer_create(void** event) {
-  if (event == nullptr) return refuse(BD_ERR_NULL_POINTER, "bd_step_timer_create: NULL output");
-  *event = nullptr;
-  cudaEvent_t created = nullptr;
-  const cudaError_t e = cudaEventCreate(&created);
-  if (e != cudaSuccess) return fail(e, "cudaEventCreate");
-  *event = created;
-  return BD_OK;
-}
+int bd_step_timer_create(void** event) { return create_event(event, true, "bd_step_timer_create"); }
 
 int bd_step_timer_elapsed(void* start, void* end, float* milliseconds) {
   if (start == nullptr || end == nullptr || milliseconds == nullptr)
     return refuse(BD_ERR_NULL_POINTER, "bd_step_timer_elapsed: NULL event or output");
   cudaError_t e = cudaEventSynchronize(static_cast<cudaEvent_t>(end));
   if (e != cudaSuccess) return fail(e, "cudaEventSynchronize (bd_step_timer_elapsed)");
-  e = cudaEventElapsedTime(milliseconds, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end));
-  if (e != cudaSuccess) return fail(e, "cudaEventElapsedTime");
-  return BD_OK;
+  return cuda_status(cudaEventElapsedTime(milliseconds, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)),
+                     "cudaEventElapsedTime");
 }
 
 int bd_step_copy_bandwidth(int64_t bytes, int repetitions, double* bytes_per_second) {
