@@ -70,6 +70,25 @@ __global__ void unpack_signs_kernel(const uint32_t* __restrict__ d_signs, uint8_
   }
   d_packed[idx] = uint8_t(out);
 }
+
+// The argument checks of bd_repack_signs and bd_unpack_signs.
+static int check_sign_arguments(const uint8_t* d_packed, const uint32_t* d_signs, int64_t M, int64_t K) {
+  if (!d_packed || !d_signs) return BD_ERR_NULL_POINTER;
+  if (M <= 0 || K <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31)) return BD_ERR_BAD_SHAPE;
+  if (reinterpret_cast<uintptr_t>(d_signs) & 3u) return BD_ERR_MISALIGNED;
+  return BD_OK;
+}
+
+// Launches kernel(args...) with one thread per item, in blocks of 256 threads.
+template <typename... KArgs, typename... Args>
+static int launch_per_item(void (*kernel)(KArgs...), int64_t items, cudaStream_t stream, Args... args) {
+  const int threads = 256;
+  const int64_t blocks = (items + threads - 1) / threads;
+  if (blocks > 0x7fffffff) return BD_ERR_BAD_SHAPE;
+  kernel<<<unsigned(blocks), threads, 0, stream>>>(static_cast<KArgs>(args)...);
+  BD_CHECK_LAUNCH();
+  return BD_OK;
+}
 }  // namespace bd
 
 extern "C" {
@@ -98,29 +117,16 @@ size_t bd_signs_device_bytes(int64_t M, int64_t K) {
 }
 
 int bd_repack_signs(const uint8_t* d_packed, uint32_t* d_signs, int64_t M, int64_t K, cudaStream_t stream) {
-  if (!d_packed || !d_signs) return BD_ERR_NULL_POINTER;
-  if (M <= 0 || K <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31)) return BD_ERR_BAD_SHAPE;
-  if (reinterpret_cast<uintptr_t>(d_signs) & 3u) return BD_ERR_MISALIGNED;
+  const int status = bd::check_sign_arguments(d_packed, d_signs, M, K);
+  if (status != BD_OK) return status;
   const int64_t words = int64_t(bd_signs_device_bytes(M, K) / 4);
-  const int threads = 256;
-  const int64_t blocks = (words + threads - 1) / threads;
-  if (blocks > 0x7fffffff) return BD_ERR_BAD_SHAPE;
-  bd::repack_signs_kernel<<<unsigned(blocks), threads, 0, stream>>>(d_packed, d_signs, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
+  return bd::launch_per_item(bd::repack_signs_kernel, words, stream, d_packed, d_signs, M, K);
 }
 
 int bd_unpack_signs(const uint32_t* d_signs, uint8_t* d_packed, int64_t M, int64_t K, cudaStream_t stream) {
-  if (!d_packed || !d_signs) return BD_ERR_NULL_POINTER;
-  if (M <= 0 || K <= 0 || M >= (int64_t(1) << 31) || K >= (int64_t(1) << 31)) return BD_ERR_BAD_SHAPE;
-  if (reinterpret_cast<uintptr_t>(d_signs) & 3u) return BD_ERR_MISALIGNED;
-  const int64_t bytes = M * ((K + 7) / 8);
-  const int threads = 256;
-  const int64_t blocks = (bytes + threads - 1) / threads;
-  if (blocks > 0x7fffffff) return BD_ERR_BAD_SHAPE;
-  bd::unpack_signs_kernel<<<unsigned(blocks), threads, 0, stream>>>(d_signs, d_packed, M, K);
-  BD_CHECK_LAUNCH();
-  return BD_OK;
+  const int status = bd::check_sign_arguments(d_packed, d_signs, M, K);
+  if (status != BD_OK) return status;
+  return bd::launch_per_item(bd::unpack_signs_kernel, M * ((K + 7) / 8), stream, d_signs, d_packed, M, K);
 }
 
 }  // extern "C"
