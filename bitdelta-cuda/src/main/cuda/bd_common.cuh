@@ -106,6 +106,32 @@ template <typename T> __device__ __forceinline__ uint32_t expand_pair(uint32_t w
   return out;
 }
 
+// S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from the binary-MMA accumulators of its GROUPS plane
+// groups (8 bit-planes each: decode version 3 has 16 planes, the decoder step's tensor-core product 24): lane t holds
+// planes (group * 8 + 2t, + 1) for m = g (c0, c1) and m = g + 8 (c2, c3); q_total = sum_k q_k of the row. Sums
+// 2 w_p C_p over the lane's planes, then over the row's 4 lanes (every lane of the quad ends with the sums), minus
+// q_total. w_p = 2^p, and -2^p for the top plane p = 8 GROUPS - 1 (two's complement).
+template <int GROUPS>
+__device__ __forceinline__ void plane_sums(const int (&acc)[GROUPS][4], long long q_total, int t, long long (&part)[2]) {
+  constexpr int TOP = 8 * GROUPS - 1;
+  part[0] = part[1] = 0;
+#pragma unroll
+  for (int group = 0; group < GROUPS; ++group)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int p = group * 8 + 2 * t + e;
+      const long long weight = p == TOP ? -(1ll << TOP) : (1ll << p);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) part[h] += weight * (2ll * acc[group][2 * h + e]);
+    }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
+    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
+    part[h] -= q_total;
+  }
+}
+
 // 16-byte load of 8 consecutive elements p[k .. k+7] of a row of length K, zero beyond K.
 // VEC: the row start is 16-byte aligned and K % 8 == 0, so the chunk is either entirely inside or outside.
 template <bool VEC, typename T> __device__ __forceinline__ uint4 load8(const T* row, int64_t k, int64_t K, bool row_ok) {
@@ -140,6 +166,34 @@ __device__ __forceinline__ float tenant_output(float base, int ten, int num_tena
   if (ten < 0) return base;
   if (ten >= num_tenants) return __int_as_float(0x7fc00000);
   return fmaf(scale(), delta, base);
+}
+
+// The rows and tenant of one block of a prefill over segments (runs of rows of one tenant): grid row `piece`
+// (blockIdx.y, the grid's y an upper bound) takes the piece-th run of at most PIECE_ROWS rows, counting the pieces of
+// the segments in order. False where `piece` lies past the last segment's pieces: the block has nothing to do.
+struct SegmentPiece {
+  int row0, rows;  // rows [row0, row0 + rows) of x and y
+  int tenant;      // the segment's tenant
+};
+template <int PIECE_ROWS>
+__device__ __forceinline__ bool segment_piece(const int32_t* __restrict__ seg_offsets, const int32_t* __restrict__ seg_tenant,
+                                              int S, int piece, SegmentPiece& out) {
+  int seg = 0, row0 = 0, rows = 0;
+  for (; seg < S; ++seg) {
+    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
+    const int pieces = end > begin ? (end - begin + PIECE_ROWS - 1) / PIECE_ROWS : 0;
+    if (piece < pieces) {
+      row0 = begin + piece * PIECE_ROWS;
+      rows = min(PIECE_ROWS, end - row0);
+      break;
+    }
+    piece -= pieces;
+  }
+  if (seg >= S) return false;
+  out.row0 = row0;
+  out.rows = rows;
+  out.tenant = seg_tenant[seg];
+  return true;
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }

@@ -138,29 +138,6 @@ __global__ void __launch_bounds__(256) xplanes_kernel(
   }
 }
 
-// S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from its two plane groups' binary-MMA accumulators:
-// lane t holds planes (grp*8 + 2t, grp*8 + 2t + 1) for m = g (c0, c1) and m = g + 8 (c2, c3); q_total = sum_k q_k
-// of the row. Sums 2 w_p C_p over the lane's planes, then over the row's 4 lanes (every lane of the quad ends with
-// the sums), minus q_total. w_p = 2^p, w_15 = -2^15 (two's complement).
-__device__ __forceinline__ void plane_sums(const int (&acc)[2][4], long long q_total, int t, long long (&part)[2]) {
-  part[0] = part[1] = 0;
-#pragma unroll
-  for (int gr = 0; gr < 2; ++gr)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int p = gr * 8 + 2 * t + e;
-      const long long wp = p == 15 ? -32768ll : (1ll << p);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) part[h] += wp * (2ll * acc[gr][2 * h + e]);
-    }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
-    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
-    part[h] -= q_total;
-  }
-}
-
 // decode3_kernel: a block takes MT m16 tiles (BM = 16*MT rows of M), ROWS = 8*RW rows of x and all of K, 8 warps,
 // in k256 stages of a cp.async pipeline:
 //   Ws  [BM][256] T               the base tile (16-byte chunks swizzled by row parity, as in version 2)

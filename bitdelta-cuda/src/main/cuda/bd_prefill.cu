@@ -55,20 +55,9 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
   T (*xs)[PF_BN][PF_BK] = reinterpret_cast<T (*)[PF_BN][PF_BK]>(pf_smem);  // [PF_STAGES][BN][BK]; reused by the epilogue
 
   // Which segment and which 128-row piece of it this block handles (grid.y is an upper bound).
-  int piece = blockIdx.y, seg = 0;
-  int row0 = 0, rows = 0;
-  for (; seg < S; ++seg) {
-    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
-    const int pieces = end > begin ? (end - begin + PF_BN - 1) / PF_BN : 0;
-    if (piece < pieces) {
-      row0 = begin + piece * PF_BN;
-      rows = min(PF_BN, end - row0);
-      break;
-    }
-    piece -= pieces;
-  }
-  if (seg >= S) return;
-  const int tenant = seg_tenant[seg];
+  SegmentPiece piece;
+  if (!segment_piece<PF_BN>(seg_offsets, seg_tenant, S, blockIdx.y, piece)) return;
+  const int row0 = piece.row0, rows = piece.rows, tenant = piece.tenant;
   const bool has_delta = tenant >= 0 && tenant < num_tenants;
   const bool bad_tenant = tenant >= num_tenants;
 

@@ -129,20 +129,9 @@ __global__ void __launch_bounds__(PWS_THREADS, 1) prefill_wgmma_ws_kernel(
   auto full = [&](int st) { return bar0 + 8u * st; };
   auto empty = [&](int st) { return bar0 + 8u * (STAGES + st); };
 
-  int piece = blockIdx.y, seg = 0;
-  int row0 = 0, rows = 0;
-  for (; seg < S; ++seg) {
-    const int begin = seg_offsets[seg], end = seg_offsets[seg + 1];
-    const int pieces = end > begin ? (end - begin + PW_BR - 1) / PW_BR : 0;
-    if (piece < pieces) {
-      row0 = begin + piece * PW_BR;
-      rows = min(PW_BR, end - row0);
-      break;
-    }
-    piece -= pieces;
-  }
-  if (seg >= S) return;
-  const int tenant = seg_tenant[seg];
+  SegmentPiece piece;  // which segment and which 128-row piece of it this block handles
+  if (!segment_piece<PW_BR>(seg_offsets, seg_tenant, S, blockIdx.y, piece)) return;
+  const int row0 = piece.row0, rows = piece.rows, tenant = piece.tenant;
   const bool has_delta = tenant >= 0 && tenant < num_tenants;
   const bool bad_tenant = tenant >= num_tenants;
 

@@ -213,28 +213,6 @@ struct TcShape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-// S . q of one row for m = g (part[0]) and m = g + 8 (part[1]) from its three plane groups' accumulators: lane t holds
-// planes (group * 8 + 2t, + 1) for m = g (c0, c1) and m = g + 8 (c2, c3). 2 sum_p w_p C_p over the quad's lanes, minus
-// sum_k q_k; w_p = 2^p, w_23 = -2^23.
-__device__ __forceinline__ void plane_sums24(const int (&acc)[3][4], long long q_total, int t, long long (&part)[2]) {
-  part[0] = part[1] = 0;
-#pragma unroll
-  for (int group = 0; group < 3; ++group)
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int p = group * 8 + 2 * t + e;
-      const long long weight = p == 23 ? -(1ll << 23) : (1ll << p);
-#pragma unroll
-      for (int h = 0; h < 2; ++h) part[h] += weight * (2ll * acc[group][2 * h + e]);
-    }
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 1);
-    part[h] += __shfl_xor_sync(0xffffffffu, part[h], 2);
-    part[h] -= q_total;
-  }
-}
-
 // Block (c, mt): rows 8 RW c .. 8 RW c + 8 RW - 1 of the step and rows 16 mt .. 16 mt + 15 of M (an m16 tile), 8 warps,
 // k256 stages of a cp.async pipeline (TcShape). The row chunks are the grid's x so that the blocks of one m16 tile run
 // side by side: W comes from DRAM once per tile and from L2 for the tile's other chunks (more than 16 rows). Warp w: the delta of rows w RW .. w RW + RW - 1 (per row and stage one A fragment from
@@ -466,7 +444,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       long long q_total = 0;
 #pragma unroll
       for (int j = 0; j < SPLIT_BLOCKS_PER_ROW; ++j) q_total += qsum[int64_t(row0 + r) * SPLIT_BLOCKS_PER_ROW + j];
-      plane_sums24(acc_d[i], q_total, t, part);
+      plane_sums(acc_d[i], q_total, t, part);
     }
     if (t != 0) continue;
     const float inverse = rscale[row0 + r];  // 1 / s, a power of two
