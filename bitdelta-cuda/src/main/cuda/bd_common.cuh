@@ -8,6 +8,12 @@
 
 #include "bitdelta_cuda.h"
 
+// 1: the experiment build (bench/build.sh --harness-only): also the forms that only bd_debug_set_decode_variant or
+// BD_PREFILL_KERNEL=mma_sync select. The release library is built without it.
+#ifndef BD_EXPERIMENTS
+#define BD_EXPERIMENTS 0
+#endif
+
 namespace bd {
 
 // Records the CUDA error string of the last failed launch for bd_last_cuda_error() and returns BD_ERR_CUDA.
@@ -56,11 +62,13 @@ cudaError_t launch_kernel(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_
 
 template <typename T> struct Dtype;
 template <> struct Dtype<__half> {
+  static constexpr int CODE = BD_DTYPE_F16;
   static constexpr uint32_t ONE_PAIR = 0x3C003C00u;   // half2(1.0, 1.0); sign bits 15 and 31 give -1.0
   __device__ static float to_float(__half v) { return __half2float(v); }
   __device__ static __half from_float(float v) { return __float2half_rn(v); }
 };
 template <> struct Dtype<__nv_bfloat16> {
+  static constexpr int CODE = BD_DTYPE_BF16;
   static constexpr uint32_t ONE_PAIR = 0x3F803F80u;   // bf162(1.0, 1.0)
   __device__ static float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
   __device__ static __nv_bfloat16 from_float(float v) { return __float2bfloat16_rn(v); }

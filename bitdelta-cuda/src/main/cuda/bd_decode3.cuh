@@ -1,4 +1,4 @@
-// bd_decode3.cuh -- decode version 3 (included by bd_decode.cu): the delta product on the BINARY tensor cores.
+// bd_decode3.cuh -- decode version 3 (included by bd_decode.cuh): the delta product on the BINARY tensor cores.
 //
 // Why: in decode every sign is used exactly once, so expanding signs to ±1 half2 pairs costs two ALU
 // instructions per two weights -- at 32 tenants more issue slots than the memory floor allows. Instead:

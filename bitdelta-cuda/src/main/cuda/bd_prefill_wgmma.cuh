@@ -1,6 +1,6 @@
 // bd_prefill_wgmma.cuh -- the prefill's delta product (d_W == NULL) on Hopper warpgroup tensor cores (wgmma,
 // sm_90a), and its BASE form for base + delta with F32 y (the base product first, then the delta added).
-// Included by bd_prefill.cu. The kernel body exists only in sm_90a code (__CUDA_ARCH_FEAT_SM90_ALL); the host
+// Included by bd_prefill.cuh. The kernel body exists only in sm_90a code (__CUDA_ARCH_FEAT_SM90_ALL); the host
 // launches it only when the library was built with sm_90a SASS (BD_HAVE_SM90A) and the device is cc 9.0. Every
 // other case (sm_80/86/89, PTX JIT on later GPUs, base + delta with 16-bit y, unaligned x or W, K % 8 != 0) takes
 // prefill_kernel.
