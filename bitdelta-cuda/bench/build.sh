@@ -12,7 +12,9 @@
 #                   packaged)
 # Next to each library: kernels.txt (its kernels per target, bench/list-kernels.py), resource-usage.txt
 # (registers, spills and shared memory of the sm_90a code) and one <source>.o.ptxas.txt per source (ptxas -v).
-# The .cu files compile concurrently (one nvcc each, its targets in parallel threads).
+# The .cu files compile concurrently, as many nvcc at a time as there are CPUs, the heavy ones (a dtype's decode or
+# prefill kernels) first; each nvcc compiles its targets one after another where there are fewer CPUs than files
+# (two CPUs are kept busiest that way), in parallel threads elsewhere.
 # Environment: NVCC (default: nvcc on PATH, else /usr/local/cuda/bin/nvcc), CUDA_HOME (cuBLAS for the harness).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,27 +45,36 @@ else
   TARGETS="sm_80,sm_90a,compute_90"
 fi
 # BD_HAVE_SM90A tells the host code that the library holds sm_90a code (the wgmma prefill kernel).
-COMMON=(-std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall --threads 0 -Xptxas -warn-spills -I"$src" -DBD_HAVE_SM90A=1)
+COMMON=(-std=c++17 -O3 -Xcompiler -fPIC -Xcompiler -Wall -Xptxas -warn-spills -I"$src" -DBD_HAVE_SM90A=1)
+cpus="$(nproc 2>/dev/null || echo 2)"
+mapfile -t sources < <(ls "$src"/*_f16.cu "$src"/*_bf16.cu | sort)
+for cu in "$src"/*.cu; do case "$cu" in *_f16.cu|*_bf16.cu) ;; *) sources+=("$cu") ;; esac; done
+threads=1
+[ "$cpus" -gt "${#sources[@]}" ] && threads=0
 
 # build_library FOLDER EXTRA_NVCC_FLAGS...: every .cu of src/main/cuda at once, then the shared library.
 build_library() {
   local dir="$1" start=$SECONDS
   shift
   mkdir -p "$dir"
-  local objs=() pids=() failed=0
-  for cu in "$src"/*.cu; do
+  local objs=() failed=0
+  rm -f "$dir"/*.o "$dir"/*.status
+  for cu in "${sources[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$cpus" ]; do wait -n || true; done
     local o="$dir/$(basename "${cu%.cu}").o"
     objs+=("$o")
-    "$NVCC" "${COMMON[@]}" "${GENCODE[@]}" "$@" -Xptxas -v -c "$cu" -o "$o" 2> "$o.ptxas.txt" &
-    pids+=($!)
+    { "$NVCC" "${COMMON[@]}" "${GENCODE[@]}" --threads "$threads" "$@" -Xptxas -v -c "$cu" -o "$o" 2> "$o.ptxas.txt"
+      echo $? > "$o.status"; } &
   done
-  for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then
+  wait
+  for o in "${objs[@]}"; do
+    if [ "$(cat "$o.status" 2>/dev/null)" != 0 ]; then
       failed=1
-      echo "== nvcc failed on ${objs[$i]%.o}.cu:" >&2
-      grep -v -E "^ptxas info|bytes stack frame|^    Compile time|^$" "${objs[$i]}.ptxas.txt" >&2 || true
+      echo "== nvcc failed on $(basename "${o%.o}").cu:" >&2
+      grep -v -E "^ptxas info|bytes stack frame|^    Compile time|^$" "$o.ptxas.txt" >&2 || true
     fi
   done
+  rm -f "$dir"/*.status
   [ "$failed" = 0 ] || exit 1
   "$NVCC" "${GENCODE[@]}" -shared -cudart static -o "$dir/libbitdelta_cuda.so" "${objs[@]}"
   echo "$TARGETS" > "$dir/targets.txt"
