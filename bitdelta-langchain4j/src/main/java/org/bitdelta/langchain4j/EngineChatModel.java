@@ -3,10 +3,12 @@ package org.bitdelta.langchain4j;
 import dev.langchain4j.model.ModelProvider;
 import dev.langchain4j.model.chat.listener.ChatModelListener;
 import dev.langchain4j.model.chat.request.ChatRequestParameters;
+import dev.langchain4j.model.chat.request.DefaultChatRequestParameters;
 import org.bitdelta.serving.Engine;
 
 import java.util.List;
 import java.util.Objects;
+import java.util.function.Consumer;
 
 /**
  * What {@link BitDeltaChatModel} and {@link BitDeltaStreamingChatModel} share: the engine, the defaults and
@@ -39,12 +41,9 @@ abstract class EngineChatModel {
     /** The builder both models share. */
     abstract static class ParametersBuilder<B extends ParametersBuilder<B>> {
         final Engine engine;
-        private String modelName = Engine.BASE;
-        private Double temperature;
-        private Double topP;
-        private Integer topK;
-        private Integer maxOutputTokens;
-        private List<String> stopSequences = List.of();
+        /** LangChain4j's own builder holds the default parameters: each is named once, in its setter below. */
+        private final DefaultChatRequestParameters.Builder<?> parameters =
+                ChatRequestParameters.builder().modelName(Engine.BASE).stopSequences(List.of());
         List<ChatModelListener> listeners = List.of();
 
         ParametersBuilder(Engine engine) {
@@ -56,35 +55,35 @@ abstract class EngineChatModel {
             return (B) this;
         }
 
+        /** Applies one setting to the default parameters and returns this builder: the whole of each parameter setter. */
+        private B with(Consumer<DefaultChatRequestParameters.Builder<?>> setting) {
+            setting.accept(parameters);
+            return self();
+        }
+
         /** The default tenant ("base", the base's folder name, or a tenant's name). Default: "base". */
         public B modelName(String name) {
-            this.modelName = Objects.requireNonNull(name, "modelName");
-            return self();
+            return with(defaults -> defaults.modelName(Objects.requireNonNull(name, "modelName")));
         }
 
         public B temperature(Double value) {
-            this.temperature = value;
-            return self();
+            return with(defaults -> defaults.temperature(value));
         }
 
         public B topP(Double value) {
-            this.topP = value;
-            return self();
+            return with(defaults -> defaults.topP(value));
         }
 
         public B topK(Integer value) {
-            this.topK = value;
-            return self();
+            return with(defaults -> defaults.topK(value));
         }
 
         public B maxOutputTokens(Integer value) {
-            this.maxOutputTokens = value;
-            return self();
+            return with(defaults -> defaults.maxOutputTokens(value));
         }
 
         public B stopSequences(List<String> value) {
-            this.stopSequences = List.copyOf(value);
-            return self();
+            return with(defaults -> defaults.stopSequences(List.copyOf(value)));
         }
 
         public B listeners(List<ChatModelListener> value) {
@@ -93,8 +92,7 @@ abstract class EngineChatModel {
         }
 
         ChatRequestParameters parameters() {
-            return ChatRequestParameters.builder().modelName(modelName).temperature(temperature).topP(topP).topK(topK)
-                    .maxOutputTokens(maxOutputTokens).stopSequences(stopSequences).build();
+            return parameters.build();
         }
     }
 }

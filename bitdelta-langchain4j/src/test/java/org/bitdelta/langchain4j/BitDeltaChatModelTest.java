@@ -7,6 +7,7 @@ import dev.langchain4j.exception.UnsupportedFeatureException;
 import dev.langchain4j.model.chat.ChatModel;
 import dev.langchain4j.model.chat.StreamingChatModel;
 import dev.langchain4j.model.chat.request.ChatRequest;
+import dev.langchain4j.model.chat.request.ChatRequestParameters;
 import dev.langchain4j.model.chat.response.ChatResponse;
 import dev.langchain4j.model.chat.response.PartialResponse;
 import dev.langchain4j.model.chat.response.PartialResponseContext;
@@ -32,6 +33,7 @@ import java.util.concurrent.TimeUnit;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -81,6 +83,26 @@ class BitDeltaChatModelTest {
         assertEquals(inProcess("base", 40).text(), base.aiMessage().text());
         assertNotEquals(alice.aiMessage().text(), shakespeare.aiMessage().text());
         assertNotEquals(base.aiMessage().text(), alice.aiMessage().text());
+    }
+
+    @Test
+    void theBuildersSettingsBecomeTheDefaultParameters() {
+        BitDeltaChatModel.Builder builder = BitDeltaChatModel.builder(engine);
+        ChatRequestParameters unset = builder.build().defaultRequestParameters();
+        assertEquals(Engine.BASE, unset.modelName());
+        assertEquals(List.of(), unset.stopSequences());
+        assertNull(unset.temperature());
+        assertNull(unset.maxOutputTokens());
+
+        List<String> stops = new ArrayList<>(List.of("The end"));
+        ChatRequestParameters set = builder.modelName("alice").temperature(0.5).topP(0.9).topK(3).maxOutputTokens(7)
+                .stopSequences(stops).build().defaultRequestParameters();
+        stops.clear();
+        builder.temperature(1.0);
+        // Copied when given and when built: neither the caller's list nor the builder's later settings reach a built model.
+        assertEquals(List.of("alice", 0.5, 0.9, 3, 7, List.of("The end")), List.of(set.modelName(), set.temperature(), set.topP(),
+                set.topK(), set.maxOutputTokens(), set.stopSequences()));
+        assertThrows(NullPointerException.class, () -> builder.modelName(null));
     }
 
     @Test
