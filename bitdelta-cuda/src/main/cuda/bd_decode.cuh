@@ -250,11 +250,6 @@ struct Decode2Shape {
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
 };
 
-__device__ __forceinline__ void cp_async16_zfill(void* smem, const void* gmem, bool ok) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(ok ? 16 : 0));
-}
-
 template <typename T, typename TY, int RW, int MT, bool VEC>
 __global__ void __launch_bounds__(256) decode2_kernel(
     const T* __restrict__ W,                       // T [M, K]   (VEC: 16-byte aligned, K % 8 == 0)
@@ -352,19 +347,9 @@ __global__ void __launch_bounds__(256) decode2_kernel(
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc_d[i][mi][e] = 0.f;
 
-#pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < KCH) load_stage(st, st);
-    cp_async_commit_group();
-  }
+  pipeline_start<STAGES>(KCH, load_stage);
   for (int64_t kc = 0; kc < KCH; ++kc) {
-    cp_async_wait_group<STAGES - 2>();
-    __syncthreads();
-    {
-      const int64_t kn = kc + STAGES - 1;
-      if (kn < KCH) load_stage(int(kn % STAGES), kn);
-      cp_async_commit_group();
-    }
+    pipeline_next<STAGES>(kc, KCH, load_stage);
     const unsigned char* base = stage_ptr(int(kc % STAGES));
     const T* Ws = reinterpret_cast<const T*>(base);
     const T* Xs = reinterpret_cast<const T*>(base + Shape::W_BYTES);

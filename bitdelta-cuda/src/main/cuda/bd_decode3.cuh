@@ -110,26 +110,8 @@ __global__ void __launch_bounds__(256) xplanes_kernel(
   for (int off = 16; off; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
   if ((threadIdx.x & 31) == 0) s_sum[threadIdx.x >> 5] = sum;
   __syncthreads();
-  // Bit-plane transpose with warp votes: for one (k256 block, lane position t, register) the 32 lanes gather
-  // the 32 elements that the B register's 32 bits stand for; one __ballot_sync per plane yields the word, and
-  // lane p keeps plane p's.
-  uint32_t* out = xb + r * K256 * XB_WORDS_PER_K256;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  for (int64_t item = kb_begin * 8 + warp; item < kb_end * 8; item += 8) {
-    const int64_t k2 = item >> 3;
-    const int t = int(item & 7) >> 1, reg = int(item & 1);
-    const int q = q_s[k2 * 256 - k_part + xb_column(t, reg, lane)];
-    uint32_t mine = 0;
-#pragma unroll
-    for (int p = 0; p < 16; ++p) {
-      const uint32_t word = __ballot_sync(0xffffffffu, (q >> p) & 1);
-      if (lane == p) mine = word;
-    }
-    if (lane < 16) {
-      const int grp = lane >> 3, gp = lane & 7;
-      out[k2 * XB_WORDS_PER_K256 + grp * 64 + (gp * 4 + t) * 2 + reg] = mine;
-    }
-  }
+  transpose_planes<16, 8>(q_s, k_part, kb_begin, kb_end, warp, lane, xb + r * K256 * XB_WORDS_PER_K256);
   if (threadIdx.x == 0) {
     long long total = 0;
     for (int i = 0; i < 8; ++i) total += s_sum[i];
@@ -296,6 +278,8 @@ __global__ void __launch_bounds__(256, Decode3Shape<RW, MT>::MIN_BLOCKS) decode3
   // bit-planes (xb, x_scale, q_sums) are read only after this wait (a no-op without the launch attribute).
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+  // The pipeline of pipeline_start / pipeline_next (bd_tile.cuh), written out: through those helpers the experiment
+  // build's MT = 2 form compiles to other SASS (its stage addresses are computed differently).
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
     if (st < KCH) load_stage(st, st);

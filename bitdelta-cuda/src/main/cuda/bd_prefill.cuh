@@ -23,6 +23,7 @@
 
 #include "bd_common.cuh"
 #include "bd_prefill_wgmma.cuh"
+#include "bd_tile.cuh"
 
 namespace bd {
 
@@ -49,15 +50,6 @@ int prefill_bf16(const PrefillArgs& a);  // bd_prefill_bf16.cu: W, x BF16
 
 constexpr int PF_BM = 128, PF_BN = 128, PF_BK = 64, PF_STAGES = 4, PF_WARPS = 8;
 constexpr int PF_SMEM_BYTES = PF_STAGES * PF_BN * PF_BK * 2;  // 64 KB dynamic (two blocks per SM on sm_80, sm_90)
-// 16-byte chunk ch (0..7) of a 128-byte smem row, XOR-swizzled by row parity (conflict-free LDS.128 pattern).
-__device__ __forceinline__ int pswz(int ch, int row) { return ch ^ ((row & 1) << 2); }
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 template <typename T, typename TY, bool WITH_BASE, bool VEC>
 __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
@@ -121,11 +113,11 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
       const int chunk = threadIdx.x + c * PF_WARPS * 32;
       const int r = chunk >> 3, ch = chunk & 7;
       const int64_t k = kt * PF_BK + ch * 8;
-      T* dst = &xs[st][r][pswz(ch, r) * 8];
+      T* dst = &xs[st][r][swz(ch, r) * 8];
       if (VEC) {
         const bool ok = r < rows && k < K;
         const T* src = ok ? x + int64_t(row0 + r) * K + k : x;
-        cp_async16(dst, src, ok ? 16 : 0);
+        cp_async16_zfill(dst, src, ok);
       } else {
         unsigned short* d = reinterpret_cast<unsigned short*>(dst);
         const unsigned short* xr = reinterpret_cast<const unsigned short*>(x) + int64_t(row0 + (r < rows ? r : 0)) * K;
@@ -146,11 +138,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
         if (WITH_BASE) acc_b[WITH_BASE ? mi : 0][WITH_BASE ? n : 0][i] = 0.f;
       }
 
-#pragma unroll
-  for (int st = 0; st < PF_STAGES - 1; ++st) {
-    if (st < KT) load_stage(st, st);
-    cp_async_commit();
-  }
+  pipeline_start<PF_STAGES>(KT, load_stage);
 
   // Sign words: one per (m16 tile, k64 block) = per stage; prefetched one stage ahead.
   uint32_t sw_next[2] = {0u, 0u};
@@ -159,13 +147,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
     if (has_delta && mt_ok[mi]) sw_next[mi] = __ldg(sign_ptr[mi]);
 
   for (int64_t kt = 0; kt < KT; ++kt) {
-    cp_async_wait<PF_STAGES - 2>();
-    __syncthreads();
-    {
-      const int64_t kn = kt + PF_STAGES - 1;
-      if (kn < KT) load_stage(int(kn % PF_STAGES), kn);
-      cp_async_commit();
-    }
+    pipeline_next<PF_STAGES>(kt, KT, load_stage);
     const int st = int(kt % PF_STAGES);
     uint32_t sw_cur[2];
 #pragma unroll
@@ -187,7 +169,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
 #pragma unroll
       for (int n = 0; n < 8; ++n) {
         const int r = wn * 64 + n * 8 + g;
-        bx[n] = *reinterpret_cast<const uint4*>(&xs[st][r][pswz(4 * s + t, r) * 8]);
+        bx[n] = *reinterpret_cast<const uint4*>(&xs[st][r][swz(4 * s + t, r) * 8]);
       }
       if (has_delta) {
 #pragma unroll
@@ -217,7 +199,7 @@ __global__ void __launch_bounds__(PF_WARPS * 32) prefill_kernel(
       }
     }
   }
-  cp_async_wait<0>();
+  cp_async_wait_group<0>();
 
   // Epilogue: c0,c1 -> (m = g, rows 2t, 2t+1), c2,c3 -> (m = g+8, rows 2t, 2t+1).
   const float* scale = has_delta ? tenant_scales[tenant] : nullptr;

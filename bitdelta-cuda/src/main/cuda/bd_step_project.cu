@@ -172,24 +172,8 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   q_sum = warp_sum(q_sum);
   if (lane == 0) partial_q[warp] = q_sum;
   __syncthreads();
-  // Bit-plane transpose: for one (k256 block, lane position t, register) the 32 lanes take the 32 columns that the
-  // B register's bits stand for; one ballot per plane gives its word, which lane p keeps for plane p.
   uint32_t* out_planes = reinterpret_cast<uint32_t*>(split + layout.planes) + r * K256 * PLANE_WORDS_PER_K256;
-  for (int64_t item = kb_begin * 8 + warp; item < kb_end * 8; item += SPLIT_THREADS / 32) {
-    const int64_t kb = item >> 3;
-    const int t = int(item & 7) >> 1, reg = int(item & 1);
-    const int q = q_s[kb * 256 - k_begin + xb_column(t, reg, lane)];
-    uint32_t mine = 0;
-#pragma unroll
-    for (int p = 0; p < 24; ++p) {
-      const uint32_t word = __ballot_sync(0xffffffffu, (q >> p) & 1);
-      if (lane == p) mine = word;
-    }
-    if (lane < 24) {
-      const int group = lane >> 3, column = lane & 7;
-      out_planes[kb * PLANE_WORDS_PER_K256 + group * 64 + (column * 4 + t) * 2 + reg] = mine;
-    }
-  }
+  transpose_planes<24, SPLIT_THREADS / 32>(q_s, k_begin, kb_begin, kb_end, warp, lane, out_planes);
   if (tid == 0) {
     long long total = 0;
     for (int w = 0; w < SPLIT_THREADS / 32; ++w) total += partial_q[w];
