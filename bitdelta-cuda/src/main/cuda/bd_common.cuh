@@ -204,6 +204,33 @@ __device__ __forceinline__ bool segment_piece(const int32_t* __restrict__ seg_of
   return true;
 }
 
+// The arguments that bd_decode and bd_prefill share, after their checks (bitdelta_cuda.h): y = x W^T (W optional in
+// prefill) plus each row's tenant's delta. DecodeArgs and PrefillArgs add how rows find their tenants.
+struct ProductArgs {
+  int y_dtype;                   // BD_DTYPE_F32 or the weight dtype
+  const void* W;                 // [M, K] in the weight dtype
+  const void* x;                 // [R, K] in the weight dtype
+  int64_t R;
+  const uint32_t* const* signs;  // [num_tenants] -> U32 device sign layout of [M, K]
+  const float* const* scales;    // [num_tenants] -> F32 [1] or [M]
+  int num_tenants;
+  int per_row;                   // BD_SCALE_PER_MATRIX / BD_SCALE_PER_ROW
+  void* y;                       // [R, M] in y_dtype
+  int64_t M, K;
+  cudaStream_t stream;
+};
+
+// A tag that carries the output element type TY into a generic lambda (with_y_dtype).
+template <typename TY> struct OutputType { using type = TY; };
+
+// The entry point of one weight dtype T calls run(OutputType<TY>()) for its y dtype: T itself or F32.
+template <typename T, typename Run>
+int with_y_dtype(int y_dtype, Run run) {
+  if (y_dtype == Dtype<T>::CODE) return run(OutputType<T>());
+  if (y_dtype == BD_DTYPE_F32) return run(OutputType<float>());
+  return BD_ERR_BAD_DTYPE;
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
 }  // namespace bd

@@ -50,8 +50,9 @@ int bd_decode(int dtype, int y_dtype, const void* d_W, const void* d_x, const in
       num_tenants < 0 || num_tenants > 0x7fffffff)
     return BD_ERR_BAD_SHAPE;
   if (scale_per_row != BD_SCALE_PER_MATRIX && scale_per_row != BD_SCALE_PER_ROW) return BD_ERR_BAD_SHAPE;
-  const bd::DecodeArgs args{y_dtype, d_W, d_x, d_row_tenant, R, d_tenant_signs, d_tenant_scales, int(num_tenants),
-                            scale_per_row, d_y, M, K, d_workspace, workspace_bytes, stream};
+  const bd::DecodeArgs args{{y_dtype, d_W, d_x, R, d_tenant_signs, d_tenant_scales, int(num_tenants), scale_per_row, d_y,
+                             M, K, stream},
+                            d_row_tenant, d_workspace, workspace_bytes};
   if (dtype == BD_DTYPE_F16) return bd::decode_f16(args);
   if (dtype == BD_DTYPE_BF16) return bd::decode_bf16(args);
   return BD_ERR_BAD_DTYPE;

@@ -23,27 +23,18 @@
 // writes y = base + a_t[m] * delta.
 #pragma once
 
+#include <type_traits>
+
 #include "bd_common.cuh"
 #include "bd_tile.cuh"
 
 namespace bd {
 
 // bd_decode's arguments after its checks (bitdelta_cuda.h), for the entry point of one weight dtype.
-struct DecodeArgs {
-  int y_dtype;
-  const void* W;
-  const void* x;
-  const int32_t* row_tenant;
-  int64_t R;
-  const uint32_t* const* signs;
-  const float* const* scales;
-  int num_tenants;
-  int per_row;
-  void* y;
-  int64_t M, K;
-  void* ws;
+struct DecodeArgs : ProductArgs {
+  const int32_t* row_tenant;  // I32 [R] tenant of each row; < 0: base only
+  void* ws;                   // the version-3 workspace (bd_decode_workspace_bytes), or NULL
   size_t ws_bytes;
-  cudaStream_t stream;
 };
 int decode_f16(const DecodeArgs& a);   // bd_decode_f16.cu: W, x F16
 int decode_bf16(const DecodeArgs& a);  // bd_decode_bf16.cu: W, x BF16
@@ -662,27 +653,38 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
     const T* Wc = static_cast<const T*>(W);
     const size_t K256 = size_t((K + 255) / 256);
     const XPlanes xpc = binary ? XPlanes{xp.xb + size_t(r0) * K256 * 128, xp.scale + r0, xp.q_sums + r0 * XP_PARTS} : xp;
+    // Versions 2 and 3 with MT m16 tiles per block (mt: std::integral_constant<int, MT>; MT = 2, the M32 forms, in the
+    // experiment build only).
+    auto pipelined = [&](auto mt) {
+      return launch_decode2_rows<T, TY, decltype(mt)::value>(vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row,
+                                                              yc, M, K, stream);
+    };
+    auto binary_tiles = [&](auto mt) {
+      return launch_decode3_rows<T, TY, decltype(mt)::value>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants,
+                                                              per_row, xpc, yc, M, K, stream);
+    };
+    using OneTile = std::integral_constant<int, 1>;
     int status = BD_ERR_NOT_BUILT;
     switch (variant) {
       case BD_DECODE_SPLIT_K:
         status = launch_decode_split_k<T, TY>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
         break;
       case BD_DECODE_PIPELINED:
-        status = launch_decode2_rows<T, TY, 1>(vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        status = pipelined(OneTile());
         break;
       case BD_DECODE_BINARY:
-        status = launch_decode3_rows<T, TY, 1>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = binary_tiles(OneTile());
         break;
       case BD_DECODE_BINARY_LEAN:
         status = lean ? launch_decode3_lean_rows<T, TY>(device, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream)
-                      : launch_decode3_rows<T, TY, 1>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+                      : binary_tiles(OneTile());
         break;
 #if BD_EXPERIMENTS
       case BD_DECODE_PIPELINED_M32:
-        status = launch_decode2_rows<T, TY, 2>(vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, yc, M, K, stream);
+        status = pipelined(std::integral_constant<int, 2>());
         break;
       case BD_DECODE_BINARY_M32:
-        status = launch_decode3_rows<T, TY, 2>(device, vec, Wc, xc, tc, rows, signs, scales, num_tenants, per_row, xpc, yc, M, K, stream);
+        status = binary_tiles(std::integral_constant<int, 2>());
         break;
 #endif
       default:  // bd_debug_set_decode_variant admits only the variants compiled in
@@ -696,13 +698,11 @@ static int run_decode(const void* W, const void* x, const int32_t* row_tenant, i
 // The entry point of one weight dtype T (y: T or F32).
 template <typename T>
 int decode_dtype(const DecodeArgs& a) {
-  if (a.y_dtype == Dtype<T>::CODE)
-    return run_decode<T, T>(a.W, a.x, a.row_tenant, a.R, a.signs, a.scales, a.num_tenants, a.per_row, a.y, a.M, a.K,
-                            a.ws, a.ws_bytes, a.stream);
-  if (a.y_dtype == BD_DTYPE_F32)
-    return run_decode<T, float>(a.W, a.x, a.row_tenant, a.R, a.signs, a.scales, a.num_tenants, a.per_row, a.y, a.M,
-                                a.K, a.ws, a.ws_bytes, a.stream);
-  return BD_ERR_BAD_DTYPE;
+  return with_y_dtype<T>(a.y_dtype, [&](auto output) {
+    return run_decode<T, typename decltype(output)::type>(a.W, a.x, a.row_tenant, a.R, a.signs, a.scales,
+                                                           a.num_tenants, a.per_row, a.y, a.M, a.K, a.ws, a.ws_bytes,
+                                                           a.stream);
+  });
 }
 
 }  // namespace bd

@@ -18,8 +18,9 @@ int bd_prefill(int dtype, int y_dtype, const void* d_W, const void* d_x, int64_t
       num_segments <= 0 || num_segments > 65535 || num_tenants < 0 || num_tenants > 0x7fffffff)
     return BD_ERR_BAD_SHAPE;
   if (scale_per_row != BD_SCALE_PER_MATRIX && scale_per_row != BD_SCALE_PER_ROW) return BD_ERR_BAD_SHAPE;
-  const bd::PrefillArgs args{y_dtype, d_W, d_x, R, d_seg_offsets, d_seg_tenant, int(num_segments), d_tenant_signs,
-                             d_tenant_scales, int(num_tenants), scale_per_row, accumulate ? 1 : 0, d_y, M, K, stream};
+  const bd::PrefillArgs args{{y_dtype, d_W, d_x, R, d_tenant_signs, d_tenant_scales, int(num_tenants), scale_per_row,
+                              d_y, M, K, stream},
+                             d_seg_offsets, d_seg_tenant, int(num_segments), accumulate ? 1 : 0};
   if (dtype == BD_DTYPE_F16) return bd::prefill_f16(args);
   if (dtype == BD_DTYPE_BF16) return bd::prefill_bf16(args);
   return BD_ERR_BAD_DTYPE;

@@ -28,22 +28,11 @@
 namespace bd {
 
 // bd_prefill's arguments after its checks (bitdelta_cuda.h), for the entry point of one weight dtype.
-struct PrefillArgs {
-  int y_dtype;
-  const void* W;
-  const void* x;
-  int64_t R;
-  const int32_t* seg_offsets;
-  const int32_t* seg_tenant;
+struct PrefillArgs : ProductArgs {
+  const int32_t* seg_offsets;  // I32 [S + 1] row offsets of the segments (runs of rows of one tenant)
+  const int32_t* seg_tenant;   // I32 [S] tenant of each segment; < 0: no delta
   int S;
-  const uint32_t* const* signs;
-  const float* const* scales;
-  int num_tenants;
-  int per_row;
-  int accumulate;
-  void* y;
-  int64_t M, K;
-  cudaStream_t stream;
+  int accumulate;              // 1: y += the product
 };
 int prefill_f16(const PrefillArgs& a);   // bd_prefill_f16.cu: W, x F16
 int prefill_bf16(const PrefillArgs& a);  // bd_prefill_bf16.cu: W, x BF16
@@ -349,13 +338,11 @@ static int run_prefill(const void* W, const void* x, int64_t R, const int32_t* o
 // The entry point of one weight dtype T (y: T or F32).
 template <typename T>
 int prefill_dtype(const PrefillArgs& a) {
-  if (a.y_dtype == Dtype<T>::CODE)
-    return run_prefill<T, T>(a.W, a.x, a.R, a.seg_offsets, a.seg_tenant, a.S, a.signs, a.scales, a.num_tenants, a.per_row,
-                             a.accumulate, a.y, a.M, a.K, a.stream);
-  if (a.y_dtype == BD_DTYPE_F32)
-    return run_prefill<T, float>(a.W, a.x, a.R, a.seg_offsets, a.seg_tenant, a.S, a.signs, a.scales, a.num_tenants,
-                                 a.per_row, a.accumulate, a.y, a.M, a.K, a.stream);
-  return BD_ERR_BAD_DTYPE;
+  return with_y_dtype<T>(a.y_dtype, [&](auto output) {
+    return run_prefill<T, typename decltype(output)::type>(a.W, a.x, a.R, a.seg_offsets, a.seg_tenant, a.S, a.signs,
+                                                            a.scales, a.num_tenants, a.per_row, a.accumulate, a.y,
+                                                            a.M, a.K, a.stream);
+  });
 }
 
 }  // namespace bd
