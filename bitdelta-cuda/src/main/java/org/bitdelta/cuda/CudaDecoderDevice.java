@@ -25,6 +25,7 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.ToLongFunction;
 
 /**
  * The decoder step on the GPU: activations, the paged KV cache, scratch and every weight live in device memory, and
@@ -293,8 +294,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
             // ---- sampling ----
             this.sampleRowsPerLaunch = (int) Math.max(1, Math.min(Math.min(SAMPLE_ROWS_PER_LAUNCH, spec.maxRows()),
                     (Integer.MAX_VALUE - 1L) / spec.vocabularySize()));
-            this.sampleParameters = allocateOrExplain(SampleLayout.bytes(spec.maxRows()), "the sampling parameters");
-            this.sampleHost = cuda.hostAlloc(SampleLayout.bytes(spec.maxRows()));
+            this.sampleParameters = allocateOrExplain(Sample.bytes(spec.maxRows()), "the sampling parameters");
+            this.sampleHost = cuda.hostAlloc(Sample.bytes(spec.maxRows()));
             long workspaceBytes = step.sampleWorkspaceBytes(sampleRowsPerLaunch, spec.vocabularySize());
             if (workspaceBytes <= 0) {
                 throw new BitDeltaException("bd_step_sample_workspace_bytes(" + sampleRowsPerLaunch + ", " + spec.vocabularySize()
@@ -442,7 +443,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
     /**
      * The slot tables, in one allocation: pointers (int64) [embedding | lm_head | final norm] [slots], input norm and
      * post-attention norm [layers][slots], signs and scales [layers][groups][slots]; then dtype codes (int32) of the
-     * embedding and lm_head [slots].
+     * embedding and lm_head [slots], at the indices of their pointers ({@link #embedding}, {@link #lmHead}).
      */
     private record TableLayout(int layers, int slots) {
         int embedding() {
@@ -477,16 +478,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
             return 3 * slots + 2 * layers * slots + 2 * layers * GROUPS * slots;
         }
 
-        int embeddingDtype() {
-            return 0;
-        }
-
-        int lmHeadDtype() {
-            return slots;
-        }
-
         int dtypeCount() {
-            return 2 * slots;
+            return 2 * slots;  // the embedding's and lm_head's
         }
 
         long dtypeOffset() {
@@ -499,9 +492,18 @@ public final class CudaDecoderDevice implements DecoderDevice {
     }
 
     /**
-     * Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence, lm_head groups), six per-row arrays, the
-     * runs of one tenant slot (segments), the attention tiles, the output rows grouped by slot, block tables.
+     * The step-input arrays (I32) after the header ints, in their order in the buffer: six per-row arrays [capacity];
+     * the runs of rows of one slot (segments: offsets [capacity + 1], slots); the attention tiles (first row and rows
+     * of each tile of up to 32 consecutive rows of one sequence); the output rows ordered by slot (rows, offsets
+     * [capacity + 1], slots); the block tables [capacity, tableWidth].
      */
+    private enum Input {
+        TOKENS, SLOTS, POSITIONS, SEQUENCE_OF_ROW, CACHE_SLOTS, OUTPUT_ROW_INDEX,
+        SEGMENT_OFFSETS, SEGMENT_SLOTS, TILE_FIRST, TILE_ROWS, GROUP_ROWS, GROUP_OFFSETS, GROUP_SLOTS,
+        BLOCK_TABLES
+    }
+
+    /** Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence, lm_head groups), then the {@link Input}s. */
     private record InputLayout(int capacity, int tableWidth) {
         static final int ROWS = 0;
         static final int OUTPUT_ROWS = 1;
@@ -513,99 +515,57 @@ public final class CudaDecoderDevice implements DecoderDevice {
             return 4L * field;
         }
 
-        long tokens() {
-            return 4L * HEADER_INTS;
+        long entries(Input array) {
+            return switch (array) {
+                case SEGMENT_OFFSETS, GROUP_OFFSETS -> capacity + 1;
+                case BLOCK_TABLES -> (long) capacity * tableWidth;
+                default -> capacity;
+            };
         }
 
-        long slots() {
-            return tokens() + 4L * capacity;
-        }
-
-        long positions() {
-            return slots() + 4L * capacity;
-        }
-
-        long sequenceOfRow() {
-            return positions() + 4L * capacity;
-        }
-
-        long cacheSlots() {
-            return sequenceOfRow() + 4L * capacity;
-        }
-
-        long outputRowIndex() {
-            return cacheSlots() + 4L * capacity;
-        }
-
-        /** I32 [capacity + 1]: row offsets of the runs of rows of one slot. */
-        long segmentOffsets() {
-            return outputRowIndex() + 4L * capacity;
-        }
-
-        long segmentSlots() {
-            return segmentOffsets() + 4L * (capacity + 1);
-        }
-
-        /** I32 [capacity]: first row of each attention tile (up to 32 consecutive rows of one sequence). */
-        long tileFirst() {
-            return segmentSlots() + 4L * capacity;
-        }
-
-        long tileRows() {
-            return tileFirst() + 4L * capacity;
-        }
-
-        /** I32 [capacity]: the output rows ordered by slot. */
-        long groupRows() {
-            return tileRows() + 4L * capacity;
-        }
-
-        long groupOffsets() {
-            return groupRows() + 4L * capacity;
-        }
-
-        long groupSlots() {
-            return groupOffsets() + 4L * (capacity + 1);
-        }
-
-        long blockTables() {
-            return groupSlots() + 4L * capacity;
+        long offset(Input array) {
+            return packedOffset(4L * HEADER_INTS, array, before -> 4L * entries(before));
         }
 
         long bytes() {
-            return blockTables() + 4L * capacity * tableWidth;
+            return offset(Input.BLOCK_TABLES) + 4L * entries(Input.BLOCK_TABLES);
         }
     }
 
-    /** Sampling parameters for up to {@code capacity} rows: temperature, top-k, top-p, seed, draw, tokens. */
-    private static final class SampleLayout {
-        static long seed(int capacity) {
-            return 0;
+    /** The sampling parameters and the sampled tokens of up to {@code capacity} rows, one array after another. */
+    private enum Sample {
+        SEED(8), TEMPERATURE(4), TOP_K(4), TOP_P(4), DRAW(4), TOKENS(4);
+
+        final int bytesPerRow;
+
+        Sample(int bytesPerRow) {
+            this.bytesPerRow = bytesPerRow;
         }
 
-        static long temperature(int capacity) {
-            return 8L * capacity;
+        long offset(int capacity) {
+            return packedOffset(0, this, before -> (long) before.bytesPerRow * capacity);
         }
 
-        static long topK(int capacity) {
-            return 12L * capacity;
-        }
-
-        static long topP(int capacity) {
-            return 16L * capacity;
-        }
-
-        static long draw(int capacity) {
-            return 20L * capacity;
-        }
-
-        static long tokens(int capacity) {
-            return 24L * capacity;
+        /** The address of row {@code row}'s entry in a buffer at {@code base}. */
+        long row(long base, int capacity, int row) {
+            return base + offset(capacity) + (long) bytesPerRow * row;
         }
 
         static long bytes(int capacity) {
-            return 28L * capacity;
+            return TOKENS.offset(capacity) + (long) TOKENS.bytesPerRow * capacity;
         }
+    }
+
+    /** Byte offset of {@code array} among its enum's arrays stored in declaration order from {@code start}. */
+    private static <E extends Enum<E>> long packedOffset(long start, E array, ToLongFunction<E> bytes) {
+        long offset = start;
+        for (E before : array.getDeclaringClass().getEnumConstants()) {
+            if (before == array) {
+                break;
+            }
+            offset += bytes.applyAsLong(before);
+        }
+        return offset;
     }
 
     // ---------------------------------------------------------------- uploads
@@ -689,8 +649,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         tablePointers[tables.embedding() + slot] = baseEmbedding;
         tablePointers[tables.lmHead() + slot] = baseLmHead;
         tablePointers[tables.finalNorm() + slot] = baseFinalNorm;
-        tableDtypes[tables.embeddingDtype() + slot] = baseEmbeddingDtype;
-        tableDtypes[tables.lmHeadDtype() + slot] = baseLmHeadDtype;
+        tableDtypes[tables.embedding() + slot] = baseEmbeddingDtype;
+        tableDtypes[tables.lmHead() + slot] = baseLmHeadDtype;
         for (int layer = 0; layer < spec.layerCount(); layer++) {
             tablePointers[tables.inputNorm(layer) + slot] = baseInputNorms[layer];
             tablePointers[tables.postAttentionNorm(layer) + slot] = basePostAttentionNorms[layer];
@@ -807,14 +767,14 @@ public final class CudaDecoderDevice implements DecoderDevice {
             if (embeddingOffset >= 0) {
                 uploadBytes(weights.embedding().data(), base + embeddingOffset, what + "'s embedding");
                 pointers[tables.embedding() + slot] = base + embeddingOffset;
-                dtypes[tables.embeddingDtype() + slot] = dtypeCode(weights.embedding().dtype());
+                dtypes[tables.embedding() + slot] = dtypeCode(weights.embedding().dtype());
             }
             if (lmHeadOffset >= 0) {
                 if (!sharedHead) {
                     uploadBytes(weights.lmHead().data(), base + lmHeadOffset, what + "'s lm_head");
                 }
                 pointers[tables.lmHead() + slot] = base + lmHeadOffset;
-                dtypes[tables.lmHeadDtype() + slot] = dtypeCode(weights.lmHead().dtype());
+                dtypes[tables.lmHead() + slot] = dtypeCode(weights.lmHead().dtype());
             }
             if (finalNormOffset >= 0) {
                 uploadAsFloats(weights.finalNorm(), base + finalNormOffset);
@@ -1120,32 +1080,34 @@ public final class CudaDecoderDevice implements DecoderDevice {
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.OUTPUT_ROWS), inputs.outputRows());
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.SEQUENCES), inputs.sequences());
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE), inputs.blocksPerSequence());
-        MemorySegment.copy(inputs.tokens(), 0, host, ValueLayout.JAVA_INT, inputLayout.tokens(), rows);
-        MemorySegment.copy(inputs.slots(), 0, host, ValueLayout.JAVA_INT, inputLayout.slots(), rows);
-        MemorySegment.copy(inputs.positions(), 0, host, ValueLayout.JAVA_INT, inputLayout.positions(), rows);
-        MemorySegment.copy(inputs.sequenceOfRow(), 0, host, ValueLayout.JAVA_INT, inputLayout.sequenceOfRow(), rows);
-        MemorySegment.copy(inputs.cacheSlots(), 0, host, ValueLayout.JAVA_INT, inputLayout.cacheSlots(), rows);
-        MemorySegment.copy(inputs.outputRowIndex(), 0, host, ValueLayout.JAVA_INT, inputLayout.outputRowIndex(), inputs.outputRows());
+        MemorySegment.copy(inputs.tokens(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.TOKENS), rows);
+        MemorySegment.copy(inputs.slots(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.SLOTS), rows);
+        MemorySegment.copy(inputs.positions(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.POSITIONS), rows);
+        MemorySegment.copy(inputs.sequenceOfRow(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.SEQUENCE_OF_ROW), rows);
+        MemorySegment.copy(inputs.cacheSlots(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.CACHE_SLOTS), rows);
+        MemorySegment.copy(inputs.outputRowIndex(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.OUTPUT_ROW_INDEX),
+                inputs.outputRows());
         // Runs of rows of one slot (the prefill products' segments) and of one sequence in tiles of 32 (prefill attention).
         segmentCount = 0;
         tileCount = 0;
         for (int row = 0; row < rows; row++) {
             if (row == 0 || inputs.slots()[row] != inputs.slots()[row - 1]) {
-                host.set(ValueLayout.JAVA_INT, inputLayout.segmentOffsets() + 4L * segmentCount, row);
-                host.set(ValueLayout.JAVA_INT, inputLayout.segmentSlots() + 4L * segmentCount, inputs.slots()[row]);
+                host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.SEGMENT_OFFSETS) + 4L * segmentCount, row);
+                host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.SEGMENT_SLOTS) + 4L * segmentCount, inputs.slots()[row]);
                 segmentCount++;
             }
             if (row == 0 || inputs.sequenceOfRow()[row] != inputs.sequenceOfRow()[row - 1]
-                    || row - host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * (tileCount - 1)) == ATTENTION_TILE_ROWS) {
-                host.set(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * tileCount, row);
+                    || row - host.get(ValueLayout.JAVA_INT, inputLayout.offset(Input.TILE_FIRST) + 4L * (tileCount - 1))
+                    == ATTENTION_TILE_ROWS) {
+                host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.TILE_FIRST) + 4L * tileCount, row);
                 tileCount++;
             }
         }
-        host.set(ValueLayout.JAVA_INT, inputLayout.segmentOffsets() + 4L * segmentCount, rows);
+        host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.SEGMENT_OFFSETS) + 4L * segmentCount, rows);
         for (int tile = 0; tile < tileCount; tile++) {
-            int first = host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * tile);
-            int end = tile + 1 < tileCount ? host.get(ValueLayout.JAVA_INT, inputLayout.tileFirst() + 4L * (tile + 1)) : rows;
-            host.set(ValueLayout.JAVA_INT, inputLayout.tileRows() + 4L * tile, end - first);
+            int first = host.get(ValueLayout.JAVA_INT, inputLayout.offset(Input.TILE_FIRST) + 4L * tile);
+            int end = tile + 1 < tileCount ? host.get(ValueLayout.JAVA_INT, inputLayout.offset(Input.TILE_FIRST) + 4L * (tile + 1)) : rows;
+            host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.TILE_ROWS) + 4L * tile, end - first);
         }
         // The output rows grouped by slot (slots in order of first appearance), for the grouped lm_head.
         int outputs = inputs.outputRows();
@@ -1158,8 +1120,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
                 continue;
             }
             int slot = inputs.outputSlot(i);
-            host.set(ValueLayout.JAVA_INT, inputLayout.groupOffsets() + 4L * groups, filled);
-            host.set(ValueLayout.JAVA_INT, inputLayout.groupSlots() + 4L * groups, slot);
+            host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.GROUP_OFFSETS) + 4L * groups, filled);
+            host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.GROUP_SLOTS) + 4L * groups, slot);
             for (int j = i; j < outputs; j++) {
                 if (!placed[j] && inputs.outputSlot(j) == slot) {
                     placed[j] = true;
@@ -1168,12 +1130,12 @@ public final class CudaDecoderDevice implements DecoderDevice {
             }
             groups++;
         }
-        host.set(ValueLayout.JAVA_INT, inputLayout.groupOffsets() + 4L * groups, filled);
-        MemorySegment.copy(order, 0, host, ValueLayout.JAVA_INT, inputLayout.groupRows(), outputs);
+        host.set(ValueLayout.JAVA_INT, inputLayout.offset(Input.GROUP_OFFSETS) + 4L * groups, filled);
+        MemorySegment.copy(order, 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.GROUP_ROWS), outputs);
         host.set(ValueLayout.JAVA_INT, inputLayout.header(InputLayout.LM_HEAD_GROUPS), groups);
         int tableEntries = inputs.sequences() * inputs.blocksPerSequence();
-        MemorySegment.copy(inputs.blockTables(), 0, host, ValueLayout.JAVA_INT, inputLayout.blockTables(), tableEntries);
-        long bytes = inputLayout.blockTables() + 4L * tableEntries;
+        MemorySegment.copy(inputs.blockTables(), 0, host, ValueLayout.JAVA_INT, inputLayout.offset(Input.BLOCK_TABLES), tableEntries);
+        long bytes = inputLayout.offset(Input.BLOCK_TABLES) + 4L * tableEntries;
         cuda.check(cuda.copyHostToDeviceAsync(inputsBuffer.address(), host, bytes, stream), "uploading the step inputs");
         step.check(step.eventRecord(uploadEvent, stream), "recording the step-input upload");
     }
@@ -1210,6 +1172,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
 
     private long input(long offset) {
         return inputsBuffer.address() + offset;
+    }
+
+    private long input(Input array) {
+        return input(inputLayout.offset(array));
     }
 
     private long activeRows() {
@@ -1272,8 +1238,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (!issue(new Op(OP_EMBED, 0, target.id(), 0, 0, false))) {
             return;
         }
-        step.check(step.embed(activeRows(), launchRows, input(inputLayout.tokens()), input(inputLayout.slots()), table(tables.embedding()),
-                dtypeTable(tables.embeddingDtype()), spec.hiddenSize(), target.address(), stream), "embed of " + launchRows + " rows");
+        step.check(step.embed(activeRows(), launchRows, input(Input.TOKENS), input(Input.SLOTS), table(tables.embedding()),
+                dtypeTable(tables.embedding()), spec.hiddenSize(), target.address(), stream), "embed of " + launchRows + " rows");
     }
 
     @Override
@@ -1305,13 +1271,13 @@ public final class CudaDecoderDevice implements DecoderDevice {
         };
         String what = "RMSNorm " + norm + " layer " + layer + " of " + rows + " rows";
         if (split) {
-            step.check(step.rmsNormSplit(activeRows(), rows, input(inputLayout.slots()), weights, source.address(), target.address(),
+            step.check(step.rmsNormSplit(activeRows(), rows, input(Input.SLOTS), weights, source.address(), target.address(),
                     spec.hiddenSize(), spec.normEpsilon(), weightDtype, decodeProducts, splitForm.address(), spec.maxRows(), stream), what
                     + " with its split form");
             return;
         }
-        step.check(step.rmsNorm(outputRows ? activeOutputRows() : activeRows(), rows, input(inputLayout.slots()),
-                outputRows ? input(inputLayout.outputRowIndex()) : 0, weights, source.address(), target.address(), spec.hiddenSize(),
+        step.check(step.rmsNorm(outputRows ? activeOutputRows() : activeRows(), rows, input(Input.SLOTS),
+                outputRows ? input(Input.OUTPUT_ROW_INDEX) : 0, weights, source.address(), target.address(), spec.hiddenSize(),
                 spec.normEpsilon(), stream), what);
     }
 
@@ -1336,7 +1302,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         String what = "layer " + layer + " " + group + " product W [" + weight.outputs() + ", " + weight.inputs() + "] of " + launchRows
                 + " rows";
         if (!tensorCores) {
-            step.check(step.project(activeRows(), launchRows, input(inputLayout.slots()), weight.dtype(), weight.address(),
+            step.check(step.project(activeRows(), launchRows, input(Input.SLOTS), weight.dtype(), weight.address(),
                     table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), source.address(),
                     target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what);
             return;
@@ -1346,12 +1312,12 @@ public final class CudaDecoderDevice implements DecoderDevice {
                     splitForm.address(), spec.maxRows(), stream), "the split form of '" + source.name() + "' for " + what);
         }
         if (decodeProducts) {
-            step.check(step.projectTc(activeRows(), launchRows, input(inputLayout.slots()), weight.dtype(), weight.address(),
+            step.check(step.projectTc(activeRows(), launchRows, input(Input.SLOTS), weight.dtype(), weight.address(),
                     table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), splitForm.address(),
                     spec.maxRows(), target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what + " (tensor cores)");
             return;
         }
-        step.check(step.projectPrefill(launchRows, input(inputLayout.segmentOffsets()), input(inputLayout.segmentSlots()), segmentCount,
+        step.check(step.projectPrefill(launchRows, input(Input.SEGMENT_OFFSETS), input(Input.SEGMENT_SLOTS), segmentCount,
                 weight.dtype(), weight.address(), table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())),
                 spec.tenantSlots(), splitForm.address(), spec.maxRows(), target.address(), weight.outputs(), weight.inputs(), accumulate,
                 prefillWorkspace.address(), prefillWorkspace.bytes(), stream), what + " (prefill GEMMs over " + segmentCount + " segments)");
@@ -1374,7 +1340,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
             return;
         }
         long keys = kvBuffer.address() + 2L * layer * layerCacheBytes;
-        step.check(step.rotaryCache(activeRows(), launchRows, input(inputLayout.positions()), input(inputLayout.cacheSlots()), rotaryCos,
+        step.check(step.rotaryCache(activeRows(), launchRows, input(Input.POSITIONS), input(Input.CACHE_SLOTS), rotaryCos,
                 rotarySin, buffer.address(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(), kvDtype, keys,
                 keys + layerCacheBytes, spec.kvBlockSize(), stream), "RoPE and KV write, layer " + layer + ", " + launchRows + " rows");
     }
@@ -1396,23 +1362,23 @@ public final class CudaDecoderDevice implements DecoderDevice {
         int bucket = current.isDecode() ? bucketFor(current.rows()) : launchRows;
         if (tensorCores && current.isDecode() && bucket <= decodeAttentionRows) {
             long maxPositions = spec.slidingWindow() > 0 ? Math.min(spec.slidingWindow(), spec.contextLength()) : spec.contextLength();
-            step.check(step.attentionDecode(activeRows(), bucket, input(inputLayout.positions()), input(inputLayout.sequenceOfRow()),
-                    input(inputLayout.blockTables()), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
+            step.check(step.attentionDecode(activeRows(), bucket, input(Input.POSITIONS), input(Input.SEQUENCE_OF_ROW),
+                    input(Input.BLOCK_TABLES), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
                     keys, keys + layerCacheBytes, spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(),
                     spec.slidingWindow(), scale, maxPositions, target.address(), attentionWorkspace.address(), attentionWorkspace.bytes(),
                     stream), what + " (split decode kernel)");
             return;
         }
         if (tensorCores && flashPrefill && mode == Mode.EAGER) {
-            step.check(step.attentionPrefill(tileCount, input(inputLayout.tileFirst()), input(inputLayout.tileRows()),
-                    input(inputLayout.positions()), input(inputLayout.sequenceOfRow()), input(inputLayout.blockTables()),
+            step.check(step.attentionPrefill(tileCount, input(Input.TILE_FIRST), input(Input.TILE_ROWS),
+                    input(Input.POSITIONS), input(Input.SEQUENCE_OF_ROW), input(Input.BLOCK_TABLES),
                     input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype, keys, keys + layerCacheBytes,
                     spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(), spec.slidingWindow(), scale,
                     target.address(), stream), what + " (flash prefill kernel, " + tileCount + " tiles)");
             return;
         }
-        step.check(step.attention(activeRows(), launchRows, input(inputLayout.positions()), input(inputLayout.sequenceOfRow()),
-                input(inputLayout.blockTables()), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
+        step.check(step.attention(activeRows(), launchRows, input(Input.POSITIONS), input(Input.SEQUENCE_OF_ROW),
+                input(Input.BLOCK_TABLES), input(inputLayout.header(InputLayout.BLOCKS_PER_SEQUENCE)), source.address(), kvDtype,
                 keys, keys + layerCacheBytes, spec.kvBlockSize(), spec.headCount(), spec.keyValueHeadCount(), spec.headDimension(),
                 spec.slidingWindow(), scale, target.address(), stream), what);
     }
@@ -1446,7 +1412,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (!issue(new Op(OP_GATHER, 0, source.id(), target.id(), 0, false)) || launchOutputRows == 0) {
             return;
         }
-        step.check(step.gatherRows(activeOutputRows(), launchOutputRows, input(inputLayout.outputRowIndex()), source.address(),
+        step.check(step.gatherRows(activeOutputRows(), launchOutputRows, input(Input.OUTPUT_ROW_INDEX), source.address(),
                 target.address(), source.columns(), stream), "gathering " + launchOutputRows + " output rows");
     }
 
@@ -1461,13 +1427,13 @@ public final class CudaDecoderDevice implements DecoderDevice {
         String what = "lm_head of " + launchOutputRows + " output rows, vocab " + spec.vocabularySize();
         if (groupedLmHead) {
             step.check(step.lmHeadGrouped(input(inputLayout.header(InputLayout.LM_HEAD_GROUPS)), launchOutputRows,
-                    input(inputLayout.groupSlots()), input(inputLayout.groupOffsets()), input(inputLayout.groupRows()), table(tables.lmHead()),
-                    dtypeTable(tables.lmHeadDtype()), source.address(), target.address(), spec.vocabularySize(), spec.hiddenSize(), stream),
+                    input(Input.GROUP_SLOTS), input(Input.GROUP_OFFSETS), input(Input.GROUP_ROWS), table(tables.lmHead()),
+                    dtypeTable(tables.lmHead()), source.address(), target.address(), spec.vocabularySize(), spec.hiddenSize(), stream),
                     what + " (grouped by tenant)");
             return;
         }
-        step.check(step.lmHead(activeOutputRows(), launchOutputRows, input(inputLayout.slots()), input(inputLayout.outputRowIndex()),
-                table(tables.lmHead()), dtypeTable(tables.lmHeadDtype()), source.address(), target.address(), spec.vocabularySize(),
+        step.check(step.lmHead(activeOutputRows(), launchOutputRows, input(Input.SLOTS), input(Input.OUTPUT_ROW_INDEX),
+                table(tables.lmHead()), dtypeTable(tables.lmHead()), source.address(), target.address(), spec.vocabularySize(),
                 spec.hiddenSize(), stream), what);
     }
 
@@ -1550,36 +1516,37 @@ public final class CudaDecoderDevice implements DecoderDevice {
             greedy &= temperature == 0;
         }
         MemorySegment host = sampleHost;
-        MemorySegment.copy(sampling.seed(), 0, host, ValueLayout.JAVA_LONG, SampleLayout.seed(capacity), outputRows);
-        MemorySegment.copy(sampling.temperature(), 0, host, ValueLayout.JAVA_FLOAT, SampleLayout.temperature(capacity), outputRows);
-        MemorySegment.copy(sampling.topK(), 0, host, ValueLayout.JAVA_INT, SampleLayout.topK(capacity), outputRows);
-        MemorySegment.copy(sampling.topP(), 0, host, ValueLayout.JAVA_FLOAT, SampleLayout.topP(capacity), outputRows);
-        MemorySegment.copy(sampling.draw(), 0, host, ValueLayout.JAVA_INT, SampleLayout.draw(capacity), outputRows);
+        MemorySegment.copy(sampling.seed(), 0, host, ValueLayout.JAVA_LONG, Sample.SEED.offset(capacity), outputRows);
+        MemorySegment.copy(sampling.temperature(), 0, host, ValueLayout.JAVA_FLOAT, Sample.TEMPERATURE.offset(capacity), outputRows);
+        MemorySegment.copy(sampling.topK(), 0, host, ValueLayout.JAVA_INT, Sample.TOP_K.offset(capacity), outputRows);
+        MemorySegment.copy(sampling.topP(), 0, host, ValueLayout.JAVA_FLOAT, Sample.TOP_P.offset(capacity), outputRows);
+        MemorySegment.copy(sampling.draw(), 0, host, ValueLayout.JAVA_INT, Sample.DRAW.offset(capacity), outputRows);
         long parameters = sampleParameters.address();
         long vocabulary = spec.vocabularySize();
         try {
-            cuda.check(cuda.copyHostToDeviceAsync(parameters, host, SampleLayout.tokens(capacity), stream), "uploading the sampling parameters");
+            cuda.check(cuda.copyHostToDeviceAsync(parameters, host, Sample.TOKENS.offset(capacity), stream),
+                    "uploading the sampling parameters");
             if (greedy) {
-                step.check(step.argmax(outputRows, buffer.address(), vocabulary, parameters + SampleLayout.tokens(capacity), stream),
+                step.check(step.argmax(outputRows, buffer.address(), vocabulary, parameters + Sample.TOKENS.offset(capacity), stream),
                         "greedy sampling of " + outputRows + " rows");
             } else {
                 for (int first = 0; first < outputRows; first += sampleRowsPerLaunch) {
                     int count = Math.min(sampleRowsPerLaunch, outputRows - first);
                     step.check(step.sample(count, buffer.address() + 4L * first * vocabulary, vocabulary,
-                            parameters + SampleLayout.temperature(capacity) + 4L * first, parameters + SampleLayout.topK(capacity) + 4L * first,
-                            parameters + SampleLayout.topP(capacity) + 4L * first, parameters + SampleLayout.seed(capacity) + 8L * first,
-                            parameters + SampleLayout.draw(capacity) + 4L * first, parameters + SampleLayout.tokens(capacity) + 4L * first,
+                            Sample.TEMPERATURE.row(parameters, capacity, first), Sample.TOP_K.row(parameters, capacity, first),
+                            Sample.TOP_P.row(parameters, capacity, first), Sample.SEED.row(parameters, capacity, first),
+                            Sample.DRAW.row(parameters, capacity, first), Sample.TOKENS.row(parameters, capacity, first),
                             sampleWorkspace.address(), sampleWorkspace.bytes(), stream), "sampling rows " + first + " .. " + (first + count - 1));
                 }
             }
-            cuda.check(cuda.copyDeviceToHostAsync(host.asSlice(SampleLayout.tokens(capacity)), parameters + SampleLayout.tokens(capacity),
+            cuda.check(cuda.copyDeviceToHostAsync(host.asSlice(Sample.TOKENS.offset(capacity)), parameters + Sample.TOKENS.offset(capacity),
                     4L * outputRows, stream), "reading the sampled tokens");
             cuda.check(cuda.streamSynchronize(stream), "sampling (a fault of the step before surfaces here)");
         } catch (CudaException e) {
             markFailed(e);
             throw e;
         }
-        MemorySegment.copy(host, ValueLayout.JAVA_INT, SampleLayout.tokens(capacity), tokens, 0, outputRows);
+        MemorySegment.copy(host, ValueLayout.JAVA_INT, Sample.TOKENS.offset(capacity), tokens, 0, outputRows);
     }
 
     // ---------------------------------------------------------------- lifecycle and failures
