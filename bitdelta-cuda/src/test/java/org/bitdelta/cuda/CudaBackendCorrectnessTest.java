@@ -12,6 +12,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.Arena;
 import java.util.List;
+import java.util.function.IntPredicate;
 import java.util.stream.Stream;
 
 import static org.bitdelta.cuda.GpuTestSupport.freshSeed;
@@ -42,6 +43,43 @@ class CudaBackendCorrectnessTest {
         }
     }
 
+    /** A test body: its arena and its seed. */
+    interface Body {
+        void run(Arena arena, long seed);
+    }
+
+    /**
+     * Runs {@code body} with a fresh seed (printed, replayable) and an arena of its own, then clears the backend's
+     * caches: they hold device copies of the body's tensors, which die with the arena.
+     */
+    static void withArena(String test, Body body) {
+        long seed = freshSeed(test);
+        try (Arena arena = Arena.ofShared()) {
+            body.run(arena, seed);
+            cuda.backend().clearCaches();
+        }
+    }
+
+    /** A random base weight [outputs, inputs] and one random delta per tenant (seeds: seed, seed + 1000 + tenant). */
+    record Weights(Tensor base, List<BinaryDelta> deltas) {
+        static Weights random(Arena arena, DType dtype, int outputs, int inputs, int tenants, long seed, IntPredicate perRowScales) {
+            return new Weights(randomWeight(arena, dtype, outputs, inputs, seed, 0.05f),
+                    randomDeltas(arena, tenants, outputs, inputs, seed + 1000, perRowScales));
+        }
+
+        /** CudaBackend.deltaMatmul into an output poisoned with NaN first. */
+        float[] onGpu(float[] x, int[] tenantOfRow) {
+            float[] y = poisoned(tenantOfRow.length * Math.toIntExact(base.dimension(0)));
+            cuda.backend().deltaMatmul(x, tenantOfRow.length, base, deltas, tenantOfRow, y);
+            return y;
+        }
+
+        /** The relative error of {@code y} against the scalar oracle. */
+        double error(float[] y, float[] x, int[] tenantOfRow) {
+            return relativeError(y, oracle(x, tenantOfRow.length, base, deltas, tenantOfRow), y.length);
+        }
+    }
+
     static Stream<Case> cases() {
         return Stream.of(
                 new Case(DType.F16, 4096, 4096, 1, 1, 0, false),
@@ -65,10 +103,8 @@ class CudaBackendCorrectnessTest {
     @ParameterizedTest(name = "{0}")
     @MethodSource("cases")
     void deltaMatmulMatchesScalarOracle(Case testCase) {
-        long seed = freshSeed("deltaMatmul " + testCase);
-        try (Arena arena = Arena.ofShared()) {
-            Tensor base = randomWeight(arena, testCase.dtype(), testCase.outputs(), testCase.inputs(), seed, 0.05f);
-            List<BinaryDelta> deltas = randomDeltas(arena, testCase.tenants(), testCase.outputs(), testCase.inputs(), seed + 1000,
+        withArena("deltaMatmul " + testCase, (arena, seed) -> {
+            Weights weights = Weights.random(arena, testCase.dtype(), testCase.outputs(), testCase.inputs(), testCase.tenants(), seed,
                     tenant -> testCase.perRowScales());
             int rows = testCase.tenants() * testCase.rowsPerTenant() + testCase.baseRows();
             int[] tenantOfRow = new int[rows];
@@ -77,82 +113,67 @@ class CudaBackendCorrectnessTest {
                 tenantOfRow[row] = tenant < testCase.tenants() ? tenant : DeltaLinear.BASE;
             }
             float[] x = randomActivations(testCase.dtype(), rows, testCase.inputs(), seed + 7);
-            float[] y = poisoned(rows * testCase.outputs());
             long start = System.nanoTime();
-            cuda.backend().deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
+            float[] y = weights.onGpu(x, tenantOfRow);
             long gpuMicros = (System.nanoTime() - start) / 1000;
-            float[] expected = oracle(x, rows, base, deltas, tenantOfRow);
-            double error = relativeError(y, expected, y.length);
+            double error = weights.error(y, x, tenantOfRow);
             System.out.printf("  %s: rows %d, relative error %.3e, first call (uploads included) %d us%n", testCase, rows, error, gpuMicros);
             assertTrue(error < TOLERANCE, testCase + ": relative error " + error + " >= " + TOLERANCE + " (seed " + seed + ")");
-            cuda.backend().clearCaches();
-        }
+        });
     }
 
     @Test
     void mixedTenantsInAnyOrderAndMatmul() {
-        long seed = freshSeed("mixed tenants");
-        try (Arena arena = Arena.ofShared()) {
+        withArena("mixed tenants", (arena, seed) -> {
             int outputs = 1000;
             int inputs = 1024;
-            Tensor base = randomWeight(arena, DType.F16, outputs, inputs, seed, 0.05f);
-            List<BinaryDelta> deltas = randomDeltas(arena, 5, outputs, inputs, seed, tenant -> tenant % 2 == 0);
-            deltas.set(2, null);
+            Weights weights = Weights.random(arena, DType.F16, outputs, inputs, 5, seed, tenant -> tenant % 2 == 0);
+            weights.deltas().set(2, null);
             int[] tenantOfRow = {4, -1, 0, 0, 3, 1, 4, -1, 3, 0, 1, 1, 1, 4, 0, 3, -1, 0, 4, 1};
-            int rows = tenantOfRow.length;
-            float[] x = randomActivations(DType.F16, rows, inputs, seed + 3);
-            float[] y = poisoned(rows * outputs);
-            cuda.backend().deltaMatmul(x, rows, base, deltas, tenantOfRow, y);
-            double error = relativeError(y, oracle(x, rows, base, deltas, tenantOfRow), y.length);
+            float[] x = randomActivations(DType.F16, tenantOfRow.length, inputs, seed + 3);
+            double error = weights.error(weights.onGpu(x, tenantOfRow), x, tenantOfRow);
             assertTrue(error < TOLERANCE, "mixed tenants: relative error " + error + " (seed " + seed + ")");
 
             // matmul = base only, decode (8 rows) and prefill (200 rows) paths.
             for (int matmulRows : new int[] {8, 200}) {
                 float[] xm = randomActivations(DType.F16, matmulRows, inputs, seed + matmulRows);
                 float[] ym = poisoned(matmulRows * outputs);
-                cuda.backend().matmul(xm, matmulRows, base, ym);
+                cuda.backend().matmul(xm, matmulRows, weights.base(), ym);
                 float[] expected = new float[matmulRows * outputs];
-                org.bitdelta.internal.cpu.ScalarKernels.matmul(xm, matmulRows, base, expected);
+                org.bitdelta.internal.cpu.ScalarKernels.matmul(xm, matmulRows, weights.base(), expected);
                 double matmulError = relativeError(ym, expected, ym.length);
                 System.out.printf("  matmul %d rows: relative error %.3e%n", matmulRows, matmulError);
                 assertTrue(matmulError < TOLERANCE, "matmul " + matmulRows + " rows: relative error " + matmulError + " (seed " + seed + ")");
             }
-            cuda.backend().clearCaches();
-        }
+        });
     }
 
     @Test
     void f32WeightsAreConvertedToF16() {
-        long seed = freshSeed("f32 weights");
-        int outputs = 300;
-        int inputs = 520;
-        float[] values = new float[outputs * inputs];
-        for (int i = 0; i < values.length; i++) {
-            values[i] = GpuTestSupport.uniform(seed, i) * 0.05f;
-        }
-        Tensor base = Tensor.ofFloats("f32", values, outputs, inputs);
-        try (Arena arena = Arena.ofShared()) {
-            List<BinaryDelta> deltas = List.of(randomDelta(arena, "t0", outputs, inputs, seed + 1, true));
+        withArena("f32 weights", (arena, seed) -> {
+            int outputs = 300;
+            int inputs = 520;
+            float[] values = new float[outputs * inputs];
+            for (int i = 0; i < values.length; i++) {
+                values[i] = GpuTestSupport.uniform(seed, i) * 0.05f;
+            }
+            Tensor base = Tensor.ofFloats("f32", values, outputs, inputs);
+            Weights weights = new Weights(base, List.of(randomDelta(arena, "t0", outputs, inputs, seed + 1, true)));
             int[] tenantOfRow = {0, -1, 0};
             float[] x = randomActivations(DType.F16, 3, inputs, seed + 2);
-            float[] y = poisoned(3 * outputs);
-            cuda.backend().deltaMatmul(x, 3, base, deltas, tenantOfRow, y);
-            double error = relativeError(y, oracle(x, 3, base, deltas, tenantOfRow), y.length);
+            double error = weights.error(weights.onGpu(x, tenantOfRow), x, tenantOfRow);
             assertTrue(error < TOLERANCE, "F32 weights: relative error " + error + " (seed " + seed + ")");
-            cuda.backend().clearCaches();
-        }
+        });
     }
 
     @Test
     void deltaLinearRunsUnchangedOnCuda() {
-        long seed = freshSeed("DeltaLinear");
-        try (Arena arena = Arena.ofShared()) {
+        withArena("DeltaLinear", (arena, seed) -> {
             int outputs = 2048;
             int inputs = 1536;
-            Tensor base = randomWeight(arena, DType.BF16, outputs, inputs, seed, 0.05f);
-            List<BinaryDelta> deltas = randomDeltas(arena, 4, outputs, inputs, seed, tenant -> true);
-            DeltaLinear onGpu = DeltaLinear.of(base, deltas, cuda.backend());
-            DeltaLinear onCpu = DeltaLinear.of(base, deltas, new ScalarCpuBackend());
+            Weights weights = Weights.random(arena, DType.BF16, outputs, inputs, 4, seed, tenant -> true);
+            DeltaLinear onGpu = DeltaLinear.of(weights.base(), weights.deltas(), cuda.backend());
+            DeltaLinear onCpu = DeltaLinear.of(weights.base(), weights.deltas(), new ScalarCpuBackend());
             int[] tenantOfRow = {3, 0, DeltaLinear.BASE, 1, 2, 2};
             float[] x = randomActivations(DType.BF16, tenantOfRow.length, inputs, seed + 9);
             float[] gpu = poisoned(tenantOfRow.length * outputs);
@@ -173,7 +194,6 @@ class CudaBackendCorrectnessTest {
             onCpu.forward(java.util.Arrays.copyOf(x, 2 * inputs), again, cpuAgain);
             double errorAgain = relativeError(gpuAgain, cpuAgain, gpuAgain.length);
             assertTrue(errorAgain < TOLERANCE, "DeltaLinear after addTenant: relative error " + errorAgain + " (seed " + seed + ")");
-            cuda.backend().clearCaches();
-        }
+        });
     }
 }
