@@ -24,6 +24,8 @@ import java.util.Map;
 import java.util.SplittableRandom;
 import java.util.function.BiConsumer;
 import java.util.function.Function;
+import java.util.function.IntFunction;
+import java.util.stream.IntStream;
 
 /**
  * Synthetic decoders for the decoder-device tests: a {@link DecoderSpec} of seeded random in-memory tensors, random
@@ -211,35 +213,31 @@ final class DecoderTestSupport {
                 }
                 width = Math.max(width, sequence.blocks.size());
             }
-            int[] tokenIds = new int[rows];
-            int[] slots = new int[rows];
-            int[] positions = new int[rows];
-            int[] sequenceOfRow = new int[rows];
-            int[] cacheSlots = new int[rows];
+            // Row r is token offset[r] of sequence sequenceOfRow[r] (the sequences' tokens one after another); every
+            // per-row value follows from those two.
+            int[] sequenceOfRow = IntStream.range(0, sequences.size())
+                    .flatMap(s -> IntStream.range(0, tokens.get(s).length).map(i -> s)).toArray();
+            int[] offset = IntStream.range(0, sequences.size()).flatMap(s -> IntStream.range(0, tokens.get(s).length)).toArray();
+            IntFunction<Sequence> sequenceOf = row -> sequences.get(sequenceOfRow[row]);
+            int[] tokenIds = IntStream.range(0, rows).map(row -> tokens.get(sequenceOfRow[row])[offset[row]]).toArray();
+            int[] slots = IntStream.range(0, rows).map(row -> sequenceOf.apply(row).slot).toArray();
+            int[] positions = IntStream.range(0, rows).map(row -> sequenceOf.apply(row).length + offset[row]).toArray();
+            int[] cacheSlots = IntStream.range(0, rows).map(row -> {
+                int position = positions[row];
+                return sequenceOf.apply(row).blocks.get(position / blockSize) * blockSize + position % blockSize;
+            }).toArray();
+            int[] outputRows = IntStream.range(0, rows)
+                    .filter(row -> allOutputs || offset[row] == tokens.get(sequenceOfRow[row]).length - 1).toArray();
             int[] tables = new int[sequences.size() * width];
-            List<Integer> outputs = new ArrayList<>();
-            int row = 0;
             for (int s = 0; s < sequences.size(); s++) {
                 Sequence sequence = sequences.get(s);
                 for (int b = 0; b < sequence.blocks.size(); b++) {
                     tables[s * width + b] = sequence.blocks.get(b);
                 }
-                int[] chunk = tokens.get(s);
-                for (int i = 0; i < chunk.length; i++, row++) {
-                    int position = sequence.length + i;
-                    tokenIds[row] = chunk[i];
-                    slots[row] = sequence.slot;
-                    positions[row] = position;
-                    sequenceOfRow[row] = s;
-                    cacheSlots[row] = sequence.blocks.get(position / blockSize) * blockSize + position % blockSize;
-                    if (allOutputs || i == chunk.length - 1) {
-                        outputs.add(row);
-                    }
-                }
-                sequence.length += chunk.length;
+                sequence.length += tokens.get(s).length;
             }
             return new StepInputs(rows, tokenIds, slots, positions, sequenceOfRow, cacheSlots, sequences.size(), width, tables,
-                    outputs.size(), outputs.stream().mapToInt(Integer::intValue).toArray());
+                    outputRows.length, outputRows);
         }
     }
 
