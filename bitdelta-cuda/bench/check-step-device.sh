@@ -60,7 +60,7 @@ fi
 # ---- 4. Java tests
 if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
   unpack_jre
-  java=("$work/jre/bin/java" -Xmx48g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector
+  java=("$work/jre/bin/java" -Xmx48g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu
         -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work")
   junit() {  # junit NAME SHARE SELECTORS...: one JVM with at most SHARE seconds (and what is left), tree log, XML reports
     local name=$1 share=$2; shift 2

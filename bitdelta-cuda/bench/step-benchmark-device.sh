@@ -56,7 +56,7 @@ if [[ $java == 1 ]]; then
     [[ -n $cublas_ms ]] && extra+=(--cublas-prefill-ms="$cublas_ms")
     limit=$(left)
     [[ $pytorch == 1 ]] && limit=$((limit - 240))
-    timeout "$limit" "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
+    timeout "$limit" "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
       -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark \
       --driver="${driver:-unknown}" "${extra[@]}" "${java_args[@]}" > "$out/step-benchmark.log" 2>&1
     code=$?

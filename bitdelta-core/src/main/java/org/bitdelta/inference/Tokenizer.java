@@ -44,8 +44,24 @@ public final class Tokenizer implements AutoCloseable {
                     .build();
             return new Tokenizer(file, tokenizer);
         } catch (IOException | RuntimeException e) {
-            throw new BitDeltaException(file + ": cannot be loaded by DJL's HuggingFaceTokenizer: " + e.getMessage(), e);
+            throw new BitDeltaException(file + ": cannot be loaded by DJL's HuggingFaceTokenizer: " + e.getMessage()
+                    + nativeLibraryHint(e), e);
         }
+    }
+
+    /**
+     * On a host with a GPU, DJL looks for a CUDA build of its tokenizer library, which its jar lacks, and downloads
+     * it: offline that fails. The CPU build in the jar is what a tokenizer needs; RUST_FLAVOR=cpu selects it.
+     */
+    private static String nativeLibraryHint(Throwable failure) {
+        for (Throwable cause = failure; cause != null; cause = cause.getCause()) {
+            String message = String.valueOf(cause.getMessage());
+            if (message.contains("Cannot download jni files") || message.contains("native library")) {
+                return " (DJL could not load its native tokenizer library; on a GPU host without network, set the"
+                        + " environment variable or system property RUST_FLAVOR=cpu to use the CPU build inside DJL's jar)";
+            }
+        }
+        return "";
     }
 
     /** Token ids of {@code text}, with the special tokens the tokenizer adds (BOS first for Llama). */
