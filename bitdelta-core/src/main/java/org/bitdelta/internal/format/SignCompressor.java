@@ -62,7 +62,8 @@ public final class SignCompressor {
             float[] scratchFinetuned = base.dtype() == DType.F16 ? new float[cols] : null;
             for (int row = task * ROWS_PER_TASK; row < end; row++) {
                 double sum = switch (base.dtype()) {
-                    case BF16, F32 -> rowVectorized(base.data(), finetuned.data(), base.dtype() == DType.BF16, row, cols, signs, bytesPerRow);
+                    case BF16 -> rowBf16(base.data(), finetuned.data(), row, cols, signs, bytesPerRow);
+                    case F32 -> rowF32(base.data(), finetuned.data(), row, cols, signs, bytesPerRow);
                     case F16 -> rowF16(base, finetuned, row, cols, signs, bytesPerRow, scratchBase, scratchFinetuned);
                     default -> throw new BitDeltaException(base.name() + ": cannot compress a " + base.dtype() + " matrix");
                 };
@@ -75,14 +76,9 @@ public final class SignCompressor {
         return rowSums;
     }
 
-    /**
-     * One BF16 or F32 row: LANES columns at a time, BF16 widened in registers; the last {@code cols % LANES} in
-     * scalar code.
-     */
-    private static double rowVectorized(MemorySegment base, MemorySegment finetuned, boolean bf16, int row, int cols,
-                                        MemorySegment signs, int bytesPerRow) {
-        int elementBytes = bf16 ? 2 : 4;
-        long rowOffset = (long) row * cols * elementBytes;
+    private static double rowBf16(MemorySegment base, MemorySegment finetuned, int row, int cols,
+                                  MemorySegment signs, int bytesPerRow) {
+        long rowOffset = (long) row * cols * 2;
         long signOffset = (long) row * bytesPerRow;
         // Σ|d| in double lanes: the float deltas are exact, so the sum barely depends on the order of additions.
         DoubleVector low = DoubleVector.zero(DOUBLES);
@@ -90,8 +86,9 @@ public final class SignCompressor {
         int col = 0;
         int vectorEnd = cols - cols % LANES;
         for (; col < vectorEnd; col += LANES) {
-            long offset = rowOffset + (long) col * elementBytes;
-            FloatVector delta = load(finetuned, offset, bf16).sub(load(base, offset, bf16));
+            FloatVector baseValues = widenBf16(base, rowOffset + col * 2L);
+            FloatVector finetunedValues = widenBf16(finetuned, rowOffset + col * 2L);
+            FloatVector delta = finetunedValues.sub(baseValues);
             storeSigns(delta.compare(VectorOperators.GE, 0f), signs, signOffset + (col >>> 3));
             FloatVector magnitude = delta.abs();
             low = low.add(magnitude.convertShape(VectorOperators.F2D, DOUBLES, 0));
@@ -99,8 +96,35 @@ public final class SignCompressor {
         }
         double total = low.add(high).reduceLanes(VectorOperators.ADD);
         for (; col < cols; col++) {
-            long offset = rowOffset + (long) col * elementBytes;
-            total += scalarSign(element(finetuned, offset, bf16) - element(base, offset, bf16), signs, signOffset, col);
+            float baseValue = Float.intBitsToFloat((base.get(SHORT_LE, rowOffset + col * 2L) & 0xFFFF) << 16);
+            float finetunedValue = Float.intBitsToFloat((finetuned.get(SHORT_LE, rowOffset + col * 2L) & 0xFFFF) << 16);
+            total += scalarSign(finetunedValue - baseValue, signs, signOffset, col);
+        }
+        return total;
+    }
+
+    private static double rowF32(MemorySegment base, MemorySegment finetuned, int row, int cols,
+                                 MemorySegment signs, int bytesPerRow) {
+        long rowOffset = (long) row * cols * 4;
+        long signOffset = (long) row * bytesPerRow;
+        // Σ|d| in double lanes: the float deltas are exact, so the sum barely depends on the order of additions.
+        DoubleVector low = DoubleVector.zero(DOUBLES);
+        DoubleVector high = DoubleVector.zero(DOUBLES);
+        int col = 0;
+        int vectorEnd = cols - cols % LANES;
+        for (; col < vectorEnd; col += LANES) {
+            FloatVector baseValues = FloatVector.fromMemorySegment(FLOATS, base, rowOffset + col * 4L, ByteOrder.LITTLE_ENDIAN);
+            FloatVector finetunedValues = FloatVector.fromMemorySegment(FLOATS, finetuned, rowOffset + col * 4L, ByteOrder.LITTLE_ENDIAN);
+            FloatVector delta = finetunedValues.sub(baseValues);
+            storeSigns(delta.compare(VectorOperators.GE, 0f), signs, signOffset + (col >>> 3));
+            FloatVector magnitude = delta.abs();
+            low = low.add(magnitude.convertShape(VectorOperators.F2D, DOUBLES, 0));
+            high = high.add(magnitude.convertShape(VectorOperators.F2D, DOUBLES, 1));
+        }
+        double total = low.add(high).reduceLanes(VectorOperators.ADD);
+        for (; col < cols; col++) {
+            float delta = finetuned.get(FLOAT_LE, rowOffset + col * 4L) - base.get(FLOAT_LE, rowOffset + col * 4L);
+            total += scalarSign(delta, signs, signOffset, col);
         }
         return total;
     }
@@ -120,19 +144,10 @@ public final class SignCompressor {
         return total;
     }
 
-    /** LANES floats from {@code offset}: BF16 widened (its bits are a float's top half), or F32 as they are. */
-    private static FloatVector load(MemorySegment segment, long offset, boolean bf16) {
-        if (!bf16) {
-            return FloatVector.fromMemorySegment(FLOATS, segment, offset, ByteOrder.LITTLE_ENDIAN);
-        }
+    private static FloatVector widenBf16(MemorySegment segment, long offset) {
         ShortVector raw = ShortVector.fromMemorySegment(SHORTS, segment, offset, ByteOrder.LITTLE_ENDIAN);
         IntVector widened = (IntVector) raw.convertShape(VectorOperators.S2I, INTS, 0);
         return widened.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
-    /** One BF16 or F32 element as a float. */
-    private static float element(MemorySegment segment, long offset, boolean bf16) {
-        return bf16 ? Float.intBitsToFloat((segment.get(SHORT_LE, offset) & 0xFFFF) << 16) : segment.get(FLOAT_LE, offset);
     }
 
     private static void storeSigns(VectorMask<Float> nonNegative, MemorySegment signs, long byteOffset) {
