@@ -20,6 +20,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.function.Function;
 
 /**
  * The teacher (the fine-tune) and the student (base + signs · scales) of one distillation, as two SameDiff graphs
@@ -112,26 +113,32 @@ final class DistillationModel implements AutoCloseable {
         return weights.tensor(name).toFloatArray();
     }
 
-    /** The fields that decide the graph's shapes and arithmetic must agree between base and fine-tune. */
+    /** A config field that decides the graph's shapes and arithmetic: its config.json name and how to read it. */
+    private record ArchitectureField(String name, Function<ModelConfig, Object> value) {
+    }
+
+    /** The fields that must agree between base and fine-tune, in the order they are checked. */
+    private static final List<ArchitectureField> ARCHITECTURE = List.of(
+            new ArchitectureField("model_type", ModelConfig::modelType),
+            new ArchitectureField("hidden_size", ModelConfig::hiddenSize),
+            new ArchitectureField("intermediate_size", ModelConfig::intermediateSize),
+            new ArchitectureField("num_hidden_layers", ModelConfig::layerCount),
+            new ArchitectureField("num_attention_heads", ModelConfig::headCount),
+            new ArchitectureField("num_key_value_heads", ModelConfig::keyValueHeadCount),
+            new ArchitectureField("head_dim", ModelConfig::headDimension),
+            new ArchitectureField("vocab_size", ModelConfig::vocabularySize),
+            new ArchitectureField("rms_norm_eps", ModelConfig::normEpsilon),
+            new ArchitectureField("rope_theta and rope scaling", ModelConfig::rotary),
+            new ArchitectureField("tie_word_embeddings", ModelConfig::tiedEmbeddings),
+            new ArchitectureField("sliding_window", ModelConfig::slidingWindow));
+
     private static void requireSameArchitecture(ModelConfig base, ModelConfig finetuned) {
-        Map<String, Object[]> fields = new LinkedHashMap<>();
-        fields.put("model_type", new Object[]{base.modelType(), finetuned.modelType()});
-        fields.put("hidden_size", new Object[]{base.hiddenSize(), finetuned.hiddenSize()});
-        fields.put("intermediate_size", new Object[]{base.intermediateSize(), finetuned.intermediateSize()});
-        fields.put("num_hidden_layers", new Object[]{base.layerCount(), finetuned.layerCount()});
-        fields.put("num_attention_heads", new Object[]{base.headCount(), finetuned.headCount()});
-        fields.put("num_key_value_heads", new Object[]{base.keyValueHeadCount(), finetuned.keyValueHeadCount()});
-        fields.put("head_dim", new Object[]{base.headDimension(), finetuned.headDimension()});
-        fields.put("vocab_size", new Object[]{base.vocabularySize(), finetuned.vocabularySize()});
-        fields.put("rms_norm_eps", new Object[]{base.normEpsilon(), finetuned.normEpsilon()});
-        fields.put("rope_theta and rope scaling", new Object[]{base.rotary(), finetuned.rotary()});
-        fields.put("tie_word_embeddings", new Object[]{base.tiedEmbeddings(), finetuned.tiedEmbeddings()});
-        fields.put("sliding_window", new Object[]{base.slidingWindow(), finetuned.slidingWindow()});
-        for (Map.Entry<String, Object[]> field : fields.entrySet()) {
-            Object[] values = field.getValue();
-            if (!Objects.equals(values[0], values[1])) {
-                throw new BitDeltaException(finetuned.configFile() + ": " + field.getKey() + " is " + values[1] + " but the base's ("
-                        + base.configFile() + ") is " + values[0] + ": the fine-tune must have the base's architecture");
+        for (ArchitectureField field : ARCHITECTURE) {
+            Object baseValue = field.value().apply(base);
+            Object finetunedValue = field.value().apply(finetuned);
+            if (!Objects.equals(baseValue, finetunedValue)) {
+                throw new BitDeltaException(finetuned.configFile() + ": " + field.name() + " is " + finetunedValue + " but the base's ("
+                        + base.configFile() + ") is " + baseValue + ": the fine-tune must have the base's architecture");
             }
         }
     }

@@ -149,13 +149,8 @@ public final class VectorCpuBackend implements TensorBackend {
         Shape shape = Shape.of(weight, x, rows, y);
         WeightType type = shape.type;
         MemorySegment data = weight.data();
-        if (ordered) {
-            forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
-                    (start, end) -> orderedDense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
-            return;
-        }
         forEachOutputRange(shape.outputs, (long) rows * shape.outputs * shape.inputs, 4,
-                (start, end) -> dense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y));
+                (start, end) -> dense(x, rows, data, type, shape.inputs, shape.outputs, start, end, y, ordered));
     }
 
     @Override
@@ -176,35 +171,20 @@ public final class VectorCpuBackend implements TensorBackend {
             lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
             return;
         }
-        if (ordered) {
-            float[] scratch = new float[OrderedKernels.SCRATCH_FLOATS];
-            float[] rowSums = new float[rows];
-            for (int r = 0; r < rows; r++) {
-                if (tenantOfRow[r] >= 0) {
-                    rowSums[r] = OrderedKernels.sum(x, r * inputs, inputs, scratch);
-                }
-            }
-            forEachOutputRange(outputs, work, 4, (start, end) -> {
-                orderedDense(x, rows, data, type, inputs, outputs, start, end, y);
-                float[] rangeScratch = new float[OrderedKernels.SCRATCH_FLOATS];
-                for (int group = 0; group < groups.count(); group++) {
-                    orderedBinary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y, rangeScratch);
-                }
-            });
-            return;
-        }
         if (signLookup && rows >= LOOKUP_ROWS_MIN && rows < DIRECT_ROWS_LIMIT) {
             lookupDecode(x, rows, data, type, inputs, outputs, deltas, tenantOfRow, y, work);
             return;
         }
         // Per-token Σ_k x_k, shared by every output row of that token (see the positive-sum identity).
+        float[] scratch = ordered ? new float[OrderedKernels.SCRATCH_FLOATS] : null;
         float[] rowSums = new float[rows];
         for (int r = 0; r < rows; r++) {
             if (tenantOfRow[r] >= 0) {
-                rowSums[r] = VectorKernels.sum(x, r * inputs, inputs);
+                rowSums[r] = ordered ? OrderedKernels.sum(x, r * inputs, inputs, scratch) : VectorKernels.sum(x, r * inputs, inputs);
             }
         }
-        if (rows < FUSED_ROWS_LIMIT && type != WeightType.F16) {
+        // The fused pass reads the weight in place, in its own summation order: never for the batch-invariant form.
+        if (!ordered && rows < FUSED_ROWS_LIMIT && type != WeightType.F16) {
             BinaryDelta[] deltaOfRow = new BinaryDelta[rows];
             for (int r = 0; r < rows; r++) {
                 deltaOfRow[r] = tenantOfRow[r] >= 0 ? deltas.get(tenantOfRow[r]) : null;
@@ -214,9 +194,9 @@ public final class VectorCpuBackend implements TensorBackend {
             return;
         }
         forEachOutputRange(outputs, work, 4, (start, end) -> {
-            dense(x, rows, data, type, inputs, outputs, start, end, y);
+            dense(x, rows, data, type, inputs, outputs, start, end, y, ordered);
             for (int group = 0; group < groups.count(); group++) {
-                binary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y);
+                binary(x, groups.delta(group), groups.rows(group), rowSums, inputs, outputs, start, end, y, ordered);
             }
         });
     }
@@ -240,13 +220,16 @@ public final class VectorCpuBackend implements TensorBackend {
 
     // -------------------------------------------------------------------------------------------------------------
 
-    /** Dense product for output rows [start, end). */
+    /**
+     * Dense product for output rows [start, end). {@code ordered}: the batch-invariant product, {@link #denseTiled}
+     * with the {@link OrderedKernels} for every row count (the weight read in place would sum in another order).
+     */
     private static void dense(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
-                              int start, int end, float[] y) {
-        if (rows < DIRECT_ROWS_LIMIT && type != WeightType.F16) {
+                              int start, int end, float[] y, boolean ordered) {
+        if (!ordered && rows < DIRECT_ROWS_LIMIT && type != WeightType.F16) {
             denseDirect(x, rows, weight, type, inputs, outputs, start, end, y);
         } else {
-            denseTiled(x, rows, weight, type, inputs, outputs, start, end, y);
+            denseTiled(x, rows, weight, type, inputs, outputs, start, end, y, ordered);
         }
     }
 
@@ -278,25 +261,37 @@ public final class VectorCpuBackend implements TensorBackend {
                 }
             }
         }
-        if (m < end) {
-            float[] converted = new float[inputs];
-            for (; m < end; m++) {
-                VectorKernels.convertRow(weight, type, (long) m * inputs, 0, inputs, converted, 0);
-                for (int r = 0; r < rows; r++) {
-                    y[r * outputs + m] = VectorKernels.dot1x1(converted, 0, inputs, x, r * inputs);
-                }
+        denseLastRows(x, rows, weight, type, inputs, outputs, m, end, y);
+    }
+
+    /**
+     * Output rows [first, end), fewer than a 4-row tile: each weight row is converted to floats once, then one dot
+     * product per activation row.
+     */
+    private static void denseLastRows(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
+                                      int first, int end, float[] y) {
+        if (first == end) {
+            return;
+        }
+        float[] converted = new float[inputs];
+        for (int m = first; m < end; m++) {
+            VectorKernels.convertRow(weight, type, (long) m * inputs, 0, inputs, converted, 0);
+            for (int r = 0; r < rows; r++) {
+                y[r * outputs + m] = VectorKernels.dot1x1(converted, 0, inputs, x, r * inputs);
             }
         }
     }
 
     /**
      * Many rows: a 4-row x K_BLOCK tile of the weight is converted to floats once, then every activation row
-     * uses it in 4 x 4 register tiles; partial sums of later K blocks are added into y.
+     * uses it in 4 x 4 register tiles; partial sums of later K blocks are added into y. {@code ordered}: the tiles
+     * of the {@link OrderedKernels} (one summation order per element), else of the {@link VectorKernels}.
      */
     private static void denseTiled(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
-                                   int start, int end, float[] y) {
+                                   int start, int end, float[] y, boolean ordered) {
         int block = Math.min(K_BLOCK, inputs);
         float[] tile = new float[4 * block];
+        float[] scratch = ordered ? new float[OrderedKernels.SCRATCH_FLOATS] : null;
         for (int k0 = 0; k0 < inputs; k0 += block) {
             int length = Math.min(block, inputs - k0);
             boolean accumulate = k0 > 0;
@@ -310,96 +305,31 @@ public final class VectorCpuBackend implements TensorBackend {
                     for (; r + 4 <= rows; r += 4) {
                         int x0 = r * inputs + k0;
                         int y0 = r * outputs + m;
-                        VectorKernels.tile4x4(tile, block, length, x,
-                                x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs,
-                                y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs, accumulate);
+                        if (ordered) {
+                            OrderedKernels.tile4x4(tile, block, length, x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs,
+                                    y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs, accumulate, scratch);
+                        } else {
+                            VectorKernels.tile4x4(tile, block, length, x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs,
+                                    y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs, accumulate);
+                        }
                     }
                     for (; r < rows; r++) {
-                        VectorKernels.tile4x1(tile, block, length, x, r * inputs + k0, y, r * outputs + m, accumulate);
+                        if (ordered) {
+                            OrderedKernels.tile4x1(tile, block, length, x, r * inputs + k0, y, r * outputs + m, accumulate, scratch);
+                        } else {
+                            VectorKernels.tile4x1(tile, block, length, x, r * inputs + k0, y, r * outputs + m, accumulate);
+                        }
                     }
                 } else {
                     for (int j = 0; j < tileRows; j++) {
                         for (int r = 0; r < rows; r++) {
-                            float partial = VectorKernels.dot1x1(tile, j * block, length, x, r * inputs + k0);
+                            float partial = ordered ? OrderedKernels.dot1x1(tile, j * block, length, x, r * inputs + k0, scratch)
+                                    : VectorKernels.dot1x1(tile, j * block, length, x, r * inputs + k0);
                             int index = r * outputs + m + j;
                             y[index] = accumulate ? y[index] + partial : partial;
                         }
                     }
                 }
-            }
-        }
-    }
-
-    /**
-     * The batch-invariant dense product for output rows [start, end): {@link #denseTiled}'s blocking (4-row weight
-     * tiles converted to floats, K blocks of {@link #K_BLOCK}) with the {@link OrderedKernels}, for every row count.
-     */
-    private static void orderedDense(float[] x, int rows, MemorySegment weight, WeightType type, int inputs, int outputs,
-                                     int start, int end, float[] y) {
-        int block = Math.min(K_BLOCK, inputs);
-        float[] tile = new float[4 * block];
-        float[] scratch = new float[OrderedKernels.SCRATCH_FLOATS];
-        for (int k0 = 0; k0 < inputs; k0 += block) {
-            int length = Math.min(block, inputs - k0);
-            boolean accumulate = k0 > 0;
-            for (int m = start; m < end; m += 4) {
-                int tileRows = Math.min(4, end - m);
-                for (int j = 0; j < tileRows; j++) {
-                    VectorKernels.convertRow(weight, type, (long) (m + j) * inputs, k0, length, tile, j * block);
-                }
-                if (tileRows == 4) {
-                    int r = 0;
-                    for (; r + 4 <= rows; r += 4) {
-                        int x0 = r * inputs + k0;
-                        int y0 = r * outputs + m;
-                        OrderedKernels.tile4x4(tile, block, length, x, x0, x0 + inputs, x0 + 2 * inputs, x0 + 3 * inputs,
-                                y, y0, y0 + outputs, y0 + 2 * outputs, y0 + 3 * outputs, accumulate, scratch);
-                    }
-                    for (; r < rows; r++) {
-                        OrderedKernels.tile4x1(tile, block, length, x, r * inputs + k0, y, r * outputs + m, accumulate, scratch);
-                    }
-                } else {
-                    for (int j = 0; j < tileRows; j++) {
-                        for (int r = 0; r < rows; r++) {
-                            float partial = OrderedKernels.dot1x1(tile, j * block, length, x, r * inputs + k0, scratch);
-                            int index = r * outputs + m + j;
-                            y[index] = accumulate ? y[index] + partial : partial;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /** {@link #binary} with the {@link OrderedKernels}: the same sign sums per row whatever the rows' grouping. */
-    private static void orderedBinary(float[] x, BinaryDelta delta, int[] tenantRows, float[] rowSums, int inputs, int outputs,
-                                      int start, int end, float[] y, float[] scratch) {
-        MemorySegment signs = delta.signs();
-        long bytesPerRow = delta.bytesPerRow();
-        int count = tenantRows.length;
-        float[] positive = new float[16];
-        int m = start;
-        for (; m + 4 <= end; m += 4) {
-            long signRow = m * bytesPerRow;
-            int i = 0;
-            for (; i + 4 <= count; i += 4) {
-                int r0 = tenantRows[i], r1 = tenantRows[i + 1], r2 = tenantRows[i + 2], r3 = tenantRows[i + 3];
-                OrderedKernels.positiveSum4x4(signs, signRow, bytesPerRow, inputs, x,
-                        r0 * inputs, r1 * inputs, r2 * inputs, r3 * inputs, positive, 0, 4, 8, 12, scratch);
-                for (int row = 0; row < 4; row++) {
-                    applyDelta(delta, tenantRows[i + row], m, 4, positive, row * 4, rowSums, outputs, y);
-                }
-            }
-            for (; i < count; i++) {
-                int r = tenantRows[i];
-                OrderedKernels.positiveSum4x1(signs, signRow, bytesPerRow, inputs, x, r * inputs, positive, 0, scratch);
-                applyDelta(delta, r, m, 4, positive, 0, rowSums, outputs, y);
-            }
-        }
-        for (; m < end; m++) {
-            for (int r : tenantRows) {
-                positive[0] = OrderedKernels.positiveSum1x1(signs, m * bytesPerRow, inputs, x, r * inputs, scratch);
-                applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
             }
         }
     }
@@ -458,17 +388,14 @@ public final class VectorCpuBackend implements TensorBackend {
                 applyDelta(delta, r, m, 4, positive, 0, rowSums, outputs, y);
             }
         }
-        if (m < end) {
-            float[] converted = new float[inputs];
-            for (; m < end; m++) {
-                VectorKernels.convertRow(weight, type, (long) m * inputs, 0, inputs, converted, 0);
-                for (int r = 0; r < rows; r++) {
-                    y[r * outputs + m] = VectorKernels.dot1x1(converted, 0, inputs, x, r * inputs);
-                    BinaryDelta delta = deltaOfRow[r];
-                    if (delta != null) {
-                        positive[0] = VectorKernels.positiveSum1x1(delta.signs(), m * delta.bytesPerRow(), inputs, x, r * inputs);
-                        applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
-                    }
+        // The last rows: the dense products, then each delta added to its element (the same sums as in one pass).
+        denseLastRows(x, rows, weight, type, inputs, outputs, m, end, y);
+        for (; m < end; m++) {
+            for (int r = 0; r < rows; r++) {
+                BinaryDelta delta = deltaOfRow[r];
+                if (delta != null) {
+                    positive[0] = VectorKernels.positiveSum1x1(delta.signs(), m * delta.bytesPerRow(), inputs, x, r * inputs);
+                    applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
                 }
             }
         }
@@ -509,11 +436,7 @@ public final class VectorCpuBackend implements TensorBackend {
             }
         });
         forEachOutputRange(outputs, work, SignBlocks.BLOCK_ROWS, (start, end) -> {
-            if (ordered) {
-                orderedDense(x, rows, data, type, inputs, outputs, start, end, y);
-            } else {
-                dense(x, rows, data, type, inputs, outputs, start, end, y);
-            }
+            dense(x, rows, data, type, inputs, outputs, start, end, y, ordered);
             lookupRange(deltaRows, deltaOf, blocksOf, tables, tableFloats, words, outputs, start, end, y);
         });
     }
@@ -565,35 +488,47 @@ public final class VectorCpuBackend implements TensorBackend {
 
     /**
      * Adds one tenant's delta for output rows [start, end) to its activation rows:
-     * y[r, m] += scale(m) · (2 · Σ_{k: s = +1} x[r, k] − Σ_k x[r, k]).
+     * y[r, m] += scale(m) · (2 · Σ_{k: s = +1} x[r, k] − Σ_k x[r, k]). {@code ordered}: the sign sums of the
+     * {@link OrderedKernels}, the same per row whatever the rows' grouping.
      */
     private static void binary(float[] x, BinaryDelta delta, int[] tenantRows, float[] rowSums, int inputs, int outputs,
-                               int start, int end, float[] y) {
+                               int start, int end, float[] y, boolean ordered) {
         MemorySegment signs = delta.signs();
         long bytesPerRow = delta.bytesPerRow();
         int count = tenantRows.length;
         float[] positive = new float[16];
+        float[] scratch = ordered ? new float[OrderedKernels.SCRATCH_FLOATS] : null;
         int m = start;
         for (; m + 4 <= end; m += 4) {
             long signRow = m * bytesPerRow;
             int i = 0;
             for (; i + 4 <= count; i += 4) {
                 int r0 = tenantRows[i], r1 = tenantRows[i + 1], r2 = tenantRows[i + 2], r3 = tenantRows[i + 3];
-                VectorKernels.positiveSum4x4(signs, signRow, bytesPerRow, inputs, x,
-                        r0 * inputs, r1 * inputs, r2 * inputs, r3 * inputs, positive, 0, 4, 8, 12);
+                if (ordered) {
+                    OrderedKernels.positiveSum4x4(signs, signRow, bytesPerRow, inputs, x,
+                            r0 * inputs, r1 * inputs, r2 * inputs, r3 * inputs, positive, 0, 4, 8, 12, scratch);
+                } else {
+                    VectorKernels.positiveSum4x4(signs, signRow, bytesPerRow, inputs, x,
+                            r0 * inputs, r1 * inputs, r2 * inputs, r3 * inputs, positive, 0, 4, 8, 12);
+                }
                 for (int row = 0; row < 4; row++) {
                     applyDelta(delta, tenantRows[i + row], m, 4, positive, row * 4, rowSums, outputs, y);
                 }
             }
             for (; i < count; i++) {
                 int r = tenantRows[i];
-                VectorKernels.positiveSum4x1(signs, signRow, bytesPerRow, inputs, x, r * inputs, positive, 0);
+                if (ordered) {
+                    OrderedKernels.positiveSum4x1(signs, signRow, bytesPerRow, inputs, x, r * inputs, positive, 0, scratch);
+                } else {
+                    VectorKernels.positiveSum4x1(signs, signRow, bytesPerRow, inputs, x, r * inputs, positive, 0);
+                }
                 applyDelta(delta, r, m, 4, positive, 0, rowSums, outputs, y);
             }
         }
         for (; m < end; m++) {
             for (int r : tenantRows) {
-                positive[0] = VectorKernels.positiveSum1x1(signs, m * bytesPerRow, inputs, x, r * inputs);
+                positive[0] = ordered ? OrderedKernels.positiveSum1x1(signs, m * bytesPerRow, inputs, x, r * inputs, scratch)
+                        : VectorKernels.positiveSum1x1(signs, m * bytesPerRow, inputs, x, r * inputs);
                 applyDelta(delta, r, m, 1, positive, 0, rowSums, outputs, y);
             }
         }
