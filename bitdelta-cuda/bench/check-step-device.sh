@@ -6,8 +6,8 @@
 #  2. SASS of the decoder-step kernels (cuobjdump): local-memory loads/stores counted
 #  3. step_check: each bd_step_* kernel against a CPU reference (fast feedback), exit status per check
 #  4. the Java GPU tests: the decoder device (conformance, whole models, faults), then the module's other tests
-# Every stage runs even if one before failed; the whole script keeps within BUDGET seconds (default 560: the device
-# tool stops a command at 600). At most 8 files go to $OUT (what the device tool brings back): summary.txt (the table,
+# Every stage runs even if one before failed; the whole script keeps within BUDGET seconds (default 560, under a
+# 600 s limit per remote command). At most 8 files go to $OUT (what a remote runner may be limited to bringing back): summary.txt (the table,
 # also printed last), step-check.log, four java-*.log, sass-and-resources.txt and junit-reports.tar.gz.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-device-out 560 /tmp/bitdelta-step-device

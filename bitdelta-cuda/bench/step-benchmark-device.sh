@@ -10,7 +10,7 @@
 #  4. with --pytorch (after the above) or --pytorch-only (alone): bench/pytorch_baseline.py (transformers'
 #     LlamaForCausalLM F16, batch 1 and 16, eager and compiled), if torch and transformers are installed here
 # --quick runs StepBenchmark with 4 layers and fewer steps (a smoke run). Other arguments go to StepBenchmark.
-# The whole script keeps within BUDGET seconds (default 570: the device tool stops a command at 600). What comes back
+# The whole script keeps within BUDGET seconds (default 570, under a 600 s limit per remote command). What comes back
 # in $OUT: summary.txt (the tables), step-benchmark.log, cublas-prefill.log and pytorch-baseline.log.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-benchmark-out 570 /tmp/bitdelta-step-benchmark
