@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# ServingBenchmark (the HTTP server against the engine in-process, on the CPU backend) on a many-core host without a
+# JDK or network, such as the GPU host (its GPU is not used), from the repository root:
+#   OUT=/some/folder bash bitdelta-examples/bench/serving-benchmark-device.sh [STREAMS [TOKENS [ROUNDS]]]
+# with bitdelta-examples/target/serving-device/ copied beside the working tree (prepare-serving-device.sh makes it).
+# Writes $OUT/serving-benchmark.log (the host, then the benchmark's output, its tables last) and prints it.
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+carry=bitdelta-examples/target/serving-device
+out="${OUT:-/tmp/serving-benchmark-out}"
+work=/tmp/bitdelta-serving-device
+mkdir -p "$out"
+rm -rf "$work"
+mkdir -p "$work"
+[[ -f $carry/jre.tar.xz ]] || { echo "serving-benchmark-device: $carry/jre.tar.xz is missing (run prepare-serving-device.sh)" >&2; exit 1; }
+(cd "$work" && { tar -xJf "$root/$carry/jre.tar.xz" 2>/dev/null \
+   || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$carry/jre.tar.xz"; })
+chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
+class_path=$(ls "$root/$carry"/jars/*.jar | tr '\n' ':')
+log="$out/serving-benchmark.log"
+{
+  echo "host: $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(head -1 "$carry/MANIFEST.txt")"
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$log"
+# DJL's tokenizer: the CPU build inside its jar (RUST_FLAVOR), unpacked under the work folder.
+RUST_FLAVOR=cpu DJL_CACHE_DIR="$work/djl" timeout 540 "$work/jre/bin/java" --add-modules jdk.incubator.vector \
+  --enable-native-access=ALL-UNNAMED -Djava.io.tmpdir="$work" -cp "$class_path" \
+  org.bitdelta.examples.bench.ServingBenchmark bitdelta-core/src/test/resources/models "${1:-64}" "${2:-128}" "${3:-5}" \
+  >> "$log" 2>&1
+status=$?
+echo "ServingBenchmark exit $status" >> "$log"
+grep -v -E '^(WARNING|[A-Z][a-z]{2} [0-9]{2}, [0-9]{4}|INFO:)' "$log"
+exit $status
