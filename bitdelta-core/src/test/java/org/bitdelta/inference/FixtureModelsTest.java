@@ -38,23 +38,22 @@ class FixtureModelsTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"llama-rope3", "llama-bf16", "llama-f16-tied"})
     void baseFineTuneAndBitDeltaMatchTransformers(String name) {
-        double tolerance = TOLERANCE;
         Golden golden = Golden.read(TestData.bundled("golden/" + name + ".safetensors"));
         Path base = TestData.bundledModel(name);
         Path finetuned = TestData.bundledModel(name + "-ft");
         try (DecoderModel model = DecoderModel.load(finetuned)) {
-            assertClose(name + " fine-tune", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_finetuned"), tolerance);
+            assertClose(name + " fine-tune", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_finetuned"));
         }
         try (DeltaModel perMatrix = BitDelta.compress(base, finetuned);
              DeltaModel perRow = BitDelta.compress(base, finetuned, CompressOptions.defaults().perRowScales(true));
              DecoderModel model = DecoderModel.load(base)) {
             model.addTenant("per-matrix", perMatrix);
             model.addTenant("per-row", perRow);
-            assertClose(name + " base", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_base"), tolerance);
+            assertClose(name + " base", model.logits(DecoderModel.BASE, golden.inputIds()), golden.logits("logits_base"));
             assertClose(name + " bitdelta, per-matrix scales", model.logits("per-matrix", golden.inputIds()),
-                    golden.logits("logits_bitdelta_initial"), tolerance);
+                    golden.logits("logits_bitdelta_initial"));
             assertClose(name + " bitdelta, per-row scales", model.logits("per-row", golden.inputIds()),
-                    golden.logits("logits_bitdelta_per_row"), tolerance);
+                    golden.logits("logits_bitdelta_per_row"));
         }
     }
 
@@ -92,9 +91,9 @@ class FixtureModelsTest {
         }
     }
 
-    private static void assertClose(String what, float[] actual, float[] expected, double tolerance) {
+    private static void assertClose(String what, float[] actual, float[] expected) {
         double error = Norms.relativeError(actual, expected);
-        System.out.printf("%s: relative error %.3g (tolerance %.0e)%n", what, error, tolerance);
-        assertTrue(error < tolerance, what + ": ‖out − ref‖/‖ref‖ = " + error + ", over " + tolerance);
+        System.out.printf("%s: relative error %.3g (tolerance %.0e)%n", what, error, TOLERANCE);
+        assertTrue(error < TOLERANCE, what + ": ‖out − ref‖/‖ref‖ = " + error + ", over " + TOLERANCE);
     }
 }
