@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares, on the build machine, what check-step-device.sh needs on a GPU host that has no JDK, no Maven and no
 # network: one folder, bitdelta-cuda/target/step-device/ (git-ignored), to carry there.
-#   jre.tar.xz                  a jlink'd Java runtime (../shared/tools/device-jre.sh), xz-compressed (~24 MB)
+#   jre.tar.xz                  a jlink'd Java runtime (tools/device-carry.sh), xz-compressed (~24 MB)
 #   libbitdelta_cuda.so.xz      the sm_90a library of target/native-sm90 (built here if missing or older than a kernel)
 #   *.ptxas.txt                 its register / spill reports
 #   jars/                       bitdelta-core and bitdelta-cuda classes and test classes as jars, their libraries, the JUnit console
@@ -9,19 +9,9 @@
 #   MANIFEST.txt                commit, dates, sizes
 # Usage (repository root): bash bitdelta-cuda/bench/prepare-step-device.sh
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry, pack_runtime
 dest=bitdelta-cuda/target/step-device
-rm -rf "$dest"
-mkdir -p "$dest/jars"
-
-jdk=""
-for c in "${JAVA_HOME:-}" /usr/lib/jvm/*; do
-  [[ -n $c && -x $c/bin/jar ]] || continue
-  v=$("$c/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
-  if [[ ${v%%.*} -ge 22 ]]; then jdk=$c; break; fi
-done
-[[ -n $jdk ]] || { echo "prepare-step-device: no JDK >= 22 found" >&2; exit 1; }
+start_carry prepare-step-device "$dest"
 
 # 1. The sm_90a library (the device script builds it itself when this is absent).
 lib=bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so
@@ -43,10 +33,7 @@ mvn -B -q -o test-compile dependency:build-classpath -pl bitdelta-cuda -am -Dexe
 for jar in $(tr ':' '\n' < "$dest/classpath.txt" | grep '\.jar$' | grep -vE '/(junit|jqwik|opentest4j|apiguardian)'); do
   cp "$jar" "$dest/jars/"
 done
-for jar in "$dest"/jars/tokenizers-*.jar; do
-  [[ -f $jar ]] || { echo "prepare-step-device: DJL's tokenizers jar is not on the test class path" >&2; exit 1; }
-  zip -q -d "$jar" 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' > /dev/null
-done
+trim_tokenizers "$dest/jars"
 console=$HOME/.m2/repository/org/junit/platform/junit-platform-console-standalone/1.14.0/junit-platform-console-standalone-1.14.0.jar
 if [[ ! -f $console ]]; then
   mvn -B -q dependency:get -Dartifact=org.junit.platform:junit-platform-console-standalone:1.14.0
@@ -55,14 +42,7 @@ cp "$console" "$dest/jars/junit-console.jar"
 rm "$dest/classpath.txt"
 
 # 3. The Java runtime.
-jre_dir=$(mktemp -d)
-bash "$root/../shared/tools/device-jre.sh" "$jre_dir/jre" > /dev/null
-tar -C "$jre_dir" -cf - jre | xz -T2 -6 > "$dest/jre.tar.xz"
-rm -rf "$jre_dir"
+pack_runtime "$jdk" "$dest/jre.tar.xz"
 
-{
-  echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD -- bitdelta-core bitdelta-cuda || echo ' (with uncommitted changes)')"
-  echo "prepared $(date -u +%Y-%m-%dT%H:%M:%SZ) with $("$jdk/bin/java" -version 2>&1 | head -1)"
-  (cd "$dest" && du -ab . | sort -k2)
-} > "$dest/MANIFEST.txt"
+write_manifest "$jdk" "$dest" bitdelta-core bitdelta-cuda
 echo "prepare-step-device: $(du -sh "$dest" | cut -f1) in $dest"

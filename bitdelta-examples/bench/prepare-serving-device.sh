@@ -10,19 +10,9 @@
 #   MANIFEST.txt   commit, date, sizes
 # Usage (repository root): bash bitdelta-examples/bench/prepare-serving-device.sh
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry, pack_runtime
 dest=bitdelta-examples/target/serving-device
-rm -rf "$dest"
-mkdir -p "$dest/jars"
-
-jdk=""
-for c in "${JAVA_HOME:-}" /usr/lib/jvm/*; do
-  [[ -n $c && -x $c/bin/jlink ]] || continue
-  v=$("$c/bin/java" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')
-  if [[ ${v%%.*} -ge 22 ]]; then jdk=$c; break; fi
-done
-[[ -n $jdk ]] || { echo "prepare-serving-device: no JDK >= 22 with jlink found (set JAVA_HOME)" >&2; exit 1; }
+start_carry prepare-serving-device "$dest"
 
 # 1. Jars: the examples module (it holds ServingBenchmark) and the server's runtime class path. Maven writes each
 # module's class path to the same file; the server's, built after core, is what stays.
@@ -40,21 +30,10 @@ simple=$(tr ':' '\n' < "$dest/classpath-bitdelta-examples.txt" | grep '/slf4j-si
 [[ -n $simple ]] || { echo "prepare-serving-device: slf4j-simple is not on the examples' class path" >&2; exit 1; }
 cp "$simple" "$dest/jars/"
 rm "$dest"/classpath-*.txt
-for jar in "$dest"/jars/tokenizers-*.jar; do
-  [[ -f $jar ]] || { echo "prepare-serving-device: DJL's tokenizers jar is not on the server's class path" >&2; exit 1; }
-  zip -q -d "$jar" 'native/lib/win-*' 'native/lib/osx-*' 'native/lib/linux-aarch64/*' > /dev/null
-done
+trim_tokenizers "$dest/jars"
 
-# 2. The Java runtime: jlink's own compression off, so that xz finds the redundancy.
-jre_dir=$(mktemp -d)
-"$jdk/bin/jlink" --add-modules java.se,jdk.unsupported,jdk.zipfs,jdk.incubator.vector,jdk.management,jdk.crypto.ec \
-  --strip-debug --no-man-pages --no-header-files --compress=zip-0 --output "$jre_dir/jre" 2> /dev/null
-tar -C "$jre_dir" -cf - jre | xz -T2 -6 > "$dest/jre.tar.xz"
-rm -rf "$jre_dir"
+# 2. The Java runtime.
+pack_runtime "$jdk" "$dest/jre.tar.xz"
 
-{
-  echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD -- bitdelta-core bitdelta-server bitdelta-examples || echo ' (with uncommitted changes)')"
-  echo "prepared $(date -u +%Y-%m-%dT%H:%M:%SZ) with $("$jdk/bin/java" -version 2>&1 | head -1)"
-  (cd "$dest" && du -ab . | sort -k2)
-} > "$dest/MANIFEST.txt"
+write_manifest "$jdk" "$dest" bitdelta-core bitdelta-server bitdelta-examples
 echo "prepare-serving-device: $(du -sh "$dest" | cut -f1) in $dest"
