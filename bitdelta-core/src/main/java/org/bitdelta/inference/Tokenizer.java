@@ -53,7 +53,7 @@ public final class Tokenizer implements AutoCloseable {
      * On a host with a GPU, DJL looks for a CUDA build of its tokenizer library, which its jar lacks, and downloads
      * it: offline that fails. The CPU build in the jar is what a tokenizer needs; RUST_FLAVOR=cpu selects it.
      */
-    private static String nativeLibraryHint(Throwable failure) {
+    static String nativeLibraryHint(Throwable failure) {
         for (Throwable cause = failure; cause != null; cause = cause.getCause()) {
             String message = String.valueOf(cause.getMessage());
             if (message.contains("Cannot download jni files") || message.contains("native library")) {

@@ -56,4 +56,14 @@ class TokenizerTest {
         BitDeltaException error = assertThrows(BitDeltaException.class, () -> Tokenizer.load(TestData.bundledModel("mistral-tiny")));
         assertTrue(error.getMessage().contains("tokenizer.json"), error.getMessage());
     }
+
+    /** The messages DJL 0.38 gives when its native library cannot be fetched (a GPU host without network). */
+    @Test
+    void aNativeLibraryFailureNamesRustFlavorAndOtherFailuresDoNot() {
+        Exception offline = new RuntimeException("Failed to load Huggingface native library.",
+                new IllegalStateException("Cannot download jni files: https://publish.djl.ai/tokenizers/0.21.0/jnilib/0.38.0/linux-x86_64/cu122-90/libtokenizers.so",
+                        new IOException("Blocked request to non-public address: publish.djl.ai")));
+        assertTrue(Tokenizer.nativeLibraryHint(offline).contains("RUST_FLAVOR=cpu"), Tokenizer.nativeLibraryHint(offline));
+        assertEquals("", Tokenizer.nativeLibraryHint(new IllegalArgumentException("data did not match any variant of untagged enum ModelWrapper")));
+    }
 }
