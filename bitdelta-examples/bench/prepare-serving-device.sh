@@ -8,8 +8,13 @@
 #                  slf4j-simple; no ND4J and no CUDA (the benchmark uses neither); DJL's tokenizers jar cut to its
 #                  linux-x86_64 native library
 #   MANIFEST.txt   commit, date, sizes
-# Usage (repository root): bash bitdelta-examples/bench/prepare-serving-device.sh
+# Usage (repository root): bash bitdelta-examples/bench/prepare-serving-device.sh [--beside-step]
+# --beside-step leaves out the runtime and every jar that bitdelta-cuda/target/step-device/ (prepare-step-device.sh)
+# already holds, so that both fit one device call's carry; serving-benchmark-device.sh then takes those from there.
 set -euo pipefail
+beside_step=0
+[[ ${1:-} == --beside-step ]] && beside_step=1
+step_carry=bitdelta-cuda/target/step-device
 source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry, pack_runtime
 dest=bitdelta-examples/target/serving-device
 start_carry prepare-serving-device "$dest"
@@ -32,8 +37,15 @@ cp "$simple" "$dest/jars/"
 rm "$dest"/classpath-*.txt
 trim_tokenizers "$dest/jars"
 
-# 2. The Java runtime.
-pack_runtime "$jdk" "$dest/jre.tar.xz"
+# 2. The Java runtime (or, beside the step carry, nothing it already has).
+if [[ $beside_step == 1 ]]; then
+  [[ -f $step_carry/jre.tar.xz ]] || { echo "prepare-serving-device: --beside-step needs $step_carry (run prepare-step-device.sh first)" >&2; exit 1; }
+  for jar in "$dest"/jars/*.jar; do
+    [[ -f $step_carry/jars/$(basename "$jar") ]] && rm "$jar"
+  done
+else
+  pack_runtime "$jdk" "$dest/jre.tar.xz"
+fi
 
 write_manifest "$jdk" "$dest" bitdelta-core bitdelta-server bitdelta-examples
 echo "prepare-serving-device: $(du -sh "$dest" | cut -f1) in $dest"

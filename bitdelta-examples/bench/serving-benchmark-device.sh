@@ -2,7 +2,8 @@
 # ServingBenchmark (the HTTP server against the engine in-process, on the CPU backend) on a many-core host without a
 # JDK or network, such as the GPU host (its GPU is not used), from the repository root:
 #   OUT=/some/folder bash bitdelta-examples/bench/serving-benchmark-device.sh [STREAMS [TOKENS [ROUNDS]]]
-# with bitdelta-examples/target/serving-device/ copied beside the working tree (prepare-serving-device.sh makes it).
+# with bitdelta-examples/target/serving-device/ copied beside the working tree (prepare-serving-device.sh makes it; made
+# with --beside-step, the runtime and the jars it leaves out come from bitdelta-cuda/target/step-device/).
 # Writes $OUT/serving-benchmark.log (the host, then the benchmark's output, its tables last) and prints it.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,11 +14,17 @@ work=/tmp/bitdelta-serving-device
 mkdir -p "$out"
 rm -rf "$work"
 mkdir -p "$work"
-[[ -f $carry/jre.tar.xz ]] || { echo "serving-benchmark-device: $carry/jre.tar.xz is missing (run prepare-serving-device.sh)" >&2; exit 1; }
-(cd "$work" && { tar -xJf "$root/$carry/jre.tar.xz" 2>/dev/null \
-   || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$carry/jre.tar.xz"; })
-chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
+step_carry=bitdelta-cuda/target/step-device
 class_path=$(ls "$root/$carry"/jars/*.jar | tr '\n' ':')
+runtime=$carry/jre.tar.xz
+if [[ ! -f $runtime && -f $step_carry/jre.tar.xz ]]; then  # made with --beside-step
+  runtime=$step_carry/jre.tar.xz
+  class_path+=$(ls "$root/$step_carry"/jars/*.jar | grep -v -E '/(junit-console|bitdelta-cuda[^/]*)\.jar$' | tr '\n' ':')
+fi
+[[ -f $runtime ]] || { echo "serving-benchmark-device: no Java runtime in $carry or $step_carry (run prepare-serving-device.sh)" >&2; exit 1; }
+(cd "$work" && { tar -xJf "$root/$runtime" 2>/dev/null \
+   || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$runtime"; })
+chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
 log="$out/serving-benchmark.log"
 {
   echo "host: $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(head -1 "$carry/MANIFEST.txt")"

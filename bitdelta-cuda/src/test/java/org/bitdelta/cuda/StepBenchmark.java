@@ -13,8 +13,12 @@ import org.bitdelta.tensor.DType;
 import org.bitdelta.tensor.Tensor;
 
 import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
 import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -47,7 +51,9 @@ import java.util.stream.IntStream;
  * </ol>
  * A table last, with the card, the driver and the bandwidth. Not a test (surefire runs *Test classes only); run on a GPU
  * host by bench/step-benchmark-device.sh. Arguments: {@code --layers=N} (fewer layers: a quick run), {@code --seed=N},
- * {@code --steps=N}, {@code --warmup=N}, {@code --cublas-prefill-ms=X}, {@code --driver=TEXT}.
+ * {@code --steps=N}, {@code --warmup=N}, {@code --cublas-prefill-ms=X}, {@code --driver=TEXT}, and {@code --profile}: instead
+ * of the runs above, one 16-tenant decode step, one base-alone decode step and one 256-token prefill step (after warm-up
+ * steps) between cuProfilerStart and cuProfilerStop, for {@code ncu --profile-from-start off} (bench/profile-step-device.sh).
  */
 public final class StepBenchmark {
     static final int HIDDEN = 4096;
@@ -92,6 +98,7 @@ public final class StepBenchmark {
         int steps = 50;
         double cublasPrefillMs = Double.NaN;
         String driver = "unknown";
+        boolean profile = false;
         for (String argument : args) {
             String value = argument.substring(argument.indexOf('=') + 1);
             if (argument.startsWith("--layers=")) {
@@ -106,14 +113,20 @@ public final class StepBenchmark {
                 cublasPrefillMs = Double.parseDouble(value);
             } else if (argument.startsWith("--driver=")) {
                 driver = value;
+            } else if (argument.equals("--profile")) {
+                profile = true;
             } else {
                 throw new IllegalArgumentException("unknown argument " + argument
-                        + " (--layers=N --seed=N --warmup=N --steps=N --cublas-prefill-ms=X --driver=TEXT)");
+                        + " (--layers=N --seed=N --warmup=N --steps=N --cublas-prefill-ms=X --driver=TEXT --profile)");
             }
         }
         StepBenchmark benchmark = new StepBenchmark(layers, seed, warmup, steps, cublasPrefillMs, driver);
         try {
-            benchmark.run();
+            if (profile) {
+                benchmark.runProfile();
+            } else {
+                benchmark.run();
+            }
         } finally {
             benchmark.backend.close();
         }
@@ -143,6 +156,86 @@ public final class StepBenchmark {
             runTable(spec64);
         }
         printTable();
+    }
+
+    /**
+     * The profiled steps (--profile): a device for 16 tenants and a base sequence, prompts prefilled and warm-up steps
+     * run (graphs captured), then one 16-tenant decode step, one base-alone decode step and one prefill of a 256-token
+     * prompt of tenant 1 between cuProfilerStart and cuProfilerStop, in that order (each starts with the embedding).
+     */
+    private void runProfile() {
+        try (Arena baseArena = Arena.ofShared()) {
+            Synthetic base = new Synthetic(baseArena, seed);
+            List<DecoderSpec.LayerWeights> weights = base.layers(layers);
+            Tensor embedding = base.f16("model.embed_tokens.weight", (long) VOCAB * HIDDEN, 9, 11, VOCAB, HIDDEN);
+            Tensor lmHead = base.f16("lm_head.weight", (long) VOCAB * HIDDEN, 7, 9, VOCAB, HIDDEN);
+            Tensor finalNorm = base.norm("model.norm.weight");
+            DecoderSpec spec = spec(weights, embedding, lmHead, finalNorm, 16 + 3, 17);
+            try (CudaDecoderDevice device = new CudaDecoderDevice(backend, spec, true, CudaBackend.KvCachePrecision.MODEL)) {
+                for (int tenant = 1; tenant <= 16; tenant++) {
+                    loadTenant(device, spec, tenant, true);
+                }
+                Buffers buffers = new Buffers(device, spec);
+                DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed);
+                SplittableRandom random = new SplittableRandom(seed ^ 0x9F0F);
+                List<DecoderTestSupport.Cache.Sequence> sixteen = new ArrayList<>();
+                for (int tenant = 1; tenant <= 16; tenant++) {
+                    sixteen.add(new DecoderTestSupport.Cache.Sequence(tenant));
+                }
+                List<DecoderTestSupport.Cache.Sequence> alone = List.of(new DecoderTestSupport.Cache.Sequence(0));
+                prefill(device, buffers, cache, sixteen, PROMPT, random);
+                prefill(device, buffers, cache, alone, PROMPT, random);
+                Timing warmSixteen = decode(device, buffers, cache, sixteen, random);
+                Timing warmAlone = decode(device, buffers, cache, alone, random);
+                System.out.printf(Locale.ROOT, "%d layers, before profiling: 16 tenants %.3f ms a step, base alone %.3f ms (medians)%n",
+                        layers, warmSixteen.median(), warmAlone.median());
+                synchronize(device, "the warm-up steps");
+                cudaProfiler("cuProfilerStart");
+                decodeOnce(device, buffers, cache, sixteen, random);
+                decodeOnce(device, buffers, cache, alone, random);
+                prefill(device, buffers, cache, List.of(new DecoderTestSupport.Cache.Sequence(1)), PROMPT, random);
+                synchronize(device, "the profiled steps");
+                cudaProfiler("cuProfilerStop");
+                System.out.println("profiled: a 16-tenant decode step, a base-alone decode step, a 256-token prefill step");
+            }
+        }
+    }
+
+    private void decodeOnce(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
+                            List<DecoderTestSupport.Cache.Sequence> sequences, SplittableRandom random) {
+        List<int[]> tokens = new ArrayList<>();
+        for (int s = 0; s < sequences.size(); s++) {
+            tokens.add(new int[]{random.nextInt(VOCAB)});
+        }
+        StepInputs inputs = cache.step(sequences, tokens, false);
+        device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup()));
+    }
+
+    private void synchronize(CudaDecoderDevice device, String what) {
+        long event = step.timerCreate();
+        try {
+            step.check(step.eventRecord(event, device.stream()), "recording the end of " + what);
+            step.check(step.eventSynchronize(event), "waiting for " + what);
+        } finally {
+            step.eventDestroy(event);
+        }
+    }
+
+    /** cuProfilerStart / cuProfilerStop of the driver (the range ncu --profile-from-start off profiles). */
+    private static void cudaProfiler(String function) {
+        try (Arena arena = Arena.ofConfined()) {
+            SymbolLookup driver = SymbolLookup.libraryLookup("libcuda.so.1", arena);
+            MethodHandle handle = Linker.nativeLinker().downcallHandle(driver.find(function)
+                    .orElseThrow(() -> new IllegalStateException("libcuda.so.1 has no " + function)), FunctionDescriptor.of(ValueLayout.JAVA_INT));
+            int status = (int) handle.invokeExact();
+            if (status != 0) {
+                throw new IllegalStateException(function + " returned CUresult " + status);
+            }
+        } catch (RuntimeException | Error e) {
+            throw e;
+        } catch (Throwable e) {
+            throw new IllegalStateException(function + " failed", e);
+        }
     }
 
     private DecoderSpec spec(List<DecoderSpec.LayerWeights> weights, Tensor embedding, Tensor lmHead, Tensor finalNorm, int sequences,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Where the decoder step's time goes, kernel by kernel, on a GPU host (H100/H200 with Nsight Compute; no JDK, no
+# network), from the repository root:
+#   OUT=/some/folder bash bitdelta-cuda/bench/profile-step-device.sh [LAYERS]
+# with bitdelta-cuda/target/step-device/ carried (bench/prepare-step-device.sh makes it). Runs
+# `StepBenchmark --profile` (7B-shape layers, default 2: every layer runs the same kernels) under ncu with
+# --profile-from-start off: one 16-tenant decode step, one base-alone decode step and one 256-token prefill step, each
+# kernel alone (ncu serializes them and flushes the caches before each), with its time and DRAM bytes. What comes back
+# in $OUT: profile-summary.txt (per step: each kernel's time, bytes and GB/s, totals by kernel name; also printed),
+# ncu.csv (the raw rows) and profile-java.log.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-profile-out 300 /tmp/bitdelta-step-profile
+layers="${1:-2}"
+ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)"
+[[ -n $ncu_bin ]] || { echo "profile-step-device: no ncu on this host" | tee "$out/profile-summary.txt"; exit 1; }
+lib="$work/lib/libbitdelta_cuda.so"
+step_library "$lib" "$work/build.log" || { tail -30 "$work/build.log"; echo "no library" > "$out/profile-summary.txt"; exit 1; }
+unpack_jre
+metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__occupancy_limit_registers
+timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --clock-control none --graph-profiling node \
+  --metrics "$metrics" --csv --page raw --log-file "$out/ncu.csv" \
+  "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
+  -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile \
+  --layers="$layers" --warmup=3 --steps=3 > "$out/profile-java.log" 2>&1
+echo "ncu exit $?" >> "$out/profile-java.log"
+python3 - "$out/ncu.csv" "$layers" > "$out/profile-summary.txt" 2>&1 <<'EOF'
+import csv, sys, collections
+rows = [line for line in open(sys.argv[1], errors="replace") if line.startswith('"')]
+table = list(csv.reader(rows))
+if len(table) < 3:
+    print("no kernels profiled; ncu.csv has the log"); sys.exit(0)
+header, units, data = table[0], table[1], table[2:]
+col = {name: i for i, name in enumerate(header)}
+def value(row, name):
+    try: return float(row[col[name]].replace(",", ""))
+    except (KeyError, ValueError): return float("nan")
+def short(name):
+    name = name.split("(")[0]
+    return name.replace("bd::step::", "").replace("bd::", "").replace("__nv_bfloat16", "bf16").replace("__half", "f16")
+unit = units[col["gpu__time_duration.sum"]]
+scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+phases, current = [], None
+for row in data:
+    name = short(row[col["Kernel Name"]])
+    if "embed" in name or current is None:
+        current = []; phases.append(current)
+    current.append((name, value(row, "gpu__time_duration.sum") * scale, value(row, "dram__bytes_read.sum"),
+                    value(row, "dram__bytes_write.sum"), row[col["launch__grid_size"]], row[col["launch__block_size"]],
+                    row[col["launch__registers_per_thread"]], value(row, "sm__throughput.avg.pct_of_peak_sustained_elapsed")))
+byte_unit = units[col["dram__bytes_read.sum"]]
+byte_scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(byte_unit, 1)
+titles = ["16-tenant decode step", "base-alone decode step", "256-token prefill step (tenant 1)"]
+print(f"layers: {sys.argv[2]}; times are each kernel alone (ncu, caches flushed), not the step's graph")
+for index, phase in enumerate(phases):
+    title = titles[index] if index < len(titles) else f"phase {index}"
+    total = sum(k[1] for k in phase)
+    print(f"\n== {title}: {len(phase)} kernels, {total:.1f} us in all")
+    print(f"{'kernel':60s} {'us':>9s} {'MB read':>9s} {'MB writ':>8s} {'GB/s':>7s} {'SM%':>5s}  grid x block, regs")
+    for name, us, read, written, grid, block, regs, sm in phase:
+        read *= byte_scale; written *= byte_scale
+        print(f"{name[:60]:60s} {us:9.1f} {read/1e6:9.2f} {written/1e6:8.2f} {(read+written)/us/1e3 if us else 0:7.0f} {sm:5.1f}  {grid} x {block}, {regs}")
+    sums = collections.OrderedDict()
+    for name, us, read, written, *_ in phase:
+        entry = sums.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += 1; entry[1] += us; entry[2] += (read + written) * byte_scale
+    print(f"-- by kernel name")
+    for name, (count, us, moved) in sorted(sums.items(), key=lambda item: -item[1][1]):
+        print(f"{name[:60]:60s} {count:3d}x {us:9.1f} us {100*us/total:5.1f}% {moved/us/1e3 if us else 0:7.0f} GB/s")
+EOF
+cat "$out/profile-summary.txt"
+tail -5 "$out/profile-java.log"
