@@ -85,9 +85,10 @@ class CudaCompressTest {
     @MethodSource("cases")
     void compressMatchesTheCpuCompressor(Case testCase) {
         long seed = freshSeed("compress " + testCase);
-        // Small pairs live on the Java heap (compressMatrix copies them off it), larger ones in native memory.
+        // Small pairs live on the Java heap (compressMatrix copies them off it), larger ones in native memory (shared: the
+        // CPU compressor and the fills read them from the common pool).
         boolean heap = (long) testCase.rows() * testCase.cols() < 4096;
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Tensor base = heap ? Tensor.zeros("w", testCase.dtype(), testCase.rows(), testCase.cols())
                     : Tensor.allocate(arena, "w", testCase.dtype(), testCase.rows(), testCase.cols());
             Tensor finetuned = heap ? Tensor.zeros("w", testCase.dtype(), testCase.rows(), testCase.cols())
@@ -120,7 +121,7 @@ class CudaCompressTest {
     @Test
     void nonFinitePairsAndOtherDtypesAreLeftToTheCpu() {
         long seed = freshSeed("compress declines");
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Tensor base = Tensor.allocate(arena, "inf", DType.BF16, 3, 40);
             Tensor finetuned = Tensor.allocate(arena, "inf", DType.BF16, 3, 40);
             fill(base, finetuned, seed);
@@ -141,7 +142,7 @@ class CudaCompressTest {
             int rows = shape[0];
             int cols = shape[1];
             long packedBytes = (long) rows * BinaryDelta.bytesPerRow(cols);
-            try (Arena arena = Arena.ofConfined(); DeviceScope scope = new DeviceScope(library)) {
+            try (Arena arena = Arena.ofShared(); DeviceScope scope = new DeviceScope(library)) {
                 BinaryDelta delta = GpuTestSupport.randomDelta(arena, "round trip", rows, cols, seed, false);
                 DeviceBuffer packed = scope.allocate(packedBytes, "packed signs");
                 DeviceBuffer repacked = scope.allocate(library.signsDeviceBytes(rows, cols), "device-layout signs");
