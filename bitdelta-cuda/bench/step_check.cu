@@ -734,7 +734,7 @@ void check_attention_fast(std::mt19937_64& rng) {
   struct Case { int heads, kv_heads, head_dim, block_size, window, kv_dtype; };
   const Case cases[] = {{8, 4, 8, 16, 0, BD_DTYPE_F32},    {4, 1, 18, 3, 5, BD_DTYPE_F16},      {8, 1, 16, 7, 100, BD_DTYPE_BF16},
                         {32, 32, 128, 16, 0, BD_DTYPE_F16}, {32, 8, 128, 16, 0, BD_DTYPE_BF16}, {4, 4, 256, 4, 9, BD_DTYPE_F32},
-                        {2, 2, 512, 8, 0, BD_DTYPE_F16}};
+                        {2, 2, 512, 8, 0, BD_DTYPE_F16},    {4, 2, 192, 16, 20, BD_DTYPE_BF16}, {16, 2, 96, 16, 0, BD_DTYPE_F16}};
   for (const Case& c : cases) {
     const int context = 300, sequences = 3, width = (c.heads + 2 * c.kv_heads) * c.head_dim;
     const int table_width = (context + c.block_size - 1) / c.block_size;

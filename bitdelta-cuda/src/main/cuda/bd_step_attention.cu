@@ -1,11 +1,14 @@
 // bd_step_attention.cu -- attention of 16-bit models over the paged KV cache (bitdelta_step.h, "TENSOR-CORE PATH"):
 // F32 arithmetic (SIMT) on keys and values stored as F32, F16 or BF16.
 //
-//   decode (one row per sequence): attention_decode_kernel<TKV>, one block per (row, group of query heads that share
-//     a KV head, split of the positions). The block reads each key and value of its positions once for all query
-//     heads of its group; positions go in chunks of 32 with an online softmax. With more than one split (few rows: the
-//     grid would not fill the GPU), each split writes (max, sum, unnormalized output) and attention_combine_kernel
-//     merges them.
+//   decode (one row per sequence): attention_decode_kernel<TKV, P> (head_dim up to 64 P, P = 1, 2, 4), one block per
+//     (row, group of query heads that share a KV head, split of the positions). The block reads each key and value of
+//     its positions once for all query heads of its group; positions go in chunks of 32, 8 per warp, each warp loading
+//     its 8 keys and values at once (a decode step's attention is bound by the bytes in flight: one load at a time
+//     per warp left it at a seventh of the bandwidth) with an online softmax of its own; the warps' states merge at
+//     the end. attention_decode_wide_kernel<TKV> takes head_dim 258 .. 512 (scores by warps, softmax by a warp per
+//     query head, values by threads over the dimensions). With more than one split (few rows: the grid would not fill
+//     the GPU), each split writes (max, sum, unnormalized output) and attention_combine_kernel merges them.
 //   prefill (chunks of consecutive rows of one sequence): attention_prefill_kernel<TKV>, flash-style: one block per
 //     (tile of up to 32 consecutive rows of one sequence, query head); key and value tiles of 32 positions go through
 //     shared memory once per tile of queries instead of once per query.
@@ -23,7 +26,10 @@ constexpr int AD_CHUNK = 32;        // positions per chunk: one per lane in the 
 constexpr int AD_MAX_GROUP = 8;     // query heads per block
 constexpr int AD_MAX_SPLITS = 16;
 constexpr int AD_MAX_HEAD_DIM = 512;
-constexpr int AD_DIMS_PER_THREAD = AD_MAX_HEAD_DIM / AD_THREADS;  // 4
+constexpr int AD_DIMS_PER_THREAD = AD_MAX_HEAD_DIM / AD_THREADS;  // 4 (the wide kernel)
+constexpr int AD_WARPS = AD_THREADS / 32;
+constexpr int AD_WARP_POSITIONS = AD_CHUNK / AD_WARPS;  // 8 positions of a chunk per warp
+constexpr int AD_MAX_PAIRS = 4;                        // attention_decode_kernel: head_dim up to 64 * 4
 
 constexpr int AP_THREADS = 128;     // 4 threads per query row
 constexpr int AP_ROWS = 32;         // query rows per tile
@@ -50,10 +56,167 @@ __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p,
 }
 
 // Grid (launch_rows, heads / group, splits), AD_THREADS threads. Block (r, hb, split): query heads hb * group ..
-// + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p.
-// Dynamic shared memory: group * head_dim floats (the queries). head_dim even (RoPE pairs its halves).
+// + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p; warp w takes
+// positions 8 w .. 8 w + 7 of each chunk, lane l dimensions 2 l + 64 i and 2 l + 64 i + 1 (i < P) of them.
+// Dynamic shared memory: (1 + AD_WARPS) * group * head_dim floats (the queries, the warps' accumulators for the merge).
+// head_dim even (RoPE pairs its halves), at most 64 P.
+template <typename TKV, int P>
+__global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
+    const int32_t* __restrict__ active,               // I32 [1]
+    const int32_t* __restrict__ positions,            // I32 [launch_rows]
+    const int32_t* __restrict__ sequence_of_row,      // I32 [launch_rows]
+    const int32_t* __restrict__ block_tables,         // I32 [sequences, *blocks_per_sequence]
+    const int32_t* __restrict__ blocks_per_sequence,  // I32 [1]
+    const float* __restrict__ qkv,                    // F32 [launch_rows, (heads + 2 kv_heads) * head_dim]
+    const TKV* __restrict__ key_cache,                // TKV [blocks, kv_heads, block_size, head_dim]
+    const TKV* __restrict__ value_cache,              // TKV [blocks, kv_heads, block_size, head_dim]
+    int64_t block_size, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t window, float scale, int group,
+    int splits,
+    float* __restrict__ out,                          // F32 [launch_rows, heads * head_dim] (splits == 1)
+    float* __restrict__ partials) {                   // F32 [launch_rows, heads, splits, head_dim + 2] (splits > 1)
+  constexpr int B = P <= 2 ? AD_WARP_POSITIONS : AD_WARP_POSITIONS / 2;  // positions in flight per warp (registers)
+  extern __shared__ float shared[];
+  float* query = shared;                              // [group][head_dim]
+  float* merge = shared + group * head_dim;           // [AD_WARPS][group][head_dim]
+  __shared__ float warp_max_of[AD_WARPS][AD_MAX_GROUP], warp_sum_of[AD_WARPS][AD_MAX_GROUP];
+  const int64_t r = blockIdx.x;
+  if (r >= *active) return;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int64_t head0 = int64_t(blockIdx.y) * group;
+  const int64_t kv_head = head0 / (heads / kv_heads);
+  const int64_t position = positions[r];
+  const int64_t first = window > 0 ? max(int64_t(0), position - window + 1) : 0;
+  const int64_t chunks = (position - first + 1 + AD_CHUNK - 1) / AD_CHUNK;
+  const int split = blockIdx.z;
+  if (split >= chunks) return;  // no positions for this split (the combine reads only splits < chunks)
+  const int32_t* table = block_tables + int64_t(sequence_of_row[r]) * int64_t(*blocks_per_sequence);
+  const int64_t width = (heads + 2 * kv_heads) * head_dim;
+  for (int64_t i = tid; i < group * head_dim; i += AD_THREADS) query[i] = qkv[r * width + head0 * head_dim + i];
+  __syncthreads();
+
+  float run_max[AD_MAX_GROUP], run_sum[AD_MAX_GROUP];
+  float2 acc[AD_MAX_GROUP][P];
+#pragma unroll
+  for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+    run_max[hg] = -INFINITY;
+    run_sum[hg] = 0.f;
+#pragma unroll
+    for (int i = 0; i < P; ++i) acc[hg][i] = make_float2(0.f, 0.f);
+  }
+
+  for (int64_t chunk = split; chunk < chunks; chunk += splits) {
+   for (int part = 0; part < AD_WARP_POSITIONS; part += B) {
+    const int64_t start = first + chunk * AD_CHUNK + warp * AD_WARP_POSITIONS + part;
+    const int n = int(min(int64_t(B), position + 1 - start));
+    if (n <= 0) break;  // uniform over the warp
+    // Every key and value of the batch's positions requested before any is used.
+    float2 k[B][P], v[B][P];
+#pragma unroll
+    for (int j = 0; j < B; ++j) {
+      const int64_t base = j < n ? cache_offset(table, start + j, block_size, kv_heads, kv_head, head_dim) : 0;
+#pragma unroll
+      for (int i = 0; i < P; ++i) {
+        const int d = 2 * lane + 64 * i;
+        const bool valid = j < n && d < head_dim;
+        k[j][i] = valid ? kv_load2(key_cache + base + d) : make_float2(0.f, 0.f);
+        v[j][i] = valid ? kv_load2(value_cache + base + d) : make_float2(0.f, 0.f);
+      }
+    }
+#pragma unroll
+    for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+      if (hg < group) {
+        float score[B];
+        float chunk_max = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+          float dot = 0.f;
+#pragma unroll
+          for (int i = 0; i < P; ++i) {
+            const int d = 2 * lane + 64 * i;
+            if (d < head_dim) {
+              const float2 q = *reinterpret_cast<const float2*>(query + hg * head_dim + d);
+              dot = fmaf(q.x, k[j][i].x, dot);
+              dot = fmaf(q.y, k[j][i].y, dot);
+            }
+          }
+          score[j] = j < n ? warp_sum(dot) * scale : -INFINITY;
+          chunk_max = fmaxf(chunk_max, score[j]);
+        }
+        const float new_max = fmaxf(run_max[hg], chunk_max);  // finite: n >= 1
+        const float correction = run_max[hg] == -INFINITY ? 0.f : expf(run_max[hg] - new_max);
+        float weight_sum = 0.f;
+        float2 weighted[P];
+#pragma unroll
+        for (int i = 0; i < P; ++i) weighted[i] = make_float2(0.f, 0.f);
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+          const float e = j < n ? expf(score[j] - new_max) : 0.f;
+          weight_sum += e;
+#pragma unroll
+          for (int i = 0; i < P; ++i) {
+            weighted[i].x = fmaf(e, v[j][i].x, weighted[i].x);
+            weighted[i].y = fmaf(e, v[j][i].y, weighted[i].y);
+          }
+        }
+        run_sum[hg] = fmaf(run_sum[hg], correction, weight_sum);
+        run_max[hg] = new_max;
+#pragma unroll
+        for (int i = 0; i < P; ++i) {
+          acc[hg][i].x = fmaf(acc[hg][i].x, correction, weighted[i].x);
+          acc[hg][i].y = fmaf(acc[hg][i].y, correction, weighted[i].y);
+        }
+      }
+    }
+   }
+  }
+
+  // The warps' states (a warp without positions: max -inf, sum 0, weight 0 below) merged per output element.
+#pragma unroll
+  for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+    if (hg < group) {
+      if (lane == 0) {
+        warp_max_of[warp][hg] = run_max[hg];
+        warp_sum_of[warp][hg] = run_sum[hg];
+      }
+#pragma unroll
+      for (int i = 0; i < P; ++i) {
+        const int d = 2 * lane + 64 * i;
+        if (d < head_dim) *reinterpret_cast<float2*>(merge + (warp * group + hg) * head_dim + d) = acc[hg][i];
+      }
+    }
+  }
+  __syncthreads();
+  for (int64_t e = tid; e < group * head_dim; e += AD_THREADS) {
+    const int hg = int(e / head_dim);
+    const int64_t d = e % head_dim;
+    float block_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < AD_WARPS; ++w) block_max = fmaxf(block_max, warp_max_of[w][hg]);
+    float total = 0.f, value = 0.f;
+#pragma unroll
+    for (int w = 0; w < AD_WARPS; ++w) {
+      const float weight = warp_max_of[w][hg] == -INFINITY ? 0.f : expf(warp_max_of[w][hg] - block_max);
+      total = fmaf(warp_sum_of[w][hg], weight, total);
+      value = fmaf(merge[(w * group + hg) * head_dim + d], weight, value);
+    }
+    const int64_t head = head0 + hg;
+    if (splits == 1) {
+      out[r * heads * head_dim + head * head_dim + d] = value / total;
+    } else {
+      float* partial = partials + ((r * heads + head) * splits + split) * (head_dim + 2);
+      if (d == 0) {
+        partial[0] = block_max;
+        partial[1] = total;
+      }
+      partial[2 + d] = value;
+    }
+  }
+}
+
+// The same for head_dim 258 .. 512: grid (launch_rows, heads / group, splits), AD_THREADS threads; block (r, hb,
+// split) as above. Dynamic shared memory: group * head_dim floats (the queries).
 template <typename TKV>
-__global__ void __launch_bounds__(AD_THREADS, 6) attention_decode_kernel(
+__global__ void __launch_bounds__(AD_THREADS, 6) attention_decode_wide_kernel(
     const int32_t* __restrict__ active,               // I32 [1]
     const int32_t* __restrict__ positions,            // I32 [launch_rows]
     const int32_t* __restrict__ sequence_of_row,      // I32 [launch_rows]
@@ -359,9 +522,22 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
                                            int64_t head_dim, int64_t window, float scale, int group, int splits, float* out,
                                            float* partials, cudaStream_t stream) {
   const dim3 grid(unsigned(launch_rows), unsigned(heads / group), unsigned(splits));
-  attention_decode_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(
-      active, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, static_cast<const TKV*>(keys),
-      static_cast<const TKV*>(values), block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+  const TKV* key_cache = static_cast<const TKV*>(keys);
+  const TKV* value_cache = static_cast<const TKV*>(values);
+  const size_t smem = sizeof(float) * size_t(group * head_dim) * (1 + AD_WARPS);
+  if (head_dim <= 64)
+    attention_decode_kernel<TKV, 1><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
+        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+  else if (head_dim <= 128)
+    attention_decode_kernel<TKV, 2><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
+        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+  else if (head_dim <= 64 * AD_MAX_PAIRS)
+    attention_decode_kernel<TKV, AD_MAX_PAIRS><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
+        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+  else
+    attention_decode_wide_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(active, positions,
+        sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,
+        scale, group, splits, out, partials);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
   attention_combine_kernel<<<dim3(unsigned(launch_rows), unsigned(heads)), AD_THREADS, 0, stream>>>(

@@ -133,7 +133,9 @@ template <> __device__ __forceinline__ __half to_kv<__half>(float v) { return __
 template <> __device__ __forceinline__ __nv_bfloat16 to_kv<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // RoPE on q and k of one row, then its key and value into the cache (see bitdelta_step.h for the layout), rounded to
-// the cache's dtype TKV.
+// the cache's dtype TKV. Grid (launch_rows, rotary_blocks(...)): the row's (heads + kv_heads) * head_dim / 2 rotated
+// pairs, then its kv_heads * head_dim values, one per thread (one block per row left each thread a chain of 32
+// dependent loads and stores: 20 us a row on an H100).
 template <typename TKV>
 __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
     const int32_t* __restrict__ active,       // I32 [1]
@@ -151,15 +153,16 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
   const int64_t half = head_dim / 2;
   const int64_t width = (heads + 2 * kv_heads) * head_dim;
   float* row = qkv + r * width;
-  const float* cos_row = cosines + int64_t(positions[r]) * half;
-  const float* sin_row = sines + int64_t(positions[r]) * half;
   const int64_t cache_slot = cache_slots[r];
   const int64_t block = cache_slot >= 0 ? cache_slot / block_size : 0;
   const int64_t offset = cache_slot >= 0 ? cache_slot % block_size : 0;
-  for (int64_t pair = threadIdx.x; pair < (heads + kv_heads) * half; pair += blockDim.x) {
-    const int64_t head = pair / half, i = pair % half;
+  const int64_t pairs = (heads + kv_heads) * half;
+  const int64_t item = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  if (item < pairs) {
+    const int64_t head = item / half, i = item % half;
     float* h = row + head * head_dim;
-    const float first = h[i], second = h[i + half], c = cos_row[i], s = sin_row[i];
+    const int64_t at = int64_t(positions[r]) * half + i;
+    const float first = h[i], second = h[i + half], c = cosines[at], s = sines[at];
     const float a = __fsub_rn(__fmul_rn(first, c), __fmul_rn(second, s));
     const float b = __fadd_rn(__fmul_rn(second, c), __fmul_rn(first, s));
     h[i] = a;
@@ -169,13 +172,15 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
       key[i] = to_kv<TKV>(a);
       key[i + half] = to_kv<TKV>(b);
     }
+  } else if (cache_slot >= 0 && item - pairs < kv_heads * head_dim) {
+    const int64_t e = item - pairs, head = e / head_dim, d = e % head_dim;
+    value_cache[((block * kv_heads + head) * block_size + offset) * head_dim + d] =
+        to_kv<TKV>(row[(heads + kv_heads) * head_dim + e]);
   }
-  if (cache_slot < 0) return;
-  const float* values = row + (heads + kv_heads) * head_dim;
-  for (int64_t e = threadIdx.x; e < kv_heads * head_dim; e += blockDim.x) {
-    const int64_t head = e / head_dim, d = e % head_dim;
-    value_cache[((block * kv_heads + head) * block_size + offset) * head_dim + d] = to_kv<TKV>(values[e]);
-  }
+}
+
+inline int64_t rotary_blocks(int64_t heads, int64_t kv_heads, int64_t head_dim) {
+  return ((heads + kv_heads) * (head_dim / 2) + kv_heads * head_dim + ROW_THREADS - 1) / ROW_THREADS;
 }
 
 // Attention of one (row, query head): pass 1 finds the max score; pass 2, in chunks of 128 positions, turns scores into
@@ -521,23 +526,27 @@ int bd_step_rotary_cache(const int32_t* d_active, int64_t launch_rows, const int
       head_dim <= 0 || head_dim % 2 != 0 || block_size <= 0)
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_rotary_cache: launch_rows %lld, heads %lld, kv_heads %lld, head_dim %lld, block_size %lld",
                   (long long)launch_rows, (long long)heads, (long long)kv_heads, (long long)head_dim, (long long)block_size);
+  const int64_t blocks = rotary_blocks(heads, kv_heads, head_dim);
+  if (blocks > MAX_GRID_YZ)
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_rotary_cache: heads %lld, kv_heads %lld, head_dim %lld need %lld blocks a row (at most %lld)",
+                  (long long)heads, (long long)kv_heads, (long long)head_dim, (long long)blocks, (long long)MAX_GRID_YZ);
+  const dim3 grid(static_cast<unsigned>(launch_rows), static_cast<unsigned>(blocks));
   switch (kv_dtype) {
     case BD_DTYPE_F32:
-      rotary_cache_kernel<float><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos,
-          d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<float*>(d_key_cache), static_cast<float*>(d_value_cache), block_size);
+      rotary_cache_kernel<float><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv, heads,
+          kv_heads, head_dim, static_cast<float*>(d_key_cache), static_cast<float*>(d_value_cache), block_size);
       break;
     case BD_DTYPE_F16:
-      rotary_cache_kernel<__half><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos,
-          d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__half*>(d_key_cache), static_cast<__half*>(d_value_cache), block_size);
+      rotary_cache_kernel<__half><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv, heads,
+          kv_heads, head_dim, static_cast<__half*>(d_key_cache), static_cast<__half*>(d_value_cache), block_size);
       break;
     default:
-      rotary_cache_kernel<__nv_bfloat16><<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots,
-          d_cos, d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__nv_bfloat16*>(d_key_cache),
-          static_cast<__nv_bfloat16*>(d_value_cache), block_size);
+      rotary_cache_kernel<__nv_bfloat16><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv,
+          heads, kv_heads, head_dim, static_cast<__nv_bfloat16*>(d_key_cache), static_cast<__nv_bfloat16*>(d_value_cache), block_size);
       break;
   }
-  BD_STEP_CHECK_LAUNCH("rotary_cache_kernel<kv dtype %d><<<%lld, %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", kv_dtype,
-                       (long long)launch_rows, ROW_THREADS, (long long)heads, (long long)kv_heads, (long long)head_dim);
+  BD_STEP_CHECK_LAUNCH("rotary_cache_kernel<kv dtype %d><<<(%lld, %lld), %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", kv_dtype,
+                       (long long)launch_rows, (long long)blocks, ROW_THREADS, (long long)heads, (long long)kv_heads, (long long)head_dim);
   return BD_OK;
 }
 

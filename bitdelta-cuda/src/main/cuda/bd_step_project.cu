@@ -4,7 +4,8 @@
 // reading the weights and signs from memory once per step (decode: the 16-row chunks of one m16 tile of W run side by
 // side and share it through L2).
 //
-//   split_kernel<T, SOURCE>   the split form of x (bd_step_split, bd_step_rmsnorm_split, bd_step_swiglu_split)
+//   split_kernel<T, SOURCE>   the split form of x (bd_step_split, bd_step_rmsnorm_split; bd_step_swiglu_split: SwiGLU
+//                             by bd_step_swiglu, then the split of its output)
 //   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows per block (bd_step_project_tc)
 //   bd_prefill (bd_prefill.cu) over each 16-bit part, then unscale_kernel: prefill chunks (bd_step_project_prefill)
 //
@@ -59,27 +60,25 @@ __device__ __forceinline__ float split_scale(float row_max) {
   return ldexpf(1.f, shift);
 }
 
-enum SplitSource { SOURCE_COPY = 0, SOURCE_RMSNORM = 1, SOURCE_SWIGLU = 2 };
+enum SplitSource { SOURCE_COPY = 0, SOURCE_RMSNORM = 1 };
 
-// The value x_k of row r that the split form holds: the row itself (COPY), its RMSNorm with the row's tenant's weight
-// (computed exactly as rmsnorm_kernel), or silu(gate) * up (exactly as swiglu_kernel).
+// The value x_k of row r that the split form holds: the row itself (COPY) or its RMSNorm with the row's tenant's
+// weight (computed exactly as rmsnorm_kernel).
 template <int SOURCE>
 struct SourceRow {
-  const float* in;      // COPY / RMSNORM: F32 [*, K] row r; SWIGLU: F32 [*, 2K] row r
+  const float* in;      // F32 [*, K] row r
   const float* weight;  // RMSNORM: F32 [K]
   float inverse;        // RMSNORM: 1 / rms
   int64_t K;
   __device__ __forceinline__ float operator()(int64_t k) const {
     if (SOURCE == SOURCE_COPY) return in[k];
-    if (SOURCE == SOURCE_RMSNORM) return __fmul_rn(weight[k], __fmul_rn(in[k], inverse));
-    const float g = in[k], u = in[K + k];
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, float(exp(double(-g))))), u);
+    return __fmul_rn(weight[k], __fmul_rn(in[k], inverse));
   }
 };
 
 // Grid (launch_rows, blocks_per_row), SPLIT_THREADS threads; with planes, ceil(K256 / 8) KB of dynamic shared memory.
 // Block (r, part): the whole row's max |x| (every block of the row computes the same value), then for its part of the
-// row -- k256 blocks [K256 * part / blocks, K256 * (part + 1) / blocks) -- the F32 output (RMSNORM, SWIGLU), the
+// row -- k256 blocks [K256 * part / blocks, K256 * (part + 1) / blocks) -- the F32 output (RMSNORM), the
 // 16-bit parts (zero past K only inside the row's part buffers: parts are [PARTS][capacity][K], dense), and with
 // planes the quantized values, their sum, and the 24 bit-planes as mma.m16n8k256.b1 B fragments (warp votes, as
 // xplanes_kernel of bd_decode3.cuh does for 16 planes).
@@ -89,8 +88,8 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
     const int32_t* __restrict__ slots,                // RMSNORM: I32 [launch_rows]
     const float* const* __restrict__ weight_of_slot,  // RMSNORM: [slots] -> F32 [K]
     float eps,                                        // RMSNORM
-    const float* __restrict__ in,                     // F32 [launch_rows, K] (SWIGLU: [launch_rows, 2K])
-    float* __restrict__ out,                          // RMSNORM, SWIGLU: F32 [launch_rows, K]; COPY: unused
+    const float* __restrict__ in,                     // F32 [launch_rows, K]
+    float* __restrict__ out,                          // RMSNORM: F32 [launch_rows, K]; COPY: unused
     int64_t K, int planes,
     unsigned char* __restrict__ split, int64_t capacity) {
   constexpr int PARTS = Split<T>::PARTS;
@@ -110,7 +109,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   const int64_t kb_begin = K256 * part / blocks, kb_end = K256 * (part + 1) / blocks;
   const int64_t k_begin = kb_begin * 256;
 
-  SourceRow<SOURCE> source{in + r * (SOURCE == SOURCE_SWIGLU ? 2 * K : K), nullptr, 0.f, K};
+  SourceRow<SOURCE> source{in + r * K, nullptr, 0.f, K};
   if (SOURCE == SOURCE_RMSNORM) {  // rmsnorm_kernel's reduction, operation for operation
     source.weight = weight_of_slot[slots[r]];
     double sum = 0;
@@ -499,16 +498,17 @@ template <typename T, int SOURCE>
 static cudaError_t launch_split_typed(const int32_t* active, int64_t launch_rows, const int32_t* slots,
                                       const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K,
                                       int planes, unsigned char* split, int64_t capacity, cudaStream_t stream) {
-  const dim3 grid(unsigned(launch_rows), planes ? SPLIT_BLOCKS_PER_ROW : 1);
+  // 8 blocks a row with or without planes: one block a row left each thread a chain of K / 256 loads and stores.
+  const dim3 grid(unsigned(launch_rows), SPLIT_BLOCKS_PER_ROW);
   split_kernel<T, SOURCE><<<grid, SPLIT_THREADS, split_smem_bytes(K, planes), stream>>>(active, slots, weight_of_slot, eps, in,
                                                                                       out, K, planes, split, capacity);
   return cudaGetLastError();
 }
 
 template <int SOURCE>
-static int run_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
-                     const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
-                     int planes, void* split, int64_t capacity, cudaStream_t stream) {
+static int check_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                       const float* const* weight_of_slot, const float* in, const float* out, int64_t K, int dtype, int planes,
+                       const void* split, int64_t capacity) {
   if (!active || !in || !split || (SOURCE != SOURCE_COPY && !out) || (SOURCE == SOURCE_RMSNORM && (!slots || !weight_of_slot)))
     return refuse(BD_ERR_NULL_POINTER, "%s: a required pointer is NULL", what);
   if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16) return refuse(BD_ERR_BAD_DTYPE, "%s: dtype code %d (F16 or BF16)", what, dtype);
@@ -518,6 +518,15 @@ static int run_split(const char* what, const int32_t* active, int64_t launch_row
                   (long long)launch_rows, (long long)capacity, (long long)K, BD_STEP_TC_MAX_K, planes);
   if (static_cast<const void*>(in) == static_cast<const void*>(out))
     return refuse(BD_ERR_BAD_SHAPE, "%s: in and out alias", what);
+  return BD_OK;
+}
+
+template <int SOURCE>
+static int run_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                     const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
+                     int planes, void* split, int64_t capacity, cudaStream_t stream) {
+  const int status = check_split<SOURCE>(what, active, launch_rows, slots, weight_of_slot, in, out, K, dtype, planes, split, capacity);
+  if (status != BD_OK) return status;
   unsigned char* bytes = static_cast<unsigned char*>(split);
   const cudaError_t e = dtype == BD_DTYPE_F16
       ? launch_split_typed<__half, SOURCE>(active, launch_rows, slots, weight_of_slot, eps, in, out, K, planes, bytes, capacity, stream)
@@ -525,7 +534,7 @@ static int run_split(const char* what, const int32_t* active, int64_t launch_row
                                                   stream);
   if (e != cudaSuccess)
     return fail(e, "%s: split_kernel<dtype %d, source %d><<<(%lld, %d), %d, %d>>> (K %lld)", what, dtype, SOURCE,
-                (long long)launch_rows, planes ? SPLIT_BLOCKS_PER_ROW : 1, SPLIT_THREADS, split_smem_bytes(K, planes), (long long)K);
+                (long long)launch_rows, SPLIT_BLOCKS_PER_ROW, SPLIT_THREADS, split_smem_bytes(K, planes), (long long)K);
   return BD_OK;
 }
 
@@ -574,8 +583,15 @@ int bd_step_rmsnorm_split(const int32_t* d_active, int64_t launch_rows, const in
 
 int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const float* d_gate_up, float* d_out,
                          int64_t intermediate, int dtype, int planes, void* d_split, int64_t capacity, cudaStream_t stream) {
-  return run_split<SOURCE_SWIGLU>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_gate_up, d_out,
-                                  intermediate, dtype, planes, d_split, capacity, stream);
+  // SwiGLU over (rows, I / 256) blocks, then the split of its output: computed inside the split (8 blocks a row, each
+  // the whole row for the max) it took 28 us a row at I = 11008 on an H100.
+  int status = d_out == nullptr ? refuse(BD_ERR_NULL_POINTER, "bd_step_swiglu_split: a required pointer is NULL")
+      : check_split<SOURCE_COPY>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, d_gate_up, d_out, intermediate,
+                                 dtype, planes, d_split, capacity);
+  if (status == BD_OK) status = bd_step_swiglu(d_active, launch_rows, d_gate_up, d_out, intermediate, stream);
+  if (status != BD_OK) return status;
+  return run_split<SOURCE_COPY>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_out, nullptr, intermediate,
+                                dtype, planes, d_split, capacity, stream);
 }
 
 int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,

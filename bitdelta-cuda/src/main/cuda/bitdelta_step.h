@@ -65,7 +65,8 @@
  *                          ceil(launch_rows / 4)), 256 threads: warp w computes output m = 8 * blockIdx.x + w for
  *                          4 rows, lanes stride over K, warp-shuffle reduction.
  *   bd_step_rotary_cache:  rotary_cache_kernel<TKV>, TKV in {float, half, bf16} (the cache's dtype) = 3 kernels, grid
- *                          launch_rows, 256 threads (threads stride over head pairs).
+ *                          (launch_rows, ceil(((heads + kv_heads) * head_dim / 2 + kv_heads * head_dim) / 256)), 256
+ *                          threads: one rotated pair or one value per thread.
  *   bd_step_attention:     attention_kernel<TKV> = 3 kernels, grid (launch_rows, heads), 128 threads, dynamic shared
  *                          memory 4 * (head_dim + 128) bytes: pass 1 the max score, pass 2 in chunks of 128 positions the
  *                          exp weights, their sum and the weighted values (each in the CPU's sequential order). The
@@ -78,11 +79,12 @@
  *                          DeviceSegmentedRadixSort::SortPairsDescending (its own kernels), sample_kernel
  *                          (grid rows, 1024 threads).
  * The tensor-core path (T in {half, bf16}: the weights' dtype; PARTS = 2 for half, 3 for bf16):
- *   bd_step_split, bd_step_rmsnorm_split, bd_step_swiglu_split:
- *                          split_kernel<T, SOURCE>, SOURCE in {copy, RMSNorm, SwiGLU} = 6 kernels; grid (launch_rows, 8)
- *                          with planes (block (r, i): the whole row's max |x|, then the eighth i of its k256 blocks:
- *                          output, parts, quantized values in ceil(K/256/8) KB of dynamic shared memory, 24 ballots per
- *                          32 columns for the planes), (launch_rows, 1) without; 256 threads. Triggers the dependent
+ *   bd_step_split, bd_step_rmsnorm_split, bd_step_swiglu_split (swiglu_kernel as bd_step_swiglu, then the split of its
+ *                          output):
+ *                          split_kernel<T, SOURCE>, SOURCE in {copy, RMSNorm} = 4 kernels; grid (launch_rows, 8)
+ *                          (block (r, i): the whole row's max |x|, then the eighth i of its k256 blocks: output, parts,
+ *                          and with planes the quantized values in ceil(K/256/8) KB of dynamic shared memory, 24 ballots
+ *                          per 32 columns for the planes); 256 threads. Triggers the dependent
  *                          launch at its start (griddepcontrol.launch_dependents).
  *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per block: launch_rows <= 8 takes 1)
  *                          = 4 kernels; one launch, grid (ceil(launch_rows / (8 RW)), ceil(M / 16)) (block (c, mt): rows
@@ -98,14 +100,19 @@
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
- *   bd_step_attention_decode: attention_decode_kernel<TKV> = 3 kernels, grid (launch_rows, heads / group, splits), 128
- *                          threads (at most 80 registers: 6 blocks per SM), group * head_dim floats of dynamic shared
- *                          memory, keys read in pairs of elements per lane; group = the largest divisor of
- *                          heads / kv_heads up to 8 (query heads sharing one read of their KV head's keys and values);
- *                          splits = enough blocks for two per SM, at most 16 and one per 32 positions of max_positions
- *                          (block (r, g, s) takes chunks s, s + splits, ... of 32 positions: scores by warps, an online
- *                          softmax by a warp per query head, weighted values by threads over the dimensions); with
- *                          splits > 1 attention_combine_kernel, grid (launch_rows, heads), 128 threads.
+ *   bd_step_attention_decode: attention_decode_kernel<TKV, P>, P in {1, 2, 4} (head_dim up to 64 P), = 9 kernels, and
+ *                          attention_decode_wide_kernel<TKV> (head_dim 258 .. 512) = 3 kernels; grid (launch_rows,
+ *                          heads / group, splits), 128 threads; group = the largest divisor of heads / kv_heads up to 8
+ *                          (query heads sharing one read of their KV head's keys and values); splits = enough blocks
+ *                          for two per SM, at most 16 and one per 32 positions of max_positions (block (r, g, s) takes
+ *                          chunks s, s + splits, ... of 32 positions). attention_decode_kernel: warp w takes positions
+ *                          8 w .. 8 w + 7 of each chunk and loads their keys and values at once (8 positions in flight
+ *                          for P <= 2, 4 for P = 4; lane l holds dimensions 2 l + 64 i, + 1), an online softmax per warp,
+ *                          the warps merged through (1 + 4) * group * head_dim floats of dynamic shared memory (the
+ *                          queries and the warps' accumulators); 106-168 registers. The wide kernel: group * head_dim
+ *                          floats, at most 80 registers, scores by warps, an online softmax by a warp per query head,
+ *                          weighted values by threads over the dimensions. With splits > 1 attention_combine_kernel,
+ *                          grid (launch_rows, heads), 128 threads.
  *   bd_step_attention_prefill: attention_prefill_kernel<TKV> = 3 kernels, grid (tiles, heads), 128 threads (4 per query
  *                          row), dynamic shared memory 4 * (32 (hd + 1) + 32 (hd + 1) + 32 hd + 32 * 33) bytes (hd =
  *                          head_dim; 52 KB at 128, 103 KB at 256, the most given): the tile's queries, 32 keys and
@@ -113,7 +120,7 @@
  *   bd_step_lm_head_grouped: lm_head_grouped_kernel, grid (ceil(vocab / 32), launch_groups), 256 threads: warp w of
  *                          block (v, g) computes vocabulary rows 32 v + 4 w .. + 3 of group g's head for its rows, 8 rows
  *                          per pass (16-byte loads of the head, evict-first), F32 FMA and warp sums.
- *   Total: 37 step kernels (17 of the exact path, sampling included, and 20 of the tensor-core path; CUB's sort kernels
+ *   Total: 44 step kernels (17 of the exact path, sampling included, and 27 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
  * PREDICTIONS (not measured yet; H100, Llama-2-7B shape, 16 tenants of one row each, context 256, F16 KV cache):
