@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Where the decoder step's time goes, kernel by kernel, on a GPU host (H100/H200 with Nsight Compute; no JDK, no
 # network), from the repository root:
-#   OUT=/some/folder bash bitdelta-cuda/bench/profile-step-device.sh [LAYERS]
+#   OUT=/some/folder [DETAILS=REGEX] bash bitdelta-cuda/bench/profile-step-device.sh [LAYERS]
 # with bitdelta-cuda/target/step-device/ carried (bench/prepare-step-device.sh makes it). Runs
 # `StepBenchmark --profile` (7B-shape layers, default 2: every layer runs the same kernels) under ncu with
 # --profile-from-start off: one 16-tenant decode step, one base-alone decode step and one 256-token prefill step, each
 # kernel alone (ncu serializes them and flushes the caches before each), with its time and DRAM bytes. What comes back
 # in $OUT: profile-summary.txt (per step: each kernel's time, bytes and GB/s, totals by kernel name; also printed),
-# ncu.csv (the raw rows) and profile-java.log.
+# ncu.csv (the raw rows) and profile-java.log. DETAILS=REGEX adds a second pass over the kernels whose names match it,
+# with Nsight Compute's sections on throughput, occupancy, scheduler and warp stall reasons: profile-details.txt.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-profile-out 300 /tmp/bitdelta-step-profile
 layers="${1:-2}"
@@ -23,6 +24,15 @@ timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --c
   -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile \
   --layers="$layers" --warmup=3 --steps=3 > "$out/profile-java.log" 2>&1
 echo "ncu exit $?" >> "$out/profile-java.log"
+if [[ -n ${DETAILS:-} ]]; then
+  timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --clock-control none --graph-profiling node \
+    --kernel-name "regex:$DETAILS" --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
+    --section MemoryWorkloadAnalysis --section LaunchStats --log-file "$out/profile-details.txt" \
+    "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
+    -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile \
+    --layers=1 --warmup=3 --steps=3 > "$out/profile-details-java.log" 2>&1
+  echo "ncu details exit $?" >> "$out/profile-java.log"
+fi
 python3 - "$out/ncu.csv" "$layers" > "$out/profile-summary.txt" 2>&1 <<'EOF'
 import csv, sys, collections
 rows = [line for line in open(sys.argv[1], errors="replace") if line.startswith('"')]

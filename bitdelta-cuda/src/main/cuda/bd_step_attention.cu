@@ -1,7 +1,7 @@
 // bd_step_attention.cu -- attention of 16-bit models over the paged KV cache (bitdelta_step.h, "TENSOR-CORE PATH"):
 // F32 arithmetic (SIMT) on keys and values stored as F32, F16 or BF16.
 //
-//   decode (one row per sequence): attention_decode_kernel<TKV, P> (head_dim up to 64 P, P = 1, 2, 4), one block per
+//   decode (one row per sequence): attention_decode_kernel<TKV, P> (head_dim up to 64 P, P = 2, 4), one block per
 //     (row, group of query heads that share a KV head, split of the positions). The block reads each key and value of
 //     its positions once for all query heads of its group; positions go in chunks of 32, 8 per warp, each warp loading
 //     its 8 keys and values at once (a decode step's attention is bound by the bytes in flight: one load at a time
@@ -109,11 +109,19 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     const int64_t start = first + chunk * AD_CHUNK + warp * AD_WARP_POSITIONS + part;
     const int n = int(min(int64_t(B), position + 1 - start));
     if (n <= 0) break;  // uniform over the warp
-    // Every key and value of the batch's positions requested before any is used.
+    // Every key and value of the batch's positions requested before any is used. Their cache rows: one 32-bit
+    // division for the first position, then a walk through the blocks (a 64-bit division per position cost about as
+    // much as the loads it addressed).
     float2 k[B][P], v[B][P];
+    const int cache_block_size = int(block_size);
+    int block_index = int(start) / cache_block_size, in_block = int(start) - block_index * cache_block_size;
 #pragma unroll
     for (int j = 0; j < B; ++j) {
-      const int64_t base = j < n ? cache_offset(table, start + j, block_size, kv_heads, kv_head, head_dim) : 0;
+      const int64_t base = j < n ? ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + in_block) * head_dim : 0;
+      if (++in_block == cache_block_size) {
+        in_block = 0;
+        ++block_index;
+      }
 #pragma unroll
       for (int i = 0; i < P; ++i) {
         const int d = 2 * lane + 64 * i;
@@ -525,10 +533,7 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
   const TKV* key_cache = static_cast<const TKV*>(keys);
   const TKV* value_cache = static_cast<const TKV*>(values);
   const size_t smem = sizeof(float) * size_t(group * head_dim) * (1 + AD_WARPS);
-  if (head_dim <= 64)
-    attention_decode_kernel<TKV, 1><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
-        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
-  else if (head_dim <= 128)
+  if (head_dim <= 128)  // (P = 1 for head_dim <= 64 spilled registers; P = 2 leaves the second pair's lanes idle)
     attention_decode_kernel<TKV, 2><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
         blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
   else if (head_dim <= 64 * AD_MAX_PAIRS)

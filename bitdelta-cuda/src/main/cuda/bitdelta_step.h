@@ -100,7 +100,7 @@
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
- *   bd_step_attention_decode: attention_decode_kernel<TKV, P>, P in {1, 2, 4} (head_dim up to 64 P), = 9 kernels, and
+ *   bd_step_attention_decode: attention_decode_kernel<TKV, P>, P in {2, 4} (head_dim up to 64 P), = 6 kernels, and
  *                          attention_decode_wide_kernel<TKV> (head_dim 258 .. 512) = 3 kernels; grid (launch_rows,
  *                          heads / group, splits), 128 threads; group = the largest divisor of heads / kv_heads up to 8
  *                          (query heads sharing one read of their KV head's keys and values); splits = enough blocks
@@ -109,7 +109,7 @@
  *                          8 w .. 8 w + 7 of each chunk and loads their keys and values at once (8 positions in flight
  *                          for P <= 2, 4 for P = 4; lane l holds dimensions 2 l + 64 i, + 1), an online softmax per warp,
  *                          the warps merged through (1 + 4) * group * head_dim floats of dynamic shared memory (the
- *                          queries and the warps' accumulators); 106-168 registers. The wide kernel: group * head_dim
+ *                          queries and the warps' accumulators); about 160 (P = 2) and 195 (P = 4) registers. The wide kernel: group * head_dim
  *                          floats, at most 80 registers, scores by warps, an online softmax by a warp per query head,
  *                          weighted values by threads over the dimensions. With splits > 1 attention_combine_kernel,
  *                          grid (launch_rows, heads), 128 threads.
@@ -120,7 +120,7 @@
  *   bd_step_lm_head_grouped: lm_head_grouped_kernel, grid (ceil(vocab / 32), launch_groups), 256 threads: warp w of
  *                          block (v, g) computes vocabulary rows 32 v + 4 w .. + 3 of group g's head for its rows, 8 rows
  *                          per pass (16-byte loads of the head, evict-first), F32 FMA and warp sums.
- *   Total: 44 step kernels (17 of the exact path, sampling included, and 27 of the tensor-core path; CUB's sort kernels
+ *   Total: 41 step kernels (17 of the exact path, sampling included, and 24 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
  * PREDICTIONS (not measured yet; H100, Llama-2-7B shape, 16 tenants of one row each, context 256, F16 KV cache):
