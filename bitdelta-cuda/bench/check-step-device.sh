@@ -5,10 +5,12 @@
 #  1. the sm_90a library: the carried one, else built here (16 cores, a few minutes)
 #  2. SASS of the decoder-step kernels (cuobjdump): local-memory loads/stores counted
 #  3. step_check: each bd_step_* kernel against a CPU reference (fast feedback), exit status per check
-#  4. the Java GPU tests: the decoder device (conformance, whole models, faults), then the module's other tests
+#  4. the Java GPU tests (JAVA_GROUPS, default "decoder backend acceptance"): the decoder device (conformance, whole
+#     models, faults); the tinyllama pair where the carry holds it (STEP_CARRY=bitdelta-cuda/target/acceptance-device,
+#     made by prepare-acceptance-device.sh); the module's other tests (CHECK_BACKEND=0 leaves them out)
 # Every stage runs even if one before failed; the whole script keeps within BUDGET seconds (default 560, under a
-# 600 s limit per remote command). At most 8 files go to $OUT (what a remote runner may be limited to bringing back): summary.txt (the table,
-# also printed last), step-check.log, four java-*.log, sass-and-resources.txt and junit-reports.tar.gz.
+# 600 s limit per remote command). What goes to $OUT: summary.txt (the table, also printed last),
+# step-check.log, a java-GROUP.log per JUnit run, sass-and-resources.txt and junit-reports.tar.gz.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-device-out 560 /tmp/bitdelta-step-device
 mkdir -p "$work/logs"
@@ -78,11 +80,25 @@ if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
     if [[ $code -eq 0 && $failed == 0 && $aborted == 0 && $ok != "?" && $ok -gt 0 ]]; then status=ok; else status=FAIL; fi
     row "Java $name" "$status" "$ok/$found passed, $failed failed, $aborted aborted (exit $code$([[ $code -eq 124 ]] && echo ', timed out')): java-$name.log"
   }
-  junit decoder-conformance 180 --select-class org.bitdelta.cuda.CudaDecoderDeviceConformanceTest
-  junit decoder-models 200 --select-class org.bitdelta.cuda.CudaDecoderModelTest
-  junit decoder-faults 80 --select-class org.bitdelta.cuda.CudaDecoderFaultTest
+  groups=" ${JAVA_GROUPS:-decoder backend acceptance} "
+  if [[ $groups == *" decoder "* ]]; then
+    junit decoder-conformance 180 --select-class org.bitdelta.cuda.CudaDecoderDeviceConformanceTest
+    junit decoder-models 200 --select-class org.bitdelta.cuda.CudaDecoderModelTest
+    junit decoder-faults 80 --select-class org.bitdelta.cuda.CudaDecoderFaultTest
+  fi
+  # The tinyllama pair, where the carry has it (prepare-acceptance-device.sh: it does not fit beside the step carry).
+  if [[ $groups == *" acceptance "* ]]; then
+    if [[ -f $carry/acceptance-data.tar.xz ]]; then
+      mkdir -p "$work/data"
+      unpack_xz "$carry/acceptance-data.tar.xz" "$work/acceptance-data.tar" && tar -C "$work/data" -xf "$work/acceptance-data.tar"
+      java+=(-Dbitdelta.acceptance.data="$work/data")
+      junit decoder-acceptance 200 --select-class org.bitdelta.cuda.CudaDecoderAcceptanceTest
+    else
+      row "Java decoder-acceptance" "skip" "no acceptance-data.tar.xz in $carry (prepare-acceptance-device.sh)"
+    fi
+  fi
   # The product backend's own tests (CHECK_BACKEND=0 leaves them out when device time is short).
-  if [[ ${CHECK_BACKEND:-1} == 1 ]]; then
+  if [[ $groups == *" backend "* && ${CHECK_BACKEND:-1} == 1 ]]; then
     junit backend 150 --select-class org.bitdelta.cuda.CudaBackendCorrectnessTest --select-class org.bitdelta.cuda.CudaBackendErrorsTest \
       --select-class org.bitdelta.cuda.CudaBackendProviderTest --select-class org.bitdelta.cuda.CudaHostSideTest \
       --select-class org.bitdelta.cuda.CudaCompressTest --select-class org.bitdelta.cuda.CudaLibraryHostTest
@@ -101,7 +117,7 @@ fi
   echo "== check-step-device summary ($(sed -n 2p "$work/logs/nvidia-smi.txt"); $(head -1 "$carry/MANIFEST.txt" 2>/dev/null); ${SECONDS} s)"
   printf '%s\n' "${rows[@]}"
   echo "== notes from the Java tests (seeds, perplexities, memory)"
-  grep -hE "seed|perplexity|GPU memory|refused|hog" "$out"/java-decoder-*.log 2>/dev/null | head -60
+  grep -hE "seed|perplexity|GPU memory|refused|hog" "$out"/java-decoder-*.log 2>/dev/null | head -90
 } > "$out/summary.txt"
 echo
 sed -n '/== notes/,$p' "$out/summary.txt"

@@ -1,11 +1,12 @@
 # step-device-common.sh -- sourced by check-step-device.sh and step-benchmark-device.sh on a GPU host, with the
 # folder that bench/prepare-step-device.sh makes (bitdelta-cuda/target/step-device/) carried:
 #   source step-device-common.sh DEFAULT_OUT DEFAULT_BUDGET WORK
-# goes to the repository root and sets root, carry, out ($OUT, else DEFAULT_OUT; created), budget ($BUDGET, else
+# goes to the repository root and sets root, carry ($STEP_CARRY, else bitdelta-cuda/target/step-device), out ($OUT,
+# else DEFAULT_OUT; created), budget ($BUDGET, else
 # DEFAULT_BUDGET seconds) and work (WORK, emptied, with WORK/lib), and defines the helpers below.
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-carry=bitdelta-cuda/target/step-device
+carry="${STEP_CARRY:-bitdelta-cuda/target/step-device}"
 out="${OUT:-$1}"
 budget="${BUDGET:-$2}"
 work="$3"

@@ -104,7 +104,7 @@ class CudaDecoderModelTest {
         }
     }
 
-    private static void assertPerplexitiesAgree(double expected, double actual, String what) {
+    static void assertPerplexitiesAgree(double expected, double actual, String what) {
         double relative = Math.abs(actual - expected) / expected;
         System.out.printf("  %s: perplexity CPU %.6f, GPU %.6f, relative difference %.2e%n", what, expected, actual, relative);
         assertTrue(relative < PERPLEXITY_TOLERANCE, what + ": perplexity CPU " + expected + " vs GPU " + actual + " (relative " + relative + ")");
@@ -284,9 +284,19 @@ class CudaDecoderModelTest {
      * device), sampled ones (temperature, top-k, top-p on the device), and perplexities from Decoder.forward logits.
      */
     static void checkDecoders(Path folder, long seed, String name, Path fineTune) {
-        try (Decoder onCpu = Decoder.load(folder, cpu, false); Decoder onGpu = Decoder.load(folder, gpu, false);
+        checkDecoders(cpu, gpu, folder, seed, name, fineTune);
+    }
+
+    /**
+     * {@code folder} on {@code gpuBackend} against {@code cpuBackend}: three synthetic tenants and, with
+     * {@code fineTune}, that fine-tune compressed as a tenant, mixed in one batch: greedy and sampled generations of
+     * {@link #NEW_TOKENS} tokens identical, perplexities within {@link #PERPLEXITY_TOLERANCE}.
+     */
+    static void checkDecoders(org.bitdelta.spi.TensorBackend cpuBackend, org.bitdelta.spi.TensorBackend gpuBackend, Path folder, long seed,
+                              String name, Path fineTune) {
+        try (Decoder onCpu = Decoder.load(folder, cpuBackend, false); Decoder onGpu = Decoder.load(folder, gpuBackend, false);
              DeltaModel compressed = fineTune == null ? null
-                     : BitDelta.compress(folder, fineTune, CompressOptions.defaults().perRowScales(true).backend(cpu))) {
+                     : BitDelta.compress(folder, fineTune, CompressOptions.defaults().perRowScales(true).backend(cpuBackend))) {
             for (int t = 1; t <= 3; t++) {
                 Map<String, BinaryDelta> deltas = new LinkedHashMap<>();
                 Map<String, Tensor> replaced = new LinkedHashMap<>();
