@@ -48,7 +48,7 @@ def short(name):
     name = name.split("(")[0]
     return name.replace("bd::step::", "").replace("bd::", "").replace("__nv_bfloat16", "bf16").replace("__half", "f16")
 unit = units[col["gpu__time_duration.sum"]]
-scale = {"nsecond": 1e-3, "usecond": 1.0, "msecond": 1e3}.get(unit, 1.0)
+scale = {"nsecond": 1e-3, "ns": 1e-3, "usecond": 1.0, "us": 1.0, "msecond": 1e3, "ms": 1e3}[unit]
 phases, current = [], None
 for row in data:
     name = short(row[col["Kernel Name"]])
@@ -58,7 +58,7 @@ for row in data:
                     value(row, "dram__bytes_write.sum"), row[col["launch__grid_size"]], row[col["launch__block_size"]],
                     row[col["launch__registers_per_thread"]], value(row, "sm__throughput.avg.pct_of_peak_sustained_elapsed")))
 byte_unit = units[col["dram__bytes_read.sum"]]
-byte_scale = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9}.get(byte_unit, 1)
+byte_scale = {"byte": 1, "B": 1, "Kbyte": 1e3, "KB": 1e3, "Mbyte": 1e6, "MB": 1e6, "Gbyte": 1e9, "GB": 1e9}[byte_unit]
 titles = ["16-tenant decode step", "base-alone decode step", "256-token prefill step (tenant 1)"]
 print(f"layers: {sys.argv[2]}; times are each kernel alone (ncu, caches flushed), not the step's graph")
 for index, phase in enumerate(phases):

@@ -1,21 +1,19 @@
 // bd_step_attention.cu -- attention of 16-bit models over the paged KV cache (bitdelta_step.h, "TENSOR-CORE PATH"):
 // F32 arithmetic (SIMT) on keys and values stored as F32, F16 or BF16.
 //
-//   decode (one row per sequence): attention_decode_kernel<TKV, P, VEC> (head_dim up to 64 P, P = 2, 4), one block
-//     per (row, group of query heads that share a KV head, split of the positions). The block reads each key and
-//     value of its positions once for all query heads of its group; a warp takes a chunk of 32 positions at a time,
-//     one per lane: each lane its own key row (16-byte loads where head_dim % 8 == 0) for its scores, a softmax across
-//     the lanes, then the value rows one after another, each by the whole warp (coalesced), with an online softmax
-//     over the warp's chunks; the warps' states merge at the end. (Lanes over dimensions with a warp sum per position
-//     took 1400 instructions per 8 positions and ran at a sixth of the bandwidth at 16 rows.)
-//     attention_decode_wide_kernel<TKV> takes head_dim 258 .. 512 (scores by warps, softmax by a warp per query head,
-//     values by threads over the dimensions). With more than one split (few rows: the grid would not fill the GPU),
-//     each split writes (max, sum, unnormalized output) and attention_combine_kernel merges them.
+//   decode (one row per sequence): attention_decode_kernel<TKV, P> (head_dim up to 64 P, P = 2, 4), one block per
+//     (row, group of query heads that share a KV head, split of the positions). The block reads each key and value of
+//     its positions once for all query heads of its group; positions go in chunks of 32, 8 per warp, each warp loading
+//     its 8 keys and values at once (a decode step's attention is bound by the bytes in flight: one load at a time
+//     per warp left it at a seventh of the bandwidth) with an online softmax of its own; the warps' states merge at
+//     the end. attention_decode_wide_kernel<TKV> takes head_dim 258 .. 512 (scores by warps, softmax by a warp per
+//     query head, values by threads over the dimensions). With more than one split (few rows: the grid would not fill
+//     the GPU), each split writes (max, sum, unnormalized output) and attention_combine_kernel merges them.
 //   prefill (chunks of consecutive rows of one sequence): attention_prefill_kernel<TKV>, flash-style: one block per
 //     (tile of up to 32 consecutive rows of one sequence, query head); key and value tiles of 32 positions go through
 //     shared memory once per tile of queries instead of once per query.
-// Scores are F32 dot products (FMA in dimension order, or lane-strided then a warp tree in the wide kernel): the CPU
-// sums them in order, so the two differ by F32 rounding, as the products do.
+// Scores are F32 dot products (FMA, lane-strided then a warp tree): the CPU sums them in order, so the two differ by
+// F32 rounding, as the products do.
 #include "bd_step_common.cuh"
 
 #include <cmath>
@@ -30,6 +28,7 @@ constexpr int AD_MAX_SPLITS = 16;
 constexpr int AD_MAX_HEAD_DIM = 512;
 constexpr int AD_DIMS_PER_THREAD = AD_MAX_HEAD_DIM / AD_THREADS;  // 4 (the wide kernel)
 constexpr int AD_WARPS = AD_THREADS / 32;
+constexpr int AD_WARP_POSITIONS = AD_CHUNK / AD_WARPS;  // 8 positions of a chunk per warp
 constexpr int AD_MAX_PAIRS = 4;                        // attention_decode_kernel: head_dim up to 64 * 4
 
 constexpr int AP_THREADS = 128;     // 4 threads per query row
@@ -44,28 +43,6 @@ __device__ __forceinline__ float2 kv_load2(const __half* p) { return __half22flo
 __device__ __forceinline__ float2 kv_load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
-// Eight consecutive cache elements, loaded raw and widened at use (p 16-byte aligned: head_dim % 8 == 0).
-template <typename T> struct Raw8 { uint4 u; };
-template <> struct Raw8<float> { float4 a, b; };
-template <typename T> __device__ __forceinline__ Raw8<T> kv_raw8(const T* p) {
-  return Raw8<T>{__ldg(reinterpret_cast<const uint4*>(p))};
-}
-template <> __device__ __forceinline__ Raw8<float> kv_raw8<float>(const float* p) {
-  return Raw8<float>{__ldg(reinterpret_cast<const float4*>(p)), __ldg(reinterpret_cast<const float4*>(p) + 1)};
-}
-__device__ __forceinline__ void kv_unpack8(const Raw8<float>& raw, float (&v)[8]) {
-  v[0] = raw.a.x; v[1] = raw.a.y; v[2] = raw.a.z; v[3] = raw.a.w; v[4] = raw.b.x; v[5] = raw.b.y; v[6] = raw.b.z; v[7] = raw.b.w;
-}
-template <typename T>
-__device__ __forceinline__ void kv_unpack8(const Raw8<T>& raw, float (&v)[8]) {
-  const uint32_t words[4] = {raw.u.x, raw.u.y, raw.u.z, raw.u.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = kv_load2(reinterpret_cast<const T*>(&words[i]));
-    v[2 * i] = f.x;
-    v[2 * i + 1] = f.y;
-  }
-}
 template <typename T> __device__ __forceinline__ T kv_store(float v);
 template <> __device__ __forceinline__ float kv_store<float>(float v) { return v; }
 template <> __device__ __forceinline__ __half kv_store<__half>(float v) { return __float2half_rn(v); }
@@ -79,13 +56,12 @@ __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p,
 }
 
 // Grid (launch_rows, heads / group, splits), AD_THREADS threads. Block (r, hb, split): query heads hb * group ..
-// + group - 1 of row r (one KV head); its warp w takes chunks c = 4 split + w, 4 split + w + 4 splits, ... of 32
-// positions of first .. p, lane j position 32 c + j: the lane's scores from its own key row (VEC: 8 elements a load,
-// head_dim % 8 == 0; else pairs), a softmax across the lanes, then the weighted values with lane l holding dimensions
-// 2 l + 64 i and 2 l + 64 i + 1 (i < P) of the accumulators. Dynamic shared memory: (1 + AD_WARPS) * group * head_dim
-// floats (the queries, the warps' accumulators for the merge). head_dim even, at most 64 P.
-template <typename TKV, int P, bool VEC>
-__global__ void __launch_bounds__(AD_THREADS, P <= 2 ? 3 : 2) attention_decode_kernel(
+// + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p; warp w takes
+// positions 8 w .. 8 w + 7 of each chunk, lane l dimensions 2 l + 64 i and 2 l + 64 i + 1 (i < P) of them.
+// Dynamic shared memory: (1 + AD_WARPS) * group * head_dim floats (the queries, the warps' accumulators for the merge).
+// head_dim even (RoPE pairs its halves), at most 64 P.
+template <typename TKV, int P>
+__global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     const int32_t* __restrict__ active,               // I32 [1]
     const int32_t* __restrict__ positions,            // I32 [launch_rows]
     const int32_t* __restrict__ sequence_of_row,      // I32 [launch_rows]
@@ -98,6 +74,7 @@ __global__ void __launch_bounds__(AD_THREADS, P <= 2 ? 3 : 2) attention_decode_k
     int splits,
     float* __restrict__ out,                          // F32 [launch_rows, heads * head_dim] (splits == 1)
     float* __restrict__ partials) {                   // F32 [launch_rows, heads, splits, head_dim + 2] (splits > 1)
+  constexpr int B = P <= 2 ? AD_WARP_POSITIONS : AD_WARP_POSITIONS / 2;  // positions in flight per warp (registers)
   extern __shared__ float shared[];
   float* query = shared;                              // [group][head_dim]
   float* merge = shared + group * head_dim;           // [AD_WARPS][group][head_dim]
@@ -107,11 +84,11 @@ __global__ void __launch_bounds__(AD_THREADS, P <= 2 ? 3 : 2) attention_decode_k
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t head0 = int64_t(blockIdx.y) * group;
   const int64_t kv_head = head0 / (heads / kv_heads);
-  const int position = positions[r];
-  const int first = window > 0 ? int(max(int64_t(0), int64_t(position) - window + 1)) : 0;
-  const int chunks = (position - first + 1 + AD_CHUNK - 1) / AD_CHUNK;
+  const int64_t position = positions[r];
+  const int64_t first = window > 0 ? max(int64_t(0), position - window + 1) : 0;
+  const int64_t chunks = (position - first + 1 + AD_CHUNK - 1) / AD_CHUNK;
   const int split = blockIdx.z;
-  if (split * AD_WARPS >= chunks) return;  // no positions for this split (the combine reads only the splits with some)
+  if (split >= chunks) return;  // no positions for this split (the combine reads only splits < chunks)
   const int32_t* table = block_tables + int64_t(sequence_of_row[r]) * int64_t(*blocks_per_sequence);
   const int64_t width = (heads + 2 * kv_heads) * head_dim;
   for (int64_t i = tid; i < group * head_dim; i += AD_THREADS) query[i] = qkv[r * width + head0 * head_dim + i];
@@ -127,116 +104,78 @@ __global__ void __launch_bounds__(AD_THREADS, P <= 2 ? 3 : 2) attention_decode_k
     for (int i = 0; i < P; ++i) acc[hg][i] = make_float2(0.f, 0.f);
   }
 
-  const int cache_block_size = int(block_size);
-  for (int chunk = split * AD_WARPS + warp; chunk < chunks; chunk += splits * AD_WARPS) {
-    const int start = first + chunk * AD_CHUNK;
-    const int n = min(AD_CHUNK, position + 1 - start);  // positions of this chunk, >= 1
-    const int p = start + min(lane, n - 1);              // lanes past the end repeat the last position (weight 0)
-    const int block_index = p / cache_block_size;
-    const int64_t row_base = ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + (p - block_index * cache_block_size)) * head_dim;
-
-    // Scores of this lane's position for every query head of the group.
-    float dot[AD_MAX_GROUP];
+  for (int64_t chunk = split; chunk < chunks; chunk += splits) {
+   for (int part = 0; part < AD_WARP_POSITIONS; part += B) {
+    const int64_t start = first + chunk * AD_CHUNK + warp * AD_WARP_POSITIONS + part;
+    const int n = int(min(int64_t(B), position + 1 - start));
+    if (n <= 0) break;  // uniform over the warp
+    // Every key and value of the batch's positions requested before any is used. Their cache rows: one 32-bit
+    // division for the first position, then a walk through the blocks (a 64-bit division per position cost about as
+    // much as the loads it addressed).
+    float2 k[B][P], v[B][P];
+    const int cache_block_size = int(block_size);
+    int block_index = int(start) / cache_block_size, in_block = int(start) - block_index * cache_block_size;
 #pragma unroll
-    for (int hg = 0; hg < AD_MAX_GROUP; ++hg) dot[hg] = 0.f;
-    const TKV* key = key_cache + row_base;
-    if (VEC) {
-      constexpr int PIECES = sizeof(TKV) == 4 ? 4 : 8;  // pieces of 8 elements in flight per lane
-      for (int d0 = 0; d0 < head_dim; d0 += 8 * PIECES) {
-        Raw8<TKV> raw[PIECES];
-#pragma unroll
-        for (int piece = 0; piece < PIECES; ++piece)
-          if (d0 + 8 * piece < head_dim) raw[piece] = kv_raw8(key + d0 + 8 * piece);
-#pragma unroll
-        for (int piece = 0; piece < PIECES; ++piece) {
-          const int d = d0 + 8 * piece;
-          if (d >= head_dim) break;  // uniform
-          float k[8];
-          kv_unpack8(raw[piece], k);
-#pragma unroll
-          for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
-            if (hg < group) {
-              const float4 qa = *reinterpret_cast<const float4*>(query + hg * head_dim + d);
-              const float4 qb = *reinterpret_cast<const float4*>(query + hg * head_dim + d + 4);
-              dot[hg] = fmaf(qa.x, k[0], dot[hg]);
-              dot[hg] = fmaf(qa.y, k[1], dot[hg]);
-              dot[hg] = fmaf(qa.z, k[2], dot[hg]);
-              dot[hg] = fmaf(qa.w, k[3], dot[hg]);
-              dot[hg] = fmaf(qb.x, k[4], dot[hg]);
-              dot[hg] = fmaf(qb.y, k[5], dot[hg]);
-              dot[hg] = fmaf(qb.z, k[6], dot[hg]);
-              dot[hg] = fmaf(qb.w, k[7], dot[hg]);
-            }
-          }
-        }
+    for (int j = 0; j < B; ++j) {
+      const int64_t base = j < n ? ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + in_block) * head_dim : 0;
+      if (++in_block == cache_block_size) {
+        in_block = 0;
+        ++block_index;
       }
-    } else {
-      for (int d = 0; d < head_dim; d += 2) {
-        const float2 k = kv_load2(key + d);
 #pragma unroll
-        for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
-          if (hg < group) {
-            const float2 q = *reinterpret_cast<const float2*>(query + hg * head_dim + d);
-            dot[hg] = fmaf(q.x, k.x, dot[hg]);
-            dot[hg] = fmaf(q.y, k.y, dot[hg]);
-          }
-        }
+      for (int i = 0; i < P; ++i) {
+        const int d = 2 * lane + 64 * i;
+        const bool valid = j < n && d < head_dim;
+        k[j][i] = valid ? kv_load2(key_cache + base + d) : make_float2(0.f, 0.f);
+        v[j][i] = valid ? kv_load2(value_cache + base + d) : make_float2(0.f, 0.f);
       }
     }
-
-    // Softmax across the lanes (online over the warp's chunks), weights kept in dot.
-    float correction[AD_MAX_GROUP];
 #pragma unroll
     for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
       if (hg < group) {
-        const float score = lane < n ? dot[hg] * scale : -INFINITY;
-        const float new_max = fmaxf(run_max[hg], warp_max(score));  // finite: lane 0 has a position
-        correction[hg] = run_max[hg] == -INFINITY ? 0.f : expf(run_max[hg] - new_max);
-        dot[hg] = lane < n ? expf(score - new_max) : 0.f;
-        run_sum[hg] = fmaf(run_sum[hg], correction[hg], warp_sum(dot[hg]));
+        float score[B];
+        float chunk_max = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+          float dot = 0.f;
+#pragma unroll
+          for (int i = 0; i < P; ++i) {
+            const int d = 2 * lane + 64 * i;
+            if (d < head_dim) {
+              const float2 q = *reinterpret_cast<const float2*>(query + hg * head_dim + d);
+              dot = fmaf(q.x, k[j][i].x, dot);
+              dot = fmaf(q.y, k[j][i].y, dot);
+            }
+          }
+          score[j] = j < n ? warp_sum(dot) * scale : -INFINITY;
+          chunk_max = fmaxf(chunk_max, score[j]);
+        }
+        const float new_max = fmaxf(run_max[hg], chunk_max);  // finite: n >= 1
+        const float correction = run_max[hg] == -INFINITY ? 0.f : expf(run_max[hg] - new_max);
+        float weight_sum = 0.f;
+        float2 weighted[P];
+#pragma unroll
+        for (int i = 0; i < P; ++i) weighted[i] = make_float2(0.f, 0.f);
+#pragma unroll
+        for (int j = 0; j < B; ++j) {
+          const float e = j < n ? expf(score[j] - new_max) : 0.f;
+          weight_sum += e;
+#pragma unroll
+          for (int i = 0; i < P; ++i) {
+            weighted[i].x = fmaf(e, v[j][i].x, weighted[i].x);
+            weighted[i].y = fmaf(e, v[j][i].y, weighted[i].y);
+          }
+        }
+        run_sum[hg] = fmaf(run_sum[hg], correction, weight_sum);
         run_max[hg] = new_max;
-      }
-    }
-
-    // Weighted values: position j's row from lane j, its value pairs by every lane (coalesced), ROWS rows in flight.
-#pragma unroll
-    for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
-      if (hg < group) {
 #pragma unroll
         for (int i = 0; i < P; ++i) {
-          acc[hg][i].x *= correction[hg];
-          acc[hg][i].y *= correction[hg];
+          acc[hg][i].x = fmaf(acc[hg][i].x, correction, weighted[i].x);
+          acc[hg][i].y = fmaf(acc[hg][i].y, correction, weighted[i].y);
         }
       }
     }
-    constexpr int ROWS = P <= 2 ? 8 : 4;
-    for (int j0 = 0; j0 < n; j0 += ROWS) {
-      float2 v[ROWS][P];
-#pragma unroll
-      for (int jj = 0; jj < ROWS; ++jj) {
-        const int j = j0 + jj;
-        const int64_t base = __shfl_sync(0xffffffffu, row_base, j & 31);
-#pragma unroll
-        for (int i = 0; i < P; ++i) {
-          const int d = 2 * lane + 64 * i;
-          v[jj][i] = j < n && d < head_dim ? kv_load2(value_cache + base + d) : make_float2(0.f, 0.f);
-        }
-      }
-#pragma unroll
-      for (int jj = 0; jj < ROWS; ++jj) {
-#pragma unroll
-        for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
-          if (hg < group) {
-            const float e = __shfl_sync(0xffffffffu, dot[hg], (j0 + jj) & 31);  // 0 past n
-#pragma unroll
-            for (int i = 0; i < P; ++i) {
-              acc[hg][i].x = fmaf(e, v[jj][i].x, acc[hg][i].x);
-              acc[hg][i].y = fmaf(e, v[jj][i].y, acc[hg][i].y);
-            }
-          }
-        }
-      }
-    }
+   }
   }
 
   // The warps' states (a warp without positions: max -inf, sum 0, weight 0 below) merged per output element.
@@ -425,7 +364,7 @@ __global__ void __launch_bounds__(AD_THREADS, 6) attention_decode_wide_kernel(
 // Grid (launch_rows, heads), AD_THREADS threads: merges the splits that had positions (split < chunks).
 __global__ void __launch_bounds__(AD_THREADS) attention_combine_kernel(
     const int32_t* __restrict__ active, const int32_t* __restrict__ positions, int64_t heads, int64_t head_dim,
-    int64_t window, int splits, int chunks_per_split,  // split s had positions if chunks_per_split * s < chunks
+    int64_t window, int splits,
     const float* __restrict__ partials,  // F32 [launch_rows, heads, splits, head_dim + 2]
     float* __restrict__ out) {           // F32 [launch_rows, heads * head_dim]
   const int64_t r = blockIdx.x, head = blockIdx.y;
@@ -433,7 +372,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_combine_kernel(
   const int64_t position = positions[r];
   const int64_t first = window > 0 ? max(int64_t(0), position - window + 1) : 0;
   const int64_t chunks = (position - first + 1 + AD_CHUNK - 1) / AD_CHUNK;
-  const int used = int(min(int64_t(splits), (chunks + chunks_per_split - 1) / chunks_per_split));
+  const int used = int(min(int64_t(splits), chunks));
   const float* partial = partials + (r * heads + head) * splits * (head_dim + 2);
   float max_all = -INFINITY;
   for (int s = 0; s < used; ++s) max_all = fmaxf(max_all, partial[s * (head_dim + 2)]);
@@ -576,15 +515,12 @@ inline int decode_group(int64_t heads, int64_t kv_heads) {
 }
 
 // Splits of the positions: enough blocks for two per SM, at most AD_MAX_SPLITS and one per chunk of the longest span.
-inline int decode_splits(int64_t launch_rows, int64_t blocks_per_row, int64_t max_positions, int sms, int chunks_per_split) {
+inline int decode_splits(int64_t launch_rows, int64_t blocks_per_row, int64_t max_positions, int sms) {
   const int64_t base = launch_rows * blocks_per_row;
   const int64_t wanted = (2 * int64_t(sms) + base - 1) / base;
-  const int64_t units = (max_positions + int64_t(AD_CHUNK) * chunks_per_split - 1) / (int64_t(AD_CHUNK) * chunks_per_split);
-  return int(max(int64_t(1), min(min(wanted, units), int64_t(AD_MAX_SPLITS))));
+  const int64_t chunks = (max_positions + AD_CHUNK - 1) / AD_CHUNK;
+  return int(max(int64_t(1), min(min(wanted, chunks), int64_t(AD_MAX_SPLITS))));
 }
-
-// Chunks of 32 positions per split: one per warp (attention_decode_kernel) or one (the wide kernel).
-inline int decode_chunks_per_split(int64_t head_dim) { return head_dim <= 64 * AD_MAX_PAIRS ? AD_WARPS : 1; }
 
 template <typename TKV>
 static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch_rows, const int32_t* positions,
@@ -597,20 +533,12 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
   const TKV* key_cache = static_cast<const TKV*>(keys);
   const TKV* value_cache = static_cast<const TKV*>(values);
   const size_t smem = sizeof(float) * size_t(group * head_dim) * (1 + AD_WARPS);
-  const bool vec = head_dim % 8 == 0;
-#define BD_ATTENTION_DECODE(P, VEC)                                                                                     \
-  attention_decode_kernel<TKV, P, VEC><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables, \
-      blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, \
-      out, partials)
-  if (head_dim <= 128 && vec)
-    BD_ATTENTION_DECODE(2, true);
-  else if (head_dim <= 128)
-    BD_ATTENTION_DECODE(2, false);
-  else if (head_dim <= 64 * AD_MAX_PAIRS && vec)
-    BD_ATTENTION_DECODE(AD_MAX_PAIRS, true);
+  if (head_dim <= 128)  // (P = 1 for head_dim <= 64 spilled registers; P = 2 leaves the second pair's lanes idle)
+    attention_decode_kernel<TKV, 2><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
+        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
   else if (head_dim <= 64 * AD_MAX_PAIRS)
-    BD_ATTENTION_DECODE(AD_MAX_PAIRS, false);
-#undef BD_ATTENTION_DECODE
+    attention_decode_kernel<TKV, AD_MAX_PAIRS><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
+        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
   else
     attention_decode_wide_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(active, positions,
         sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,
@@ -618,7 +546,7 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
   attention_combine_kernel<<<dim3(unsigned(launch_rows), unsigned(heads)), AD_THREADS, 0, stream>>>(
-      active, positions, heads, head_dim, window, splits, decode_chunks_per_split(head_dim), partials, out);
+      active, positions, heads, head_dim, window, splits, partials, out);
   return cudaGetLastError();
 }
 
@@ -685,7 +613,7 @@ int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const
   const cudaError_t device_error = bd::device_info(&device);
   if (device_error != cudaSuccess) return fail(device_error, "bd_step_attention_decode: device properties");
   const int group = decode_group(heads, kv_heads);
-  const int splits = decode_splits(launch_rows, heads / group, max_positions, device.sms, decode_chunks_per_split(head_dim));
+  const int splits = decode_splits(launch_rows, heads / group, max_positions, device.sms);
   if (splits > 1 && (d_workspace == nullptr || workspace_bytes < bd_step_attention_workspace_bytes(launch_rows, heads, head_dim)))
     return refuse(BD_ERR_WORKSPACE, "bd_step_attention_decode: %d splits need %zu bytes of workspace, %zu given", splits,
                   bd_step_attention_workspace_bytes(launch_rows, heads, head_dim), workspace_bytes);
