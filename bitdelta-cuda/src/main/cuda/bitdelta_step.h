@@ -123,7 +123,8 @@
  *   Total: 41 step kernels (17 of the exact path, sampling included, and 24 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
- * PREDICTIONS (not measured yet; H100, Llama-2-7B shape, 16 tenants of one row each, context 256, F16 KV cache):
+ * PREDICTIONS made before the first measurement (docs/benchmarks.md has the measured step, 1.97x its floor at 16
+ * tenants; H100, Llama-2-7B shape, 16 tenants of one row each, context 256, F16 KV cache):
  *   bytes per step: base projections 12.95 GB + 16 tenants' signs and scales 12.96 GB + 16 lm_heads 4.19 GB + keys and
  *   values 2.15 GB = 32.3 GB, 10.7 ms at 3.02 TB/s. Per launch of project_tc at 16 rows, per warp and k256 stage about
  *   110 instructions against 16 KB of DRAM reads per block stage (W 8 KB + signs 8 KB): about 55 warp instructions per
