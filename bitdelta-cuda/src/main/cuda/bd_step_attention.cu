@@ -1,8 +1,9 @@
 // bd_step_attention.cu -- attention of 16-bit models over the paged KV cache (bitdelta_step.h, "TENSOR-CORE PATH"):
 // F32 arithmetic (SIMT) on keys and values stored as F32, F16 or BF16.
 //
-//   decode (one row per sequence): attention_decode_kernel<TKV, P> (head_dim up to 64 P, P = 2, 4), one block per
-//     (row, group of query heads that share a KV head, split of the positions). The block reads each key and value of
+//   decode (one row per sequence): attention_decode_kernel<TKV, P, G> (head_dim up to 64 P, P = 2, 4; G = 1 where
+//     every query head has its own KV head, else 8), one block per (row, group of query heads that share a KV head,
+//     split of the positions). The block reads each key and value of
 //     its positions once for all query heads of its group; positions go in chunks of 32, 8 per warp, each warp loading
 //     its 8 keys and values at once (a decode step's attention is bound by the bytes in flight: one load at a time
 //     per warp left it at a seventh of the bandwidth) with an online softmax of its own; the warps' states merge at
@@ -59,8 +60,9 @@ __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p,
 // + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p; warp w takes
 // positions 8 w .. 8 w + 7 of each chunk, lane l dimensions 2 l + 64 i and 2 l + 64 i + 1 (i < P) of them.
 // Dynamic shared memory: (1 + AD_WARPS) * group * head_dim floats (the queries, the warps' accumulators for the merge).
-// head_dim even (RoPE pairs its halves), at most 64 P.
-template <typename TKV, int P>
+// head_dim even (RoPE pairs its halves), at most 64 P; group at most G (G = 1: one query head per KV head, whose
+// registers then hold one head's state instead of eight: 3 blocks per SM became more).
+template <typename TKV, int P, int G>
 __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     const int32_t* __restrict__ active,               // I32 [1]
     const int32_t* __restrict__ positions,            // I32 [launch_rows]
@@ -78,7 +80,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
   extern __shared__ float shared[];
   float* query = shared;                              // [group][head_dim]
   float* merge = shared + group * head_dim;           // [AD_WARPS][group][head_dim]
-  __shared__ float warp_max_of[AD_WARPS][AD_MAX_GROUP], warp_sum_of[AD_WARPS][AD_MAX_GROUP];
+  __shared__ float warp_max_of[AD_WARPS][G], warp_sum_of[AD_WARPS][G];
   const int64_t r = blockIdx.x;
   if (r >= *active) return;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -94,10 +96,10 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
   for (int64_t i = tid; i < group * head_dim; i += AD_THREADS) query[i] = qkv[r * width + head0 * head_dim + i];
   __syncthreads();
 
-  float run_max[AD_MAX_GROUP], run_sum[AD_MAX_GROUP];
-  float2 acc[AD_MAX_GROUP][P];
+  float run_max[G], run_sum[G];
+  float2 acc[G][P];
 #pragma unroll
-  for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+  for (int hg = 0; hg < G; ++hg) {
     run_max[hg] = -INFINITY;
     run_sum[hg] = 0.f;
 #pragma unroll
@@ -131,7 +133,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
       }
     }
 #pragma unroll
-    for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+    for (int hg = 0; hg < G; ++hg) {
       if (hg < group) {
         float score[B];
         float chunk_max = -INFINITY;
@@ -180,7 +182,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
 
   // The warps' states (a warp without positions: max -inf, sum 0, weight 0 below) merged per output element.
 #pragma unroll
-  for (int hg = 0; hg < AD_MAX_GROUP; ++hg) {
+  for (int hg = 0; hg < G; ++hg) {
     if (hg < group) {
       if (lane == 0) {
         warp_max_of[warp][hg] = run_max[hg];
@@ -533,12 +535,20 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
   const TKV* key_cache = static_cast<const TKV*>(keys);
   const TKV* value_cache = static_cast<const TKV*>(values);
   const size_t smem = sizeof(float) * size_t(group * head_dim) * (1 + AD_WARPS);
-  if (head_dim <= 128)  // (P = 1 for head_dim <= 64 spilled registers; P = 2 leaves the second pair's lanes idle)
-    attention_decode_kernel<TKV, 2><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
-        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+  // (P = 1 for head_dim <= 64 spilled registers; P = 2 leaves the second pair's lanes idle.)
+#define BD_ATTENTION_DECODE(P, G)                                                                                      \
+  attention_decode_kernel<TKV, P, G><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables, \
+      blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits,  \
+      out, partials)
+  if (head_dim <= 128 && group == 1)
+    BD_ATTENTION_DECODE(2, 1);
+  else if (head_dim <= 128)
+    BD_ATTENTION_DECODE(2, AD_MAX_GROUP);
+  else if (head_dim <= 64 * AD_MAX_PAIRS && group == 1)
+    BD_ATTENTION_DECODE(AD_MAX_PAIRS, 1);
   else if (head_dim <= 64 * AD_MAX_PAIRS)
-    attention_decode_kernel<TKV, AD_MAX_PAIRS><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables,
-        blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
+    BD_ATTENTION_DECODE(AD_MAX_PAIRS, AD_MAX_GROUP);
+#undef BD_ATTENTION_DECODE
   else
     attention_decode_wide_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(active, positions,
         sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,

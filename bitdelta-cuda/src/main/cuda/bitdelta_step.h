@@ -100,19 +100,20 @@
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
- *   bd_step_attention_decode: attention_decode_kernel<TKV, P>, P in {2, 4} (head_dim up to 64 P), = 6 kernels, and
- *                          attention_decode_wide_kernel<TKV> (head_dim 258 .. 512) = 3 kernels; grid (launch_rows,
- *                          heads / group, splits), 128 threads; group = the largest divisor of heads / kv_heads up to 8
- *                          (query heads sharing one read of their KV head's keys and values); splits = enough blocks
- *                          for two per SM, at most 16 and one per 32 positions of max_positions (block (r, g, s) takes
- *                          chunks s, s + splits, ... of 32 positions). attention_decode_kernel: warp w takes positions
- *                          8 w .. 8 w + 7 of each chunk and loads their keys and values at once (8 positions in flight
- *                          for P <= 2, 4 for P = 4; lane l holds dimensions 2 l + 64 i, + 1), an online softmax per warp,
- *                          the warps merged through (1 + 4) * group * head_dim floats of dynamic shared memory (the
- *                          queries and the warps' accumulators); about 160 (P = 2) and 195 (P = 4) registers. The wide kernel: group * head_dim
- *                          floats, at most 80 registers, scores by warps, an online softmax by a warp per query head,
- *                          weighted values by threads over the dimensions. With splits > 1 attention_combine_kernel,
- *                          grid (launch_rows, heads), 128 threads.
+ *   bd_step_attention_decode: attention_decode_kernel<TKV, P, G>, P in {2, 4} (head_dim up to 64 P), G in {1, 8} (group
+ *                          1, else up to 8), = 12 kernels, and attention_decode_wide_kernel<TKV> (head_dim 258 .. 512)
+ *                          = 3 kernels; grid (launch_rows, heads / group, splits), 128 threads; group = the largest
+ *                          divisor of heads / kv_heads up to 8 (query heads sharing one read of their KV head's keys
+ *                          and values); splits = enough blocks for two per SM, at most 16 and one per 32 positions of
+ *                          max_positions (block (r, g, s) takes chunks s, s + splits, ... of 32 positions).
+ *                          attention_decode_kernel: warp w takes positions 8 w .. 8 w + 7 of each chunk and loads their
+ *                          keys and values at once (8 positions in flight for P = 2, 4 for P = 4; lane l holds
+ *                          dimensions 2 l + 64 i, + 1), an online softmax per warp, the warps merged through (1 + 4) *
+ *                          group * head_dim floats of dynamic shared memory (the queries and the warps' accumulators);
+ *                          about 100 registers for G = 1 (5 blocks per SM), 157 (P = 2) and 192 (P = 4) for G = 8.
+ *                          The wide kernel: group * head_dim floats, at most 80 registers, scores by warps, an online
+ *                          softmax by a warp per query head, weighted values by threads over the dimensions. With
+ *                          splits > 1 attention_combine_kernel, grid (launch_rows, heads), 128 threads.
  *   bd_step_attention_prefill: attention_prefill_kernel<TKV> = 3 kernels, grid (tiles, heads), 128 threads (4 per query
  *                          row), dynamic shared memory 4 * (32 (hd + 1) + 32 (hd + 1) + 32 hd + 32 * 33) bytes (hd =
  *                          head_dim; 52 KB at 128, 103 KB at 256, the most given): the tile's queries, 32 keys and
@@ -120,7 +121,7 @@
  *   bd_step_lm_head_grouped: lm_head_grouped_kernel, grid (ceil(vocab / 32), launch_groups), 256 threads: warp w of
  *                          block (v, g) computes vocabulary rows 32 v + 4 w .. + 3 of group g's head for its rows, 8 rows
  *                          per pass (16-byte loads of the head, evict-first), F32 FMA and warp sums.
- *   Total: 41 step kernels (17 of the exact path, sampling included, and 24 of the tensor-core path; CUB's sort kernels
+ *   Total: 47 step kernels (17 of the exact path, sampling included, and 30 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
  * PREDICTIONS made before the first measurement (docs/benchmarks.md has the measured step, 1.97x its floor at 16
