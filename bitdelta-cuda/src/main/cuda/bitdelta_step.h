@@ -124,7 +124,7 @@
  *   Total: 47 step kernels (17 of the exact path, sampling included, and 30 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
- * PREDICTIONS made before the first measurement (docs/benchmarks.md has the measured step, 1.97x its floor at 16
+ * PREDICTIONS made before the first measurement (docs/benchmarks.md has the measured step, 1.79x its floor at 16
  * tenants; H100, Llama-2-7B shape, 16 tenants of one row each, context 256, F16 KV cache):
  *   bytes per step: base projections 12.95 GB + 16 tenants' signs and scales 12.96 GB + 16 lm_heads 4.19 GB + keys and
  *   values 2.15 GB = 32.3 GB, 10.7 ms at 3.02 TB/s. Per launch of project_tc at 16 rows, per warp and k256 stage about
