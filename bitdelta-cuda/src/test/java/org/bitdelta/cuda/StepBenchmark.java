@@ -141,19 +141,13 @@ public final class StepBenchmark {
                 bandwidth / 1e9);
         long start = System.nanoTime();
         try (Arena baseArena = Arena.ofShared()) {
-            Synthetic base = new Synthetic(baseArena, seed);
-            List<DecoderSpec.LayerWeights> weights = base.layers(layers);
-            Tensor embedding = base.f16("model.embed_tokens.weight", (long) VOCAB * HIDDEN, 9, 11, VOCAB, HIDDEN);
-            Tensor lmHead = base.f16("lm_head.weight", (long) VOCAB * HIDDEN, 7, 9, VOCAB, HIDDEN);
-            Tensor finalNorm = base.norm("model.norm.weight");
-            System.out.printf(Locale.ROOT, "base weights made in memory: %.2f GB in %.1f s%n", base.bytes / 1e9, (System.nanoTime() - start) / 1e9);
+            BaseModel base = baseModel(baseArena);
+            System.out.printf(Locale.ROOT, "base weights made in memory: %.2f GB in %.1f s%n", base.bytes() / 1e9, (System.nanoTime() - start) / 1e9);
 
             // (a), (b), (c), (e): a device for 16 tenants' sequences and one base sequence
-            DecoderSpec spec16 = spec(weights, embedding, lmHead, finalNorm, 16 + 2, 17);
-            runSixteen(spec16);
+            runSixteen(spec(base, 16 + 2, 17));
             // (d): a device for up to 64 sequences
-            DecoderSpec spec64 = spec(weights, embedding, lmHead, finalNorm, 64, 65);
-            runTable(spec64);
+            runTable(spec(base, 64, 65));
         }
         printTable();
     }
@@ -165,12 +159,7 @@ public final class StepBenchmark {
      */
     private void runProfile() {
         try (Arena baseArena = Arena.ofShared()) {
-            Synthetic base = new Synthetic(baseArena, seed);
-            List<DecoderSpec.LayerWeights> weights = base.layers(layers);
-            Tensor embedding = base.f16("model.embed_tokens.weight", (long) VOCAB * HIDDEN, 9, 11, VOCAB, HIDDEN);
-            Tensor lmHead = base.f16("lm_head.weight", (long) VOCAB * HIDDEN, 7, 9, VOCAB, HIDDEN);
-            Tensor finalNorm = base.norm("model.norm.weight");
-            DecoderSpec spec = spec(weights, embedding, lmHead, finalNorm, 16 + 3, 17);
+            DecoderSpec spec = spec(baseModel(baseArena), 16 + 3, 17);
             try (CudaDecoderDevice device = new CudaDecoderDevice(backend, spec, true, CudaBackend.KvCachePrecision.MODEL)) {
                 for (int tenant = 1; tenant <= 16; tenant++) {
                     loadTenant(device, spec, tenant, true);
@@ -238,12 +227,25 @@ public final class StepBenchmark {
         }
     }
 
-    private DecoderSpec spec(List<DecoderSpec.LayerWeights> weights, Tensor embedding, Tensor lmHead, Tensor finalNorm, int sequences,
-                             int tenantSlots) {
+    /** The base's synthetic tensors (seeded) and their bytes. */
+    private record BaseModel(List<DecoderSpec.LayerWeights> weights, Tensor embedding, Tensor lmHead, Tensor finalNorm, long bytes) {
+    }
+
+    private BaseModel baseModel(Arena arena) {
+        Synthetic base = new Synthetic(arena, seed);
+        List<DecoderSpec.LayerWeights> weights = base.layers(layers);
+        Tensor embedding = base.f16("model.embed_tokens.weight", (long) VOCAB * HIDDEN, 9, 11, VOCAB, HIDDEN);
+        Tensor lmHead = base.f16("lm_head.weight", (long) VOCAB * HIDDEN, 7, 9, VOCAB, HIDDEN);
+        Tensor finalNorm = base.norm("model.norm.weight");
+        return new BaseModel(weights, embedding, lmHead, finalNorm, base.bytes);
+    }
+
+    private DecoderSpec spec(BaseModel base, int sequences, int tenantSlots) {
         float[][] rotary = new RotaryEmbedding(10000.0, null).tables(MODEL_CONTEXT, HEAD_DIM);
         int blocksPerSequence = (PROMPT + warmup + steps + 2 + BLOCK - 1) / BLOCK;
         return new DecoderSpec(HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, HEAD_DIM, VOCAB, MODEL_CONTEXT, 1e-5f, 0, rotary[0], rotary[1],
-                embedding, lmHead, finalNorm, weights, MAX_ROWS, BLOCK, sequences * blocksPerSequence + 8, tenantSlots);
+                base.embedding(), base.lmHead(), base.finalNorm(), base.weights(), MAX_ROWS, BLOCK, sequences * blocksPerSequence + 8,
+                tenantSlots);
     }
 
     private void runSixteen(DecoderSpec spec) {
