@@ -32,7 +32,7 @@ pack_runtime() {
   local folder
   folder=$(mktemp -d)
   "$1/bin/jlink" --add-modules java.se,jdk.unsupported,jdk.zipfs,jdk.incubator.vector,jdk.management,jdk.crypto.ec \
-    --strip-debug --no-man-pages --no-header-files --compress=zip-0 --output "$folder/jre" 2> /dev/null \
+    --strip-debug --no-man-pages --no-header-files --compress=zip-0 --output "$folder/jre" \
     && tar -C "$folder" -cf - jre | xz -T2 -6 > "$2"
   local status=$?
   rm -rf "$folder"
@@ -45,7 +45,7 @@ write_manifest() {
   local jdk=$1 folder=$2
   shift 2
   {
-    echo "commit $(git rev-parse HEAD)$(git diff --quiet HEAD -- "$@" || echo ' (with uncommitted changes)')"
+    echo "commit $(git rev-parse HEAD)$([[ -z $(git status --porcelain -- "$@") ]] || echo ' (with uncommitted changes)')"
     echo "prepared $(date -u +%Y-%m-%dT%H:%M:%SZ) with $("$jdk/bin/java" -version 2>&1 | head -1)"
     (cd "$folder" && du -ab . | sort -k2)
   } > "$folder/MANIFEST.txt"

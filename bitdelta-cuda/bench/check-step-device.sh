@@ -10,7 +10,8 @@
 #     made by prepare-acceptance-device.sh); the module's other tests (CHECK_BACKEND=0 leaves them out)
 # Every stage runs even if one before failed; the whole script keeps within BUDGET seconds (default 560, under a
 # 600 s limit per remote command). What goes to $OUT: summary.txt (the table, also printed last),
-# step-check.log, a java-GROUP.log per JUnit run, sass-and-resources.txt and junit-reports.tar.gz.
+# step-check.log, a java-GROUP.log per JUnit run, sass-and-resources.txt and junit-reports.tar.gz. Exit status 1 where a
+# row of the summary failed.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-device-out 560 /tmp/bitdelta-step-device
 mkdir -p "$work/logs"
@@ -61,9 +62,8 @@ fi
 
 # ---- 4. Java tests
 if [[ -f $carry/jre.tar.xz && -f $lib ]]; then
-  unpack_jre
-  java=("$work/jre/bin/java" -Xmx48g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu
-        -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work")
+  unpack_jre "$lib"
+  java+=(-Xmx48g)
   junit() {  # junit NAME SHARE SELECTORS...: one JVM with at most SHARE seconds (and what is left), tree log, XML reports
     local name=$1 share=$2; shift 2
     local limit
@@ -123,3 +123,6 @@ echo
 sed -n '/== notes/,$p' "$out/summary.txt"
 echo
 sed -n '1,/== notes/p' "$out/summary.txt" | head -n -1
+# A failed stage fails the script (the rows above say which).
+printf '%s\n' "${rows[@]}" | grep -q ' FAIL ' && exit 1
+exit 0

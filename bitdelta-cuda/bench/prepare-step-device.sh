@@ -27,7 +27,7 @@ mvn -B -q -o test-compile dependency:build-classpath -pl bitdelta-cuda -am -Dexe
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-core.jar" -C bitdelta-core/target/classes .
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda.jar" -C bitdelta-cuda/target/classes .
 # The library travels on its own (above); a copy a full Maven build left in the classes stays behind.
-zip -q -d "$dest/jars/bitdelta-cuda.jar" 'native/*' > /dev/null 2>&1 || true
+zip -q -d "$dest/jars/bitdelta-cuda.jar" 'native/*' > /dev/null || [[ $? == 12 ]]  # 12: nothing to delete
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda-tests.jar" -C bitdelta-cuda/target/test-classes .
 # Every library of the test class path (the engine's tokenizer and chat templates included), but the test engines,
 # which the console launcher brings; DJL's tokenizers jar keeps its linux-x86_64 native library alone (the others

@@ -8,7 +8,8 @@
 # kernel alone (ncu serializes them and flushes the caches before each), with its time and DRAM bytes. What comes back
 # in $OUT: profile-summary.txt (per step: each kernel's time, bytes and GB/s, totals by kernel name; also printed),
 # ncu.csv (the raw rows) and profile-java.log. DETAILS=REGEX adds a second pass over the kernels whose names match it,
-# with Nsight Compute's sections on throughput, occupancy, scheduler and warp stall reasons: profile-details.txt.
+# with Nsight Compute's sections on throughput, occupancy, scheduler and warp stall reasons: profile-details.txt and
+# profile-details-java.log. Exit status: ncu's (non-zero where it or the JVM failed).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-profile-out 300 /tmp/bitdelta-step-profile
 layers="${1:-2}"
@@ -16,22 +17,21 @@ ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | t
 [[ -n $ncu_bin ]] || { echo "profile-step-device: no ncu on this host" | tee "$out/profile-summary.txt"; exit 1; }
 lib="$work/lib/libbitdelta_cuda.so"
 step_library "$lib" "$work/build.log" || { tail -30 "$work/build.log"; echo "no library" > "$out/profile-summary.txt"; exit 1; }
-unpack_jre
+unpack_jre "$lib"
+profiled=("${java[@]}" -Xmx16g -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile --warmup=3 --steps=3)
 metrics=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,launch__grid_size,launch__block_size,launch__registers_per_thread,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__occupancy_limit_registers
 timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --clock-control none --graph-profiling node \
-  --metrics "$metrics" --csv --page raw --log-file "$out/ncu.csv" \
-  "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
-  -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile \
-  --layers="$layers" --warmup=3 --steps=3 > "$out/profile-java.log" 2>&1
-echo "ncu exit $?" >> "$out/profile-java.log"
+  --metrics "$metrics" --csv --page raw --log-file "$out/ncu.csv" "${profiled[@]}" --layers="$layers" > "$out/profile-java.log" 2>&1
+status=$?
+echo "ncu exit $status" >> "$out/profile-java.log"
 if [[ -n ${DETAILS:-} ]]; then
   timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --clock-control none --graph-profiling node \
     --kernel-name "regex:$DETAILS" --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
-    --section MemoryWorkloadAnalysis --section LaunchStats --log-file "$out/profile-details.txt" \
-    "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
-    -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark --profile \
-    --layers=1 --warmup=3 --steps=3 > "$out/profile-details-java.log" 2>&1
-  echo "ncu details exit $?" >> "$out/profile-java.log"
+    --section MemoryWorkloadAnalysis --section LaunchStats --log-file "$out/profile-details.txt" "${profiled[@]}" --layers=1 \
+    > "$out/profile-details-java.log" 2>&1
+  code=$?
+  (( code != 0 )) && status=$code
+  echo "ncu details exit $code" >> "$out/profile-java.log"
 fi
 python3 - "$out/ncu.csv" "$layers" > "$out/profile-summary.txt" 2>&1 <<'EOF'
 import csv, sys, collections
@@ -79,3 +79,4 @@ for index, phase in enumerate(phases):
 EOF
 cat "$out/profile-summary.txt"
 tail -5 "$out/profile-java.log"
+exit $status  # ncu's (with the JVM's) exit status

@@ -11,7 +11,8 @@
 #     LlamaForCausalLM F16, batch 1 and 16, eager and compiled), if torch and transformers are installed here
 # --quick runs StepBenchmark with 4 layers and fewer steps (a smoke run). Other arguments go to StepBenchmark.
 # The whole script keeps within BUDGET seconds (default 570, under a 600 s limit per remote command). What comes back
-# in $OUT: summary.txt (the tables), step-benchmark.log, cublas-prefill.log and pytorch-baseline.log.
+# in $OUT: summary.txt (the tables), step-benchmark.log, cublas-prefill.log and pytorch-baseline.log. Exit status 1
+# where a stage failed or had no time left.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-benchmark-out 570 /tmp/bitdelta-step-benchmark
 
@@ -29,6 +30,7 @@ gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
 driver="$(nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -1)"
 echo "device: ${gpu:-no nvidia-smi}"
 : > "$out/summary.txt"
+status=0
 echo "== step-benchmark-device on ${gpu:-unknown}; $(head -1 "$carry/MANIFEST.txt" 2>/dev/null || echo 'no MANIFEST')" >> "$out/summary.txt"
 
 if [[ $java == 1 ]]; then
@@ -51,20 +53,21 @@ if [[ $java == 1 ]]; then
 
   # ---- 3. StepBenchmark
   if [[ -f $carry/jre.tar.xz ]]; then
-    unpack_jre
+    unpack_jre "$lib"
     extra=()
     [[ -n $cublas_ms ]] && extra+=(--cublas-prefill-ms="$cublas_ms")
     limit=$(left)
     [[ $pytorch == 1 ]] && limit=$((limit - 240))
-    timeout "$limit" "$work/jre/bin/java" -Xmx16g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu \
-      -Dbitdelta.cuda.library="$lib" -Djava.io.tmpdir="$work" -cp "$cp_" org.bitdelta.cuda.StepBenchmark \
+    timeout "$limit" "${java[@]}" -Xmx16g -cp "$cp_" org.bitdelta.cuda.StepBenchmark \
       --driver="${driver:-unknown}" "${extra[@]}" "${java_args[@]}" > "$out/step-benchmark.log" 2>&1
     code=$?
+    (( code != 0 )) && status=1
     echo "StepBenchmark exit $code$([[ $code -eq 124 ]] && echo ' (out of time)')" >> "$out/summary.txt"
     sed -n '/^== StepBenchmark/,$p' "$out/step-benchmark.log" >> "$out/summary.txt"
     [[ $code -ne 0 ]] && tail -40 "$out/step-benchmark.log" >> "$out/summary.txt"
   else
     echo "no carried Java runtime ($carry/jre.tar.xz): StepBenchmark not run" >> "$out/summary.txt"
+    status=1
   fi
 fi
 
@@ -73,13 +76,17 @@ if [[ $pytorch == 1 ]]; then
   limit=$(left)
   if (( limit > 60 )); then
     timeout "$limit" python3 bitdelta-cuda/bench/pytorch_baseline.py > "$out/pytorch-baseline.log" 2>&1
-    echo "pytorch_baseline exit $?" >> "$out/summary.txt"
+    code=$?
+    (( code != 0 )) && status=1
+    echo "pytorch_baseline exit $code" >> "$out/summary.txt"
     sed -n '/^== pytorch_baseline/,$p' "$out/pytorch-baseline.log" >> "$out/summary.txt"
     grep -q "^== pytorch_baseline" "$out/pytorch-baseline.log" || tail -20 "$out/pytorch-baseline.log" >> "$out/summary.txt"
   else
     echo "pytorch_baseline: no time left in the ${budget} s budget" >> "$out/summary.txt"
+    status=1
   fi
 fi
 
 echo
 cat "$out/summary.txt"
+exit $status  # 1 where a stage failed or did not run

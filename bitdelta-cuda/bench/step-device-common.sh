@@ -1,4 +1,4 @@
-# step-device-common.sh -- sourced by check-step-device.sh and step-benchmark-device.sh on a GPU host, with the
+# step-device-common.sh -- sourced by check-step-device.sh, step-benchmark-device.sh and profile-step-device.sh on a GPU host, with the
 # folder that bench/prepare-step-device.sh makes (bitdelta-cuda/target/step-device/) carried:
 #   source step-device-common.sh DEFAULT_OUT DEFAULT_BUDGET WORK
 # goes to the repository root and sets root, carry ($STEP_CARRY, else bitdelta-cuda/target/step-device), out ($OUT,
@@ -17,9 +17,7 @@ mkdir -p "$work/lib"
 # Seconds left of the budget.
 left() { echo $((budget - SECONDS)); }
 
-unpack_xz() {  # unpack_xz SOURCE TARGET: xz, else Python's lzma
-  xz -dc "$1" > "$2" 2>/dev/null || python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$1" "$2"
-}
+source tools/device-unpack.sh  # unpack_xz, unpack_runtime
 
 # step_library LIB LOG: the carried sm_90a library unpacked to LIB, else one built here (16 cores, a few minutes; the
 # build's output in LOG). Sets lib_from ("carried" or "built") and lib_ptxas (the folder of its *.ptxas.txt);
@@ -34,10 +32,11 @@ step_library() {
   fi
 }
 
-# unpack_jre: the carried Java runtime into $work/jre; sets cp_, the class path of the carried jars (JUnit's console
-# launcher left out).
+# unpack_jre LIB: the carried Java runtime into $work/jre; sets cp_, the class path of the carried jars (JUnit's
+# console launcher left out), and java, the command that starts it with the library LIB (callers add the heap).
 unpack_jre() {
-  (cd "$work" && { tar -xJf "$root/$carry/jre.tar.xz" 2>/dev/null || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$carry/jre.tar.xz"; })
-  chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
+  unpack_runtime "$root/$carry/jre.tar.xz" "$work"
   cp_=$(ls "$root/$carry"/jars/*.jar | grep -v junit-console | tr '\n' ':')
+  java=("$work/jre/bin/java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -DRUST_FLAVOR=cpu
+        -Dbitdelta.cuda.library="$1" -Djava.io.tmpdir="$work")
 }

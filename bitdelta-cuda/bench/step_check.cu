@@ -269,9 +269,10 @@ struct PagedCache {
   size_t size() const { return size_t(blocks) * kv_heads * block_size * head_dim; }
 };
 
-// RoPE on q and k, then the key and value writes into the cache; cache slot -1 writes nothing.
-void check_rotary_cache(std::mt19937_64& rng) {
-  const int heads = 8, kv_heads = 2, head_dim = 24, half = head_dim / 2, context = 64, rows = 6;
+// RoPE on q and k, then the key and value writes into the cache; cache slot -1 writes nothing. A row's pairs and values
+// take ceil(((heads + kv_heads) * head_dim / 2 + kv_heads * head_dim) / 256) blocks.
+void check_rotary_cache(std::mt19937_64& rng, int heads, int kv_heads, int head_dim) {
+  const int half = head_dim / 2, context = 64, rows = 6;
   PagedCache cache{10, kv_heads, 4, head_dim};
   const int width = (heads + 2 * kv_heads) * head_dim;
   std::vector<float> cosines(size_t(context) * half), sines(cosines.size());
@@ -314,8 +315,9 @@ void check_rotary_cache(std::mt19937_64& rng) {
         values[cache.index(block, h, offset, d)] = row[(heads + kv_heads + h) * head_dim + d];
       }
   }
-  report("rotary (exact operation order) on q and k", out == expected, "");
-  report("KV cache write (slot -1 writes nothing)", out_keys == keys && out_values == values, "");
+  const std::string shape = fmt(" (heads %d/%d x %d)", heads, kv_heads, head_dim);
+  report("rotary (exact operation order) on q and k" + shape, out == expected, "");
+  report("KV cache write (slot -1 writes nothing)" + shape, out_keys == keys && out_values == values, "");
 }
 
 // Attention over a random paged cache: GQA, windows shorter and longer than the sequences, partly filled blocks.
@@ -633,7 +635,7 @@ void check_fused_split(std::mt19937_64& rng) {
     auto a = d_a.download(), b = d_b.download(), fa = d_fa.download(), fb = d_fb.download();
     a.resize(size_t(rows) * hidden), b.resize(a.size()), fa.resize(size_t(rows) * intermediate), fb.resize(fa.size());
     report(fmt("rmsnorm_split %s: output and split form as rmsnorm then split", dtype_name(dtype)), a == b && s_a.download() == s_b.download(), "");
-    report(fmt("swiglu_split %s: output and split form as swiglu then split", dtype_name(dtype)), fa == fb && f_a.download() == f_b.download(), "");
+    report(fmt("swiglu_split %s: output and split form as swiglu then split (the wiring; each is checked above)", dtype_name(dtype)), fa == fb && f_a.download() == f_b.download(), "");
   }
 }
 
@@ -824,18 +826,22 @@ void check_attention_fast(std::mt19937_64& rng) {
       DeviceArray<int32_t> d_positions(positions), d_sequence(sequence_of_row), d_active(std::vector<int32_t>{rows});
       const size_t workspace_bytes = bd_step_attention_workspace_bytes(launch, c.heads, c.head_dim);
       DeviceArray<uint8_t> d_workspace(workspace_bytes);
-      d_out.poison();
-      BD_CHECK(bd_step_attention_decode(d_active.p, launch, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, c.kv_dtype, d_keys,
-                                      d_values, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, context, d_out.p,
-                                      d_workspace.p, workspace_bytes, 0));
-      auto out = d_out.download();
       positions.resize(rows), sequence_of_row.resize(rows);
       auto expected = reference(qkv, positions, sequence_of_row);
-      bool padding_untouched = true;
-      for (size_t i = expected.size(); i < out.size(); ++i) padding_untouched &= std::isnan(out[i]);
-      const double error = relative_error(expected, out, expected.size());
-      report("attention_decode " + name, error <= 2e-5 && padding_untouched,
-             fmt("relative error %.2e%s", error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
+      // max_positions = context: several splits and attention_combine_kernel at these few rows; max_positions = 1: one
+      // split, each block writing its output itself (the path of many rows; the kernels take the positions' own spans).
+      for (const int max_positions : {context, 1}) {
+        d_out.poison();
+        BD_CHECK(bd_step_attention_decode(d_active.p, launch, d_positions.p, d_sequence.p, d_tables.p, d_width.p, d_qkv.p, c.kv_dtype,
+                                        d_keys, d_values, c.block_size, c.heads, c.kv_heads, c.head_dim, c.window, scale, max_positions,
+                                        d_out.p, d_workspace.p, workspace_bytes, 0));
+        auto out = d_out.download();
+        bool padding_untouched = true;
+        for (size_t i = expected.size(); i < out.size(); ++i) padding_untouched &= std::isnan(out[i]);
+        const double error = relative_error(expected, out, expected.size());
+        report("attention_decode " + name + (max_positions == 1 ? ", one split" : ""), error <= 2e-5 && padding_untouched,
+               fmt("relative error %.2e%s", error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
+      }
     }
     if (bd_step_attention_prefill_fits(c.head_dim)) {
       const int rows = int(prefill_positions.size());
@@ -1137,7 +1143,9 @@ int main(int argc, char** argv) {
   check_embed(rng);
   check_rmsnorm(rng);
   check_project(rng);
-  check_rotary_cache(rng);
+  check_rotary_cache(rng, 8, 2, 24);    // one block a row
+  check_rotary_cache(rng, 8, 2, 64);    // two blocks, pairs and values across the boundary
+  check_rotary_cache(rng, 32, 8, 128);  // fourteen
   check_attention(rng);
   check_swiglu_gather(rng);
   check_lm_head(rng);

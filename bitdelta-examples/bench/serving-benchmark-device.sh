@@ -8,6 +8,7 @@
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+source tools/device-unpack.sh  # unpack_runtime
 carry=bitdelta-examples/target/serving-device
 out="${OUT:-/tmp/serving-benchmark-out}"
 work=/tmp/bitdelta-serving-device
@@ -19,12 +20,11 @@ class_path=$(ls "$root/$carry"/jars/*.jar | tr '\n' ':')
 runtime=$carry/jre.tar.xz
 if [[ ! -f $runtime && -f $step_carry/jre.tar.xz ]]; then  # made with --beside-step
   runtime=$step_carry/jre.tar.xz
-  class_path+=$(ls "$root/$step_carry"/jars/*.jar | grep -v -E '/(junit-console|bitdelta-cuda[^/]*)\.jar$' | tr '\n' ':')
+  # the serving folder has its own bitdelta-core jar (under another name), first on the class path
+  class_path+=$(ls "$root/$step_carry"/jars/*.jar | grep -v -E '/(junit-console|bitdelta-(core|cuda)[^/]*)\.jar$' | tr '\n' ':')
 fi
 [[ -f $runtime ]] || { echo "serving-benchmark-device: no Java runtime in $carry or $step_carry (run prepare-serving-device.sh)" >&2; exit 1; }
-(cd "$work" && { tar -xJf "$root/$runtime" 2>/dev/null \
-   || python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall('.')" "$root/$runtime"; })
-chmod +x "$work"/jre/bin/* "$work"/jre/lib/jspawnhelper 2>/dev/null
+unpack_runtime "$root/$runtime" "$work"
 log="$out/serving-benchmark.log"
 {
   echo "host: $(nproc) CPUs,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2); $(head -1 "$carry/MANIFEST.txt")"

@@ -1,13 +1,12 @@
 // bd_step_attention.cu -- attention of 16-bit models over the paged KV cache (bitdelta_step.h, "TENSOR-CORE PATH"):
 // F32 arithmetic (SIMT) on keys and values stored as F32, F16 or BF16.
 //
-//   decode (one row per sequence): attention_decode_kernel<TKV, P, G> (head_dim up to 64 P, P = 2, 4; G = 1 where
-//     every query head has its own KV head, else 8), one block per (row, group of query heads that share a KV head,
-//     split of the positions). The block reads each key and value of
-//     its positions once for all query heads of its group; positions go in chunks of 32, 8 per warp, each warp loading
-//     its 8 keys and values at once (a decode step's attention is bound by the bytes in flight: one load at a time
-//     per warp left it at a seventh of the bandwidth) with an online softmax of its own; the warps' states merge at
-//     the end. attention_decode_wide_kernel<TKV> takes head_dim 258 .. 512 (scores by warps, softmax by a warp per
+//   decode (one row per sequence): attention_decode_kernel<TKV, P, G> (head_dim up to 64 P, P = 2, 4; G = 1 where a
+//     block takes one query head, else 8), one block per (row, group of query heads that share a KV head, split of
+//     the positions). The block reads each key and value of its positions once for all query heads of its group;
+//     positions go in chunks of 32, 8 per warp, each warp loading the keys and values of 8 of them at once (4 for
+//     P = 4; a decode step's attention is bound by the bytes in flight: one load at a time per warp left it at a
+//     seventh of the bandwidth) with an online softmax of its own; the warps' states merge at the end. attention_decode_wide_kernel<TKV> takes head_dim 258 .. 512 (scores by warps, softmax by a warp per
 //     query head, values by threads over the dimensions). With more than one split (few rows: the grid would not fill
 //     the GPU), each split writes (max, sum, unnormalized output) and attention_combine_kernel merges them.
 //   prefill (chunks of consecutive rows of one sequence): attention_prefill_kernel<TKV>, flash-style: one block per
@@ -23,7 +22,7 @@ namespace bd {
 namespace step {
 
 constexpr int AD_THREADS = 128;
-constexpr int AD_CHUNK = 32;        // positions per chunk: one per lane in the softmax step
+constexpr int AD_CHUNK = 32;        // positions per chunk (the wide kernel: one per lane in the softmax step)
 constexpr int AD_MAX_GROUP = 8;     // query heads per block
 constexpr int AD_MAX_SPLITS = 16;
 constexpr int AD_MAX_HEAD_DIM = 512;
@@ -44,10 +43,6 @@ __device__ __forceinline__ float2 kv_load2(const __half* p) { return __half22flo
 __device__ __forceinline__ float2 kv_load2(const __nv_bfloat16* p) {
   return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
 }
-template <typename T> __device__ __forceinline__ T kv_store(float v);
-template <> __device__ __forceinline__ float kv_store<float>(float v) { return v; }
-template <> __device__ __forceinline__ __half kv_store<__half>(float v) { return __float2half_rn(v); }
-template <> __device__ __forceinline__ __nv_bfloat16 kv_store<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // Element offset of (position p, kv head, d = 0) in either cache of a layer.
 __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p, int64_t block_size, int64_t kv_heads,
@@ -60,8 +55,8 @@ __device__ __forceinline__ int64_t cache_offset(const int32_t* table, int64_t p,
 // + group - 1 of row r (one KV head), chunks c = split, split + splits, ... of its positions first .. p; warp w takes
 // positions 8 w .. 8 w + 7 of each chunk, lane l dimensions 2 l + 64 i and 2 l + 64 i + 1 (i < P) of them.
 // Dynamic shared memory: (1 + AD_WARPS) * group * head_dim floats (the queries, the warps' accumulators for the merge).
-// head_dim even (RoPE pairs its halves), at most 64 P; group at most G (G = 1: one query head per KV head, whose
-// registers then hold one head's state instead of eight: 3 blocks per SM became more).
+// head_dim even (RoPE pairs its halves), at most 64 P; group at most G (G = 1: the registers hold one query head's
+// state instead of eight, about 100 instead of 157: 4 blocks per SM instead of 3).
 template <typename TKV, int P, int G>
 __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     const int32_t* __restrict__ active,               // I32 [1]
@@ -524,6 +519,13 @@ inline int decode_splits(int64_t launch_rows, int64_t blocks_per_row, int64_t ma
   return int(max(int64_t(1), min(min(wanted, chunks), int64_t(AD_MAX_SPLITS))));
 }
 
+// The decode kernel launch_attention_decode takes (for messages).
+inline const char* decode_kernel_form(int64_t head_dim, int group) {
+  if (head_dim > 64 * AD_MAX_PAIRS) return "attention_decode_wide_kernel";
+  if (head_dim <= 128) return group == 1 ? "attention_decode_kernel<P 2, G 1>" : "attention_decode_kernel<P 2, G 8>";
+  return group == 1 ? "attention_decode_kernel<P 4, G 1>" : "attention_decode_kernel<P 4, G 8>";
+}
+
 template <typename TKV>
 static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch_rows, const int32_t* positions,
                                            const int32_t* sequence_of_row, const int32_t* block_tables,
@@ -548,11 +550,11 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
     BD_ATTENTION_DECODE(AD_MAX_PAIRS, 1);
   else if (head_dim <= 64 * AD_MAX_PAIRS)
     BD_ATTENTION_DECODE(AD_MAX_PAIRS, AD_MAX_GROUP);
-#undef BD_ATTENTION_DECODE
   else
     attention_decode_wide_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(active, positions,
         sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,
         scale, group, splits, out, partials);
+#undef BD_ATTENTION_DECODE
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
   attention_combine_kernel<<<dim3(unsigned(launch_rows), unsigned(heads)), AD_THREADS, 0, stream>>>(
@@ -645,8 +647,8 @@ int bd_step_attention_decode(const int32_t* d_active, int64_t launch_rows, const
       break;
   }
   if (e != cudaSuccess)
-    return fail(e, "bd_step_attention_decode: attention_decode_kernel<kv dtype %d><<<(%lld, %lld, %d), %d>>>%s (head_dim %lld)",
-                kv_dtype, (long long)launch_rows, (long long)(heads / group), splits, AD_THREADS,
+    return fail(e, "bd_step_attention_decode: %s (kv dtype %d)<<<(%lld, %lld, %d), %d>>>%s (head_dim %lld)",
+                decode_kernel_form(head_dim, group), kv_dtype, (long long)launch_rows, (long long)(heads / group), splits, AD_THREADS,
                 splits > 1 ? " and attention_combine_kernel" : "", (long long)head_dim);
   return BD_OK;
 }

@@ -15,7 +15,7 @@
 namespace bd {
 namespace step {
 
-constexpr int ROW_THREADS = 256;      // embed, rmsnorm, rotary, gather: one block per row
+constexpr int ROW_THREADS = 256;      // embed, rmsnorm, gather: one block per row; rotary, swiglu: rows x blocks
 constexpr int PROJECT_WARPS = 8;      // project and lm_head: one output column per warp ...
 constexpr int PROJECT_ROWS = 4;       // ... for 4 rows per block
 constexpr int ATTENTION_THREADS = 128;
@@ -154,8 +154,8 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
   const int64_t width = (heads + 2 * kv_heads) * head_dim;
   float* row = qkv + r * width;
   const int64_t cache_slot = cache_slots[r];
-  const int64_t block = cache_slot >= 0 ? cache_slot / block_size : 0;
-  const int64_t offset = cache_slot >= 0 ? cache_slot % block_size : 0;
+  const int64_t block = cache_slot >= 0 ? cache_slot / block_size : 0;  // one division a thread: cheap beside its loads
+  const int64_t offset = cache_slot >= 0 ? cache_slot - block * block_size : 0;
   const int64_t pairs = (heads + kv_heads) * half;
   const int64_t item = int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
   if (item < pairs) {

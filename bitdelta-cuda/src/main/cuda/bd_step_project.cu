@@ -26,7 +26,7 @@ namespace bd {
 namespace step {
 
 constexpr int SPLIT_THREADS = 256;
-constexpr int SPLIT_BLOCKS_PER_ROW = 8;  // with planes: 8 blocks per row, each quantizes 1/8 of the k256 blocks
+constexpr int SPLIT_BLOCKS_PER_ROW = 8;  // each block of a row splits (and with planes quantizes) 1/8 of its k256 blocks
 constexpr int PLANE_WORDS_PER_K256 = 192;  // 3 groups of 8 planes x 32 lanes x 2 registers
 constexpr int Q_MAX = (1 << 23) - 1;
 
@@ -69,7 +69,6 @@ struct SourceRow {
   const float* in;      // F32 [*, K] row r
   const float* weight;  // RMSNORM: F32 [K]
   float inverse;        // RMSNORM: 1 / rms
-  int64_t K;
   __device__ __forceinline__ float operator()(int64_t k) const {
     if (SOURCE == SOURCE_COPY) return in[k];
     return __fmul_rn(weight[k], __fmul_rn(in[k], inverse));
@@ -109,7 +108,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   const int64_t kb_begin = K256 * part / blocks, kb_end = K256 * (part + 1) / blocks;
   const int64_t k_begin = kb_begin * 256;
 
-  SourceRow<SOURCE> source{in + r * K, nullptr, 0.f, K};
+  SourceRow<SOURCE> source{in + r * K, nullptr, 0.f};
   if (SOURCE == SOURCE_RMSNORM) {  // rmsnorm_kernel's reduction, operation for operation
     source.weight = weight_of_slot[slots[r]];
     double sum = 0;
@@ -521,12 +520,11 @@ static int check_split(const char* what, const int32_t* active, int64_t launch_r
   return BD_OK;
 }
 
+// The launch of checked arguments (check_split).
 template <int SOURCE>
-static int run_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
-                     const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
-                     int planes, void* split, int64_t capacity, cudaStream_t stream) {
-  const int status = check_split<SOURCE>(what, active, launch_rows, slots, weight_of_slot, in, out, K, dtype, planes, split, capacity);
-  if (status != BD_OK) return status;
+static int launch_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                        const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
+                        int planes, void* split, int64_t capacity, cudaStream_t stream) {
   unsigned char* bytes = static_cast<unsigned char*>(split);
   const cudaError_t e = dtype == BD_DTYPE_F16
       ? launch_split_typed<__half, SOURCE>(active, launch_rows, slots, weight_of_slot, eps, in, out, K, planes, bytes, capacity, stream)
@@ -536,6 +534,15 @@ static int run_split(const char* what, const int32_t* active, int64_t launch_row
     return fail(e, "%s: split_kernel<dtype %d, source %d><<<(%lld, %d), %d, %d>>> (K %lld)", what, dtype, SOURCE,
                 (long long)launch_rows, SPLIT_BLOCKS_PER_ROW, SPLIT_THREADS, split_smem_bytes(K, planes), (long long)K);
   return BD_OK;
+}
+
+template <int SOURCE>
+static int run_split(const char* what, const int32_t* active, int64_t launch_rows, const int32_t* slots,
+                     const float* const* weight_of_slot, float eps, const float* in, float* out, int64_t K, int dtype,
+                     int planes, void* split, int64_t capacity, cudaStream_t stream) {
+  const int status = check_split<SOURCE>(what, active, launch_rows, slots, weight_of_slot, in, out, K, dtype, planes, split, capacity);
+  return status != BD_OK ? status
+      : launch_split<SOURCE>(what, active, launch_rows, slots, weight_of_slot, eps, in, out, K, dtype, planes, split, capacity, stream);
 }
 
 template <typename T, int RW>
@@ -590,8 +597,8 @@ int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const flo
                                  dtype, planes, d_split, capacity);
   if (status == BD_OK) status = bd_step_swiglu(d_active, launch_rows, d_gate_up, d_out, intermediate, stream);
   if (status != BD_OK) return status;
-  return run_split<SOURCE_COPY>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_out, nullptr, intermediate,
-                                dtype, planes, d_split, capacity, stream);
+  return launch_split<SOURCE_COPY>("bd_step_swiglu_split", d_active, launch_rows, nullptr, nullptr, 0.f, d_out, nullptr, intermediate,
+                                   dtype, planes, d_split, capacity, stream);
 }
 
 int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,

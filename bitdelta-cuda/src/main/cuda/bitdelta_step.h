@@ -24,8 +24,8 @@
  * TENSOR-CORE PATH (16-bit models; bd_step_project.cu, bd_step_attention.cu): activations and the residual stream stay
  * F32, and so do RMSNorm and SwiGLU (the exact path's code). A projection's input x is first put into its SPLIT FORM
  * (bd_step_split_bytes: per row a power of two s with max|x| s in [2^14, 2^15); x s = hi + lo as F16, or hi + mid + lo
- * as BF16; q = rint(x s 2^8) as 24 bit-planes in binary-MMA fragment order), by RMSNorm and SwiGLU as they write their
- * outputs or by bd_step_split. The product then runs on the tensor cores:
+ * as BF16; q = rint(x s 2^8) as 24 bit-planes in binary-MMA fragment order), by RMSNorm as it writes its output, or by
+ * bd_step_split (bd_step_swiglu_split: SwiGLU, then the split of its output). The product then runs on the tensor cores:
  *   base  W x = (sum over the parts of W part) / s: f16/bf16 mma.sync with exact products; each k256 stage's two mma
  *         per part start from zero and are added to F32 accumulators with round-to-nearest (the tensor cores truncate
  *         as they accumulate, so they never sum more than 32 products); parts hold x s to 2^-22 (F16) or 2^-25 (BF16)
@@ -110,7 +110,7 @@
  *                          keys and values at once (8 positions in flight for P = 2, 4 for P = 4; lane l holds
  *                          dimensions 2 l + 64 i, + 1), an online softmax per warp, the warps merged through (1 + 4) *
  *                          group * head_dim floats of dynamic shared memory (the queries and the warps' accumulators);
- *                          about 100 registers for G = 1 (5 blocks per SM), 157 (P = 2) and 192 (P = 4) for G = 8.
+ *                          about 100 registers for G = 1 (4 blocks per SM), 157 (P = 2) and 192 (P = 4) for G = 8.
  *                          The wide kernel: group * head_dim floats, at most 80 registers, scores by warps, an online
  *                          softmax by a warp per query head, weighted values by threads over the dimensions. With
  *                          splits > 1 attention_combine_kernel, grid (launch_rows, heads), 128 threads.

@@ -3,20 +3,16 @@ package org.bitdelta.inference;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.internal.safetensors.SafetensorsFile;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
 import org.bitdelta.serving.EngineOptions;
 import org.bitdelta.serving.Request;
-import org.bitdelta.tensor.Tensor;
 import org.bitdelta.testing.Golden;
 import org.bitdelta.testing.Norms;
 import org.bitdelta.testing.TestData;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
-import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
 
@@ -62,33 +58,22 @@ class FixtureModelsTest {
     @ValueSource(strings = {"llama-rope3", "llama-bf16", "llama-f16-tied"})
     void greedyContinuationsMatchTransformers(String name) {
         Path goldenFile = TestData.bundled("golden/" + name + ".safetensors");
-        int[] prompt = Arrays.copyOf(Golden.read(goldenFile).inputIds(), 8);
+        int[] prompt = Arrays.copyOf(Golden.ints(goldenFile, "input_ids"), 8);
         Path base = TestData.bundledModel(name);
         Path finetuned = TestData.bundledModel(name + "-ft");
         try (DeltaModel delta = BitDelta.compress(base, finetuned); Engine engine = Engine.open(base, EngineOptions.defaults())) {
             engine.addTenant("bitdelta", delta);
-            assertArrayEquals(ids(goldenFile, "greedy_base"), greedy(engine, Engine.BASE, prompt), name + " base");
-            assertArrayEquals(ids(goldenFile, "greedy_bitdelta_initial"), greedy(engine, "bitdelta", prompt), name + " bitdelta");
+            assertArrayEquals(Golden.ints(goldenFile, "greedy_base"), greedy(engine, Engine.BASE, prompt), name + " base");
+            assertArrayEquals(Golden.ints(goldenFile, "greedy_bitdelta_initial"), greedy(engine, "bitdelta", prompt), name + " bitdelta");
         }
         try (Engine engine = Engine.open(finetuned, EngineOptions.defaults())) {
-            assertArrayEquals(ids(goldenFile, "greedy_finetuned"), greedy(engine, Engine.BASE, prompt), name + " fine-tune");
+            assertArrayEquals(Golden.ints(goldenFile, "greedy_finetuned"), greedy(engine, Engine.BASE, prompt), name + " fine-tune");
         }
     }
 
     private static int[] greedy(Engine engine, String tenant, int[] prompt) {
         CompletionResult result = engine.submit(Request.tokens(tenant, prompt).maxTokens(24).temperature(0).ignoreEos(true)).result();
         return result.tokens();
-    }
-
-    private static int[] ids(Path file, String name) {
-        try (SafetensorsFile safetensors = SafetensorsFile.open(file)) {
-            Tensor tensor = safetensors.tensor(name);
-            int[] values = new int[Math.toIntExact(tensor.elementCount())];
-            for (int i = 0; i < values.length; i++) {
-                values[i] = tensor.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
-            }
-            return values;
-        }
     }
 
     private static void assertClose(String what, float[] actual, float[] expected) {

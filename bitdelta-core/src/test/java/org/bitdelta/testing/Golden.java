@@ -18,12 +18,7 @@ public record Golden(int[] inputIds, Map<String, float[]> logits) {
 
     public static Golden read(Path file) {
         try (SafetensorsFile safetensors = SafetensorsFile.open(file)) {
-            Tensor ids = safetensors.tensor("input_ids");
-            assertEquals(DType.I32, ids.dtype(), file + ": input_ids dtype");
-            int[] inputIds = new int[Math.toIntExact(ids.elementCount())];
-            for (int i = 0; i < inputIds.length; i++) {
-                inputIds[i] = ids.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
-            }
+            int[] inputIds = ints(safetensors, "input_ids", file);
             Map<String, float[]> logits = new HashMap<>();
             for (String name : safetensors.names()) {
                 if (name.startsWith("logits")) {
@@ -32,6 +27,23 @@ public record Golden(int[] inputIds, Map<String, float[]> logits) {
             }
             return new Golden(inputIds, logits);
         }
+    }
+
+    /** The I32 array {@code name} of a golden file (token ids), read whole. */
+    public static int[] ints(Path file, String name) {
+        try (SafetensorsFile safetensors = SafetensorsFile.open(file)) {
+            return ints(safetensors, name, file);
+        }
+    }
+
+    private static int[] ints(SafetensorsFile safetensors, String name, Path file) {
+        Tensor tensor = safetensors.tensor(name);
+        assertEquals(DType.I32, tensor.dtype(), file + ": " + name + " dtype");
+        int[] values = new int[Math.toIntExact(tensor.elementCount())];
+        for (int i = 0; i < values.length; i++) {
+            values[i] = tensor.data().get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 4L * i);
+        }
+        return values;
     }
 
     /** The logits of that name; fails the test when the file has none. */

@@ -2,7 +2,6 @@ package org.bitdelta.cuda;
 
 import org.bitdelta.BinaryDelta;
 import org.bitdelta.BitDeltaException;
-import org.bitdelta.cuda.internal.CudaException;
 import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.DeviceBuffer;
 import org.bitdelta.cuda.internal.DeviceScope;

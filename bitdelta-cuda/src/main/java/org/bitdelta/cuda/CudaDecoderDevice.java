@@ -503,13 +503,31 @@ public final class CudaDecoderDevice implements DecoderDevice {
         BLOCK_TABLES
     }
 
-    /** Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence, lm_head groups), then the {@link Input}s. */
-    private record InputLayout(int capacity, int tableWidth) {
+    /**
+     * Step inputs: header ints (rows, outputRows, sequences, blocksPerSequence, lm_head groups), then the {@link Input}s;
+     * their offsets computed once (uploadInputs looks them up per row).
+     */
+    private static final class InputLayout {
         static final int ROWS = 0;
         static final int OUTPUT_ROWS = 1;
         static final int SEQUENCES = 2;
         static final int BLOCKS_PER_SEQUENCE = 3;
         static final int LM_HEAD_GROUPS = 4;
+        private final int capacity;
+        private final int tableWidth;
+        private final long[] offsets = new long[Input.values().length];
+
+        InputLayout(int capacity, int tableWidth) {
+            this.capacity = capacity;
+            this.tableWidth = tableWidth;
+            for (Input array : Input.values()) {
+                offsets[array.ordinal()] = packedOffset(4L * HEADER_INTS, array, before -> 4L * entries(before));
+            }
+        }
+
+        int tableWidth() {
+            return tableWidth;
+        }
 
         long header(int field) {
             return 4L * field;
@@ -524,7 +542,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         }
 
         long offset(Input array) {
-            return packedOffset(4L * HEADER_INTS, array, before -> 4L * entries(before));
+            return offsets[array.ordinal()];
         }
 
         long bytes() {
@@ -881,7 +899,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
             }
             row += memberRows;
         }
-        cuda.check(step.repackSigns(staging.address(), signs, rows, columns, stream), "bd_repack_signs of " + what + " [" + rows + ", "
+        cuda.check(cuda.repackSigns(staging.address(), signs, rows, columns, stream), "bd_repack_signs of " + what + " [" + rows + ", "
                 + columns + "]");
         uploadFloats(rowScales, scales);
     }

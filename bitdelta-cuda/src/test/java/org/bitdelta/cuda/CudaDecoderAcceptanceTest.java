@@ -41,7 +41,7 @@ class CudaDecoderAcceptanceTest {
     private static Path dataFolder() {
         String configured = System.getProperty(DATA_PROPERTY);
         Path folder = configured != null && !configured.isBlank() ? Path.of(configured)
-                : DecoderTestSupport.bundledModel("stories260K").resolve("../../../../../../../shared/data");
+                : DecoderTestSupport.repositoryRoot().resolve("../shared/data");
         folder = folder.toAbsolutePath().normalize();
         if (!Files.isDirectory(folder)) {
             throw new IllegalStateException("acceptance test data folder not found: " + folder + " (system property " + DATA_PROPERTY

@@ -104,7 +104,7 @@ class CudaDecoderModelTest {
         }
     }
 
-    static void assertPerplexitiesAgree(double expected, double actual, String what) {
+    private static void assertPerplexitiesAgree(double expected, double actual, String what) {
         double relative = Math.abs(actual - expected) / expected;
         System.out.printf("  %s: perplexity CPU %.6f, GPU %.6f, relative difference %.2e%n", what, expected, actual, relative);
         assertTrue(relative < PERPLEXITY_TOLERANCE, what + ": perplexity CPU " + expected + " vs GPU " + actual + " (relative " + relative + ")");

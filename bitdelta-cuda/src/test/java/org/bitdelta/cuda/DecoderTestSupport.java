@@ -366,8 +366,15 @@ final class DecoderTestSupport {
         decoder.addTenant(name, "compressed fine-tune '" + name + "'", deltas, delta.tensors());
     }
 
-    /** The folder of a bundled test model of bitdelta-core (stories260K, stories260K-ft-alice, mistral-tiny, ...). */
-    static Path bundledModel(String name) {
+    /**
+     * The repository root: -Dbitdelta.repository.root (as surefire passes it), else the first folder with bitdelta-core/
+     * at or above the working directory.
+     */
+    static Path repositoryRoot() {
+        String configured = System.getProperty("bitdelta.repository.root");
+        if (configured != null && !configured.isBlank()) {
+            return Path.of(configured).toAbsolutePath();
+        }
         Path here = Path.of("").toAbsolutePath();
         while (here != null && !Files.isDirectory(here.resolve("bitdelta-core"))) {
             here = here.getParent();
@@ -375,7 +382,12 @@ final class DecoderTestSupport {
         if (here == null) {
             throw new IllegalStateException("cannot find the repository root (with bitdelta-core/) above " + Path.of("").toAbsolutePath());
         }
-        Path folder = here.resolve("bitdelta-core/src/test/resources/models").resolve(name);
+        return here;
+    }
+
+    /** The folder of a bundled test model of bitdelta-core (stories260K, stories260K-ft-alice, mistral-tiny, ...). */
+    static Path bundledModel(String name) {
+        Path folder = repositoryRoot().resolve("bitdelta-core/src/test/resources/models").resolve(name);
         if (!Files.isDirectory(folder)) {
             throw new IllegalStateException("bundled model missing: " + folder);
         }

@@ -159,18 +159,13 @@ public final class StepBenchmark {
      */
     private void runProfile() {
         try (Arena baseArena = Arena.ofShared()) {
-            DecoderSpec spec = spec(baseModel(baseArena), 16 + 3, 17);
+            DecoderSpec spec = spec(baseModel(baseArena), 16 + 2, 17);  // the 16 tenants', the base's, the profiled prompt
             try (CudaDecoderDevice device = new CudaDecoderDevice(backend, spec, true, CudaBackend.KvCachePrecision.MODEL)) {
-                for (int tenant = 1; tenant <= 16; tenant++) {
-                    loadTenant(device, spec, tenant, true);
-                }
+                loadTenants(device, spec, 16);
                 Buffers buffers = new Buffers(device, spec);
                 DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed);
                 SplittableRandom random = new SplittableRandom(seed ^ 0x9F0F);
-                List<DecoderTestSupport.Cache.Sequence> sixteen = new ArrayList<>();
-                for (int tenant = 1; tenant <= 16; tenant++) {
-                    sixteen.add(new DecoderTestSupport.Cache.Sequence(tenant));
-                }
+                List<DecoderTestSupport.Cache.Sequence> sixteen = sequencesOf(16);
                 List<DecoderTestSupport.Cache.Sequence> alone = List.of(new DecoderTestSupport.Cache.Sequence(0));
                 prefill(device, buffers, cache, sixteen, PROMPT, random);
                 prefill(device, buffers, cache, alone, PROMPT, random);
@@ -190,6 +185,7 @@ public final class StepBenchmark {
         }
     }
 
+    /** One decode step of a random token per sequence, enqueued. */
     private void decodeOnce(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
                             List<DecoderTestSupport.Cache.Sequence> sequences, SplittableRandom random) {
         List<int[]> tokens = new ArrayList<>();
@@ -201,13 +197,23 @@ public final class StepBenchmark {
     }
 
     private void synchronize(CudaDecoderDevice device, String what) {
-        long event = step.timerCreate();
-        try {
-            step.check(step.eventRecord(event, device.stream()), "recording the end of " + what);
-            step.check(step.eventSynchronize(event), "waiting for " + what);
-        } finally {
-            step.eventDestroy(event);
+        backend.library().check(backend.library().streamSynchronize(device.stream()), "waiting for " + what);
+    }
+
+    /** Tenants 1 .. count, each with its own deltas (and, full, its own embedding and lm_head), loaded in slots 1 .. count. */
+    private void loadTenants(CudaDecoderDevice device, DecoderSpec spec, int count) {
+        for (int tenant = 1; tenant <= count; tenant++) {
+            loadTenant(device, spec, tenant, true);
         }
+    }
+
+    /** One new sequence for each of tenants 1 .. count. */
+    private static List<DecoderTestSupport.Cache.Sequence> sequencesOf(int count) {
+        List<DecoderTestSupport.Cache.Sequence> sequences = new ArrayList<>();
+        for (int tenant = 1; tenant <= count; tenant++) {
+            sequences.add(new DecoderTestSupport.Cache.Sequence(tenant));
+        }
+        return sequences;
     }
 
     /** cuProfilerStart / cuProfilerStop of the driver (the range ncu --profile-from-start off profiles). */
@@ -257,9 +263,7 @@ public final class StepBenchmark {
                 throw new IllegalStateException("the 7B-shape F16 model should take the tensor-core path");
             }
             long loading = System.nanoTime();
-            for (int tenant = 1; tenant <= 16; tenant++) {
-                loadTenant(device, spec, tenant, true);
-            }
+            loadTenants(device, spec, 16);
             System.out.printf(Locale.ROOT, "16 tenants made and loaded in %.1f s%n", (System.nanoTime() - loading) / 1e9);
             Buffers buffers = new Buffers(device, spec);
             DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed);
@@ -267,10 +271,7 @@ public final class StepBenchmark {
 
             // (e) prefill: a warm-up prompt of 64 tokens (the prefill products' first launches), then 16 prompts of 256 tokens
             prefill(device, buffers, cache, List.of(new DecoderTestSupport.Cache.Sequence(0)), 64, random);
-            List<DecoderTestSupport.Cache.Sequence> sequences = new ArrayList<>();
-            for (int tenant = 1; tenant <= 16; tenant++) {
-                sequences.add(new DecoderTestSupport.Cache.Sequence(tenant));
-            }
+            List<DecoderTestSupport.Cache.Sequence> sequences = sequencesOf(16);
             double prefillMs = prefill(device, buffers, cache, sequences, PROMPT, random);
             double promptTokensPerSecond = 16.0 * PROMPT / (prefillMs / 1e3);
             System.out.printf(Locale.ROOT, "(e) prefill of 16 prompts x %d tokens: %.1f ms, %.0f prompt tokens/s%n", PROMPT, prefillMs,
@@ -331,10 +332,7 @@ public final class StepBenchmark {
                     loadTenant(device, spec, loaded, full);
                 }
                 DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed + tenants);
-                List<DecoderTestSupport.Cache.Sequence> sequences = new ArrayList<>();
-                for (int tenant = 1; tenant <= tenants; tenant++) {
-                    sequences.add(new DecoderTestSupport.Cache.Sequence(tenant));
-                }
+                List<DecoderTestSupport.Cache.Sequence> sequences = sequencesOf(tenants);
                 prefill(device, buffers, cache, sequences, PROMPT, random);
                 Timing timing = decode(device, buffers, cache, sequences, random);
                 Floor floor = floor(spec, tenants, full, false, timing.averagePositions(), device);
@@ -416,17 +414,12 @@ public final class StepBenchmark {
             }
             step.check(step.eventRecord(events[0], device.stream()), "recording a step event");
             for (int i = 0; i < total; i++) {
-                List<int[]> tokens = new ArrayList<>();
-                for (int s = 0; s < sequences.size(); s++) {
-                    tokens.add(new int[]{random.nextInt(VOCAB)});
-                }
                 if (i >= warmup) {
                     for (DecoderTestSupport.Cache.Sequence sequence : sequences) {
                         positions += sequence.length + 1;
                     }
                 }
-                StepInputs inputs = cache.step(sequences, tokens, false);
-                device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup()));
+                decodeOnce(device, buffers, cache, sequences, random);
                 step.check(step.eventRecord(events[i + 1], device.stream()), "recording a step event");
             }
             double[] milliseconds = new double[steps];

@@ -5,6 +5,8 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import org.bitdelta.inference.Tokenizer;
+import org.bitdelta.internal.cpu.VectorCpuBackend;
+import org.bitdelta.internal.model.Decoder;
 import org.bitdelta.serving.ChatMessage;
 import org.bitdelta.serving.CompletionResult;
 import org.bitdelta.serving.Engine;
@@ -92,10 +94,10 @@ class ByteLevelFixtureTest {
             CompletionResult result = engine.submit(Request.chat(Engine.BASE, messages).maxTokens(1)).result();
             assertEquals(ids(chat.getAsJsonArray("ids")).length, result.usage().promptTokens());
         }
-        try (Tokenizer tokenizer = Tokenizer.load(MODEL)) {
-            ChatTemplate.Rendered rendered = template.render(messages, true);
-            int[] tokens = rendered.addSpecialTokens() ? tokenizer.encode(rendered.text()) : tokenizer.encodeWithoutSpecialTokens(rendered.text());
-            assertArrayEquals(ids(chat.getAsJsonArray("ids")), tokens);
+        // The ids themselves, from the engine's own request preparation.
+        try (Tokenizer tokenizer = Tokenizer.load(MODEL); Decoder decoder = Decoder.load(MODEL, new VectorCpuBackend(), true)) {
+            InputProcessor inputs = new InputProcessor(decoder, tokenizer, template, null, new int[0], MODEL.toString());
+            assertArrayEquals(ids(chat.getAsJsonArray("ids")), inputs.prepare(Request.chat(Engine.BASE, messages)).prompt());
         }
     }
 }

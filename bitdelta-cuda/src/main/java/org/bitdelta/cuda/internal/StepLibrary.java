@@ -45,7 +45,6 @@ public final class StepLibrary extends LibraryBindings {
     private final MethodHandle eventRecord;
     private final MethodHandle eventSynchronize;
     private final MethodHandle eventDestroy;
-    private final MethodHandle repackSigns;
     private final MethodHandle splitBytes;
     private final MethodHandle split;
     private final MethodHandle rmsNormSplit;
@@ -111,8 +110,6 @@ public final class StepLibrary extends LibraryBindings {
         eventRecord = bind("bd_step_event_record", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG));
         eventSynchronize = bind("bd_step_event_synchronize", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
         eventDestroy = bind("bd_step_event_destroy", FunctionDescriptor.of(JAVA_INT, JAVA_LONG));
-        // bd_repack_signs(d_packed, d_signs, M, K, stream) of bitdelta_cuda.h, for the tenants' stacked sign matrices.
-        repackSigns = bind("bd_repack_signs", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG));
         // (capacity, K, dtype)
         splitBytes = bind("bd_step_split_bytes", FunctionDescriptor.of(JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT));
         // (active, launch_rows, x, K, dtype, planes, split, capacity, stream)
@@ -261,10 +258,6 @@ public final class StepLibrary extends LibraryBindings {
                       long tokens, long workspace, long workspaceBytes, long stream) {
         return call("bd_step_sample", () -> (int) sample.invokeExact(rows, logits, vocabulary, temperature, topK, topP, seed,
                 draw, tokens, workspace, workspaceBytes, stream));
-    }
-
-    public int repackSigns(long devicePacked, long deviceSigns, long rows, long columns, long stream) {
-        return call("bd_repack_signs", () -> (int) repackSigns.invokeExact(devicePacked, deviceSigns, rows, columns, stream));
     }
 
     // ---- the tensor-core path of 16-bit models ----

@@ -39,14 +39,15 @@ class ServeCliTest {
             Thread serving = Thread.ofPlatform().start(() -> code.set(Main.run(new String[]{"serve", "--base",
                     TestData.bundledModel("stories260K").toString(), "--delta", "alice=" + delta, "--port", "0", "--backend", "cpu",
                     "--api-key", "cli-key"}, new PrintWriter(out, true), new PrintWriter(err, true))));
-            Pattern page = Pattern.compile("web page +(http://\\S+)");
-            Matcher matcher = page.matcher("");
+            // The whole banner (its last line printed), not just the URL line: the lines after it are checked below.
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
-            while (!(matcher = page.matcher(out.toString())).find()) {
+            while (!out.toString().contains("Serving until interrupted")) {
                 assertTrue(serving.isAlive(), "serve ended: " + code.get() + "\n" + out + err);
-                assertTrue(System.nanoTime() < deadline, "no URL printed within 60 s:\n" + out + err);
+                assertTrue(System.nanoTime() < deadline, "no banner printed within 60 s:\n" + out + err);
                 TimeUnit.MILLISECONDS.sleep(20);
             }
+            Matcher matcher = Pattern.compile("web page +(http://\\S+)").matcher(out.toString());
+            assertTrue(matcher.find(), "no web page URL in:\n" + out);
             URI url = URI.create(matcher.group(1));
             String printed = out.toString();
             assertTrue(printed.contains("curl " + url + "v1/chat/completions"), printed);
