@@ -8,8 +8,9 @@
 # kernel alone (ncu serializes them and flushes the caches before each), with its time and DRAM bytes. What comes back
 # in $OUT: profile-summary.txt (per step: each kernel's time, bytes and GB/s, totals by kernel name; also printed),
 # ncu.csv (the raw rows) and profile-java.log. DETAILS=REGEX adds a second pass over the kernels whose names match it,
-# with Nsight Compute's sections on throughput, occupancy, scheduler and warp stall reasons: profile-details.txt and
-# profile-details-java.log. Exit status: ncu's (non-zero where it or the JVM failed).
+# with Nsight Compute's sections on throughput, occupancy, scheduler, instruction mix and warp stall reasons:
+# profile-details.txt, profile-details-java.log and profile-sass.csv.xz (each SASS instruction's executions and stall
+# samples). Exit status: ncu's (non-zero where it or the JVM failed).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-profile-out 300 /tmp/bitdelta-step-profile
 layers="${1:-2}"
@@ -27,11 +28,17 @@ echo "ncu exit $status" >> "$out/profile-java.log"
 if [[ -n ${DETAILS:-} ]]; then
   timeout "$(left)" "$ncu_bin" --profile-from-start off --target-processes all --clock-control none --graph-profiling node \
     --kernel-name "regex:$DETAILS" --section SpeedOfLight --section Occupancy --section SchedulerStats --section WarpStateStats \
-    --section MemoryWorkloadAnalysis --section LaunchStats --log-file "$out/profile-details.txt" "${profiled[@]}" --layers=1 \
+    --section MemoryWorkloadAnalysis --section LaunchStats --section ComputeWorkloadAnalysis --section InstructionStats \
+    --section SourceCounters --export "$work/details" --log-file "$out/profile-details.txt" "${profiled[@]}" --layers=1 \
     > "$out/profile-details-java.log" 2>&1
   code=$?
   (( code != 0 )) && status=$code
   echo "ncu details exit $code" >> "$out/profile-java.log"
+  # Per SASS instruction of each profiled kernel: executions and warp stall samples by reason (the source page).
+  if [[ -f $work/details.ncu-rep ]]; then
+    "$ncu_bin" --import "$work/details.ncu-rep" --page source --print-source sass --csv > "$work/profile-sass.csv" 2>&1
+    xz -T0 -c "$work/profile-sass.csv" > "$out/profile-sass.csv.xz"
+  fi
 fi
 python3 - "$out/ncu.csv" "$layers" > "$out/profile-summary.txt" 2>&1 <<'EOF'
 import csv, sys, collections

@@ -689,6 +689,53 @@ void check_project_tc(std::mt19937_64& rng) {
   }
 }
 
+// bd_step_project_vector (decode steps of one or two rows) against a double reference: tiles of M cut short, column
+// counts off the 1024-column step, a row with a delta first, the other row's slot at random (slots 0 and 3: base only).
+void check_project_vector(std::mt19937_64& rng) {
+  struct Case { int dtype, M, K, rows, launch; };
+  const Case cases[] = {{BD_DTYPE_F16, 40, 200, 1, 1},   {BD_DTYPE_BF16, 300, 512, 2, 2},    {BD_DTYPE_F16, 4097, 264, 1, 2},
+                        {BD_DTYPE_BF16, 24, 8, 2, 2},    {BD_DTYPE_F16, 520, 11008, 2, 2},   {BD_DTYPE_F16, 33, 1032, 1, 1},
+                        {BD_DTYPE_BF16, 17, 2056, 2, 2}};
+  for (const Case& c : cases) {
+    std::vector<void*> keep;
+    const int slots = 4;
+    Weights W = random_weights(rng, c.dtype, size_t(c.M) * c.K, 0.1f);
+    const void* d_W = W.upload(keep);
+    ProductTenants tenants(rng, slots, c.M, c.K);
+    std::vector<int32_t> slot(c.launch);
+    for (int r = 0; r < c.launch; ++r) slot[r] = r == 0 ? 1 + int(rng() % 2) : int(rng() % slots);
+    auto x = product_inputs(rng, c.launch, c.K);
+    auto y0 = random_floats(rng, size_t(c.launch) * c.M, -2, 2);
+    DeviceArray<const uint32_t*> d_signs(tenants.signs);
+    DeviceArray<const float*> d_scales(tenants.scale_pointers);
+    DeviceArray<int32_t> d_slots(slot), d_active(std::vector<int32_t>{c.rows});
+    DeviceArray<float> d_x(x), d_y(size_t(c.launch) * c.M);
+    for (int accumulate = 0; accumulate < 2; ++accumulate) {
+      if (accumulate) d_y.upload(y0); else d_y.poison();
+      BD_CHECK(bd_step_project_vector(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_y.p, c.M, c.K,
+                                      accumulate, 0));
+      auto y = d_y.download();
+      std::vector<float> expected(size_t(c.rows) * c.M);
+      bool padding_untouched = true;
+      for (int r = 0; r < c.launch; ++r)
+        for (int64_t m = 0; m < c.M; ++m) {
+          const size_t i = size_t(r) * c.M + m;
+          if (r >= c.rows) {
+            padding_untouched &= accumulate ? y[i] == y0[i] : std::isnan(y[i]);
+            continue;
+          }
+          const double p = tenants.product(W, &x[size_t(r) * c.K], slot[r], m);
+          expected[i] = float(accumulate ? y0[i] + p : p);
+        }
+      const double error = relative_error(expected, y, expected.size());
+      report(fmt("project_vector %s W[%d, %d] rows %d of %d (slots %d%s)%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, slot[0],
+                 c.launch > 1 ? fmt(", %d", slot[1]).c_str() : "", accumulate ? " accumulate" : ""),
+             error <= 2e-5 && padding_untouched, fmt("relative error %.2e%s", error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
+    }
+    for (void* p : keep) cudaFree(p);
+  }
+}
+
 // bd_step_project_prefill (bd_prefill over the parts) against a double reference: rows in runs of three slots.
 void check_project_prefill(std::mt19937_64& rng) {
   for (int dtype : {BD_DTYPE_F16, BD_DTYPE_BF16}) {
@@ -1155,6 +1202,7 @@ int main(int argc, char** argv) {
   check_split_form(rng);
   check_fused_split(rng);
   check_project_tc(rng);
+  check_project_vector(rng);
   check_project_prefill(rng);
   check_attention_fast(rng);
   check_lm_head_grouped(rng);

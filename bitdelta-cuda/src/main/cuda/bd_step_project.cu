@@ -8,6 +8,8 @@
 //                             by bd_step_swiglu, then the split of its output)
 //   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows per block (bd_step_project_tc)
 //   bd_prefill (bd_prefill.cu) over each 16-bit part, then unscale_kernel: prefill chunks (bd_step_project_prefill)
+//   project_vector_kernel<T>  decode steps of one or two rows, straight from F32 x (bd_step_project_vector): SIMT, W
+//                             streamed in 16-byte loads; no split form
 //
 // Accuracy, per output y[r, m] (x = x_r, s = the row's power-of-two scale, K inputs):
 //   base: x s = hi + lo (F16: |x s| < 2^15, each part rounded to F16, |x s - hi - lo| <= 2^-11 |lo| <= 2^-22 |x s|,
@@ -29,6 +31,9 @@ constexpr int SPLIT_THREADS = 256;
 constexpr int SPLIT_BLOCKS_PER_ROW = 8;  // each block of a row splits (and with planes quantizes) 1/8 of its k256 blocks
 constexpr int PLANE_WORDS_PER_K256 = 192;  // 3 groups of 8 planes x 32 lanes x 2 registers
 constexpr int Q_MAX = (1 << 23) - 1;
+constexpr int VECTOR_ROWS = BD_STEP_VECTOR_ROWS;  // decode rows up to this take project_vector_kernel
+constexpr int VECTOR_WARPS = 8;                    // 4 groups of 4 rows of M x 2 halves of each step of columns
+constexpr int VECTOR_STEP = 1024;                  // columns per iteration: 2 halves x 2 chunks x 32 lanes x 8
 
 template <typename T> struct Split;
 template <> struct Split<__half> { static constexpr int PARTS = 2; };
@@ -277,19 +282,17 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     }
     const bool line_ok = int64_t(kc) * 4 + s_line < K64;
 #pragma unroll
-    for (int i = 0; i < RW; ++i) {
-      const bool ok = s_ok[i] && line_ok;
-      cp16(stage + s_dst + i * 8 * 512, ok ? static_cast<const void*>(s_src[i] + int64_t(kc) * 128) : dummy, ok);
-    }
+    for (int i = 0; i < RW; ++i)  // nothing for a row without delta: its lines are never read
+      if (s_ok[i]) cp16(stage + s_dst + i * 8 * 512, line_ok ? static_cast<const void*>(s_src[i] + int64_t(kc) * 128) : dummy, line_ok);
   };
   const SplitLayout layout = split_layout(capacity, K, PARTS);
   const uint32_t* planes = reinterpret_cast<const uint32_t*>(split + layout.planes);
-  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes (zeros for a row without delta)
+  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes (none for a row without delta)
     for (int c = tid; c < ROWS * 48; c += 256) {
       const int row = c / 48, ch = c - row * 48;
-      const bool ok = s_signs[row] != nullptr;
+      if (s_signs[row] == nullptr) continue;
       const uint32_t* src = planes + (int64_t(row0 + row) * K256 + kc) * PLANE_WORDS_PER_K256 + ch * 4;
-      cp16(stage + W_BYTES + S_BYTES + row * (PLANE_WORDS_PER_K256 * 4) + ch * 16, ok ? static_cast<const void*>(src) : dummy, ok);
+      cp16(stage + W_BYTES + S_BYTES + row * (PLANE_WORDS_PER_K256 * 4) + ch * 16, src, true);
     }
   };
 
@@ -479,6 +482,157 @@ __global__ void __launch_bounds__(256) unscale_kernel(
   }
 }
 
+// ---- the vector product: decode steps of up to VECTOR_ROWS rows ----
+
+// Two 16-bit weights of a 32-bit word as F32 (exact).
+__device__ __forceinline__ float2 widen2(uint32_t word, __half) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&word));
+}
+__device__ __forceinline__ float2 widen2(uint32_t word, __nv_bfloat16) {
+  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&word));
+}
+
+// Block mt: rows 16 mt .. 16 mt + 15 of M (one m16 tile, whose rows' sign bits share words). Warp w: rows
+// m_j = 16 mt + 2 (w & 3) + (j & 1) + 8 (j >> 1), j < 4 (sign-layout row g = 2 (w & 3) + (j & 1), half hl = j >> 1:
+// rows g and g + 8 take their bits from one word), and of every VECTOR_STEP columns the two 256-column chunks at
+// 512 (w >> 2) + 256 u; lane l the 8 columns 8 l of a chunk. W streams in 16-byte loads, the next step's 8 per lane
+// requested before the present step is used; W's first step is requested before griddepcontrol.wait, x and y only
+// after it. SIMT F32: every product exact, F32 sums (as bd_step_project's, in another order); the delta adds +-x by
+// flipping x's sign bit. The two column halves' sums meet in shared memory, added in a fixed order.
+template <typename T>
+__global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
+    const int32_t* __restrict__ active,                 // I32 [1] active rows (at most VECTOR_ROWS)
+    const int32_t* __restrict__ slots,                  // I32 [launch_rows]
+    const T* __restrict__ W,                            // T [M, K], K % 8 == 0, 16-byte aligned
+    const uint32_t* const* __restrict__ signs_of_slot,  // [slots] -> U32 device sign layout [M, K] or NULL
+    const float* const* __restrict__ scales_of_slot,    // [slots] -> F32 [M]
+    const float* __restrict__ x,                        // F32 [launch_rows, K], 16-byte aligned
+    float* __restrict__ y,                              // F32 [launch_rows, M]
+    int64_t M, int64_t K, int accumulate) {             // grid ceil(M / 16), VECTOR_WARPS * 32 threads
+  __shared__ float s_base[4][4][VECTOR_ROWS], s_delta[4][4][VECTOR_ROWS];  // the second column half's sums
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int group = warp & 3, half = warp >> 2;
+  const int64_t mt = blockIdx.x;
+  bool m_ok[4];
+  const T* w_row[4];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const int64_t m = mt * 16 + 2 * group + (j & 1) + 8 * (j >> 1);
+    m_ok[j] = m < M;
+    w_row[j] = W + (m_ok[j] ? m : 0) * K + 512 * half + 8 * lane;
+  }
+  auto load_w = [&](uint4 (&w)[2][4], int64_t k0) {
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const bool k_ok = k0 + 512 * half + 256 * u + 8 * lane < K;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        w[u][j] = m_ok[j] && k_ok ? __ldcs(reinterpret_cast<const uint4*>(w_row[j] + k0 + 256 * u)) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  uint4 w_next[2][4];
+  load_w(w_next, 0);
+  const int R = min(*active, VECTOR_ROWS);
+  const uint32_t* signs[VECTOR_ROWS];
+  const float* scales[VECTOR_ROWS];
+#pragma unroll
+  for (int r = 0; r < VECTOR_ROWS; ++r) {
+    const int slot = r < R ? slots[r] : 0;
+    signs[r] = r < R ? signs_of_slot[slot] : nullptr;
+    scales[r] = signs[r] != nullptr ? scales_of_slot[slot] : nullptr;
+  }
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // x (and y when accumulating) are complete from here on
+#endif
+  const int64_t K64 = (K + 63) / 64;
+  const int s = (lane >> 2) & 1, t = lane & 3;  // the lane's 8 columns: bits q = 8 s + ... of words 4 g + t
+  float base[4][VECTOR_ROWS], delta[4][VECTOR_ROWS];
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int r = 0; r < VECTOR_ROWS; ++r) base[j][r] = delta[j][r] = 0.f;
+
+  for (int64_t k0 = 0; k0 < K; k0 += VECTOR_STEP) {
+    uint4 w[2][4];
+#pragma unroll
+    for (int u = 0; u < 2; ++u)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) w[u][j] = w_next[u][j];
+    if (k0 + VECTOR_STEP < K) load_w(w_next, k0 + VECTOR_STEP);
+#pragma unroll
+    for (int u = 0; u < 2; ++u) {
+      const int64_t k = k0 + 512 * half + 256 * u + 8 * lane;
+      if (k >= K) continue;  // K % 8 == 0: a lane's 8 columns are all in or all out
+      float wf[4][8];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t words[4] = {w[u][j].x, w[u][j].y, w[u][j].z, w[u][j].w};
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 pair = widen2(words[e], T());
+          wf[j][2 * e] = pair.x;
+          wf[j][2 * e + 1] = pair.y;
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < VECTOR_ROWS; ++r) {
+        if (r >= R) break;
+        const float4 x0 = __ldg(reinterpret_cast<const float4*>(x + r * K + k));
+        const float4 x1 = __ldg(reinterpret_cast<const float4*>(x + r * K + k) + 1);
+        const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) base[j][r] = fmaf(xv[e], wf[j][e], base[j][r]);
+        if (signs[r] == nullptr) continue;
+        // Element i = 4 jj + 2 hh + e of the lane's columns, row half hl: bit q = 8 s + (i & 6) + hl at 15 - q (e = 0)
+        // or 31 - q (e = 1) of the word of row g (bitdelta_cuda.h; sign_bit). Shifted left by 8 s, then by
+        // (e ? 0 : 16) + (i & 6) + hl, the bit lands on bit 31: set means +x.
+        const uint32_t* line = signs[r] + (mt * K64 + (k >> 6)) * 32 + 8 * group + t;
+        const uint32_t word[2] = {__ldg(line) << (8 * s), __ldg(line + 4) << (8 * s)};
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const uint32_t flip = ~(word[j & 1] << (((i & 1) ? 0 : 16) + (i & 6) + (j >> 1))) & 0x80000000u;
+            delta[j][r] += __uint_as_float(__float_as_uint(xv[i]) ^ flip);
+          }
+      }
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int r = 0; r < VECTOR_ROWS; ++r) {
+      base[j][r] = warp_sum(base[j][r]);
+      delta[j][r] = warp_sum(delta[j][r]);
+    }
+  if (half == 1 && lane == 0)
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < VECTOR_ROWS; ++r) {
+        s_base[group][j][r] = base[j][r];
+        s_delta[group][j][r] = delta[j][r];
+      }
+  __syncthreads();
+  if (half != 0 || lane != 0) return;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (!m_ok[j]) continue;
+    const int64_t m = mt * 16 + 2 * group + (j & 1) + 8 * (j >> 1);
+#pragma unroll
+    for (int r = 0; r < VECTOR_ROWS; ++r) {
+      if (r >= R) break;
+      float value = __fadd_rn(base[j][r], s_base[group][j][r]);
+      if (signs[r] != nullptr)
+        value = __fadd_rn(value, __fmul_rn(__ldg(scales[r] + m), __fadd_rn(delta[j][r], s_delta[group][j][r])));
+      float* target = y + r * M + m;
+      *target = accumulate ? __fadd_rn(*target, value) : value;
+    }
+  }
+}
+
 // ---- launches ----
 
 static int g_pdl = 1;  // bd_step_set_pdl
@@ -563,6 +717,14 @@ static cudaError_t project_tc_rows(int64_t launch_rows, const int32_t* active, c
       : launch_project_tc<T, 2>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream);
 }
 
+template <typename T>
+static cudaError_t launch_project_vector(const int32_t* active, const int32_t* slots, const T* W, const uint32_t* const* signs,
+                                         const float* const* scales, const float* x, float* y, int64_t M, int64_t K,
+                                         int accumulate, cudaStream_t stream) {
+  return launch_kernel(project_vector_kernel<T>, dim3(unsigned((M + 15) / 16)), dim3(VECTOR_WARPS * 32), 0, stream, pdl_enabled(),
+                       active, slots, W, signs, scales, x, y, M, K, accumulate);
+}
+
 }  // namespace step
 }  // namespace bd
 
@@ -626,6 +788,31 @@ int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32
                 dtype, launch_rows <= 8 ? 1 : 2, (long long)((launch_rows + (launch_rows <= 8 ? 7 : 15)) / (launch_rows <= 8 ? 8 : 16)),
                 (long long)((M + 15) / 16),
                 launch_rows <= 8 ? TcShape<1>::SMEM_BYTES : TcShape<2>::SMEM_BYTES, (long long)M, (long long)K, (long long)launch_rows);
+  return BD_OK;
+}
+
+int bd_step_project_vector(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
+                           const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const float* d_x,
+                           float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
+  if (!d_active || !d_slots || !d_W || !d_signs_of_slot || !d_scales_of_slot || !d_x || !d_y)
+    return refuse(BD_ERR_NULL_POINTER, "bd_step_project_vector: a required pointer is NULL");
+  if (dtype != BD_DTYPE_F16 && dtype != BD_DTYPE_BF16)
+    return refuse(BD_ERR_BAD_DTYPE, "bd_step_project_vector: weight dtype code %d (F16 or BF16)", dtype);
+  if (launch_rows <= 0 || launch_rows > BD_STEP_VECTOR_ROWS || M <= 0 || K <= 0 || K % 8 != 0 || (M + 15) / 16 > MAX_GRID_X)
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_project_vector: W [%lld, %lld] (K a multiple of 8), launch_rows %lld (1 .. %d)",
+                  (long long)M, (long long)K, (long long)launch_rows, BD_STEP_VECTOR_ROWS);
+  if (!bd::aligned16(d_W) || !bd::aligned16(d_x))
+    return refuse(BD_ERR_MISALIGNED, "bd_step_project_vector: W or x is not 16-byte aligned");
+  if (static_cast<const void*>(d_x) == static_cast<const void*>(d_y))
+    return refuse(BD_ERR_BAD_SHAPE, "bd_step_project_vector: x and y alias (W [%lld, %lld])", (long long)M, (long long)K);
+  const cudaError_t e = dtype == BD_DTYPE_F16
+      ? launch_project_vector<__half>(d_active, d_slots, static_cast<const __half*>(d_W), d_signs_of_slot, d_scales_of_slot, d_x, d_y,
+                                      M, K, accumulate, stream)
+      : launch_project_vector<__nv_bfloat16>(d_active, d_slots, static_cast<const __nv_bfloat16*>(d_W), d_signs_of_slot,
+                                             d_scales_of_slot, d_x, d_y, M, K, accumulate, stream);
+  if (e != cudaSuccess)
+    return fail(e, "bd_step_project_vector: project_vector_kernel<dtype %d><<<%lld, %d>>> (W [%lld, %lld], launch_rows %lld)", dtype,
+                (long long)((M + 15) / 16), VECTOR_WARPS * 32, (long long)M, (long long)K, (long long)launch_rows);
   return BD_OK;
 }
 

@@ -97,6 +97,13 @@
  *                          parts read from global memory one stage ahead). It is launched with programmatic dependent
  *                          launch on cc >= 9.0 (bd_step_set_pdl): W, the sign lines and the tenants' scales stream
  *                          before griddepcontrol.wait, the split form only after it.
+ *   bd_step_project_vector: project_vector_kernel<T> = 2 kernels; grid ceil(M / 16), 256 threads (8 warps), two
+ *                          blocks per SM, 8 * 4 * BD_STEP_VECTOR_ROWS floats of static shared memory. Block mt: rows
+ *                          16 mt .. of M; warp w: 4 of them (w & 3: rows g, g + 1, g + 8, g + 9 of the tile, sharing sign
+ *                          words) over column half w >> 2 of each 1024 columns, lane l 8 columns of each 256; 8 loads
+ *                          of 16 bytes of W in flight per lane (the next 1024 columns requested before these are used).
+ *                          Launched with programmatic dependent launch on cc >= 9.0: the first columns of W stream
+ *                          before griddepcontrol.wait.
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
@@ -148,7 +155,7 @@
 extern "C" {
 #endif
 
-#define BD_STEP_ABI_VERSION 2   /* 2: the tensor-core path, KV caches of any dtype */
+#define BD_STEP_ABI_VERSION 3   /* 3: bd_step_project_vector */
 
 /* The largest K of the tensor-core products (bd_step_split*, bd_step_project_tc, bd_step_project_prefill). */
 #define BD_STEP_TC_MAX_K 98304
@@ -281,6 +288,17 @@ int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const flo
 int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
                        const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const void* d_split,
                        int64_t capacity, float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);
+
+/* Decode rows up to this take bd_step_project_vector. */
+#define BD_STEP_VECTOR_ROWS 2
+
+/* bd_step_project for dtype (F16 / BF16) weights and at most BD_STEP_VECTOR_ROWS rows, straight from F32 x: each
+ * product exact, F32 sums (no split form). At one or two rows a product is bound by reading W; this streams it in
+ * 16-byte loads where the tensor-core path pays the split form's launches and reads.
+ * d_W: dtype [M, K], 16-byte aligned, K % 8 == 0;  d_x: F32 [launch_rows, K], 16-byte aligned;  d_y: F32 [launch_rows, M] */
+int bd_step_project_vector(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
+                           const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const float* d_x,
+                           float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);
 
 /* Workspace of bd_step_project_prefill: up256(4 * segments) + up256(4 * rows * M) bytes. */
 size_t bd_step_project_prefill_workspace_bytes(int64_t rows, int64_t segments, int64_t M);

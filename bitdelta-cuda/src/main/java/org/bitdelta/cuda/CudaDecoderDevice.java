@@ -142,6 +142,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
     private int launchOutputRows;
     /** This step's products run the decode kernel (planes in the split forms) rather than the prefill GEMMs. */
     private boolean decodeProducts;
+    /** Decode products of this pass read F32 activations directly (bd_step_project_vector): no split forms. */
+    private boolean vectorProducts;
     private int segmentCount;
     private int tileCount;
     private List<Op> issued;
@@ -980,6 +982,9 @@ public final class CudaDecoderDevice implements DecoderDevice {
         mode = newMode;
         launchRows = rows;
         launchOutputRows = outputRows;
+        // One or two rows: each product is bound by reading W, which the vector kernel streams without the split form's
+        // launches and reads. The same for an eager step and its bucket's graph (both at most VECTOR_ROWS, a power of two).
+        vectorProducts = tensorCores && decodeProducts && rows <= StepLibrary.VECTOR_ROWS;
         issued = new ArrayList<>();
         // Split forms are tracked within one pass over the step's operations: a recorded, a captured and an eager pass
         // of the same operations launch the same kernels.
@@ -1271,8 +1276,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         if (!outputRows) {
             checkLayer(layer);
         }
-        // On the tensor-core path the norm before a product also writes its output's split form.
-        boolean split = tensorCores && !outputRows;
+        // On the tensor-core path the norm before a product also writes its output's split form (not for vector products).
+        boolean split = tensorCores && !outputRows && !vectorProducts;
         DeviceBuffer splitForm = split ? splitForm(target) : null;
         splitHolds(target, split);
         if (!issue(new Op(OP_NORM, outputRows ? 0 : layer, source.id(), target.id(), norm.ordinal(), false))) {
@@ -1308,9 +1313,10 @@ public final class CudaDecoderDevice implements DecoderDevice {
             throw new IllegalArgumentException(group + ": input and output are the same buffer '" + source.name() + "'");
         }
         GroupWeight weight = groupWeights[layer][group.ordinal()];
-        DeviceBuffer splitForm = tensorCores ? splitForm(source) : null;
-        boolean splitNeeded = tensorCores && !splitIsCurrent(source);
-        if (tensorCores) {
+        boolean splitUsed = tensorCores && !vectorProducts;
+        DeviceBuffer splitForm = splitUsed ? splitForm(source) : null;
+        boolean splitNeeded = splitUsed && !splitIsCurrent(source);
+        if (splitUsed) {
             splitHolds(source, true);
         }
         splitHolds(target, false);
@@ -1323,6 +1329,12 @@ public final class CudaDecoderDevice implements DecoderDevice {
             step.check(step.project(activeRows(), launchRows, input(Input.SLOTS), weight.dtype(), weight.address(),
                     table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), source.address(),
                     target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what);
+            return;
+        }
+        if (vectorProducts) {
+            step.check(step.projectVector(activeRows(), launchRows, input(Input.SLOTS), weight.dtype(), weight.address(),
+                    table(tables.signs(layer, group.ordinal())), table(tables.scales(layer, group.ordinal())), source.address(),
+                    target.address(), weight.outputs(), weight.inputs(), accumulate, stream), what + " (vector kernel)");
             return;
         }
         if (splitNeeded) {
@@ -1405,12 +1417,13 @@ public final class CudaDecoderDevice implements DecoderDevice {
     public void swiGlu(Activations gateUp, Activations out) {
         DeviceActivations source = rows(own(gateUp, 2 * spec.intermediateSize(), "gate|up"), false);
         DeviceActivations target = rows(own(out, spec.intermediateSize(), "SwiGLU output"), false);
-        DeviceBuffer splitForm = tensorCores ? splitForm(target) : null;
-        splitHolds(target, tensorCores);
+        boolean split = tensorCores && !vectorProducts;
+        DeviceBuffer splitForm = split ? splitForm(target) : null;
+        splitHolds(target, split);
         if (!issue(new Op(OP_SWIGLU, 0, source.id(), target.id(), 0, false))) {
             return;
         }
-        if (tensorCores) {
+        if (split) {
             step.check(step.swiGluSplit(activeRows(), launchRows, source.address(), target.address(), spec.intermediateSize(), weightDtype,
                     decodeProducts, splitForm.address(), spec.maxRows(), stream), "SwiGLU of " + launchRows + " rows with its split form");
             return;

@@ -18,7 +18,9 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class StepLibrary extends LibraryBindings {
     /** BD_STEP_ABI_VERSION these bindings were written for. */
-    public static final int EXPECTED_ABI_VERSION = 2;
+    public static final int EXPECTED_ABI_VERSION = 3;
+    /** BD_STEP_VECTOR_ROWS: decode steps of up to this many rows take {@link #projectVector}. */
+    public static final int VECTOR_ROWS = 2;
 
     private static volatile StepLibrary instance;
 
@@ -50,6 +52,7 @@ public final class StepLibrary extends LibraryBindings {
     private final MethodHandle rmsNormSplit;
     private final MethodHandle swiGluSplit;
     private final MethodHandle projectTc;
+    private final MethodHandle projectVector;
     private final MethodHandle projectPrefillWorkspaceBytes;
     private final MethodHandle projectPrefill;
     private final MethodHandle attentionWorkspaceBytes;
@@ -124,6 +127,9 @@ public final class StepLibrary extends LibraryBindings {
         // (active, launch_rows, slots, dtype, W, signs_of_slot, scales_of_slot, split, capacity, y, M, K, accumulate, stream)
         projectTc = bind("bd_step_project_tc", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
+        // (active, launch_rows, slots, dtype, W, signs_of_slot, scales_of_slot, x, y, M, K, accumulate, stream)
+        projectVector = bind("bd_step_project_vector", FunctionDescriptor.of(JAVA_INT, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT,
+                JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_LONG, JAVA_INT, JAVA_LONG));
         // (rows, segments, M)
         projectPrefillWorkspaceBytes = bind("bd_step_project_prefill_workspace_bytes", FunctionDescriptor.of(JAVA_LONG,
                 JAVA_LONG, JAVA_LONG, JAVA_LONG));
@@ -282,6 +288,12 @@ public final class StepLibrary extends LibraryBindings {
                            long split, long capacity, long stream) {
         return call("bd_step_swiglu_split", () -> (int) swiGluSplit.invokeExact(active, launchRows, gateUp, out, intermediate,
                 dtype, planes ? 1 : 0, split, capacity, stream));
+    }
+
+    public int projectVector(long active, long launchRows, long slots, int dtype, long weight, long signsOfSlot, long scalesOfSlot,
+                             long x, long y, long outputs, long inputs, boolean accumulate, long stream) {
+        return call("bd_step_project_vector", () -> (int) projectVector.invokeExact(active, launchRows, slots, dtype, weight,
+                signsOfSlot, scalesOfSlot, x, y, outputs, inputs, accumulate ? 1 : 0, stream));
     }
 
     public int projectTc(long active, long launchRows, long slots, int dtype, long weight, long signsOfSlot, long scalesOfSlot,
