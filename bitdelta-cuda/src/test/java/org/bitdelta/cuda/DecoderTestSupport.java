@@ -198,6 +198,13 @@ final class DecoderTestSupport {
             Collections.shuffle(free, new java.util.Random(seed));
         }
 
+        /** Returns the sequence's blocks to the free list; it starts again empty. */
+        void release(Sequence sequence) {
+            free.addAll(sequence.blocks);
+            sequence.blocks.clear();
+            sequence.length = 0;
+        }
+
         /**
          * The inputs of one step: sequence s runs tokens.get(s) (its next tokens); output rows are every row
          * ({@code allOutputs}) or each sequence's last. Grows the tables and advances the lengths.

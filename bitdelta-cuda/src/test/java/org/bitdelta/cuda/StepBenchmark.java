@@ -146,6 +146,8 @@ public final class StepBenchmark {
 
             // (a), (b), (c), (e): a device for 16 tenants' sequences and one base sequence
             runSixteen(spec(base, 16 + 2, 17));
+            // (e) again, the 16 prompts in one step: a device whose steps take 16 x 256 rows
+            runBatchedPrefill(spec(base, 16, 17, 16 * PROMPT));
             // (d): a device for up to 64 sequences
             runTable(spec(base, 64, 65));
         }
@@ -247,10 +249,14 @@ public final class StepBenchmark {
     }
 
     private DecoderSpec spec(BaseModel base, int sequences, int tenantSlots) {
+        return spec(base, sequences, tenantSlots, MAX_ROWS);
+    }
+
+    private DecoderSpec spec(BaseModel base, int sequences, int tenantSlots, int maxRows) {
         float[][] rotary = new RotaryEmbedding(10000.0, null).tables(MODEL_CONTEXT, HEAD_DIM);
         int blocksPerSequence = (PROMPT + warmup + steps + 2 + BLOCK - 1) / BLOCK;
         return new DecoderSpec(HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, HEAD_DIM, VOCAB, MODEL_CONTEXT, 1e-5f, 0, rotary[0], rotary[1],
-                base.embedding(), base.lmHead(), base.finalNorm(), base.weights(), MAX_ROWS, BLOCK, sequences * blocksPerSequence + 8,
+                base.embedding(), base.lmHead(), base.finalNorm(), base.weights(), maxRows, BLOCK, sequences * blocksPerSequence + 8,
                 tenantSlots);
     }
 
@@ -307,10 +313,63 @@ public final class StepBenchmark {
                     (memory.baseBytes() + memory.tenantTotal()) / 1e9, memory.baseBytes() / 1e9, memory.tenantTotal() / 1e9,
                     memory.kvCacheBytes() / 1e9, device.kvCacheDtype(), memory.workspaceBytes() / 1e9, used / 1e9, memory.deviceTotal() / 1e9));
             table.add(String.format(Locale.ROOT, "| (e) prefill 16 x %d tokens | %.1f ms | %.0f prompt tokens/s | cuBLAS GEMMs of the base alone: %s | | "
-                            + "F32-accurate products: 4 tensor-core passes (2 parts x base + delta) against cuBLAS's 1 |", PROMPT,
+                            + "one step per prompt; F32-accurate products: 4 tensor-core passes (2 parts x base + delta) against cuBLAS's 1 |", PROMPT,
                     prefillMs, promptTokensPerSecond, Double.isNaN(cublasPrefillMs) ? "not measured"
                             : String.format(Locale.ROOT, "%.1f ms, %.0f tokens/s (%.2fx ours)", cublasPrefillMs, 16.0 * PROMPT / (cublasPrefillMs / 1e3),
                             prefillMs / cublasPrefillMs)));
+        }
+    }
+
+    /**
+     * The 16 tenants' prompts of 256 tokens prefilled in one step of 4096 rows (16 segments: the base product reads W
+     * once for all of them), after one such step of 16 x 64 tokens to warm up; the median of three, each with fresh
+     * sequences (the cache's blocks returned between).
+     */
+    private void runBatchedPrefill(DecoderSpec spec) {
+        try (CudaDecoderDevice device = new CudaDecoderDevice(backend, spec, true, CudaBackend.KvCachePrecision.MODEL)) {
+            loadTenants(device, spec, 16);
+            Buffers buffers = new Buffers(device, spec);
+            DecoderTestSupport.Cache cache = new DecoderTestSupport.Cache(spec, seed);
+            SplittableRandom random = new SplittableRandom(seed ^ 0xBA7C4);
+            List<DecoderTestSupport.Cache.Sequence> warm = sequencesOf(16);
+            prefillTogether(device, buffers, cache, warm, 64, random);
+            warm.forEach(cache::release);
+            double[] times = new double[3];
+            for (int i = 0; i < times.length; i++) {
+                List<DecoderTestSupport.Cache.Sequence> sequences = sequencesOf(16);
+                times[i] = prefillTogether(device, buffers, cache, sequences, PROMPT, random);
+                sequences.forEach(cache::release);
+            }
+            Arrays.sort(times);
+            double prefillMs = times[1];
+            double promptTokensPerSecond = 16.0 * PROMPT / (prefillMs / 1e3);
+            System.out.printf(Locale.ROOT, "(e) prefill of 16 prompts x %d tokens in one step: %.1f ms (of %.1f, %.1f, %.1f), %.0f prompt tokens/s%n",
+                    PROMPT, prefillMs, times[0], times[1], times[2], promptTokensPerSecond);
+            table.add(String.format(Locale.ROOT, "| (e) prefill 16 x %d tokens in one step | %.1f ms (median of 3) | %.0f prompt tokens/s | cuBLAS GEMMs of "
+                            + "the base alone: %s | | one step of %d rows, 16 tenants' segments |", PROMPT, prefillMs, promptTokensPerSecond,
+                    Double.isNaN(cublasPrefillMs) ? "not measured" : String.format(Locale.ROOT, "%.1f ms (%.2fx ours)", cublasPrefillMs,
+                            prefillMs / cublasPrefillMs), 16 * PROMPT));
+        }
+    }
+
+    /** One step that prefills {@code length} random tokens into every sequence; its GPU time in ms. */
+    private double prefillTogether(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
+                                   List<DecoderTestSupport.Cache.Sequence> sequences, int length, SplittableRandom random) {
+        long start = step.timerCreate();
+        long end = step.timerCreate();
+        try {
+            List<int[]> tokens = new ArrayList<>();
+            for (int s = 0; s < sequences.size(); s++) {
+                tokens.add(DecoderTestSupport.randomTokens(random, length, VOCAB));
+            }
+            StepInputs inputs = cache.step(sequences, tokens, false);
+            step.check(step.eventRecord(start, device.stream()), "recording the prefill start");
+            device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup()));
+            step.check(step.eventRecord(end, device.stream()), "recording the prefill end");
+            return step.timerElapsed(start, end);
+        } finally {
+            step.eventDestroy(start);
+            step.eventDestroy(end);
         }
     }
 
