@@ -36,7 +36,8 @@ __global__ void __launch_bounds__(ROW_THREADS) embed_kernel(
   const void* table = table_of_slot[slot];
   const int dtype = dtype_of_slot[slot];
   const int64_t start = int64_t(tokens[r]) * hidden;
-  for (int64_t k = threadIdx.x; k < hidden; k += blockDim.x) out[r * hidden + k] = load_any(table, dtype, start + k);
+  strided_visit(threadIdx.x, blockDim.x, hidden, [&](int64_t k) { return load_any(table, dtype, start + k); },
+                [&](int64_t k, float v) { out[r * hidden + k] = v; });
 }
 
 // HF LlamaRMSNorm as the CPU decoder computes it: squares in float, their sum in double.
@@ -56,10 +57,8 @@ __global__ void __launch_bounds__(ROW_THREADS) rmsnorm_kernel(
   const float* weight = weight_of_slot[slot];
   const float* x = in + r * hidden;
   double sum = 0;
-  for (int64_t k = threadIdx.x; k < hidden; k += blockDim.x) {
-    const float v = x[k];
-    sum += double(__fmul_rn(v, v));
-  }
+  strided_visit(threadIdx.x, blockDim.x, hidden, [&](int64_t k) { return x[k]; },
+                [&](int64_t, float v) { sum += double(__fmul_rn(v, v)); });
   sum = warp_sum(sum);
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = sum;
   __syncthreads();
@@ -71,7 +70,8 @@ __global__ void __launch_bounds__(ROW_THREADS) rmsnorm_kernel(
   }
   __syncthreads();
   const float inv = inverse;
-  for (int64_t k = threadIdx.x; k < hidden; k += blockDim.x) out[r * hidden + k] = __fmul_rn(weight[k], __fmul_rn(x[k], inv));
+  strided_visit(threadIdx.x, blockDim.x, hidden, [&](int64_t k) { return __fmul_rn(weight[k], __fmul_rn(x[k], inv)); },
+                [&](int64_t k, float v) { out[r * hidden + k] = v; });
 }
 
 // y[r, m] (+)= x[r] . W[m] + a[m] * (x[r] . S_slot[m]); warp w of the block: column m, rows r0 .. r0 + 3.
@@ -299,7 +299,8 @@ __global__ void __launch_bounds__(ROW_THREADS) gather_kernel(
   const int64_t i = blockIdx.x;
   if (i >= *active) return;
   const float* source = in + int64_t(row_index[i]) * columns;
-  for (int64_t k = threadIdx.x; k < columns; k += blockDim.x) out[i * columns + k] = source[k];
+  strided_visit(threadIdx.x, blockDim.x, columns, [&](int64_t k) { return source[k]; },
+                [&](int64_t k, float v) { out[i * columns + k] = v; });
 }
 
 // logits[i, v] = x[i] . head_of_slot[slot of output row i][v]; warp w: column v, output rows i0 .. i0 + 3.

@@ -116,11 +116,9 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   SourceRow<SOURCE> source{in + r * K, nullptr, 0.f};
   if (SOURCE == SOURCE_RMSNORM) {  // rmsnorm_kernel's reduction, operation for operation
     source.weight = weight_of_slot[slots[r]];
-    double sum = 0;
-    for (int64_t k = tid; k < K; k += SPLIT_THREADS) {
-      const float v = source.in[k];
-      sum += double(__fmul_rn(v, v));
-    }
+    double sum = 0;  // in rmsnorm_kernel's order
+    strided_visit(tid, SPLIT_THREADS, K, [&](int64_t k) { return source.in[k]; },
+                  [&](int64_t, float v) { sum += double(__fmul_rn(v, v)); });
     sum = warp_sum(sum);
     if (lane == 0) partial_sum[warp] = sum;
     __syncthreads();
@@ -135,7 +133,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   }
 
   float mx = 0.f;
-  for (int64_t k = tid; k < K; k += SPLIT_THREADS) mx = fmaxf(mx, fabsf(source(k)));
+  strided_visit(tid, SPLIT_THREADS, K, [&](int64_t k) { return source(k); }, [&](int64_t, float v) { mx = fmaxf(mx, fabsf(v)); });
   mx = warp_max(mx);
   if (lane == 0) partial_max[warp] = mx;
   __syncthreads();
