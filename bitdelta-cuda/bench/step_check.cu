@@ -639,6 +639,26 @@ void check_fused_split(std::mt19937_64& rng) {
   }
 }
 
+// The expected y of the active rows of a decode product (the double reference, plus y0 when accumulating), and in
+// *padding_untouched whether the padding rows of y kept y0 (accumulating) or their poison (NaN).
+std::vector<float> expected_products(const Weights& W, const ProductTenants& tenants, const std::vector<float>& x,
+                                     const std::vector<int32_t>& slot, const std::vector<float>& y0, const std::vector<float>& y,
+                                     int rows, int launch, int64_t M, int64_t K, bool accumulate, bool* padding_untouched) {
+  std::vector<float> expected(size_t(rows) * M);
+  *padding_untouched = true;
+  for (int r = 0; r < launch; ++r)
+    for (int64_t m = 0; m < M; ++m) {
+      const size_t i = size_t(r) * M + m;
+      if (r >= rows) {
+        *padding_untouched &= accumulate ? y[i] == y0[i] : std::isnan(y[i]);
+        continue;
+      }
+      const double p = tenants.product(W, &x[size_t(r) * K], slot[r], m);
+      expected[i] = float(accumulate ? y0[i] + p : p);
+    }
+  return expected;
+}
+
 // bd_step_project_tc against a double reference, and against the exact SIMT product's own error.
 void check_project_tc(std::mt19937_64& rng) {
   struct Case { int dtype, M, K, rows, launch; };
@@ -668,18 +688,9 @@ void check_project_tc(std::mt19937_64& rng) {
                                 accumulate, 0));
       BD_CHECK(bd_step_project(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_exact.p, c.M, c.K, accumulate, 0));
       auto y = d_y.download(), exact = d_exact.download();
-      std::vector<float> expected(size_t(c.rows) * c.M);
       bool padding_untouched = true;
-      for (int r = 0; r < c.launch; ++r)
-        for (int64_t m = 0; m < c.M; ++m) {
-          const size_t i = size_t(r) * c.M + m;
-          if (r >= c.rows) {
-            padding_untouched &= accumulate ? y[i] == y0[i] : std::isnan(y[i]);
-            continue;
-          }
-          const double p = tenants.product(W, &x[size_t(r) * c.K], slot[r], m);
-          expected[i] = float(accumulate ? y0[i] + p : p);
-        }
+      const std::vector<float> expected = expected_products(W, tenants, x, slot, y0, y, c.rows, c.launch, c.M, c.K, accumulate,
+                                                            &padding_untouched);
       const double error = relative_error(expected, y, expected.size()), exact_error = relative_error(expected, exact, expected.size());
       report(fmt("project_tc %s W[%d, %d] rows %d of %d%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, accumulate ? " accumulate" : ""),
              error <= 2e-5 && padding_untouched,
@@ -715,18 +726,9 @@ void check_project_vector(std::mt19937_64& rng) {
       BD_CHECK(bd_step_project_vector(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_y.p, c.M, c.K,
                                       accumulate, 0));
       auto y = d_y.download();
-      std::vector<float> expected(size_t(c.rows) * c.M);
       bool padding_untouched = true;
-      for (int r = 0; r < c.launch; ++r)
-        for (int64_t m = 0; m < c.M; ++m) {
-          const size_t i = size_t(r) * c.M + m;
-          if (r >= c.rows) {
-            padding_untouched &= accumulate ? y[i] == y0[i] : std::isnan(y[i]);
-            continue;
-          }
-          const double p = tenants.product(W, &x[size_t(r) * c.K], slot[r], m);
-          expected[i] = float(accumulate ? y0[i] + p : p);
-        }
+      const std::vector<float> expected = expected_products(W, tenants, x, slot, y0, y, c.rows, c.launch, c.M, c.K, accumulate,
+                                                            &padding_untouched);
       const double error = relative_error(expected, y, expected.size());
       report(fmt("project_vector %s W[%d, %d] rows %d of %d (slots %d%s)%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, slot[0],
                  c.launch > 1 ? fmt(", %d", slot[1]).c_str() : "", accumulate ? " accumulate" : ""),

@@ -355,22 +355,12 @@ public final class StepBenchmark {
     /** One step that prefills {@code length} random tokens into every sequence; its GPU time in ms. */
     private double prefillTogether(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
                                    List<DecoderTestSupport.Cache.Sequence> sequences, int length, SplittableRandom random) {
-        long start = step.timerCreate();
-        long end = step.timerCreate();
-        try {
-            List<int[]> tokens = new ArrayList<>();
-            for (int s = 0; s < sequences.size(); s++) {
-                tokens.add(DecoderTestSupport.randomTokens(random, length, VOCAB));
-            }
-            StepInputs inputs = cache.step(sequences, tokens, false);
-            step.check(step.eventRecord(start, device.stream()), "recording the prefill start");
-            device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup()));
-            step.check(step.eventRecord(end, device.stream()), "recording the prefill end");
-            return step.timerElapsed(start, end);
-        } finally {
-            step.eventDestroy(start);
-            step.eventDestroy(end);
+        List<int[]> tokens = new ArrayList<>();
+        for (int s = 0; s < sequences.size(); s++) {
+            tokens.add(DecoderTestSupport.randomTokens(random, length, VOCAB));
         }
+        StepInputs inputs = cache.step(sequences, tokens, false);
+        return timed(device, "the batched prefill", () -> device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup())));
     }
 
     private void runTable(DecoderSpec spec) {
@@ -429,15 +419,22 @@ public final class StepBenchmark {
     /** Prefills {@code length} random tokens into each sequence, one sequence per step; the GPU time of all, in ms. */
     private double prefill(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
                            List<DecoderTestSupport.Cache.Sequence> sequences, int length, SplittableRandom random) {
-        long start = step.timerCreate();
-        long end = step.timerCreate();
-        try {
-            step.check(step.eventRecord(start, device.stream()), "recording the prefill start");
+        return timed(device, "the prefill", () -> {
             for (DecoderTestSupport.Cache.Sequence sequence : sequences) {
                 StepInputs inputs = cache.step(List.of(sequence), List.of(DecoderTestSupport.randomTokens(random, length, VOCAB)), false);
                 device.run(inputs, () -> DecoderTestSupport.decoderStep(device, buffers.lookup()));
             }
-            step.check(step.eventRecord(end, device.stream()), "recording the prefill end");
+        });
+    }
+
+    /** The GPU time in ms of what {@code work} enqueues on the device's stream, between two timer events. */
+    private double timed(CudaDecoderDevice device, String what, Runnable work) {
+        long start = step.timerCreate();
+        long end = step.timerCreate();
+        try {
+            step.check(step.eventRecord(start, device.stream()), "recording the start of " + what);
+            work.run();
+            step.check(step.eventRecord(end, device.stream()), "recording the end of " + what);
             return step.timerElapsed(start, end);
         } finally {
             step.eventDestroy(start);
