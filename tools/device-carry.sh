@@ -25,6 +25,14 @@ trim_tokenizers() {
   [[ $found == 1 ]] || { echo "DJL's tokenizers jar is not among the jars in $1" >&2; return 1; }
 }
 
+# pack_cuda_jars TREE JARS: bitdelta-cuda's classes (without a native library a full Maven build left in them) and
+# test classes of the checkout TREE as JARS/bitdelta-cuda.jar and JARS/bitdelta-cuda-tests.jar; jdk must be set.
+pack_cuda_jars() {
+  "$jdk/bin/jar" cf "$2/bitdelta-cuda.jar" -C "$1/bitdelta-cuda/target/classes" . || return 1
+  zip -q -d "$2/bitdelta-cuda.jar" 'native/*' > /dev/null || [[ $? == 12 ]] || return 1  # 12: nothing to delete
+  "$jdk/bin/jar" cf "$2/bitdelta-cuda-tests.jar" -C "$1/bitdelta-cuda/target/test-classes" .
+}
+
 # pack_runtime JDK TARGET: a jlink'd Java runtime of JDK with every Java SE module (the server's libraries and the
 # test launcher need more than java.base) as the folder jre/ in the tar.xz TARGET (about 24 MB). jlink's own
 # compression is off, so that xz finds the redundancy.

@@ -8,7 +8,7 @@
 # then carry both folders: ["bitdelta-cuda/target/step-device", "bitdelta-cuda/target/step-baseline"] and run
 #   OUT=$OUT bash bitdelta-cuda/bench/compare-step-device.sh [StepBenchmark arguments]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry
+source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry, pack_cuda_jars
 rev=$(git rev-parse --verify "${1:?usage: prepare-baseline-device.sh REV}^{commit}")
 dest=bitdelta-cuda/target/step-baseline
 start_carry prepare-baseline-device "$dest"
@@ -21,8 +21,6 @@ trap 'git worktree remove --force "$tree"; git worktree prune' EXIT
   mvn -B -q -o test-compile -pl bitdelta-cuda -am -Dexec.skip=true
 )
 xz -T2 -6 -c "$tree/bitdelta-cuda/target/native-sm90/libbitdelta_cuda.so" > "$dest/libbitdelta_cuda.so.xz"
-"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda.jar" -C "$tree/bitdelta-cuda/target/classes" .
-zip -q -d "$dest/jars/bitdelta-cuda.jar" 'native/*' > /dev/null || [[ $? == 12 ]]  # 12: nothing to delete
-"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda-tests.jar" -C "$tree/bitdelta-cuda/target/test-classes" .
+pack_cuda_jars "$tree" "$dest/jars"
 echo "$rev $(git log -1 --format=%s "$rev" | cut -c1-100)" > "$dest/REVISION"
 echo "prepare-baseline-device: $(du -sh "$dest" | cut -f1) in $dest ($(cut -c1-12 "$dest/REVISION"))"

@@ -25,10 +25,7 @@ cp bitdelta-cuda/target/native-sm90/*.ptxas.txt "$dest/"
 mvn -B -q -o test-compile dependency:build-classpath -pl bitdelta-cuda -am -Dexec.skip=true \
     -Dmdep.includeScope=test -Dmdep.outputFile="$root/$dest/classpath.txt"
 "$jdk/bin/jar" cf "$dest/jars/bitdelta-core.jar" -C bitdelta-core/target/classes .
-"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda.jar" -C bitdelta-cuda/target/classes .
-# The library travels on its own (above); a copy a full Maven build left in the classes stays behind.
-zip -q -d "$dest/jars/bitdelta-cuda.jar" 'native/*' > /dev/null || [[ $? == 12 ]]  # 12: nothing to delete
-"$jdk/bin/jar" cf "$dest/jars/bitdelta-cuda-tests.jar" -C bitdelta-cuda/target/test-classes .
+pack_cuda_jars "$root" "$dest/jars"  # the library travels on its own (above)
 # Every library of the test class path (the engine's tokenizer and chat templates included), but the test engines,
 # which the console launcher brings; DJL's tokenizers jar keeps its linux-x86_64 native library alone (the others
 # would take 40 MB of the 64 MiB that travel).

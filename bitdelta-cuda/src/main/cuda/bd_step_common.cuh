@@ -23,6 +23,29 @@ template <> __device__ __forceinline__ float widen<float>(float v) { return v; }
 template <> __device__ __forceinline__ float widen<__half>(__half v) { return __half2float(v); }
 template <> __device__ __forceinline__ float widen<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
 
+// Eight consecutive elements from 16 bytes of 16-bit values, as F32 (exact).
+template <typename T16>
+__device__ __forceinline__ void widen8(const uint4& raw, float (&v)[8]) {
+  const T16* e = reinterpret_cast<const T16*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) v[i] = widen<T16>(e[i]);
+}
+
+// Eight consecutive elements at p (16-byte aligned) as F32. 16-bit rows are weights read once per step: streamed
+// (evict first).
+template <typename T> struct Chunk8;
+template <> struct Chunk8<float> {
+  __device__ static void load(const float* p, float (&v)[8]) {
+    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+  }
+};
+template <typename T16> struct Chunk8Of16 {
+  __device__ static void load(const T16* p, float (&v)[8]) { widen8<T16>(__ldcs(reinterpret_cast<const uint4*>(p)), v); }
+};
+template <> struct Chunk8<__half> : Chunk8Of16<__half> {};
+template <> struct Chunk8<__nv_bfloat16> : Chunk8Of16<__nv_bfloat16> {};
+
 // Bit of sign (m, k) in the device layout of bitdelta_cuda.h: word ((m/16) * K64 + k/64) * 32 + lane, where row
 // m % 16 = g + 8 * hl and column k % 64 = 32 s + 8 t + 4 j + 2 hh + e give lane = 4 g + t and q = 8 s + 4 j + 2 hh + hl,
 // element e of the half2 at bit (e ? 31 - q : 15 - q). (The inverse of word_coords in bd_repack.cu.)

@@ -349,23 +349,6 @@ __global__ void __launch_bounds__(PROJECT_WARPS * 32) lm_head_kernel(
 constexpr int LMG_WARPS = 8, LMG_VOCAB_PER_WARP = 4, LMG_ROWS = 8;
 constexpr int LMG_VOCAB_PER_BLOCK = LMG_WARPS * LMG_VOCAB_PER_WARP;
 
-template <typename TH> struct HeadChunk;  // 8 consecutive head elements as F32
-template <> struct HeadChunk<float> {
-  __device__ static void load(const float* p, float (&v)[8]) {
-    const float4 a = __ldg(reinterpret_cast<const float4*>(p)), b = __ldg(reinterpret_cast<const float4*>(p) + 1);
-    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
-  }
-};
-template <typename T16> struct HeadChunk16 {
-  __device__ static void load(const T16* p, float (&v)[8]) {
-    const uint4 raw = __ldcs(reinterpret_cast<const uint4*>(p));  // each head element is read once per step
-    const T16* e = reinterpret_cast<const T16*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) v[i] = widen<T16>(e[i]);
-  }
-};
-template <> struct HeadChunk<__half> : HeadChunk16<__half> {};
-template <> struct HeadChunk<__nv_bfloat16> : HeadChunk16<__nv_bfloat16> {};
 
 template <typename TH>
 __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const int32_t* __restrict__ rows, int count,
@@ -386,7 +369,7 @@ __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const
 #pragma unroll
       for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
         if (v0 + v < vocab) {
-          HeadChunk<TH>::load(head + (v0 + v) * hidden + k, w[v]);
+          Chunk8<TH>::load(head + (v0 + v) * hidden + k, w[v]);
         } else {
 #pragma unroll
           for (int e = 0; e < 8; ++e) w[v][e] = 0.f;
@@ -396,7 +379,7 @@ __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const
       for (int i = 0; i < LMG_ROWS; ++i) {
         if (i >= n) break;
         float xv[8];
-        HeadChunk<float>::load(x + row[i] * hidden + k, xv);
+        Chunk8<float>::load(x + row[i] * hidden + k, xv);
 #pragma unroll
         for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v)
 #pragma unroll

@@ -482,14 +482,6 @@ __global__ void __launch_bounds__(256) unscale_kernel(
 
 // ---- the vector product: decode steps of up to VECTOR_ROWS rows ----
 
-// Two 16-bit weights of a 32-bit word as F32 (exact).
-__device__ __forceinline__ float2 widen2(uint32_t word, __half) {
-  return __half22float2(*reinterpret_cast<const __half2*>(&word));
-}
-__device__ __forceinline__ float2 widen2(uint32_t word, __nv_bfloat16) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&word));
-}
-
 // Block mt: rows 16 mt .. 16 mt + 15 of M (one m16 tile, whose rows' sign bits share words). Warp w: rows
 // m_j = 16 mt + 2 (w & 3) + (j & 1) + 8 (j >> 1), j < 4 (sign-layout row g = 2 (w & 3) + (j & 1), half hl = j >> 1:
 // rows g and g + 8 take their bits from one word), and of every VECTOR_STEP columns the two 256-column chunks at
@@ -563,21 +555,12 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
       if (k >= K) continue;  // K % 8 == 0: a lane's 8 columns are all in or all out
       float wf[4][8];
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const uint32_t words[4] = {w[u][j].x, w[u][j].y, w[u][j].z, w[u][j].w};
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const float2 pair = widen2(words[e], T());
-          wf[j][2 * e] = pair.x;
-          wf[j][2 * e + 1] = pair.y;
-        }
-      }
+      for (int j = 0; j < 4; ++j) widen8<T>(w[u][j], wf[j]);
 #pragma unroll
       for (int r = 0; r < VECTOR_ROWS; ++r) {
         if (r >= R) break;
-        const float4 x0 = __ldg(reinterpret_cast<const float4*>(x + r * K + k));
-        const float4 x1 = __ldg(reinterpret_cast<const float4*>(x + r * K + k) + 1);
-        const float xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+        float xv[8];
+        Chunk8<float>::load(x + r * K + k, xv);
 #pragma unroll
         for (int j = 0; j < 4; ++j)
 #pragma unroll

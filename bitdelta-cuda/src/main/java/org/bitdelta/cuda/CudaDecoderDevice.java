@@ -1247,6 +1247,11 @@ public final class CudaDecoderDevice implements DecoderDevice {
         }
     }
 
+    /** Whether this pass's products read split forms (the tensor-core path but for vector products). */
+    private boolean splitForms() {
+        return tensorCores && !vectorProducts;
+    }
+
     private boolean splitIsCurrent(DeviceActivations activations) {
         Integer holder = splitHolder.get(activations.columns());
         return holder != null && holder == activations.id();
@@ -1277,7 +1282,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
             checkLayer(layer);
         }
         // On the tensor-core path the norm before a product also writes its output's split form (not for vector products).
-        boolean split = tensorCores && !outputRows && !vectorProducts;
+        boolean split = splitForms() && !outputRows;
         DeviceBuffer splitForm = split ? splitForm(target) : null;
         splitHolds(target, split);
         if (!issue(new Op(OP_NORM, outputRows ? 0 : layer, source.id(), target.id(), norm.ordinal(), false))) {
@@ -1313,10 +1318,9 @@ public final class CudaDecoderDevice implements DecoderDevice {
             throw new IllegalArgumentException(group + ": input and output are the same buffer '" + source.name() + "'");
         }
         GroupWeight weight = groupWeights[layer][group.ordinal()];
-        boolean splitUsed = tensorCores && !vectorProducts;
-        DeviceBuffer splitForm = splitUsed ? splitForm(source) : null;
-        boolean splitNeeded = splitUsed && !splitIsCurrent(source);
-        if (splitUsed) {
+        DeviceBuffer splitForm = splitForms() ? splitForm(source) : null;
+        boolean splitNeeded = splitForms() && !splitIsCurrent(source);
+        if (splitForms()) {
             splitHolds(source, true);
         }
         splitHolds(target, false);
@@ -1417,7 +1421,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
     public void swiGlu(Activations gateUp, Activations out) {
         DeviceActivations source = rows(own(gateUp, 2 * spec.intermediateSize(), "gate|up"), false);
         DeviceActivations target = rows(own(out, spec.intermediateSize(), "SwiGLU output"), false);
-        boolean split = tensorCores && !vectorProducts;
+        boolean split = splitForms();
         DeviceBuffer splitForm = split ? splitForm(target) : null;
         splitHolds(target, split);
         if (!issue(new Op(OP_SWIGLU, 0, source.id(), target.id(), 0, false))) {
