@@ -71,6 +71,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     int splits,
     float* __restrict__ out,                          // F32 [launch_rows, heads * head_dim] (splits == 1)
     float* __restrict__ partials) {                   // F32 [launch_rows, heads, splits, head_dim + 2] (splits > 1)
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   constexpr int B = P <= 2 ? AD_WARP_POSITIONS : AD_WARP_POSITIONS / 2;  // positions in flight per warp (registers)
   extern __shared__ float shared[];
   float* query = shared;                              // [group][head_dim]
@@ -234,6 +235,7 @@ __global__ void __launch_bounds__(AD_THREADS, 6) attention_decode_wide_kernel(
     int splits,
     float* __restrict__ out,                          // F32 [launch_rows, heads * head_dim] (splits == 1)
     float* __restrict__ partials) {                   // F32 [launch_rows, heads, splits, head_dim + 2] (splits > 1)
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   extern __shared__ float query[];                    // [group][head_dim]
   __shared__ float scores[AD_MAX_GROUP][AD_CHUNK];    // scores, then exp weights
   __shared__ int64_t offsets[AD_CHUNK];
@@ -364,6 +366,7 @@ __global__ void __launch_bounds__(AD_THREADS) attention_combine_kernel(
     int64_t window, int splits,
     const float* __restrict__ partials,  // F32 [launch_rows, heads, splits, head_dim + 2]
     float* __restrict__ out) {           // F32 [launch_rows, heads * head_dim]
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   const int64_t r = blockIdx.x, head = blockIdx.y;
   if (r >= *active) return;
   const int64_t position = positions[r];
@@ -539,27 +542,26 @@ static cudaError_t launch_attention_decode(const int32_t* active, int64_t launch
   const size_t smem = sizeof(float) * size_t(group * head_dim) * (1 + AD_WARPS);
   // (P = 1 for head_dim <= 64 spilled registers; P = 2 leaves the second pair's lanes idle.)
 #define BD_ATTENTION_DECODE(P, G)                                                                                      \
-  attention_decode_kernel<TKV, P, G><<<grid, AD_THREADS, smem, stream>>>(active, positions, sequence_of_row, block_tables, \
-      blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window, scale, group, splits,  \
-      out, partials)
+  launch_step(attention_decode_kernel<TKV, P, G>, grid, dim3(AD_THREADS), smem, stream, active, positions, sequence_of_row,   \
+              block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,  \
+              scale, group, splits, out, partials)
+  cudaError_t e;
   if (head_dim <= 128 && group == 1)
-    BD_ATTENTION_DECODE(2, 1);
+    e = BD_ATTENTION_DECODE(2, 1);
   else if (head_dim <= 128)
-    BD_ATTENTION_DECODE(2, AD_MAX_GROUP);
+    e = BD_ATTENTION_DECODE(2, AD_MAX_GROUP);
   else if (head_dim <= 64 * AD_MAX_PAIRS && group == 1)
-    BD_ATTENTION_DECODE(AD_MAX_PAIRS, 1);
+    e = BD_ATTENTION_DECODE(AD_MAX_PAIRS, 1);
   else if (head_dim <= 64 * AD_MAX_PAIRS)
-    BD_ATTENTION_DECODE(AD_MAX_PAIRS, AD_MAX_GROUP);
+    e = BD_ATTENTION_DECODE(AD_MAX_PAIRS, AD_MAX_GROUP);
   else
-    attention_decode_wide_kernel<TKV><<<grid, AD_THREADS, sizeof(float) * size_t(group * head_dim), stream>>>(active, positions,
-        sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size, heads, kv_heads, head_dim, window,
-        scale, group, splits, out, partials);
+    e = launch_step(attention_decode_wide_kernel<TKV>, grid, dim3(AD_THREADS), sizeof(float) * size_t(group * head_dim), stream,
+                    active, positions, sequence_of_row, block_tables, blocks_per_sequence, qkv, key_cache, value_cache, block_size,
+                    heads, kv_heads, head_dim, window, scale, group, splits, out, partials);
 #undef BD_ATTENTION_DECODE
-  cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess || splits == 1) return e;
-  attention_combine_kernel<<<dim3(unsigned(launch_rows), unsigned(heads)), AD_THREADS, 0, stream>>>(
-      active, positions, heads, head_dim, window, splits, partials, out);
-  return cudaGetLastError();
+  return launch_step(attention_combine_kernel, dim3(unsigned(launch_rows), unsigned(heads)), dim3(AD_THREADS), 0, stream, active,
+                     positions, heads, head_dim, window, splits, static_cast<const float*>(partials), out);
 }
 
 template <typename TKV>

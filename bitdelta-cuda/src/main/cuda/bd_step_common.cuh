@@ -98,6 +98,38 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Programmatic dependent launch (cc >= 9.0; bd_step_set_pdl turns it off): the step's kernels are launched with it,
+// so that a kernel's blocks may start while the kernel before it on the stream finishes. pdl_enter() at the start of
+// a kernel lets the kernel after it launch as well (its blocks wait in their own pdl_enter or griddepcontrol.wait),
+// then waits until the kernel before has completed and its writes are visible; nothing a kernel before wrote is read
+// before it, and every block passes it before it returns (so a kernel never completes before the one it follows).
+// Both instructions do nothing in a launch without PDL.
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_enter() {
+  pdl_launch_dependents();
+  pdl_wait();
+}
+
+// Whether launches ask for programmatic dependent launch: bd_step_set_pdl and a device of cc >= 9.0 (bd_step_project.cu).
+bool pdl_enabled();
+
+// A step kernel's launch, with programmatic dependent launch where pdl_enabled(). The result also covers
+// cudaGetLastError() (an earlier asynchronous error surfaces here, named by the caller's message).
+template <typename... KArgs, typename... Args>
+cudaError_t launch_step(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
+  const cudaError_t e = launch_kernel(kernel, grid, block, smem, stream, pdl_enabled(), args...);
+  return e != cudaSuccess ? e : cudaGetLastError();
+}
+
 // Grid dimensions: a launch with more blocks than CUDA allows in a dimension is refused before it is made.
 constexpr int64_t MAX_GRID_X = 0x7fffffff;
 constexpr int64_t MAX_GRID_YZ = 65535;
@@ -117,6 +149,13 @@ int refuse(int status, const char* format, ...) __attribute__((format(printf, 2,
 #define BD_STEP_CHECK_LAUNCH(...)                                                          \
   do {                                                                                     \
     cudaError_t bd_step_error_ = cudaGetLastError();                                       \
+    if (bd_step_error_ != cudaSuccess) return bd::step::fail(bd_step_error_, __VA_ARGS__); \
+  } while (0)
+
+// The same for a launch_step result.
+#define BD_STEP_CHECK_RESULT(result, ...)                                                  \
+  do {                                                                                     \
+    cudaError_t bd_step_error_ = (result);                                                 \
     if (bd_step_error_ != cudaSuccess) return bd::step::fail(bd_step_error_, __VA_ARGS__); \
   } while (0)
 

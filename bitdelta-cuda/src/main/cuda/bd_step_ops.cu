@@ -49,6 +49,7 @@ __global__ void __launch_bounds__(ROW_THREADS) rmsnorm_kernel(
     const float* __restrict__ in,                    // F32 [launch_rows, hidden]
     float* __restrict__ out,                         // F32 [launch_rows, hidden]
     int64_t hidden, float eps) {
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   __shared__ double partial[ROW_THREADS / 32];
   __shared__ float inverse;
   const int64_t r = blockIdx.x;
@@ -148,6 +149,7 @@ __global__ void __launch_bounds__(ROW_THREADS) rotary_cache_kernel(
     TKV* __restrict__ key_cache,              // TKV [blocks, kv_heads, block_size, head_dim]
     TKV* __restrict__ value_cache,            // TKV [blocks, kv_heads, block_size, head_dim]
     int64_t block_size) {
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   const int64_t r = blockIdx.x;
   if (r >= *active) return;
   const int64_t half = head_dim / 2;
@@ -282,6 +284,7 @@ __global__ void __launch_bounds__(ROW_THREADS) swiglu_kernel(
     const float* __restrict__ gate_up,   // F32 [launch_rows, 2 * intermediate]
     float* __restrict__ out,             // F32 [launch_rows, intermediate]
     int64_t intermediate) {
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   const int64_t r = blockIdx.x, i = int64_t(blockIdx.y) * ROW_THREADS + threadIdx.x;
   if (r >= *active || i >= intermediate) return;
   const float g = gate_up[r * 2 * intermediate + i];
@@ -296,6 +299,7 @@ __global__ void __launch_bounds__(ROW_THREADS) gather_kernel(
     const float* __restrict__ in,           // F32 [*, columns]
     float* __restrict__ out,                // F32 [launch_rows, columns]
     int64_t columns) {
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   const int64_t i = blockIdx.x;
   if (i >= *active) return;
   const float* source = in + int64_t(row_index[i]) * columns;
@@ -408,6 +412,7 @@ __global__ void __launch_bounds__(LMG_WARPS * 32) lm_head_grouped_kernel(
     const float* __restrict__ x,                   // F32 [launch_rows, hidden], hidden % 8 == 0
     float* __restrict__ logits,                    // F32 [launch_rows, vocab]
     int64_t vocab, int64_t hidden) {
+  pdl_enter();  // launched with programmatic dependent launch (bd_step_common.cuh)
   const int group = blockIdx.y;
   if (group >= *groups) return;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -459,9 +464,9 @@ int bd_step_rmsnorm(const int32_t* d_active, int64_t launch_rows, const int32_t*
   if (launch_rows <= 0 || launch_rows > MAX_GRID_X || hidden <= 0)
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_rmsnorm: launch_rows %lld, hidden %lld", (long long)launch_rows, (long long)hidden);
   if (d_in == d_out) return refuse(BD_ERR_BAD_SHAPE, "bd_step_rmsnorm: in and out alias");
-  rmsnorm_kernel<<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_slots, d_row_index, d_weight_of_slot,
-                                                                     d_in, d_out, hidden, eps);
-  BD_STEP_CHECK_LAUNCH("rmsnorm_kernel<<<%lld, %d>>> (hidden %lld)", (long long)launch_rows, ROW_THREADS, (long long)hidden);
+  BD_STEP_CHECK_RESULT(launch_step(rmsnorm_kernel, dim3(unsigned(launch_rows)), dim3(ROW_THREADS), 0, stream, d_active, d_slots,
+                                   d_row_index, d_weight_of_slot, d_in, d_out, hidden, eps),
+                       "rmsnorm_kernel<<<%lld, %d>>> (hidden %lld)", (long long)launch_rows, ROW_THREADS, (long long)hidden);
   return BD_OK;
 }
 
@@ -515,21 +520,25 @@ int bd_step_rotary_cache(const int32_t* d_active, int64_t launch_rows, const int
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_rotary_cache: heads %lld, kv_heads %lld, head_dim %lld need %lld blocks a row (at most %lld)",
                   (long long)heads, (long long)kv_heads, (long long)head_dim, (long long)blocks, (long long)MAX_GRID_YZ);
   const dim3 grid(static_cast<unsigned>(launch_rows), static_cast<unsigned>(blocks));
+  cudaError_t e;
   switch (kv_dtype) {
     case BD_DTYPE_F32:
-      rotary_cache_kernel<float><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv, heads,
-          kv_heads, head_dim, static_cast<float*>(d_key_cache), static_cast<float*>(d_value_cache), block_size);
+      e = launch_step(rotary_cache_kernel<float>, grid, dim3(ROW_THREADS), 0, stream, d_active, d_positions, d_cache_slots, d_cos,
+                      d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<float*>(d_key_cache), static_cast<float*>(d_value_cache),
+                      block_size);
       break;
     case BD_DTYPE_F16:
-      rotary_cache_kernel<__half><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv, heads,
-          kv_heads, head_dim, static_cast<__half*>(d_key_cache), static_cast<__half*>(d_value_cache), block_size);
+      e = launch_step(rotary_cache_kernel<__half>, grid, dim3(ROW_THREADS), 0, stream, d_active, d_positions, d_cache_slots, d_cos,
+                      d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__half*>(d_key_cache), static_cast<__half*>(d_value_cache),
+                      block_size);
       break;
     default:
-      rotary_cache_kernel<__nv_bfloat16><<<grid, ROW_THREADS, 0, stream>>>(d_active, d_positions, d_cache_slots, d_cos, d_sin, d_qkv,
-          heads, kv_heads, head_dim, static_cast<__nv_bfloat16*>(d_key_cache), static_cast<__nv_bfloat16*>(d_value_cache), block_size);
+      e = launch_step(rotary_cache_kernel<__nv_bfloat16>, grid, dim3(ROW_THREADS), 0, stream, d_active, d_positions, d_cache_slots,
+                      d_cos, d_sin, d_qkv, heads, kv_heads, head_dim, static_cast<__nv_bfloat16*>(d_key_cache),
+                      static_cast<__nv_bfloat16*>(d_value_cache), block_size);
       break;
   }
-  BD_STEP_CHECK_LAUNCH("rotary_cache_kernel<kv dtype %d><<<(%lld, %lld), %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", kv_dtype,
+  BD_STEP_CHECK_RESULT(e, "rotary_cache_kernel<kv dtype %d><<<(%lld, %lld), %d>>> (heads %lld, kv_heads %lld, head_dim %lld)", kv_dtype,
                        (long long)launch_rows, (long long)blocks, ROW_THREADS, (long long)heads, (long long)kv_heads, (long long)head_dim);
   return BD_OK;
 }
@@ -581,9 +590,9 @@ int bd_step_swiglu(const int32_t* d_active, int64_t launch_rows, const float* d_
   if (launch_rows <= 0 || launch_rows > MAX_GRID_X || intermediate <= 0 || grid_y > MAX_GRID_YZ)
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_swiglu: launch_rows %lld, intermediate %lld", (long long)launch_rows,
                   (long long)intermediate);
-  swiglu_kernel<<<dim3(unsigned(launch_rows), unsigned(grid_y)), ROW_THREADS, 0, stream>>>(d_active, d_gate_up, d_out,
-                                                                                           intermediate);
-  BD_STEP_CHECK_LAUNCH("swiglu_kernel<<<(%lld, %lld), %d>>> (intermediate %lld)", (long long)launch_rows, (long long)grid_y,
+  BD_STEP_CHECK_RESULT(launch_step(swiglu_kernel, dim3(unsigned(launch_rows), unsigned(grid_y)), dim3(ROW_THREADS), 0, stream,
+                                   d_active, d_gate_up, d_out, intermediate),
+                       "swiglu_kernel<<<(%lld, %lld), %d>>> (intermediate %lld)", (long long)launch_rows, (long long)grid_y,
                        ROW_THREADS, (long long)intermediate);
   return BD_OK;
 }
@@ -596,8 +605,9 @@ int bd_step_gather_rows(const int32_t* d_active, int64_t launch_rows, const int3
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_gather_rows: launch_rows %lld, columns %lld", (long long)launch_rows,
                   (long long)columns);
   if (d_in == d_out) return refuse(BD_ERR_BAD_SHAPE, "bd_step_gather_rows: in and out alias");
-  gather_kernel<<<unsigned(launch_rows), ROW_THREADS, 0, stream>>>(d_active, d_row_index, d_in, d_out, columns);
-  BD_STEP_CHECK_LAUNCH("gather_kernel<<<%lld, %d>>> (columns %lld)", (long long)launch_rows, ROW_THREADS, (long long)columns);
+  BD_STEP_CHECK_RESULT(launch_step(gather_kernel, dim3(unsigned(launch_rows)), dim3(ROW_THREADS), 0, stream, d_active, d_row_index,
+                                   d_in, d_out, columns),
+                       "gather_kernel<<<%lld, %d>>> (columns %lld)", (long long)launch_rows, ROW_THREADS, (long long)columns);
   return BD_OK;
 }
 
@@ -628,9 +638,10 @@ int bd_step_lm_head_grouped(const int32_t* d_groups, int64_t launch_groups, cons
     return refuse(BD_ERR_BAD_SHAPE, "bd_step_lm_head_grouped: vocab %lld, hidden %lld (a multiple of 8), launch_groups %lld",
                   (long long)vocab, (long long)hidden, (long long)launch_groups);
   if (!bd::aligned16(d_x)) return refuse(BD_ERR_MISALIGNED, "bd_step_lm_head_grouped: x is not 16-byte aligned");
-  lm_head_grouped_kernel<<<dim3(unsigned(grid_x), unsigned(launch_groups)), LMG_WARPS * 32, 0, stream>>>(
-      d_groups, d_group_slot, d_group_offsets, d_group_rows, d_head_of_slot, d_dtype_of_slot, d_x, d_logits, vocab, hidden);
-  BD_STEP_CHECK_LAUNCH("lm_head_grouped_kernel<<<(%lld, %lld), %d>>> (vocab %lld, hidden %lld)", (long long)grid_x,
+  BD_STEP_CHECK_RESULT(launch_step(lm_head_grouped_kernel, dim3(unsigned(grid_x), unsigned(launch_groups)), dim3(LMG_WARPS * 32), 0,
+                                   stream, d_groups, d_group_slot, d_group_offsets, d_group_rows, d_head_of_slot, d_dtype_of_slot, d_x,
+                                   d_logits, vocab, hidden),
+                       "lm_head_grouped_kernel<<<(%lld, %lld), %d>>> (vocab %lld, hidden %lld)", (long long)grid_x,
                        (long long)launch_groups, LMG_WARPS * 32, (long long)vocab, (long long)hidden);
   return BD_OK;
 }

@@ -102,9 +102,7 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
   __shared__ float partial_max[SPLIT_THREADS / 32];
   __shared__ long long partial_q[SPLIT_THREADS / 32];
   __shared__ float s_inverse;
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");  // a product launched after this may start its copies
-#endif
+  pdl_enter();  // the product launched after this may start its copies (bd_step_common.cuh)
   const int64_t r = blockIdx.x;
   if (r >= *active) return;  // uniform over the block
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -226,9 +224,13 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
   __shared__ const float* s_scales[ROWS];
   __shared__ float s_part[8][16][ROWS + 1];  // each warp's base sums: [warp][m in tile][row]
 
+  pdl_launch_dependents();  // the kernel after this one may launch (bd_step_common.cuh)
   const int row0 = int(blockIdx.x) * ROWS;
   const int R = min(ROWS, *active - row0);
-  if (R <= 0) return;  // uniform: this block's rows are all padding
+  if (R <= 0) {  // uniform: this block's rows are all padding
+    pdl_wait();  // every block passes the wait before it returns
+    return;
+  }
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const int64_t mt = blockIdx.y, m0 = mt * 16;
   const int64_t K64 = (K + 63) / 64, K256 = (K + 255) / 256;
@@ -308,9 +310,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st)
     if (st < KCH) load_ws(smem0 + st * STAGE_BYTES, st);
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the split form of x is complete from here on
-#endif
+  pdl_wait();  // the split form of x is complete from here on
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {  // group 0: W and signs of the first stages and stage 0's planes
     if (st < KCH) load_xb(smem0 + st * STAGE_BYTES, st);
@@ -500,6 +500,7 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
     float* __restrict__ y,                              // F32 [launch_rows, M]
     int64_t M, int64_t K, int accumulate) {             // grid ceil(M / 16), VECTOR_WARPS * 32 threads
   __shared__ float s_base[4][4][VECTOR_ROWS], s_delta[4][4][VECTOR_ROWS];  // the second column half's sums
+  pdl_launch_dependents();  // the kernel after this one may launch (bd_step_common.cuh)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int group = warp & 3, half = warp >> 2;
   const int64_t mt = blockIdx.x;
@@ -531,9 +532,7 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
     signs[r] = r < R ? signs_of_slot[slot] : nullptr;
     scales[r] = signs[r] != nullptr ? scales_of_slot[slot] : nullptr;
   }
-#if __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");  // x (and y when accumulating) are complete from here on
-#endif
+  pdl_wait();  // x (and y when accumulating) are complete from here on
   const int64_t K64 = (K + 63) / 64;
   const int s = (lane >> 2) & 1, t = lane & 3;  // the lane's 8 columns: bits q = 8 s + ... of words 4 g + t
   float base[4][VECTOR_ROWS], delta[4][VECTOR_ROWS];
@@ -618,7 +617,7 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
 
 static int g_pdl = 1;  // bd_step_set_pdl
 
-static bool pdl_enabled() {
+bool pdl_enabled() {
   if (!g_pdl) return false;
   DeviceInfo device;
   return device_info(&device) == cudaSuccess && device.major >= 9;
@@ -634,9 +633,8 @@ static cudaError_t launch_split_typed(const int32_t* active, int64_t launch_rows
                                       int planes, unsigned char* split, int64_t capacity, cudaStream_t stream) {
   // 8 blocks a row with or without planes: one block a row left each thread a chain of K / 256 loads and stores.
   const dim3 grid(unsigned(launch_rows), SPLIT_BLOCKS_PER_ROW);
-  split_kernel<T, SOURCE><<<grid, SPLIT_THREADS, split_smem_bytes(K, planes), stream>>>(active, slots, weight_of_slot, eps, in,
-                                                                                      out, K, planes, split, capacity);
-  return cudaGetLastError();
+  return launch_step(split_kernel<T, SOURCE>, grid, dim3(SPLIT_THREADS), split_smem_bytes(K, planes), stream, active, slots,
+                     weight_of_slot, eps, in, out, K, planes, split, capacity);
 }
 
 template <int SOURCE>

@@ -991,6 +991,24 @@ public final class CudaDecoderDevice implements DecoderDevice {
         splitHolder.clear();
     }
 
+    /**
+     * Destroys the captured step graphs: the next decode step of each bucket captures its graph again (benchmarks, after
+     * a library setting that changes how kernels are launched, such as programmatic dependent launch).
+     */
+    void releaseGraphs() {
+        ensureUsable();
+        requireIdle("releaseGraphs");
+        cuda.selectDevice(device);
+        cuda.check(cuda.streamSynchronize(stream), "waiting for the stream before releasing the step graphs");
+        try {
+            for (Long graph : graphs.values()) {
+                step.check(step.graphDestroy(graph), "destroying a step graph");
+            }
+        } finally {
+            graphs.clear();
+        }
+    }
+
     /** Rows rounded up to a power of two, at most maxRows: the batch sizes a graph is captured for. */
     private int bucketFor(int rows) {
         int bucket = Integer.highestOneBit(rows);

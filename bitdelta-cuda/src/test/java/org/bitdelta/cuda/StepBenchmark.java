@@ -47,7 +47,9 @@ import java.util.stream.IntStream;
  * 80 GB beside the base), on a second device sized for 64 sequences: step, floor, tokens/s, memory;</li>
  * <li>prefill of 16 prompts of 256 tokens (one prompt per step, each its tenant's) in prompt tokens/s, against the
  * cuBLAS GEMMs of the same tokens through the base alone (bench/cublas_prefill.cu, passed in with
- * {@code --cublas-prefill-ms}).</li>
+ * {@code --cublas-prefill-ms});</li>
+ * <li>(a) and (b) again without programmatic dependent launch (every kernel waits for the one before it to finish;
+ * fresh sequences at the same positions, graphs captured again): what the overlap of launches saves.</li>
  * </ol>
  * A table last, with the card, the driver and the bandwidth. Not a test (surefire runs *Test classes only); run on a GPU
  * host by bench/step-benchmark-device.sh. Arguments: {@code --layers=N} (fewer layers: a quick run), {@code --seed=N},
@@ -302,12 +304,37 @@ public final class StepBenchmark {
             Timing base = decode(device, buffers, cache, List.of(alone), random);
             Floor floorBase = floor(spec, 1, false, true, base.averagePositions(), device);
 
+            // (f) the same steps again, fresh sequences at the same positions, with every kernel waiting for the one before
+            // it to finish (no programmatic dependent launch; graphs captured again): what the overlap of launches saves
+            sequences.forEach(cache::release);
+            cache.release(alone);
+            Timing sixteenSerial;
+            Timing baseSerial;
+            step.check(step.setProgrammaticDependentLaunch(false), "turning programmatic dependent launch off");
+            try {
+                device.releaseGraphs();
+                List<DecoderTestSupport.Cache.Sequence> again = sequencesOf(16);
+                prefill(device, buffers, cache, again, PROMPT, random);
+                sixteenSerial = decode(device, buffers, cache, again, random);
+                DecoderTestSupport.Cache.Sequence aloneAgain = new DecoderTestSupport.Cache.Sequence(0);
+                prefill(device, buffers, cache, List.of(aloneAgain), PROMPT, random);
+                baseSerial = decode(device, buffers, cache, List.of(aloneAgain), random);
+            } finally {
+                step.check(step.setProgrammaticDependentLaunch(true), "turning programmatic dependent launch on");
+                device.releaseGraphs();
+            }
+
             double sixteenTokens = 16 / (sixteen.median() / 1e3);
             double separateTokens = 1 / (base.median() / 1e3);  // 16 models one after another: 16 tokens per 16 base steps
             table.add(row("(a) 16 tenants, 1 sequence each: step", sixteen, floor16, sixteenTokens, String.format(Locale.ROOT,
                     "%.2fx the tokens/s of 16 separate F16 models one after another (goals: within 1.3x of the floor, >= 5x)",
                     sixteenTokens / separateTokens)));
             table.add(row("(b) base alone, batch 1: step", base, floorBase, separateTokens, "goal: within 1.2x of the floor"));
+            table.add(row("(f) 16 tenants, without programmatic dependent launch", sixteenSerial, floor16, 16 / (sixteenSerial.median() / 1e3),
+                    String.format(Locale.ROOT, "%.3f ms more than (a): every kernel waits for the one before to finish",
+                            sixteenSerial.median() - sixteen.median())));
+            table.add(row("(f) base alone, without programmatic dependent launch", baseSerial, floorBase, 1 / (baseSerial.median() / 1e3),
+                    String.format(Locale.ROOT, "%.3f ms more than (b)", baseSerial.median() - base.median())));
             table.add(String.format(Locale.ROOT, "| (c) memory, base + 16 tenants | %.2f GB (base %.2f + tenants %.2f) | KV %.2f GB %s, "
                             + "workspace %.2f GB | device used %.2f GB of %.2f (cudaMemGetInfo) | | goal: base + 16 tenants < 40 GB |",
                     (memory.baseBytes() + memory.tenantTotal()) / 1e9, memory.baseBytes() / 1e9, memory.tenantTotal() / 1e9,

@@ -352,7 +352,10 @@ public final class StepLibrary extends LibraryBindings {
         return call("bd_step_prepare", () -> (int) prepare.invokeExact());
     }
 
-    /** Benchmarks: programmatic dependent launch of the tensor-core products on (the default) or off, process-wide. */
+    /**
+     * Benchmarks: programmatic dependent launch of the step's kernels on (the default) or off, process-wide; graphs
+     * captured before keep the launches they were captured with.
+     */
     public int setProgrammaticDependentLaunch(boolean enabled) {
         return call("bd_step_set_pdl", () -> (int) setPdl.invokeExact(enabled ? 1 : 0));
     }
