@@ -223,6 +223,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
   __shared__ float s_part[8][16][ROWS + 1];  // each warp's base sums: [warp][m in tile][row]
+  __shared__ float s_tenant_scale[ROWS][16];  // each row's tenant scales of the tile's 16 outputs
 
   pdl_launch_dependents();  // the kernel after this one may launch (bd_step_common.cuh)
   const int row0 = int(blockIdx.x) * ROWS;
@@ -249,63 +250,66 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
   }
   __syncthreads();
 
-  // Copy roles: thread tid copies 16-byte chunk c_ch (0..31) of rows c_row and c_row + 8 of the W tile, and of the
-  // sign lines of rows c_row + 8 i (i < RW). A chunk outside the matrix copies zeros (src-size 0, W as a dummy source).
+  // Copy roles, fixed for the whole loop: each copy's source is a per-thread base plus kc times its stride, and whether
+  // it is inside the matrix is one comparison of kc with a per-thread end (the address arithmetic of a per-stage
+  // recomputation was most of the loop's instructions). Thread tid copies 16-byte chunk c_ch (0..31) of rows c_row and
+  // c_row + 8 of the W tile and of the sign lines of rows c_row + 8 i (i < RW); a chunk outside the matrix copies
+  // zeros (src-size 0, W as a source that is not read).
   const uint32_t smem0 = smem_u32(smem);
   const int c_row = tid >> 5, c_ch = tid & 31;
-  const void* dummy = W;
-  bool w_ok[2];
-  const T* w_src[2];
+  const int w_stages = int((K - c_ch * 8 + KC - 1) / KC);  // stages kc < w_stages hold this chunk's columns
+  bool w_ok[2];  // row c_row + 8 i: its chunk at w_src + 8 i K + kc KC
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int64_t m = m0 + c_row + 8 * i;
-    w_ok[i] = m < M;
-    w_src[i] = W + (w_ok[i] ? m * K : 0) + c_ch * 8;
-  }
+  for (int i = 0; i < 2; ++i) w_ok[i] = m0 + c_row + 8 * i < M;
+  const T* w_src = W + (m0 + c_row) * K + c_ch * 8;  // dereferenced only where w_ok and kc < w_stages
   const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;
-  bool s_ok[RW];
-  const uint32_t* s_src[RW];
-#pragma unroll
-  for (int i = 0; i < RW; ++i) {
-    const uint32_t* signs = s_signs[c_row + 8 * i];
-    s_ok[i] = signs != nullptr;
-    s_src[i] = s_ok[i] ? signs + mt * K64 * 32 + c_ch * 4 : static_cast<const uint32_t*>(dummy);
-  }
-  const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16;
   const int s_line = c_ch >> 3;  // the k64 line (of four per stage) this chunk belongs to
-  auto load_ws = [&](uint32_t stage, int kc) {
-    const bool k_ok = int64_t(kc) * KC + c_ch * 8 < K;
+  const int s_end = int((K64 - s_line + 3) / 4);  // stages kc < s_end hold this line
+  bool s_ok[RW];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const bool ok = w_ok[i] && k_ok;
-      cp16(stage + w_dst + i * 8 * KC * 2, ok ? static_cast<const void*>(w_src[i] + int64_t(kc) * KC) : dummy, ok);
-    }
-    const bool line_ok = int64_t(kc) * 4 + s_line < K64;
-#pragma unroll
-    for (int i = 0; i < RW; ++i)  // nothing for a row without delta: its lines are never read
-      if (s_ok[i]) cp16(stage + s_dst + i * 8 * 512, line_ok ? static_cast<const void*>(s_src[i] + int64_t(kc) * 128) : dummy, line_ok);
-  };
+  for (int i = 0; i < RW; ++i) s_ok[i] = s_signs[c_row + 8 * i] != nullptr;  // warp-uniform (c_row is the warp)
+  const uint32_t s_off = uint32_t(mt * K64 * 32 + c_ch * 4);  // words into each row's sign layout (kc: + 128 kc)
+  const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16;
+  // Planes: chunk c = tid + 256 j of the stage's ROWS * 48 (row c / 48, chunk c % 48); a row without delta copies zeros
+  // (its planes are never read; src-size 0 reads nothing).
+  constexpr int PLANE_CHUNKS = ROWS * 48, PLANE_COPIES = (PLANE_CHUNKS + 255) / 256;
   const SplitLayout layout = split_layout(capacity, K, PARTS);
   const uint32_t* planes = reinterpret_cast<const uint32_t*>(split + layout.planes);
-  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes (none for a row without delta)
-    for (int c = tid; c < ROWS * 48; c += 256) {
-      const int row = c / 48, ch = c - row * 48;
-      if (s_signs[row] == nullptr) continue;
-      const uint32_t* src = planes + (int64_t(row0 + row) * K256 + kc) * PLANE_WORDS_PER_K256 + ch * 4;
-      cp16(stage + W_BYTES + S_BYTES + row * (PLANE_WORDS_PER_K256 * 4) + ch * 16, src, true);
+  bool p_on[PLANE_COPIES];
+  uint32_t p_off[PLANE_COPIES];  // words from `planes` (kc: + 192 kc)
+#pragma unroll
+  for (int j = 0; j < PLANE_COPIES; ++j) {
+    const int c = tid + 256 * j, row = c / 48, ch = c - row * 48;
+    p_on[j] = c < PLANE_CHUNKS && s_signs[row < ROWS ? row : 0] != nullptr;
+    p_off[j] = p_on[j] ? uint32_t((int64_t(row0 + row) * K256) * PLANE_WORDS_PER_K256 + ch * 4) : 0u;
+  }
+  const uint32_t p_dst = W_BYTES + S_BYTES + tid * 16;  // chunk c lands at c * 16 (a row's 48 chunks are 768 bytes)
+  auto load_ws = [&](uint32_t stage, int kc) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const bool ok = w_ok[i] && kc < w_stages;
+      cp16(stage + w_dst + i * 8 * KC * 2, ok ? static_cast<const void*>(w_src + i * 8 * K + kc * KC) : static_cast<const void*>(W), ok);
     }
+    const bool line_ok = kc < s_end;
+#pragma unroll
+    for (int i = 0; i < RW; ++i)  // nothing for a row without delta: its lines are never read
+      if (s_ok[i])
+        cp16(stage + s_dst + i * 8 * 512, line_ok ? static_cast<const void*>(s_signs[c_row + 8 * i] + (s_off + kc * 128)) : static_cast<const void*>(W), line_ok);
+  };
+  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes
+#pragma unroll
+    for (int j = 0; j < PLANE_COPIES; ++j)
+      if (PLANE_CHUNKS % 256 == 0 || tid + 256 * j < PLANE_CHUNKS)
+        cp16(stage + p_dst + j * 4096, planes + (p_off[j] + kc * PLANE_WORDS_PER_K256), p_on[j]);
   };
 
-  // The epilogue's tenant scales (lanes t == 0: rows warp RW + i, m = g and g + 8), loaded now.
-  float pre_scale[RW][2];
-#pragma unroll
-  for (int i = 0; i < RW; ++i)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float* scales = s_scales[warp * RW + i];
-      const int64_t m = m0 + g + 8 * h;
-      pre_scale[i][h] = (t == 0 && scales != nullptr && m < M) ? __ldg(scales + m) : 0.f;
-    }
+  // The epilogue's tenant scales, requested now into shared memory (registers held through the loop spilled):
+  // thread tid < 16 ROWS takes row tid / 16, m = m0 + tid % 16 (read after the loop's barriers).
+  if (tid < ROWS * 16) {
+    const float* scales = s_scales[tid >> 4];
+    const int64_t m = m0 + (tid & 15);
+    s_tenant_scale[tid >> 4][tid & 15] = scales != nullptr && m < M ? __ldg(scales + m) : 0.f;
+  }
 
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st)
@@ -319,22 +323,16 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
 
   // Base product operands of this warp: k32 step `warp` of each stage; B fragments of row nt * 8 + g, every part.
   const T* parts = reinterpret_cast<const T*>(split + layout.parts);
-  const int64_t part_stride = capacity * K;
-  bool x_ok[RW];
-  const T* x_row[RW];
+  const uint32_t part_stride = uint32_t(capacity * K);  // elements (the split buffer's parts are far below 2^32)
+  const int x_stages = int((K - warp * 32 - t * 8 + KC - 1) / KC);  // stages kc < x_stages hold the lane's 8 columns
+  bool x_ok[RW];  // row nt * 8 + g: its 8 columns at x_row + 8 nt K + kc KC (+ part_stride per part)
 #pragma unroll
-  for (int nt = 0; nt < RW; ++nt) {
-    x_ok[nt] = nt * 8 + g < R;
-    x_row[nt] = parts + (int64_t(row0) + (x_ok[nt] ? nt * 8 + g : 0)) * K + warp * 32 + t * 8;
-  }
-  auto load_x = [&](uint4 (&f)[RW][PARTS], int kc) {
-    const bool k_ok = int64_t(kc) * KC + warp * 32 + t * 8 < K;
-#pragma unroll
-    for (int nt = 0; nt < RW; ++nt)
-#pragma unroll
-      for (int p = 0; p < PARTS; ++p)
-        f[nt][p] = x_ok[nt] && k_ok ? __ldg(reinterpret_cast<const uint4*>(x_row[nt] + p * part_stride + int64_t(kc) * KC))
-                                    : make_uint4(0, 0, 0, 0);
+  for (int nt = 0; nt < RW; ++nt) x_ok[nt] = nt * 8 + g < R;
+  const T* x_row = parts + (int64_t(row0) + g) * K + warp * 32 + t * 8;  // dereferenced only where x_ok and kc < x_stages
+  auto load_x = [&](int nt, int p, int kc) {
+    return x_ok[nt] && kc < x_stages
+        ? __ldg(reinterpret_cast<const uint4*>(x_row + (uint32_t(nt * 8 * K) + uint32_t(kc * KC) + p * part_stride)))
+        : make_uint4(0, 0, 0, 0);
   };
   const uint32_t a_off = g * (KC * 2) + swz(warp * 4 + t, g) * 16;  // row g + 8: + 8 rows (same parity)
   bool row_on[RW];
@@ -354,8 +352,13 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       for (int group = 0; group < 3; ++group) acc_d[i][group][e] = 0;
     }
 
-  uint4 xf_next[RW][PARTS];
-  load_x(xf_next, 0);
+  // x of the stage: each fragment is requested again for the next stage right after its last use (one set of
+  // registers: the next stage's loads fly during the rest of this stage and the next stage's delta).
+  uint4 xf[RW][PARTS];
+#pragma unroll
+  for (int nt = 0; nt < RW; ++nt)
+#pragma unroll
+    for (int p = 0; p < PARTS; ++p) xf[nt][p] = load_x(nt, p, 0);
   int st_read = 0, st_write = STAGES - 1;
   for (int kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
@@ -369,12 +372,6 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
     const uint32_t stage = smem0 + st_read * STAGE_BYTES;
     st_read = st_read + 1 == STAGES ? 0 : st_read + 1;
-    uint4 xf[RW][PARTS];
-#pragma unroll
-    for (int nt = 0; nt < RW; ++nt)
-#pragma unroll
-      for (int p = 0; p < PARTS; ++p) xf[nt][p] = xf_next[nt][p];
-    if (kc + 1 < KCH) load_x(xf_next, kc + 1);
 
     // Delta: binary tensor cores, one k256 step per row and plane group.
 #pragma unroll
@@ -401,6 +398,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
         float c[4] = {0.f, 0.f, 0.f, 0.f};
         mma16816<T>(c, a0.x, a1.x, a0.y, a1.y, xf[nt][p].x, xf[nt][p].y);
         mma16816<T>(c, a0.z, a1.z, a0.w, a1.w, xf[nt][p].z, xf[nt][p].w);
+        if (kc + 1 < KCH) xf[nt][p] = load_x(nt, p, kc + 1);
 #pragma unroll
         for (int e = 0; e < 4; ++e) sum[e] = __fadd_rn(sum[e], c[e]);
       }
@@ -442,7 +440,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       float value = __fmul_rn(base, inverse);
       if (row_on[i]) {
         const float delta = __fmul_rn(__ll2float_rn(part[h]), __fmul_rn(inverse, 1.f / 256.f));
-        value = __fadd_rn(value, __fmul_rn(pre_scale[i][h], delta));
+        value = __fadd_rn(value, __fmul_rn(s_tenant_scale[r][mm], delta));
       }
       float* target = y + int64_t(row0 + r) * M + m;
       *target = accumulate ? __fadd_rn(*target, value) : value;
