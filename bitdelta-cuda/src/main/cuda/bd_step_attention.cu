@@ -102,78 +102,95 @@ __global__ void __launch_bounds__(AD_THREADS) attention_decode_kernel(
     for (int i = 0; i < P; ++i) acc[hg][i] = make_float2(0.f, 0.f);
   }
 
+  const int cache_block_size = int(block_size);
   for (int64_t chunk = split; chunk < chunks; chunk += splits) {
-   for (int part = 0; part < AD_WARP_POSITIONS; part += B) {
-    const int64_t start = first + chunk * AD_CHUNK + warp * AD_WARP_POSITIONS + part;
-    const int n = int(min(int64_t(B), position + 1 - start));
-    if (n <= 0) break;  // uniform over the warp
-    // Every key and value of the batch's positions requested before any is used. Their cache rows: one 32-bit
-    // division for the first position, then a walk through the blocks (a 64-bit division per position cost about as
-    // much as the loads it addressed).
-    float2 k[B][P], v[B][P];
-    const int cache_block_size = int(block_size);
-    int block_index = int(start) / cache_block_size, in_block = int(start) - block_index * cache_block_size;
+    for (int part = 0; part < AD_WARP_POSITIONS; part += B) {
+      const int64_t start = first + chunk * AD_CHUNK + warp * AD_WARP_POSITIONS + part;
+      const int n = int(min(int64_t(B), position + 1 - start));
+      if (n <= 0) break;  // uniform over the warp
+      // Every key and value of the batch's positions requested before any is used. A full batch inside one cache
+      // block (every batch but a sequence's last and one crossing a block edge): one table read, rows head_dim
+      // apart, no per-position bounds. Otherwise a 32-bit division for the first position, then a walk through the
+      // blocks (a 64-bit division per position cost about as much as the loads it addressed).
+      float2 k[B][P], v[B][P];
+      int block_index = int(start) / cache_block_size, in_block = int(start) - block_index * cache_block_size;
+      if (n == B && in_block + B <= cache_block_size) {  // uniform over the warp
+        const int64_t base = ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + in_block) * head_dim;
+        const TKV* key_row = key_cache + base;
+        const TKV* value_row = value_cache + base;
+        const int row_stride = int(head_dim);
 #pragma unroll
-    for (int j = 0; j < B; ++j) {
-      const int64_t base = j < n ? ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + in_block) * head_dim : 0;
-      if (++in_block == cache_block_size) {
-        in_block = 0;
-        ++block_index;
-      }
-#pragma unroll
-      for (int i = 0; i < P; ++i) {
-        const int d = 2 * lane + 64 * i;
-        const bool valid = j < n && d < head_dim;
-        k[j][i] = valid ? kv_load2(key_cache + base + d) : make_float2(0.f, 0.f);
-        v[j][i] = valid ? kv_load2(value_cache + base + d) : make_float2(0.f, 0.f);
-      }
-    }
-#pragma unroll
-    for (int hg = 0; hg < G; ++hg) {
-      if (hg < group) {
-        float score[B];
-        float chunk_max = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < B; ++j) {
-          float dot = 0.f;
+        for (int j = 0; j < B; ++j)
 #pragma unroll
           for (int i = 0; i < P; ++i) {
             const int d = 2 * lane + 64 * i;
-            if (d < head_dim) {
-              const float2 q = *reinterpret_cast<const float2*>(query + hg * head_dim + d);
-              dot = fmaf(q.x, k[j][i].x, dot);
-              dot = fmaf(q.y, k[j][i].y, dot);
-            }
+            const bool valid = d < head_dim;
+            k[j][i] = valid ? kv_load2(key_row + j * row_stride + d) : make_float2(0.f, 0.f);
+            v[j][i] = valid ? kv_load2(value_row + j * row_stride + d) : make_float2(0.f, 0.f);
           }
-          score[j] = j < n ? warp_sum(dot) * scale : -INFINITY;
-          chunk_max = fmaxf(chunk_max, score[j]);
-        }
-        const float new_max = fmaxf(run_max[hg], chunk_max);  // finite: n >= 1
-        const float correction = run_max[hg] == -INFINITY ? 0.f : expf(run_max[hg] - new_max);
-        float weight_sum = 0.f;
-        float2 weighted[P];
-#pragma unroll
-        for (int i = 0; i < P; ++i) weighted[i] = make_float2(0.f, 0.f);
+      } else {
 #pragma unroll
         for (int j = 0; j < B; ++j) {
-          const float e = j < n ? expf(score[j] - new_max) : 0.f;
-          weight_sum += e;
+          const int64_t base = j < n ? ((int64_t(table[block_index]) * kv_heads + kv_head) * block_size + in_block) * head_dim : 0;
+          if (++in_block == cache_block_size) {
+            in_block = 0;
+            ++block_index;
+          }
 #pragma unroll
           for (int i = 0; i < P; ++i) {
-            weighted[i].x = fmaf(e, v[j][i].x, weighted[i].x);
-            weighted[i].y = fmaf(e, v[j][i].y, weighted[i].y);
+            const int d = 2 * lane + 64 * i;
+            const bool valid = j < n && d < head_dim;
+            k[j][i] = valid ? kv_load2(key_cache + base + d) : make_float2(0.f, 0.f);
+            v[j][i] = valid ? kv_load2(value_cache + base + d) : make_float2(0.f, 0.f);
           }
         }
-        run_sum[hg] = fmaf(run_sum[hg], correction, weight_sum);
-        run_max[hg] = new_max;
+      }
 #pragma unroll
-        for (int i = 0; i < P; ++i) {
-          acc[hg][i].x = fmaf(acc[hg][i].x, correction, weighted[i].x);
-          acc[hg][i].y = fmaf(acc[hg][i].y, correction, weighted[i].y);
+      for (int hg = 0; hg < G; ++hg) {
+        if (hg < group) {
+          float score[B];
+          float chunk_max = -INFINITY;
+#pragma unroll
+          for (int j = 0; j < B; ++j) {
+            float dot = 0.f;
+#pragma unroll
+            for (int i = 0; i < P; ++i) {
+              const int d = 2 * lane + 64 * i;
+              if (d < head_dim) {
+                const float2 q = *reinterpret_cast<const float2*>(query + hg * head_dim + d);
+                dot = fmaf(q.x, k[j][i].x, dot);
+                dot = fmaf(q.y, k[j][i].y, dot);
+              }
+            }
+            score[j] = j < n ? warp_sum(dot) * scale : -INFINITY;
+            chunk_max = fmaxf(chunk_max, score[j]);
+          }
+          const float new_max = fmaxf(run_max[hg], chunk_max);  // finite: n >= 1
+          const float correction = run_max[hg] == -INFINITY ? 0.f : expf(run_max[hg] - new_max);
+          float weight_sum = 0.f;
+          float2 weighted[P];
+#pragma unroll
+          for (int i = 0; i < P; ++i) weighted[i] = make_float2(0.f, 0.f);
+#pragma unroll
+          for (int j = 0; j < B; ++j) {
+            const float e = j < n ? expf(score[j] - new_max) : 0.f;
+            weight_sum += e;
+#pragma unroll
+            for (int i = 0; i < P; ++i) {
+              weighted[i].x = fmaf(e, v[j][i].x, weighted[i].x);
+              weighted[i].y = fmaf(e, v[j][i].y, weighted[i].y);
+            }
+          }
+          run_sum[hg] = fmaf(run_sum[hg], correction, weight_sum);
+          run_max[hg] = new_max;
+#pragma unroll
+          for (int i = 0; i < P; ++i) {
+            acc[hg][i].x = fmaf(acc[hg][i].x, correction, weighted[i].x);
+            acc[hg][i].y = fmaf(acc[hg][i].y, correction, weighted[i].y);
+          }
         }
       }
     }
-   }
   }
 
   // The warps' states (a warp without positions: max -inf, sum 0, weight 0 below) merged per output element.
