@@ -53,6 +53,12 @@
  * weights and for every tenant's signs, with per-row scales (a per-matrix scale is repeated over its rows; a part
  * the tenant has no delta for has signs 0 and scales 0, so it adds exactly 0).
  *
+ * PROGRAMMATIC DEPENDENT LAUNCH. On cc >= 9.0 the tensor-core path's kernels (the products, splits, RMSNorm, RoPE with
+ * the KV write, decode attention and its combine, SwiGLU, gather, the grouped lm_head) are launched with programmatic
+ * stream serialization (bd_step_set_pdl turns it off): each lets the kernel after it launch at its start
+ * (griddepcontrol.launch_dependents) and waits for the one before (griddepcontrol.wait) before it reads anything that
+ * kernel wrote; every block passes the wait before it returns. The products request their weights before the wait.
+ *
  * KV CACHE. Per layer, keys and values separately: kv_dtype [num_blocks, kv_heads, block_size, head_dim] (F32 on the
  * exact path); the token of cache slot c = block * block_size + offset lives at [block, h, offset, :]. A sequence's
  * block table lists its blocks in position order: position p is in block table[p / block_size] at offset
@@ -84,26 +90,25 @@
  *                          split_kernel<T, SOURCE>, SOURCE in {copy, RMSNorm} = 4 kernels; grid (launch_rows, 8)
  *                          (block (r, i): the whole row's max |x|, then the eighth i of its k256 blocks: output, parts,
  *                          and with planes the quantized values in ceil(K/256/8) KB of dynamic shared memory, 24 ballots
- *                          per 32 columns for the planes); 256 threads. Triggers the dependent
- *                          launch at its start (griddepcontrol.launch_dependents).
+ *                          per 32 columns for the planes); 256 threads.
  *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per block: launch_rows <= 8 takes 1)
  *                          = 4 kernels; one launch, grid (ceil(launch_rows / (8 RW)), ceil(M / 16)) (block (c, mt): rows
  *                          8 RW c .. of the step, rows 16 mt .. of M; chunks of one tile adjacent in launch order), 256
  *                          threads (8 warps), two blocks per SM; a cp.async pipeline of k256 stages in dynamic shared
  *                          memory (W tile 8 KB + 512 B of sign lines and 768 B of planes per row: RW 1 = 18 KB x 5
  *                          stages, RW 2 = 28 KB x 3 stages) plus 8 * 16 * (8 RW + 1) floats of static shared memory for
- *                          the warps' base sums. Warp w: the delta of rows w RW .. w RW + RW - 1 (3 binary mma per row
- *                          and stage), k32 step w of every stage of the base product (2 mma per row tile and part; x
- *                          parts read from global memory one stage ahead). It is launched with programmatic dependent
- *                          launch on cc >= 9.0 (bd_step_set_pdl): W, the sign lines and the tenants' scales stream
- *                          before griddepcontrol.wait, the split form only after it.
+ *                          the warps' base sums and 16 * 8 RW floats for the tenants' scales. Every copy's source is a
+ *                          per-thread base plus the stage times a stride. Warp w: the delta of rows w RW .. w RW + RW - 1
+ *                          (3 binary mma per row and stage), k32 step w of every stage of the base product (2 mma per
+ *                          row tile and part; x parts read from global memory one stage ahead, each requested right
+ *                          after its last use, and those of two stages ahead prefetched into L1). W, the sign lines and
+ *                          the tenants' scales stream before griddepcontrol.wait, the split form only after it.
  *   bd_step_project_vector: project_vector_kernel<T> = 2 kernels; grid ceil(M / 16), 256 threads (8 warps), two
  *                          blocks per SM, 8 * 4 * BD_STEP_VECTOR_ROWS floats of static shared memory. Block mt: rows
  *                          16 mt .. of M; warp w: 4 of them (w & 3: rows g, g + 1, g + 8, g + 9 of the tile, sharing sign
  *                          words) over column half w >> 2 of each 1024 columns, lane l 8 columns of each 256; 8 loads
  *                          of 16 bytes of W in flight per lane (the next 1024 columns requested before these are used).
- *                          Launched with programmatic dependent launch on cc >= 9.0: the first columns of W stream
- *                          before griddepcontrol.wait.
+ *                          The first columns of W stream before griddepcontrol.wait.
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
@@ -115,9 +120,10 @@
  *                          max_positions (block (r, g, s) takes chunks s, s + splits, ... of 32 positions).
  *                          attention_decode_kernel: warp w takes positions 8 w .. 8 w + 7 of each chunk and loads their
  *                          keys and values at once (8 positions in flight for P = 2, 4 for P = 4; lane l holds
- *                          dimensions 2 l + 64 i, + 1), an online softmax per warp, the warps merged through (1 + 4) *
- *                          group * head_dim floats of dynamic shared memory (the queries and the warps' accumulators);
- *                          about 100 registers for G = 1 (4 blocks per SM), 157 (P = 2) and 192 (P = 4) for G = 8.
+ *                          dimensions 2 l + 64 i, + 1; a full batch inside one cache block from one table entry), an
+ *                          online softmax per warp, the warps merged through (1 + 4) * group * head_dim floats of
+ *                          dynamic shared memory (the queries and the warps' accumulators); 96 registers for G = 1 and
+ *                          16-bit caches (5 blocks per SM), about 155 (P = 2) and 180 to 200 (P = 4) for G = 8.
  *                          The wide kernel: group * head_dim floats, at most 80 registers, scores by warps, an online
  *                          softmax by a warp per query head, weighted values by threads over the dimensions. With
  *                          splits > 1 attention_combine_kernel, grid (launch_rows, heads), 128 threads.
@@ -357,8 +363,9 @@ int bd_step_lm_head_grouped(const int32_t* d_groups, int64_t launch_groups, cons
  * step (outside graph capture). */
 int bd_step_prepare(void);
 
-/* Benchmarks: 1 (the default) launches bd_step_project_tc with programmatic dependent launch on cc >= 9.0 (its W and
- * sign copies start while the split before it runs); 0 launches it plainly. Process-wide, not thread-safe. */
+/* Benchmarks: 1 (the default) launches the step's kernels with programmatic dependent launch on cc >= 9.0 (see
+ * PROGRAMMATIC DEPENDENT LAUNCH above); 0 launches them plainly. Process-wide, not thread-safe; a captured graph keeps
+ * the launches it was captured with. */
 int bd_step_set_pdl(int enabled);
 
 /* ---- sampling (after a step, launched eagerly for exactly `rows` output rows) ---- */

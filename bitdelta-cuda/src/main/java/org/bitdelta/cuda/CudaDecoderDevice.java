@@ -201,8 +201,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         this.decodeAttentionRows = Math.min(spec.maxRows(), DECODE_ATTENTION_ROWS);
         cuda.selectDevice(device);
         step.check(step.prepare(), "preparing the decoder-step kernels on " + backend.deviceName());
-        // -Dbitdelta.cuda.pdl=false launches the tensor-core products without programmatic dependent launch
-        // (process-wide; for comparison and diagnosis).
+        // -Dbitdelta.cuda.pdl=false launches the step's kernels without programmatic dependent launch (process-wide; for
+        // comparison and diagnosis).
         step.check(step.setProgrammaticDependentLaunch(!"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"))),
                 "setting programmatic dependent launch");
         this.flashPrefill = tensorCores && step.attentionPrefillFits(spec.headDimension());

@@ -68,6 +68,8 @@ public final class StepBenchmark {
     static final int PROMPT = 256;
     static final int BLOCK = 16;
     static final int MAX_ROWS = 256;
+    /** Whether the devices launch with programmatic dependent launch (CudaDecoderDevice reads the same property). */
+    private static final boolean PDL_ON = !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"));
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final int layers;
@@ -304,37 +306,13 @@ public final class StepBenchmark {
             Timing base = decode(device, buffers, cache, List.of(alone), random);
             Floor floorBase = floor(spec, 1, false, true, base.averagePositions(), device);
 
-            // (f) the same steps again, fresh sequences at the same positions, with every kernel waiting for the one before
-            // it to finish (no programmatic dependent launch; graphs captured again): what the overlap of launches saves
-            sequences.forEach(cache::release);
-            cache.release(alone);
-            Timing sixteenSerial;
-            Timing baseSerial;
-            step.check(step.setProgrammaticDependentLaunch(false), "turning programmatic dependent launch off");
-            try {
-                device.releaseGraphs();
-                List<DecoderTestSupport.Cache.Sequence> again = sequencesOf(16);
-                prefill(device, buffers, cache, again, PROMPT, random);
-                sixteenSerial = decode(device, buffers, cache, again, random);
-                DecoderTestSupport.Cache.Sequence aloneAgain = new DecoderTestSupport.Cache.Sequence(0);
-                prefill(device, buffers, cache, List.of(aloneAgain), PROMPT, random);
-                baseSerial = decode(device, buffers, cache, List.of(aloneAgain), random);
-            } finally {
-                step.check(step.setProgrammaticDependentLaunch(true), "turning programmatic dependent launch on");
-                device.releaseGraphs();
-            }
-
             double sixteenTokens = 16 / (sixteen.median() / 1e3);
             double separateTokens = 1 / (base.median() / 1e3);  // 16 models one after another: 16 tokens per 16 base steps
             table.add(row("(a) 16 tenants, 1 sequence each: step", sixteen, floor16, sixteenTokens, String.format(Locale.ROOT,
                     "%.2fx the tokens/s of 16 separate F16 models one after another (goals: within 1.3x of the floor, >= 5x)",
                     sixteenTokens / separateTokens)));
             table.add(row("(b) base alone, batch 1: step", base, floorBase, separateTokens, "goal: within 1.2x of the floor"));
-            table.add(row("(f) 16 tenants, without programmatic dependent launch", sixteenSerial, floor16, 16 / (sixteenSerial.median() / 1e3),
-                    String.format(Locale.ROOT, "%.3f ms more than (a): every kernel waits for the one before to finish",
-                            sixteenSerial.median() - sixteen.median())));
-            table.add(row("(f) base alone, without programmatic dependent launch", baseSerial, floorBase, 1 / (baseSerial.median() / 1e3),
-                    String.format(Locale.ROOT, "%.3f ms more than (b)", baseSerial.median() - base.median())));
+            runWithoutPdl(device, buffers, cache, sequences, alone, random, sixteen, floor16, base, floorBase);
             table.add(String.format(Locale.ROOT, "| (c) memory, base + 16 tenants | %.2f GB (base %.2f + tenants %.2f) | KV %.2f GB %s, "
                             + "workspace %.2f GB | device used %.2f GB of %.2f (cudaMemGetInfo) | | goal: base + 16 tenants < 40 GB |",
                     (memory.baseBytes() + memory.tenantTotal()) / 1e9, memory.baseBytes() / 1e9, memory.tenantTotal() / 1e9,
@@ -345,6 +323,42 @@ public final class StepBenchmark {
                             : String.format(Locale.ROOT, "%.1f ms, %.0f tokens/s (%.2fx ours)", cublasPrefillMs, 16.0 * PROMPT / (cublasPrefillMs / 1e3),
                             prefillMs / cublasPrefillMs)));
         }
+    }
+
+    /**
+     * (f): (a) and (b) again, fresh sequences at the same positions, with every kernel waiting for the one before it to
+     * finish (no programmatic dependent launch; graphs captured again): what the overlap of launches saves. The sequences
+     * of (a) and (b) are released first; programmatic dependent launch is on again afterwards.
+     */
+    private void runWithoutPdl(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
+                               List<DecoderTestSupport.Cache.Sequence> sixteenSequences, DecoderTestSupport.Cache.Sequence baseSequence,
+                               SplittableRandom random, Timing sixteen, Floor floor16, Timing base, Floor floorBase) {
+        if (!PDL_ON) {
+            table.add("| (f) without programmatic dependent launch | not run | | | | -Dbitdelta.cuda.pdl=false: (a) and (b) ran without it |");
+            return;
+        }
+        sixteenSequences.forEach(cache::release);
+        cache.release(baseSequence);
+        Timing sixteenSerial;
+        Timing baseSerial;
+        step.check(step.setProgrammaticDependentLaunch(false), "turning programmatic dependent launch off");
+        try {
+            device.releaseGraphs();
+            List<DecoderTestSupport.Cache.Sequence> again = sequencesOf(16);
+            prefill(device, buffers, cache, again, PROMPT, random);
+            sixteenSerial = decode(device, buffers, cache, again, random);
+            DecoderTestSupport.Cache.Sequence aloneAgain = new DecoderTestSupport.Cache.Sequence(0);
+            prefill(device, buffers, cache, List.of(aloneAgain), PROMPT, random);
+            baseSerial = decode(device, buffers, cache, List.of(aloneAgain), random);
+        } finally {
+            step.check(step.setProgrammaticDependentLaunch(true), "turning programmatic dependent launch on");
+            device.releaseGraphs();
+        }
+        table.add(row("(f) 16 tenants, without programmatic dependent launch", sixteenSerial, floor16, 16 / (sixteenSerial.median() / 1e3),
+                String.format(Locale.ROOT, "%.3f ms more than (a): every kernel waits for the one before to finish",
+                        sixteenSerial.median() - sixteen.median())));
+        table.add(row("(f) base alone, without programmatic dependent launch", baseSerial, floorBase, 1 / (baseSerial.median() / 1e3),
+                String.format(Locale.ROOT, "%.3f ms more than (b)", baseSerial.median() - base.median())));
     }
 
     /**
