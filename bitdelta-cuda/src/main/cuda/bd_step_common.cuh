@@ -122,12 +122,14 @@ __device__ __forceinline__ void pdl_enter() {
 // Whether launches ask for programmatic dependent launch: bd_step_set_pdl and a device of cc >= 9.0 (bd_step_project.cu).
 bool pdl_enabled();
 
-// A step kernel's launch, with programmatic dependent launch where pdl_enabled(). The result also covers
-// cudaGetLastError() (an earlier asynchronous error surfaces here, named by the caller's message).
+// A step kernel's launch, with programmatic dependent launch where pdl_enabled(). cudaGetLastError() is read (and so
+// reset) after every launch: a failed launch leaves no error behind for the next one to report, and an earlier
+// asynchronous error surfaces here, named by the caller's message.
 template <typename... KArgs, typename... Args>
 cudaError_t launch_step(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
   const cudaError_t e = launch_kernel(kernel, grid, block, smem, stream, pdl_enabled(), args...);
-  return e != cudaSuccess ? e : cudaGetLastError();
+  const cudaError_t last = cudaGetLastError();
+  return e != cudaSuccess ? e : last;
 }
 
 // Grid dimensions: a launch with more blocks than CUDA allows in a dimension is refused before it is made.

@@ -689,8 +689,8 @@ static cudaError_t launch_project_tc(int64_t launch_rows, const int32_t* active,
                                      const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
                                      int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
   const dim3 grid(unsigned((launch_rows + 8 * RW - 1) / (8 * RW)), unsigned((M + 15) / 16));
-  return launch_kernel(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, pdl_enabled(), active, slots,
-                       W, signs, scales, split, capacity, y, M, K, accumulate);
+  return launch_step(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, active, slots, W, signs,
+                     scales, split, capacity, y, M, K, accumulate);
 }
 
 template <typename T>
@@ -706,8 +706,8 @@ template <typename T>
 static cudaError_t launch_project_vector(const int32_t* active, const int32_t* slots, const T* W, const uint32_t* const* signs,
                                          const float* const* scales, const float* x, float* y, int64_t M, int64_t K,
                                          int accumulate, cudaStream_t stream) {
-  return launch_kernel(project_vector_kernel<T>, dim3(unsigned((M + 15) / 16)), dim3(VECTOR_WARPS * 32), 0, stream, pdl_enabled(),
-                       active, slots, W, signs, scales, x, y, M, K, accumulate);
+  return launch_step(project_vector_kernel<T>, dim3(unsigned((M + 15) / 16)), dim3(VECTOR_WARPS * 32), 0, stream, active,
+                     slots, W, signs, scales, x, y, M, K, accumulate);
 }
 
 }  // namespace step
@@ -761,6 +761,14 @@ int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32
                   "bd_step_project_tc: W [%lld, %lld] (M up to %lld, K a multiple of 8 up to %d), launch_rows %lld, capacity %lld",
                   (long long)M, (long long)K, (long long)(MAX_GRID_YZ * 16), BD_STEP_TC_MAX_K, (long long)launch_rows,
                   (long long)capacity);
+  // project_tc_kernel addresses the split form's parts and planes by 32-bit element and word offsets.
+  const int64_t part_elements = int64_t(split_parts(dtype)) * capacity * K;
+  const int64_t plane_words = capacity * ((K + 255) / 256) * PLANE_WORDS_PER_K256;
+  if (part_elements > int64_t(UINT32_MAX) || plane_words > int64_t(UINT32_MAX))
+    return refuse(BD_ERR_BAD_SHAPE,
+                  "bd_step_project_tc: a split form of capacity %lld rows and K %lld holds %lld 16-bit elements and %lld plane words "
+                  "(at most 2^32 - 1 each): fewer rows per step",
+                  (long long)capacity, (long long)K, (long long)part_elements, (long long)plane_words);
   if (!bd::aligned16(d_W)) return refuse(BD_ERR_MISALIGNED, "bd_step_project_tc: W is not 16-byte aligned");
   const unsigned char* split = static_cast<const unsigned char*>(d_split);
   const cudaError_t e = dtype == BD_DTYPE_F16

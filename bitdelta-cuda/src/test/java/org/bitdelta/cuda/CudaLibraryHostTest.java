@@ -2,6 +2,7 @@ package org.bitdelta.cuda;
 
 import org.bitdelta.cuda.internal.CudaLibrary;
 import org.bitdelta.cuda.internal.NativeLibraryLocator;
+import org.bitdelta.cuda.internal.StepLibrary;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -42,6 +43,19 @@ class CudaLibraryHostTest {
         assertEquals(64 + 16 + 24, library.compressWorkspaceBytes(3, 1000));
         assertEquals(64 + 4096 * 4 + 4096 * 8, library.compressWorkspaceBytes(4096, 11008));
         assertEquals(0, library.compressWorkspaceBytes(0, 5));
+    }
+
+    @Test
+    void aSplitFormBeyondTheProductsThirtyTwoBitOffsetsIsRefusedByName() {
+        StepLibrary step = StepLibrary.load(library);
+        // Stand-in device addresses (never dereferenced: the arguments are refused before any launch). 2^20 rows of K
+        // 4096 in F16 parts: 2^33 16-bit elements, beyond the kernel's 32-bit offsets.
+        long address = 1L << 20;
+        int status = step.projectTc(address, 16, address, CudaLibrary.DTYPE_F16, address, address, address, address, 1L << 20,
+                address, 4096, 4096, false, 0);
+        assertEquals(CudaLibrary.ERROR_BAD_SHAPE, status);
+        String message = step.lastError();
+        assertTrue(message.contains("capacity 1048576 rows and K 4096") && message.contains("fewer rows per step"), message);
     }
 
     @Test
