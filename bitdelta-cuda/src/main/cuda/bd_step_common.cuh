@@ -123,8 +123,8 @@ __device__ __forceinline__ void pdl_enter() {
 bool pdl_enabled();
 
 // A step kernel's launch, with programmatic dependent launch where pdl_enabled(). cudaGetLastError() is read (and so
-// reset) after every launch: a failed launch leaves no error behind for the next one to report, and an earlier
-// asynchronous error surfaces here, named by the caller's message.
+// reset) after every launch: a failed launch leaves no error behind for the next one to report; an error an earlier
+// call left unread (an asynchronous fault of a kernel before) surfaces here, named by this launch's message.
 template <typename... KArgs, typename... Args>
 cudaError_t launch_step(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args... args) {
   const cudaError_t e = launch_kernel(kernel, grid, block, smem, stream, pdl_enabled(), args...);

@@ -202,7 +202,9 @@ struct TcShape {
 // the sign lines, three binary mma against its plane groups), and k32 step w of every stage of the base product for
 // all rows and parts (A from the W tile, B straight from the parts in global memory, one stage ahead). W, the sign
 // lines and the epilogue's tenant scales are requested before griddepcontrol.wait, so that they stream while the
-// kernel before (the split) still runs; the planes, parts, scales and y only after it.
+// kernels before still run; the planes, parts, scales and y only after it. What is read before the wait (active, slots,
+// the slot tables, W, signs, tenant scales) is written only by the uploads before a step's first kernel, never by a
+// step kernel: with every kernel letting the next launch at its start, this part may overlap several kernels before.
 template <typename T, int RW>
 __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     const int32_t* __restrict__ active,                 // I32 [1] active rows of the step

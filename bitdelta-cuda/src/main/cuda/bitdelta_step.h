@@ -53,11 +53,14 @@
  * weights and for every tenant's signs, with per-row scales (a per-matrix scale is repeated over its rows; a part
  * the tenant has no delta for has signs 0 and scales 0, so it adds exactly 0).
  *
- * PROGRAMMATIC DEPENDENT LAUNCH. On cc >= 9.0 the tensor-core path's kernels (the products, splits, RMSNorm, RoPE with
- * the KV write, decode attention and its combine, SwiGLU, gather, the grouped lm_head) are launched with programmatic
- * stream serialization (bd_step_set_pdl turns it off): each lets the kernel after it launch at its start
- * (griddepcontrol.launch_dependents) and waits for the one before (griddepcontrol.wait) before it reads anything that
- * kernel wrote; every block passes the wait before it returns. The products request their weights before the wait.
+ * PROGRAMMATIC DEPENDENT LAUNCH. On cc >= 9.0 the step's kernels but embedding, the exact path's products, attention
+ * and lm_head, prefill attention and products, and sampling (that is: the tensor-core and vector products, splits,
+ * RMSNorm, RoPE with the KV write, decode attention and its combine, SwiGLU, gather, the grouped lm_head; the exact path
+ * shares RMSNorm, RoPE, SwiGLU and gather) are launched with programmatic stream serialization (bd_step_set_pdl turns
+ * it off): each lets the kernel after it launch at its start (griddepcontrol.launch_dependents) and waits for the one
+ * before (griddepcontrol.wait) before it reads anything that kernel wrote; every block passes the wait before it
+ * returns. The products request their weights before the wait: what they read before it is written only by the
+ * uploads before a step's first kernel.
  *
  * KV CACHE. Per layer, keys and values separately: kv_dtype [num_blocks, kv_heads, block_size, head_dim] (F32 on the
  * exact path); the token of cache slot c = block * block_size + offset lives at [block, h, offset, :]. A sequence's
@@ -290,7 +293,8 @@ int bd_step_swiglu_split(const int32_t* d_active, int64_t launch_rows, const flo
  * d_W:    dtype [M, K], 16-byte aligned, K % 8 == 0, K <= BD_STEP_TC_MAX_K
  * d_split: the split form of the step's x, capacity >= launch_rows rows;  d_y: F32 [launch_rows, M]
  * Blocks of 16 rows (8 when launch_rows <= 8); the row chunks of one m16 tile of W run side by side, so W is read from
- * memory about once. M up to 65535 * 16. */
+ * memory about once. M up to 65535 * 16. BD_ERR_BAD_SHAPE where the split form holds more than 2^32 - 1 16-bit
+ * elements (parts * capacity * K) or plane words (the kernel's offsets are 32-bit). */
 int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32_t* d_slots, int dtype, const void* d_W,
                        const uint32_t* const* d_signs_of_slot, const float* const* d_scales_of_slot, const void* d_split,
                        int64_t capacity, float* d_y, int64_t M, int64_t K, int accumulate, cudaStream_t stream);

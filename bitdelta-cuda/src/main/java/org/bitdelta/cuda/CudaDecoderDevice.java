@@ -22,6 +22,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -999,13 +1000,25 @@ public final class CudaDecoderDevice implements DecoderDevice {
         ensureUsable();
         requireIdle("releaseGraphs");
         cuda.selectDevice(device);
-        cuda.check(cuda.streamSynchronize(stream), "waiting for the stream before releasing the step graphs");
         try {
-            for (Long graph : graphs.values()) {
-                step.check(step.graphDestroy(graph), "destroying a step graph");
+            cuda.check(cuda.streamSynchronize(stream), "waiting for the stream before releasing the step graphs");
+            // Each graph leaves the map once destroyed: one that fails to go stays there for close() to try again.
+            List<RuntimeException> failures = new ArrayList<>();
+            for (Iterator<Map.Entry<GraphKey, Long>> entries = graphs.entrySet().iterator(); entries.hasNext(); ) {
+                long graph = entries.next().getValue();
+                collect(failures, () -> {
+                    step.check(step.graphDestroy(graph), "destroying a step graph");
+                    entries.remove();
+                });
             }
-        } finally {
-            graphs.clear();
+            if (!failures.isEmpty()) {
+                RuntimeException first = failures.getFirst();
+                failures.subList(1, failures.size()).forEach(first::addSuppressed);
+                throw first;
+            }
+        } catch (CudaException e) {
+            markFailed(e);
+            throw e;
         }
     }
 
