@@ -71,11 +71,13 @@ public final class CompletionStream {
         } finally {
             lock.unlock();
         }
-        if (piece.last()) {
-            future.complete(piece.result());
-        }
+        // The listener hears of the last piece before the result completes: whoever waits for the result then knows every
+        // notification has been made (a consumer draining on its own thread was told of each piece by then).
         if (toCall != null) {
             notify(toCall);
+        }
+        if (piece.last()) {
+            future.complete(piece.result());
         }
     }
 
