@@ -9,8 +9,9 @@
 # in $OUT: profile-summary.txt (per step: each kernel's time, bytes and GB/s, totals by kernel name; also printed),
 # ncu.csv (the raw rows) and profile-java.log. DETAILS=REGEX adds a second pass over the kernels whose names match it,
 # with Nsight Compute's sections on throughput, occupancy, scheduler, instruction mix and warp stall reasons:
-# profile-details.txt, profile-details-java.log and profile-sass.csv.xz (each SASS instruction's executions and stall
-# samples). Exit status: ncu's (non-zero where it or the JVM failed).
+# profile-details.txt, profile-details-java.log, profile-sass.csv.xz (each SASS instruction's executions and stall
+# samples) and profile-sass-summary.txt (sass-summary.py of it: per kernel, instructions executed, stalls by reason, the
+# instructions with the most samples). Exit status: ncu's (non-zero where it or the JVM failed).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-profile-out 300 /tmp/bitdelta-step-profile
 layers="${1:-2}"
@@ -38,6 +39,7 @@ if [[ -n ${DETAILS:-} ]]; then
   if [[ -f $work/details.ncu-rep ]]; then
     "$ncu_bin" --import "$work/details.ncu-rep" --page source --print-source sass --csv > "$work/profile-sass.csv" 2>&1
     xz -T0 -c "$work/profile-sass.csv" > "$out/profile-sass.csv.xz"
+    python3 "$(dirname "${BASH_SOURCE[0]}")/sass-summary.py" "$work/profile-sass.csv" > "$out/profile-sass-summary.txt" 2>&1
   fi
 fi
 python3 - "$out/ncu.csv" "$layers" > "$out/profile-summary.txt" 2>&1 <<'EOF'

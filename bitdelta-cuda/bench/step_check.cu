@@ -659,6 +659,40 @@ std::vector<float> expected_products(const Weights& W, const ProductTenants& ten
   return expected;
 }
 
+// One case of the decode products' checks: W, the tenants of 4 slots, each row's slot (choose_slot(row)), x and the
+// rows y holds before an accumulating product, drawn from rng in that order, and their device copies.
+struct ProductCase {
+  static constexpr int SLOTS = 4;
+  int dtype, M, K, rows, launch;
+  std::vector<void*> keep;
+  Weights W;
+  const void* d_W;
+  ProductTenants tenants;
+  std::vector<int32_t> slot;
+  std::vector<float> x, y0;
+  DeviceArray<const uint32_t*> d_signs;
+  DeviceArray<const float*> d_scales;
+  DeviceArray<int32_t> d_slots, d_active;
+  DeviceArray<float> d_x;
+  template <typename ChooseSlot>
+  ProductCase(std::mt19937_64& rng, int dtype_, int M_, int K_, int rows_, int launch_, ChooseSlot choose_slot)
+      : dtype(dtype_), M(M_), K(K_), rows(rows_), launch(launch_), W(random_weights(rng, dtype_, size_t(M_) * K_, 0.1f)),
+        d_W(W.upload(keep)), tenants(rng, SLOTS, M_, K_), slot(slots_of(launch_, choose_slot)), x(product_inputs(rng, launch_, K_)),
+        y0(random_floats(rng, size_t(launch_) * M_, -2, 2)), d_signs(tenants.signs), d_scales(tenants.scale_pointers), d_slots(slot),
+        d_active(std::vector<int32_t>{rows_}), d_x(x) {}
+  ~ProductCase() { for (void* p : keep) cudaFree(p); }
+  template <typename ChooseSlot>
+  static std::vector<int32_t> slots_of(int launch, ChooseSlot choose_slot) {
+    std::vector<int32_t> slots(launch);
+    for (int r = 0; r < launch; ++r) slots[r] = choose_slot(r);
+    return slots;
+  }
+  // The double reference of y (expected_products; *padding_untouched: whether rows past `rows` kept their poison).
+  std::vector<float> expected(const std::vector<float>& y, int accumulate, bool* padding_untouched) const {
+    return expected_products(W, tenants, x, slot, y0, y, rows, launch, M, K, accumulate, padding_untouched);
+  }
+};
+
 // bd_step_project_tc against a double reference, and against the exact SIMT product's own error.
 void check_project_tc(std::mt19937_64& rng) {
   struct Case { int dtype, M, K, rows, launch; };
@@ -666,37 +700,25 @@ void check_project_tc(std::mt19937_64& rng) {
                         {BD_DTYPE_BF16, 4097, 264, 3, 4},   {BD_DTYPE_F16, 128, 4104, 16, 16}, {BD_DTYPE_BF16, 24, 8, 7, 8},
                         {BD_DTYPE_F16, 520, 11008, 9, 16}};
   for (const Case& c : cases) {
-    std::vector<void*> keep;
-    const int slots = 4;
-    Weights W = random_weights(rng, c.dtype, size_t(c.M) * c.K, 0.1f);
-    const void* d_W = W.upload(keep);
-    ProductTenants tenants(rng, slots, c.M, c.K);
-    std::vector<int32_t> slot(c.launch);
-    for (int r = 0; r < c.launch; ++r) slot[r] = int(rng() % slots);
-    auto x = product_inputs(rng, c.launch, c.K);
-    auto y0 = random_floats(rng, size_t(c.launch) * c.M, -2, 2);
+    ProductCase p(rng, c.dtype, c.M, c.K, c.rows, c.launch, [&](int) { return int(rng() % ProductCase::SLOTS); });
     const int64_t capacity = c.launch + 3;
     DeviceArray<uint8_t> d_split(bd_step_split_bytes(capacity, c.K, c.dtype));
-    DeviceArray<const uint32_t*> d_signs(tenants.signs);
-    DeviceArray<const float*> d_scales(tenants.scale_pointers);
-    DeviceArray<int32_t> d_slots(slot), d_active(std::vector<int32_t>{c.rows});
-    DeviceArray<float> d_x(x), d_y(size_t(c.launch) * c.M), d_exact(size_t(c.launch) * c.M);
-    BD_CHECK(bd_step_split(d_active.p, c.launch, d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
+    DeviceArray<float> d_y(size_t(c.launch) * c.M), d_exact(size_t(c.launch) * c.M);
+    BD_CHECK(bd_step_split(p.d_active.p, c.launch, p.d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
     for (int accumulate = 0; accumulate < 2; ++accumulate) {
-      if (accumulate) d_y.upload(y0), d_exact.upload(y0); else d_y.poison(), d_exact.poison();
-      BD_CHECK(bd_step_project_tc(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_split.p, capacity, d_y.p, c.M, c.K,
-                                accumulate, 0));
-      BD_CHECK(bd_step_project(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_exact.p, c.M, c.K, accumulate, 0));
+      if (accumulate) d_y.upload(p.y0), d_exact.upload(p.y0); else d_y.poison(), d_exact.poison();
+      BD_CHECK(bd_step_project_tc(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, d_split.p, capacity,
+                                  d_y.p, c.M, c.K, accumulate, 0));
+      BD_CHECK(bd_step_project(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, p.d_x.p, d_exact.p, c.M,
+                               c.K, accumulate, 0));
       auto y = d_y.download(), exact = d_exact.download();
       bool padding_untouched = true;
-      const std::vector<float> expected = expected_products(W, tenants, x, slot, y0, y, c.rows, c.launch, c.M, c.K, accumulate,
-                                                            &padding_untouched);
+      const std::vector<float> expected = p.expected(y, accumulate, &padding_untouched);
       const double error = relative_error(expected, y, expected.size()), exact_error = relative_error(expected, exact, expected.size());
       report(fmt("project_tc %s W[%d, %d] rows %d of %d%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, accumulate ? " accumulate" : ""),
              error <= 2e-5 && padding_untouched,
              fmt("relative error %.2e (exact SIMT path %.2e)%s", error, exact_error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
     }
-    for (void* p : keep) cudaFree(p);
   }
 }
 
@@ -708,33 +730,21 @@ void check_project_vector(std::mt19937_64& rng) {
                         {BD_DTYPE_BF16, 24, 8, 2, 2},    {BD_DTYPE_F16, 520, 11008, 2, 2},   {BD_DTYPE_F16, 33, 1032, 1, 1},
                         {BD_DTYPE_BF16, 17, 2056, 2, 2}};
   for (const Case& c : cases) {
-    std::vector<void*> keep;
-    const int slots = 4;
-    Weights W = random_weights(rng, c.dtype, size_t(c.M) * c.K, 0.1f);
-    const void* d_W = W.upload(keep);
-    ProductTenants tenants(rng, slots, c.M, c.K);
-    std::vector<int32_t> slot(c.launch);
-    for (int r = 0; r < c.launch; ++r) slot[r] = r == 0 ? 1 + int(rng() % 2) : int(rng() % slots);
-    auto x = product_inputs(rng, c.launch, c.K);
-    auto y0 = random_floats(rng, size_t(c.launch) * c.M, -2, 2);
-    DeviceArray<const uint32_t*> d_signs(tenants.signs);
-    DeviceArray<const float*> d_scales(tenants.scale_pointers);
-    DeviceArray<int32_t> d_slots(slot), d_active(std::vector<int32_t>{c.rows});
-    DeviceArray<float> d_x(x), d_y(size_t(c.launch) * c.M);
+    ProductCase p(rng, c.dtype, c.M, c.K, c.rows, c.launch,
+                  [&](int r) { return r == 0 ? 1 + int(rng() % 2) : int(rng() % ProductCase::SLOTS); });
+    DeviceArray<float> d_y(size_t(c.launch) * c.M);
     for (int accumulate = 0; accumulate < 2; ++accumulate) {
-      if (accumulate) d_y.upload(y0); else d_y.poison();
-      BD_CHECK(bd_step_project_vector(d_active.p, c.launch, d_slots.p, c.dtype, d_W, d_signs.p, d_scales.p, d_x.p, d_y.p, c.M, c.K,
-                                      accumulate, 0));
+      if (accumulate) d_y.upload(p.y0); else d_y.poison();
+      BD_CHECK(bd_step_project_vector(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, p.d_x.p, d_y.p, c.M,
+                                      c.K, accumulate, 0));
       auto y = d_y.download();
       bool padding_untouched = true;
-      const std::vector<float> expected = expected_products(W, tenants, x, slot, y0, y, c.rows, c.launch, c.M, c.K, accumulate,
-                                                            &padding_untouched);
+      const std::vector<float> expected = p.expected(y, accumulate, &padding_untouched);
       const double error = relative_error(expected, y, expected.size());
-      report(fmt("project_vector %s W[%d, %d] rows %d of %d (slots %d%s)%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, slot[0],
-                 c.launch > 1 ? fmt(", %d", slot[1]).c_str() : "", accumulate ? " accumulate" : ""),
+      report(fmt("project_vector %s W[%d, %d] rows %d of %d (slots %d%s)%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, p.slot[0],
+                 c.launch > 1 ? fmt(", %d", p.slot[1]).c_str() : "", accumulate ? " accumulate" : ""),
              error <= 2e-5 && padding_untouched, fmt("relative error %.2e%s", error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
     }
-    for (void* p : keep) cudaFree(p);
   }
 }
 

@@ -202,10 +202,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
         this.decodeAttentionRows = Math.min(spec.maxRows(), DECODE_ATTENTION_ROWS);
         cuda.selectDevice(device);
         step.check(step.prepare(), "preparing the decoder-step kernels on " + backend.deviceName());
-        // -Dbitdelta.cuda.pdl=false launches the step's kernels without programmatic dependent launch (process-wide; for
-        // comparison and diagnosis).
-        step.check(step.setProgrammaticDependentLaunch(!"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"))),
-                "setting programmatic dependent launch");
+        step.check(step.setProgrammaticDependentLaunch(programmaticDependentLaunchRequested()), "setting programmatic dependent launch");
         this.flashPrefill = tensorCores && step.attentionPrefillFits(spec.headDimension());
         this.stream = cuda.streamCreate();
         this.scope = new DeviceScope(cuda);
@@ -1002,15 +999,8 @@ public final class CudaDecoderDevice implements DecoderDevice {
         cuda.selectDevice(device);
         try {
             cuda.check(cuda.streamSynchronize(stream), "waiting for the stream before releasing the step graphs");
-            // Each graph leaves the map once destroyed: one that fails to go stays there for close() to try again.
             List<RuntimeException> failures = new ArrayList<>();
-            for (Iterator<Map.Entry<GraphKey, Long>> entries = graphs.entrySet().iterator(); entries.hasNext(); ) {
-                long graph = entries.next().getValue();
-                collect(failures, () -> {
-                    step.check(step.graphDestroy(graph), "destroying a step graph");
-                    entries.remove();
-                });
-            }
+            destroyGraphs(failures);  // one that fails to go stays for close() to try again
             if (!failures.isEmpty()) {
                 RuntimeException first = failures.getFirst();
                 failures.subList(1, failures.size()).forEach(first::addSuppressed);
@@ -1020,6 +1010,14 @@ public final class CudaDecoderDevice implements DecoderDevice {
             markFailed(e);
             throw e;
         }
+    }
+
+    /**
+     * Whether the step's kernels launch with programmatic dependent launch: yes unless -Dbitdelta.cuda.pdl=false
+     * (process-wide; for comparison and diagnosis).
+     */
+    static boolean programmaticDependentLaunchRequested() {
+        return !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"));
     }
 
     /** Rows rounded up to a power of two, at most maxRows: the batch sizes a graph is captured for. */
@@ -1661,9 +1659,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
     /** Frees everything allocated so far (open may fail half way); failures are attached to {@code primary} or thrown. */
     private void release(RuntimeException primary) {
         List<RuntimeException> failures = new ArrayList<>();
-        for (Long graph : graphs.values()) {
-            collect(failures, () -> step.check(step.graphDestroy(graph), "destroying a step graph"));
-        }
+        destroyGraphs(failures);
         graphs.clear();
         collect(failures, scope::close);
         if (uploadEvent != 0) {
@@ -1690,6 +1686,17 @@ public final class CudaDecoderDevice implements DecoderDevice {
         RuntimeException first = failures.getFirst();
         failures.stream().skip(1).forEach(first::addSuppressed);
         throw first;
+    }
+
+    /** Destroys the captured graphs; each leaves the map once destroyed, a failure goes to {@code failures}. */
+    private void destroyGraphs(List<RuntimeException> failures) {
+        for (Iterator<Map.Entry<GraphKey, Long>> entries = graphs.entrySet().iterator(); entries.hasNext(); ) {
+            long graph = entries.next().getValue();
+            collect(failures, () -> {
+                step.check(step.graphDestroy(graph), "destroying a step graph");
+                entries.remove();
+            });
+        }
     }
 
     private static void collect(List<RuntimeException> failures, Runnable action) {

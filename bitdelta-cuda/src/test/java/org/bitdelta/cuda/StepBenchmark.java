@@ -68,8 +68,6 @@ public final class StepBenchmark {
     static final int PROMPT = 256;
     static final int BLOCK = 16;
     static final int MAX_ROWS = 256;
-    /** Whether the devices launch with programmatic dependent launch (CudaDecoderDevice reads the same property). */
-    private static final boolean PDL_ON = !"false".equalsIgnoreCase(System.getProperty("bitdelta.cuda.pdl", "true"));
     private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final int layers;
@@ -333,7 +331,7 @@ public final class StepBenchmark {
     private void runWithoutPdl(CudaDecoderDevice device, Buffers buffers, DecoderTestSupport.Cache cache,
                                List<DecoderTestSupport.Cache.Sequence> sixteenSequences, DecoderTestSupport.Cache.Sequence baseSequence,
                                SplittableRandom random, Timing sixteen, Floor floor16, Timing base, Floor floorBase) {
-        if (!PDL_ON) {
+        if (!CudaDecoderDevice.programmaticDependentLaunchRequested()) {
             table.add("| (f) without programmatic dependent launch | not run | | | | -Dbitdelta.cuda.pdl=false: (a) and (b) ran without it |");
             return;
         }
