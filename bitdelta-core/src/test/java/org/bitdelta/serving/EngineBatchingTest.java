@@ -3,6 +3,7 @@ package org.bitdelta.serving;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
+import org.bitdelta.serving.ServingFixtures.Hold;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -20,7 +21,6 @@ import static org.bitdelta.serving.ServingFixtures.alone;
 import static org.bitdelta.serving.ServingFixtures.await;
 import static org.bitdelta.serving.ServingFixtures.concurrently;
 import static org.bitdelta.serving.ServingFixtures.eachAlone;
-import static org.bitdelta.serving.ServingFixtures.take;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -92,12 +92,20 @@ class EngineBatchingTest {
         Request third = Request.text("shakespeare", "Lily and Tom").maxTokens(30).temperature(0.9).seed(SEED);
         Request fourth = Request.text("alice", "One day").maxTokens(20).temperature(1.2).topK(40).topP(0.9).seed(SEED + 1);
         List<CompletionResult> expected = eachAlone(engine, List.of(first, second, third, fourth));
+        // The engine is held while the others arrive, so they join mid-run whatever the test thread's pace.
         Completion running = engine.submit(first);
-        take(running, 5);
-        Completion joining = engine.submit(second);
-        Completion sampled = engine.submit(third);
-        take(joining, 2);
-        Completion late = engine.submit(fourth);
+        Completion joining;
+        Completion sampled;
+        Completion late;
+        try (Hold hold = new Hold(running, 5)) {
+            hold.awaitHeld();
+            joining = engine.submit(second);
+            sampled = engine.submit(third);
+        }
+        try (Hold hold = new Hold(joining, 2)) {
+            hold.awaitHeld();
+            late = engine.submit(fourth);
+        }
         List<CompletionResult> actual = List.of(await(running), await(joining), await(sampled), await(late));
         for (int i = 0; i < actual.size(); i++) {
             assertSameAnswer(expected.get(i), actual.get(i), "request " + i);
@@ -148,8 +156,11 @@ class EngineBatchingTest {
             try (Engine chunked = Engine.open(BASE, EngineOptions.defaults().prefillChunkTokens(chunk))) {
                 chunked.addTenant("alice", alice);
                 Completion decoding = chunked.submit(Request.text("base", "The little dog").maxTokens(200).ignoreEos(true));
-                take(decoding, 2);
-                Completion prefilling = chunked.submit(longRequest);
+                Completion prefilling;
+                try (Hold hold = new Hold(decoding, 2)) {
+                    hold.awaitHeld();
+                    prefilling = chunked.submit(longRequest);
+                }
                 CompletionResult result = await(prefilling);
                 assertSameAnswer(expected, result, "prefill in chunks of " + chunk);
                 // Tokens of the decoding request kept coming while the long prompt was prefilled.

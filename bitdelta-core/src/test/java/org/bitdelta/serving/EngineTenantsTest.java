@@ -6,6 +6,7 @@ import org.bitdelta.BitDeltaException;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.cpu.CpuDecoderDevice;
 import org.bitdelta.internal.cpu.VectorCpuBackend;
+import org.bitdelta.serving.ServingFixtures.Hold;
 import org.bitdelta.spi.DecoderDevice;
 import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
@@ -82,12 +83,25 @@ class EngineTenantsTest {
             CompletionResult shakespeareAlone = alone(engine, Request.text("shakespeare", "Lily").maxTokens(5));
             CompletionResult aliceAlone = alone(engine, other);
             Completion baseRunning = engine.submit(base);
-            Completion aliceRunning = engine.submit(other);
-            Completion doomed = engine.submit(Request.text("shakespeare", "Lily").maxTokens(400).ignoreEos(true));
-            Completion doomedWaiting = engine.submit(Request.text("shakespeare", "Tom").maxTokens(10)); // a 4th: waits
-            take(doomed, 10);
-            assertEquals(1, engine.stats().tenants().get(2).running());
-            engine.removeTenant("shakespeare");
+            Completion doomed;
+            Completion doomedWaiting;
+            Completion aliceRunning;
+            // The engine is held after base's first pieces while the others arrive: all three are admitted together
+            // in the next step, and the 4th waits (maxRunning 3) whatever the test thread's pace.
+            try (Hold hold = new Hold(baseRunning, 1)) {
+                hold.awaitHeld();
+                aliceRunning = engine.submit(other);
+                doomed = engine.submit(Request.text("shakespeare", "Lily").maxTokens(400).ignoreEos(true));
+                doomedWaiting = engine.submit(Request.text("shakespeare", "Tom").maxTokens(10)); // a 4th: waits
+            }
+            // Held again once doomed has 10 tokens: base and alice (40 each) are still running, so the 4th still waits.
+            try (Hold hold = new Hold(doomed, 10)) {
+                assertTrue(hold.awaitHeld() >= 10);
+                EngineStats stats = engine.stats();
+                assertEquals(1, stats.tenants().get(2).running(), stats.tenants().toString());
+                assertEquals(1, stats.waiting(), "the 4th waits");
+                engine.removeTenant("shakespeare");
+            }
             CompletionResult removed = await(doomed);
             assertEquals(FinishReason.ERROR, removed.finishReason());
             assertMessage(removed, "'shakespeare'", "removed");

@@ -6,11 +6,14 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -87,6 +90,57 @@ final class ServingFixtures {
             return results;
         } finally {
             clients.shutdown();
+        }
+    }
+
+    /**
+     * Holds the engine thread at a step boundary: the completion's listener drains its pieces and, once {@code count}
+     * have come, waits there (on the engine thread, between steps) until {@link #release()}. The engine cannot run
+     * ahead of the test meanwhile, whatever the machine's load. A call on the registering thread (pieces already
+     * there) never holds.
+     */
+    static final class Hold implements AutoCloseable {
+        private final Completion completion;
+        private final int count;
+        private final Thread registering = Thread.currentThread();
+        private final CountDownLatch held = new CountDownLatch(1);
+        private final CountDownLatch released = new CountDownLatch(1);
+        private final AtomicInteger pieces = new AtomicInteger();
+        private final AtomicBoolean done = new AtomicBoolean();
+
+        Hold(Completion completion, int count) {
+            this.completion = completion;
+            this.count = count;
+            completion.onAvailable(this::drain);
+        }
+
+        private void drain() {
+            while (completion.poll() != null) {
+                pieces.incrementAndGet();
+            }
+            if (pieces.get() >= count && Thread.currentThread() != registering && done.compareAndSet(false, true)) {
+                held.countDown();
+                try {
+                    released.await(60, TimeUnit.SECONDS); // a failed test releases it in close()
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
+        /** Waits until the engine thread is held; the pieces drained by then. */
+        int awaitHeld() throws InterruptedException {
+            org.junit.jupiter.api.Assertions.assertTrue(held.await(60, TimeUnit.SECONDS), "the engine did not reach piece " + count + " of " + completion + " within 60 s");
+            return pieces.get();
+        }
+
+        void release() {
+            released.countDown();
+        }
+
+        @Override
+        public void close() {
+            release();
         }
     }
 }
