@@ -87,7 +87,7 @@ class EngineBatchingTest {
 
     @Test
     void requestsJoiningARunningBatchGetTheTokensTheyGetAlone() throws InterruptedException {
-        Request first = Request.text("base", "Once upon a time").maxTokens(60).ignoreEos(true);
+        Request first = Request.text("base", "Once upon a time").maxTokens(200).ignoreEos(true);
         Request second = Request.text("alice", "The little dog").maxTokens(30);
         Request third = Request.text("shakespeare", "Lily and Tom").maxTokens(30).temperature(0.9).seed(SEED);
         Request fourth = Request.text("alice", "One day").maxTokens(20).temperature(1.2).topK(40).topP(0.9).seed(SEED + 1);
@@ -97,13 +97,15 @@ class EngineBatchingTest {
         Completion joining;
         Completion sampled;
         Completion late;
+        Hold joined;
         try (Hold hold = new Hold(running, 5)) {
             hold.awaitHeld();
             joining = engine.submit(second);
             sampled = engine.submit(third);
+            joined = new Hold(joining, 2); // made while held: it cannot miss the second's second piece
         }
-        try (Hold hold = new Hold(joining, 2)) {
-            hold.awaitHeld();
+        try (joined) {
+            joined.awaitHeld();
             late = engine.submit(fourth);
         }
         List<CompletionResult> actual = List.of(await(running), await(joining), await(sampled), await(late));

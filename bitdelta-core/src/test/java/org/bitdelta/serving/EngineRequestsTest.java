@@ -2,6 +2,7 @@ package org.bitdelta.serving;
 
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.inference.Tokenizer;
+import org.bitdelta.serving.ServingFixtures.Hold;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -24,7 +25,6 @@ import java.util.stream.Collectors;
 
 import static org.bitdelta.serving.ServingFixtures.BASE;
 import static org.bitdelta.serving.ServingFixtures.await;
-import static org.bitdelta.serving.ServingFixtures.take;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -267,12 +267,16 @@ class EngineRequestsTest {
     @Test
     void cancellingFreesTheBatchSlotAndKvBlocksAtTheNextStep() throws InterruptedException {
         Completion completion = engine.submit(Request.text("base", "Once upon a time").maxTokens(400).ignoreEos(true));
-        List<Piece> first = take(completion, 3);
-        EngineStats running = engine.stats();
-        assertEquals(1, running.running());
-        assertTrue(running.kvBlocksUsed() > 0, "its KV cache holds blocks: " + running);
-        assertEquals(1, running.tenants().getFirst().running());
-        completion.cancel();
+        List<Piece> first;
+        try (Hold hold = new Hold(completion, 3)) { // the engine waits between steps while the test looks and cancels
+            hold.awaitHeld();
+            first = hold.pieces().subList(0, 3);
+            EngineStats running = engine.stats();
+            assertEquals(1, running.running());
+            assertTrue(running.kvBlocksUsed() > 0, "its KV cache holds blocks: " + running);
+            assertEquals(1, running.tenants().getFirst().running());
+            completion.cancel();
+        }
         CompletionResult result = await(completion);
         EngineStats after = engine.stats();
         assertEquals(0, after.running(), after.toString());
@@ -288,19 +292,25 @@ class EngineRequestsTest {
     void aFullWaitingQueueRefusesWithEngineBusyAndWaitingRequestsCanBeCancelled() throws InterruptedException {
         try (Engine narrow = Engine.open(BASE, EngineOptions.defaults().maxRunning(1).maxWaiting(2))) {
             Completion running = narrow.submit(Request.tokens("base", 1).maxTokens(400).ignoreEos(true));
-            take(running, 1); // it runs: the queue is empty again
-            Completion second = narrow.submit(Request.tokens("base", 1).maxTokens(5));
-            Completion third = narrow.submit(Request.tokens("base", 1).maxTokens(5));
-            EngineBusyException busy = assertThrows(EngineBusyException.class, () -> narrow.submit(Request.tokens("base", 1).maxTokens(5)));
-            assertTrue(busy.getMessage().contains("2 requests are waiting") && busy.getMessage().contains("maxWaiting"), busy.getMessage());
-            EngineStats stats = narrow.stats();
-            assertEquals(1, stats.running());
-            assertEquals(2, stats.waiting());
-            assertEquals(3, stats.requestsSubmitted(), "the refused one was not counted");
-            third.cancel();
+            Completion second;
+            Completion third;
+            // Held once it runs (the queue is empty again), so that it still runs while the queue fills and is looked at.
+            try (Hold hold = new Hold(running, 1)) {
+                hold.awaitHeld();
+                second = narrow.submit(Request.tokens("base", 1).maxTokens(5));
+                third = narrow.submit(Request.tokens("base", 1).maxTokens(5));
+                EngineBusyException busy = assertThrows(EngineBusyException.class, () -> narrow.submit(Request.tokens("base", 1).maxTokens(5)));
+                assertTrue(busy.getMessage().contains("2 requests are waiting") && busy.getMessage().contains("maxWaiting"), busy.getMessage());
+                EngineStats stats = narrow.stats();
+                assertEquals(1, stats.running());
+                assertEquals(2, stats.waiting());
+                assertEquals(3, stats.requestsSubmitted(), "the refused one was not counted");
+                third.cancel();
+                running.cancel();
+            }
             assertEquals(FinishReason.CANCELLED, await(third).finishReason());
             assertEquals(-1, await(third).timings().scheduledNanos(), "it never ran");
-            running.cancel();
+            assertEquals(FinishReason.CANCELLED, await(running).finishReason());
             CompletionResult secondResult = await(second);
             assertEquals(FinishReason.LENGTH, secondResult.finishReason(), "the waiting one ran once a slot was free");
             assertArrayEquals(Arrays.copyOf(GREEDY_FROM_BOS, 5), secondResult.tokens());
@@ -314,8 +324,17 @@ class EngineRequestsTest {
         Engine closing = Engine.open(BASE, EngineOptions.defaults().maxRunning(1));
         Completion running = closing.submit(Request.tokens("base", 1).maxTokens(400).ignoreEos(true));
         Completion waiting = closing.submit(Request.tokens("base", 1).maxTokens(400));
-        take(running, 1);
-        closing.close();
+        // Closed while the engine is held mid-run: close() waits for the engine thread, so it runs on a thread of its own.
+        Thread closer;
+        try (Hold hold = new Hold(running, 1)) {
+            hold.awaitHeld();
+            closer = Thread.ofPlatform().name("closer").start(closing::close);
+            while (!closing.stats().closed()) {
+                Thread.onSpinWait();
+            }
+        }
+        closer.join(60_000);
+        assertFalse(closer.isAlive(), "close() returned");
         for (Completion completion : List.of(running, waiting)) {
             CompletionResult result = await(completion);
             assertEquals(FinishReason.CANCELLED, result.finishReason());

@@ -24,13 +24,13 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.bitdelta.serving.ServingFixtures.ALICE;
 import static org.bitdelta.serving.ServingFixtures.BASE;
 import static org.bitdelta.serving.ServingFixtures.SHAKESPEARE;
 import static org.bitdelta.serving.ServingFixtures.alone;
 import static org.bitdelta.serving.ServingFixtures.await;
-import static org.bitdelta.serving.ServingFixtures.take;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
@@ -82,24 +82,27 @@ class EngineTenantsTest {
             CompletionResult baseAlone = alone(engine, base);
             CompletionResult shakespeareAlone = alone(engine, Request.text("shakespeare", "Lily").maxTokens(5));
             CompletionResult aliceAlone = alone(engine, other);
-            Completion baseRunning = engine.submit(base);
-            Completion doomed;
-            Completion doomedWaiting;
+            // doomed (400 tokens) runs first; the engine is held at its first piece while the others arrive, so base
+            // and alice join it in the next step and the 4th waits (maxRunning 3), whatever the test thread's pace.
+            Completion doomed = engine.submit(Request.text("shakespeare", "Lily").maxTokens(400).ignoreEos(true));
+            Completion baseRunning;
             Completion aliceRunning;
-            // The engine is held after base's first pieces while the others arrive: all three are admitted together
-            // in the next step, and the 4th waits (maxRunning 3) whatever the test thread's pace.
-            try (Hold hold = new Hold(baseRunning, 1)) {
-                hold.awaitHeld();
+            Completion doomedWaiting;
+            Hold atTen;
+            try (Hold first = new Hold(doomed, 1)) {
+                first.awaitHeld();
+                baseRunning = engine.submit(base);
                 aliceRunning = engine.submit(other);
-                doomed = engine.submit(Request.text("shakespeare", "Lily").maxTokens(400).ignoreEos(true));
                 doomedWaiting = engine.submit(Request.text("shakespeare", "Tom").maxTokens(10)); // a 4th: waits
+                atTen = first.then(10);
             }
             // Held again once doomed has 10 tokens: base and alice (40 each) are still running, so the 4th still waits.
-            try (Hold hold = new Hold(doomed, 10)) {
-                assertTrue(hold.awaitHeld() >= 10);
+            try (atTen) {
+                assertTrue(atTen.awaitHeld() >= 10);
                 EngineStats stats = engine.stats();
                 assertEquals(1, stats.tenants().get(2).running(), stats.tenants().toString());
                 assertEquals(1, stats.waiting(), "the 4th waits");
+                assertEquals(3, stats.running());
                 engine.removeTenant("shakespeare");
             }
             CompletionResult removed = await(doomed);
@@ -127,15 +130,26 @@ class EngineTenantsTest {
             engine.addTenant("alice", alice);
             engine.addTenant("shakespeare", shakespeare);
             Completion aliceRunning = engine.submit(Request.text("alice", "Once upon a time").maxTokens(300).ignoreEos(true));
-            take(aliceRunning, 2);
-            Completion base = engine.submit(Request.text("base", "Once upon a time").maxTokens(20));
-            CompletionResult failed = await(engine.submit(Request.text("shakespeare", "Once upon a time").maxTokens(20)));
+            Completion base;
+            Completion refused;
+            Hold baseEnd;
+            // Held while the others arrive, and again at base's last piece: alice (300 tokens) runs throughout.
+            try (Hold hold = new Hold(aliceRunning, 2)) {
+                hold.awaitHeld();
+                base = engine.submit(Request.text("base", "Once upon a time").maxTokens(20).ignoreEos(true));
+                refused = engine.submit(Request.text("shakespeare", "Once upon a time").maxTokens(20));
+                baseEnd = new Hold(base, 20);
+            }
+            CompletionResult failed = await(refused);
             assertEquals(FinishReason.ERROR, failed.finishReason());
             assertMessage(failed, "'shakespeare'", "does not fit", "budget is 200000 bytes", "alice");
+            try (baseEnd) {
+                baseEnd.awaitHeld();
+                assertFalse(aliceRunning.isDone(), "alice went on");
+                aliceRunning.cancel();
+            }
             assertEquals(FinishReason.LENGTH, await(base).finishReason(), "the base went on");
-            assertFalse(aliceRunning.isDone(), "alice went on");
-            aliceRunning.cancel();
-            await(aliceRunning);
+            assertEquals(FinishReason.CANCELLED, await(aliceRunning).finishReason());
             // Once alice is idle it is evicted for shakespeare.
             assertEquals(FinishReason.LENGTH, await(engine.submit(Request.text("shakespeare", "Once").maxTokens(5))).finishReason());
             EngineStats stats = engine.stats();
@@ -155,18 +169,20 @@ class EngineTenantsTest {
         try (Engine engine = Engine.open(BASE)) {
             engine.addTenant("alice", alice);
             Completion running = engine.submit(Request.text("alice", "Once").maxTokens(300).ignoreEos(true));
-            take(running, 2);
-            EngineStats stats = engine.stats();
-            EngineStats.TenantStats aliceStats = stats.tenants().get(1);
-            assertEquals("alice", aliceStats.name());
-            assertEquals(1, aliceStats.running());
-            assertTrue(aliceStats.resident());
-            assertTrue(aliceStats.deviceBytes() > 0 && aliceStats.bytes() > 0, aliceStats.toString());
-            assertEquals(aliceStats.deviceBytes(), stats.memory().tenantTotal());
-            assertEquals(1, stats.lastStepSequences());
-            assertEquals(1, stats.lastStepRows());
-            running.cancel();
-            await(running);
+            try (Hold hold = new Hold(running, 2)) {
+                hold.awaitHeld();
+                EngineStats stats = engine.stats();
+                EngineStats.TenantStats aliceStats = stats.tenants().get(1);
+                assertEquals("alice", aliceStats.name());
+                assertEquals(1, aliceStats.running());
+                assertTrue(aliceStats.resident());
+                assertTrue(aliceStats.deviceBytes() > 0 && aliceStats.bytes() > 0, aliceStats.toString());
+                assertEquals(aliceStats.deviceBytes(), stats.memory().tenantTotal());
+                assertEquals(1, stats.lastStepSequences());
+                assertEquals(1, stats.lastStepRows());
+                running.cancel();
+            }
+            assertEquals(FinishReason.CANCELLED, await(running).finishReason());
         }
     }
 
@@ -217,6 +233,7 @@ class EngineTenantsTest {
                     Request.tokens("shakespeare", 1).maxTokens(40).ignoreEos(true));
             List<CompletionResult> expected = requests.stream().map(request -> alone(engine, request)).toList();
             AtomicBoolean churning = new AtomicBoolean(true);
+            AtomicInteger churned = new AtomicInteger();
             ExecutorService churn = Executors.newSingleThreadExecutor();
             try {
                 Future<Integer> cycles = churn.submit(() -> {
@@ -226,10 +243,12 @@ class EngineTenantsTest {
                         await(engine.submit(Request.tokens("churn", 1, 300).maxTokens(2)));
                         engine.removeTenant("churn");
                         count++;
+                        churned.incrementAndGet();
                     }
                     return count;
                 });
-                for (int round = 0; round < 2; round++) {
+                for (int round = 0; round < 2 || churned.get() == 0; round++) { // until the other thread made a cycle too
+                    assertTrue(round < 1000, "the churning thread never completed a cycle");
                     List<Completion> completions = requests.stream().map(engine::submit).toList();
                     for (int i = 0; i < requests.size(); i++) {
                         assertArrayEquals(expected.get(i).tokens(), await(completions.get(i)).tokens(), "round " + round + ", request " + i);
@@ -293,9 +312,10 @@ class EngineTenantsTest {
             CompletionResult before = await(engine.submit(request));
             Completion first = engine.submit(Request.tokens("base", 1).maxTokens(400).ignoreEos(true));
             Completion second = engine.submit(Request.text("base", "Once").maxTokens(400).ignoreEos(true));
-            take(first, 2);
-            take(second, 1);
-            backend.failing.set(true);
+            try (Hold hold = new Hold(first, 2)) { // both still running when the device falls over
+                hold.awaitHeld();
+                backend.failing.set(true);
+            }
             for (Completion completion : List.of(first, second)) {
                 CompletionResult result = await(completion);
                 assertEquals(FinishReason.ERROR, result.finishReason());

@@ -13,7 +13,6 @@ import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
@@ -105,20 +104,33 @@ final class ServingFixtures {
         private final Thread registering = Thread.currentThread();
         private final CountDownLatch held = new CountDownLatch(1);
         private final CountDownLatch released = new CountDownLatch(1);
-        private final AtomicInteger pieces = new AtomicInteger();
+        private final List<Piece> pieces = java.util.Collections.synchronizedList(new ArrayList<>());
         private final AtomicBoolean done = new AtomicBoolean();
 
         Hold(Completion completion, int count) {
+            this(completion, count, List.of());
+        }
+
+        private Hold(Completion completion, int count, List<Piece> before) {
             this.completion = completion;
             this.count = count;
+            pieces.addAll(before);
             completion.onAvailable(this::drain);
         }
 
+        /**
+         * The next hold of the same completion, at {@code total} pieces in all: it takes over the completion's one
+         * listener. Made while this one holds the engine, it cannot miss its piece.
+         */
+        Hold then(int total) {
+            return new Hold(completion, total, pieces());
+        }
+
         private void drain() {
-            while (completion.poll() != null) {
-                pieces.incrementAndGet();
+            for (Piece piece = completion.poll(); piece != null; piece = completion.poll()) {
+                pieces.add(piece);
             }
-            if (pieces.get() >= count && Thread.currentThread() != registering && done.compareAndSet(false, true)) {
+            if (pieces.size() >= count && Thread.currentThread() != registering && done.compareAndSet(false, true)) {
                 held.countDown();
                 try {
                     released.await(60, TimeUnit.SECONDS); // a failed test releases it in close()
@@ -128,10 +140,17 @@ final class ServingFixtures {
             }
         }
 
-        /** Waits until the engine thread is held; the pieces drained by then. */
+        /** Waits until the engine thread is held; the number of pieces drained by then. */
         int awaitHeld() throws InterruptedException {
             org.junit.jupiter.api.Assertions.assertTrue(held.await(60, TimeUnit.SECONDS), "the engine did not reach piece " + count + " of " + completion + " within 60 s");
-            return pieces.get();
+            return pieces.size();
+        }
+
+        /** The pieces drained so far, in order. */
+        List<Piece> pieces() {
+            synchronized (pieces) {
+                return List.copyOf(pieces);
+            }
         }
 
         void release() {

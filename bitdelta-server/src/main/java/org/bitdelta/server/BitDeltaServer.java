@@ -58,7 +58,7 @@ public final class BitDeltaServer implements AutoCloseable {
         WebServer webServer = WebServer.builder()
                 .host(options.host())
                 .port(options.port())
-                .maxPayloadSize(options.maxRequestBytes())
+                .maxPayloadSize(OpenAiRoutes.drainLimit(options.maxRequestBytes()))
                 .idleConnectionTimeout(options.idleTimeout())
                 .connectionOptions(socket -> socket.readTimeout(options.readTimeout()).tcpNoDelay(true))
                 // Errors Helidon answers before any route runs (a body over the limit, a malformed request line)

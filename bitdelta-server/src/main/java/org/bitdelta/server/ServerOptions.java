@@ -68,7 +68,10 @@ public final class ServerOptions {
         return new ServerOptions(host, port, value, maxRequestBytes, readTimeout, idleTimeout, streamHeartbeat, adminEndpoints);
     }
 
-    /** Request bodies larger than this are refused with 413. */
+    /**
+     * Request bodies larger than this are refused with 413: read and dropped first, up to 64 MiB past the limit, so
+     * that the client, still sending, sees the answer; a larger body gets the 413 at once and its connection closed.
+     */
     public ServerOptions maxRequestBytes(long bytes) {
         if (bytes < 1024) {
             throw new IllegalArgumentException("maxRequestBytes must be at least 1024, got " + bytes);

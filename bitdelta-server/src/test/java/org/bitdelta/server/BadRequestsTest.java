@@ -5,7 +5,15 @@ import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
+import java.io.BufferedInputStream;
 import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
+import java.io.EOFException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.Socket;
+import java.nio.charset.StandardCharsets;
 import java.net.http.HttpRequest;
 import java.util.List;
 import java.util.Map;
@@ -159,5 +167,75 @@ class BadRequestsTest {
         expectError(chunked, 413, null);
         // The server still answers afterwards.
         assertEquals(200, client.get("/v1/models").status());
+    }
+
+    /**
+     * A client that sends its whole over-limit body before it reads gets the 413 (the server reads and drops the body
+     * first, rather than answering and closing under the client's write), and its connection serves the next request.
+     */
+    @Test
+    void anOverLimitBodyIsReadBeforeThe413AndTheConnectionStaysUsable() throws IOException {
+        byte[] body = chat("padding", "x".repeat(200_000)).getBytes(StandardCharsets.UTF_8);
+        try (Socket socket = new Socket(server.url().getHost(), server.port())) {
+            socket.setSoTimeout(30_000);
+            OutputStream out = socket.getOutputStream();
+            InputStream in = new BufferedInputStream(socket.getInputStream());
+            out.write(("POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + KEY
+                    + "\r\nContent-Type: application/json\r\nContent-Length: " + body.length + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
+            out.write(body); // 200 KB: more than the socket buffers hold, so the server must read it for this to return
+            out.flush();
+            RawAnswer tooLarge = RawAnswer.read(in);
+            assertEquals(413, tooLarge.status(), tooLarge.body());
+            assertTrue(tooLarge.body().contains("request_too_large"), tooLarge.body());
+            out.write(("GET /v1/models HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer " + KEY + "\r\n\r\n")
+                    .getBytes(StandardCharsets.US_ASCII));
+            out.flush();
+            RawAnswer models = RawAnswer.read(in);
+            assertEquals(200, models.status(), models.body());
+            assertTrue(models.body().contains("\"alice\""), models.body());
+        }
+    }
+
+    /** One HTTP/1.1 response read off a socket: status line, headers, a Content-Length or chunked body. */
+    private record RawAnswer(int status, String body) {
+        static RawAnswer read(InputStream in) throws IOException {
+            String statusLine = line(in);
+            int status = Integer.parseInt(statusLine.split(" ")[1]);
+            long length = -1;
+            boolean chunked = false;
+            for (String header = line(in); !header.isEmpty(); header = line(in)) {
+                String lower = header.toLowerCase(java.util.Locale.ROOT);
+                if (lower.startsWith("content-length:")) {
+                    length = Long.parseLong(lower.substring(15).trim());
+                } else if (lower.startsWith("transfer-encoding:") && lower.contains("chunked")) {
+                    chunked = true;
+                }
+            }
+            ByteArrayOutputStream body = new ByteArrayOutputStream();
+            if (chunked) {
+                for (int size = Integer.parseInt(line(in).split(";")[0].trim(), 16); size > 0; size = Integer.parseInt(line(in).split(";")[0].trim(), 16)) {
+                    body.write(in.readNBytes(size));
+                    line(in);
+                }
+                line(in);
+            } else {
+                assertTrue(length >= 0, "a response without Content-Length or chunked body: " + statusLine);
+                body.write(in.readNBytes((int) length));
+            }
+            return new RawAnswer(status, body.toString(StandardCharsets.UTF_8));
+        }
+
+        private static String line(InputStream in) throws IOException {
+            StringBuilder line = new StringBuilder();
+            for (int c = in.read(); c != '\n'; c = in.read()) {
+                if (c < 0) {
+                    throw new EOFException("the connection closed mid-response after: " + line);
+                }
+                if (c != '\r') {
+                    line.append((char) c);
+                }
+            }
+            return line.toString();
+        }
     }
 }

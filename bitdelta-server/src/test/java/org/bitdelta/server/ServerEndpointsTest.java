@@ -22,9 +22,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** /v1/models, /v1/tenants, /v1/stats, /health, /metrics, and the heartbeat of a stream that waits. */
 class ServerEndpointsTest {
-    static double metric(String scrape, String name, String labels) {
-        Matcher matcher = Pattern.compile("(?m)^" + Pattern.quote(name) + (labels == null ? "" : "\\{[^}]*" + Pattern.quote(labels) + "[^}]*}")
+    private static Matcher sample(String scrape, String name, String labels) {
+        return Pattern.compile("(?m)^" + Pattern.quote(name) + (labels == null ? "" : "\\{[^}]*" + Pattern.quote(labels) + "[^}]*}")
                 + " ([0-9.eE+-]+)$").matcher(scrape);
+    }
+
+    static double metric(String scrape, String name, String labels) {
+        Matcher matcher = sample(scrape, name, labels);
         if (!matcher.find()) {
             throw new AssertionError("no " + name + (labels == null ? "" : "{" + labels + "}") + " in the scrape:\n" + scrape);
         }
@@ -64,15 +68,24 @@ class ServerEndpointsTest {
     }
 
     @Test
-    void metricsCoverTheEngineAndEachCompletion() {
+    void metricsCoverTheEngineAndEachCompletion() throws InterruptedException {
         try (BitDeltaServer server = TestServer.start(); HttpTestClient client = new HttpTestClient(server)) {
             HttpTestClient.Streamed streamed = client.stream("/v1/completions", HttpTestClient.json("model", "shakespeare", "prompt", "The king",
                     "max_tokens", 20, "ignore_eos", true, "temperature", 0, "stream", true));
             assertEquals("length", streamed.finishReason());
-            HttpTestClient.Answer answer = client.get("/metrics");
-            assertEquals(200, answer.status());
-            assertTrue(answer.response().headers().firstValue("content-type").orElse("").startsWith("text/plain"), answer.response().headers().toString());
-            String scrape = answer.body();
+            // The completion's metrics are recorded, and its HTTP request counted, once its handler has returned, which
+            // can be after the client read [DONE]: scrape until they are there.
+            String[] scraped = new String[1];
+            StreamLifecycleTest.waitFor("the completion's metrics", 10_000, () -> {
+                HttpTestClient.Answer answer = client.get("/metrics");
+                assertEquals(200, answer.status());
+                assertTrue(answer.response().headers().firstValue("content-type").orElse("").startsWith("text/plain"),
+                        answer.response().headers().toString());
+                scraped[0] = answer.body();
+                return sample(scraped[0], "bitdelta_request_latency_seconds_count", "model=\"shakespeare\"").find()
+                        && sample(scraped[0], "bitdelta_http_requests_total", "route=\"/v1/completions\",status=\"200\"").find();
+            });
+            String scrape = scraped[0];
             assertEquals(0, metric(scrape, "bitdelta_requests_running", null));
             assertEquals(0, metric(scrape, "bitdelta_requests_waiting", null));
             assertTrue(metric(scrape, "bitdelta_batch_size", null) >= 1);
@@ -98,7 +111,7 @@ class ServerEndpointsTest {
                 org.bitdelta.serving.EngineOptions.defaults().backend("cpu").maxRunning(2))) {
             engine.addTenant("alice", TestServer.deltaFolder().resolve("alice.bitdelta"));
             List<Completion> fillers = new ArrayList<>();
-            for (int i = 0; i < 12; i++) {
+            for (int i = 0; i < 64; i++) { // 32 x 480 steps of queue: it outlasts a slow machine's server start and HTTP setup
                 fillers.add(engine.submit(Request.text("base", "Lily wanted to").maxTokens(480).ignoreEos(true).temperature(0)));
             }
             StreamLifecycleTest.waitFor("both slots taken", 10_000, () -> engine.stats().running() == 2);

@@ -42,6 +42,8 @@ import java.util.concurrent.ThreadLocalRandom;
 public final class OpenAiRoutes {
     private static final Logger LOG = LoggerFactory.getLogger(OpenAiRoutes.class);
     private static final String JSON = "application/json";
+    /** How far past the request limit a body is still read (and dropped) so that its client sees the 413. */
+    static final long OVERSIZE_DRAIN_BYTES = 64L << 20;
 
     private final Engine engine;
     private final ServerOptions options;
@@ -320,21 +322,35 @@ public final class OpenAiRoutes {
 
     // ------------------------------------------------------------------ plumbing
 
-    /** The request body, read up to the size limit (413 past it). */
+    /**
+     * The request body, read up to the size limit; past it 413, once the rest of the body (up to
+     * {@link #drainLimit}) has been read and dropped: a server that answers and closes while the client still writes
+     * makes the client's write fail, and most clients then report a broken pipe instead of the 413.
+     */
     private ObjectNode body(ServerRequest request) {
         long limit = options.maxRequestBytes();
-        if (request.headers().contentLength().orElse(0) > limit) {
-            throw tooLarge(limit);
-        }
         try (InputStream in = request.content().inputStream()) {
+            if (request.headers().contentLength().orElse(0) > limit) {
+                in.transferTo(OutputStream.nullOutputStream());
+                throw tooLarge(limit);
+            }
             byte[] bytes = in.readNBytes((int) Math.min(Integer.MAX_VALUE - 8, limit + 1));
             if (bytes.length > limit) {
+                in.transferTo(OutputStream.nullOutputStream());
                 throw tooLarge(limit);
             }
             return Json.parseObject(bytes);
         } catch (IOException e) {
             throw new UncheckedIOException("reading the request body failed", e);
         }
+    }
+
+    /**
+     * The most body bytes the server reads at all (Helidon's payload limit): a body over the request limit is read and
+     * dropped up to this many bytes before the 413, a larger one is answered at once and its connection closed.
+     */
+    public static long drainLimit(long maxRequestBytes) {
+        return maxRequestBytes > Long.MAX_VALUE - OVERSIZE_DRAIN_BYTES ? Long.MAX_VALUE : maxRequestBytes + OVERSIZE_DRAIN_BYTES;
     }
 
     /** Anything a handler did not expect, in OpenAI's shape: Helidon's own request errors keep their status. */
