@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { controllers: [], models: [], tenants: new Map(), baseAlias: null };
+const state = { controllers: [], models: [], tenants: new Map(), baseAlias: null, loads: 0 };
 
 function apiKey() {
   return $("api-key").value.trim();
@@ -38,10 +38,12 @@ function showMessage(text) {
 
 // ---------------------------------------------------------------------------------------------- models and memory
 
+// Loads can overlap (the key field's change and the reload button fire together): only the latest one renders, and
+// it keeps each listed model's checkbox, ticked or not, as the user left it.
 async function loadModels() {
+  const load = ++state.loads;
   showMessage("");
   const list = $("model-list");
-  const previouslyChecked = new Set([...list.querySelectorAll("input:checked")].map((box) => box.value));
   let models, tenants;
   try {
     const [modelsResponse, tenantsResponse] = await Promise.all([
@@ -53,33 +55,44 @@ async function loadModels() {
     models = (await modelsResponse.json()).data;
     tenants = await tenantsResponse.json();
   } catch (error) {
+    if (load !== state.loads) return;
     list.textContent = "";
     showMessage("Cannot list the models: " + error.message + (String(error.message).startsWith("401") ? " (enter the API key above)" : ""));
     return;
   }
+  if (load !== state.loads) return;
   state.models = models.map((model) => model.id);
   state.tenants = new Map(tenants.data.map((tenant) => [tenant.id, tenant]));
   const baseAlias = tenants.base_alias;
   state.baseAlias = baseAlias;
-  list.textContent = "";
+  const shown = new Map([...list.querySelectorAll("label.model-choice")].map((label) => [label.querySelector("input").value, label]));
+  const anyTicked = list.querySelector("input:checked") !== null;
+  for (const [id, label] of shown) {
+    if (!state.models.includes(id)) label.remove();
+  }
   for (const id of state.models) {
     const isBase = id === "base" || id === baseAlias;
     const tenant = state.tenants.get(id === baseAlias ? "base" : id);
-    const label = document.createElement("label");
-    label.className = "model-choice";
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.value = id;
-    box.name = "model";
-    // By default: the base under its folder name and every fine-tune ("base" itself would be a duplicate column).
-    box.checked = previouslyChecked.size ? previouslyChecked.has(id) : id !== "base";
-    const name = document.createElement("span");
-    name.textContent = id;
-    const bytes = document.createElement("span");
-    bytes.className = "bytes";
-    bytes.textContent = tenant ? (isBase ? formatBytes(tenant.bytes) + " weights" : "+" + formatBytes(tenant.bytes) + " delta") : "";
-    label.append(box, name, bytes);
-    list.append(label);
+    let label = shown.get(id);
+    if (!label) {
+      label = document.createElement("label");
+      label.className = "model-choice";
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = id;
+      box.name = "model";
+      // By default: the base under its folder name and every fine-tune ("base" itself would be a duplicate column);
+      // a model that appears beside ticked ones is left unticked.
+      box.checked = anyTicked ? false : id !== "base";
+      const name = document.createElement("span");
+      name.textContent = id;
+      const bytes = document.createElement("span");
+      bytes.className = "bytes";
+      label.append(box, name, bytes);
+    }
+    label.querySelector(".bytes").textContent = tenant
+        ? (isBase ? formatBytes(tenant.bytes) + " weights" : "+" + formatBytes(tenant.bytes) + " delta") : "";
+    list.append(label); // in the server's order (an existing label moves; its checkbox stays the same element)
   }
   const base = state.tenants.get("base");
   const deltas = [...state.tenants.values()].filter((tenant) => tenant.id !== "base");
