@@ -147,19 +147,15 @@ int refuse(int status, const char* format, ...) __attribute__((format(printf, 2,
 }  // namespace step
 }  // namespace bd
 
-// After every launch: a failed launch returns BD_ERR_CUDA with a message naming the kernel and its shapes.
-#define BD_STEP_CHECK_LAUNCH(...)                                                          \
-  do {                                                                                     \
-    cudaError_t bd_step_error_ = cudaGetLastError();                                       \
-    if (bd_step_error_ != cudaSuccess) return bd::step::fail(bd_step_error_, __VA_ARGS__); \
-  } while (0)
-
-// The same for a launch_step result.
+// A failed launch (a launch_step result) returns BD_ERR_CUDA with a message naming the kernel and its shapes.
 #define BD_STEP_CHECK_RESULT(result, ...)                                                  \
   do {                                                                                     \
     cudaError_t bd_step_error_ = (result);                                                 \
     if (bd_step_error_ != cudaSuccess) return bd::step::fail(bd_step_error_, __VA_ARGS__); \
   } while (0)
+
+// The same after a <<<...>>> launch.
+#define BD_STEP_CHECK_LAUNCH(...) BD_STEP_CHECK_RESULT(cudaGetLastError(), __VA_ARGS__)
 
 namespace bd {
 namespace step {

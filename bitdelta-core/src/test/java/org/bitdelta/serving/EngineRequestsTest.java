@@ -330,7 +330,7 @@ class EngineRequestsTest {
             hold.awaitHeld();
             closer = Thread.ofPlatform().name("closer").start(closing::close);
             while (!closing.stats().closed()) {
-                Thread.onSpinWait();
+                Thread.sleep(1);
             }
         }
         closer.join(60_000);

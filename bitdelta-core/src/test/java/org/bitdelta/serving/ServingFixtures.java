@@ -4,9 +4,10 @@ import org.bitdelta.testing.TestData;
 
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Collections;
 import java.util.List;
-import java.util.concurrent.ExecutionException;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -15,6 +16,7 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** Shared by the engine tests: the bundled stories260K family, waiting with a limit, and requests alone or all at once. */
 final class ServingFixtures {
@@ -104,7 +106,7 @@ final class ServingFixtures {
         private final Thread registering = Thread.currentThread();
         private final CountDownLatch held = new CountDownLatch(1);
         private final CountDownLatch released = new CountDownLatch(1);
-        private final List<Piece> pieces = java.util.Collections.synchronizedList(new ArrayList<>());
+        private final List<Piece> pieces = Collections.synchronizedList(new ArrayList<>());
         private final AtomicBoolean done = new AtomicBoolean();
 
         Hold(Completion completion, int count) {
@@ -142,7 +144,7 @@ final class ServingFixtures {
 
         /** Waits until the engine thread is held; the number of pieces drained by then. */
         int awaitHeld() throws InterruptedException {
-            org.junit.jupiter.api.Assertions.assertTrue(held.await(60, TimeUnit.SECONDS), "the engine did not reach piece " + count + " of " + completion + " within 60 s");
+            assertTrue(held.await(60, TimeUnit.SECONDS), "the engine did not reach piece " + count + " of " + completion + " within 60 s");
             return pieces.size();
         }
 

@@ -1001,11 +1001,7 @@ public final class CudaDecoderDevice implements DecoderDevice {
             cuda.check(cuda.streamSynchronize(stream), "waiting for the stream before releasing the step graphs");
             List<RuntimeException> failures = new ArrayList<>();
             destroyGraphs(failures);  // one that fails to go stays for close() to try again
-            if (!failures.isEmpty()) {
-                RuntimeException first = failures.getFirst();
-                failures.subList(1, failures.size()).forEach(first::addSuppressed);
-                throw first;
-            }
+            throwFirst(failures);
         } catch (CudaException e) {
             markFailed(e);
             throw e;
@@ -1683,8 +1679,16 @@ public final class CudaDecoderDevice implements DecoderDevice {
             failures.forEach(primary::addSuppressed);
             return;
         }
+        throwFirst(failures);
+    }
+
+    /** Throws the first of {@code failures}, the others attached to it; nothing when there are none. */
+    private static void throwFirst(List<RuntimeException> failures) {
+        if (failures.isEmpty()) {
+            return;
+        }
         RuntimeException first = failures.getFirst();
-        failures.stream().skip(1).forEach(first::addSuppressed);
+        failures.subList(1, failures.size()).forEach(first::addSuppressed);
         throw first;
     }
 
