@@ -549,23 +549,6 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
 #pragma unroll
     for (int r = 0; r < VECTOR_ROWS; ++r) base[j][r] = delta[j][r] = 0.f;
 
-  // x and the sign words of two steps ahead are requested into L1 (no registers): their loads then wait for L1, not
-  // L2 (W is requested a step ahead in registers; x and signs were loaded only at their use).
-  auto prefetch_step = [&](int64_t k0) {
-#pragma unroll
-    for (int u = 0; u < 2; ++u) {
-      const int64_t k = k0 + 512 * half + 256 * u + 8 * lane;
-      if (k >= K) continue;
-#pragma unroll
-      for (int r = 0; r < VECTOR_ROWS; ++r) {
-        if (r >= R) break;
-        asm volatile("prefetch.global.L1 [%0];\n" ::"l"(x + r * K + k));
-        if (signs[r] != nullptr)
-          asm volatile("prefetch.global.L1 [%0];\n" ::"l"(signs[r] + (mt * K64 + (k >> 6)) * 32 + 8 * group + t));
-      }
-    }
-  };
-  prefetch_step(VECTOR_STEP);
   for (int64_t k0 = 0; k0 < K; k0 += VECTOR_STEP) {
     uint4 w[2][4];
 #pragma unroll
@@ -573,7 +556,6 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
 #pragma unroll
       for (int j = 0; j < 4; ++j) w[u][j] = w_next[u][j];
     if (k0 + VECTOR_STEP < K) load_w(w_next, k0 + VECTOR_STEP);
-    prefetch_step(k0 + 2 * VECTOR_STEP);
 #pragma unroll
     for (int u = 0; u < 2; ++u) {
       const int64_t k = k0 + 512 * half + 256 * u + 8 * lane;

@@ -110,9 +110,8 @@
  *                          blocks per SM, 8 * 4 * BD_STEP_VECTOR_ROWS floats of static shared memory. Block mt: rows
  *                          16 mt .. of M; warp w: 4 of them (w & 3: rows g, g + 1, g + 8, g + 9 of the tile, sharing sign
  *                          words) over column half w >> 2 of each 1024 columns, lane l 8 columns of each 256; 8 loads
- *                          of 16 bytes of W in flight per lane (the next 1024 columns requested before these are used);
- *                          x and the sign words of two steps ahead prefetched into L1. The first columns of W stream
- *                          before griddepcontrol.wait.
+ *                          of 16 bytes of W in flight per lane (the next 1024 columns requested before these are used).
+ *                          The first columns of W stream before griddepcontrol.wait.
  *   bd_step_project_prefill: segment_tenants_kernel (grid ceil(segments / 256), 256 threads), then per part bd_prefill of
  *                          bitdelta_cuda.h (F32 output: on cc 9.0 the wgmma base pass and delta pass, accumulating from
  *                          the second part on), then unscale_kernel (grid (rows, ceil(M / 1024)), 256 threads).
