@@ -693,33 +693,39 @@ struct ProductCase {
   }
 };
 
-// bd_step_project_tc against a double reference, and against the exact SIMT product's own error.
+// bd_step_project_tc against a double reference, and against the exact SIMT product's own error: the device's form
+// and the one-tile form (bd_step_set_tc_tiles), M off the 32 rows of two tiles.
 void check_project_tc(std::mt19937_64& rng) {
   struct Case { int dtype, M, K, rows, launch; };
   const Case cases[] = {{BD_DTYPE_F16, 40, 200, 5, 8},      {BD_DTYPE_BF16, 300, 512, 13, 16}, {BD_DTYPE_F16, 33, 64, 20, 32},
                         {BD_DTYPE_BF16, 4097, 264, 3, 4},   {BD_DTYPE_F16, 128, 4104, 16, 16}, {BD_DTYPE_BF16, 24, 8, 7, 8},
-                        {BD_DTYPE_F16, 520, 11008, 9, 16}};
-  for (const Case& c : cases) {
-    ProductCase p(rng, c.dtype, c.M, c.K, c.rows, c.launch, [&](int) { return int(rng() % ProductCase::SLOTS); });
-    const int64_t capacity = c.launch + 3;
-    DeviceArray<uint8_t> d_split(bd_step_split_bytes(capacity, c.K, c.dtype));
-    DeviceArray<float> d_y(size_t(c.launch) * c.M), d_exact(size_t(c.launch) * c.M);
-    BD_CHECK(bd_step_split(p.d_active.p, c.launch, p.d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
-    for (int accumulate = 0; accumulate < 2; ++accumulate) {
-      if (accumulate) d_y.upload(p.y0), d_exact.upload(p.y0); else d_y.poison(), d_exact.poison();
-      BD_CHECK(bd_step_project_tc(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, d_split.p, capacity,
-                                  d_y.p, c.M, c.K, accumulate, 0));
-      BD_CHECK(bd_step_project(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, p.d_x.p, d_exact.p, c.M,
-                               c.K, accumulate, 0));
-      auto y = d_y.download(), exact = d_exact.download();
-      bool padding_untouched = true;
-      const std::vector<float> expected = p.expected(y, accumulate, &padding_untouched);
-      const double error = relative_error(expected, y, expected.size()), exact_error = relative_error(expected, exact, expected.size());
-      report(fmt("project_tc %s W[%d, %d] rows %d of %d%s", dtype_name(c.dtype), c.M, c.K, c.rows, c.launch, accumulate ? " accumulate" : ""),
-             error <= 2e-5 && padding_untouched,
-             fmt("relative error %.2e (exact SIMT path %.2e)%s", error, exact_error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
+                        {BD_DTYPE_F16, 520, 11008, 9, 16},  {BD_DTYPE_BF16, 48, 776, 16, 16}};
+  for (int one_tile = 0; one_tile < 2; ++one_tile) {
+    BD_CHECK(bd_step_set_tc_tiles(one_tile));
+    for (const Case& c : cases) {
+      ProductCase p(rng, c.dtype, c.M, c.K, c.rows, c.launch, [&](int) { return int(rng() % ProductCase::SLOTS); });
+      const int64_t capacity = c.launch + 3;
+      DeviceArray<uint8_t> d_split(bd_step_split_bytes(capacity, c.K, c.dtype));
+      DeviceArray<float> d_y(size_t(c.launch) * c.M), d_exact(size_t(c.launch) * c.M);
+      BD_CHECK(bd_step_split(p.d_active.p, c.launch, p.d_x.p, c.K, c.dtype, 1, d_split.p, capacity, 0));
+      for (int accumulate = 0; accumulate < 2; ++accumulate) {
+        if (accumulate) d_y.upload(p.y0), d_exact.upload(p.y0); else d_y.poison(), d_exact.poison();
+        BD_CHECK(bd_step_project_tc(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, d_split.p, capacity,
+                                    d_y.p, c.M, c.K, accumulate, 0));
+        BD_CHECK(bd_step_project(p.d_active.p, c.launch, p.d_slots.p, c.dtype, p.d_W, p.d_signs.p, p.d_scales.p, p.d_x.p, d_exact.p, c.M,
+                                 c.K, accumulate, 0));
+        auto y = d_y.download(), exact = d_exact.download();
+        bool padding_untouched = true;
+        const std::vector<float> expected = p.expected(y, accumulate, &padding_untouched);
+        const double error = relative_error(expected, y, expected.size()), exact_error = relative_error(expected, exact, expected.size());
+        report(fmt("project_tc%s %s W[%d, %d] rows %d of %d%s", one_tile ? " (one-tile form)" : "", dtype_name(c.dtype), c.M, c.K, c.rows,
+                   c.launch, accumulate ? " accumulate" : ""),
+               error <= 2e-5 && padding_untouched,
+               fmt("relative error %.2e (exact SIMT path %.2e)%s", error, exact_error, padding_untouched ? "" : ", PADDING ROWS WRITTEN"));
+      }
     }
   }
+  BD_CHECK(bd_step_set_tc_tiles(0));
 }
 
 // bd_step_project_vector (decode steps of one or two rows) against a double reference: tiles of M cut short, column

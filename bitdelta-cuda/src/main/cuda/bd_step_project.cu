@@ -6,7 +6,8 @@
 //
 //   split_kernel<T, SOURCE>   the split form of x (bd_step_split, bd_step_rmsnorm_split; bd_step_swiglu_split: SwiGLU
 //                             by bd_step_swiglu, then the split of its output)
-//   project_tc_kernel<T, RW>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows per block (bd_step_project_tc)
+//   project_tc_kernel<T, RW, TILES>  decode rows: y (+)= x W^T + a_t (x S_t^T), 8 RW rows and TILES m16 tiles of W per
+//                             block (bd_step_project_tc)
 //   bd_prefill (bd_prefill.cu) over each 16-bit part, then unscale_kernel: prefill chunks (bd_step_project_prefill)
 //   project_vector_kernel<T>  decode steps of one or two rows, straight from F32 x (bd_step_project_vector): SIMT, W
 //                             streamed in 16-byte loads; no split form
@@ -183,30 +184,53 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
 
 // ---- the decode product ----
 
-// Stages of k256: the W tile (16 rows of M), each row's tenant's four k64 sign lines, each row's 24 planes.
-template <int RW>
+// Stages of k256. Per m16 tile of W (TILES of them a block): its W tile (16 rows of M) and each row's tenant's four
+// k64 sign lines of it; shared by the tiles: each row's 24 planes and its 16-bit parts of x, each part laid out as a W
+// tile of ROWS rows (so that the base product's B fragments load as its A fragments do). Stages fill what is left of
+// the block's shared memory: TILES = 2 on devices that give a block 227 KB (cc 9.0), TILES = 1 within 99 KB.
+template <typename T, int RW, int TILES>
 struct TcShape {
-  static constexpr int ROWS = 8 * RW, KC = 256;
-  static constexpr int W_BYTES = 16 * KC * 2;  // 8 KB
-  static constexpr int S_BYTES = ROWS * 512;
-  static constexpr int XB_BYTES = ROWS * PLANE_WORDS_PER_K256 * 4;
-  static constexpr int STAGE_BYTES = W_BYTES + S_BYTES + XB_BYTES;
-  static constexpr int FIT = 100 * 1024 / STAGE_BYTES;
-  static constexpr int STAGES = FIT < 2 ? 2 : FIT > 6 ? 6 : FIT;  // RW = 1: 5 stages (90 KB); RW = 2: 3 (84 KB)
+  static constexpr int ROWS = 8 * RW, KC = 256, PARTS = Split<T>::PARTS, THREADS = 256 * TILES;
+  static constexpr int W_TILE_BYTES = 16 * KC * 2;                  // 8 KB
+  static constexpr int S_TILE_BYTES = ROWS * 512;                   // a row's four k64 lines of one tile: 512 B
+  static constexpr int PLANE_BYTES = ROWS * PLANE_WORDS_PER_K256 * 4;  // 768 B a row
+  static constexpr int PART_BYTES = ROWS * KC * 2;                  // one part of x: 512 B a row
+  static constexpr int S_OFFSET = TILES * W_TILE_BYTES;
+  static constexpr int PLANE_OFFSET = S_OFFSET + TILES * S_TILE_BYTES;
+  static constexpr int PART_OFFSET = PLANE_OFFSET + PLANE_BYTES;
+  static constexpr int STAGE_BYTES = PART_OFFSET + PARTS * PART_BYTES;
+  // The kernel's static arrays: s_part, s_tenant_scale, s_signs and s_scales.
+  static constexpr int STATIC_BYTES = (TILES * 8 * 16 * (ROWS + 1) + TILES * ROWS * 16) * 4 + ROWS * 16;
+  static constexpr int BUDGET = (TILES == 2 ? 227 : 99) * 1024 - STATIC_BYTES - 1024;
+  static constexpr int STAGES = BUDGET / STAGE_BYTES > 6 ? 6 : BUDGET / STAGE_BYTES;
+  static_assert(STAGES >= 3, "project_tc_kernel needs three stages (two in flight)");
   static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES;
+  // Stages by dtype (F16 / BF16): RW 1 TILES 1 26 / 30 KB x 3; RW 1 TILES 2 38 / 42 KB x 5; RW 2 TILES 2 60 / 68 KB x 3.
 };
 
-// Block (c, mt): rows 8 RW c .. 8 RW c + 8 RW - 1 of the step and rows 16 mt .. 16 mt + 15 of M (an m16 tile), 8 warps,
-// k256 stages of a cp.async pipeline (TcShape). The row chunks are the grid's x so that the blocks of one m16 tile run
-// side by side: W comes from DRAM once per tile and from L2 for the tile's other chunks (more than 16 rows). Warp w: the delta of rows w RW .. w RW + RW - 1 (per row and stage one A fragment from
-// the sign lines, three binary mma against its plane groups), and k32 step w of every stage of the base product for
-// all rows and parts (A from the W tile, B straight from the parts in global memory, one stage ahead). W, the sign
-// lines and the epilogue's tenant scales are requested before griddepcontrol.wait, so that they stream while the
-// kernels before still run; the planes, parts, scales and y only after it. What is read before the wait (active, slots,
-// the slot tables, W, signs, tenant scales) is written only by the uploads before a step's first kernel, never by a
-// step kernel: with every kernel letting the next launch at its start, this part may overlap several kernels before.
-template <typename T, int RW>
-__global__ void __launch_bounds__(256, 2) project_tc_kernel(
+// Whether the device gives a block the shared memory of the two-tile shapes (every dtype and RW).
+inline bool tc_two_tiles(const DeviceInfo& device) {
+  constexpr int need = TcShape<__nv_bfloat16, 2, 2>::SMEM_BYTES + TcShape<__nv_bfloat16, 2, 2>::STATIC_BYTES;
+  static_assert(need >= TcShape<__half, 2, 2>::SMEM_BYTES + TcShape<__half, 2, 2>::STATIC_BYTES &&
+                    need >= TcShape<__nv_bfloat16, 1, 2>::SMEM_BYTES + TcShape<__nv_bfloat16, 1, 2>::STATIC_BYTES &&
+                    need >= TcShape<__half, 1, 2>::SMEM_BYTES + TcShape<__half, 1, 2>::STATIC_BYTES,
+                "the BF16 RW 2 shape is the largest");
+  return device.smem_optin >= need;
+}
+
+// Block (c, mp): rows 8 RW c .. 8 RW c + 8 RW - 1 of the step and the TILES m16 tiles TILES mp .. TILES mp + TILES - 1
+// of M, 8 warps per tile, k256 stages of a cp.async pipeline (TcShape). The row chunks are the grid's x so that the
+// blocks of one tile run side by side: W comes from DRAM once per tile and from L2 for the tile's other chunks (more
+// than 16 rows). The tiles of a block share each stage's planes and parts of x, so x crosses from L2 once per TILES
+// tiles. Warp w = 8 tile + v: for its tile, the delta of rows v RW .. v RW + RW - 1 (per row and stage one A fragment
+// from the sign lines, three binary mma against its plane groups), and k32 step v of every stage of the base product
+// for all rows and parts (A from the W tile, B from the parts). W, the sign lines and the epilogue's tenant scales are
+// requested before griddepcontrol.wait, so that they stream while the kernels before still run; the planes, parts,
+// scales and y only after it. What is read before the wait (active, slots, the slot tables, W, signs, tenant scales)
+// is written only by the uploads before a step's first kernel, never by a step kernel: with every kernel letting the
+// next launch at its start, this part may overlap several kernels before.
+template <typename T, int RW, int TILES>
+__global__ void __launch_bounds__(256 * TILES, 1) project_tc_kernel(
     const int32_t* __restrict__ active,                 // I32 [1] active rows of the step
     const int32_t* __restrict__ slots,                  // I32 [launch_rows]
     const T* __restrict__ W,                            // T [M, K], K % 8 == 0, 16-byte aligned
@@ -215,17 +239,15 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     const unsigned char* __restrict__ split,            // split form of x (capacity rows, K)
     int64_t capacity,
     float* __restrict__ y,                              // F32 [launch_rows, M]
-    int64_t M, int64_t K, int accumulate) {             // grid (ceil(launch_rows / (8 RW)), ceil(M / 16)), 256 threads,
-                                                        // TcShape::SMEM_BYTES dynamic shared memory
-  using Sh = TcShape<RW>;
-  constexpr int PARTS = Split<T>::PARTS;
-  constexpr int ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES;
-  constexpr int W_BYTES = Sh::W_BYTES, S_BYTES = Sh::S_BYTES, STAGE_BYTES = Sh::STAGE_BYTES;
+    int64_t M, int64_t K, int accumulate) {             // grid (ceil(launch_rows / (8 RW)), ceil(M / (16 TILES))),
+                                                        // 256 TILES threads, TcShape::SMEM_BYTES dynamic shared memory
+  using Sh = TcShape<T, RW, TILES>;
+  constexpr int PARTS = Sh::PARTS, ROWS = Sh::ROWS, KC = Sh::KC, STAGES = Sh::STAGES, STAGE_BYTES = Sh::STAGE_BYTES;
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ const uint32_t* s_signs[ROWS];
   __shared__ const float* s_scales[ROWS];
-  __shared__ float s_part[8][16][ROWS + 1];  // each warp's base sums: [warp][m in tile][row]
-  __shared__ float s_tenant_scale[ROWS][16];  // each row's tenant scales of the tile's 16 outputs
+  __shared__ float s_part[TILES][8][16][ROWS + 1];     // each warp's base sums: [tile][warp of the tile][m][row]
+  __shared__ float s_tenant_scale[TILES][ROWS][16];    // each row's tenant scales of each tile's 16 outputs
 
   pdl_launch_dependents();  // the kernel after this one may launch (bd_step_common.cuh)
   const int row0 = int(blockIdx.x) * ROWS;
@@ -235,7 +257,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     return;
   }
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-  const int64_t mt = blockIdx.y, m0 = mt * 16;
+  const int tile = warp >> 3, v = warp & 7;  // the warp's tile and its warp within the tile
   const int64_t K64 = (K + 63) / 64, K256 = (K + 255) / 256;
   const int KCH = int(K256);
 
@@ -254,38 +276,49 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
 
   // Copy roles, fixed for the whole loop: each copy's source is a per-thread base plus kc times its stride, and whether
   // it is inside the matrix is one comparison of kc with a per-thread end (the address arithmetic of a per-stage
-  // recomputation was most of the loop's instructions). Thread tid copies 16-byte chunk c_ch (0..31) of rows c_row and
-  // c_row + 8 of the W tile and of the sign lines of rows c_row + 8 i (i < RW); a chunk outside the matrix copies
-  // zeros (src-size 0, W as a source that is not read).
+  // recomputation was most of the loop's instructions). Thread tid = 256 ct + 32 c_row + c_ch copies 16-byte chunk
+  // c_ch (0..31) of rows c_row and c_row + 8 of tile ct's W tile, of tile ct's sign lines of rows c_row + 8 i (i < RW),
+  // and of the parts p = ct, ct + TILES, ... of x rows c_row + 8 i; a chunk outside the matrix copies zeros (src-size
+  // 0, W as a source that is not read).
   const uint32_t smem0 = smem_u32(smem);
-  const int c_row = tid >> 5, c_ch = tid & 31;
+  const int ct = tid >> 8, c_row = (tid >> 5) & 7, c_ch = tid & 31;
+  const int64_t m0_copy = (int64_t(blockIdx.y) * TILES + ct) * 16;  // first row of M of tile ct
+  const bool tile_ok = m0_copy < M;                                  // a last block's tile past M copies nothing
   const int w_stages = int((K - c_ch * 8 + KC - 1) / KC);  // stages kc < w_stages hold this chunk's columns
   bool w_ok[2];  // row c_row + 8 i: its chunk at w_src + 8 i K + kc KC
 #pragma unroll
-  for (int i = 0; i < 2; ++i) w_ok[i] = m0 + c_row + 8 * i < M;
-  const T* w_src = W + (m0 + c_row) * K + c_ch * 8;  // dereferenced only where w_ok and kc < w_stages
-  const uint32_t w_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;
+  for (int i = 0; i < 2; ++i) w_ok[i] = m0_copy + c_row + 8 * i < M;
+  const T* w_src = W + (m0_copy + c_row) * K + c_ch * 8;  // dereferenced only where w_ok and kc < w_stages
+  const uint32_t chunk_dst = (c_row * KC + swz(c_ch, c_row) * 8) * 2;  // row c_row + 8 i: + 8 i rows (same parity)
+  const uint32_t w_dst = ct * Sh::W_TILE_BYTES + chunk_dst;
   const int s_line = c_ch >> 3;  // the k64 line (of four per stage) this chunk belongs to
   const int s_end = int((K64 - s_line + 3) / 4);  // stages kc < s_end hold this line
   bool s_ok[RW];
 #pragma unroll
-  for (int i = 0; i < RW; ++i) s_ok[i] = s_signs[c_row + 8 * i] != nullptr;  // warp-uniform (c_row is the warp)
-  const uint32_t s_off = uint32_t(mt * K64 * 32 + c_ch * 4);  // words into each row's sign layout (kc: + 128 kc)
-  const uint32_t s_dst = W_BYTES + c_row * 512 + c_ch * 16;
-  // Planes: chunk c = tid + 256 j of the stage's ROWS * 48 (row c / 48, chunk c % 48); a row without delta copies zeros
-  // (its planes are never read; src-size 0 reads nothing).
-  constexpr int PLANE_CHUNKS = ROWS * 48, PLANE_COPIES = (PLANE_CHUNKS + 255) / 256;
+  for (int i = 0; i < RW; ++i) s_ok[i] = tile_ok && s_signs[c_row + 8 * i] != nullptr;  // warp-uniform
+  const uint32_t s_off = uint32_t((m0_copy / 16) * K64 * 32 + c_ch * 4);  // words into each row's sign layout (+ 128 kc)
+  const uint32_t s_dst = Sh::S_OFFSET + ct * Sh::S_TILE_BYTES + c_row * 512 + c_ch * 16;
+  // Planes: chunk c = tid + THREADS j of the stage's ROWS * 48 (row c / 48, chunk c % 48); a row without delta copies
+  // zeros (its planes are never read; src-size 0 reads nothing).
+  constexpr int PLANE_CHUNKS = ROWS * 48, PLANE_COPIES = (PLANE_CHUNKS + Sh::THREADS - 1) / Sh::THREADS;
   const SplitLayout layout = split_layout(capacity, K, PARTS);
   const uint32_t* planes = reinterpret_cast<const uint32_t*>(split + layout.planes);
   bool p_on[PLANE_COPIES];
   uint32_t p_off[PLANE_COPIES];  // words from `planes` (kc: + 192 kc)
 #pragma unroll
   for (int j = 0; j < PLANE_COPIES; ++j) {
-    const int c = tid + 256 * j, row = c / 48, ch = c - row * 48;
+    const int c = tid + Sh::THREADS * j, row = c / 48, ch = c - row * 48;
     p_on[j] = c < PLANE_CHUNKS && s_signs[row < ROWS ? row : 0] != nullptr;
     p_off[j] = p_on[j] ? uint32_t((int64_t(row0 + row) * K256) * PLANE_WORDS_PER_K256 + ch * 4) : 0u;
   }
-  const uint32_t p_dst = W_BYTES + S_BYTES + tid * 16;  // chunk c lands at c * 16 (a row's 48 chunks are 768 bytes)
+  const uint32_t p_dst = Sh::PLANE_OFFSET + tid * 16;  // chunk c lands at c * 16 (a row's 48 chunks are 768 bytes)
+  // Parts: rows past the step's R copy zeros (their outputs are not stored).
+  const T* parts = reinterpret_cast<const T*>(split + layout.parts);
+  const uint32_t part_stride = uint32_t(capacity * K);  // elements (the split buffer's parts are far below 2^32)
+  bool x_ok[RW];
+#pragma unroll
+  for (int i = 0; i < RW; ++i) x_ok[i] = c_row + 8 * i < R;
+  const T* x_src = parts + (int64_t(row0) + c_row) * K + c_ch * 8;  // dereferenced only where x_ok and kc < w_stages
   auto load_ws = [&](uint32_t stage, int kc) {
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
@@ -298,19 +331,31 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       if (s_ok[i])
         cp16(stage + s_dst + i * 8 * 512, line_ok ? static_cast<const void*>(s_signs[c_row + 8 * i] + (s_off + kc * 128)) : static_cast<const void*>(W), line_ok);
   };
-  auto load_xb = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes
+  auto load_x = [&](uint32_t stage, int kc) {  // each row's 48 chunks of planes, and this thread's chunks of the parts
 #pragma unroll
     for (int j = 0; j < PLANE_COPIES; ++j)
-      if (PLANE_CHUNKS % 256 == 0 || tid + 256 * j < PLANE_CHUNKS)
-        cp16(stage + p_dst + j * 4096, planes + (p_off[j] + kc * PLANE_WORDS_PER_K256), p_on[j]);
+      if (PLANE_CHUNKS % Sh::THREADS == 0 || tid + Sh::THREADS * j < PLANE_CHUNKS)
+        cp16(stage + p_dst + j * (Sh::THREADS * 16), planes + (p_off[j] + kc * PLANE_WORDS_PER_K256), p_on[j]);
+#pragma unroll
+    for (int p = 0; p < PARTS; ++p) {
+      if (p % TILES != ct) continue;
+#pragma unroll
+      for (int i = 0; i < RW; ++i) {
+        const bool ok = x_ok[i] && kc < w_stages;
+        cp16(stage + Sh::PART_OFFSET + p * Sh::PART_BYTES + chunk_dst + i * 8 * KC * 2,
+             ok ? static_cast<const void*>(x_src + (uint32_t(i * 8 * K) + uint32_t(kc * KC) + p * part_stride)) : static_cast<const void*>(W), ok);
+      }
+    }
   };
 
   // The epilogue's tenant scales, requested now into shared memory (registers held through the loop spilled):
-  // thread tid < 16 ROWS takes row tid / 16, m = m0 + tid % 16 (read after the loop's barriers).
-  if (tid < ROWS * 16) {
-    const float* scales = s_scales[tid >> 4];
-    const int64_t m = m0 + (tid & 15);
-    s_tenant_scale[tid >> 4][tid & 15] = scales != nullptr && m < M ? __ldg(scales + m) : 0.f;
+  // thread tid < 16 ROWS TILES takes tile tid / (16 ROWS), row (tid / 16) % ROWS, m = its tile's first + tid % 16
+  // (read after the loop's barriers).
+  if (tid < TILES * ROWS * 16) {
+    const int st = tid / (ROWS * 16), sr = (tid >> 4) % ROWS;
+    const float* scales = s_scales[sr];
+    const int64_t m = (int64_t(blockIdx.y) * TILES + st) * 16 + (tid & 15);
+    s_tenant_scale[st][sr][tid & 15] = scales != nullptr && m < M ? __ldg(scales + m) : 0.f;
   }
 
 #pragma unroll
@@ -318,34 +363,20 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     if (st < KCH) load_ws(smem0 + st * STAGE_BYTES, st);
   pdl_wait();  // the split form of x is complete from here on
 #pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {  // group 0: W and signs of the first stages and stage 0's planes
-    if (st < KCH) load_xb(smem0 + st * STAGE_BYTES, st);
+  for (int st = 0; st < STAGES - 1; ++st) {  // group 0: W and signs of the first stages and stage 0's planes and parts
+    if (st < KCH) load_x(smem0 + st * STAGE_BYTES, st);
     cp_async_commit_group();
   }
 
-  // Base product operands of this warp: k32 step `warp` of each stage; B fragments of row nt * 8 + g, every part.
-  const T* parts = reinterpret_cast<const T*>(split + layout.parts);
-  const uint32_t part_stride = uint32_t(capacity * K);  // elements (the split buffer's parts are far below 2^32)
-  const int x_stages = int((K - warp * 32 - t * 8 + KC - 1) / KC);  // stages kc < x_stages hold the lane's 8 columns
-  bool x_ok[RW];  // row nt * 8 + g: its 8 columns at x_row + 8 nt K + kc KC (+ part_stride per part)
-#pragma unroll
-  for (int nt = 0; nt < RW; ++nt) x_ok[nt] = nt * 8 + g < R;
-  const T* x_row = parts + (int64_t(row0) + g) * K + warp * 32 + t * 8;  // dereferenced only where x_ok and kc < x_stages
-  auto x_at = [&](int nt, int p, int kc) { return x_row + (uint32_t(nt * 8 * K) + uint32_t(kc * KC) + p * part_stride); };
-  auto load_x = [&](int nt, int p, int kc) {
-    return x_ok[nt] && kc < x_stages ? __ldg(reinterpret_cast<const uint4*>(x_at(nt, p, kc))) : make_uint4(0, 0, 0, 0);
-  };
-  // The fragment of two stages ahead requested into L1 (no registers): its load one stage later then waits for L1,
-  // not L2 (the profile: a third of the warps' stall samples on the first mma of a stage, waiting for its x).
-  auto prefetch_x = [&](int nt, int p, int kc) {
-    if (x_ok[nt] && kc < x_stages) asm volatile("prefetch.global.L1 [%0];\n" ::"l"(x_at(nt, p, kc)));
-  };
-  const uint32_t a_off = g * (KC * 2) + swz(warp * 4 + t, g) * 16;  // row g + 8: + 8 rows (same parity)
+  // This warp's fragments: k32 step v of each stage; A rows g and g + 8 of its tile, B rows nt * 8 + g of each part.
+  const uint32_t frag_off = g * (KC * 2) + swz(v * 4 + t, g) * 16;  // row g + 8: + 8 rows (same parity)
+  const uint32_t a_off = tile * Sh::W_TILE_BYTES + frag_off;
+  const uint32_t x_off = Sh::PART_OFFSET + frag_off;
   bool row_on[RW];
 #pragma unroll
-  for (int i = 0; i < RW; ++i) row_on[i] = s_signs[warp * RW + i] != nullptr;
-  const uint32_t sign_off = W_BYTES + warp * RW * 512 + lane * 4;
-  const uint32_t plane_off = W_BYTES + S_BYTES + warp * RW * (PLANE_WORDS_PER_K256 * 4) + lane * 8;
+  for (int i = 0; i < RW; ++i) row_on[i] = s_signs[v * RW + i] != nullptr;
+  const uint32_t sign_off = Sh::S_OFFSET + tile * Sh::S_TILE_BYTES + v * RW * 512 + lane * 4;
+  const uint32_t plane_off = Sh::PLANE_OFFSET + v * RW * (PLANE_WORDS_PER_K256 * 4) + lane * 8;
 
   float acc_b[RW][4];
   int acc_d[RW][3][4];
@@ -358,16 +389,6 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       for (int group = 0; group < 3; ++group) acc_d[i][group][e] = 0;
     }
 
-  // x of the stage: each fragment is requested again for the next stage right after its last use (one set of
-  // registers: the next stage's loads fly during the rest of this stage and the next stage's delta).
-  uint4 xf[RW][PARTS];
-#pragma unroll
-  for (int nt = 0; nt < RW; ++nt)
-#pragma unroll
-    for (int p = 0; p < PARTS; ++p) {
-      xf[nt][p] = load_x(nt, p, 0);
-      prefetch_x(nt, p, 1);
-    }
   int st_read = 0, st_write = STAGES - 1;
   for (int kc = 0; kc < KCH; ++kc) {
     cp_async_wait_group<STAGES - 2>();
@@ -375,7 +396,7 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
     if (kc + STAGES - 1 < KCH) {
       const uint32_t stage = smem0 + st_write * STAGE_BYTES;
       load_ws(stage, kc + STAGES - 1);
-      load_xb(stage, kc + STAGES - 1);
+      load_x(stage, kc + STAGES - 1);
     }
     cp_async_commit_group();
     st_write = st_write + 1 == STAGES ? 0 : st_write + 1;
@@ -404,11 +425,10 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       float sum[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
       for (int p = PARTS - 1; p >= 0; --p) {
+        const uint4 xf = lds128(stage + x_off + p * Sh::PART_BYTES + nt * 8 * KC * 2);
         float c[4] = {0.f, 0.f, 0.f, 0.f};
-        mma16816<T>(c, a0.x, a1.x, a0.y, a1.y, xf[nt][p].x, xf[nt][p].y);
-        mma16816<T>(c, a0.z, a1.z, a0.w, a1.w, xf[nt][p].z, xf[nt][p].w);
-        if (kc + 1 < KCH) xf[nt][p] = load_x(nt, p, kc + 1);
-        prefetch_x(nt, p, kc + 2);
+        mma16816<T>(c, a0.x, a1.x, a0.y, a1.y, xf.x, xf.y);
+        mma16816<T>(c, a0.z, a1.z, a0.w, a1.w, xf.z, xf.w);
 #pragma unroll
         for (int e = 0; e < 4; ++e) sum[e] = __fadd_rn(sum[e], c[e]);
       }
@@ -422,13 +442,15 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
 #pragma unroll
   for (int nt = 0; nt < RW; ++nt)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) s_part[warp][g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] = acc_b[nt][e];
+    for (int e = 0; e < 4; ++e) s_part[tile][v][g + 8 * (e >> 1)][nt * 8 + 2 * t + (e & 1)] = acc_b[nt][e];
   __syncthreads();
+  const int64_t m0 = (int64_t(blockIdx.y) * TILES + tile) * 16;
+  if (m0 >= M) return;  // warp-uniform: a last block's tile past M
   const float* rscale = reinterpret_cast<const float*>(split + layout.rscale);
   const long long* qsum = reinterpret_cast<const long long*>(split + layout.qsum);
 #pragma unroll
   for (int i = 0; i < RW; ++i) {
-    const int r = warp * RW + i;
+    const int r = v * RW + i;
     if (r >= R) continue;  // warp-uniform
     long long part[2] = {0, 0};
     if (row_on[i]) {
@@ -446,11 +468,11 @@ __global__ void __launch_bounds__(256, 2) project_tc_kernel(
       if (m >= M) continue;
       float base = 0.f;
 #pragma unroll
-      for (int w = 0; w < 8; ++w) base = __fadd_rn(base, s_part[w][mm][r]);  // fixed warp order: deterministic
+      for (int w = 0; w < 8; ++w) base = __fadd_rn(base, s_part[tile][w][mm][r]);  // fixed warp order: deterministic
       float value = __fmul_rn(base, inverse);
       if (row_on[i]) {
         const float delta = __fmul_rn(__ll2float_rn(part[h]), __fmul_rn(inverse, 1.f / 256.f));
-        value = __fadd_rn(value, __fmul_rn(s_tenant_scale[r][mm], delta));
+        value = __fadd_rn(value, __fmul_rn(s_tenant_scale[tile][r][mm], delta));
       }
       float* target = y + int64_t(row0 + r) * M + m;
       *target = accumulate ? __fadd_rn(*target, value) : value;
@@ -624,6 +646,7 @@ __global__ void __launch_bounds__(VECTOR_WARPS * 32, 2) project_vector_kernel(
 // ---- launches ----
 
 static int g_pdl = 1;  // bd_step_set_pdl
+static int g_tc_one_tile = 0;  // bd_step_set_tc_tiles
 
 bool pdl_enabled() {
   if (!g_pdl) return false;
@@ -686,22 +709,33 @@ static int run_split(const char* what, const int32_t* active, int64_t launch_row
       : launch_split<SOURCE>(what, active, launch_rows, slots, weight_of_slot, eps, in, out, K, dtype, planes, split, capacity, stream);
 }
 
-template <typename T, int RW>
-static cudaError_t launch_project_tc(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
-                                     const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
-                                     int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
-  const dim3 grid(unsigned((launch_rows + 8 * RW - 1) / (8 * RW)), unsigned((M + 15) / 16));
-  return launch_step(project_tc_kernel<T, RW>, grid, dim3(256), TcShape<RW>::SMEM_BYTES, stream, active, slots, W, signs,
-                     scales, split, capacity, y, M, K, accumulate);
+// The shape of a project_tc launch: two tiles a block where the device gives a block their shared memory
+// (tc_two_tiles), 16 rows a block past 8 rows there; else one tile and 8 rows a block.
+struct TcLaunch {
+  int rw, tiles, smem;
+  dim3 grid, block;
+};
+template <typename T>
+static TcLaunch tc_launch(const DeviceInfo& device, int64_t launch_rows, int64_t M) {
+  TcLaunch l;
+  l.tiles = tc_two_tiles(device) && !g_tc_one_tile ? 2 : 1;
+  l.rw = l.tiles == 2 && launch_rows > 8 ? 2 : 1;
+  l.smem = l.tiles == 1 ? TcShape<T, 1, 1>::SMEM_BYTES : l.rw == 1 ? TcShape<T, 1, 2>::SMEM_BYTES : TcShape<T, 2, 2>::SMEM_BYTES;
+  l.grid = dim3(unsigned((launch_rows + 8 * l.rw - 1) / (8 * l.rw)), unsigned((M + 16 * l.tiles - 1) / (16 * l.tiles)));
+  l.block = dim3(256 * l.tiles);
+  return l;
 }
 
 template <typename T>
-static cudaError_t project_tc_rows(int64_t launch_rows, const int32_t* active, const int32_t* slots, const T* W,
+static cudaError_t project_tc_rows(const TcLaunch& l, const int32_t* active, const int32_t* slots, const T* W,
                                    const uint32_t* const* signs, const float* const* scales, const unsigned char* split,
                                    int64_t capacity, float* y, int64_t M, int64_t K, int accumulate, cudaStream_t stream) {
-  return launch_rows <= 8
-      ? launch_project_tc<T, 1>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream)
-      : launch_project_tc<T, 2>(launch_rows, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate, stream);
+  auto launch = [&](auto kernel) {
+    return launch_step(kernel, l.grid, l.block, l.smem, stream, active, slots, W, signs, scales, split, capacity, y, M, K, accumulate);
+  };
+  return l.tiles == 1 ? launch(project_tc_kernel<T, 1, 1>)
+      : l.rw == 1     ? launch(project_tc_kernel<T, 1, 2>)
+                      : launch(project_tc_kernel<T, 2, 2>);
 }
 
 template <typename T>
@@ -772,17 +806,19 @@ int bd_step_project_tc(const int32_t* d_active, int64_t launch_rows, const int32
                   "(at most 2^32 - 1 each): fewer rows per step",
                   (long long)capacity, (long long)K, (long long)part_elements, (long long)plane_words);
   if (!bd::aligned16(d_W)) return refuse(BD_ERR_MISALIGNED, "bd_step_project_tc: W is not 16-byte aligned");
+  bd::DeviceInfo device;
+  cudaError_t e = bd::device_info(&device);
+  if (e != cudaSuccess) return fail(e, "bd_step_project_tc: querying the device");
   const unsigned char* split = static_cast<const unsigned char*>(d_split);
-  const cudaError_t e = dtype == BD_DTYPE_F16
-      ? project_tc_rows<__half>(launch_rows, d_active, d_slots, static_cast<const __half*>(d_W), d_signs_of_slot, d_scales_of_slot,
-                                split, capacity, d_y, M, K, accumulate, stream)
-      : project_tc_rows<__nv_bfloat16>(launch_rows, d_active, d_slots, static_cast<const __nv_bfloat16*>(d_W), d_signs_of_slot,
+  const TcLaunch l = dtype == BD_DTYPE_F16 ? tc_launch<__half>(device, launch_rows, M) : tc_launch<__nv_bfloat16>(device, launch_rows, M);
+  e = dtype == BD_DTYPE_F16
+      ? project_tc_rows<__half>(l, d_active, d_slots, static_cast<const __half*>(d_W), d_signs_of_slot, d_scales_of_slot, split,
+                                capacity, d_y, M, K, accumulate, stream)
+      : project_tc_rows<__nv_bfloat16>(l, d_active, d_slots, static_cast<const __nv_bfloat16*>(d_W), d_signs_of_slot,
                                        d_scales_of_slot, split, capacity, d_y, M, K, accumulate, stream);
   if (e != cudaSuccess)
-    return fail(e, "bd_step_project_tc: project_tc_kernel<dtype %d, RW %d><<<(%lld, %lld), 256, %d>>> (W [%lld, %lld], launch_rows %lld)",
-                dtype, launch_rows <= 8 ? 1 : 2, (long long)((launch_rows + (launch_rows <= 8 ? 7 : 15)) / (launch_rows <= 8 ? 8 : 16)),
-                (long long)((M + 15) / 16),
-                launch_rows <= 8 ? TcShape<1>::SMEM_BYTES : TcShape<2>::SMEM_BYTES, (long long)M, (long long)K, (long long)launch_rows);
+    return fail(e, "bd_step_project_tc: project_tc_kernel<dtype %d, RW %d, TILES %d><<<(%u, %u), %u, %d>>> (W [%lld, %lld], launch_rows %lld)",
+                dtype, l.rw, l.tiles, l.grid.x, l.grid.y, l.block.x, l.smem, (long long)M, (long long)K, (long long)launch_rows);
   return BD_OK;
 }
 
@@ -853,6 +889,12 @@ int bd_step_project_prefill(int64_t rows, const int32_t* d_segment_offsets, cons
   return BD_OK;
 }
 
+int bd_step_set_tc_tiles(int tiles) {
+  if (tiles != 0 && tiles != 1) return refuse(BD_ERR_BAD_SHAPE, "bd_step_set_tc_tiles: %d (0: the device's form, 1: one tile)", tiles);
+  g_tc_one_tile = tiles;
+  return BD_OK;
+}
+
 int bd_step_set_pdl(int enabled) {
   if (enabled != 0 && enabled != 1) return refuse(BD_ERR_BAD_SHAPE, "bd_step_set_pdl: %d (0 or 1)", enabled);
   g_pdl = enabled;
@@ -870,10 +912,16 @@ cudaError_t prepare_project_kernels() {
   auto raise = [&](auto kernel, int bytes) {
     if (e == cudaSuccess) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   };
-  raise(project_tc_kernel<__half, 1>, TcShape<1>::SMEM_BYTES);
-  raise(project_tc_kernel<__half, 2>, TcShape<2>::SMEM_BYTES);
-  raise(project_tc_kernel<__nv_bfloat16, 1>, TcShape<1>::SMEM_BYTES);
-  raise(project_tc_kernel<__nv_bfloat16, 2>, TcShape<2>::SMEM_BYTES);
+  raise(project_tc_kernel<__half, 1, 1>, TcShape<__half, 1, 1>::SMEM_BYTES);
+  raise(project_tc_kernel<__nv_bfloat16, 1, 1>, TcShape<__nv_bfloat16, 1, 1>::SMEM_BYTES);
+  DeviceInfo device;
+  if (e == cudaSuccess) e = device_info(&device);
+  if (e == cudaSuccess && tc_two_tiles(device)) {  // the two-tile forms only where a block may have their shared memory
+    raise(project_tc_kernel<__half, 1, 2>, TcShape<__half, 1, 2>::SMEM_BYTES);
+    raise(project_tc_kernel<__half, 2, 2>, TcShape<__half, 2, 2>::SMEM_BYTES);
+    raise(project_tc_kernel<__nv_bfloat16, 1, 2>, TcShape<__nv_bfloat16, 1, 2>::SMEM_BYTES);
+    raise(project_tc_kernel<__nv_bfloat16, 2, 2>, TcShape<__nv_bfloat16, 2, 2>::SMEM_BYTES);
+  }
   return e;
 }
 

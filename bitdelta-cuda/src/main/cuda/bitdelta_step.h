@@ -94,18 +94,21 @@
  *                          (block (r, i): the whole row's max |x|, then the eighth i of its k256 blocks: output, parts,
  *                          and with planes the quantized values in ceil(K/256/8) KB of dynamic shared memory, 24 ballots
  *                          per 32 columns for the planes); 256 threads.
- *   bd_step_project_tc:    project_tc_kernel<T, RW>, RW in {1, 2} (8 or 16 rows per block: launch_rows <= 8 takes 1)
- *                          = 4 kernels; one launch, grid (ceil(launch_rows / (8 RW)), ceil(M / 16)) (block (c, mt): rows
- *                          8 RW c .. of the step, rows 16 mt .. of M; chunks of one tile adjacent in launch order), 256
- *                          threads (8 warps), two blocks per SM; a cp.async pipeline of k256 stages in dynamic shared
- *                          memory (W tile 8 KB + 512 B of sign lines and 768 B of planes per row: RW 1 = 18 KB x 5
- *                          stages, RW 2 = 28 KB x 3 stages) plus 8 * 16 * (8 RW + 1) floats of static shared memory for
- *                          the warps' base sums and 16 * 8 RW floats for the tenants' scales. Every copy's source is a
- *                          per-thread base plus the stage times a stride. Warp w: the delta of rows w RW .. w RW + RW - 1
- *                          (3 binary mma per row and stage), k32 step w of every stage of the base product (2 mma per
- *                          row tile and part; x parts read from global memory one stage ahead, each requested right
- *                          after its last use, and those of two stages ahead prefetched into L1). W, the sign lines and
- *                          the tenants' scales stream before griddepcontrol.wait, the split form only after it.
+ *   bd_step_project_tc:    project_tc_kernel<T, RW, TILES> = 6 kernels: (RW, TILES) in {(1, 2), (2, 2)} where a block may
+ *                          have about 223 KB of shared memory (cc 9.0; 16 rows a block past 8 launch rows), else (1, 1)
+ *                          (bd_step_set_tc_tiles forces it); one launch, grid (ceil(launch_rows / (8 RW)),
+ *                          ceil(M / (16 TILES))) (block (c, mp): rows 8 RW c .. of the step, TILES m16 tiles from row
+ *                          16 TILES mp of M; chunks of one tile adjacent in launch order), 256 TILES threads (8 warps a
+ *                          tile), one block per SM; a cp.async pipeline of k256 stages in dynamic shared memory (per tile
+ *                          a W tile of 8 KB and 512 B of sign lines a row; shared by the tiles 768 B of planes and 512 B
+ *                          per part of x a row: F16 / BF16 (1, 1) 26 / 30 KB x 3 stages, (1, 2) 38 / 42 KB x 5,
+ *                          (2, 2) 60 / 68 KB x 3) plus TILES * 8 * 16 * (8 RW + 1) floats of static shared memory for the
+ *                          warps' base sums and TILES * 16 * 8 RW floats for the tenants' scales. Every copy's source is
+ *                          a per-thread base plus the stage times a stride; x crosses from L2 once per block, not once
+ *                          per tile. Warp 8 i + w: for tile i, the delta of rows w RW .. w RW + RW - 1 (3 binary mma per
+ *                          row and stage), k32 step w of every stage of the base product (2 mma per row tile and part,
+ *                          A and B fragments from shared memory). W, the sign lines and the tenants' scales stream
+ *                          before griddepcontrol.wait, the split form only after it.
  *   bd_step_project_vector: project_vector_kernel<T> = 2 kernels; grid ceil(M / 16), 256 threads (8 warps), two
  *                          blocks per SM, 8 * 4 * BD_STEP_VECTOR_ROWS floats of static shared memory. Block mt: rows
  *                          16 mt .. of M; warp w: 4 of them (w & 3: rows g, g + 1, g + 8, g + 9 of the tile, sharing sign
@@ -137,7 +140,7 @@
  *   bd_step_lm_head_grouped: lm_head_grouped_kernel, grid (ceil(vocab / 32), launch_groups), 256 threads: warp w of
  *                          block (v, g) computes vocabulary rows 32 v + 4 w .. + 3 of group g's head for its rows, 8 rows
  *                          per pass (16-byte loads of the head, evict-first), F32 FMA and warp sums.
- *   Total: 47 step kernels (17 of the exact path, sampling included, and 30 of the tensor-core path; CUB's sort kernels
+ *   Total: 49 step kernels (17 of the exact path, sampling included, and 32 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
  * PREDICTIONS made before the first measurement (docs/benchmarks.md has the measured step, 1.79x its floor at 16
@@ -164,7 +167,7 @@
 extern "C" {
 #endif
 
-#define BD_STEP_ABI_VERSION 3   /* 3: bd_step_project_vector */
+#define BD_STEP_ABI_VERSION 4   /* 3: bd_step_project_vector; 4: bd_step_set_tc_tiles */
 
 /* The largest K of the tensor-core products (bd_step_split*, bd_step_project_tc, bd_step_project_prefill). */
 #define BD_STEP_TC_MAX_K 98304
@@ -371,6 +374,11 @@ int bd_step_prepare(void);
  * PROGRAMMATIC DEPENDENT LAUNCH above); 0 launches them plainly. Process-wide, not thread-safe; a captured graph keeps
  * the launches it was captured with. */
 int bd_step_set_pdl(int enabled);
+
+/* Checks: 0 (the default) lets bd_step_project_tc shape its blocks for the device (two m16 tiles of W a block where a
+ * block may have their 223 KB of shared memory, as on cc 9.0; else one tile and 8 rows a block); 1 forces the one-tile
+ * form, so that it can be checked on a device that would not run it. Process-wide, not thread-safe. */
+int bd_step_set_tc_tiles(int tiles);
 
 /* ---- sampling (after a step, launched eagerly for exactly `rows` output rows) ---- */
 

@@ -18,7 +18,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 public final class StepLibrary extends LibraryBindings {
     /** BD_STEP_ABI_VERSION these bindings were written for. */
-    public static final int EXPECTED_ABI_VERSION = 3;
+    public static final int EXPECTED_ABI_VERSION = 4;
     /** BD_STEP_VECTOR_ROWS: decode steps of up to this many rows take {@link #projectVector}. */
     public static final int VECTOR_ROWS = 2;
 
