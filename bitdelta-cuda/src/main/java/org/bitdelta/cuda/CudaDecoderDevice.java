@@ -48,7 +48,9 @@ import java.util.function.ToLongFunction;
  * 98304): activations and the residual stream stay F32; each projection input is split into 16-bit parts (the base
  * product on f16/bf16 tensor cores) and 24 bit-planes (the delta on the binary tensor cores), which keeps the
  * products within about F32 rounding of the exact ones while each weight and sign is read from memory once per
- * step (decode: chunks of 16 rows of one m16 tile of W share it through L2; prefill: once per GEMM tile); RMSNorm and SwiGLU write that split form as they write their output; decode attention splits the positions
+ * step (decode: a block takes 16 rows and two m16 tiles of W, which share the block's copy of x, and the blocks of
+ * more rows on the same tiles share W through L2; prefill: once per GEMM tile); RMSNorm and SwiGLU write that split
+ * form as they write their output; decode attention splits the positions
  * over blocks that serve all query heads of a KV head, prefill attention is flash-style; lm_head reads each tenant's
  * head once for all of its rows. The KV cache holds the model's dtype or F32 ({@link CudaBackend.KvCachePrecision}).</li>
  * </ul>
