@@ -58,26 +58,18 @@ __device__ __forceinline__ int sign_bit(const uint32_t* __restrict__ words, int6
   return int((word >> (e ? 31 - q : 15 - q)) & 1u);
 }
 
-// visit(k, load(k)) for k = first, first + stride, ... below count, in that order, the loads of 16 of them (then 8)
-// requested before any is used: a plain strided loop waits for each load in turn (a row of 4096 through 256 threads:
-// 16 loads one after another per thread, about 10 us; one round of 16 instead of two of 8 is one L2 latency less).
+// visit(k, load(k)) for k = first, first + stride, ... below count, in that order, the loads of 8 of them requested
+// before any is used: a plain strided loop waits for each load in turn (a row of 4096 through 256 threads: 16 loads
+// one after another per thread, about 10 us).
 template <typename Load, typename Visit>
 __device__ __forceinline__ void strided_visit(int64_t first, int64_t stride, int64_t count, Load load, Visit visit) {
   int64_t k = first;
-  for (; k + 15 * stride < count; k += 16 * stride) {
-    float v[16];
-#pragma unroll
-    for (int i = 0; i < 16; ++i) v[i] = load(k + i * stride);
-#pragma unroll
-    for (int i = 0; i < 16; ++i) visit(k + i * stride, v[i]);
-  }
-  if (k + 7 * stride < count) {
+  for (; k + 7 * stride < count; k += 8 * stride) {
     float v[8];
 #pragma unroll
     for (int i = 0; i < 8; ++i) v[i] = load(k + i * stride);
 #pragma unroll
     for (int i = 0; i < 8; ++i) visit(k + i * stride, v[i]);
-    k += 8 * stride;
   }
   for (; k < count; k += stride) visit(k, load(k));
 }

@@ -349,50 +349,18 @@ __global__ void __launch_bounds__(PROJECT_WARPS * 32) lm_head_kernel(
 
 // Grouped lm_head (16-bit models): the output rows of one tenant slot share one read of its head. Block (vocab tile,
 // group): 8 warps x 4 vocabulary rows; a warp reads 16 bytes of each of its 4 head rows per lane and step and
-// multiplies them with up to 8 of the group's rows of x at a time (F32 FMA, lane-strided, then a warp tree sum). The
-// head's next step is requested before the present one is used: the head streams from DRAM with two steps in flight
-// per warp, not one (the loop had 4 loads of 16 bytes in flight per lane and read 2.5 TB/s at one row).
+// multiplies them with up to 8 of the group's rows of x at a time (F32 FMA, lane-strided, then a warp tree sum).
 constexpr int LMG_WARPS = 8, LMG_VOCAB_PER_WARP = 4, LMG_ROWS = 8;
 constexpr int LMG_VOCAB_PER_BLOCK = LMG_WARPS * LMG_VOCAB_PER_WARP;
 
-// Eight elements of a head row as loaded (16-bit heads: one 16-byte load, evict-first), widened to F32 at their use.
-template <typename TH> struct HeadChunk {
-  uint4 raw;
-  __device__ void load(const TH* p) { raw = __ldcs(reinterpret_cast<const uint4*>(p)); }
-  __device__ void zero() { raw = make_uint4(0, 0, 0, 0); }
-  __device__ void widen(float (&v)[8]) const { widen8<TH>(raw, v); }
-};
-// F32 heads (models stored in F32, small ones) load at their use, as before: two 16-byte loads per chunk held a step
-// ahead would cost the 16-bit heads' path registers (the kernel holds all three) and spill.
-template <> struct HeadChunk<float> {
-  const float* p;
-  __device__ void load(const float* at) { p = at; }
-  __device__ void zero() { p = nullptr; }
-  __device__ void widen(float (&v)[8]) const {
-    if (p != nullptr) {
-      Chunk8<float>::load(p, v);
-    } else {
-#pragma unroll
-      for (int e = 0; e < 8; ++e) v[e] = 0.f;
-    }
-  }
-};
 
 template <typename TH>
 __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const int32_t* __restrict__ rows, int count,
                                               const float* __restrict__ x, float* __restrict__ logits, int64_t vocab,
                                               int64_t hidden, int64_t v0, int lane) {
-  HeadChunk<TH> next[LMG_VOCAB_PER_WARP];
-  auto request = [&](int64_t k) {  // the warp's 4 head rows at columns k .. k + 7 of each lane (zeros past vocab)
-#pragma unroll
-    for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
-      if (v0 + v < vocab) next[v].load(head + (v0 + v) * hidden + k);
-      else next[v].zero();
-    }
-  };
   for (int first = 0; first < count; first += LMG_ROWS) {
     const int n = min(LMG_ROWS, count - first);
-    int32_t row[LMG_ROWS];  // 32-bit: with the head's next step in registers, 64-bit rows spilled
+    int64_t row[LMG_ROWS];
 #pragma unroll
     for (int i = 0; i < LMG_ROWS; ++i) row[i] = i < n ? rows[first + i] : rows[first];
     float sum[LMG_VOCAB_PER_WARP][LMG_ROWS];
@@ -400,17 +368,22 @@ __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const
     for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v)
 #pragma unroll
       for (int i = 0; i < LMG_ROWS; ++i) sum[v][i] = 0.f;
-    if (int64_t(lane) * 8 < hidden) request(int64_t(lane) * 8);
     for (int64_t k = int64_t(lane) * 8; k < hidden; k += 256) {
       float w[LMG_VOCAB_PER_WARP][8];
 #pragma unroll
-      for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) next[v].widen(w[v]);
-      if (k + 256 < hidden) request(k + 256);
+      for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
+        if (v0 + v < vocab) {
+          Chunk8<TH>::load(head + (v0 + v) * hidden + k, w[v]);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) w[v][e] = 0.f;
+        }
+      }
 #pragma unroll
       for (int i = 0; i < LMG_ROWS; ++i) {
         if (i >= n) break;
         float xv[8];
-        Chunk8<float>::load(x + int64_t(row[i]) * hidden + k, xv);
+        Chunk8<float>::load(x + row[i] * hidden + k, xv);
 #pragma unroll
         for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v)
 #pragma unroll
@@ -423,13 +396,13 @@ __device__ __forceinline__ void lm_head_group(const TH* __restrict__ head, const
 #pragma unroll
       for (int v = 0; v < LMG_VOCAB_PER_WARP; ++v) {
         const float total = warp_sum(sum[v][i]);
-        if (lane == v && v0 + v < vocab) logits[int64_t(row[i]) * vocab + v0 + v] = total;
+        if (lane == v && v0 + v < vocab) logits[row[i] * vocab + v0 + v] = total;
       }
     }
   }
 }
 
-__global__ void __launch_bounds__(LMG_WARPS * 32, 2) lm_head_grouped_kernel(
+__global__ void __launch_bounds__(LMG_WARPS * 32) lm_head_grouped_kernel(
     const int32_t* __restrict__ groups,            // I32 [1] groups this step
     const int32_t* __restrict__ group_slot,        // I32 [launch_groups] tenant slot of each group
     const int32_t* __restrict__ group_offsets,     // I32 [launch_groups + 1] its rows in group_rows

@@ -81,44 +81,6 @@ struct SourceRow {
   }
 };
 
-// max |x_k| over the row (any order gives the same maximum, NaN ignored by fmaxf in every order). With 16-byte
-// aligned rows: float4 loads, 8 of them in flight per thread (the row of 11008 after SwiGLU took 6 rounds of 8 scalar
-// loads per thread, one L2 latency each); else the scalar visit.
-template <int SOURCE>
-__device__ __forceinline__ float row_abs_max(const SourceRow<SOURCE>& source, int64_t K, int tid) {
-  float mx = 0.f;
-  const bool vector = ((reinterpret_cast<uintptr_t>(source.in) | reinterpret_cast<uintptr_t>(source.weight)) & 15) == 0 && K % 4 == 0;
-  if (!vector) {
-    strided_visit(tid, SPLIT_THREADS, K, [&](int64_t k) { return source(k); }, [&](int64_t, float v) { mx = fmaxf(mx, fabsf(v)); });
-    return mx;
-  }
-  const float4* in4 = reinterpret_cast<const float4*>(source.in);
-  const float4* weight4 = reinterpret_cast<const float4*>(source.weight);
-  auto fold = [&](float4 x, float4 w) {  // the values SourceRow gives, operation for operation
-    if (SOURCE == SOURCE_RMSNORM) {
-      x.x = __fmul_rn(w.x, __fmul_rn(x.x, source.inverse));
-      x.y = __fmul_rn(w.y, __fmul_rn(x.y, source.inverse));
-      x.z = __fmul_rn(w.z, __fmul_rn(x.z, source.inverse));
-      x.w = __fmul_rn(w.w, __fmul_rn(x.w, source.inverse));
-    }
-    mx = fmaxf(mx, fmaxf(fmaxf(fabsf(x.x), fabsf(x.y)), fmaxf(fabsf(x.z), fabsf(x.w))));
-  };
-  const int64_t K4 = K / 4;
-  int64_t j = tid;
-  for (; j + 7 * SPLIT_THREADS < K4; j += 8 * SPLIT_THREADS) {
-    float4 x[8], w[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      x[i] = in4[j + i * SPLIT_THREADS];
-      w[i] = SOURCE == SOURCE_RMSNORM ? weight4[j + i * SPLIT_THREADS] : x[i];
-    }
-#pragma unroll
-    for (int i = 0; i < 8; ++i) fold(x[i], w[i]);
-  }
-  for (; j < K4; j += SPLIT_THREADS) fold(in4[j], SOURCE == SOURCE_RMSNORM ? weight4[j] : in4[j]);
-  return mx;
-}
-
 // Grid (launch_rows, blocks_per_row), SPLIT_THREADS threads; with planes, ceil(K256 / 8) KB of dynamic shared memory.
 // Block (r, part): the whole row's max |x| (every block of the row computes the same value), then for its part of the
 // row -- k256 blocks [K256 * part / blocks, K256 * (part + 1) / blocks) -- the F32 output (RMSNORM), the
@@ -169,7 +131,8 @@ __global__ void __launch_bounds__(SPLIT_THREADS) split_kernel(
     source.inverse = s_inverse;
   }
 
-  float mx = row_abs_max(source, K, tid);
+  float mx = 0.f;
+  strided_visit(tid, SPLIT_THREADS, K, [&](int64_t k) { return source(k); }, [&](int64_t, float v) { mx = fmaxf(mx, fabsf(v)); });
   mx = warp_max(mx);
   if (lane == 0) partial_max[warp] = mx;
   __syncthreads();

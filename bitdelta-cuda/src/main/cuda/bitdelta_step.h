@@ -139,8 +139,7 @@
  *                          values at a time, their probabilities; online softmax per query row.
  *   bd_step_lm_head_grouped: lm_head_grouped_kernel, grid (ceil(vocab / 32), launch_groups), 256 threads: warp w of
  *                          block (v, g) computes vocabulary rows 32 v + 4 w .. + 3 of group g's head for its rows, 8 rows
- *                          per pass (16-byte loads of the head, evict-first, the next step's requested before the
- *                          present one is used), F32 FMA and warp sums; at most 128 registers (two blocks per SM).
+ *                          per pass (16-byte loads of the head, evict-first), F32 FMA and warp sums.
  *   Total: 49 step kernels (17 of the exact path, sampling included, and 32 of the tensor-core path; CUB's sort kernels
  *   aside).
  *
