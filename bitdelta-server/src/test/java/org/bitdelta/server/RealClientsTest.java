@@ -154,13 +154,21 @@ class RealClientsTest {
                 .maxCompletionTokens(450).putAdditionalBodyProperty("ignore_eos", JsonValue.from(true)).build();
         StringBuilder received = new StringBuilder();
         RuntimeException failure;
-        try (StreamResponse<ChatCompletionChunk> stream = openAi.chat().completions().createStreaming(params)) {
-            var chunks = stream.stream().iterator();
-            for (int i = 0; i < 4; i++) {
-                chunks.next().choices().forEach(choice -> choice.delta().content().ifPresent(received::append));
+        try (EngineGate gate = EngineGate.hold(engine)) { // the engine waits between steps while the test acts
+            int waitingBefore = engine.stats().waiting();
+            CompletableFuture<StreamResponse<ChatCompletionChunk>> opened = CompletableFuture.supplyAsync(
+                    () -> openAi.chat().completions().createStreaming(params), command -> Thread.ofVirtual().start(command));
+            StreamLifecycleTest.waitFor("the stream's request to reach the engine", 10_000, () -> engine.stats().waiting() == waitingBefore + 1);
+            gate.advance(12); // admitted and about 11 of its 450 tokens generated
+            try (StreamResponse<ChatCompletionChunk> stream = opened.get(30, TimeUnit.SECONDS)) {
+                var chunks = stream.stream().iterator();
+                for (int i = 0; i < 4; i++) {
+                    chunks.next().choices().forEach(choice -> choice.delta().content().ifPresent(received::append));
+                }
+                engine.removeTenant("fleeting"); // while its request surely runs
+                gate.close();
+                failure = assertThrows(RuntimeException.class, () -> chunks.forEachRemaining(chunk -> { }));
             }
-            engine.removeTenant("fleeting");
-            failure = assertThrows(RuntimeException.class, () -> chunks.forEachRemaining(chunk -> { }));
         }
         System.out.println("OpenAI SDK on an unloaded tenant's stream: " + failure);
         assertTrue(String.valueOf(failure.getMessage()).contains("fleeting"), String.valueOf(failure));

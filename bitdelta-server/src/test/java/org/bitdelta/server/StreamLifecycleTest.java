@@ -52,13 +52,16 @@ class StreamLifecycleTest {
         EngineStats before = engine.stats();
         try (BitDeltaServer server = TestServer.start()) {
             long closedAt;
-            try (Socket socket = new Socket("127.0.0.1", server.port())) {
+            try (EngineGate gate = EngineGate.hold(engine); // the engine waits between steps while the client reads
+                 Socket socket = new Socket("127.0.0.1", server.port())) {
                 byte[] body = longStream("alice").getBytes(StandardCharsets.UTF_8);
                 OutputStream out = socket.getOutputStream();
                 out.write(("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " + body.length
                         + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
                 out.write(body);
                 out.flush();
+                waitFor("the stream's request to reach the engine", 10_000, () -> engine.stats().waiting() == 1);
+                gate.advance(8); // admitted and about 7 of its LONG tokens generated
                 BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
                 String status = in.readLine();
                 assertTrue(status.startsWith("HTTP/1.1 200"), status);
@@ -69,16 +72,16 @@ class StreamLifecycleTest {
                     }
                 }
                 assertEquals(3, events, "three events before hanging up");
-                assertEquals(1, engine.stats().running(), "the stream's request runs while its client reads");
+                assertEquals(1, tenant(engine, "alice").running(), "the stream's request runs while its client reads");
                 closedAt = System.nanoTime();
-            }
+            } // the socket closes, then the gate opens (and cancels its filler)
             long freedAfter = waitFor("the batch slot to be freed", 5_000, () -> engine.stats().running() == 0);
             EngineStats after = engine.stats();
             long generated = after.generatedTokens() - before.generatedTokens();
-            System.out.printf("disconnect: batch slot freed %d ms after the client hung up, after %d of %d tokens%n",
+            System.out.printf("disconnect: batch slot freed %d ms after the client hung up, after %d tokens in all (the gate's filler's included; the stream asked for %d)%n",
                     TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - closedAt), generated, LONG);
-            assertEquals(before.requestsFinished().get(FinishReason.CANCELLED) + 1, after.requestsFinished().get(FinishReason.CANCELLED),
-                    "the completion was cancelled, not run to its end");
+            assertEquals(before.requestsFinished().get(FinishReason.CANCELLED) + 2, after.requestsFinished().get(FinishReason.CANCELLED),
+                    "the completion was cancelled, not run to its end (and the gate's filler)");
             assertTrue(freedAfter < 2_000, "the slot was freed only after " + freedAfter + " ms");
         }
     }
@@ -98,20 +101,26 @@ class StreamLifecycleTest {
                     "temperature", 0, "stream", true);
             String otherAlone = engine.submit(Request.text("alice", "The little dog").maxTokens(200).ignoreEos(true).temperature(0)).result().text();
 
-            CompletableFuture<HttpTestClient.Streamed> doomedStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions",
-                    longStream("doomed")), command -> Thread.ofVirtual().start(command));
-            CompletableFuture<HttpTestClient.Answer> doomedWhole = CompletableFuture.supplyAsync(() -> client.post("/v1/completions",
-                    HttpTestClient.json("model", "doomed", "prompt", "A bird", "max_tokens", LONG, "ignore_eos", true)),
-                    command -> Thread.ofVirtual().start(command));
-            CompletableFuture<HttpTestClient.Streamed> otherStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions", other),
-                    command -> Thread.ofVirtual().start(command));
-            waitFor("both of doomed's requests to run", 10_000, () -> {
-                EngineStats.TenantStats doomed = tenant(engine, "doomed");
-                return doomed != null && doomed.running() == 2;
-            });
-            HttpTestClient.Answer unloaded = client.delete("/v1/tenants/doomed");
-            assertEquals(200, unloaded.status(), unloaded.body());
-            assertTrue(unloaded.json().get("deleted").asBoolean(), unloaded.body());
+            CompletableFuture<HttpTestClient.Streamed> doomedStream;
+            CompletableFuture<HttpTestClient.Answer> doomedWhole;
+            CompletableFuture<HttpTestClient.Streamed> otherStream;
+            try (EngineGate gate = EngineGate.hold(engine)) { // the engine waits between steps while the test acts
+                int waitingBefore = engine.stats().waiting();
+                doomedStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions", longStream("doomed")),
+                        command -> Thread.ofVirtual().start(command));
+                doomedWhole = CompletableFuture.supplyAsync(() -> client.post("/v1/completions",
+                        HttpTestClient.json("model", "doomed", "prompt", "A bird", "max_tokens", LONG, "ignore_eos", true)),
+                        command -> Thread.ofVirtual().start(command));
+                otherStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions", other),
+                        command -> Thread.ofVirtual().start(command));
+                waitFor("the three requests to reach the engine", 10_000, () -> engine.stats().waiting() == waitingBefore + 3);
+                gate.advance(3); // admitted and a few tokens into their LONG
+                EngineStats.TenantStats running = tenant(engine, "doomed");
+                assertEquals(2, running == null ? 0 : running.running(), "both of doomed's requests run: " + engine.stats());
+                HttpTestClient.Answer unloaded = client.delete("/v1/tenants/doomed");
+                assertEquals(200, unloaded.status(), unloaded.body());
+                assertTrue(unloaded.json().get("deleted").asBoolean(), unloaded.body());
+            }
 
             HttpTestClient.Streamed doomed = doomedStream.get(30, TimeUnit.SECONDS);
             assertNotNull(doomed.error(), "the stream ends with an error event: " + doomed.events());
