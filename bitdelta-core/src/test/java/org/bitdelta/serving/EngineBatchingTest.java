@@ -3,7 +3,7 @@ package org.bitdelta.serving;
 import org.bitdelta.BitDelta;
 import org.bitdelta.CompressOptions;
 import org.bitdelta.DeltaModel;
-import org.bitdelta.serving.ServingFixtures.Hold;
+import org.bitdelta.testing.EngineHold;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -97,12 +97,12 @@ class EngineBatchingTest {
         Completion joining;
         Completion sampled;
         Completion late;
-        Hold joined;
-        try (Hold hold = new Hold(running, 5)) {
+        EngineHold joined;
+        try (EngineHold hold = new EngineHold(running, 5)) {
             hold.awaitHeld();
             joining = engine.submit(second);
             sampled = engine.submit(third);
-            joined = new Hold(joining, 2); // made while held: it cannot miss the second's second piece
+            joined = new EngineHold(joining, 2); // made while held: it cannot miss the second's second piece
         }
         try (joined) {
             joined.awaitHeld();
@@ -159,7 +159,7 @@ class EngineBatchingTest {
                 chunked.addTenant("alice", alice);
                 Completion decoding = chunked.submit(Request.text("base", "The little dog").maxTokens(200).ignoreEos(true));
                 Completion prefilling;
-                try (Hold hold = new Hold(decoding, 2)) {
+                try (EngineHold hold = new EngineHold(decoding, 2)) {
                     hold.awaitHeld();
                     prefilling = chunked.submit(longRequest);
                 }

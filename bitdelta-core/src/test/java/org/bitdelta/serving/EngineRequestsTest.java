@@ -2,7 +2,7 @@ package org.bitdelta.serving;
 
 import org.bitdelta.BitDeltaException;
 import org.bitdelta.inference.Tokenizer;
-import org.bitdelta.serving.ServingFixtures.Hold;
+import org.bitdelta.testing.EngineHold;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -268,7 +268,7 @@ class EngineRequestsTest {
     void cancellingFreesTheBatchSlotAndKvBlocksAtTheNextStep() throws InterruptedException {
         Completion completion = engine.submit(Request.text("base", "Once upon a time").maxTokens(400).ignoreEos(true));
         List<Piece> first;
-        try (Hold hold = new Hold(completion, 3)) { // the engine waits between steps while the test looks and cancels
+        try (EngineHold hold = new EngineHold(completion, 3)) { // the engine waits between steps while the test looks and cancels
             hold.awaitHeld();
             first = hold.pieces().subList(0, 3);
             EngineStats running = engine.stats();
@@ -295,7 +295,7 @@ class EngineRequestsTest {
             Completion second;
             Completion third;
             // Held once it runs (the queue is empty again), so that it still runs while the queue fills and is looked at.
-            try (Hold hold = new Hold(running, 1)) {
+            try (EngineHold hold = new EngineHold(running, 1)) {
                 hold.awaitHeld();
                 second = narrow.submit(Request.tokens("base", 1).maxTokens(5));
                 third = narrow.submit(Request.tokens("base", 1).maxTokens(5));
@@ -326,7 +326,7 @@ class EngineRequestsTest {
         Completion waiting = closing.submit(Request.tokens("base", 1).maxTokens(400));
         // Closed while the engine is held mid-run: close() waits for the engine thread, so it runs on a thread of its own.
         Thread closer;
-        try (Hold hold = new Hold(running, 1)) {
+        try (EngineHold hold = new EngineHold(running, 1)) {
             hold.awaitHeld();
             closer = Thread.ofPlatform().name("closer").start(closing::close);
             while (!closing.stats().closed()) {

@@ -6,11 +6,11 @@ import org.bitdelta.BitDeltaException;
 import org.bitdelta.DeltaModel;
 import org.bitdelta.internal.cpu.CpuDecoderDevice;
 import org.bitdelta.internal.cpu.VectorCpuBackend;
-import org.bitdelta.serving.ServingFixtures.Hold;
 import org.bitdelta.spi.DecoderDevice;
 import org.bitdelta.spi.DecoderSpec;
 import org.bitdelta.spi.TensorBackend;
 import org.bitdelta.tensor.Tensor;
+import org.bitdelta.testing.EngineHold;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -88,8 +88,8 @@ class EngineTenantsTest {
             Completion baseRunning;
             Completion aliceRunning;
             Completion doomedWaiting;
-            Hold atTen;
-            try (Hold first = new Hold(doomed, 1)) {
+            EngineHold atTen;
+            try (EngineHold first = new EngineHold(doomed, 1)) {
                 first.awaitHeld();
                 baseRunning = engine.submit(base);
                 aliceRunning = engine.submit(other);
@@ -132,13 +132,13 @@ class EngineTenantsTest {
             Completion aliceRunning = engine.submit(Request.text("alice", "Once upon a time").maxTokens(300).ignoreEos(true));
             Completion base;
             Completion refused;
-            Hold baseEnd;
+            EngineHold baseEnd;
             // Held while the others arrive, and again at base's last piece: alice (300 tokens) runs throughout.
-            try (Hold hold = new Hold(aliceRunning, 2)) {
+            try (EngineHold hold = new EngineHold(aliceRunning, 2)) {
                 hold.awaitHeld();
                 base = engine.submit(Request.text("base", "Once upon a time").maxTokens(20).ignoreEos(true));
                 refused = engine.submit(Request.text("shakespeare", "Once upon a time").maxTokens(20));
-                baseEnd = new Hold(base, 20);
+                baseEnd = new EngineHold(base, 20);
             }
             CompletionResult failed = await(refused);
             assertEquals(FinishReason.ERROR, failed.finishReason());
@@ -169,7 +169,7 @@ class EngineTenantsTest {
         try (Engine engine = Engine.open(BASE)) {
             engine.addTenant("alice", alice);
             Completion running = engine.submit(Request.text("alice", "Once").maxTokens(300).ignoreEos(true));
-            try (Hold hold = new Hold(running, 2)) {
+            try (EngineHold hold = new EngineHold(running, 2)) {
                 hold.awaitHeld();
                 EngineStats stats = engine.stats();
                 EngineStats.TenantStats aliceStats = stats.tenants().get(1);
@@ -309,7 +309,7 @@ class EngineTenantsTest {
             CompletionResult before = await(engine.submit(request));
             Completion first = engine.submit(Request.tokens("base", 1).maxTokens(400).ignoreEos(true));
             Completion second = engine.submit(Request.text("base", "Once").maxTokens(400).ignoreEos(true));
-            try (Hold hold = new Hold(first, 2)) { // both still running when the device falls over
+            try (EngineHold hold = new EngineHold(first, 2)) { // both still running when the device falls over
                 hold.awaitHeld();
                 backend.failing.set(true);
             }
