@@ -4,13 +4,16 @@
 # 1 MB) with REV's sm_90a library (xz), its bitdelta-cuda classes and test classes as jars, and REVISION. Built in a
 # temporary git worktree of REV, removed afterwards. REV's step ABI must match what its own jars bind (they travel
 # together); the Java runtime and the other jars come from step-device.
-# Usage (repository root): bash bitdelta-cuda/bench/prepare-baseline-device.sh REV
-# then carry both folders: ["bitdelta-cuda/target/step-device", "bitdelta-cuda/target/step-baseline"] and run
+# Usage (repository root): bash bitdelta-cuda/bench/prepare-baseline-device.sh REV [FOLDER]
+# (FOLDER: default bitdelta-cuda/target/step-baseline; more builds: bitdelta-cuda/target/step-baseline-NAME)
+# then carry step-device and every such folder: ["bitdelta-cuda/target/step-device", "bitdelta-cuda/target/step-baseline"] and run
 #   OUT=$OUT bash bitdelta-cuda/bench/compare-step-device.sh [StepBenchmark arguments]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../tools/device-carry.sh"  # root, start_carry, pack_cuda_jars
 rev=$(git rev-parse --verify "${1:?usage: prepare-baseline-device.sh REV}^{commit}")
-dest=bitdelta-cuda/target/step-baseline
+dest=${2:-bitdelta-cuda/target/step-baseline}
+[[ $(basename "$dest") == step-baseline* && $(basename "$dest") != step-baseline-carry ]] \
+  || { echo "prepare-baseline-device: FOLDER must be named step-baseline or step-baseline-NAME (not step-baseline-carry)" >&2; exit 1; }
 start_carry prepare-baseline-device "$dest"
 tree=$(mktemp -d)/tree
 git worktree add --quiet --detach "$tree" "$rev"

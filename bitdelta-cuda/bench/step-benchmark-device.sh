@@ -9,16 +9,18 @@
 #     given the cuBLAS time and the driver; its table is printed last
 #  4. with --pytorch (after the above) or --pytorch-only (alone): bench/pytorch_baseline.py (transformers'
 #     LlamaForCausalLM F16, batch 1 and 16, eager and compiled), if torch and transformers are installed here
-# --quick runs StepBenchmark with 4 layers and fewer steps (a smoke run). Other arguments go to StepBenchmark.
+# --quick runs StepBenchmark with 4 layers and fewer steps (a smoke run); --step-only skips the cuBLAS baseline and
+# StepBenchmark's batched prefill and table (builds compared in one call). Other arguments go to StepBenchmark.
 # The whole script keeps within BUDGET seconds (default 570, under a 600 s limit per remote command). What comes back
 # in $OUT: summary.txt (the tables), step-benchmark.log, cublas-prefill.log and pytorch-baseline.log. Exit status 1
 # where a stage failed or had no time left.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/step-device-common.sh" /tmp/step-benchmark-out 570 /tmp/bitdelta-step-benchmark
 
-java_args=(); pytorch=0; java=1
+java_args=(); pytorch=0; java=1; cublas=1
 for a in "$@"; do
   case "$a" in
+    --step-only) java_args+=("$a"); cublas=0 ;;  # StepBenchmark's (a), (b), (c), (f): no batched prefill to set cuBLAS against
     --quick) java_args+=(--layers=4 --warmup=3 --steps=10) ;;
     --pytorch) pytorch=1 ;;
     --pytorch-only) pytorch=1; java=0 ;;
@@ -44,7 +46,7 @@ if [[ $java == 1 ]]; then
 
   # ---- 2. cuBLAS prefill baseline
   cublas_ms=""
-  if nvcc -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 bitdelta-cuda/bench/cublas_prefill.cu -lcublas -o "$work/cublas_prefill" \
+  if [[ $cublas == 1 ]] && nvcc -std=c++17 -O2 -gencode arch=compute_90,code=sm_90 bitdelta-cuda/bench/cublas_prefill.cu -lcublas -o "$work/cublas_prefill" \
        > "$out/cublas-prefill.log" 2>&1; then
     timeout 120 "$work/cublas_prefill" 4096 5 >> "$out/cublas-prefill.log" 2>&1
     cublas_ms="$(sed -n 's/.*median_ms=\([0-9.]*\).*/\1/p' "$out/cublas-prefill.log" | tail -1)"

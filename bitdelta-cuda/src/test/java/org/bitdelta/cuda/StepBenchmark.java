@@ -76,13 +76,15 @@ public final class StepBenchmark {
     private final int steps;
     private final double cublasPrefillMs;
     private final String driver;
+    private final boolean stepOnly;
     private final CudaBackend backend;
     private final StepLibrary step;
     private final double bandwidth;
     private final List<String> table = new ArrayList<>();
 
-    private StepBenchmark(int layers, long seed, int warmup, int steps, double cublasPrefillMs, String driver) {
+    private StepBenchmark(int layers, long seed, int warmup, int steps, double cublasPrefillMs, String driver, boolean stepOnly) {
         this.layers = layers;
+        this.stepOnly = stepOnly;
         this.seed = seed;
         this.warmup = warmup;
         this.steps = steps;
@@ -101,6 +103,7 @@ public final class StepBenchmark {
         double cublasPrefillMs = Double.NaN;
         String driver = "unknown";
         boolean profile = false;
+        boolean stepOnly = false;
         for (String argument : args) {
             String value = argument.substring(argument.indexOf('=') + 1);
             if (argument.startsWith("--layers=")) {
@@ -117,12 +120,14 @@ public final class StepBenchmark {
                 driver = value;
             } else if (argument.equals("--profile")) {
                 profile = true;
+            } else if (argument.equals("--step-only")) {
+                stepOnly = true;
             } else {
                 throw new IllegalArgumentException("unknown argument " + argument
-                        + " (--layers=N --seed=N --warmup=N --steps=N --cublas-prefill-ms=X --driver=TEXT --profile)");
+                        + " (--layers=N --seed=N --warmup=N --steps=N --cublas-prefill-ms=X --driver=TEXT --profile --step-only)");
             }
         }
-        StepBenchmark benchmark = new StepBenchmark(layers, seed, warmup, steps, cublasPrefillMs, driver);
+        StepBenchmark benchmark = new StepBenchmark(layers, seed, warmup, steps, cublasPrefillMs, driver, stepOnly);
         try {
             if (profile) {
                 benchmark.runProfile();
@@ -148,10 +153,12 @@ public final class StepBenchmark {
 
             // (a), (b), (c), (e): a device for 16 tenants' sequences and one base sequence
             runSixteen(spec(base, 16 + 2, 17));
-            // (e) again, the 16 prompts in one step: a device whose steps take 16 x 256 rows
-            runBatchedPrefill(spec(base, 16, 17, 16 * PROMPT));
-            // (d): a device for up to 64 sequences
-            runTable(spec(base, 64, 65));
+            if (!stepOnly) {  // --step-only stops here: (a), (b), (c), (e) a prompt a step and (f), to compare builds in one call
+                // (e) again, the 16 prompts in one step: a device whose steps take 16 x 256 rows
+                runBatchedPrefill(spec(base, 16, 17, 16 * PROMPT));
+                // (d): a device for up to 64 sequences
+                runTable(spec(base, 64, 65));
+            }
         }
         printTable();
     }
