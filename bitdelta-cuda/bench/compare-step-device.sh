@@ -13,8 +13,8 @@ out="${OUT:-/tmp/step-compare-out}"
 budget="${BUDGET:-560}"
 present=bitdelta-cuda/target/step-device
 baselines=()
-for folder in bitdelta-cuda/target/step-baseline*/; do
-  [[ -f $folder/REVISION && $folder != */step-baseline-carry/ ]] && baselines+=("${folder%/}")
+for folder in bitdelta-cuda/target/step-baseline bitdelta-cuda/target/step-baseline-*; do  # step-baseline first
+  [[ -f $folder/REVISION && $folder != */step-baseline-carry ]] && baselines+=("$folder")
 done
 [[ ${#baselines[@]} -gt 0 && -f $present/jre.tar.xz ]] || { echo "compare-step-device: carry $present and a step-baseline folder" >&2; exit 1; }
 share=$((budget / (${#baselines[@]} + 1)))
