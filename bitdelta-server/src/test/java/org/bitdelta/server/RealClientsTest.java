@@ -155,11 +155,9 @@ class RealClientsTest {
         StringBuilder received = new StringBuilder();
         RuntimeException failure;
         try (EngineGate gate = EngineGate.hold(engine)) { // the engine waits between steps while the test acts
-            int waitingBefore = engine.stats().waiting();
             CompletableFuture<StreamResponse<ChatCompletionChunk>> opened = CompletableFuture.supplyAsync(
                     () -> openAi.chat().completions().createStreaming(params), command -> Thread.ofVirtual().start(command));
-            StreamLifecycleTest.waitFor("the stream's request to reach the engine", 10_000, () -> engine.stats().waiting() == waitingBefore + 1);
-            gate.advance(12); // admitted and about 11 of its 450 tokens generated
+            gate.admit(1, 12); // admitted and about 11 of its 450 tokens generated
             try (StreamResponse<ChatCompletionChunk> stream = opened.get(30, TimeUnit.SECONDS)) {
                 var chunks = stream.stream().iterator();
                 for (int i = 0; i < 4; i++) {

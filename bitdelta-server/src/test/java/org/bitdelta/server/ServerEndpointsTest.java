@@ -76,7 +76,7 @@ class ServerEndpointsTest {
             // The completion's metrics are recorded, and its HTTP request counted, once its handler has returned, which
             // can be after the client read [DONE]: scrape until they are there.
             String[] scraped = new String[1];
-            StreamLifecycleTest.waitFor("the completion's metrics", 10_000, () -> {
+            TestServer.waitFor("the completion's metrics", 10_000, () -> {
                 HttpTestClient.Answer answer = client.get("/metrics");
                 assertEquals(200, answer.status());
                 assertTrue(answer.response().headers().firstValue("content-type").orElse("").startsWith("text/plain"),
@@ -114,7 +114,7 @@ class ServerEndpointsTest {
             for (int i = 0; i < 64; i++) { // 32 x 480 steps of queue: it outlasts a slow machine's server start and HTTP setup
                 fillers.add(engine.submit(Request.text("base", "Lily wanted to").maxTokens(480).ignoreEos(true).temperature(0)));
             }
-            StreamLifecycleTest.waitFor("both slots taken", 10_000, () -> engine.stats().running() == 2);
+            TestServer.waitFor("both slots taken", 10_000, () -> engine.stats().running() == 2);
             try (BitDeltaServer server = BitDeltaServer.start(engine, ServerOptions.defaults().port(0).streamHeartbeat(Duration.ofMillis(20)));
                  HttpTestClient client = new HttpTestClient(server)) {
                 HttpResponse<Stream<String>> response = client.open("/v1/completions", HttpTestClient.json("model", "alice", "prompt",
@@ -133,7 +133,7 @@ class ServerEndpointsTest {
                 assertEquals(3, heartbeats);
                 assertEquals(1, StreamLifecycleTest.tenant(engine, "alice").waiting(), "the HTTP request waits for a slot");
                 lines.close();
-                long freed = StreamLifecycleTest.waitFor("the waiting request to go", 5_000,
+                long freed = TestServer.waitFor("the waiting request to go", 5_000,
                         () -> StreamLifecycleTest.tenant(engine, "alice").waiting() == 0);
                 assertEquals(0, StreamLifecycleTest.tenant(engine, "alice").running(), "it left without ever running");
                 assertTrue(engine.stats().waiting() > 0, "it left while requests still queued before it, not when its turn came");

@@ -13,8 +13,8 @@ import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 
+import static org.bitdelta.server.TestServer.waitFor;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
@@ -28,17 +28,6 @@ class StreamLifecycleTest {
     static String longStream(String model) {
         return HttpTestClient.json("model", model, "prompt", "Once upon a time", "max_tokens", LONG, "ignore_eos", true, "temperature", 0,
                 "stream", true);
-    }
-
-    static long waitFor(String what, long timeoutMillis, BooleanSupplier condition) throws InterruptedException {
-        long start = System.nanoTime();
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() - start > TimeUnit.MILLISECONDS.toNanos(timeoutMillis)) {
-                throw new AssertionError("timed out after " + timeoutMillis + " ms waiting for " + what);
-            }
-            TimeUnit.MILLISECONDS.sleep(1);
-        }
-        return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
     }
 
     static EngineStats.TenantStats tenant(Engine engine, String name) {
@@ -60,8 +49,7 @@ class StreamLifecycleTest {
                         + "\r\n\r\n").getBytes(StandardCharsets.US_ASCII));
                 out.write(body);
                 out.flush();
-                waitFor("the stream's request to reach the engine", 10_000, () -> engine.stats().waiting() == 1);
-                gate.advance(8); // admitted and about 7 of its LONG tokens generated
+                gate.admit(1, 8); // admitted and about 7 of its LONG tokens generated
                 BufferedReader in = new BufferedReader(new InputStreamReader(socket.getInputStream(), StandardCharsets.UTF_8));
                 String status = in.readLine();
                 assertTrue(status.startsWith("HTTP/1.1 200"), status);
@@ -105,7 +93,6 @@ class StreamLifecycleTest {
             CompletableFuture<HttpTestClient.Answer> doomedWhole;
             CompletableFuture<HttpTestClient.Streamed> otherStream;
             try (EngineGate gate = EngineGate.hold(engine)) { // the engine waits between steps while the test acts
-                int waitingBefore = engine.stats().waiting();
                 doomedStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions", longStream("doomed")),
                         command -> Thread.ofVirtual().start(command));
                 doomedWhole = CompletableFuture.supplyAsync(() -> client.post("/v1/completions",
@@ -113,8 +100,7 @@ class StreamLifecycleTest {
                         command -> Thread.ofVirtual().start(command));
                 otherStream = CompletableFuture.supplyAsync(() -> client.stream("/v1/completions", other),
                         command -> Thread.ofVirtual().start(command));
-                waitFor("the three requests to reach the engine", 10_000, () -> engine.stats().waiting() == waitingBefore + 3);
-                gate.advance(3); // admitted and a few tokens into their LONG
+                gate.admit(3, 3); // admitted and a few tokens into their LONG
                 EngineStats.TenantStats running = tenant(engine, "doomed");
                 assertEquals(2, running == null ? 0 : running.running(), "both of doomed's requests run: " + engine.stats());
                 HttpTestClient.Answer unloaded = client.delete("/v1/tenants/doomed");

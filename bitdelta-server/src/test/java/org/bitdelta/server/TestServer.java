@@ -12,6 +12,8 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
 
 /**
  * One engine on the bundled stories260K family, shared by the server's tests (compressing and loading once per test
@@ -25,6 +27,18 @@ final class TestServer {
     private static Path deltas;
 
     private TestServer() {
+    }
+
+    /** Polls {@code condition} every millisecond until it holds; the milliseconds that took, or an AssertionError. */
+    static long waitFor(String what, long timeoutMillis, BooleanSupplier condition) throws InterruptedException {
+        long start = System.nanoTime();
+        while (!condition.getAsBoolean()) {
+            if (System.nanoTime() - start > TimeUnit.MILLISECONDS.toNanos(timeoutMillis)) {
+                throw new AssertionError("timed out after " + timeoutMillis + " ms waiting for " + what);
+            }
+            TimeUnit.MILLISECONDS.sleep(1);
+        }
+        return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - start);
     }
 
     static synchronized Engine engine() {
